@@ -1,0 +1,192 @@
+// Package bus holds what the Kafka and AMQP buses share: the message shape a
+// handler sees, the handler and middleware types, and the middleware that
+// every consumer composes (recover, timeout, retry with backoff).
+//
+// A handler returns nil when the message's effect is durable; only then does a
+// consumer mark the Kafka offset or ack the AMQP delivery. An error wrapped
+// with Permanent is never retried: the consumer sends the message to its
+// dead-letter destination at once.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime/debug"
+	"time"
+)
+
+// Message is one message as published to or received from a broker.
+type Message struct {
+	// Topic is the Kafka topic, or the AMQP exchange the message was published to.
+	Topic string
+	// Key is the Kafka message key, or the AMQP routing key.
+	Key string
+	// Value is the encoded payload (Avro single-object encoding for events).
+	Value []byte
+	// Headers carry trace context, correlation id, event type and content type.
+	Headers map[string]string
+
+	// Set on received messages only.
+	Partition int32     // Kafka partition; 0 for AMQP
+	Offset    int64     // Kafka offset; AMQP delivery tag
+	Timestamp time.Time // broker or publisher timestamp
+	// Attempt counts handler invocations for this delivery, starting at 1.
+	Attempt int
+}
+
+// Header returns the value of header name, or "".
+func (m *Message) Header(name string) string {
+	if m.Headers == nil {
+		return ""
+	}
+	return m.Headers[name]
+}
+
+// SetHeader sets header name, allocating the map when needed.
+func (m *Message) SetHeader(name, value string) {
+	if m.Headers == nil {
+		m.Headers = make(map[string]string, 4)
+	}
+	m.Headers[name] = value
+}
+
+// Well-known header names besides the W3C trace context ones.
+const (
+	HeaderEventType   = "event_type"
+	HeaderContentType = "content-type"
+	// Dead-letter headers describe why and where a message failed.
+	HeaderDLQError     = "dlq.error"
+	HeaderDLQTopic     = "dlq.original_topic"
+	HeaderDLQPartition = "dlq.original_partition"
+	HeaderDLQOffset    = "dlq.original_offset"
+	HeaderDLQAttempts  = "dlq.attempts"
+	HeaderDLQGroup     = "dlq.consumer_group"
+	HeaderDLQFailedAt  = "dlq.failed_at"
+)
+
+// ContentTypeAvro is the content type of events in Avro single-object encoding.
+const ContentTypeAvro = "application/vnd.apache.avro+binary"
+
+// Handler processes one message. It returns nil once the message's effect is durable.
+type Handler func(ctx context.Context, msg *Message) error
+
+// Middleware wraps a Handler with behaviour such as retries or recovery.
+type Middleware func(Handler) Handler
+
+// Chain wraps h with mws; the first middleware is the outermost.
+func Chain(h Handler, mws ...Middleware) Handler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
+}
+
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as a failure that retrying cannot fix, such as a
+// message that does not decode. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err: err}
+}
+
+// IsPermanent reports whether err, or an error it wraps, was marked Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
+
+// Recover turns a panic in the handler into a permanent error carrying the stack.
+func Recover() Middleware {
+	return func(next Handler) Handler {
+		return func(ctx context.Context, msg *Message) (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					err = Permanent(fmt.Errorf("handler panic: %v\n%s", r, debug.Stack()))
+				}
+			}()
+			return next(ctx, msg)
+		}
+	}
+}
+
+// Timeout bounds each handler invocation to d.
+func Timeout(d time.Duration) Middleware {
+	return func(next Handler) Handler {
+		return func(ctx context.Context, msg *Message) error {
+			ctx, cancel := context.WithTimeout(ctx, d)
+			defer cancel()
+			return next(ctx, msg)
+		}
+	}
+}
+
+// RetryPolicy bounds the retries of a transient failure.
+type RetryPolicy struct {
+	// MaxAttempts is the total number of handler invocations, first one included.
+	MaxAttempts int
+	// InitialBackoff is the wait before the second attempt; each further wait
+	// doubles, up to MaxBackoff, with full jitter.
+	InitialBackoff time.Duration
+	MaxBackoff     time.Duration
+}
+
+// DefaultRetryPolicy retries a transient failure four times over about two seconds.
+func DefaultRetryPolicy() RetryPolicy {
+	return RetryPolicy{MaxAttempts: 5, InitialBackoff: 100 * time.Millisecond, MaxBackoff: time.Second}
+}
+
+// Validate reports a policy that cannot work.
+func (p RetryPolicy) Validate() error {
+	switch {
+	case p.MaxAttempts < 1:
+		return fmt.Errorf("retry policy: max attempts %d < 1", p.MaxAttempts)
+	case p.InitialBackoff <= 0 || p.MaxBackoff < p.InitialBackoff:
+		return fmt.Errorf("retry policy: backoff %s..%s is not a positive range", p.InitialBackoff, p.MaxBackoff)
+	}
+	return nil
+}
+
+// Backoff returns the wait before attempt n+1 after n failed attempts (n >= 1):
+// a random duration in [d/2, d] where d = InitialBackoff * 2^(n-1), capped at MaxBackoff.
+func (p RetryPolicy) Backoff(n int) time.Duration {
+	d := p.InitialBackoff
+	for i := 1; i < n && d < p.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, p.MaxBackoff)
+	half := d / 2
+	return half + rand.N(d-half+1)
+}
+
+// Retry re-invokes the handler on transient errors with exponential backoff
+// and jitter, at most p.MaxAttempts times in all. It returns the last error;
+// permanent errors and context cancellation end the retries at once.
+func Retry(p RetryPolicy) Middleware {
+	return func(next Handler) Handler {
+		return func(ctx context.Context, msg *Message) error {
+			var err error
+			for attempt := 1; ; attempt++ {
+				msg.Attempt = attempt
+				err = next(ctx, msg)
+				if err == nil || IsPermanent(err) || attempt >= p.MaxAttempts {
+					return err
+				}
+				timer := time.NewTimer(p.Backoff(attempt))
+				select {
+				case <-ctx.Done():
+					timer.Stop()
+					return errors.Join(err, ctx.Err())
+				case <-timer.C:
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,309 @@
+package events
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"reflect"
+
+	"github.com/linkedin/goavro/v2"
+
+	"github.com/cosmic-horizons/fleet/libs/events/avroschema"
+	"github.com/cosmic-horizons/fleet/schemas"
+)
+
+// Avro single-object encoding: a two-byte marker, the 8-byte little-endian
+// CRC-64-AVRO (Rabin) fingerprint of the writer schema's parsing canonical
+// form, then the Avro binary body.
+const (
+	magic0     = 0xC3
+	magic1     = 0x01
+	headerSize = 10
+)
+
+// DefaultMaxMessageSize bounds the encoded size Decode accepts.
+const DefaultMaxMessageSize = 1 << 20
+
+// ContentType is the content-type header value of encoded events.
+const ContentType = "application/vnd.apache.avro+binary; encoding=single-object"
+
+// CodecConfig selects the schemas a Codec uses. The zero value uses the
+// embedded schemas of the schemas module with the latest version of each
+// topic as both writer and reader.
+type CodecConfig struct {
+	// Schemas is a tree laid out like the schemas module (avro/<topic>/vN.avsc);
+	// nil means the embedded schemas.
+	Schemas fs.FS
+	// WriterVersions pins the version Encode writes per topic; absent means latest.
+	WriterVersions map[string]int
+	// ReaderVersions pins the version Decode resolves to per topic; absent means latest.
+	ReaderVersions map[string]int
+	// MaxMessageSize bounds the size Decode accepts; 0 means DefaultMaxMessageSize.
+	MaxMessageSize int
+}
+
+// Validate reports the first thing wrong with cfg.
+func (cfg CodecConfig) Validate() error {
+	if cfg.MaxMessageSize < 0 {
+		return fmt.Errorf("codec config: max message size %d < 0", cfg.MaxMessageSize)
+	}
+	return nil
+}
+
+// schemaVersion is one parsed version of a topic's schema.
+type schemaVersion struct {
+	topic   string
+	version int
+	schema  *avroschema.Schema
+	goavro  *goavro.Codec
+	header  [headerSize]byte
+}
+
+type topicCodec struct {
+	writer *schemaVersion
+	reader *schemaVersion
+	// plans decode data of each writer version, by fingerprint, into the reader schema.
+	plans map[uint64]decodeFn
+}
+
+// Codec encodes events to and decodes them from Avro single-object encoding.
+// It is built once (parsing every schema version and compiling every
+// writer-to-reader resolution) and is safe for concurrent use.
+type Codec struct {
+	topics  map[string]*topicCodec
+	byFP    map[uint64]*schemaVersion
+	binder  *binder
+	maxSize int
+}
+
+// NewCodec builds a codec over the embedded schemas, writing and reading
+// the latest version of every topic.
+func NewCodec() (*Codec, error) { return NewCodecWithConfig(CodecConfig{}) }
+
+// NewCodecWithConfig builds a codec as cfg says.
+func NewCodecWithConfig(cfg CodecConfig) (*Codec, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	fsys := cfg.Schemas
+	if fsys == nil {
+		fsys = schemas.FS()
+	}
+	c := &Codec{
+		topics:  map[string]*topicCodec{},
+		byFP:    map[uint64]*schemaVersion{},
+		binder:  newBinder(),
+		maxSize: cfg.MaxMessageSize,
+	}
+	if c.maxSize == 0 {
+		c.maxSize = DefaultMaxMessageSize
+	}
+	topics, err := schemas.TopicsIn(fsys)
+	if err != nil {
+		return nil, fmt.Errorf("new codec: %w", err)
+	}
+	for _, topic := range topics {
+		if err := c.addTopic(fsys, topic, cfg.WriterVersions[topic], cfg.ReaderVersions[topic]); err != nil {
+			return nil, fmt.Errorf("new codec: %w", err)
+		}
+	}
+	return c, nil
+}
+
+func pick(versions []*schemaVersion, want int, role string) (*schemaVersion, error) {
+	if want == 0 {
+		return versions[len(versions)-1], nil
+	}
+	if want < 1 || want > len(versions) {
+		return nil, fmt.Errorf("%s version %d of %s does not exist", role, want, versions[0].topic)
+	}
+	return versions[want-1], nil
+}
+
+func (c *Codec) addTopic(fsys fs.FS, topic string, writerVersion, readerVersion int) error {
+	files, err := schemas.VersionsIn(fsys, topic)
+	if err != nil {
+		return err
+	}
+	versions := make([]*schemaVersion, 0, len(files))
+	for _, f := range files {
+		s, err := avroschema.Parse(f.Schema)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.Path, err)
+		}
+		g, err := goavro.NewCodec(string(f.Schema))
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.Path, err)
+		}
+		v := &schemaVersion{topic: topic, version: f.Version, schema: s, goavro: g}
+		v.header[0], v.header[1] = magic0, magic1
+		binary.LittleEndian.PutUint64(v.header[2:], g.Rabin)
+		if other, dup := c.byFP[g.Rabin]; dup {
+			return fmt.Errorf("%s: same canonical schema as %s v%d", f.Path, other.topic, other.version)
+		}
+		c.byFP[g.Rabin] = v
+		versions = append(versions, v)
+	}
+	tc := &topicCodec{plans: map[uint64]decodeFn{}}
+	if tc.writer, err = pick(versions, writerVersion, "writer"); err != nil {
+		return err
+	}
+	if tc.reader, err = pick(versions, readerVersion, "reader"); err != nil {
+		return err
+	}
+	if err := checkPayloadTypes(tc.reader.schema); err != nil {
+		return fmt.Errorf("%s v%d: %w", topic, tc.reader.version, err)
+	}
+	comp := newCompiler()
+	for _, v := range versions {
+		plan, err := comp.compile(v.schema, tc.reader.schema, "")
+		if err != nil {
+			return fmt.Errorf("%s: v%d cannot be read as v%d: %w", topic, v.version, tc.reader.version, err)
+		}
+		tc.plans[v.goavro.Rabin] = plan
+	}
+	c.topics[topic] = tc
+	return nil
+}
+
+// checkPayloadTypes makes sure every payload branch of s has a Go type.
+func checkPayloadTypes(s *avroschema.Schema) error {
+	f := s.Field("payload")
+	if f == nil || f.Type.Kind != avroschema.Union {
+		return errors.New("schema has no payload union")
+	}
+	known := map[string]bool{}
+	for _, p := range PayloadTypes() {
+		known[reflect.TypeOf(p).Name()] = true
+	}
+	for _, b := range f.Type.Branches {
+		if b.Kind != avroschema.Record || !known[b.ShortName()] {
+			return fmt.Errorf("payload branch %s has no Go type", b.TypeName())
+		}
+	}
+	return nil
+}
+
+// WriterVersion returns the schema version Encode writes for topic.
+func (c *Codec) WriterVersion(topic string) (int, bool) {
+	tc, ok := c.topics[topic]
+	if !ok {
+		return 0, false
+	}
+	return tc.writer.version, true
+}
+
+// Encode validates ev and writes it in single-object encoding with the
+// writer schema of its topic. The envelope's schema_version is written as
+// the version actually used, whatever ev carries.
+func (c *Codec) Encode(ev Event) (out []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("encode %s: panic: %v", ev.EventType, r)
+		}
+	}()
+	if err := ev.Validate(); err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
+	}
+	topic := ev.Topic()
+	tc, ok := c.topics[topic]
+	if !ok {
+		return nil, fmt.Errorf("encode %s: no schema for topic %s", ev.EventType, topic)
+	}
+	ev.SchemaVersion = int32(tc.writer.version)
+	native, err := c.binder.toNative(tc.writer.schema, reflect.ValueOf(ev), "")
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", ev.EventType, err)
+	}
+	buf := make([]byte, headerSize, 256)
+	copy(buf, tc.writer.header[:])
+	buf, err = tc.writer.goavro.BinaryFromNative(buf, native)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", ev.EventType, err)
+	}
+	return buf, nil
+}
+
+// Decode reads an event of topic from single-object encoding, resolving
+// the writer's schema (found by fingerprint) to the codec's reader schema,
+// and validates it. Malformed input yields an error, never a panic.
+func (c *Codec) Decode(topic string, b []byte) (ev Event, err error) {
+	native, reader, err := c.decodeNative(topic, b)
+	if err != nil {
+		return Event{}, err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			ev, err = Event{}, fmt.Errorf("decode %s: panic: %v", topic, r)
+		}
+	}()
+	if err := c.binder.fromNative(reader, native, reflect.ValueOf(&ev).Elem(), ""); err != nil {
+		return Event{}, fmt.Errorf("decode %s: %w", topic, err)
+	}
+	if err := ev.Validate(); err != nil {
+		return Event{}, fmt.Errorf("decode %s: %w", topic, err)
+	}
+	if ev.Topic() != topic {
+		return Event{}, fmt.Errorf("decode %s: payload %s belongs to topic %s", topic, ev.EventType, ev.Topic())
+	}
+	return ev, nil
+}
+
+// DecodeNative is Decode without the conversion to Go types: the event as
+// goavro-style native values shaped by the reader schema, e.g. for tools
+// that print events or for fields the Go types do not carry yet.
+func (c *Codec) DecodeNative(topic string, b []byte) (map[string]any, error) {
+	native, _, err := c.decodeNative(topic, b)
+	return native, err
+}
+
+// Fingerprint returns the writer fingerprint of an encoded event.
+func Fingerprint(b []byte) (uint64, error) {
+	if len(b) < headerSize {
+		return 0, fmt.Errorf("message of %d bytes is shorter than the %d-byte header", len(b), headerSize)
+	}
+	if b[0] != magic0 || b[1] != magic1 {
+		return 0, fmt.Errorf("not Avro single-object encoding: marker %#x %#x", b[0], b[1])
+	}
+	return binary.LittleEndian.Uint64(b[2:headerSize]), nil
+}
+
+func (c *Codec) decodeNative(topic string, b []byte) (native map[string]any, reader *avroschema.Schema, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			native, reader, err = nil, nil, fmt.Errorf("decode %s: panic: %v", topic, r)
+		}
+	}()
+	if len(b) > c.maxSize {
+		return nil, nil, fmt.Errorf("decode %s: message of %d bytes exceeds the limit of %d", topic, len(b), c.maxSize)
+	}
+	fp, err := Fingerprint(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("decode %s: %w", topic, err)
+	}
+	tc, ok := c.topics[topic]
+	if !ok {
+		return nil, nil, fmt.Errorf("decode: unknown topic %q", topic)
+	}
+	plan, ok := tc.plans[fp]
+	if !ok {
+		if v, known := c.byFP[fp]; known {
+			return nil, nil, fmt.Errorf("decode %s: fingerprint %x is schema v%d of topic %s", topic, fp, v.version, v.topic)
+		}
+		return nil, nil, fmt.Errorf("decode %s: unknown schema fingerprint %x", topic, fp)
+	}
+	r := &byteReader{b: b, pos: headerSize}
+	v, err := plan(r)
+	if err != nil {
+		return nil, nil, fmt.Errorf("decode %s: %w", topic, err)
+	}
+	if r.remaining() != 0 {
+		return nil, nil, fmt.Errorf("decode %s: %d trailing bytes", topic, r.remaining())
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, nil, fmt.Errorf("decode %s: top level is %T, not a record", topic, v)
+	}
+	return m, tc.reader.schema, nil
+}
