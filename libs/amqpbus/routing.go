@@ -1,0 +1,41 @@
+package amqpbus
+
+import (
+	"strings"
+)
+
+// maxShortString is the AMQP limit on routing keys, queue and exchange names.
+const maxShortString = 255
+
+// AllJobsPattern binds to every job event.
+const AllJobsPattern = "#"
+
+// AllUsersPattern binds to the notifications of every user.
+const AllUsersPattern = "user.*"
+
+// JobRoutingKey is the routing key of a job event on job.events:
+// "job.<user_id>.<job_id>.<event>", where event is eventType without its
+// "job." prefix ("job.queued" → "queued").
+func JobRoutingKey(userID, jobID, eventType string) string {
+	return "job." + escapeWord(userID) + "." + escapeWord(jobID) + "." + escapeWord(strings.TrimPrefix(eventType, "job."))
+}
+
+// JobPattern binds to every event of one job.
+func JobPattern(jobID string) string { return "job.*." + escapeWord(jobID) + ".#" }
+
+// UserPattern binds to every job event of one user.
+func UserPattern(userID string) string { return "job." + escapeWord(userID) + ".#" }
+
+// EventTypePattern binds to one event type of every job, e.g. "job.failed".
+func EventTypePattern(eventType string) string {
+	return "job.*.*." + escapeWord(strings.TrimPrefix(eventType, "job."))
+}
+
+// UserNotificationKey is the routing key of a notification for one user on
+// the notifications exchange, and the pattern that binds to them.
+func UserNotificationKey(userID string) string { return "user." + escapeWord(userID) }
+
+// wordEscaper keeps an id one literal word of a topic routing key.
+var wordEscaper = strings.NewReplacer("%", "%25", ".", "%2E", "*", "%2A", "#", "%23")
+
+func escapeWord(s string) string { return wordEscaper.Replace(s) }
