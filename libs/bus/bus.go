@@ -66,8 +66,8 @@ const (
 	HeaderDLQFailedAt  = "dlq.failed_at"
 )
 
-// ContentTypeAvro is the content type of events in Avro single-object encoding.
-const ContentTypeAvro = "application/vnd.apache.avro+binary"
+// ContentTypeAvro is the content type of events: Avro single-object encoding.
+const ContentTypeAvro = "application/vnd.apache.avro+binary; encoding=single-object"
 
 // Handler processes one message. It returns nil once the message's effect is durable.
 type Handler func(ctx context.Context, msg *Message) error

@@ -9,6 +9,7 @@ import (
 
 	"github.com/linkedin/goavro/v2"
 
+	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events/avroschema"
 	"github.com/cosmic-horizons/fleet/schemas"
 )
@@ -26,7 +27,7 @@ const (
 const DefaultMaxMessageSize = 1 << 20
 
 // ContentType is the content-type header value of encoded events.
-const ContentType = "application/vnd.apache.avro+binary; encoding=single-object"
+const ContentType = bus.ContentTypeAvro
 
 // CodecConfig selects the schemas a Codec uses. The zero value uses the
 // embedded schemas of the schemas module with the latest version of each

@@ -1,0 +1,450 @@
+package kafkabus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/cosmic-horizons/fleet/libs/bus"
+	"github.com/cosmic-horizons/fleet/libs/events"
+)
+
+// Initial offsets of a group that has no committed offset for a partition.
+const (
+	OffsetOldest = "oldest"
+	OffsetNewest = "newest"
+)
+
+// ConsumerConfig configures a consumer group runner.
+type ConsumerConfig struct {
+	Connection
+	// Group is the consumer group id.
+	Group string
+	// Topics are consumed together by one group session.
+	Topics []string
+	// Retry bounds the handler's retries of a transient failure before the
+	// message goes to the dead-letter topic; default bus.DefaultRetryPolicy.
+	Retry bus.RetryPolicy
+	// HandlerTimeout bounds each handler invocation; default 30s.
+	HandlerTimeout time.Duration
+	// DLQ publishes failed messages to <topic>.dlq. Required.
+	DLQ *Producer
+	// DLQRetry paces the retries of a failed dead-letter publish, which go
+	// on until the session ends; MaxAttempts is ignored. Default 100ms..5s.
+	DLQRetry bus.RetryPolicy
+	// InitialOffset applies to partitions without a committed offset:
+	// OffsetOldest (default) or OffsetNewest.
+	InitialOffset string
+	// SessionTimeout is how long the coordinator waits for a heartbeat
+	// before it evicts the member; default 10s. HeartbeatInterval defaults
+	// to a third of it.
+	SessionTimeout    time.Duration
+	HeartbeatInterval time.Duration
+	// RebalanceTimeout is how long members get to finish their in-flight
+	// messages and commit when the group rebalances; default 30s.
+	RebalanceTimeout time.Duration
+	// CommitInterval is the period of the commit of marked offsets; default 1s.
+	// Offsets are also committed synchronously at the end of every session.
+	CommitInterval time.Duration
+	// TracerProvider creates the consumer spans; default the global provider.
+	TracerProvider trace.TracerProvider
+}
+
+// DefaultConsumerConfig returns the defaults for group consuming topics;
+// DLQ is still to be set.
+func DefaultConsumerConfig(conn Connection, group string, topics ...string) ConsumerConfig {
+	return ConsumerConfig{
+		Connection:       conn,
+		Group:            group,
+		Topics:           topics,
+		Retry:            bus.DefaultRetryPolicy(),
+		HandlerTimeout:   30 * time.Second,
+		DLQRetry:         bus.RetryPolicy{MaxAttempts: 1, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second},
+		InitialOffset:    OffsetOldest,
+		SessionTimeout:   10 * time.Second,
+		RebalanceTimeout: 30 * time.Second,
+		CommitInterval:   time.Second,
+	}
+}
+
+func (c ConsumerConfig) withDefaults() ConsumerConfig {
+	d := DefaultConsumerConfig(c.Connection, c.Group, c.Topics...)
+	if c.Retry == (bus.RetryPolicy{}) {
+		c.Retry = d.Retry
+	}
+	if c.HandlerTimeout == 0 {
+		c.HandlerTimeout = d.HandlerTimeout
+	}
+	if c.DLQRetry == (bus.RetryPolicy{}) {
+		c.DLQRetry = d.DLQRetry
+	}
+	if c.InitialOffset == "" {
+		c.InitialOffset = d.InitialOffset
+	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = d.SessionTimeout
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = c.SessionTimeout / 3
+	}
+	if c.RebalanceTimeout == 0 {
+		c.RebalanceTimeout = d.RebalanceTimeout
+	}
+	if c.CommitInterval == 0 {
+		c.CommitInterval = d.CommitInterval
+	}
+	return c
+}
+
+// Validate reports the first setting that cannot work. Zero values are
+// replaced by defaults before validation in NewConsumer.
+func (c ConsumerConfig) Validate() error {
+	if err := c.Connection.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case c.Group == "":
+		return errors.New("kafka consumer: group is empty")
+	case len(c.Topics) == 0:
+		return errors.New("kafka consumer: no topics")
+	case c.DLQ == nil:
+		return errors.New("kafka consumer: a dead-letter producer is required")
+	case c.HandlerTimeout <= 0:
+		return fmt.Errorf("kafka consumer: handler timeout %s <= 0", c.HandlerTimeout)
+	case c.InitialOffset != OffsetOldest && c.InitialOffset != OffsetNewest:
+		return fmt.Errorf("kafka consumer: initial offset %q is neither %q nor %q", c.InitialOffset, OffsetOldest, OffsetNewest)
+	case c.SessionTimeout <= 0 || c.HeartbeatInterval <= 0 || c.HeartbeatInterval >= c.SessionTimeout:
+		return fmt.Errorf("kafka consumer: heartbeat interval %s must be positive and below session timeout %s", c.HeartbeatInterval, c.SessionTimeout)
+	case c.RebalanceTimeout <= 0:
+		return fmt.Errorf("kafka consumer: rebalance timeout %s <= 0", c.RebalanceTimeout)
+	case c.CommitInterval <= 0:
+		return fmt.Errorf("kafka consumer: commit interval %s <= 0", c.CommitInterval)
+	}
+	for _, t := range c.Topics {
+		if t == "" {
+			return errors.New("kafka consumer: empty topic name")
+		}
+	}
+	if err := c.Retry.Validate(); err != nil {
+		return fmt.Errorf("kafka consumer: %w", err)
+	}
+	if err := c.DLQRetry.Validate(); err != nil {
+		return fmt.Errorf("kafka consumer: dead-letter %w", err)
+	}
+	return nil
+}
+
+func (c ConsumerConfig) saramaConfig() (*sarama.Config, error) {
+	cfg, err := ClientConfig(c.Connection)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Consumer.Return.Errors = true
+	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
+	if c.InitialOffset == OffsetNewest {
+		cfg.Consumer.Offsets.Initial = sarama.OffsetNewest
+	}
+	cfg.Consumer.Offsets.AutoCommit.Enable = true
+	cfg.Consumer.Offsets.AutoCommit.Interval = c.CommitInterval
+	cfg.Consumer.Group.Session.Timeout = c.SessionTimeout
+	cfg.Consumer.Group.Heartbeat.Interval = c.HeartbeatInterval
+	cfg.Consumer.Group.Rebalance.Timeout = c.RebalanceTimeout
+	cfg.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
+	// Read only committed records, so aborted transactional writes never
+	// reach a handler.
+	cfg.Consumer.IsolationLevel = sarama.ReadCommitted
+	return cfg, nil
+}
+
+// Consumer runs a handler over the messages of a consumer group. Messages of
+// one partition are handled one at a time, in offset order.
+type Consumer struct {
+	cfg     ConsumerConfig
+	scfg    *sarama.Config
+	handler bus.Handler
+	logger  *slog.Logger
+	metrics *consumerMetrics
+	tracer  trace.Tracer
+
+	ready   atomic.Bool
+	running atomic.Bool
+}
+
+// NewConsumer prepares a consumer group runner; Run connects and consumes.
+// handler is wrapped as Recover → Retry(cfg.Retry) → Timeout(cfg.HandlerTimeout).
+func NewConsumer(cfg ConsumerConfig, handler bus.Handler, logger *slog.Logger, reg prometheus.Registerer) (*Consumer, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if handler == nil {
+		return nil, errors.New("kafka consumer: nil handler")
+	}
+	scfg, err := cfg.saramaConfig()
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := newConsumerMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("kafka consumer: %w", err)
+	}
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	return &Consumer{
+		cfg:     cfg,
+		scfg:    scfg,
+		handler: bus.Chain(handler, bus.Recover(), bus.Retry(cfg.Retry), bus.Timeout(cfg.HandlerTimeout)),
+		logger:  logger.With("group", cfg.Group),
+		metrics: metrics,
+		tracer:  tp.Tracer(instrumentationName),
+	}, nil
+}
+
+// Ready reports whether the consumer has joined its group and received its
+// first assignment; it stays true across later rebalances.
+func (c *Consumer) Ready() bool { return c.ready.Load() }
+
+// Check returns an error until the consumer is Ready, for readiness probes.
+func (c *Consumer) Check(context.Context) error {
+	if !c.Ready() {
+		return fmt.Errorf("kafka consumer group %s: not yet assigned", c.cfg.Group)
+	}
+	return nil
+}
+
+// Run joins the group and handles messages until ctx ends, then commits the
+// marked offsets, leaves the group and returns nil. Each rebalance starts a
+// new group session. Run may be called once.
+func (c *Consumer) Run(ctx context.Context) error {
+	if !c.running.CompareAndSwap(false, true) {
+		return errors.New("kafka consumer: Run called twice")
+	}
+	group, err := sarama.NewConsumerGroup(c.cfg.Brokers, c.cfg.Group, c.scfg)
+	if err != nil {
+		return fmt.Errorf("kafka consumer group %s: connect to %v: %w", c.cfg.Group, c.cfg.Brokers, err)
+	}
+	errsDone := make(chan struct{})
+	go func() {
+		defer close(errsDone)
+		for err := range group.Errors() {
+			c.logger.Warn("kafka consumer group error", "error", err)
+		}
+	}()
+
+	runErr := c.consumeLoop(ctx, group)
+
+	if err := group.Close(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("kafka consumer group %s: close: %w", c.cfg.Group, err)
+	}
+	<-errsDone
+	return runErr
+}
+
+func (c *Consumer) consumeLoop(ctx context.Context, group sarama.ConsumerGroup) error {
+	h := &groupHandler{c: c}
+	failures := 0
+	for {
+		err := group.Consume(ctx, c.cfg.Topics, h)
+		switch {
+		case errors.Is(err, sarama.ErrClosedConsumerGroup):
+			return nil
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			failures++
+			wait := c.cfg.DLQRetry.Backoff(failures)
+			c.logger.Warn("kafka consumer group session failed", "error", err, "retry_in", wait)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+		default:
+			failures = 0
+		}
+	}
+}
+
+// groupHandler adapts the Consumer to sarama's ConsumerGroupHandler.
+type groupHandler struct{ c *Consumer }
+
+func (h *groupHandler) Setup(sess sarama.ConsumerGroupSession) error {
+	h.c.ready.Store(true)
+	h.c.logger.Info("kafka consumer group session started",
+		"member_id", sess.MemberID(), "generation", sess.GenerationID(), "claims", sess.Claims())
+	return nil
+}
+
+// Cleanup commits the offsets marked during the session synchronously, so a
+// rebalance or shutdown hands the partitions over without re-delivery.
+func (h *groupHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
+	sess.Commit()
+	for topic, partitions := range sess.Claims() {
+		for _, p := range partitions {
+			h.c.metrics.lag.DeleteLabelValues(h.c.cfg.Group, topic, strconv.Itoa(int(p)))
+		}
+	}
+	h.c.logger.Info("kafka consumer group session ended",
+		"member_id", sess.MemberID(), "generation", sess.GenerationID())
+	return nil
+}
+
+// ConsumeClaim handles the messages of one partition in order. It returns
+// as soon as the session ends; messages not yet handled stay unmarked.
+func (h *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	ctx := sess.Context()
+	lag := h.c.metrics.lag.WithLabelValues(h.c.cfg.Group, claim.Topic(), strconv.Itoa(int(claim.Partition())))
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m, ok := <-claim.Messages():
+			if !ok || ctx.Err() != nil {
+				return nil
+			}
+			lag.Set(float64(max(claim.HighWaterMarkOffset()-1-m.Offset, 0)))
+			if !h.c.process(ctx, sess, m) {
+				return nil
+			}
+		}
+	}
+}
+
+// process handles one message and marks its offset once it is handled or
+// dead-lettered. It returns false when the session ended before that.
+func (c *Consumer) process(ctx context.Context, sess sarama.ConsumerGroupSession, m *sarama.ConsumerMessage) bool {
+	msg := busMessage(m)
+	ctx = extractContext(ctx, msg.Headers)
+	ctx, span := c.tracer.Start(ctx, "process "+m.Topic,
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			semconv.MessagingSystemKafka,
+			semconv.MessagingOperationTypeProcess,
+			semconv.MessagingOperationName("process"),
+			semconv.MessagingDestinationName(m.Topic),
+			semconv.MessagingDestinationPartitionID(strconv.Itoa(int(m.Partition))),
+			semconv.MessagingKafkaOffset(int(m.Offset)),
+			semconv.MessagingConsumerGroupName(c.cfg.Group),
+			semconv.MessagingMessageBodySize(len(m.Value)),
+		))
+	defer span.End()
+	if msg.Key != "" {
+		span.SetAttributes(semconv.MessagingKafkaMessageKey(msg.Key))
+	}
+
+	start := time.Now()
+	err := c.handler(ctx, msg)
+	c.metrics.duration.WithLabelValues(m.Topic).Observe(time.Since(start).Seconds())
+	if err == nil {
+		sess.MarkMessage(m, "")
+		c.metrics.consumed.WithLabelValues(m.Topic, outcomeOK).Inc()
+		return true
+	}
+	span.RecordError(err)
+	span.SetStatus(codes.Error, err.Error())
+	if sess.Context().Err() != nil {
+		// The session ended (rebalance or shutdown) while the handler ran;
+		// the partition's next owner handles the message again.
+		c.metrics.consumed.WithLabelValues(m.Topic, outcomeError).Inc()
+		return false
+	}
+
+	dlq := DeadLetter(msg, c.cfg.Group, err, time.Now())
+	c.logger.WarnContext(ctx, "kafka message failed, sending to dead-letter topic",
+		"topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
+		"attempts", msg.Attempt, "dlq_topic", dlq.Topic, "error", err)
+	if !c.publishDeadLetter(ctx, sess, dlq) {
+		c.metrics.consumed.WithLabelValues(m.Topic, outcomeError).Inc()
+		return false
+	}
+	sess.MarkMessage(m, "")
+	c.metrics.consumed.WithLabelValues(m.Topic, outcomeDLQ).Inc()
+	return true
+}
+
+// publishDeadLetter publishes msg until it is acknowledged or the session ends.
+func (c *Consumer) publishDeadLetter(ctx context.Context, sess sarama.ConsumerGroupSession, msg *bus.Message) bool {
+	for attempt := 1; ; attempt++ {
+		err := c.cfg.DLQ.Publish(ctx, msg)
+		if err == nil {
+			return true
+		}
+		if sess.Context().Err() != nil {
+			return false
+		}
+		wait := c.cfg.DLQRetry.Backoff(attempt)
+		c.logger.ErrorContext(ctx, "kafka dead-letter publish failed; offset stays unmarked",
+			"dlq_topic", msg.Topic, "attempt", attempt, "retry_in", wait, "error", err)
+		select {
+		case <-sess.Context().Done():
+			return false
+		case <-time.After(wait):
+		}
+	}
+}
+
+func busMessage(m *sarama.ConsumerMessage) *bus.Message {
+	msg := &bus.Message{
+		Topic:     m.Topic,
+		Key:       string(m.Key),
+		Value:     m.Value,
+		Partition: m.Partition,
+		Offset:    m.Offset,
+		Timestamp: m.Timestamp,
+	}
+	if len(m.Headers) > 0 {
+		msg.Headers = make(map[string]string, len(m.Headers))
+		for _, h := range m.Headers {
+			if h != nil {
+				msg.Headers[string(h.Key)] = string(h.Value)
+			}
+		}
+	}
+	return msg
+}
+
+// maxDLQErrorBytes bounds the error text header; a panic's stack can be long.
+const maxDLQErrorBytes = 8 << 10
+
+// DeadLetter returns the dead-letter copy of msg, which failed in group with
+// cause: same key and value, addressed to the topic's dead-letter topic, with
+// the original headers plus the bus.HeaderDLQ* headers.
+func DeadLetter(msg *bus.Message, group string, cause error, failedAt time.Time) *bus.Message {
+	headers := make(map[string]string, len(msg.Headers)+7)
+	for k, v := range msg.Headers {
+		headers[k] = v
+	}
+	errText := "unknown error"
+	if cause != nil {
+		errText = cause.Error()
+	}
+	if len(errText) > maxDLQErrorBytes {
+		errText = errText[:maxDLQErrorBytes] + " [truncated]"
+	}
+	headers[bus.HeaderDLQError] = errText
+	headers[bus.HeaderDLQTopic] = msg.Topic
+	headers[bus.HeaderDLQPartition] = strconv.Itoa(int(msg.Partition))
+	headers[bus.HeaderDLQOffset] = strconv.FormatInt(msg.Offset, 10)
+	headers[bus.HeaderDLQAttempts] = strconv.Itoa(max(msg.Attempt, 1))
+	headers[bus.HeaderDLQGroup] = group
+	headers[bus.HeaderDLQFailedAt] = failedAt.UTC().Format(time.RFC3339Nano)
+	return &bus.Message{
+		Topic:   events.DLQTopic(msg.Topic),
+		Key:     msg.Key,
+		Value:   msg.Value,
+		Headers: headers,
+	}
+}

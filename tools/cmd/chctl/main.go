@@ -1,0 +1,101 @@
+// Command chctl is the operator and user command line of the fleet.
+//
+// Usage:
+//
+//	chctl topics [-apply] [-brokers host:port,...]
+//	    create the topics of the catalogue that are missing and verify the
+//	    others; -apply also fixes retention, compression and min.insync.replicas
+//	    of existing topics. Exits 1 when a topic differs from its spec.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	var usage usageError
+	switch {
+	case err == nil:
+	case errors.As(err, &usage):
+		fmt.Fprintln(os.Stderr, "chctl:", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "chctl:", err)
+		os.Exit(1)
+	}
+}
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+const usageText = `chctl: the Cosmic Horizons Fleet command line
+
+Commands:
+  topics    create missing topics of the catalogue and verify existing ones
+
+Run "chctl COMMAND -h" for the flags of a command.`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintln(stdout, usageText)
+		return nil
+	}
+	switch args[0] {
+	case "topics":
+		return runTopics(ctx, args[1:], stdout, stderr)
+	default:
+		return usageError{fmt.Sprintf("unknown command %q (see chctl help)", args[0])}
+	}
+}
+
+func runTopics(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("topics", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	conn := kafkabus.ConnectionFromEnv()
+	brokers := fs.String("brokers", strings.Join(conn.Brokers, ","), "Kafka bootstrap addresses (default $KAFKA_BROKERS)")
+	apply := fs.Bool("apply", false, "alter retention, compression and min.insync.replicas of existing topics to match the catalogue")
+	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	if *brokers == "" {
+		return usageError{"no Kafka brokers: set KAFKA_BROKERS or -brokers"}
+	}
+	cfg, err := events.CatalogueConfigFromEnv()
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	specs, err := events.Catalogue(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	report, err := kafkabus.EnsureTopics(ctx, strings.Split(*brokers, ","), specs, logger,
+		kafkabus.EnsureOptions{Apply: *apply, TLS: conn.TLS, ClientID: "chctl"})
+	if s := report.String(); s != "" {
+		fmt.Fprintln(stdout, s)
+	}
+	if err != nil {
+		return fmt.Errorf("topics: %w", err)
+	}
+	return nil
+}

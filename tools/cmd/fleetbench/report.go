@@ -1,0 +1,54 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"time"
+)
+
+// Targets on a 2-core machine with the brokers on it.
+const (
+	targetThroughputRatio = 0.5
+	targetPublishP99      = 5 * time.Millisecond
+	targetKafkaE2EP99     = 20 * time.Millisecond
+	targetAMQPE2EP99      = 5 * time.Millisecond
+)
+
+type report struct {
+	options
+	started time.Time
+
+	perfTool, busThroughput throughput
+	kafkaAck, kafkaEndToEnd latencies
+	amqpConfirm             latencies
+	amqpEndToEnd            latencies
+}
+
+func (r *report) write(w io.Writer) {
+	ratio := r.busThroughput.recordsPerSec / r.perfTool.recordsPerSec
+	fmt.Fprintf(w, "# Fleet bus benchmark\n\n")
+	fmt.Fprintf(w, "%s · %s/%s · %d CPUs · %d-byte records · latency runs at %d msg/s for %s · brokers on this machine\n\n",
+		r.started.UTC().Format(time.RFC3339), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), r.recordSize, r.rate, r.duration)
+
+	fmt.Fprintf(w, "## Kafka publish throughput (acks=all, idempotent, %s)\n\n", compression)
+	fmt.Fprintf(w, "| producer | records | records/s | MB/s | send P99 |\n|---|---:|---:|---:|---:|\n")
+	fmt.Fprintf(w, "| Kafka ProducerPerformance (Java, unkeyed) | %d | %.0f | %.1f | %s |\n",
+		r.perfTool.records, r.perfTool.recordsPerSec, r.perfTool.mbPerSec, ms(r.perfTool.p99))
+	fmt.Fprintf(w, "| fleet kafkabus.Producer (keyed by 1,000 job ids) | %d | %.0f | %.1f | %s |\n\n",
+		r.busThroughput.records, r.busThroughput.recordsPerSec, r.busThroughput.mbPerSec, ms(r.busThroughput.p99))
+	fmt.Fprintf(w, "Bus / tool: **%.0f%%** (target ≥ %.0f%%: %s)\n\n", ratio*100, targetThroughputRatio*100, verdict(ratio >= targetThroughputRatio))
+
+	fmt.Fprintf(w, "## Latency at %d msg/s\n\n", r.rate)
+	fmt.Fprintf(w, "| path | samples | P50 | P95 | P99 | max | target P99 | |\n|---|---:|---:|---:|---:|---:|---:|---|\n")
+	row := func(name string, l latencies, target time.Duration) {
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s |\n", name, len(l),
+			ms(l.percentile(50)), ms(l.percentile(95)), ms(l.percentile(99)), ms(l.percentile(100)),
+			ms(target), verdict(l.percentile(99) <= target))
+	}
+	row("Kafka publish (call → ack)", r.kafkaAck, targetPublishP99)
+	row("Kafka publish → handler (consumer group)", r.kafkaEndToEnd, targetKafkaE2EP99)
+	row("AMQP publish → handler (confirms, manual ack)", r.amqpEndToEnd, targetAMQPE2EP99)
+	fmt.Fprintf(w, "| AMQP publish → confirm | %d | %s | %s | %s | %s | – | |\n", len(r.amqpConfirm),
+		ms(r.amqpConfirm.percentile(50)), ms(r.amqpConfirm.percentile(95)), ms(r.amqpConfirm.percentile(99)), ms(r.amqpConfirm.percentile(100)))
+}
