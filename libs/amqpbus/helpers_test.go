@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -25,14 +24,10 @@ import (
 
 const waitLong = 60 * time.Second
 
-// amqpURL returns the broker address from AMQP_URL.
+// amqpURL returns the address of the real broker: AMQP_URL or a container.
 func amqpURL(t testing.TB) string {
 	t.Helper()
-	url := os.Getenv("AMQP_URL")
-	if url == "" {
-		testinfra.Unavailable(t, "AMQP_URL is unset")
-	}
-	return url
+	return testinfra.AMQPURL(t)
 }
 
 func testLogger(t testing.TB) *slog.Logger {

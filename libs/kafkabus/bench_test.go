@@ -3,10 +3,8 @@ package kafkabus_test
 import (
 	"context"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+	"github.com/cosmic-horizons/fleet/libs/testinfra"
 )
 
 // benchRecordSize matches the record size given to Kafka's ProducerPerformance
@@ -24,11 +23,7 @@ const benchRecordSize = 512
 
 func benchConn(b *testing.B) kafkabus.Connection {
 	b.Helper()
-	v := os.Getenv("KAFKA_BROKERS")
-	if v == "" {
-		b.Skip("KAFKA_BROKERS is unset")
-	}
-	return kafkabus.Connection{Brokers: strings.Split(v, ","), ClientID: "kafkabus-bench"}
+	return kafkabus.Connection{Brokers: testinfra.KafkaBrokers(b), ClientID: "kafkabus-bench"}
 }
 
 // benchPayload is random upper-case text, like ProducerPerformance's payload.
