@@ -29,9 +29,10 @@ run: up build ## bring up the stack and the five services; Ctrl-C stops them
 	@tools/run.sh
 
 .PHONY: build
-build: ## build the five service binaries into bin/
+build: ## build the five service binaries and chctl into bin/
 	@mkdir -p bin
 	@for s in $(SERVICES); do go build -o bin/$$s ./services/$$s/cmd/$$s; done
+	@go build -o bin/chctl ./tools/cmd/chctl
 
 .PHONY: test
 test: up check ## start the stack, then run every check and test against it

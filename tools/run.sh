@@ -19,6 +19,9 @@ services=(
 )
 pids=()
 
+echo "==> applying the topic catalogue"
+bin/chctl topics
+
 stop_all() {
   trap - INT TERM EXIT
   echo
