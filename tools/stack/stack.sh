@@ -2,38 +2,54 @@
 # Local stack for Cosmic Horizons Fleet: installs and runs the brokers the fleet and its
 # integration tests need, on loopback, without Docker.
 #
-# Components (one install_/start_/ready_/stop_ function set each):
-#   kafka     Apache Kafka 4.x in KRaft combined mode (broker+controller per process); jars
-#             resolved from Maven Central with mvn (tools/stack/kafka/pom.xml), run with the
-#             machine's Java 17. 1 broker (127.0.0.1:9092) or 3 (9092, 9093, 9094), one quorum;
-#             controllers listen on 19092+.
-#   rabbitmq  Debian's rabbitmq-server with the management plugin
-#             (AMQP 127.0.0.1:5672, HTTP API 127.0.0.1:15672, guest/guest).
+# Components (one install_/start_/ready_/stop_/status_/env_/logs_ function set each):
+#   kafka       Apache Kafka 4.x in KRaft combined mode (broker+controller per process); jars
+#               resolved from Maven Central with mvn (tools/stack/kafka/pom.xml), run with the
+#               machine's Java 17. 1 broker (127.0.0.1:9092) or 3 (9092, 9093, 9094), one quorum;
+#               controllers listen on 19092+.
+#   rabbitmq    Debian's rabbitmq-server with the management plugin
+#               (AMQP 127.0.0.1:5672, HTTP API 127.0.0.1:15672, guest/guest).
+#   postgresql  Debian's postgresql (15 on Debian 12), the packaged cluster 'main' started with
+#               pg_ctlcluster on 127.0.0.1:5432; role fleet/fleet (CREATEDB) and database fleet.
+#   mailpit     SMTP sink with an HTTP API (go install github.com/axllent/mailpit@v1.33.1):
+#               SMTP 127.0.0.1:1025, HTTP 127.0.0.1:8025.
+#   jaeger      Jaeger v1.76.0 all-in-one, in-memory (built from tools/stack/jaeger/go.mod,
+#               config tools/stack/jaeger/config.yaml): OTLP gRPC 127.0.0.1:4317, OTLP HTTP
+#               127.0.0.1:4318, UI and query API 127.0.0.1:16686.
+#   slurm       Debian's slurm-wlm, slurmrestd and munge: one node (this host), munged,
+#               slurmctld, slurmd, and slurmrestd (user slurmrest) with JWT on 127.0.0.1:6820;
+#               jobs run as the user fleetjob.
 #
-# Usage:  stack.sh up [--kafka-brokers 1|3] [--components kafka,rabbitmq]
+# Usage:  stack.sh up [--kafka-brokers 1|3] [--components kafka,rabbitmq,...]
 #         stack.sh down [--components ...]
 #         stack.sh env | status | kafka-classpath | logs [-f]
 #         stack.sh kafka-topics ARGS...   (TopicCommand against the running cluster)
 #         stack.sh kafka-tool MAIN_CLASS ARGS...
+#         stack.sh pg-fresh-db [NAME]     (new empty database owned by fleet; prints its URL)
+#         stack.sh slurm-token [SECONDS]  (a slurmrestd JWT for fleetjob)
 #   eval "$(tools/stack/stack.sh up)"   exports the addresses (progress goes to stderr).
 #
 # Environment:
-#   FLEET_STACK_HOME           state, logs and caches (default /var/lib/fleet-stack)
-#   FLEET_STACK_COMPONENTS     default component list (default kafka,rabbitmq)
+#   FLEET_STACK_HOME           state, logs, caches and built tools (default /var/lib/fleet-stack)
+#   FLEET_STACK_COMPONENTS     default component list
+#                              (default kafka,rabbitmq,postgresql,mailpit,jaeger,slurm)
 #   FLEET_STACK_KAFKA_VERSION  Kafka version from Maven Central (default 4.4.0)
 #   FLEET_STACK_KAFKA_BROKERS  broker count when --kafka-brokers is not given (1 or 3)
 #   FLEET_STACK_KAFKA_HEAP     max heap per broker (default 768m)
+#   FLEET_STACK_SLURM_TOKEN_LIFESPAN  seconds SLURM_JWT_TOKEN stays valid (default 86400)
 #   FLEET_STACK_TIMEOUT        seconds to wait for a component to become ready (default 180)
 #   FLEET_STACK_LOG_LINES      lines shown per file by `logs` (default 40)
 #
 # Exports printed by `up` / `env`:
-#   KAFKA_BROKERS, KAFKA_CLASSPATH, AMQP_URL, RABBITMQ_MGMT_URL
+#   KAFKA_BROKERS, KAFKA_CLASSPATH, AMQP_URL, RABBITMQ_MGMT_URL, DATABASE_URL_POSTGRES,
+#   SMTP_ADDR, MAILPIT_URL, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL,
+#   JAEGER_QUERY_URL, SLURMRESTD_URL, SLURM_USER, SLURM_JWT_TOKEN
 #
-# Adding a component (postgres, slurm, mailpit, jaeger): write install_X, start_X, ready_X,
-# stop_X, status_X and env_X, and add X to KNOWN_COMPONENTS.
+# Adding a component: write install_X, start_X, ready_X, stop_X, status_X, env_X and logs_X,
+# and add X to KNOWN_COMPONENTS (and DEFAULT_COMPONENTS when `up` should start it).
 set -euo pipefail
 
-readonly KNOWN_COMPONENTS="kafka rabbitmq"
+readonly KNOWN_COMPONENTS="kafka rabbitmq postgresql mailpit jaeger slurm"
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly SCRIPT_DIR
@@ -57,7 +73,42 @@ readonly RABBIT_MGMT_PORT=15672
 readonly RABBIT_ETC=/etc/rabbitmq
 readonly RABBIT_MARKER="$RUN_DIR/rabbitmq.started"
 
-COMPONENTS="${FLEET_STACK_COMPONENTS:-kafka,rabbitmq}"
+readonly PG_HOST=127.0.0.1
+readonly PG_PORT=5432
+readonly PG_CLUSTER=main
+readonly PG_USER=fleet
+readonly PG_PASSWORD=fleet
+readonly PG_DB=fleet
+readonly PG_MARKER="$RUN_DIR/postgresql.started"
+
+readonly BIN_DIR="$STACK_HOME/bin"
+
+readonly MAILPIT_VERSION=v1.33.1
+readonly MAILPIT_BIN="$BIN_DIR/mailpit"
+readonly MAILPIT_SMTP_PORT=1025
+readonly MAILPIT_HTTP_PORT=8025
+readonly MAILPIT_URL="http://127.0.0.1:$MAILPIT_HTTP_PORT"
+readonly MAILPIT_PIDFILE="$RUN_DIR/mailpit.pid"
+
+readonly JAEGER_VERSION=v1.76.0
+readonly JAEGER_BIN="$BIN_DIR/jaeger"
+readonly JAEGER_OTLP_GRPC_PORT=4317
+readonly JAEGER_OTLP_HTTP_PORT=4318
+readonly JAEGER_QUERY_PORT=16686
+readonly JAEGER_QUERY_URL="http://127.0.0.1:$JAEGER_QUERY_PORT"
+readonly JAEGER_PIDFILE="$RUN_DIR/jaeger.pid"
+
+readonly SLURM_DIR="$STACK_HOME/slurm"
+readonly SLURM_CONF=/etc/slurm/slurm.conf
+readonly SLURM_JWT_KEY="$SLURM_DIR/jwt_hs256.key"
+readonly SLURMRESTD_PORT=6820
+readonly SLURMREST_USER=slurmrest
+readonly SLURM_JOB_USER=fleetjob
+readonly SLURM_TOKEN_LIFESPAN="${FLEET_STACK_SLURM_TOKEN_LIFESPAN:-86400}"
+readonly MUNGE_MARKER="$RUN_DIR/munge.started"
+
+readonly DEFAULT_COMPONENTS=kafka,rabbitmq,postgresql,mailpit,jaeger,slurm
+COMPONENTS="${FLEET_STACK_COMPONENTS:-$DEFAULT_COMPONENTS}"
 APT_UPDATED=0
 
 # ---------------------------------------------------------------------------------------
@@ -409,9 +460,9 @@ status_kafka() {
 		if pid_matches "$pid" kafka.Kafka; then by="stack.sh (pid $pid)"; fi
 		if port_open "$port"; then
 			[[ $by != "-" ]] || by="external"
-			printf '%-14s %-5s %-22s %s\n' "kafka-$i" up "127.0.0.1:$port" "$by"
+			printf '%-17s %-5s %-22s %s\n' "kafka-$i" up "127.0.0.1:$port" "$by"
 		else
-			printf '%-14s %-5s %-22s %s\n' "kafka-$i" down "127.0.0.1:$port" "$by"
+			printf '%-17s %-5s %-22s %s\n' "kafka-$i" down "127.0.0.1:$port" "$by"
 		fi
 	done
 }
@@ -574,10 +625,10 @@ status_rabbitmq() {
 	local by="-" state=down
 	port_open "$RABBIT_PORT" && state=up
 	if [[ $state == up ]] && rabbit_ours; then by="stack.sh (pid $(rabbit_marker_pid))"; elif [[ $state == up ]]; then by="external"; fi
-	printf '%-14s %-5s %-22s %s\n' rabbitmq "$state" "$RABBIT_HOST:$RABBIT_PORT" "$by"
+	printf '%-17s %-5s %-22s %s\n' rabbitmq "$state" "$RABBIT_HOST:$RABBIT_PORT" "$by"
 	state=down
 	port_open "$RABBIT_MGMT_PORT" && state=up
-	printf '%-14s %-5s %-22s %s\n' rabbitmq-mgmt "$state" "$RABBIT_HOST:$RABBIT_MGMT_PORT" "$by"
+	printf '%-17s %-5s %-22s %s\n' rabbitmq-mgmt "$state" "$RABBIT_HOST:$RABBIT_MGMT_PORT" "$by"
 }
 
 env_rabbitmq() {
@@ -593,6 +644,707 @@ logs_rabbitmq() {
 	f=$(rabbit_log)
 	[[ -f $f ]] && echo "$f"
 	return 0
+}
+
+# ---------------------------------------------------------------------------------------
+# postgresql
+
+# Newest PostgreSQL major version installed under /usr/lib/postgresql, or empty.
+pg_version() {
+	local d best=""
+	for d in /usr/lib/postgresql/*/bin/postgres; do
+		[[ -x $d ]] || continue
+		d=${d#/usr/lib/postgresql/}
+		d=${d%%/*}
+		if [[ -z $best ]] || ((d > best)); then best=$d; fi
+	done
+	echo "$best"
+}
+
+pg_ready() { pg_isready -q -h "$PG_HOST" -p "$PG_PORT" -t 2 >/dev/null 2>&1; }
+
+# The postmaster pid of the packaged cluster, from its postmaster.pid, or empty.
+pg_pid() {
+	local v
+	v=$(pg_version)
+	[[ -n $v ]] || return 0
+	head -n1 "/var/lib/postgresql/$v/$PG_CLUSTER/postmaster.pid" 2>/dev/null || true
+}
+
+pg_ours() { [[ -f $PG_MARKER ]] && pid_matches "$(pg_pid)" postgres; }
+
+pg_log() { echo "/var/log/postgresql/postgresql-$(pg_version)-$PG_CLUSTER.log"; }
+
+# pg_psql SQL...: run SQL as the postgres superuser over the local socket.
+pg_psql() {
+	runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$PG_PORT" -d postgres -Atc "$1" 9>&-
+}
+
+install_postgresql() {
+	local before=0
+	if dpkg -s postgresql >/dev/null 2>&1 && [[ -n $(pg_version) ]]; then
+		:
+	else
+		pg_ready && before=1
+		need_pkgs postgresql
+		# Without a policy-rc.d that forbids it, the package starts its cluster on installation.
+		if ((before == 0)) && pg_ready; then
+			note "the postgresql package started its cluster during installation"
+			echo "started=$(date -u +%FT%TZ)" >"$PG_MARKER"
+		fi
+	fi
+	local v
+	v=$(pg_version)
+	[[ -n $v ]] || die "no PostgreSQL server under /usr/lib/postgresql after installing the package"
+	# The package creates the cluster in its postinst; a machine where it was dropped gets a new one.
+	if [[ ! -f /etc/postgresql/$v/$PG_CLUSTER/postgresql.conf ]]; then
+		say "creating PostgreSQL $v cluster $PG_CLUSTER"
+		pg_createcluster "$v" "$PG_CLUSTER" -p "$PG_PORT" >&2 9>&-
+	fi
+	pg_configure "$v"
+}
+
+# pg_configure VERSION: loopback listener through the cluster's conf.d (restart to apply).
+pg_configure() {
+	local v=$1 f
+	f=/etc/postgresql/$v/$PG_CLUSTER/conf.d/fleet-stack.conf
+	local want="# Written by the fleet's tools/stack/stack.sh: loopback only.
+listen_addresses = '$PG_HOST'
+port = $PG_PORT
+max_connections = 200"
+	if [[ ! -f $f || $(<"$f") != "$want" ]]; then
+		mkdir -p "$(dirname "$f")"
+		printf '%s\n' "$want" >"$f"
+		chown postgres:postgres "$f" 2>/dev/null || true
+		PG_RECONFIGURED=1
+	fi
+}
+
+start_postgresql() {
+	local v
+	v=$(pg_version)
+	if pg_ready; then
+		if pg_ours; then
+			note "PostgreSQL already running (started by this script)"
+			if [[ ${PG_RECONFIGURED:-0} == 1 ]]; then
+				say "restarting PostgreSQL to apply $PG_HOST:$PG_PORT"
+				pg_ctlcluster --skip-systemctl-redirect "$v" "$PG_CLUSTER" restart -m fast >&2 9>&-
+			fi
+		else
+			note "PostgreSQL already answers on $PG_HOST:$PG_PORT (not started by this script); leaving it alone"
+		fi
+		return 0
+	fi
+	# A cluster that runs but does not listen on loopback yet (package defaults): restart ours only.
+	if pid_matches "$(pg_pid)" postgres; then
+		if [[ -f $PG_MARKER ]]; then
+			say "restarting PostgreSQL $v/$PG_CLUSTER to listen on $PG_HOST:$PG_PORT"
+			pg_ctlcluster --skip-systemctl-redirect "$v" "$PG_CLUSTER" restart -m fast >&2 9>&-
+			return 0
+		fi
+		die "PostgreSQL $v/$PG_CLUSTER runs (not started by this script) but $PG_HOST:$PG_PORT does not answer"
+	fi
+	say "starting PostgreSQL $v/$PG_CLUSTER on $PG_HOST:$PG_PORT (log $(pg_log))"
+	# --skip-systemctl-redirect: start the postmaster directly (no systemd in containers, and
+	# policy-rc.d may forbid service starts); pg_ctlcluster drops to the cluster's owner.
+	pg_ctlcluster --skip-systemctl-redirect "$v" "$PG_CLUSTER" start >"$LOG_DIR/postgresql-start.log" 2>&1 </dev/null 9>&- || {
+		cat "$LOG_DIR/postgresql-start.log" >&2
+		tail -n 20 "$(pg_log)" >&2 2>/dev/null || true
+		die "pg_ctlcluster $v $PG_CLUSTER start failed; see $(pg_log)"
+	}
+	echo "started=$(date -u +%FT%TZ)" >"$PG_MARKER"
+}
+
+ready_postgresql() {
+	local deadline
+	deadline=$((SECONDS + TIMEOUT))
+	until pg_ready; do
+		((SECONDS < deadline)) || die "PostgreSQL not ready on $PG_HOST:$PG_PORT after ${TIMEOUT}s; see $(pg_log)"
+		sleep 1
+	done
+	# Role and database, idempotently; the password is reset so a changed one heals.
+	local have
+	have=$(pg_psql "SELECT (SELECT count(*) FROM pg_roles WHERE rolname='$PG_USER' AND rolcreatedb AND rolcanlogin)
+		|| ',' || (SELECT count(*) FROM pg_database WHERE datname='$PG_DB')") ||
+		die "psql as postgres failed; see $(pg_log)"
+	if [[ $have != "1,1" ]]; then
+		say "creating PostgreSQL role $PG_USER and database $PG_DB"
+		pg_psql "DO \$\$ BEGIN
+			IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_USER') THEN
+				CREATE ROLE $PG_USER LOGIN CREATEDB PASSWORD '$PG_PASSWORD';
+			ELSE
+				ALTER ROLE $PG_USER LOGIN CREATEDB PASSWORD '$PG_PASSWORD';
+			END IF;
+		END \$\$;" >/dev/null
+		if [[ -z $(pg_psql "SELECT 1 FROM pg_database WHERE datname='$PG_DB'") ]]; then
+			pg_psql "CREATE DATABASE $PG_DB OWNER $PG_USER" >/dev/null
+		fi
+	fi
+	note "PostgreSQL $(pg_version) ready at $(pg_url "$PG_DB")"
+}
+
+pg_url() { printf 'postgres://%s:%s@%s:%s/%s?sslmode=disable' "$PG_USER" "$PG_PASSWORD" "$PG_HOST" "$PG_PORT" "$1"; }
+
+stop_postgresql() {
+	local v
+	v=$(pg_version)
+	if ! pg_ours; then
+		rm -f "$PG_MARKER"
+		note "PostgreSQL: not started by this script; leaving it alone"
+		return 0
+	fi
+	say "stopping PostgreSQL $v/$PG_CLUSTER"
+	pg_ctlcluster --skip-systemctl-redirect "$v" "$PG_CLUSTER" stop -m fast >&2 9>&- ||
+		die "pg_ctlcluster $v $PG_CLUSTER stop failed; see $(pg_log)"
+	rm -f "$PG_MARKER"
+}
+
+status_postgresql() {
+	local state=down by="-"
+	pg_ready && state=up
+	if [[ $state == up ]] && pg_ours; then by="stack.sh (pid $(pg_pid))"; elif [[ $state == up ]]; then by="external"; fi
+	printf '%-17s %-5s %-22s %s\n' postgresql "$state" "$PG_HOST:$PG_PORT" "$by"
+}
+
+env_postgresql() {
+	pg_ready || return 0
+	emit_export DATABASE_URL_POSTGRES "$(pg_url "$PG_DB")"
+}
+
+logs_postgresql() {
+	local f
+	f=$(pg_log)
+	[[ -f $f ]] && echo "$f"
+	return 0
+}
+
+# pg_fresh_db [NAME]: create an empty database owned by the fleet role and print its URL.
+pg_fresh_db() {
+	local name=${1:-fleet_test_$(date +%s)_$$_$RANDOM}
+	[[ $name =~ ^[a-z_][a-z0-9_]{0,62}$ ]] || die "database name must match [a-z_][a-z0-9_]*: $name"
+	pg_ready || die "PostgreSQL does not answer on $PG_HOST:$PG_PORT; run: stack.sh up --components postgresql"
+	PGPASSWORD=$PG_PASSWORD psql -X -q -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "$PG_DB" \
+		-c "CREATE DATABASE $name" >&2 || die "CREATE DATABASE $name failed"
+	pg_url "$name"
+	echo
+}
+
+# ---------------------------------------------------------------------------------------
+# Go tools (mailpit, jaeger): built once into $BIN_DIR, kept across runs
+
+go_cmd() {
+	if command -v go >/dev/null 2>&1; then
+		command -v go
+	elif [[ -x /usr/local/go/bin/go ]]; then
+		echo /usr/local/go/bin/go
+	else
+		die "the go command is needed to build $1 (Go 1.26 is expected on PATH or in /usr/local/go/bin)"
+	fi
+}
+
+# go_mod_version BINARY MODULE: the version of MODULE that BINARY was built from, or empty.
+go_mod_version() {
+	local gobin
+	[[ -x $1 ]] || return 0
+	gobin=$(go_cmd "$1")
+	"$gobin" version -m "$1" 2>/dev/null | awk -v m="$2" '$1 == "mod" && $2 == m { print $3; exit }'
+}
+
+# go_progress LOGFILE: copy the build's output to LOGFILE and show a line now and then.
+go_progress() {
+	awk -v out="$1" '
+		{ print > out; fflush(out); n++ }
+		/^go: downloading/ { d++; if (d % 40 == 1) printf "    %s\n", $0 > "/dev/stderr"; next }
+		/^(go: |#|[^ ]+\.go:)/ { printf "    %s\n", $0 > "/dev/stderr"; next }
+		n % 100 == 0 { printf "    ... %d packages built (%s)\n", n - d, $0 > "/dev/stderr" }
+		END { printf "    %d lines of build output in %s\n", n, out > "/dev/stderr" }'
+}
+
+# start_daemon NAME PIDFILE LOG CMD...: start CMD in its own session, record its pid.
+start_daemon() {
+	local name=$1 pidfile=$2 log=$3
+	shift 3
+	setsid "$@" >>"$log" 2>&1 </dev/null 9>&- &
+	echo $! >"$pidfile"
+	note "$name started (pid $!, log $log)"
+}
+
+# stop_pidfile NAME PIDFILE WORD SECONDS: TERM the recorded process when it still is WORD.
+stop_pidfile() {
+	local name=$1 pidfile=$2 word=$3 secs=$4 pid deadline
+	pid=$(read_file "$pidfile")
+	if ! pid_matches "$pid" "$word"; then
+		rm -f "$pidfile"
+		note "$name: nothing started by this script is running"
+		return 0
+	fi
+	say "stopping $name (pid $pid)"
+	kill -TERM "$pid" 2>/dev/null || true
+	deadline=$((SECONDS + secs))
+	while pid_alive "$pid" && ((SECONDS < deadline)); do sleep 0.2; done
+	if pid_alive "$pid"; then
+		note "$name pid $pid still running after ${secs}s; sending SIGKILL"
+		kill -KILL "$pid" 2>/dev/null || true
+		while pid_alive "$pid"; do sleep 0.2; done
+	fi
+	rm -f "$pidfile"
+}
+
+# http_ok URL: the URL answers 2xx.
+http_ok() { curl -fsS -o /dev/null --max-time 3 "$1" 2>/dev/null; }
+
+# wait_http NAME URL PIDFILE LOG: wait until URL answers; fail early when the process dies.
+wait_http() {
+	local name=$1 url=$2 pid log=$4 deadline
+	pid=$(read_file "$3")
+	deadline=$((SECONDS + TIMEOUT))
+	until http_ok "$url"; do
+		if [[ -n $pid ]] && ! pid_alive "$pid"; then
+			tail -n 30 "$log" >&2 2>/dev/null || true
+			die "$name exited during startup; see $log"
+		fi
+		((SECONDS < deadline)) || die "$name did not answer $url within ${TIMEOUT}s; see $log"
+		sleep 0.5
+	done
+}
+
+# ---------------------------------------------------------------------------------------
+# mailpit
+
+install_mailpit() {
+	command -v curl >/dev/null 2>&1 || need_pkgs curl
+	local have
+	have=$(go_mod_version "$MAILPIT_BIN" github.com/axllent/mailpit)
+	[[ $have == "$MAILPIT_VERSION" ]] && return 0
+	local gobin
+	gobin=$(go_cmd mailpit)
+	say "building mailpit $MAILPIT_VERSION into $BIN_DIR (go install; a minute or two the first time)"
+	mkdir -p "$BIN_DIR"
+	(cd "$CACHE_DIR" && GOWORK=off GOBIN="$BIN_DIR" nice -n 10 "$gobin" install -v \
+		"github.com/axllent/mailpit@$MAILPIT_VERSION" 2>&1 9>&-) | go_progress "$LOG_DIR/mailpit-build.log" ||
+		die "go install github.com/axllent/mailpit@$MAILPIT_VERSION failed; see $LOG_DIR/mailpit-build.log"
+	have=$(go_mod_version "$MAILPIT_BIN" github.com/axllent/mailpit)
+	[[ $have == "$MAILPIT_VERSION" ]] || die "$MAILPIT_BIN reports version '$have', not $MAILPIT_VERSION"
+}
+
+start_mailpit() {
+	if http_ok "$MAILPIT_URL/api/v1/info"; then
+		if pid_matches "$(read_file "$MAILPIT_PIDFILE")" mailpit; then
+			note "mailpit already running (pid $(<"$MAILPIT_PIDFILE"))"
+		else
+			note "$MAILPIT_URL already answers (not started by this script); leaving it alone"
+		fi
+		return 0
+	fi
+	port_open "$MAILPIT_SMTP_PORT" && die "127.0.0.1:$MAILPIT_SMTP_PORT is taken by something that is not mailpit"
+	mkdir -p "$STACK_HOME/mailpit"
+	say "starting mailpit: SMTP 127.0.0.1:$MAILPIT_SMTP_PORT, HTTP $MAILPIT_URL"
+	start_daemon mailpit "$MAILPIT_PIDFILE" "$LOG_DIR/mailpit.log" \
+		"$MAILPIT_BIN" --smtp "127.0.0.1:$MAILPIT_SMTP_PORT" --listen "127.0.0.1:$MAILPIT_HTTP_PORT" \
+		--database "$STACK_HOME/mailpit/mailpit.db" --max 0 \
+		--smtp-auth-accept-any --smtp-auth-allow-insecure --disable-version-check
+}
+
+ready_mailpit() {
+	wait_http mailpit "$MAILPIT_URL/api/v1/info" "$MAILPIT_PIDFILE" "$LOG_DIR/mailpit.log"
+	wait_port "$MAILPIT_SMTP_PORT" 30 || die "mailpit HTTP answers but SMTP 127.0.0.1:$MAILPIT_SMTP_PORT does not"
+	note "mailpit $MAILPIT_VERSION ready: SMTP 127.0.0.1:$MAILPIT_SMTP_PORT, API $MAILPIT_URL"
+}
+
+stop_mailpit() { stop_pidfile mailpit "$MAILPIT_PIDFILE" mailpit 20; }
+
+status_mailpit() {
+	local by="-" pid state=down
+	pid=$(read_file "$MAILPIT_PIDFILE")
+	pid_matches "$pid" mailpit && by="stack.sh (pid $pid)"
+	port_open "$MAILPIT_SMTP_PORT" && state=up
+	[[ $state == down || $by != "-" ]] || by=external
+	printf '%-17s %-5s %-22s %s\n' mailpit-smtp "$state" "127.0.0.1:$MAILPIT_SMTP_PORT" "$by"
+	state=down
+	http_ok "$MAILPIT_URL/api/v1/info" && state=up
+	printf '%-17s %-5s %-22s %s\n' mailpit-http "$state" "127.0.0.1:$MAILPIT_HTTP_PORT" "$by"
+}
+
+env_mailpit() {
+	port_open "$MAILPIT_SMTP_PORT" || return 0
+	emit_export SMTP_ADDR "127.0.0.1:$MAILPIT_SMTP_PORT"
+	emit_export MAILPIT_URL "$MAILPIT_URL"
+}
+
+logs_mailpit() { if [[ -f $LOG_DIR/mailpit.log ]]; then echo "$LOG_DIR/mailpit.log"; fi; }
+
+# ---------------------------------------------------------------------------------------
+# jaeger
+
+# The build is keyed by the tool module (go.mod + go.sum): editing it rebuilds the binary.
+jaeger_stamp() { cat "$SCRIPT_DIR/jaeger/go.mod" "$SCRIPT_DIR/jaeger/go.sum" | sha256sum | cut -c1-16; }
+
+install_jaeger() {
+	command -v curl >/dev/null 2>&1 || need_pkgs curl
+	local stamp
+	stamp=$(jaeger_stamp)
+	if [[ -x $JAEGER_BIN && -f $BIN_DIR/.jaeger.stamp && $(<"$BIN_DIR/.jaeger.stamp") == "$stamp" ]]; then
+		return 0
+	fi
+	local gobin
+	gobin=$(go_cmd jaeger)
+	say "building jaeger $JAEGER_VERSION into $BIN_DIR (module tools/stack/jaeger; several minutes on 2 cores the first time)"
+	mkdir -p "$BIN_DIR"
+	# jaeger's go.mod has a replace directive, so `go install ...@version` refuses it; the tool
+	# module pins it instead. -mod=readonly: go.sum is committed.
+	(cd "$SCRIPT_DIR/jaeger" && GOWORK=off GOFLAGS="-mod=readonly -buildvcs=false" nice -n 10 \
+		"$gobin" build -v -o "$JAEGER_BIN.tmp" github.com/jaegertracing/jaeger/cmd/jaeger 2>&1 9>&-) |
+		go_progress "$LOG_DIR/jaeger-build.log" ||
+		die "building jaeger failed; see $LOG_DIR/jaeger-build.log"
+	mv -f "$JAEGER_BIN.tmp" "$JAEGER_BIN"
+	echo "$stamp" >"$BIN_DIR/.jaeger.stamp"
+	local have
+	have=$(go_mod_version "$JAEGER_BIN" github.com/jaegertracing/jaeger)
+	[[ $have == "$JAEGER_VERSION" ]] || die "$JAEGER_BIN was built from jaeger '$have', not $JAEGER_VERSION"
+}
+
+start_jaeger() {
+	if http_ok "$JAEGER_QUERY_URL/api/services"; then
+		if pid_matches "$(read_file "$JAEGER_PIDFILE")" jaeger; then
+			note "jaeger already running (pid $(<"$JAEGER_PIDFILE"))"
+		else
+			note "$JAEGER_QUERY_URL already answers (not started by this script); leaving it alone"
+		fi
+		return 0
+	fi
+	local p
+	for p in $JAEGER_OTLP_GRPC_PORT $JAEGER_OTLP_HTTP_PORT; do
+		port_open "$p" && die "127.0.0.1:$p is taken by something that is not this stack's jaeger"
+	done
+	say "starting jaeger: OTLP gRPC 127.0.0.1:$JAEGER_OTLP_GRPC_PORT, OTLP HTTP 127.0.0.1:$JAEGER_OTLP_HTTP_PORT, UI $JAEGER_QUERY_URL"
+	start_daemon jaeger "$JAEGER_PIDFILE" "$LOG_DIR/jaeger.log" \
+		"$JAEGER_BIN" --config "file:$SCRIPT_DIR/jaeger/config.yaml"
+}
+
+ready_jaeger() {
+	wait_http jaeger "$JAEGER_QUERY_URL/api/services" "$JAEGER_PIDFILE" "$LOG_DIR/jaeger.log"
+	wait_port "$JAEGER_OTLP_HTTP_PORT" 30 || die "jaeger OTLP HTTP 127.0.0.1:$JAEGER_OTLP_HTTP_PORT does not answer"
+	wait_port "$JAEGER_OTLP_GRPC_PORT" 30 || die "jaeger OTLP gRPC 127.0.0.1:$JAEGER_OTLP_GRPC_PORT does not answer"
+	note "jaeger $JAEGER_VERSION ready: OTLP http://127.0.0.1:$JAEGER_OTLP_HTTP_PORT, query $JAEGER_QUERY_URL"
+}
+
+stop_jaeger() { stop_pidfile jaeger "$JAEGER_PIDFILE" jaeger 20; }
+
+status_jaeger() {
+	local by="-" pid state name port
+	pid=$(read_file "$JAEGER_PIDFILE")
+	pid_matches "$pid" jaeger && by="stack.sh (pid $pid)"
+	for name in otlp-grpc:$JAEGER_OTLP_GRPC_PORT otlp-http:$JAEGER_OTLP_HTTP_PORT query:$JAEGER_QUERY_PORT; do
+		port=${name#*:}
+		state=down
+		port_open "$port" && state=up
+		printf '%-17s %-5s %-22s %s\n' "jaeger-${name%%:*}" "$state" "127.0.0.1:$port" \
+			"$([[ $state == up && $by == - ]] && echo external || echo "$by")"
+	done
+}
+
+env_jaeger() {
+	port_open "$JAEGER_OTLP_HTTP_PORT" || return 0
+	emit_export OTEL_EXPORTER_OTLP_ENDPOINT "http://127.0.0.1:$JAEGER_OTLP_HTTP_PORT"
+	emit_export OTEL_EXPORTER_OTLP_PROTOCOL http/protobuf
+	emit_export JAEGER_QUERY_URL "$JAEGER_QUERY_URL"
+}
+
+logs_jaeger() { if [[ -f $LOG_DIR/jaeger.log ]]; then echo "$LOG_DIR/jaeger.log"; fi; }
+
+# ---------------------------------------------------------------------------------------
+# slurm (munged, slurmctld, slurmd, slurmrestd with JWT over HTTP; one node, no slurmdbd)
+
+slurm_host() { hostname -s; }
+
+# Memory for the node line: 90% of MemTotal in MB (slurmd rejects a node that claims more).
+slurm_mem_mb() { awk '/^MemTotal:/ { printf "%d\n", $2 / 1024 * 0.9 }' /proc/meminfo; }
+
+slurm_conf_text() {
+	local host
+	host=$(slurm_host)
+	cat <<EOT
+# Generated by the fleet's tools/stack/stack.sh (rewritten on \`up\` when it changes).
+# One node: this host ($host); jobs run as ordinary users; no accounting (slurmdbd).
+ClusterName=local
+SlurmctldHost=$host(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthAltTypes=auth/jwt
+AuthAltParameters=jwt_key=$SLURM_JWT_KEY
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+MpiDefault=none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+StateSaveLocation=$SLURM_DIR/state
+SlurmdSpoolDir=$SLURM_DIR/spool
+SlurmctldPidFile=$SLURM_DIR/slurmctld.pid
+SlurmdPidFile=$SLURM_DIR/slurmd.pid
+SlurmctldLogFile=$LOG_DIR/slurm/slurmctld.log
+SlurmdLogFile=$LOG_DIR/slurm/slurmd.log
+ReturnToService=2
+JobAcctGatherType=jobacct_gather/none
+# No mail from the scheduler (the fleet notifies users itself).
+MailProg=/bin/true
+# Finished jobs stay visible to scontrol / slurmrestd for 30 minutes.
+MinJobAge=1800
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$(slurm_mem_mb) State=UNKNOWN
+PartitionName=normal Nodes=$host Default=YES MaxTime=INFINITE State=UP
+EOT
+}
+
+munge_ok() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
+
+slurmctld_ok() { timeout 10 scontrol ping 2>/dev/null | grep -q 'is UP'; }
+
+slurm_pid_ours() { pid_matches "$(read_file "$RUN_DIR/$1.pid")" "$1"; }
+
+# slurm_token [LIFESPAN]: a JWT for the job user, from slurmctld.
+slurm_token() {
+	local out
+	out=$(timeout 20 scontrol token username="$SLURM_JOB_USER" lifespan="${1:-$SLURM_TOKEN_LIFESPAN}" 2>&1) || {
+		printf '%s\n' "$out" >&2
+		return 1
+	}
+	out=${out#SLURM_JWT=}
+	[[ -n $out ]] || return 1
+	printf '%s' "$out"
+}
+
+install_slurm() {
+	# slurm-wlm-jwt-plugin (auth/jwt) is only a Recommends of slurm-wlm; without it slurmctld
+	# refuses AuthAltTypes=auth/jwt.
+	need_pkgs slurm-wlm slurm-wlm-jwt-plugin slurmrestd munge curl
+	if ! id -u "$SLURMREST_USER" >/dev/null 2>&1; then
+		say "creating system user $SLURMREST_USER (slurmrestd refuses to run as root)"
+		useradd --system --user-group --no-create-home --home-dir /nonexistent \
+			--shell /usr/sbin/nologin "$SLURMREST_USER"
+	fi
+	if ! id -u "$SLURM_JOB_USER" >/dev/null 2>&1; then
+		say "creating user $SLURM_JOB_USER (jobs submitted through slurmrestd run as this user)"
+		useradd --create-home --user-group --shell /bin/bash "$SLURM_JOB_USER"
+	fi
+	if [[ ! -s /etc/munge/munge.key ]]; then
+		say "creating the munge key"
+		install -d -o munge -g munge -m 700 /etc/munge
+		head -c 1024 /dev/urandom >/etc/munge/munge.key
+		chown munge:munge /etc/munge/munge.key
+		chmod 400 /etc/munge/munge.key
+	fi
+	# The spool must stay traversable: slurmstepd runs the job's script from it as the job's user.
+	install -d -m 755 "$SLURM_DIR" "$LOG_DIR/slurm" "$SLURM_DIR/spool"
+	install -d -m 700 "$SLURM_DIR/state"
+	if [[ ! -s $SLURM_JWT_KEY ]]; then
+		say "creating the Slurm JWT key $SLURM_JWT_KEY"
+		(umask 077 && head -c 64 /dev/urandom >"$SLURM_JWT_KEY")
+	fi
+	chmod 600 "$SLURM_JWT_KEY"
+	local want
+	want=$(slurm_conf_text)
+	if [[ ! -f $SLURM_CONF || $(<"$SLURM_CONF") != "$want" ]]; then
+		[[ ! -f $SLURM_CONF ]] || note "rewriting $SLURM_CONF (host, CPUs, memory or paths changed)"
+		mkdir -p "$(dirname "$SLURM_CONF")"
+		printf '%s\n' "$want" >"$SLURM_CONF.tmp"
+		chmod 644 "$SLURM_CONF.tmp"
+		mv -f "$SLURM_CONF.tmp" "$SLURM_CONF"
+		SLURM_RECONFIGURED=1
+	fi
+}
+
+start_munge() {
+	if munge_ok; then
+		note "munged already running$([[ -f $MUNGE_MARKER ]] && echo " (started by this script)")"
+		return 0
+	fi
+	install -d -o munge -g munge -m 755 /run/munge
+	install -d -o munge -g munge -m 700 /var/lib/munge /var/log/munge 2>/dev/null || true
+	say "starting munged as the munge user"
+	runuser -u munge -- /usr/sbin/munged >"$LOG_DIR/slurm/munged-start.log" 2>&1 </dev/null 9>&- || {
+		cat "$LOG_DIR/slurm/munged-start.log" >&2
+		die "munged did not start; see /var/log/munge/munged.log"
+	}
+	echo "pid=$(read_file /run/munge/munged.pid)" >"$MUNGE_MARKER"
+	local i
+	for ((i = 0; i < 20; i++)); do
+		munge_ok && return 0
+		sleep 0.25
+	done
+	die "munged runs but 'munge -n | unmunge' fails; see /var/log/munge/munged.log"
+}
+
+start_slurm() {
+	local host
+	host=$(slurm_host)
+	start_munge
+	# A changed slurm.conf (e.g. AuthAltTypes) needs the daemons that this script runs restarted.
+	if [[ ${SLURM_RECONFIGURED:-0} == 1 ]]; then
+		local d
+		for d in slurmrestd slurmd slurmctld; do
+			if slurm_pid_ours "$d"; then
+				note "restarting $d for the new $SLURM_CONF"
+				stop_pidfile "$d" "$RUN_DIR/$d.pid" "$d" 60
+			fi
+		done
+	fi
+	if slurm_pid_ours slurmctld; then
+		note "slurmctld already running (pid $(<"$RUN_DIR/slurmctld.pid"))"
+	elif slurmctld_ok; then
+		note "slurmctld already answers (not started by this script); leaving it alone"
+	else
+		say "starting slurmctld for cluster 'local' on $host (state $SLURM_DIR/state)"
+		# Without -c slurmctld recovers jobs and node state saved by the previous run.
+		start_daemon slurmctld "$RUN_DIR/slurmctld.pid" "$LOG_DIR/slurm/slurmctld.out" \
+			slurmctld -D -f "$SLURM_CONF"
+		SLURM_FRESH=1
+	fi
+	if slurm_pid_ours slurmd; then
+		note "slurmd already running (pid $(<"$RUN_DIR/slurmd.pid"))"
+	elif pgrep -x slurmd >/dev/null 2>&1; then
+		note "a slurmd runs that this script did not start; leaving it alone"
+	else
+		say "starting slurmd for node $host"
+		start_daemon slurmd "$RUN_DIR/slurmd.pid" "$LOG_DIR/slurm/slurmd.out" slurmd -D -f "$SLURM_CONF"
+		SLURM_FRESH=1
+	fi
+	if slurm_pid_ours slurmrestd; then
+		note "slurmrestd already running (pid $(<"$RUN_DIR/slurmrestd.pid"))"
+	elif port_open "$SLURMRESTD_PORT"; then
+		note "127.0.0.1:$SLURMRESTD_PORT already answers (not started by this script); leaving it alone"
+	else
+		say "starting slurmrestd as $SLURMREST_USER on 127.0.0.1:$SLURMRESTD_PORT (JWT)"
+		# SLURM_JWT=daemon: every request brings its own user and token in X-SLURM-USER-* headers.
+		start_daemon slurmrestd "$RUN_DIR/slurmrestd.pid" "$LOG_DIR/slurm/slurmrestd.log" \
+			env SLURM_JWT=daemon SLURM_CONF="$SLURM_CONF" \
+			setpriv --reuid="$SLURMREST_USER" --regid="$SLURMREST_USER" --clear-groups \
+			slurmrestd -s openapi/v0.0.38 -a rest_auth/jwt "127.0.0.1:$SLURMRESTD_PORT"
+	fi
+}
+
+ready_slurm() {
+	local host deadline state resumed=0 token code pid t0=$SECONDS
+	host=$(slurm_host)
+	deadline=$((SECONDS + TIMEOUT))
+	until slurmctld_ok; do
+		pid=$(read_file "$RUN_DIR/slurmctld.pid")
+		if [[ -n $pid ]] && ! pid_alive "$pid"; then
+			tail -n 30 "$LOG_DIR/slurm/slurmctld.log" "$LOG_DIR/slurm/slurmctld.out" >&2 2>/dev/null || true
+			die "slurmctld exited during startup; see $LOG_DIR/slurm/slurmctld.log"
+		fi
+		((SECONDS < deadline)) || die "slurmctld did not answer 'scontrol ping' within ${TIMEOUT}s; see $LOG_DIR/slurm/slurmctld.log"
+		sleep 0.5
+	done
+	[[ ${SLURM_FRESH:-0} == 1 ]] && say "waiting for node $host to be idle"
+	while :; do
+		state=$(sinfo -h -n "$host" -o %T 2>/dev/null | head -n1)
+		case $state in
+		idle | mixed | allocated | completing) break ;;
+		esac
+		pid=$(read_file "$RUN_DIR/slurmd.pid")
+		if [[ -n $pid ]] && ! pid_alive "$pid"; then
+			tail -n 30 "$LOG_DIR/slurm/slurmd.log" "$LOG_DIR/slurm/slurmd.out" >&2 2>/dev/null || true
+			die "slurmd exited during startup; see $LOG_DIR/slurm/slurmd.log"
+		fi
+		# A node left down or drained by an earlier run (e.g. killed slurmd) comes back once.
+		if ((resumed == 0 && SECONDS - t0 > 5)) && [[ $state =~ ^(down|drain|drained|draining)$ ]]; then
+			note "node $host is $state; resuming it"
+			scontrol update nodename="$host" state=resume >&2 2>/dev/null || true
+			resumed=1
+		fi
+		((SECONDS < deadline)) || die "node $host is '${state:-unknown}' after ${TIMEOUT}s; see $LOG_DIR/slurm/slurmd.log ('scontrol show node $host' tells the reason)"
+		sleep 1
+	done
+	token=$(slurm_token 600) || die "scontrol token username=$SLURM_JOB_USER failed (is AuthAltTypes=auth/jwt in $SLURM_CONF?)"
+	while :; do
+		code=$(curl -s -o "$RUN_DIR/slurmrestd-ready.out" -w '%{http_code}' --max-time 5 \
+			-H "X-SLURM-USER-NAME: $SLURM_JOB_USER" -H "X-SLURM-USER-TOKEN: $token" \
+			"http://127.0.0.1:$SLURMRESTD_PORT/slurm/v0.0.38/diag" 2>/dev/null || true)
+		[[ $code == 200 ]] && break
+		pid=$(read_file "$RUN_DIR/slurmrestd.pid")
+		if [[ -n $pid ]] && ! pid_alive "$pid"; then
+			tail -n 30 "$LOG_DIR/slurm/slurmrestd.log" >&2 2>/dev/null || true
+			die "slurmrestd exited during startup; see $LOG_DIR/slurm/slurmrestd.log"
+		fi
+		((SECONDS < deadline)) || {
+			cat "$RUN_DIR/slurmrestd-ready.out" >&2 2>/dev/null || true
+			die "slurmrestd /slurm/v0.0.38/diag answered HTTP ${code:-nothing} after ${TIMEOUT}s; see $LOG_DIR/slurm/slurmrestd.log"
+		}
+		sleep 0.5
+	done
+	note "Slurm ready: node $host $state, slurmrestd http://127.0.0.1:$SLURMRESTD_PORT (JWT, user $SLURM_JOB_USER)"
+}
+
+stop_slurm() {
+	local d
+	for d in slurmrestd slurmd slurmctld; do
+		# slurmctld writes its state (jobs, node states) to StateSaveLocation on SIGTERM.
+		stop_pidfile "$d" "$RUN_DIR/$d.pid" "$d" 60
+	done
+	if [[ -f $MUNGE_MARKER ]]; then
+		local pid
+		pid=$(sed -n 's/^pid=//p' "$MUNGE_MARKER")
+		if pid_matches "$pid" munged; then
+			say "stopping munged (pid $pid)"
+			kill -TERM "$pid" 2>/dev/null || true
+			while pid_alive "$pid"; do sleep 0.2; done
+		fi
+		rm -f "$MUNGE_MARKER"
+	else
+		note "munged: not started by this script; leaving it alone"
+	fi
+}
+
+status_slurm() {
+	local d state by pid addr host
+	host=$(slurm_host)
+	state=down
+	munge_ok && state=up
+	by="-"
+	if [[ $state == up ]]; then
+		pid=$(sed -n 's/^pid=//p' "$MUNGE_MARKER" 2>/dev/null || true)
+		if pid_matches "$pid" munged; then by="stack.sh (pid $pid)"; else by=external; fi
+	fi
+	printf '%-17s %-5s %-22s %s\n' munged "$state" /run/munge "$by"
+	for d in slurmctld slurmd slurmrestd; do
+		case $d in
+		slurmctld) addr="$host:6817" ;;
+		slurmd) addr="$host:6818" ;;
+		slurmrestd) addr="127.0.0.1:$SLURMRESTD_PORT" ;;
+		esac
+		pid=$(read_file "$RUN_DIR/$d.pid")
+		state=down
+		by="-"
+		if pid_matches "$pid" "$d"; then
+			state=up
+			by="stack.sh (pid $pid)"
+		elif pgrep -x "$d" >/dev/null 2>&1; then
+			state=up
+			by=external
+		fi
+		[[ $d == slurmd && $state == up ]] && state=$(sinfo -h -n "$host" -o %T 2>/dev/null | head -n1 || true)
+		printf '%-17s %-5s %-22s %s\n' "$d" "${state:-?}" "$addr" "$by"
+	done
+}
+
+env_slurm() {
+	port_open "$SLURMRESTD_PORT" || return 0
+	emit_export SLURMRESTD_URL "http://127.0.0.1:$SLURMRESTD_PORT"
+	emit_export SLURM_USER "$SLURM_JOB_USER"
+	local token
+	if token=$(slurm_token); then
+		emit_export SLURM_JWT_TOKEN "$token"
+	else
+		note "could not get a Slurm token for $SLURM_JOB_USER; SLURM_JWT_TOKEN not exported"
+	fi
+}
+
+logs_slurm() {
+	local f
+	for f in slurmctld.log slurmd.log slurmrestd.log; do
+		if [[ -f $LOG_DIR/slurm/$f ]]; then echo "$LOG_DIR/slurm/$f"; fi
+	done
 }
 
 # ---------------------------------------------------------------------------------------
@@ -630,7 +1382,7 @@ cmd_env() {
 
 cmd_status() {
 	local c
-	printf '%-14s %-5s %-22s %s\n' COMPONENT STATE ADDRESS STARTED-BY
+	printf '%-17s %-5s %-22s %s\n' COMPONENT STATE ADDRESS STARTED-BY
 	for c in $(selected); do "status_$c"; done
 }
 
@@ -687,6 +1439,8 @@ main() {
 		kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$(kafka_bootstrap "${n:-1}")" "${args[@]}"
 		;;
 	kafka-tool) kafka_tool "${args[@]}" ;;
+	pg-fresh-db) pg_fresh_db "${args[@]}" ;;
+	slurm-token) slurm_token "${args[@]}" && echo ;;
 	-h | --help | help) usage ;;
 	*)
 		usage >&2
