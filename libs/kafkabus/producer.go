@@ -143,7 +143,7 @@ func (c ProducerConfig) saramaConfig() (*sarama.Config, error) {
 		return min(d, ceiling)
 	}
 	p.Compression = codec
-	p.Partitioner = sarama.NewHashPartitioner
+	p.Partitioner = newPartitioner
 	if c.Linger > 0 {
 		p.Flush.Frequency = c.Linger
 		p.Flush.Bytes = lingerFlushBytes
