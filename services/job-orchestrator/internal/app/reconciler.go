@@ -1,0 +1,372 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
+)
+
+// Defaults of ReconcilerConfig.
+const (
+	DefaultReconcileInterval    = 2 * time.Second
+	DefaultReconcileMaxInterval = time.Minute
+	DefaultReconcileJitter      = 0.2
+	DefaultReconcileBatch       = 500
+	DefaultDispatchLease        = 2 * time.Minute
+	DefaultLostAfter            = 3
+)
+
+// ReconcilerConfig configures the Reconciler.
+type ReconcilerConfig struct {
+	// Interval is the pause between passes while everything works.
+	Interval time.Duration
+	// MaxInterval caps the pause, which doubles after each pass that met an
+	// unreachable scheduler or database.
+	MaxInterval time.Duration
+	// Jitter spreads each pause by up to ±Jitter of it, so replicas do not
+	// poll in lockstep; 0 to 1.
+	Jitter float64
+	// Batch is the most active jobs looked at in one pass.
+	Batch int
+	// DispatchLease is how long a replica's claim on a SUBMITTED job keeps
+	// others from handing it to the scheduler.
+	DispatchLease time.Duration
+	// LostAfter is how many passes in a row the scheduler must not know a
+	// job before it is failed as LOST_BY_SCHEDULER.
+	LostAfter int
+}
+
+// DefaultReconcilerConfig returns the defaults.
+func DefaultReconcilerConfig() ReconcilerConfig {
+	return ReconcilerConfig{
+		Interval: DefaultReconcileInterval, MaxInterval: DefaultReconcileMaxInterval,
+		Jitter: DefaultReconcileJitter, Batch: DefaultReconcileBatch,
+		DispatchLease: DefaultDispatchLease, LostAfter: DefaultLostAfter,
+	}
+}
+
+// Validate reports every invalid setting.
+func (c ReconcilerConfig) Validate() error {
+	var errs []error
+	if c.Interval <= 0 || c.MaxInterval < c.Interval {
+		errs = append(errs, errors.New("need 0 < interval <= max interval"))
+	}
+	if c.Jitter < 0 || c.Jitter > 1 {
+		errs = append(errs, errors.New("jitter must be within [0, 1]"))
+	}
+	if c.Batch < 1 {
+		errs = append(errs, errors.New("batch must be positive"))
+	}
+	if c.DispatchLease <= 0 {
+		errs = append(errs, errors.New("dispatch lease must be positive"))
+	}
+	if c.LostAfter < 1 {
+		errs = append(errs, errors.New("lost-after must be positive"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("reconciler config: %w", err)
+	}
+	return nil
+}
+
+// Reconciler drives active jobs through the scheduler: it hands SUBMITTED
+// jobs to the scheduler and maps each reported SchedulerStatus to
+// transitions. Each transition is applied exactly once: it is written with
+// the version of the job the decision was based on, so a repeated poll, a
+// second replica or a concurrent cancel makes the write a version conflict
+// and the next pass decides again from the new state. Scheduler and
+// database errors are logged and retried with backoff; jobs are never
+// dropped because the scheduler is unreachable.
+type Reconciler struct {
+	app *App
+	cfg ReconcilerConfig
+	log *slog.Logger
+
+	mu      sync.Mutex
+	unknown map[string]int // consecutive ErrUnknownJob answers per job
+}
+
+// NewReconciler builds a Reconciler over the App's repository and scheduler.
+func NewReconciler(a *App, cfg ReconcilerConfig, logger *slog.Logger) (*Reconciler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if a == nil || logger == nil {
+		return nil, errors.New("reconciler: app and logger are required")
+	}
+	return &Reconciler{app: a, cfg: cfg, log: logger, unknown: map[string]int{}}, nil
+}
+
+// PassResult counts what one pass did.
+type PassResult struct {
+	Dispatched int // jobs handed to the scheduler
+	Applied    int // transitions written
+	Conflicts  int // decisions dropped because the job changed meanwhile
+	Errors     int // scheduler or database failures (retried next pass)
+}
+
+// Run makes passes until ctx is done, pausing Interval between them (more
+// after failures, with jitter), or less when the App is kicked.
+func (r *Reconciler) Run(ctx context.Context) error {
+	delay := r.cfg.Interval
+	for {
+		res := r.Pass(ctx)
+		if res.Errors > 0 {
+			delay = min(delay*2, r.cfg.MaxInterval)
+		} else {
+			delay = r.cfg.Interval
+		}
+		timer := time.NewTimer(r.jittered(delay))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-timer.C:
+		case <-r.app.kick:
+			timer.Stop()
+		}
+	}
+}
+
+func (r *Reconciler) jittered(d time.Duration) time.Duration {
+	if r.cfg.Jitter == 0 {
+		return d
+	}
+	f := 1 + r.cfg.Jitter*(2*rand.Float64()-1)
+	return time.Duration(float64(d) * f)
+}
+
+// Pass looks at every active job once.
+func (r *Reconciler) Pass(ctx context.Context) PassResult {
+	var res PassResult
+	jobs, err := r.app.repo.ListActive(ctx, r.cfg.Batch)
+	if err != nil {
+		r.log.ErrorContext(ctx, "reconciler: list active jobs", "error", err)
+		res.Errors++
+		return res
+	}
+	for _, j := range jobs {
+		if ctx.Err() != nil {
+			return res
+		}
+		var err error
+		switch {
+		case j.Status == domain.StatusSubmitted:
+			err = r.dispatch(ctx, j, &res)
+		case !j.SchedulerRef.IsZero():
+			err = r.poll(ctx, j, &res)
+		}
+		switch {
+		case errors.Is(err, ErrVersionConflict):
+			res.Conflicts++
+		case err != nil:
+			res.Errors++
+			r.log.WarnContext(ctx, "reconciler: job not reconciled, will retry", "job_id", j.ID, "status", string(j.Status), "error", err)
+		}
+	}
+	return res
+}
+
+var errSkip = errors.New("skip")
+
+// dispatch claims a SUBMITTED job, submits it and records QUEUED (or FAILED
+// when the scheduler refuses it).
+func (r *Reconciler) dispatch(ctx context.Context, j *domain.Job, res *PassResult) error {
+	a := r.app
+	now := a.now()
+	if j.Dispatch.Token != "" && now.Sub(j.Dispatch.At) < r.cfg.DispatchLease {
+		return nil // another pass or replica is submitting it
+	}
+	claimed, err := a.repo.Transition(ctx, j.ID, j.Version, func(cur *domain.Job) ([]OutboxRecord, error) {
+		if cur.Status != domain.StatusSubmitted {
+			return nil, errSkip
+		}
+		cur.Dispatch = domain.DispatchClaim{Token: a.newID(), At: now}
+		return nil, nil
+	})
+	if errors.Is(err, errSkip) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("claim: %w", err)
+	}
+	req, err := a.submitRequest(claimed)
+	var ref SchedulerRef
+	if err == nil {
+		ref, err = a.sched.Submit(ctx, req)
+	}
+	if err != nil {
+		if errors.Is(err, ErrSchedulerUnavailable) || ctx.Err() != nil {
+			// Release the claim so that the next pass retries at once.
+			_, rerr := a.repo.Transition(ctx, j.ID, claimed.Version, func(cur *domain.Job) ([]OutboxRecord, error) {
+				cur.Dispatch = domain.DispatchClaim{}
+				return nil, nil
+			})
+			return errors.Join(fmt.Errorf("submit: %w", err), rerr)
+		}
+		st := &SchedulerStatus{Phase: PhaseFailed, ErrorCode: ErrorCodeSubmit, Reason: err.Error()}
+		return r.record(ctx, claimed, st, res)
+	}
+	res.Dispatched++
+	dref := domain.SchedulerRef{Scheduler: a.sched.Name(), ID: ref.ID, SubmittedAt: ref.SubmittedAt}
+	stored, err := a.repo.Transition(ctx, j.ID, claimed.Version, func(cur *domain.Job) ([]OutboxRecord, error) {
+		tr, err := cur.MarkQueued(dref, a.now())
+		if err != nil {
+			return nil, err
+		}
+		return a.outboxFor(ctx, cur, []domain.Transition{tr}, a.systemChange(nil))
+	})
+	if err != nil {
+		// Cancelled while being submitted: stop it at the scheduler too.
+		if cur, gerr := a.repo.Get(ctx, j.ID); gerr == nil && cur.Status == domain.StatusCancelled {
+			if cerr := a.sched.Cancel(ctx, ref); cerr != nil {
+				return fmt.Errorf("cancel job cancelled during submission: %w", cerr)
+			}
+			return nil
+		}
+		return fmt.Errorf("record queued (scheduler id %s): %w", ref.ID, err)
+	}
+	res.Applied++
+	r.log.InfoContext(ctx, "job queued", "job_id", j.ID, "scheduler", dref.Scheduler, "scheduler_job_id", ref.ID)
+	a.changed(stored)
+	return nil
+}
+
+func (a *App) submitRequest(j *domain.Job) (SubmitRequest, error) {
+	plan, err := j.LaunchPlan()
+	if err != nil {
+		return SubmitRequest{}, err
+	}
+	r := j.Spec.Resources
+	return SubmitRequest{
+		JobID: j.ID, Name: j.Spec.Name, Script: plan.Script, Environment: plan.Environment,
+		WorkDir: a.workDir(j.ID), Partition: j.Spec.Partition,
+		Nodes: r.Nodes, CoresPerNode: r.CoresPerNode, GPUsPerNode: r.GPUsPerNode, MemoryMB: r.MemoryMB,
+		Walltime: r.Walltime, Account: j.Spec.Allocation,
+	}, nil
+}
+
+// poll asks the scheduler about a QUEUED or RUNNING job and records what
+// changed.
+func (r *Reconciler) poll(ctx context.Context, j *domain.Job, res *PassResult) error {
+	ref := SchedulerRef{ID: j.SchedulerRef.ID, SubmittedAt: j.SchedulerRef.SubmittedAt}
+	st, err := r.app.sched.Status(ctx, ref)
+	if errors.Is(err, ErrUnknownJob) {
+		r.mu.Lock()
+		r.unknown[j.ID]++
+		n := r.unknown[j.ID]
+		r.mu.Unlock()
+		if n < r.cfg.LostAfter {
+			r.log.WarnContext(ctx, "reconciler: scheduler does not know the job", "job_id", j.ID, "scheduler_job_id", ref.ID, "times", n)
+			return nil
+		}
+		st = SchedulerStatus{Phase: PhaseFailed, ErrorCode: ErrorCodeLost,
+			Reason: fmt.Sprintf("the scheduler no longer knows job %s", ref.ID)}
+	} else if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	r.mu.Lock()
+	delete(r.unknown, j.ID)
+	r.mu.Unlock()
+	return r.record(ctx, j, &st, res)
+}
+
+// record applies the transitions that st implies for j, if any, with j's
+// version.
+func (r *Reconciler) record(ctx context.Context, j *domain.Job, st *SchedulerStatus, res *PassResult) error {
+	a := r.app
+	probe := j.Clone()
+	trs, err := a.applyStatus(probe, st)
+	if err != nil || len(trs) == 0 {
+		return err
+	}
+	stored, err := a.repo.Transition(ctx, j.ID, j.Version, func(cur *domain.Job) ([]OutboxRecord, error) {
+		trs, err := a.applyStatus(cur, st)
+		if err != nil {
+			return nil, err
+		}
+		return a.outboxFor(ctx, cur, trs, a.systemChange(st))
+	})
+	if err != nil {
+		return fmt.Errorf("record %s: %w", st.Phase, err)
+	}
+	res.Applied += len(trs)
+	r.log.InfoContext(ctx, "job status changed", "job_id", j.ID, "from_status", string(j.Status),
+		"to_status", string(stored.Status), "scheduler_state", st.State)
+	a.changed(stored)
+	return nil
+}
+
+// applyStatus maps a scheduler report onto the job: none, one or (for a
+// job that ended between two polls after starting) two transitions.
+func (a *App) applyStatus(j *domain.Job, st *SchedulerStatus) ([]domain.Transition, error) {
+	now := a.now()
+	or := func(t time.Time) time.Time {
+		if t.IsZero() {
+			return now
+		}
+		return t
+	}
+	var trs []domain.Transition
+	run := func(at time.Time) error {
+		if j.Status != domain.StatusQueued {
+			return nil
+		}
+		tr, err := j.MarkRunning(at)
+		if err == nil {
+			trs = append(trs, tr)
+		}
+		return err
+	}
+	var (
+		tr  domain.Transition
+		err error
+	)
+	switch st.Phase {
+	case PhaseQueued:
+		return nil, nil // still waiting; a requeued RUNNING job stays RUNNING
+	case PhaseRunning:
+		return trs, run(or(st.StartTime))
+	case PhaseCompleted:
+		if err := run(or(st.StartTime)); err != nil {
+			return nil, err
+		}
+		tr, err = j.Complete(st.ExitCode, or(st.EndTime), a.cfg.Rates)
+	case PhaseFailed:
+		if !st.StartTime.IsZero() {
+			if err := run(st.StartTime); err != nil {
+				return nil, err
+			}
+		}
+		code := st.ErrorCode
+		if code == "" {
+			code = ErrorCodeNonZeroExit
+		}
+		msg := st.Reason
+		if msg == "" {
+			msg = "job ended in scheduler state " + st.State
+			if st.ExitCode != nil {
+				msg += fmt.Sprintf(" with exit code %d", *st.ExitCode)
+			}
+		}
+		tr, err = j.Fail(code, msg, st.ExitCode, or(st.EndTime), a.cfg.Rates)
+	case PhaseCancelled:
+		reason := "cancelled at the scheduler"
+		if st.Reason != "" {
+			reason += ": " + st.Reason
+		}
+		tr, err = j.Cancel(a.sched.Name(), reason, or(st.EndTime), a.cfg.Rates)
+	default:
+		return nil, fmt.Errorf("unknown scheduler phase %d", st.Phase)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return append(trs, tr), nil
+}

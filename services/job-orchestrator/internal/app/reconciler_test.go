@@ -1,0 +1,323 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
+)
+
+func (f *fixture) job(t *testing.T, id string) *domain.Job {
+	t.Helper()
+	j, err := f.app.GetJob(context.Background(), admin, id)
+	require.NoError(t, err)
+	return j
+}
+
+// jobEvents lists the types of the events keyed by jobID (lifecycle,
+// metrics, and audit records whose resource is the job), in outbox order.
+func jobEvents(recs []app.OutboxRecord, jobID string) []string {
+	var out []string
+	for _, r := range recs {
+		if r.Event.Key() == jobID {
+			out = append(out, r.Event.EventType)
+		}
+	}
+	return out
+}
+
+func TestReconcilerHappyPathExactlyOnce(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	j := f.submit(t, alice, "k")
+
+	res := f.rec.Pass(ctx)
+	require.Equal(t, 1, res.Dispatched)
+	q := f.job(t, j.ID)
+	require.Equal(t, domain.StatusQueued, q.Status)
+	require.Equal(t, "fake", q.SchedulerRef.Scheduler)
+	require.Len(t, f.sched.submitted, 1)
+	req := f.sched.submitted[0]
+	require.Equal(t, j.ID, req.JobID)
+	require.Equal(t, "AST21001", req.Account)
+	require.Equal(t, "/var/lib/fleet/jobs/"+j.ID, req.WorkDir)
+	require.Equal(t, "VLASS2.1.T10t01", req.Environment[domain.EnvDatasetID])
+	require.NotContains(t, req.Script, "VLASS2.1.T10t01")
+
+	// Polling a queued job again and again changes nothing.
+	for range 3 {
+		require.Zero(t, f.rec.Pass(ctx).Applied)
+	}
+	start := time.Date(2026, 3, 1, 12, 5, 0, 0, time.UTC)
+	f.sched.set(q.SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseRunning, State: "RUNNING", StartTime: start, NodeList: []string{"c001"}})
+	require.Equal(t, 1, f.rec.Pass(ctx).Applied)
+	require.Zero(t, f.rec.Pass(ctx).Applied, "a repeated poll applies nothing")
+	r := f.job(t, j.ID)
+	require.Equal(t, domain.StatusRunning, r.Status)
+	require.Equal(t, start, r.StartedAt)
+
+	exit := int32(0)
+	cpu := 90 * time.Minute
+	rss := int64(1 << 30)
+	f.sched.set(q.SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseCompleted, State: "COMPLETED", ExitCode: &exit,
+		StartTime: start, EndTime: start.Add(30 * time.Minute), CPUTime: &cpu, MaxRSSBytes: &rss})
+	require.Equal(t, 1, f.rec.Pass(ctx).Applied)
+	require.Zero(t, f.rec.Pass(ctx).Applied)
+	c := f.job(t, j.ID)
+	require.Equal(t, domain.StatusCompleted, c.Status)
+	require.InDelta(t, 0.5, c.Cost.NodeHours, 1e-9, "repriced by the actual run time")
+
+	recs := f.repo.events()
+	require.Equal(t, []string{
+		events.TypeJobSubmitted, events.TypeAuditActionRecorded,
+		events.TypeJobQueued, events.TypeAuditActionRecorded,
+		events.TypeJobRunning, events.TypeAuditActionRecorded,
+		events.TypeJobCompleted, events.TypeAuditActionRecorded, events.TypeJobMetricsRecorded,
+	}, jobEvents(recs, j.ID))
+	var seqs []int64
+	var metrics events.JobMetricsRecorded
+	for _, rec := range recs {
+		switch p := rec.Event.Payload.(type) {
+		case events.JobMetricsRecorded:
+			metrics = p
+		case events.AuditActionRecorded:
+		default:
+			seqs = append(seqs, rec.Event.Sequence)
+			require.Equal(t, j.CorrelationID, rec.Event.CorrelationID)
+		}
+	}
+	require.Equal(t, []int64{1, 2, 3, 4}, seqs)
+	require.Equal(t, int64(30*time.Minute/time.Millisecond), metrics.RunTimeMS)
+	require.Equal(t, cpu.Milliseconds(), *metrics.CPUTimeMS)
+	require.Equal(t, rss, *metrics.MaxRSSBytes)
+	require.True(t, metrics.Final)
+	requireEncodable(t, recs)
+}
+
+func TestReconcilerMapsSchedulerStatus(t *testing.T) {
+	t.Parallel()
+	exit1 := int32(1)
+	start := time.Date(2026, 3, 1, 12, 1, 0, 0, time.UTC)
+	tests := []struct {
+		name       string
+		running    bool // move the job to RUNNING first
+		report     app.SchedulerStatus
+		wantStatus domain.Status
+		wantTrail  []domain.Status
+		wantCode   string
+	}{
+		{
+			name:       "queued job finished between polls",
+			report:     app.SchedulerStatus{Phase: app.PhaseCompleted, State: "COMPLETED", StartTime: start, EndTime: start.Add(time.Minute)},
+			wantStatus: domain.StatusCompleted,
+			wantTrail:  []domain.Status{domain.StatusSubmitted, domain.StatusQueued, domain.StatusRunning, domain.StatusCompleted},
+		},
+		{
+			name:       "queued job failed after starting",
+			report:     app.SchedulerStatus{Phase: app.PhaseFailed, State: "TIMEOUT", ErrorCode: app.ErrorCodeTimeout, StartTime: start},
+			wantStatus: domain.StatusFailed, wantCode: app.ErrorCodeTimeout,
+			wantTrail: []domain.Status{domain.StatusSubmitted, domain.StatusQueued, domain.StatusRunning, domain.StatusFailed},
+		},
+		{
+			name:       "queued job failed without starting",
+			report:     app.SchedulerStatus{Phase: app.PhaseFailed, State: "BOOT_FAIL", ErrorCode: app.ErrorCodeBootFail},
+			wantStatus: domain.StatusFailed, wantCode: app.ErrorCodeBootFail,
+			wantTrail: []domain.Status{domain.StatusSubmitted, domain.StatusQueued, domain.StatusFailed},
+		},
+		{
+			name:       "running job non-zero exit",
+			running:    true,
+			report:     app.SchedulerStatus{Phase: app.PhaseFailed, State: "FAILED", ExitCode: &exit1},
+			wantStatus: domain.StatusFailed, wantCode: app.ErrorCodeNonZeroExit,
+			wantTrail: []domain.Status{domain.StatusSubmitted, domain.StatusQueued, domain.StatusRunning, domain.StatusFailed},
+		},
+		{
+			name:       "cancelled at the scheduler",
+			running:    true,
+			report:     app.SchedulerStatus{Phase: app.PhaseCancelled, State: "CANCELLED"},
+			wantStatus: domain.StatusCancelled,
+			wantTrail:  []domain.Status{domain.StatusSubmitted, domain.StatusQueued, domain.StatusRunning, domain.StatusCancelled},
+		},
+		{
+			name:       "requeued running job stays running",
+			running:    true,
+			report:     app.SchedulerStatus{Phase: app.PhaseQueued, State: "PENDING"},
+			wantStatus: domain.StatusRunning,
+			wantTrail:  []domain.Status{domain.StatusSubmitted, domain.StatusQueued, domain.StatusRunning},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			ctx := context.Background()
+			j := f.submit(t, alice, "k")
+			f.rec.Pass(ctx)
+			ref := f.job(t, j.ID).SchedulerRef.ID
+			if tt.running {
+				f.sched.set(ref, app.SchedulerStatus{Phase: app.PhaseRunning, State: "RUNNING", StartTime: start})
+				f.rec.Pass(ctx)
+			}
+			f.sched.set(ref, tt.report)
+			f.rec.Pass(ctx)
+			f.rec.Pass(ctx)
+			got := f.job(t, j.ID)
+			require.Equal(t, tt.wantStatus, got.Status)
+			require.Equal(t, tt.wantCode, got.ErrorCode)
+			var trail []domain.Status
+			for i, h := range got.History {
+				trail = append(trail, h.To)
+				require.Equal(t, int64(i+1), h.Sequence)
+				require.NotEmpty(t, h.EventID)
+			}
+			require.Equal(t, tt.wantTrail, trail)
+			requireEncodable(t, f.repo.events())
+		})
+	}
+}
+
+func TestReconcilerSurvivesSchedulerOutage(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+
+	// Submission while the scheduler is down: the job stays SUBMITTED and
+	// is submitted once it is back.
+	f.sched.setErrors(nil, errDown)
+	j := f.submit(t, alice, "k")
+	res := f.rec.Pass(ctx)
+	require.Equal(t, 1, res.Errors)
+	require.Equal(t, domain.StatusSubmitted, f.job(t, j.ID).Status)
+	f.sched.setErrors(nil, nil)
+	require.Equal(t, 1, f.rec.Pass(ctx).Dispatched)
+	q := f.job(t, j.ID)
+	require.Equal(t, domain.StatusQueued, q.Status)
+
+	// Status outage: errors counted, job kept, then recovered.
+	f.sched.setErrors(errDown, nil)
+	for range 3 {
+		require.Equal(t, 1, f.rec.Pass(ctx).Errors)
+	}
+	require.Equal(t, domain.StatusQueued, f.job(t, j.ID).Status)
+	f.sched.setErrors(nil, nil)
+	f.sched.set(q.SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseRunning, State: "RUNNING"})
+	require.Equal(t, 1, f.rec.Pass(ctx).Applied)
+
+	// Database outage: nothing applied, nothing lost.
+	f.repo.mu.Lock()
+	f.repo.failWith = errors.New("database down")
+	f.repo.mu.Unlock()
+	require.Equal(t, 1, f.rec.Pass(ctx).Errors)
+	f.repo.mu.Lock()
+	f.repo.failWith = nil
+	f.repo.mu.Unlock()
+	require.Equal(t, domain.StatusRunning, f.job(t, j.ID).Status)
+}
+
+func TestReconcilerSubmitRefusedAndLostJobs(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+
+	f.sched.setErrors(nil, errors.New("invalid partition"))
+	refused := f.submit(t, alice, "refused")
+	f.rec.Pass(ctx)
+	got := f.job(t, refused.ID)
+	require.Equal(t, domain.StatusFailed, got.Status)
+	require.Equal(t, app.ErrorCodeSubmit, got.ErrorCode)
+	require.Contains(t, got.ErrorMessage, "invalid partition")
+	f.sched.setErrors(nil, nil)
+
+	lost := f.submit(t, alice, "lost")
+	f.rec.Pass(ctx)
+	ref := f.job(t, lost.ID).SchedulerRef.ID
+	f.sched.forget(ref)
+	f.rec.Pass(ctx)
+	f.rec.Pass(ctx)
+	require.Equal(t, domain.StatusQueued, f.job(t, lost.ID).Status, "kept until unknown LostAfter times in a row")
+	f.rec.Pass(ctx)
+	got = f.job(t, lost.ID)
+	require.Equal(t, domain.StatusFailed, got.Status)
+	require.Equal(t, app.ErrorCodeLost, got.ErrorCode)
+}
+
+// TestReconcilersRaceExactlyOnce runs several reconcilers (replicas) on the
+// same jobs; every transition is still recorded exactly once and every
+// job submitted exactly once.
+func TestReconcilersRaceExactlyOnce(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	var ids []string
+	for i := range 10 {
+		ids = append(ids, f.submit(t, alice, "k"+string(rune('a'+i))).ID)
+	}
+	recs := []*app.Reconciler{f.rec}
+	for range 3 {
+		r, err := app.NewReconciler(f.app, app.DefaultReconcilerConfig(), slogDiscard())
+		require.NoError(t, err)
+		recs = append(recs, r)
+	}
+	passAll := func() {
+		var wg sync.WaitGroup
+		for _, r := range recs {
+			wg.Go(func() { r.Pass(ctx) })
+		}
+		wg.Wait()
+	}
+	passAll()
+	passAll()
+	require.Len(t, f.sched.submitted, 10, "each job submitted once")
+	exit := int32(0)
+	for _, id := range ids {
+		f.sched.set(f.job(t, id).SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseCompleted, State: "COMPLETED", ExitCode: &exit})
+	}
+	passAll()
+	passAll()
+	all := f.repo.events()
+	for _, id := range ids {
+		require.Equal(t, []string{
+			events.TypeJobSubmitted, events.TypeAuditActionRecorded,
+			events.TypeJobQueued, events.TypeAuditActionRecorded,
+			events.TypeJobRunning, events.TypeAuditActionRecorded,
+			events.TypeJobCompleted, events.TypeAuditActionRecorded, events.TypeJobMetricsRecorded,
+		}, jobEvents(all, id))
+	}
+}
+
+func TestReconcilerRunStopsWithContext(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.rec.Run(ctx) }()
+	j := f.submit(t, alice, "k") // kicks the reconciler
+	require.Eventually(t, func() bool { return f.job(t, j.ID).Status == domain.StatusQueued }, 5*time.Second, 5*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+}
+
+func TestCancelDuringDispatchStopsSchedulerJob(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	j := f.submit(t, alice, "k")
+	hook := &cancellingScheduler{fakeScheduler: f.sched, onSubmit: func() {
+		_, err := f.app.CancelJob(ctx, alice, j.ID, "too slow")
+		require.NoError(t, err)
+	}}
+	a, rec := rebuild(t, f, hook)
+	_ = a
+	rec.Pass(ctx)
+	got := f.job(t, j.ID)
+	require.Equal(t, domain.StatusCancelled, got.Status)
+	require.Len(t, f.sched.cancelled, 1, "the job that reached the scheduler is cancelled there")
+}

@@ -1,0 +1,254 @@
+package ports_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
+)
+
+// memRepo is an in-memory JobRepository for tests of the gRPC layer (the
+// same fake as in the app package tests; test files cannot be shared).
+// It follows the contract documented on app.JobRepository.
+type memRepo struct {
+	mu     sync.Mutex
+	jobs   map[string]*domain.Job
+	outbox []app.OutboxRecord
+	// failWith, when set, fails every call (an unreachable database).
+	failWith error
+}
+
+func newMemRepo() *memRepo { return &memRepo{jobs: map[string]*domain.Job{}} }
+
+func (r *memRepo) Create(_ context.Context, j *domain.Job, out []app.OutboxRecord) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failWith != nil {
+		return r.failWith
+	}
+	for _, o := range r.jobs {
+		if o.Owner == j.Owner && o.IdempotencyKey == j.IdempotencyKey {
+			return fmt.Errorf("create job %s: %w", j.ID, app.ErrDuplicateIdempotencyKey)
+		}
+	}
+	if _, ok := r.jobs[j.ID]; ok {
+		return fmt.Errorf("create job %s: duplicate id", j.ID)
+	}
+	c := j.Clone()
+	c.Version = 1
+	r.jobs[j.ID] = c
+	r.outbox = append(r.outbox, out...)
+	return nil
+}
+
+func (r *memRepo) Get(_ context.Context, id string) (*domain.Job, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failWith != nil {
+		return nil, r.failWith
+	}
+	j, ok := r.jobs[id]
+	if !ok {
+		return nil, fmt.Errorf("job %s: %w", id, domain.ErrNotFound)
+	}
+	return j.Clone(), nil
+}
+
+func (r *memRepo) GetByIdempotencyKey(_ context.Context, owner, key string) (*domain.Job, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failWith != nil {
+		return nil, r.failWith
+	}
+	for _, j := range r.jobs {
+		if j.Owner == owner && j.IdempotencyKey == key {
+			return j.Clone(), nil
+		}
+	}
+	return nil, domain.ErrNotFound
+}
+
+func (r *memRepo) sorted() []*domain.Job {
+	out := make([]*domain.Job, 0, len(r.jobs))
+	for _, j := range r.jobs {
+		out = append(out, j)
+	}
+	slices.SortFunc(out, func(a, b *domain.Job) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		switch {
+		case a.ID > b.ID:
+			return -1
+		case a.ID < b.ID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+func (r *memRepo) List(_ context.Context, q app.ListQuery) ([]*domain.Job, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failWith != nil {
+		return nil, r.failWith
+	}
+	var out []*domain.Job
+	for _, j := range r.sorted() {
+		switch {
+		case q.Owner != "" && j.Owner != q.Owner,
+			len(q.Statuses) > 0 && !slices.Contains(q.Statuses, j.Status),
+			q.System != "" && j.Spec.System != q.System,
+			!q.CreatedAfter.IsZero() && j.CreatedAt.Before(q.CreatedAfter),
+			!q.CreatedBefore.IsZero() && !j.CreatedAt.Before(q.CreatedBefore):
+			continue
+		}
+		if q.After != nil {
+			c := j.CreatedAt.Compare(q.After.CreatedAt)
+			if c > 0 || (c == 0 && j.ID >= q.After.ID) {
+				continue
+			}
+		}
+		out = append(out, j.Clone())
+		if len(out) == q.Limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+func (r *memRepo) ListActive(_ context.Context, limit int) ([]*domain.Job, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failWith != nil {
+		return nil, r.failWith
+	}
+	var out []*domain.Job
+	for _, j := range r.jobs {
+		if !j.Status.Terminal() {
+			out = append(out, j.Clone())
+		}
+	}
+	slices.SortFunc(out, func(a, b *domain.Job) int { return a.UpdatedAt.Compare(b.UpdatedAt) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+func (r *memRepo) Transition(_ context.Context, id string, expected int64, mutate func(*domain.Job) ([]app.OutboxRecord, error)) (*domain.Job, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failWith != nil {
+		return nil, r.failWith
+	}
+	j, ok := r.jobs[id]
+	if !ok {
+		return nil, fmt.Errorf("job %s: %w", id, domain.ErrNotFound)
+	}
+	if expected != app.AnyVersion && expected != j.Version {
+		return nil, fmt.Errorf("job %s at version %d, expected %d: %w", id, j.Version, expected, app.ErrVersionConflict)
+	}
+	c := j.Clone()
+	out, err := mutate(c)
+	if err != nil {
+		return nil, err
+	}
+	c.Version = j.Version + 1
+	r.jobs[id] = c
+	r.outbox = append(r.outbox, out...)
+	return c.Clone(), nil
+}
+
+func (r *memRepo) events() []app.OutboxRecord {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.outbox)
+}
+
+func (r *memRepo) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.jobs)
+}
+
+// fakeScheduler is a Scheduler whose answers the test sets.
+type fakeScheduler struct {
+	mu        sync.Mutex
+	next      int
+	status    map[string]app.SchedulerStatus
+	statusErr error
+	submitErr error
+	submitted []app.SubmitRequest
+	cancelled []string
+	calls     int
+}
+
+func newFakeScheduler() *fakeScheduler {
+	return &fakeScheduler{status: map[string]app.SchedulerStatus{}}
+}
+
+func (s *fakeScheduler) Name() string { return "fake" }
+
+func (s *fakeScheduler) Submit(_ context.Context, req app.SubmitRequest) (app.SchedulerRef, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.submitErr != nil {
+		return app.SchedulerRef{}, s.submitErr
+	}
+	s.next++
+	id := strconv.Itoa(s.next)
+	s.submitted = append(s.submitted, req)
+	s.status[id] = app.SchedulerStatus{Phase: app.PhaseQueued, State: "PENDING"}
+	return app.SchedulerRef{ID: id, SubmittedAt: time.Unix(1700000000, 0).UTC()}, nil
+}
+
+func (s *fakeScheduler) Status(_ context.Context, ref app.SchedulerRef) (app.SchedulerStatus, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if s.statusErr != nil {
+		return app.SchedulerStatus{}, s.statusErr
+	}
+	st, ok := s.status[ref.ID]
+	if !ok {
+		return app.SchedulerStatus{}, app.ErrUnknownJob
+	}
+	return st, nil
+}
+
+func (s *fakeScheduler) Cancel(_ context.Context, ref app.SchedulerRef) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.statusErr != nil {
+		return s.statusErr
+	}
+	s.cancelled = append(s.cancelled, ref.ID)
+	return nil
+}
+
+func (s *fakeScheduler) set(id string, st app.SchedulerStatus) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.status[id] = st
+}
+
+func (s *fakeScheduler) forget(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.status, id)
+}
+
+func (s *fakeScheduler) setErrors(status, submit error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.statusErr, s.submitErr = status, submit
+}
+
+var errDown = fmt.Errorf("connect: %w", app.ErrSchedulerUnavailable)
