@@ -49,6 +49,7 @@ const usageText = `chctl: the Cosmic Horizons Fleet command line
 
 Commands:
   topics    create missing topics of the catalogue and verify existing ones
+  audit     verify an audit export offline (verify) or make a checkpoint key pair (keygen)
 
 Run "chctl COMMAND -h" for the flags of a command.`
 
@@ -60,6 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "topics":
 		return runTopics(ctx, args[1:], stdout, stderr)
+	case "audit":
+		return runAudit(ctx, args[1:], stdout, stderr)
 	default:
 		return usageError{fmt.Sprintf("unknown command %q (see chctl help)", args[0])}
 	}

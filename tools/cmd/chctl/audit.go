@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/cosmic-horizons/fleet/libs/auditchain"
+)
+
+// Files written by "chctl audit keygen".
+const (
+	auditPrivateKeyFile = "audit-signing-key.pem"
+	auditPublicKeyFile  = "audit-signing-key.pub.pem"
+)
+
+const auditUsage = `usage:
+  chctl audit verify (-pubkey FILE | -pubkey-b64 KEY) [-from N] [-to N] EXPORT.ndjson
+      verify an audit export offline: every hash, every link and every
+      checkpoint signature. "-" reads the export from stdin. Exits 1 when the
+      export does not verify, naming the first bad sequence.
+  chctl audit keygen -out DIR
+      write a new Ed25519 checkpoint key pair to DIR/` + auditPrivateKeyFile + ` (0600)
+      and DIR/` + auditPublicKeyFile
+
+// errAuditNotVerified makes chctl exit 1 after the failure was printed.
+var errAuditNotVerified = errors.New("audit export does not verify")
+
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintln(stdout, auditUsage)
+		if len(args) == 0 {
+			return usageError{"audit: missing subcommand (verify or keygen)"}
+		}
+		return nil
+	}
+	switch args[0] {
+	case "verify":
+		return runAuditVerify(ctx, args[1:], stdout, stderr)
+	case "keygen":
+		return runAuditKeygen(args[1:], stdout, stderr)
+	default:
+		return usageError{fmt.Sprintf("audit: unknown subcommand %q (verify or keygen)", args[0])}
+	}
+}
+
+func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	pubFile := fs.String("pubkey", "", "file with the Ed25519 public key (PEM or base64)")
+	pubB64 := fs.String("pubkey-b64", "", "the Ed25519 public key as base64 of its 32 bytes")
+	from := fs.Uint64("from", 0, "first sequence to verify (0: the start of the export)")
+	to := fs.Uint64("to", 0, "last sequence to verify (0: the end of the export)")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	if fs.NArg() != 1 {
+		return usageError{"audit verify: want exactly one export file"}
+	}
+	keys := auditchain.KeyConfig{PublicKey: *pubB64, PublicKeyFile: *pubFile}
+	if *pubB64 == "" && *pubFile == "" {
+		return usageError{"audit verify: set -pubkey or -pubkey-b64"}
+	}
+	if err := keys.Validate(); err != nil {
+		return usageError{"audit verify: set only one of -pubkey and -pubkey-b64"}
+	}
+	pub, err := keys.LoadPublicKey()
+	if err != nil {
+		return fmt.Errorf("audit verify: %w", err)
+	}
+	name := fs.Arg(0)
+	var in io.Reader = os.Stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return fmt.Errorf("audit verify: %w", err)
+		}
+		defer f.Close()
+		in = f
+	}
+	r := auditchain.NewReader(ctxReader{ctx: ctx, r: in}, auditchain.ReaderOptions{})
+	header, err := r.Header()
+	if err != nil {
+		return fmt.Errorf("audit verify %s: %w", name, err)
+	}
+	if header.KeyID != "" && header.KeyID != auditchain.KeyID(pub) {
+		fmt.Fprintf(stdout, "FAIL: the export names key %s, the public key given is %s\n", header.KeyID, auditchain.KeyID(pub))
+		return errAuditNotVerified
+	}
+	res, err := auditchain.Verify(r.Entries(), auditchain.VerifyOptions{PublicKey: pub, From: *from, To: *to})
+	if err != nil {
+		return fmt.Errorf("audit verify %s: %w", name, err)
+	}
+	if !res.OK {
+		fmt.Fprintf(stdout, "FAIL at sequence %d: %s: %s\n", res.BadSequence, res.Reason, res.Detail)
+		return errAuditNotVerified
+	}
+	fmt.Fprintln(stdout, res.String())
+	if res.Records > 0 {
+		fmt.Fprintf(stdout, "records %d..%d, key %s\n", res.First, res.Head.Sequence, auditchain.KeyID(pub))
+	}
+	switch {
+	case res.Checkpoints == 0:
+		fmt.Fprintln(stderr, "warning: no checkpoint in the export: removal of its newest records cannot be detected")
+	case res.LastCheckpoint < res.Head.Sequence:
+		fmt.Fprintf(stderr, "warning: records %d..%d come after the last checkpoint and are not covered by a signature\n",
+			res.LastCheckpoint+1, res.Head.Sequence)
+	}
+	return nil
+}
+
+// ctxReader stops reading once ctx is done, so a long verification ends on SIGTERM.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+func runAuditKeygen(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("audit keygen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", "", "directory to write the key pair to (created if missing)")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	if *out == "" || fs.NArg() != 0 {
+		return usageError{"audit keygen: want -out DIR and no arguments"}
+	}
+	pub, priv, err := auditchain.GenerateKey(rand.Reader)
+	if err != nil {
+		return fmt.Errorf("audit keygen: %w", err)
+	}
+	privPEM, err := auditchain.MarshalPrivateKeyPEM(priv)
+	if err != nil {
+		return fmt.Errorf("audit keygen: %w", err)
+	}
+	pubPEM, err := auditchain.MarshalPublicKeyPEM(pub)
+	if err != nil {
+		return fmt.Errorf("audit keygen: %w", err)
+	}
+	if err := os.MkdirAll(*out, 0o700); err != nil {
+		return fmt.Errorf("audit keygen: %w", err)
+	}
+	privPath := filepath.Join(*out, auditPrivateKeyFile)
+	pubPath := filepath.Join(*out, auditPublicKeyFile)
+	for _, p := range []string{privPath, pubPath} {
+		if _, err := os.Lstat(p); err == nil {
+			return fmt.Errorf("audit keygen: %s exists; not overwriting a key", p)
+		}
+	}
+	if err := writeNewFile(privPath, privPEM, 0o600); err != nil {
+		return fmt.Errorf("audit keygen: %w", err)
+	}
+	if err := writeNewFile(pubPath, pubPEM, 0o644); err != nil {
+		return fmt.Errorf("audit keygen: %w", err)
+	}
+	fmt.Fprintf(stdout, "key id %s\nprivate key %s\npublic key %s\npublic key base64 %s\n",
+		auditchain.KeyID(pub), privPath, pubPath, auditchain.EncodePublicKeyBase64(pub))
+	return nil
+}
+
+// writeNewFile writes data to a file that must not exist yet, with mode perm.
+func writeNewFile(path string, data []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", path, err)
+	}
+	return nil
+}
