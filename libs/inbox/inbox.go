@@ -139,23 +139,13 @@ SELECT event_id FROM inbox_processed WHERE consumer = ? AND processed_at < ? LIM
 	return ib
 }
 
-// register registers c with reg, or returns the collector already registered
-// under the same name.
+// register registers c with reg, sharing a collector already registered
+// under the same name; a failure only costs the metric, so it is logged.
 func register(reg prometheus.Registerer, c *prometheus.CounterVec, logger *slog.Logger) *prometheus.CounterVec {
-	if reg == nil {
-		return c
+	c, err := bus.RegisterMetric(reg, c)
+	if err != nil {
+		logger.Warn("register inbox metrics", "error", err)
 	}
-	err := reg.Register(c)
-	if err == nil {
-		return c
-	}
-	var already prometheus.AlreadyRegisteredError
-	if errors.As(err, &already) {
-		if existing, ok := already.ExistingCollector.(*prometheus.CounterVec); ok {
-			return existing
-		}
-	}
-	logger.Warn("register inbox metrics", "error", err)
 	return c
 }
 
