@@ -1,0 +1,125 @@
+package local
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
+)
+
+// File names inside a job directory.
+const (
+	scriptFile  = "job.sh"
+	stdoutFile  = "stdout.log"
+	stderrFile  = "stderr.log"
+	requestFile = "request.json"
+	stateFile   = "state.json"
+)
+
+// The backend's own state names, reported in SchedulerStatus.State.
+const (
+	StateQueued    = "QUEUED"
+	StateRunning   = "RUNNING"
+	StateCompleted = "COMPLETED"
+	StateFailed    = "FAILED"
+	StateTimeout   = "TIMEOUT"
+	StateCancelled = "CANCELLED"
+	StateLost      = "LOST"
+)
+
+// record is the persistent state of one job (state.json).
+type record struct {
+	JobID       string    `json:"job_id"`
+	Name        string    `json:"name,omitempty"`
+	State       string    `json:"state"`
+	SubmittedAt time.Time `json:"submitted_at"`
+	StartedAt   time.Time `json:"started_at,omitzero"`
+	EndedAt     time.Time `json:"ended_at,omitzero"`
+	PID         int       `json:"pid,omitempty"`
+	ExitCode    *int32    `json:"exit_code,omitempty"`
+	ErrorCode   string    `json:"error_code,omitempty"`
+	Reason      string    `json:"reason,omitempty"`
+	CPUTimeNS   *int64    `json:"cpu_time_ns,omitempty"`
+	MaxRSSBytes *int64    `json:"max_rss_bytes,omitempty"`
+}
+
+func (r *record) terminal() bool {
+	switch r.State {
+	case StateQueued, StateRunning:
+		return false
+	}
+	return true
+}
+
+func (r *record) status() app.SchedulerStatus {
+	st := app.SchedulerStatus{
+		State:      r.State,
+		Reason:     r.Reason,
+		ErrorCode:  r.ErrorCode,
+		ExitCode:   r.ExitCode,
+		SubmitTime: r.SubmittedAt,
+		StartTime:  r.StartedAt,
+		EndTime:    r.EndedAt,
+	}
+	switch r.State {
+	case StateQueued:
+		st.Phase = app.PhaseQueued
+	case StateRunning:
+		st.Phase = app.PhaseRunning
+	case StateCompleted:
+		st.Phase = app.PhaseCompleted
+	case StateCancelled:
+		st.Phase = app.PhaseCancelled
+	default: // FAILED, TIMEOUT, LOST
+		st.Phase = app.PhaseFailed
+	}
+	if !r.StartedAt.IsZero() {
+		if host, err := os.Hostname(); err == nil {
+			st.NodeList = []string{host}
+		}
+	}
+	if r.CPUTimeNS != nil {
+		d := time.Duration(*r.CPUTimeNS)
+		st.CPUTime = &d
+	}
+	if r.MaxRSSBytes != nil {
+		v := *r.MaxRSSBytes
+		st.MaxRSSBytes = &v
+	}
+	return st
+}
+
+// writeJSONAtomic writes v as JSON to path through a temporary file and a
+// rename, so a reader never sees a half-written file.
+func writeJSONAtomic(path string, v any, perm os.FileMode) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
+	}
+	tmp := path + ".tmp." + strconv.Itoa(os.Getpid())
+	if err := os.WriteFile(tmp, append(data, '\n'), perm); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("rename %s: %w", tmp, err)
+	}
+	return nil
+}
+
+func readJSON(path string, v any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("decode %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,288 @@
+package slurm
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cosmic-horizons/fleet/libs/telemetry"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
+)
+
+// Slurm error numbers the backend acts on.
+const (
+	errInvalidJobID = 2017 // ESLURM_INVALID_JOB_ID
+	errAlreadyDone  = 2021 // ESLURM_ALREADY_DONE
+)
+
+const maxResponseBytes = 16 << 20
+
+// ErrorEntry is one element of the "errors" array of a slurmrestd answer.
+type ErrorEntry struct {
+	Code        int    // error_number or error_code
+	Error       string // Slurm's text for the code
+	Description string // what failed, e.g. "Unable to find JobId=7"
+	Source      string
+}
+
+func (e *ErrorEntry) UnmarshalJSON(data []byte) error {
+	var raw struct {
+		ErrorNumber *int   `json:"error_number"`
+		ErrorCode   *int   `json:"error_code"`
+		Error       string `json:"error"`
+		Description string `json:"description"`
+		Source      string `json:"source"`
+	}
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return err
+	}
+	*e = ErrorEntry{Error: raw.Error, Description: raw.Description, Source: raw.Source}
+	switch {
+	case raw.ErrorNumber != nil:
+		e.Code = *raw.ErrorNumber
+	case raw.ErrorCode != nil:
+		e.Code = *raw.ErrorCode
+	}
+	return nil
+}
+
+func (e ErrorEntry) String() string {
+	var parts []string
+	if e.Description != "" {
+		parts = append(parts, e.Description)
+	}
+	if e.Error != "" && e.Error != e.Description {
+		parts = append(parts, e.Error)
+	}
+	if e.Code != 0 {
+		parts = append(parts, fmt.Sprintf("slurm error %d", e.Code))
+	}
+	if len(parts) == 0 {
+		return "unspecified error"
+	}
+	return strings.Join(parts, ": ")
+}
+
+// APIError is an answer of slurmrestd that reports failure.
+type APIError struct {
+	Method, Path string
+	StatusCode   int
+	Errors       []ErrorEntry
+}
+
+func (e *APIError) Error() string {
+	msgs := make([]string, 0, len(e.Errors))
+	for _, en := range e.Errors {
+		msgs = append(msgs, en.String())
+	}
+	text := strings.Join(msgs, "; ")
+	if text == "" {
+		text = http.StatusText(e.StatusCode)
+	}
+	return fmt.Sprintf("slurmrestd %s %s: HTTP %d: %s", e.Method, e.Path, e.StatusCode, text)
+}
+
+// HasCode reports whether any error entry carries code.
+func (e *APIError) HasCode(code int) bool {
+	for _, en := range e.Errors {
+		if en.Code == code {
+			return true
+		}
+	}
+	return false
+}
+
+// requestError reports whether the answer blames the request itself, so
+// retrying it unchanged cannot help.
+func (e *APIError) requestError() bool {
+	if e.StatusCode >= 400 && e.StatusCode < 500 {
+		return true
+	}
+	for _, en := range e.Errors {
+		if (en.Code >= 2000 && en.Code < 3000) || en.Code >= 9000 {
+			return true
+		}
+	}
+	return false
+}
+
+// classify wraps an API error with the port's sentinel errors.
+func classify(e *APIError) error {
+	switch {
+	case e.HasCode(errInvalidJobID):
+		return fmt.Errorf("%w: %w", app.ErrUnknownJob, e)
+	case e.StatusCode == http.StatusBadGateway || e.StatusCode == http.StatusServiceUnavailable ||
+		e.StatusCode == http.StatusGatewayTimeout:
+		return fmt.Errorf("%w: %w", app.ErrSchedulerUnavailable, e)
+	case e.requestError():
+		return e
+	case e.StatusCode >= 500 || e.StatusCode == 0:
+		return fmt.Errorf("%w: %w", app.ErrSchedulerUnavailable, e)
+	}
+	return e
+}
+
+// response is the union of the answer shapes the backend reads.
+type response struct {
+	Errors []ErrorEntry `json:"errors"`
+	JobID  *int64       `json:"job_id"`
+	Jobs   []jobInfo    `json:"jobs"`
+}
+
+// client talks HTTP to slurmrestd.
+type client struct {
+	http    *http.Client
+	base    *url.URL
+	prefix  string
+	user    string
+	token   *tokenSource
+	log     *slog.Logger
+	timeout time.Duration
+}
+
+func newClient(cfg Config) (*client, error) {
+	u, err := url.Parse(cfg.BaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse BaseURL: %w", err)
+	}
+	tr := &http.Transport{
+		Proxy:                 nil, // slurmrestd is reached directly; a proxy would see the token
+		MaxIdleConns:          16,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: cfg.HTTPTimeout,
+	}
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	base := &url.URL{Scheme: u.Scheme, Host: u.Host, Path: strings.TrimSuffix(u.Path, "/")}
+	if u.Scheme == "unix" {
+		sock := u.Path
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, "unix", sock)
+		}
+		base = &url.URL{Scheme: "http", Host: "slurmrestd"}
+	} else {
+		tr.DialContext = dialer.DialContext
+		if u.Scheme == "https" {
+			tr.TLSHandshakeTimeout = 10 * time.Second
+		}
+	}
+	return &client{
+		http:    &http.Client{Transport: tr, Timeout: cfg.HTTPTimeout},
+		base:    base,
+		prefix:  "/slurm/" + cfg.APIVersion,
+		user:    cfg.UserName,
+		token:   &tokenSource{static: cfg.Token, file: cfg.TokenFile},
+		log:     cfg.Logger,
+		timeout: cfg.HTTPTimeout,
+	}, nil
+}
+
+// do sends one request and decodes the answer. Transport failures and
+// answers with an HTTP error status return an error classified by classify;
+// a 200 answer is returned with its errors array for the caller to judge.
+func (c *client) do(ctx context.Context, method, path string, body any) (*response, error) {
+	full := c.prefix + path
+	var rdr io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s %s: %w", method, full, err)
+		}
+		rdr = bytes.NewReader(data)
+	}
+	u := *c.base
+	u.Path = c.base.Path + full
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rdr)
+	if err != nil {
+		return nil, fmt.Errorf("build %s %s: %w", method, full, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	tok, err := c.token.get()
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, full, err)
+	}
+	if tok != "" {
+		req.Header.Set("X-SLURM-USER-NAME", c.user)
+		req.Header.Set("X-SLURM-USER-TOKEN", string(tok))
+	}
+	start := time.Now()
+	res, err := c.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("slurmrestd %s %s: %w", method, full, ctx.Err())
+		}
+		return nil, fmt.Errorf("%w: slurmrestd %s %s: %w", app.ErrSchedulerUnavailable, method, full, err)
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(res.Body, maxResponseBytes))
+	if err != nil {
+		return nil, fmt.Errorf("%w: read slurmrestd %s %s: %w", app.ErrSchedulerUnavailable, method, full, err)
+	}
+	c.log.DebugContext(ctx, "slurmrestd request", "method", method, "path", full,
+		"status", res.StatusCode, "duration", time.Since(start))
+
+	var out response
+	if err := json.Unmarshal(data, &out); err != nil {
+		perr := fmt.Errorf("slurmrestd %s %s: HTTP %d: malformed answer: %w", method, full, res.StatusCode, err)
+		if res.StatusCode >= 500 {
+			return nil, fmt.Errorf("%w: %w", app.ErrSchedulerUnavailable, perr)
+		}
+		return nil, perr
+	}
+	if res.StatusCode >= 300 {
+		return nil, classify(&APIError{Method: method, Path: full, StatusCode: res.StatusCode, Errors: out.Errors})
+	}
+	return &out, nil
+}
+
+// tokenSource yields the JWT: a fixed one, or the content of a file that is
+// re-read when its size or modification time changes.
+type tokenSource struct {
+	static telemetry.Secret
+	file   string
+
+	mu      sync.Mutex
+	cached  telemetry.Secret
+	modTime time.Time
+	size    int64
+}
+
+func (t *tokenSource) get() (telemetry.Secret, error) {
+	if t.file == "" {
+		return t.static, nil
+	}
+	fi, err := os.Stat(t.file)
+	if err != nil {
+		return "", fmt.Errorf("token file: %w", err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.cached != "" && fi.ModTime().Equal(t.modTime) && fi.Size() == t.size {
+		return t.cached, nil
+	}
+	data, err := os.ReadFile(t.file)
+	if err != nil {
+		return "", fmt.Errorf("token file: %w", err)
+	}
+	tok := strings.TrimSpace(string(data))
+	tok = strings.TrimPrefix(tok, "SLURM_JWT=")
+	if tok == "" {
+		return "", errors.New("token file is empty")
+	}
+	t.cached, t.modTime, t.size = telemetry.Secret(tok), fi.ModTime(), fi.Size()
+	return t.cached, nil
+}

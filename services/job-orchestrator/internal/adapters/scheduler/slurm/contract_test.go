@@ -1,0 +1,114 @@
+package slurm_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cosmic-horizons/fleet/libs/telemetry"
+	"github.com/cosmic-horizons/fleet/libs/testinfra"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/schedulertest"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/slurm"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
+)
+
+// TestContract runs the scheduler contract suite against the real Slurm of
+// the local stack (`eval "$(tools/stack/stack.sh env)"`). Jobs run as
+// SLURM_USER, so every job's WorkDir is a fresh directory under the system
+// temporary directory with mode 01777 (world-writable, sticky), which that
+// user can write and the test can read. The time-limit case takes about two
+// minutes: Slurm counts time limits in whole minutes and slurmctld checks
+// them every 30 seconds.
+func TestContract(t *testing.T) {
+	t.Parallel()
+	baseURL, user, token := os.Getenv("SLURMRESTD_URL"), os.Getenv("SLURM_USER"), os.Getenv("SLURM_JWT_TOKEN")
+	if baseURL == "" || (!strings.HasPrefix(baseURL, "unix:") && (user == "" || token == "")) {
+		testinfra.Unavailable(t, "SLURMRESTD_URL, SLURM_USER and SLURM_JWT_TOKEN are unset (tools/stack/stack.sh env)")
+	}
+	_, err := exec.LookPath("scontrol")
+	require.NoError(t, err, "scontrol verifies what the backend reports")
+
+	newScheduler := func(t *testing.T) app.Scheduler {
+		s, err := slurm.New(slurm.Config{
+			BaseURL:  baseURL,
+			UserName: user,
+			Token:    telemetry.Secret(token),
+			Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		})
+		require.NoError(t, err)
+		t.Cleanup(s.Close)
+		return s
+	}
+	schedulertest.Run(t, newScheduler, schedulertest.Options{
+		Capacity:       clusterCPUs(t),
+		TimeLimit:      time.Minute,
+		TimeoutOverrun: 2 * time.Minute,
+		WaitTimeout:    3 * time.Minute,
+		PollInterval:   time.Second,
+		WorkDir:        sharedWorkDir,
+		UnknownID:      "67108000",
+		LocalProcesses: true, // the stack's Slurm node is this host
+		Verify:         verifyWithScontrol,
+	})
+}
+
+// sharedWorkDir makes a directory the Slurm job user can write.
+func sharedWorkDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "fleet-slurm-contract-")
+	require.NoError(t, err)
+	require.NoError(t, os.Chmod(dir, 0o1777))
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
+}
+
+// clusterCPUs is the number of CPUs of the default partition (sinfo's
+// allocated/idle/other/total), which one-core jobs fill.
+func clusterCPUs(t *testing.T) int {
+	t.Helper()
+	out, err := exec.Command("sinfo", "-h", "-o", "%C").Output()
+	require.NoError(t, err, "sinfo")
+	fields := strings.Split(strings.TrimSpace(strings.Split(string(out), "\n")[0]), "/")
+	require.Len(t, fields, 4, "sinfo %%C output %q", out)
+	n, err := strconv.Atoi(fields[3])
+	require.NoError(t, err)
+	return n
+}
+
+// verifyWithScontrol checks that Slurm's own view of the job agrees with the
+// status the backend reported.
+func verifyWithScontrol(t *testing.T, ref app.SchedulerRef, st app.SchedulerStatus) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "scontrol", "show", "job", "-o", ref.ID).CombinedOutput()
+	require.NoError(t, err, "scontrol show job %s: %s", ref.ID, out)
+	fields := map[string]string{}
+	for _, f := range strings.Fields(string(out)) {
+		if k, v, ok := strings.Cut(f, "="); ok {
+			fields[k] = v
+		}
+	}
+	require.Equal(t, ref.ID, fields["JobId"])
+	require.Equal(t, st.State, fields["JobState"], "scontrol agrees on the state")
+	if st.ExitCode != nil {
+		code, sig, ok := strings.Cut(fields["ExitCode"], ":")
+		require.True(t, ok, "ExitCode %q", fields["ExitCode"])
+		want := code
+		if sig != "0" {
+			s, err := strconv.Atoi(sig)
+			require.NoError(t, err)
+			want = strconv.Itoa(128 + s)
+		}
+		require.Equal(t, want, strconv.Itoa(int(*st.ExitCode)), "scontrol agrees on the exit code (%s)", fields["ExitCode"])
+	}
+	t.Logf("scontrol: JobId=%s JobState=%s ExitCode=%s", fields["JobId"], fields["JobState"], fields["ExitCode"])
+}

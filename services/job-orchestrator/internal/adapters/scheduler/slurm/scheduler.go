@@ -1,0 +1,245 @@
+package slurm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
+)
+
+// Name is the backend name reported by Scheduler.Name.
+const Name = "slurm"
+
+var (
+	numericID     = regexp.MustCompile(`^[0-9]{1,10}$`)
+	jobIDPattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	envKeyPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// Scheduler submits jobs to Slurm through slurmrestd. Create it with New; it
+// is safe for concurrent use.
+type Scheduler struct {
+	cfg    Config
+	client *client
+	log    *slog.Logger
+}
+
+var _ app.Scheduler = (*Scheduler)(nil)
+
+// New validates cfg and builds the backend. It does not contact slurmrestd.
+func New(cfg Config) (*Scheduler, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c, err := newClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Scheduler{cfg: cfg, client: c, log: cfg.Logger.With("scheduler", Name)}, nil
+}
+
+// Name implements app.Scheduler.
+func (s *Scheduler) Name() string { return Name }
+
+// Close releases idle connections.
+func (s *Scheduler) Close() {
+	s.client.http.CloseIdleConnections()
+}
+
+// Submit implements app.Scheduler.
+func (s *Scheduler) Submit(ctx context.Context, req app.SubmitRequest) (app.SchedulerRef, error) {
+	body, err := s.submitBody(req)
+	if err != nil {
+		return app.SchedulerRef{}, fmt.Errorf("submit job %s: %w", req.JobID, err)
+	}
+	resp, err := s.client.do(ctx, http.MethodPost, "/job/submit", body)
+	if err != nil {
+		return app.SchedulerRef{}, fmt.Errorf("submit job %s: %w", req.JobID, err)
+	}
+	if resp.JobID == nil || *resp.JobID <= 0 {
+		apiErr := &APIError{Method: http.MethodPost, Path: s.client.prefix + "/job/submit", StatusCode: http.StatusOK, Errors: resp.Errors}
+		return app.SchedulerRef{}, fmt.Errorf("submit job %s: no job id in answer: %w", req.JobID, classify(apiErr))
+	}
+	id := strconv.FormatInt(*resp.JobID, 10)
+	for _, e := range resp.Errors {
+		// slurmctld accepted the job; these are notes such as "job is held".
+		s.log.WarnContext(ctx, "slurm accepted job with a message", "job_id", req.JobID, "slurm_job_id", id, "message", e.String())
+	}
+	ref := app.SchedulerRef{ID: id}
+	job, err := s.getJob(ctx, id)
+	if err != nil {
+		// The job exists; report it without a submit time rather than submit it twice.
+		s.log.WarnContext(ctx, "read submit time of new slurm job", "job_id", req.JobID, "slurm_job_id", id, "error", err)
+		return ref, nil
+	}
+	if ref.SubmittedAt, err = parseUnixTime(job.SubmitTime); err != nil {
+		s.log.WarnContext(ctx, "decode submit time of new slurm job", "job_id", req.JobID, "slurm_job_id", id, "error", err)
+	}
+	s.log.InfoContext(ctx, "job submitted to slurm", "job_id", req.JobID, "slurm_job_id", id)
+	return ref, nil
+}
+
+// Status implements app.Scheduler.
+func (s *Scheduler) Status(ctx context.Context, ref app.SchedulerRef) (app.SchedulerStatus, error) {
+	job, err := s.lookup(ctx, ref)
+	if err != nil {
+		return app.SchedulerStatus{}, fmt.Errorf("status of slurm job %s: %w", ref.ID, err)
+	}
+	st, err := toStatus(job)
+	if err != nil {
+		return app.SchedulerStatus{}, fmt.Errorf("status of slurm job %s: %w", ref.ID, err)
+	}
+	return st, nil
+}
+
+// Cancel implements app.Scheduler. The job is read first so that a reused
+// id is never cancelled; an ended job is left alone.
+func (s *Scheduler) Cancel(ctx context.Context, ref app.SchedulerRef) error {
+	job, err := s.lookup(ctx, ref)
+	if err != nil {
+		return fmt.Errorf("cancel slurm job %s: %w", ref.ID, err)
+	}
+	if st, err := toStatus(job); err == nil && st.Phase.Terminal() {
+		return nil
+	}
+	_, err = s.client.do(ctx, http.MethodDelete, "/job/"+ref.ID, nil)
+	var apiErr *APIError
+	if errors.As(err, &apiErr) && (apiErr.HasCode(errInvalidJobID) || apiErr.HasCode(errAlreadyDone)) {
+		return nil // ended and purged between the read and the cancel
+	}
+	if err != nil {
+		return fmt.Errorf("cancel slurm job %s: %w", ref.ID, err)
+	}
+	s.log.InfoContext(ctx, "slurm job cancelled", "slurm_job_id", ref.ID)
+	return nil
+}
+
+// lookup reads the job of ref and checks its submit time.
+func (s *Scheduler) lookup(ctx context.Context, ref app.SchedulerRef) (jobInfo, error) {
+	if !numericID.MatchString(ref.ID) {
+		return jobInfo{}, fmt.Errorf("id %q is not a slurm job id: %w", ref.ID, app.ErrUnknownJob)
+	}
+	job, err := s.getJob(ctx, ref.ID)
+	if err != nil {
+		return jobInfo{}, err
+	}
+	if !ref.SubmittedAt.IsZero() {
+		submitted, err := parseUnixTime(job.SubmitTime)
+		if err != nil {
+			return jobInfo{}, fmt.Errorf("submit_time: %w", err)
+		}
+		if submitted.Unix() != ref.SubmittedAt.Unix() {
+			return jobInfo{}, fmt.Errorf("id reused: submitted %s, expected %s: %w",
+				submitted.Format(time.RFC3339), ref.SubmittedAt.UTC().Format(time.RFC3339), app.ErrUnknownJob)
+		}
+	}
+	return job, nil
+}
+
+func (s *Scheduler) getJob(ctx context.Context, id string) (jobInfo, error) {
+	resp, err := s.client.do(ctx, http.MethodGet, "/job/"+id, nil)
+	if err != nil {
+		return jobInfo{}, err
+	}
+	want, _ := strconv.ParseInt(id, 10, 64)
+	for _, j := range resp.Jobs {
+		if j.JobID == want {
+			return j, nil
+		}
+	}
+	if len(resp.Errors) > 0 {
+		return jobInfo{}, classify(&APIError{Method: http.MethodGet, Path: s.client.prefix + "/job/" + id, StatusCode: http.StatusOK, Errors: resp.Errors})
+	}
+	return jobInfo{}, fmt.Errorf("job %s not in answer: %w", id, app.ErrUnknownJob)
+}
+
+// submitBody builds the job description of v0.0.38.
+func (s *Scheduler) submitBody(req app.SubmitRequest) (map[string]any, error) {
+	if err := validateRequest(req); err != nil {
+		return nil, err
+	}
+	env := make(map[string]string, len(req.Environment)+4)
+	env["PATH"] = s.cfg.Path
+	for k, v := range req.Environment {
+		env[k] = v
+	}
+	env["FLEET_JOB_ID"] = req.JobID
+	env["FLEET_JOB_NAME"] = req.Name
+	env["FLEET_WORK_DIR"] = req.WorkDir
+
+	name := req.Name
+	if name == "" {
+		name = "fleet"
+	}
+	job := map[string]any{
+		"name":                      name + "-" + req.JobID,
+		"current_working_directory": req.WorkDir,
+		"environment":               env,
+		"standard_output":           filepath.Join(req.WorkDir, req.JobID+".out"),
+		"standard_error":            filepath.Join(req.WorkDir, req.JobID+".err"),
+	}
+	if req.Walltime > 0 {
+		job["time_limit"] = int64(math.Ceil(req.Walltime.Minutes()))
+	}
+	if req.Partition != "" {
+		job["partition"] = req.Partition
+	}
+	if req.Nodes > 0 {
+		job["nodes"] = req.Nodes
+	}
+	if req.CoresPerNode > 0 {
+		job["tasks_per_node"] = 1
+		job["cpus_per_task"] = req.CoresPerNode
+	}
+	if req.MemoryMB > 0 {
+		job["memory_per_node"] = req.MemoryMB
+	}
+	if req.GPUsPerNode > 0 {
+		job["gpus_per_node"] = strconv.Itoa(int(req.GPUsPerNode))
+	}
+	if req.Account != "" {
+		job["account"] = req.Account
+	}
+	return map[string]any{"job": job, "script": req.Script}, nil
+}
+
+func validateRequest(req app.SubmitRequest) error {
+	var errs []error
+	if !jobIDPattern.MatchString(req.JobID) {
+		errs = append(errs, fmt.Errorf("job id %q must match %s", req.JobID, jobIDPattern))
+	}
+	if !strings.HasPrefix(req.Script, "#!") {
+		errs = append(errs, errors.New("script must begin with #!"))
+	}
+	if strings.ContainsRune(req.Script, 0) {
+		errs = append(errs, errors.New("script contains a NUL byte"))
+	}
+	if req.WorkDir == "" || !filepath.IsAbs(req.WorkDir) {
+		errs = append(errs, fmt.Errorf("work dir %q must be an absolute path", req.WorkDir))
+	}
+	if req.Walltime < 0 {
+		errs = append(errs, fmt.Errorf("walltime %s must not be negative", req.Walltime))
+	}
+	if req.Nodes < 0 || req.CoresPerNode < 0 || req.GPUsPerNode < 0 || req.MemoryMB < 0 {
+		errs = append(errs, errors.New("resource counts must not be negative"))
+	}
+	for k, v := range req.Environment {
+		if !envKeyPattern.MatchString(k) {
+			errs = append(errs, fmt.Errorf("environment name %q is invalid", k))
+		}
+		if strings.ContainsRune(v, 0) {
+			errs = append(errs, fmt.Errorf("environment value of %s contains a NUL byte", k))
+		}
+	}
+	return errors.Join(errs...)
+}
