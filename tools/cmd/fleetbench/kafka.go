@@ -48,8 +48,13 @@ func benchKafka(ctx context.Context, env environment, o options, logger *slog.Lo
 	defer producer.Close()
 	payload := letters(o.recordSize)
 
-	progress("Kafka throughput: ProducerPerformance, %d records of %d B", o.records, o.recordSize)
+	progress("Kafka throughput: ProducerPerformance with its default batching, %d records of %d B", o.records, o.recordSize)
 	r.perfTool, err = runProducerPerformance(ctx, env, throughputTopic, o)
+	if err != nil {
+		return err
+	}
+	progress("Kafka throughput: ProducerPerformance with 256 KiB batches, %d records of %d B", o.records, o.recordSize)
+	r.perfToolTuned, err = runProducerPerformance(ctx, env, throughputTopic, o, "batch.size=262144", "linger.ms=5")
 	if err != nil {
 		return err
 	}
@@ -90,14 +95,16 @@ type throughput struct {
 var perfSummary = regexp.MustCompile(`(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\).* (\d+) ms 99th`)
 
 // runProducerPerformance runs Kafka's own producer benchmark with the same
-// record size, acks, idempotence and compression as the fleet's producer.
-func runProducerPerformance(ctx context.Context, env environment, topic string, o options) (throughput, error) {
-	cmd := exec.CommandContext(ctx, "java", "-Xmx512m", "-cp", env.kafkaClasspath,
+// record size, acks, idempotence and compression as the fleet's producer;
+// extraProps override its other producer settings.
+func runProducerPerformance(ctx context.Context, env environment, topic string, o options, extraProps ...string) (throughput, error) {
+	args := []string{"-Xmx512m", "-cp", env.kafkaClasspath,
 		"org.apache.kafka.tools.ProducerPerformance",
 		"--topic", topic, "--num-records", strconv.Itoa(o.records), "--record-size", strconv.Itoa(o.recordSize),
 		"--throughput", "-1",
-		"--producer-props", "bootstrap.servers="+strings.Join(env.brokers, ","), "acks=all",
-		"enable.idempotence=true", "compression.type="+compression, "linger.ms=1")
+		"--producer-props", "bootstrap.servers=" + strings.Join(env.brokers, ","), "acks=all",
+		"enable.idempotence=true", "compression.type=" + compression}
+	cmd := exec.CommandContext(ctx, "java", append(args, extraProps...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {

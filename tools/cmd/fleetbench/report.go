@@ -19,25 +19,29 @@ type report struct {
 	options
 	started time.Time
 
-	perfTool, busThroughput throughput
-	kafkaAck, kafkaEndToEnd latencies
-	amqpConfirm             latencies
-	amqpEndToEnd            latencies
+	perfTool, perfToolTuned, busThroughput throughput
+	kafkaAck, kafkaEndToEnd                latencies
+	amqpConfirm                            latencies
+	amqpEndToEnd                           latencies
 }
 
 func (r *report) write(w io.Writer) {
-	ratio := r.busThroughput.recordsPerSec / r.perfTool.recordsPerSec
+	best := max(r.perfTool.recordsPerSec, r.perfToolTuned.recordsPerSec)
+	ratio := r.busThroughput.recordsPerSec / best
 	fmt.Fprintf(w, "# Fleet bus benchmark\n\n")
 	fmt.Fprintf(w, "%s · %s/%s · %d CPUs · %d-byte records · latency runs at %d msg/s for %s · brokers on this machine\n\n",
 		r.started.UTC().Format(time.RFC3339), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), r.recordSize, r.rate, r.duration)
 
 	fmt.Fprintf(w, "## Kafka publish throughput (acks=all, idempotent, %s)\n\n", compression)
 	fmt.Fprintf(w, "| producer | records | records/s | MB/s | send P99 |\n|---|---:|---:|---:|---:|\n")
-	fmt.Fprintf(w, "| Kafka ProducerPerformance (Java, unkeyed) | %d | %.0f | %.1f | %s |\n",
+	fmt.Fprintf(w, "| Kafka ProducerPerformance (Java, unkeyed, default batch.size 16 KiB, linger.ms 5) | %d | %.0f | %.1f | %s |\n",
 		r.perfTool.records, r.perfTool.recordsPerSec, r.perfTool.mbPerSec, ms(r.perfTool.p99))
+	fmt.Fprintf(w, "| Kafka ProducerPerformance (Java, unkeyed, batch.size 256 KiB, linger.ms 5) | %d | %.0f | %.1f | %s |\n",
+		r.perfToolTuned.records, r.perfToolTuned.recordsPerSec, r.perfToolTuned.mbPerSec, ms(r.perfToolTuned.p99))
 	fmt.Fprintf(w, "| fleet kafkabus.Producer (keyed by 1,000 job ids) | %d | %.0f | %.1f | %s |\n\n",
 		r.busThroughput.records, r.busThroughput.recordsPerSec, r.busThroughput.mbPerSec, ms(r.busThroughput.p99))
-	fmt.Fprintf(w, "Bus / tool: **%.0f%%** (target ≥ %.0f%%: %s)\n\n", ratio*100, targetThroughputRatio*100, verdict(ratio >= targetThroughputRatio))
+	fmt.Fprintf(w, "Bus / the faster tool run: **%.0f%%** (target ≥ %.0f%%: %s). Both send the same repeated random-letter payload, so zstd compresses it well on both sides; send P99 is the time a record waits in the client when it is offered as fast as possible.\n\n",
+		ratio*100, targetThroughputRatio*100, verdict(ratio >= targetThroughputRatio))
 
 	fmt.Fprintf(w, "## Latency at %d msg/s\n\n", r.rate)
 	fmt.Fprintf(w, "| path | samples | P50 | P95 | P99 | max | target P99 | |\n|---|---:|---:|---:|---:|---:|---:|---|\n")
