@@ -34,9 +34,16 @@ build: ## build the five service binaries and chctl into bin/
 	@for s in $(SERVICES); do go build -o bin/$$s ./services/$$s/cmd/$$s; done
 	@go build -o bin/chctl ./tools/cmd/chctl
 
+# Tests named TestOutage* stop a shared broker for a while; they run after
+# the others, one package at a time, so that no other test sees the outage.
+PACKAGES := $(addprefix ./,$(addsuffix /...,$(MODULES)))
+
 .PHONY: test
 test: up check ## start the stack, then run every check and test against it
-	@$(WITH_STACK) go test $(GOTEST_FLAGS) $(addprefix ./,$(addsuffix /...,$(MODULES)))
+	@$(WITH_STACK) go test $(GOTEST_FLAGS) -skip '^TestOutage' $(PACKAGES)
+	@echo "==> tests that stop a shared broker (TestOutage*), one package at a time"
+	@$(WITH_STACK) go test $(GOTEST_FLAGS) -p 1 -run '^TestOutage' $(PACKAGES) | { grep -v 'no tests to run' || true; }
+
 
 .PHONY: check
 check: fmt-check vet standalone proto-check schema-check ## static checks (no brokers needed)
@@ -47,7 +54,7 @@ fmt-check: ## fail if gofmt would change a file
 
 .PHONY: vet
 vet: ## go vet every module
-	@go vet $(addprefix ./,$(addsuffix /...,$(MODULES)))
+	@go vet $(PACKAGES)
 
 .PHONY: standalone
 standalone: ## every module builds on its own (GOWORK=off, replace directives)

@@ -122,11 +122,12 @@ func TestPublishRepublishesAfterConnectionClosed(t *testing.T) {
 		len(confirmed), int(metricValue(t, reg, "fleet_amqp_publish_retries_total")))
 }
 
-// TestPublishSurvivesBrokerRestart stops and starts the broker application
+// TestOutagePublishSurvivesBrokerRestart stops and starts the broker application
 // in the middle of a stream of publishes: every publish that returned nil
 // must be in the durable queue afterwards, and the publisher must carry on
-// by itself. It disturbs every client of the broker for a few seconds.
-func TestPublishSurvivesBrokerRestart(t *testing.T) {
+// by itself. It disturbs every client of the broker for a few seconds, so,
+// like every TestOutage test, `make test` runs it alone after the others.
+func TestOutagePublishSurvivesBrokerRestart(t *testing.T) {
 	requireRabbitmqctl(t)
 	reg := prometheus.NewRegistry()
 	conn := dial(t, nil, reg)
