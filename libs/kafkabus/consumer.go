@@ -59,6 +59,12 @@ type ConsumerConfig struct {
 	CommitInterval time.Duration
 	// TracerProvider creates the consumer spans; default the global provider.
 	TracerProvider trace.TracerProvider
+	// BatchSize and BatchWait apply to a consumer built by NewBatchConsumer:
+	// a partition's messages are handed over in batches of at most
+	// BatchSize, collected for at most BatchWait after the first one.
+	// Defaults DefaultBatchSize and DefaultBatchWait.
+	BatchSize int
+	BatchWait time.Duration
 }
 
 // DefaultConsumerConfig returns the defaults for group consuming topics;
@@ -75,6 +81,8 @@ func DefaultConsumerConfig(conn Connection, group string, topics ...string) Cons
 		SessionTimeout:   10 * time.Second,
 		RebalanceTimeout: 30 * time.Second,
 		CommitInterval:   time.Second,
+		BatchSize:        DefaultBatchSize,
+		BatchWait:        DefaultBatchWait,
 	}
 }
 
@@ -104,6 +112,12 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 	if c.CommitInterval == 0 {
 		c.CommitInterval = d.CommitInterval
 	}
+	if c.BatchSize == 0 {
+		c.BatchSize = d.BatchSize
+	}
+	if c.BatchWait == 0 {
+		c.BatchWait = d.BatchWait
+	}
 	return c
 }
 
@@ -130,6 +144,8 @@ func (c ConsumerConfig) Validate() error {
 		return fmt.Errorf("kafka consumer: rebalance timeout %s <= 0", c.RebalanceTimeout)
 	case c.CommitInterval <= 0:
 		return fmt.Errorf("kafka consumer: commit interval %s <= 0", c.CommitInterval)
+	case c.BatchSize < 0 || c.BatchWait < 0:
+		return fmt.Errorf("kafka consumer: batch size %d and batch wait %s must not be negative", c.BatchSize, c.BatchWait)
 	}
 	for _, t := range c.Topics {
 		if t == "" {
@@ -173,9 +189,13 @@ type Consumer struct {
 	cfg     ConsumerConfig
 	scfg    *sarama.Config
 	handler bus.Handler
-	logger  *slog.Logger
-	metrics *consumerMetrics
-	tracer  trace.Tracer
+	// batch, when set, receives a partition's messages in batches; handler
+	// is the one-by-one fallback after a failed batch.
+	batch        BatchHandler
+	batchMetrics *batchMetrics
+	logger       *slog.Logger
+	metrics      *consumerMetrics
+	tracer       trace.Tracer
 
 	ready   atomic.Bool
 	running atomic.Bool
@@ -307,6 +327,10 @@ func (h *groupHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
 func (h *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	ctx := sess.Context()
 	lag := h.c.metrics.lag.WithLabelValues(h.c.cfg.Group, claim.Topic(), strconv.Itoa(int(claim.Partition())))
+	if h.c.batch != nil {
+		h.c.consumeBatches(sess, claim, lag)
+		return nil
+	}
 	for {
 		select {
 		case <-ctx.Done():
