@@ -53,7 +53,10 @@ type AuditRecord struct {
 	// prev_hash is the hash of the record with sequence - 1; 32 zero bytes for sequence 1.
 	PrevHash []byte `protobuf:"bytes,10,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
 	// hash is this record's SHA-256 chain hash, 32 bytes.
-	Hash          []byte `protobuf:"bytes,11,opt,name=hash,proto3" json:"hash,omitempty"`
+	Hash []byte `protobuf:"bytes,11,opt,name=hash,proto3" json:"hash,omitempty"`
+	// recorded_at is when the trail appended the record. It is part of the hashed canonical
+	// encoding, so an offline verifier needs it to recompute hash.
+	RecordedAt    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -161,6 +164,13 @@ func (x *AuditRecord) GetPrevHash() []byte {
 func (x *AuditRecord) GetHash() []byte {
 	if x != nil {
 		return x.Hash
+	}
+	return nil
+}
+
+func (x *AuditRecord) GetRecordedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordedAt
 	}
 	return nil
 }
@@ -786,7 +796,7 @@ var File_fleet_audit_v1_audit_proto protoreflect.FileDescriptor
 
 const file_fleet_audit_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x1afleet/audit/v1/audit.proto\x12\x0efleet.audit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x02\n" +
+	"\x1afleet/audit/v1/audit.proto\x12\x0efleet.audit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa5\x03\n" +
 	"\vAuditRecord\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12\x19\n" +
 	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12;\n" +
@@ -802,7 +812,9 @@ const file_fleet_audit_v1_audit_proto_rawDesc = "" +
 	"\fdetails_json\x18\t \x01(\fR\vdetailsJson\x12\x1b\n" +
 	"\tprev_hash\x18\n" +
 	" \x01(\fR\bprevHash\x12\x12\n" +
-	"\x04hash\x18\v \x01(\fR\x04hash\"\xb3\x01\n" +
+	"\x04hash\x18\v \x01(\fR\x04hash\x12;\n" +
+	"\vrecorded_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"recordedAt\"\xb3\x01\n" +
 	"\n" +
 	"Checkpoint\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12\x1b\n" +
@@ -883,26 +895,27 @@ var file_fleet_audit_v1_audit_proto_goTypes = []any{
 }
 var file_fleet_audit_v1_audit_proto_depIdxs = []int32{
 	10, // 0: fleet.audit.v1.AuditRecord.occurred_at:type_name -> google.protobuf.Timestamp
-	10, // 1: fleet.audit.v1.Checkpoint.signed_at:type_name -> google.protobuf.Timestamp
-	10, // 2: fleet.audit.v1.QueryRequest.occurred_after:type_name -> google.protobuf.Timestamp
-	10, // 3: fleet.audit.v1.QueryRequest.occurred_before:type_name -> google.protobuf.Timestamp
-	0,  // 4: fleet.audit.v1.QueryResponse.records:type_name -> fleet.audit.v1.AuditRecord
-	0,  // 5: fleet.audit.v1.ExportResponse.record:type_name -> fleet.audit.v1.AuditRecord
-	1,  // 6: fleet.audit.v1.ExportResponse.checkpoint:type_name -> fleet.audit.v1.Checkpoint
-	1,  // 7: fleet.audit.v1.GetCheckpointResponse.checkpoint:type_name -> fleet.audit.v1.Checkpoint
-	2,  // 8: fleet.audit.v1.AuditService.Query:input_type -> fleet.audit.v1.QueryRequest
-	4,  // 9: fleet.audit.v1.AuditService.Verify:input_type -> fleet.audit.v1.VerifyRequest
-	6,  // 10: fleet.audit.v1.AuditService.Export:input_type -> fleet.audit.v1.ExportRequest
-	8,  // 11: fleet.audit.v1.AuditService.GetCheckpoint:input_type -> fleet.audit.v1.GetCheckpointRequest
-	3,  // 12: fleet.audit.v1.AuditService.Query:output_type -> fleet.audit.v1.QueryResponse
-	5,  // 13: fleet.audit.v1.AuditService.Verify:output_type -> fleet.audit.v1.VerifyResponse
-	7,  // 14: fleet.audit.v1.AuditService.Export:output_type -> fleet.audit.v1.ExportResponse
-	9,  // 15: fleet.audit.v1.AuditService.GetCheckpoint:output_type -> fleet.audit.v1.GetCheckpointResponse
-	12, // [12:16] is the sub-list for method output_type
-	8,  // [8:12] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	10, // 1: fleet.audit.v1.AuditRecord.recorded_at:type_name -> google.protobuf.Timestamp
+	10, // 2: fleet.audit.v1.Checkpoint.signed_at:type_name -> google.protobuf.Timestamp
+	10, // 3: fleet.audit.v1.QueryRequest.occurred_after:type_name -> google.protobuf.Timestamp
+	10, // 4: fleet.audit.v1.QueryRequest.occurred_before:type_name -> google.protobuf.Timestamp
+	0,  // 5: fleet.audit.v1.QueryResponse.records:type_name -> fleet.audit.v1.AuditRecord
+	0,  // 6: fleet.audit.v1.ExportResponse.record:type_name -> fleet.audit.v1.AuditRecord
+	1,  // 7: fleet.audit.v1.ExportResponse.checkpoint:type_name -> fleet.audit.v1.Checkpoint
+	1,  // 8: fleet.audit.v1.GetCheckpointResponse.checkpoint:type_name -> fleet.audit.v1.Checkpoint
+	2,  // 9: fleet.audit.v1.AuditService.Query:input_type -> fleet.audit.v1.QueryRequest
+	4,  // 10: fleet.audit.v1.AuditService.Verify:input_type -> fleet.audit.v1.VerifyRequest
+	6,  // 11: fleet.audit.v1.AuditService.Export:input_type -> fleet.audit.v1.ExportRequest
+	8,  // 12: fleet.audit.v1.AuditService.GetCheckpoint:input_type -> fleet.audit.v1.GetCheckpointRequest
+	3,  // 13: fleet.audit.v1.AuditService.Query:output_type -> fleet.audit.v1.QueryResponse
+	5,  // 14: fleet.audit.v1.AuditService.Verify:output_type -> fleet.audit.v1.VerifyResponse
+	7,  // 15: fleet.audit.v1.AuditService.Export:output_type -> fleet.audit.v1.ExportResponse
+	9,  // 16: fleet.audit.v1.AuditService.GetCheckpoint:output_type -> fleet.audit.v1.GetCheckpointResponse
+	13, // [13:17] is the sub-list for method output_type
+	9,  // [9:13] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_fleet_audit_v1_audit_proto_init() }

@@ -4,9 +4,23 @@ package service
 
 import (
 	"context"
+	"crypto/rand"
+	"fmt"
 	"io"
+	"log/slog"
+	"sync"
+	"time"
 
+	"github.com/cosmic-horizons/fleet/libs/auditchain"
+	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/inbox"
+	"github.com/cosmic-horizons/fleet/libs/kafkabus"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
+	"github.com/cosmic-horizons/fleet/libs/sqlstore"
+	auditpb "github.com/cosmic-horizons/fleet/proto/fleet/audit/v1"
+	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/adapters"
+	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/app"
+	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/ports"
 )
 
 // Name and default listen addresses of the compliance-auditor.
@@ -23,8 +37,117 @@ func Run(ctx context.Context, lookup svcruntime.LookupFunc, logOut io.Writer) er
 	return svcruntime.Main(ctx, defaults, lookup, logOut, wire)
 }
 
-// wire registers the service's own gRPC services, readiness checks and
-// closers. For now the service serves grpc.health.v1 and reflection only.
-func wire(context.Context, svcruntime.Deps) error {
-	return nil
+// background runs a loop until its closer cancels it and waits for it.
+func background(rt *svcruntime.Runtime, name string, logger *slog.Logger, run func(ctx context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := run(ctx); err != nil {
+			logger.Error(name+" stopped", slog.String("error", err.Error()))
+		}
+	})
+	rt.OnShutdown(name, func(closeCtx context.Context) error {
+		cancel()
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+			return nil
+		case <-closeCtx.Done():
+			return fmt.Errorf("%s did not stop: %w", name, closeCtx.Err())
+		}
+	})
+}
+
+// signer loads the checkpoint key. Without one configured it generates a key
+// for this process only and warns: its checkpoints cannot be verified after a
+// restart, which suits a laptop and nothing else.
+func signer(cfg Config, logger *slog.Logger) (*auditchain.Signer, error) {
+	if cfg.Keys.HasPrivateKey() {
+		return cfg.Keys.LoadSigner()
+	}
+	_, priv, err := auditchain.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	s, err := auditchain.NewSigner(priv)
+	if err != nil {
+		return nil, err
+	}
+	logger.Warn("no checkpoint signing key configured; using a key of this process only",
+		slog.String("set", auditchain.EnvSigningKey+" or "+auditchain.EnvSigningKeyFile), slog.String("key_id", s.KeyID()))
+	return s, nil
+}
+
+// wire builds the store, the recorder and its Kafka consumer, the checkpoint,
+// retention and alert loops, and the gRPC AuditService. Closers run in
+// reverse order: consumer, loops (the checkpointer signs a last checkpoint),
+// Kafka producer, database.
+func wire(ctx context.Context, deps svcruntime.Deps) error {
+	cfg, err := LoadConfig(deps.Lookup)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	logger, rt := deps.Logger, deps.Runtime
+	reg := rt.Registry()
+
+	db, err := sqlstore.Open(ctx, sqlstore.Config{URL: cfg.DatabaseURL, Synchronous: sqlstore.SynchronousFull}, logger)
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	rt.OnShutdown("database", func(context.Context) error { return db.Close() })
+	if err := adapters.Migrate(ctx, db); err != nil {
+		return err
+	}
+	rt.AddReadinessCheck("database", db.Check)
+	repo := adapters.NewRepository(db)
+
+	sign, err := signer(cfg, logger)
+	if err != nil {
+		return fmt.Errorf("checkpoint key: %w", err)
+	}
+	codec, err := events.NewCodec()
+	if err != nil {
+		return fmt.Errorf("event codec: %w", err)
+	}
+
+	var producer *kafkabus.Producer
+	conn := kafkabus.ConnectionFromEnv()
+	if len(cfg.KafkaBrokers) > 0 {
+		conn.Brokers = cfg.KafkaBrokers
+		if conn.ClientID == "" {
+			conn.ClientID = Name
+		}
+		if producer, err = kafkabus.NewProducer(kafkabus.DefaultProducerConfig(conn), logger, reg); err != nil {
+			return err
+		}
+		rt.OnShutdown("kafka producer", func(context.Context) error { return producer.Close() })
+		alerter := app.NewGapAlerter(repo, producer, codec, cfg.AlertTopic, Name, time.Second, logger.With("component", "gap-alerter"), nil)
+		background(rt, "gap alerter", logger, alerter.Run)
+	}
+
+	checkpointer := app.NewCheckpointer(repo, sign, cfg.CheckpointInterval, int64(cfg.CheckpointRecords), logger.With("component", "checkpointer"), nil)
+	background(rt, "checkpointer", logger, checkpointer.Run)
+	retention := app.NewRetention(repo, cfg.Retention, cfg.RetentionInterval, logger.With("component", "retention"), nil)
+	background(rt, "retention", logger, retention.Run)
+
+	if producer != nil {
+		ib := inbox.New(db, Name, logger, reg)
+		recorder := app.NewRecorder(repo, ib, codec, logger.With("component", "recorder"), nil, checkpointer.Appended)
+		ccfg := kafkabus.DefaultConsumerConfig(conn, cfg.ConsumerGroup, cfg.Topics...)
+		ccfg.DLQ = producer
+		ccfg.BatchSize = cfg.BatchSize
+		consumer, err := kafkabus.NewBatchConsumer(ccfg, recorder.HandleBatch, recorder.Handle, logger, reg)
+		if err != nil {
+			return err
+		}
+		rt.AddReadinessCheck("kafka consumer", consumer.Check)
+		background(rt, "kafka consumer", logger, consumer.Run)
+	} else {
+		logger.Warn("no Kafka brokers configured; serving the stored trail without consuming", slog.String("set", EnvKafkaBrokers))
+	}
+
+	trail := app.NewTrail(repo, sign.PublicKey(), checkpointer)
+	auditpb.RegisterAuditServiceServer(rt.GRPCServer(), ports.NewAuditServer(trail, logger.With("component", "audit-service")))
+	return ctx.Err()
 }

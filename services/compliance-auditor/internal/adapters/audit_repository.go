@@ -1,0 +1,533 @@
+// Package adapters stores the audit trail in SQL (SQLite or PostgreSQL through
+// libs/sqlstore).
+//
+// The repository is append-only by construction: its API appends records and
+// checkpoints and has no update or delete path. The one deletion is retention
+// (ApplyRetention), which drops only records covered by a signed checkpoint
+// that stays behind as the anchor of what remains. The database enforces the
+// same rule with triggers: UPDATE on audit_records and audit_checkpoints is
+// always rejected, DELETE (and on PostgreSQL TRUNCATE) is rejected unless the
+// deleting transaction holds the row of audit_retention_window, which only
+// ApplyRetention inserts and removes again before it commits. The triggers
+// stop accidents and casual edits; a database superuser can still drop them,
+// and that is what the hash chain and the signed checkpoints detect.
+package adapters
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"strings"
+	"time"
+
+	"github.com/cosmic-horizons/fleet/libs/auditchain"
+	"github.com/cosmic-horizons/fleet/libs/inbox"
+	"github.com/cosmic-horizons/fleet/libs/sqlstore"
+)
+
+// MigrationComponent is the component the audit tables are migrated as.
+const MigrationComponent = "compliance-auditor"
+
+// ErrNotFound is returned when a requested checkpoint or record does not exist.
+var ErrNotFound = errors.New("not found")
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrate creates or upgrades the inbox tables and the audit tables in db.
+func Migrate(ctx context.Context, db *sqlstore.DB) error {
+	if err := inbox.Migrate(ctx, db); err != nil {
+		return fmt.Errorf("migrate inbox: %w", err)
+	}
+	if err := sqlstore.Migrate(ctx, db, migrations, "migrations", sqlstore.WithComponent(MigrationComponent)); err != nil {
+		return fmt.Errorf("migrate audit tables: %w", err)
+	}
+	return nil
+}
+
+// Repository is the append-only audit store.
+type Repository struct {
+	db *sqlstore.DB
+	q  queries
+}
+
+type queries struct {
+	head, headForUpdate, insert, updateHead                         string
+	records, checkpoints, latestCheckpoint, insertCheckpoint        string
+	jobSeq, upsertJobSeq, insertGap, pendingGaps, markGapAlerted    string
+	retentionAnchor, openWindow, closeWindow, deleteRecords, delCPs string
+	first                                                           string
+}
+
+// NewRepository returns the repository over db, migrated with Migrate.
+func NewRepository(db *sqlstore.DB) *Repository {
+	forUpdate := ""
+	if db.Dialect() == sqlstore.DialectPostgres {
+		forUpdate = " FOR UPDATE"
+	}
+	rb := db.Rebind
+	return &Repository{db: db, q: queries{
+		head:          `SELECT sequence, hash FROM audit_head WHERE id = 1`,
+		headForUpdate: `SELECT sequence, hash FROM audit_head WHERE id = 1` + forUpdate,
+		insert: rb(`INSERT INTO audit_records (sequence, event_id, occurred_at, recorded_at, actor, actor_role, action,
+resource_type, resource_id, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		updateHead: rb(`UPDATE audit_head SET sequence = ?, hash = ? WHERE id = 1`),
+		records: rb(`SELECT ` + recordColumns + ` FROM audit_records WHERE sequence >= ? AND sequence <= ?
+ORDER BY sequence LIMIT ?`),
+		checkpoints:      rb(`SELECT sequence, head_hash, signed_at, key_id, signature FROM audit_checkpoints WHERE sequence >= ? AND sequence <= ? ORDER BY sequence`),
+		latestCheckpoint: rb(`SELECT sequence, head_hash, signed_at, key_id, signature FROM audit_checkpoints WHERE sequence <= ? ORDER BY sequence DESC LIMIT 1`),
+		insertCheckpoint: rb(`INSERT INTO audit_checkpoints (sequence, head_hash, signed_at, key_id, signature) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (sequence) DO NOTHING`),
+		jobSeq: rb(`SELECT last_sequence FROM audit_job_sequences WHERE job_id = ?`),
+		upsertJobSeq: rb(`INSERT INTO audit_job_sequences (job_id, last_sequence) VALUES (?, ?)
+ON CONFLICT (job_id) DO UPDATE SET last_sequence = excluded.last_sequence WHERE excluded.last_sequence > audit_job_sequences.last_sequence`),
+		insertGap: rb(`INSERT INTO audit_sequence_gaps (job_id, first_missing, last_missing, event_id, detected_at) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (job_id, first_missing) DO NOTHING`),
+		pendingGaps:    rb(`SELECT job_id, first_missing, last_missing, event_id, detected_at FROM audit_sequence_gaps WHERE alerted_at IS NULL ORDER BY detected_at LIMIT ?`),
+		markGapAlerted: rb(`UPDATE audit_sequence_gaps SET alerted_at = ? WHERE job_id = ? AND first_missing = ?`),
+		retentionAnchor: rb(`SELECT c.sequence FROM audit_checkpoints c JOIN audit_records r ON r.sequence = c.sequence
+WHERE r.recorded_at < ? ORDER BY c.sequence DESC LIMIT 1`),
+		openWindow:    `INSERT INTO audit_retention_window (id) VALUES (1)`,
+		closeWindow:   `DELETE FROM audit_retention_window`,
+		deleteRecords: rb(`DELETE FROM audit_records WHERE sequence <= ?`),
+		delCPs:        rb(`DELETE FROM audit_checkpoints WHERE sequence < ?`),
+		first:         `SELECT MIN(sequence) FROM audit_records`,
+	}}
+}
+
+const recordColumns = `sequence, event_id, occurred_at, recorded_at, actor, actor_role, action, resource_type, resource_id, details, prev_hash, hash`
+
+// DB returns the database the repository works on.
+func (r *Repository) DB() *sqlstore.DB { return r.db }
+
+// Head returns the committed chain head (the zero Head for an empty trail).
+func (r *Repository) Head(ctx context.Context) (auditchain.Head, error) {
+	return scanHead(r.db.Writer().QueryRowContext(ctx, r.q.head))
+}
+
+func scanHead(row *sql.Row) (auditchain.Head, error) {
+	var seq int64
+	var hash []byte
+	if err := row.Scan(&seq, &hash); err != nil {
+		return auditchain.Head{}, fmt.Errorf("read audit head: %w", err)
+	}
+	h, err := toHash(hash)
+	if err != nil {
+		return auditchain.Head{}, fmt.Errorf("read audit head: %w", err)
+	}
+	return auditchain.Head{Sequence: uint64(seq), Hash: h}, nil
+}
+
+// Appender appends records inside the caller's transactions. It keeps the
+// chain of the transaction it last worked in, so that several appends in one
+// transaction (a batch) read the head once; a different transaction (a new
+// message, or a retry after a rollback) reads the head again. Because the
+// Appender holds the previous *sql.Tx, a new transaction can never share its
+// address. An Appender is not safe for concurrent use: make one per
+// transaction scope (per message, or per batch).
+type Appender struct {
+	r     *Repository
+	tx    *sql.Tx
+	chain *auditchain.Chain
+	ins   *sql.Stmt
+	upd   *sql.Stmt
+}
+
+// NewAppender returns an appender over the repository.
+func (r *Repository) NewAppender() *Appender { return &Appender{r: r} }
+
+// Tx returns the transaction the appender last appended in.
+func (a *Appender) Tx() *sql.Tx { return a.tx }
+
+// Append chains rec after the head as seen in tx, inserts it and moves the
+// head, all in tx. Times are kept to microseconds (the stored precision)
+// before hashing. It returns the stored record with sequence and hashes.
+func (a *Appender) Append(ctx context.Context, tx *sql.Tx, rec auditchain.Record) (auditchain.Record, error) {
+	if tx != a.tx {
+		head, err := scanHead(tx.QueryRowContext(ctx, a.r.q.headForUpdate))
+		if err != nil {
+			return auditchain.Record{}, err
+		}
+		if a.ins, err = tx.PrepareContext(ctx, a.r.q.insert); err != nil {
+			return auditchain.Record{}, fmt.Errorf("prepare append: %w", err)
+		}
+		if a.upd, err = tx.PrepareContext(ctx, a.r.q.updateHead); err != nil {
+			return auditchain.Record{}, fmt.Errorf("prepare append: %w", err)
+		}
+		a.tx, a.chain = tx, auditchain.NewChain(head)
+	}
+	rec.OccurredAt = rec.OccurredAt.UTC().Truncate(time.Microsecond)
+	rec.RecordedAt = rec.RecordedAt.UTC().Truncate(time.Microsecond)
+	next, err := a.chain.Next(rec)
+	if err != nil {
+		return auditchain.Record{}, fmt.Errorf("chain record of event %s: %w", rec.EventID, err)
+	}
+	details, err := detailsJSON(next.Details)
+	if err != nil {
+		return auditchain.Record{}, err
+	}
+	if _, err := a.ins.ExecContext(ctx, int64(next.Sequence), next.EventID, next.OccurredAt.UnixMicro(), next.RecordedAt.UnixMicro(),
+		next.Actor, next.ActorRole, next.Action, next.ResourceType, next.ResourceID, details, next.PrevHash[:], next.Hash[:]); err != nil {
+		return auditchain.Record{}, fmt.Errorf("insert audit record %d: %w", next.Sequence, err)
+	}
+	if _, err := a.upd.ExecContext(ctx, int64(next.Sequence), next.Hash[:]); err != nil {
+		return auditchain.Record{}, fmt.Errorf("move audit head to %d: %w", next.Sequence, err)
+	}
+	// The chain is local to tx: if tx rolls back, the next call comes with a
+	// new transaction and reads the head again.
+	if err := a.chain.Commit(next); err != nil {
+		return auditchain.Record{}, err
+	}
+	return next, nil
+}
+
+// detailsJSON returns the canonical JSON of details: an object with sorted
+// keys and no insignificant whitespace ({} for none).
+func detailsJSON(d map[string]string) (string, error) {
+	if len(d) == 0 {
+		return "{}", nil
+	}
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(d); err != nil {
+		return "", fmt.Errorf("encode details: %w", err)
+	}
+	return strings.TrimSuffix(b.String(), "\n"), nil
+}
+
+// recordsPage is how many records one query of Records reads.
+const recordsPage = 5000
+
+// Records streams the stored records with from <= sequence <= to in sequence
+// order (to 0 means no upper bound), reading them page by page.
+func (r *Repository) Records(ctx context.Context, from, to uint64) iter.Seq2[*auditchain.Record, error] {
+	if to == 0 || to > maxSeq {
+		to = maxSeq
+	}
+	return func(yield func(*auditchain.Record, error) bool) {
+		next := from
+		for next <= to {
+			page, err := r.recordPage(ctx, next, to)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for i := range page {
+				if !yield(&page[i], nil) {
+					return
+				}
+			}
+			if len(page) < recordsPage {
+				return
+			}
+			next = page[len(page)-1].Sequence + 1
+		}
+	}
+}
+
+const maxSeq = uint64(1<<63 - 1)
+
+func (r *Repository) recordPage(ctx context.Context, from, to uint64) ([]auditchain.Record, error) {
+	rows, err := r.db.QueryContext(ctx, r.q.records, int64(from), int64(to), recordsPage)
+	if err != nil {
+		return nil, fmt.Errorf("read audit records from %d: %w", from, err)
+	}
+	defer rows.Close()
+	out := make([]auditchain.Record, 0, 256)
+	for rows.Next() {
+		rec, err := scanRecord(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rec)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read audit records from %d: %w", from, err)
+	}
+	return out, nil
+}
+
+func scanRecord(rows *sql.Rows) (auditchain.Record, error) {
+	var (
+		seq, occurred, recorded int64
+		details                 string
+		prev, hash              []byte
+		rec                     auditchain.Record
+	)
+	if err := rows.Scan(&seq, &rec.EventID, &occurred, &recorded, &rec.Actor, &rec.ActorRole, &rec.Action,
+		&rec.ResourceType, &rec.ResourceID, &details, &prev, &hash); err != nil {
+		return auditchain.Record{}, fmt.Errorf("scan audit record: %w", err)
+	}
+	rec.Sequence = uint64(seq)
+	rec.OccurredAt = time.UnixMicro(occurred).UTC()
+	rec.RecordedAt = time.UnixMicro(recorded).UTC()
+	if details != "{}" {
+		if err := json.Unmarshal([]byte(details), &rec.Details); err != nil {
+			// A stored record that cannot be read back is reported by the
+			// verifier as a hash mismatch; keep the raw text visible.
+			rec.Details = map[string]string{"<undecodable details>": details}
+		}
+	}
+	var err error
+	if rec.PrevHash, err = toHash(prev); err != nil {
+		return auditchain.Record{}, fmt.Errorf("audit record %d prev_hash: %w", seq, err)
+	}
+	if rec.Hash, err = toHash(hash); err != nil {
+		return auditchain.Record{}, fmt.Errorf("audit record %d hash: %w", seq, err)
+	}
+	return rec, nil
+}
+
+func toHash(b []byte) (auditchain.Hash, error) {
+	var h auditchain.Hash
+	if len(b) != len(h) {
+		return h, fmt.Errorf("hash is %d bytes, want %d", len(b), len(h))
+	}
+	copy(h[:], b)
+	return h, nil
+}
+
+// Filter selects records for Query; empty fields match everything.
+type Filter struct {
+	ResourceType, ResourceID, Actor, Action string
+	// OccurredAfter keeps records at or after it; OccurredBefore strictly before it.
+	OccurredAfter, OccurredBefore time.Time
+}
+
+// Query returns at most limit records matching f with sequence > after, in
+// sequence order.
+func (r *Repository) Query(ctx context.Context, f Filter, after uint64, limit int) ([]auditchain.Record, error) {
+	var where []string
+	args := []any{int64(after)}
+	where = append(where, "sequence > ?")
+	add := func(col string, v any) {
+		where = append(where, col)
+		args = append(args, v)
+	}
+	if f.ResourceType != "" {
+		add("resource_type = ?", f.ResourceType)
+	}
+	if f.ResourceID != "" {
+		add("resource_id = ?", f.ResourceID)
+	}
+	if f.Actor != "" {
+		add("actor = ?", f.Actor)
+	}
+	if f.Action != "" {
+		add("action = ?", f.Action)
+	}
+	if !f.OccurredAfter.IsZero() {
+		add("occurred_at >= ?", f.OccurredAfter.UnixMicro())
+	}
+	if !f.OccurredBefore.IsZero() {
+		add("occurred_at < ?", f.OccurredBefore.UnixMicro())
+	}
+	args = append(args, limit)
+	q := r.db.Rebind(`SELECT ` + recordColumns + ` FROM audit_records WHERE ` + strings.Join(where, " AND ") + ` ORDER BY sequence LIMIT ?`)
+	rows, err := r.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("query audit records: %w", err)
+	}
+	defer rows.Close()
+	var out []auditchain.Record
+	for rows.Next() {
+		rec, err := scanRecord(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rec)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query audit records: %w", err)
+	}
+	return out, nil
+}
+
+// FirstSequence returns the lowest stored sequence, 0 when the trail is empty.
+func (r *Repository) FirstSequence(ctx context.Context) (uint64, error) {
+	var n sql.NullInt64
+	if err := r.db.Writer().QueryRowContext(ctx, r.q.first).Scan(&n); err != nil {
+		return 0, fmt.Errorf("read first audit sequence: %w", err)
+	}
+	return uint64(n.Int64), nil
+}
+
+// SaveCheckpoint stores c; a checkpoint already stored at its sequence is kept.
+func (r *Repository) SaveCheckpoint(ctx context.Context, c auditchain.Checkpoint) error {
+	if _, err := r.db.ExecContext(ctx, r.q.insertCheckpoint, int64(c.Sequence), c.HeadHash[:], c.SignedAt.UnixMicro(), c.KeyID, c.Signature); err != nil {
+		return fmt.Errorf("store checkpoint %d: %w", c.Sequence, err)
+	}
+	return nil
+}
+
+// LatestCheckpoint returns the checkpoint with the highest sequence at or
+// below atOrBelow (0 means any), or ErrNotFound.
+func (r *Repository) LatestCheckpoint(ctx context.Context, atOrBelow uint64) (auditchain.Checkpoint, error) {
+	if atOrBelow == 0 || atOrBelow > maxSeq {
+		atOrBelow = maxSeq
+	}
+	rows, err := r.db.Writer().QueryContext(ctx, r.q.latestCheckpoint, int64(atOrBelow))
+	if err != nil {
+		return auditchain.Checkpoint{}, fmt.Errorf("read checkpoint: %w", err)
+	}
+	cps, err := scanCheckpoints(rows)
+	if err != nil {
+		return auditchain.Checkpoint{}, err
+	}
+	if len(cps) == 0 {
+		return auditchain.Checkpoint{}, fmt.Errorf("checkpoint at or below %d: %w", atOrBelow, ErrNotFound)
+	}
+	return cps[0], nil
+}
+
+// Checkpoints returns the checkpoints with from <= sequence <= to (to 0 means
+// no upper bound) in sequence order.
+func (r *Repository) Checkpoints(ctx context.Context, from, to uint64) ([]auditchain.Checkpoint, error) {
+	if to == 0 || to > maxSeq {
+		to = maxSeq
+	}
+	rows, err := r.db.QueryContext(ctx, r.q.checkpoints, int64(from), int64(to))
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoints: %w", err)
+	}
+	return scanCheckpoints(rows)
+}
+
+func scanCheckpoints(rows *sql.Rows) ([]auditchain.Checkpoint, error) {
+	defer rows.Close()
+	var out []auditchain.Checkpoint
+	for rows.Next() {
+		var (
+			seq, signed int64
+			head        []byte
+			c           auditchain.Checkpoint
+		)
+		if err := rows.Scan(&seq, &head, &signed, &c.KeyID, &c.Signature); err != nil {
+			return nil, fmt.Errorf("scan checkpoint: %w", err)
+		}
+		h, err := toHash(head)
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint %d head_hash: %w", seq, err)
+		}
+		c.Sequence, c.HeadHash, c.SignedAt = uint64(seq), h, time.UnixMicro(signed).UTC()
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read checkpoints: %w", err)
+	}
+	return out, nil
+}
+
+// ApplyRetention deletes the records recorded before cutoff, but only up to
+// the newest signed checkpoint whose record is older than cutoff: that
+// checkpoint (the anchor) is kept, with every later one, so what remains still
+// verifies. It returns the number of records deleted and the anchor's sequence
+// (0 and 0 when nothing qualifies). It is the only deletion path of the trail.
+func (r *Repository) ApplyRetention(ctx context.Context, cutoff time.Time) (deleted int64, anchor uint64, err error) {
+	err = r.db.InTx(ctx, func(tx *sql.Tx) error {
+		deleted, anchor = 0, 0
+		var a int64
+		switch err := tx.QueryRowContext(ctx, r.q.retentionAnchor, cutoff.UnixMicro()).Scan(&a); {
+		case errors.Is(err, sql.ErrNoRows):
+			return nil
+		case err != nil:
+			return fmt.Errorf("find retention anchor: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, r.q.openWindow); err != nil {
+			return fmt.Errorf("open retention window: %w", err)
+		}
+		res, err := tx.ExecContext(ctx, r.q.deleteRecords, a)
+		if err != nil {
+			return fmt.Errorf("delete records up to %d: %w", a, err)
+		}
+		if deleted, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, r.q.delCPs, a); err != nil {
+			return fmt.Errorf("delete checkpoints below %d: %w", a, err)
+		}
+		if _, err := tx.ExecContext(ctx, r.q.closeWindow); err != nil {
+			return fmt.Errorf("close retention window: %w", err)
+		}
+		anchor = uint64(a)
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("apply retention: %w", err)
+	}
+	return deleted, anchor, nil
+}
+
+// Gap is a detected gap in a job's lifecycle sequence: the events with
+// FirstMissing..LastMissing had not arrived when EventID (with sequence
+// LastMissing+1) did.
+type Gap struct {
+	JobID        string
+	FirstMissing int64
+	LastMissing  int64
+	EventID      string
+	DetectedAt   time.Time
+}
+
+// TrackJobSequence records, in tx, that the lifecycle event eventID of jobID
+// carried seq. When seq skips past the last sequence seen for the job plus
+// one, it stores and returns the gap (once: a redelivery stores nothing new).
+// An event at or below the last sequence (late or repeated) only returns nil.
+func (r *Repository) TrackJobSequence(ctx context.Context, tx *sql.Tx, jobID string, seq int64, eventID string, now time.Time) (*Gap, error) {
+	var last int64
+	switch err := tx.QueryRowContext(ctx, r.q.jobSeq, jobID).Scan(&last); {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return nil, fmt.Errorf("read sequence of job %s: %w", jobID, err)
+	}
+	if seq <= last {
+		return nil, nil
+	}
+	if _, err := tx.ExecContext(ctx, r.q.upsertJobSeq, jobID, seq); err != nil {
+		return nil, fmt.Errorf("store sequence of job %s: %w", jobID, err)
+	}
+	if seq == last+1 {
+		return nil, nil
+	}
+	g := &Gap{JobID: jobID, FirstMissing: last + 1, LastMissing: seq - 1, EventID: eventID, DetectedAt: now.UTC().Truncate(time.Microsecond)}
+	if _, err := tx.ExecContext(ctx, r.q.insertGap, g.JobID, g.FirstMissing, g.LastMissing, g.EventID, g.DetectedAt.UnixMicro()); err != nil {
+		return nil, fmt.Errorf("store gap of job %s: %w", jobID, err)
+	}
+	return g, nil
+}
+
+// PendingGaps returns up to limit gaps whose alert has not been published.
+func (r *Repository) PendingGaps(ctx context.Context, limit int) ([]Gap, error) {
+	rows, err := r.db.Writer().QueryContext(ctx, r.q.pendingGaps, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read pending gaps: %w", err)
+	}
+	defer rows.Close()
+	var out []Gap
+	for rows.Next() {
+		var g Gap
+		var at int64
+		if err := rows.Scan(&g.JobID, &g.FirstMissing, &g.LastMissing, &g.EventID, &at); err != nil {
+			return nil, fmt.Errorf("scan gap: %w", err)
+		}
+		g.DetectedAt = time.UnixMicro(at).UTC()
+		out = append(out, g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read pending gaps: %w", err)
+	}
+	return out, nil
+}
+
+// MarkGapAlerted records that the alert of g was published at.
+func (r *Repository) MarkGapAlerted(ctx context.Context, g Gap, at time.Time) error {
+	if _, err := r.db.ExecContext(ctx, r.q.markGapAlerted, at.UnixMicro(), g.JobID, g.FirstMissing); err != nil {
+		return fmt.Errorf("mark gap of job %s alerted: %w", g.JobID, err)
+	}
+	return nil
+}

@@ -1,0 +1,253 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/cosmic-horizons/fleet/libs/auditchain"
+	"github.com/cosmic-horizons/fleet/libs/bus"
+	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/adapters"
+)
+
+// Checkpointer signs the chain head periodically: every Interval, and as
+// soon as Every records were appended since the last checkpoint.
+type Checkpointer struct {
+	repo     *adapters.Repository
+	signer   *auditchain.Signer
+	interval time.Duration
+	every    int64
+	logger   *slog.Logger
+	now      func() time.Time
+
+	pending atomic.Int64
+	kick    chan struct{}
+}
+
+// NewCheckpointer returns a checkpointer signing with signer. interval and
+// every must be positive.
+func NewCheckpointer(repo *adapters.Repository, signer *auditchain.Signer, interval time.Duration, every int64, logger *slog.Logger, now func() time.Time) *Checkpointer {
+	if now == nil {
+		now = time.Now
+	}
+	return &Checkpointer{repo: repo, signer: signer, interval: interval, every: every, logger: logger, now: now, kick: make(chan struct{}, 1)}
+}
+
+// Appended counts n newly committed records and wakes Run once Every are pending.
+func (c *Checkpointer) Appended(n int) {
+	if n <= 0 {
+		return
+	}
+	if c.pending.Add(int64(n)) >= c.every {
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Checkpoint signs and stores a checkpoint of the committed head, unless the
+// trail is empty or the newest checkpoint already covers the head. It
+// reports whether it stored a new one.
+func (c *Checkpointer) Checkpoint(ctx context.Context) (auditchain.Checkpoint, bool, error) {
+	c.pending.Store(0)
+	head, err := c.repo.Head(ctx)
+	if err != nil {
+		return auditchain.Checkpoint{}, false, err
+	}
+	if head.Sequence == 0 {
+		return auditchain.Checkpoint{}, false, nil
+	}
+	latest, err := c.repo.LatestCheckpoint(ctx, 0)
+	switch {
+	case err == nil && latest.Sequence >= head.Sequence:
+		return latest, false, nil
+	case err != nil && !errors.Is(err, adapters.ErrNotFound):
+		return auditchain.Checkpoint{}, false, err
+	}
+	cp := c.signer.Sign(head, c.now())
+	if err := c.repo.SaveCheckpoint(ctx, cp); err != nil {
+		return auditchain.Checkpoint{}, false, err
+	}
+	c.logger.DebugContext(ctx, "checkpoint signed", "sequence", cp.Sequence, "head_hash", cp.HeadHash.String())
+	return cp, true, nil
+}
+
+// Run checkpoints until ctx is done, then once more so that a clean shutdown
+// leaves the whole trail covered.
+func (c *Checkpointer) Run(ctx context.Context) error {
+	t := time.NewTicker(c.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if _, _, err := c.Checkpoint(final); err != nil {
+				return fmt.Errorf("final checkpoint: %w", err)
+			}
+			return nil
+		case <-t.C:
+		case <-c.kick:
+		}
+		if _, _, err := c.Checkpoint(ctx); err != nil && ctx.Err() == nil {
+			c.logger.ErrorContext(ctx, "checkpoint failed", "error", err)
+		}
+	}
+}
+
+// Retention drops records older than MaxAge behind a signed checkpoint.
+type Retention struct {
+	repo     *adapters.Repository
+	maxAge   time.Duration
+	interval time.Duration
+	logger   *slog.Logger
+	now      func() time.Time
+}
+
+// NewRetention returns the retention job; maxAge and interval must be positive.
+func NewRetention(repo *adapters.Repository, maxAge, interval time.Duration, logger *slog.Logger, now func() time.Time) *Retention {
+	if now == nil {
+		now = time.Now
+	}
+	return &Retention{repo: repo, maxAge: maxAge, interval: interval, logger: logger, now: now}
+}
+
+// Apply runs retention once.
+func (r *Retention) Apply(ctx context.Context) (int64, error) {
+	deleted, anchor, err := r.repo.ApplyRetention(ctx, r.now().Add(-r.maxAge))
+	if err != nil {
+		return 0, err
+	}
+	if deleted > 0 {
+		r.logger.InfoContext(ctx, "retention dropped audit records", "deleted", deleted, "anchor_checkpoint", anchor)
+	}
+	return deleted, nil
+}
+
+// Run applies retention every interval until ctx is done.
+func (r *Retention) Run(ctx context.Context) error {
+	t := time.NewTicker(r.interval)
+	defer t.Stop()
+	for {
+		if _, err := r.Apply(ctx); err != nil && ctx.Err() == nil {
+			r.logger.ErrorContext(ctx, "retention failed", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Publisher publishes one message (kafkabus.Producer satisfies it).
+type Publisher interface {
+	Publish(ctx context.Context, msg *bus.Message) error
+}
+
+// AlertComponent is the component id of gap alerts on system-health.
+const AlertComponent = "audit:job-sequence"
+
+// GapAlerter publishes an alert.raised event for every stored gap not yet
+// alerted, then marks it. The gap is stored in the transaction that detected
+// it and the alert is published afterwards, so each gap is alerted at least
+// once and, unless the process dies between publish and mark, exactly once;
+// the alert id is the same on a repeat, so readers can drop the duplicate.
+type GapAlerter struct {
+	repo     *adapters.Repository
+	pub      Publisher
+	codec    *events.Codec
+	topic    string
+	producer string
+	interval time.Duration
+	logger   *slog.Logger
+	now      func() time.Time
+}
+
+// NewGapAlerter returns an alerter publishing to topic (system-health by default).
+func NewGapAlerter(repo *adapters.Repository, pub Publisher, codec *events.Codec, topic, producer string, interval time.Duration, logger *slog.Logger, now func() time.Time) *GapAlerter {
+	if now == nil {
+		now = time.Now
+	}
+	if topic == "" {
+		topic = events.TopicSystemHealth
+	}
+	return &GapAlerter{repo: repo, pub: pub, codec: codec, topic: topic, producer: producer, interval: interval, logger: logger, now: now}
+}
+
+// AlertID returns the stable alert id of a gap.
+func AlertID(g adapters.Gap) string {
+	return "audit-gap:" + g.JobID + ":" + strconv.FormatInt(g.FirstMissing, 10)
+}
+
+// Publish alerts the pending gaps once and returns how many it published.
+func (a *GapAlerter) Publish(ctx context.Context) (int, error) {
+	gaps, err := a.repo.PendingGaps(ctx, 100)
+	if err != nil {
+		return 0, err
+	}
+	for i, g := range gaps {
+		msg, err := a.message(g)
+		if err != nil {
+			return i, err
+		}
+		if err := a.pub.Publish(ctx, msg); err != nil {
+			return i, fmt.Errorf("publish gap alert of job %s: %w", g.JobID, err)
+		}
+		if err := a.repo.MarkGapAlerted(ctx, g, a.now()); err != nil {
+			return i, err
+		}
+	}
+	return len(gaps), nil
+}
+
+func (a *GapAlerter) message(g adapters.Gap) (*bus.Message, error) {
+	ev, err := events.NewEvent(events.AlertRaised{
+		AlertID:     AlertID(g),
+		ComponentID: AlertComponent,
+		Severity:    events.SeverityWarning,
+		Message: fmt.Sprintf("job %s: lifecycle sequence gap, events %d..%d missing when event %s (sequence %d) arrived",
+			g.JobID, g.FirstMissing, g.LastMissing, g.EventID, g.LastMissing+1),
+	}, events.Meta{
+		Producer: a.producer,
+		UserID:   "system:" + a.producer,
+		Now:      a.now,
+		Tags: map[string]string{
+			"job_id":        g.JobID,
+			"first_missing": strconv.FormatInt(g.FirstMissing, 10),
+			"last_missing":  strconv.FormatInt(g.LastMissing, 10),
+			"event_id":      g.EventID,
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gap alert event: %w", err)
+	}
+	msg, err := a.codec.Message(ev)
+	if err != nil {
+		return nil, fmt.Errorf("encode gap alert: %w", err)
+	}
+	msg.Topic = a.topic
+	return msg, nil
+}
+
+// Run publishes pending alerts every interval until ctx is done.
+func (a *GapAlerter) Run(ctx context.Context) error {
+	t := time.NewTicker(a.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if _, err := a.Publish(ctx); err != nil && ctx.Err() == nil {
+			a.logger.ErrorContext(ctx, "publish gap alerts failed", "error", err)
+		}
+	}
+}

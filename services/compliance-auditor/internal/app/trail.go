@@ -1,0 +1,129 @@
+package app
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+
+	"github.com/cosmic-horizons/fleet/libs/auditchain"
+	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/adapters"
+)
+
+// ErrNoCheckpoint is returned by GetCheckpoint when no checkpoint qualifies.
+var ErrNoCheckpoint = errors.New("no checkpoint")
+
+// Trail reads and verifies the stored audit trail.
+type Trail struct {
+	repo *adapters.Repository
+	pub  ed25519.PublicKey
+	cp   *Checkpointer
+}
+
+// NewTrail returns the read side of the trail. pub verifies checkpoints; cp,
+// when not nil, signs the head before a whole export so the export ends on a
+// checkpoint.
+func NewTrail(repo *adapters.Repository, pub ed25519.PublicKey, cp *Checkpointer) *Trail {
+	return &Trail{repo: repo, pub: pub, cp: cp}
+}
+
+// VerifyResult is the outcome of Verify.
+type VerifyResult struct {
+	OK bool
+	// Checked is the number of records whose link and hash were checked.
+	Checked int64
+	// BadSequence is the first sequence that failed; 0 when OK.
+	BadSequence uint64
+	// Reason is the failure reason and its detail; empty when OK.
+	Reason string
+}
+
+// Verify recomputes the chain over from..to (0 and 0 for everything; to 0
+// means up to the last stored record) straight from the database, checking
+// every stored checkpoint in the range against it. A whole-chain run also
+// detects a tail removed after a checkpoint. With from > 1 the record from-1,
+// or the checkpoint at from-1 after retention, anchors the range.
+func (t *Trail) Verify(ctx context.Context, from, to uint64) (VerifyResult, error) {
+	start := from
+	if start > 1 {
+		start--
+	}
+	cps, err := t.repo.Checkpoints(ctx, start, to)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	res, err := auditchain.Verify(auditchain.Interleave(t.repo.Records(ctx, start, to), cps), auditchain.VerifyOptions{
+		PublicKey: t.pub, From: from, To: to,
+	})
+	if err != nil {
+		return VerifyResult{}, fmt.Errorf("verify audit trail: %w", err)
+	}
+	out := VerifyResult{OK: res.OK, Checked: res.Records}
+	if !res.OK {
+		out.BadSequence = res.BadSequence
+		out.Reason = res.Reason.String() + ": " + res.Detail
+	}
+	return out, nil
+}
+
+// Export streams the records from..to (0 and 0 for everything; to 0 means
+// the head when the call started) in sequence order to emit, with the stored
+// checkpoints interleaved as the export format wants them. So that a range
+// export verifies offline on its own, it begins right after the newest
+// checkpoint at or before from-1 (the anchor), or at the first stored record
+// when there is none. A whole export (to 0) first signs a checkpoint of the
+// head, so the export ends on one and a cut-off tail is detectable.
+func (t *Trail) Export(ctx context.Context, from, to uint64, emit func(auditchain.Entry) error) error {
+	if to == 0 {
+		if t.cp != nil {
+			if _, _, err := t.cp.Checkpoint(ctx); err != nil {
+				return fmt.Errorf("export: checkpoint head: %w", err)
+			}
+		}
+		head, err := t.repo.Head(ctx)
+		if err != nil {
+			return err
+		}
+		to = head.Sequence
+		if to == 0 {
+			return nil
+		}
+	}
+	start := uint64(0)
+	if from > 1 {
+		anchor, err := t.repo.LatestCheckpoint(ctx, from-1)
+		switch {
+		case err == nil:
+			start = anchor.Sequence
+		case !errors.Is(err, adapters.ErrNotFound):
+			return err
+		}
+	}
+	cps, err := t.repo.Checkpoints(ctx, start, to)
+	if err != nil {
+		return err
+	}
+	for e, err := range auditchain.Interleave(t.repo.Records(ctx, start+1, to), cps) {
+		if err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		if err := emit(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Query returns up to limit records matching f after sequence after.
+func (t *Trail) Query(ctx context.Context, f adapters.Filter, after uint64, limit int) ([]auditchain.Record, error) {
+	return t.repo.Query(ctx, f, after, limit)
+}
+
+// GetCheckpoint returns the newest checkpoint at or below seq (0: the newest).
+func (t *Trail) GetCheckpoint(ctx context.Context, seq uint64) (auditchain.Checkpoint, error) {
+	c, err := t.repo.LatestCheckpoint(ctx, seq)
+	if errors.Is(err, adapters.ErrNotFound) {
+		return auditchain.Checkpoint{}, fmt.Errorf("%w at or below sequence %d", ErrNoCheckpoint, seq)
+	}
+	return c, err
+}
