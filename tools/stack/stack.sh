@@ -32,7 +32,7 @@
 # Environment:
 #   FLEET_STACK_HOME           state, logs, caches and built tools (default /var/lib/fleet-stack)
 #   FLEET_STACK_COMPONENTS     default component list
-#                              (default kafka,rabbitmq,postgresql,mailpit,jaeger,slurm)
+#                              (default kafka,rabbitmq,postgresql,mailpit,jaeger,slurm,chromium)
 #   FLEET_STACK_KAFKA_VERSION  Kafka version from Maven Central (default 4.4.0)
 #   FLEET_STACK_KAFKA_BROKERS  broker count when --kafka-brokers is not given (1 or 3)
 #   FLEET_STACK_KAFKA_HEAP     max heap per broker (default 768m)
@@ -43,13 +43,13 @@
 # Exports printed by `up` / `env`:
 #   KAFKA_BROKERS, KAFKA_CLASSPATH, AMQP_URL, RABBITMQ_MGMT_URL, DATABASE_URL_POSTGRES,
 #   SMTP_ADDR, MAILPIT_URL, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL,
-#   JAEGER_QUERY_URL, SLURMRESTD_URL, SLURM_USER, SLURM_JWT_TOKEN
+#   JAEGER_QUERY_URL, SLURMRESTD_URL, SLURM_USER, SLURM_JWT_TOKEN, CHROMIUM_PATH
 #
 # Adding a component: write install_X, start_X, ready_X, stop_X, status_X, env_X and logs_X,
 # and add X to KNOWN_COMPONENTS (and DEFAULT_COMPONENTS when `up` should start it).
 set -euo pipefail
 
-readonly KNOWN_COMPONENTS="kafka rabbitmq postgresql mailpit jaeger slurm"
+readonly KNOWN_COMPONENTS="kafka rabbitmq postgresql mailpit jaeger slurm chromium"
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly SCRIPT_DIR
@@ -107,7 +107,7 @@ readonly SLURM_JOB_USER=fleetjob
 readonly SLURM_TOKEN_LIFESPAN="${FLEET_STACK_SLURM_TOKEN_LIFESPAN:-86400}"
 readonly MUNGE_MARKER="$RUN_DIR/munge.started"
 
-readonly DEFAULT_COMPONENTS=kafka,rabbitmq,postgresql,mailpit,jaeger,slurm
+readonly DEFAULT_COMPONENTS=kafka,rabbitmq,postgresql,mailpit,jaeger,slurm,chromium
 COMPONENTS="${FLEET_STACK_COMPONENTS:-$DEFAULT_COMPONENTS}"
 APT_UPDATED=0
 
@@ -972,6 +972,26 @@ env_mailpit() {
 }
 
 logs_mailpit() { if [[ -f $LOG_DIR/mailpit.log ]]; then echo "$LOG_DIR/mailpit.log"; fi; }
+
+# ---------------------------------------------------------------------------------------
+# chromium (headless browser for the status-page tests; installed only, never started)
+
+readonly CHROMIUM_PATH=/usr/bin/chromium
+
+install_chromium() { need_pkgs chromium; }
+start_chromium() { :; }
+ready_chromium() { [[ -x $CHROMIUM_PATH ]] || die "$CHROMIUM_PATH is missing after installing chromium"; }
+stop_chromium() { :; }
+
+status_chromium() {
+	local state=missing
+	[[ -x $CHROMIUM_PATH ]] && state=ok
+	printf '%-17s %-5s %-22s %s\n' chromium "$state" "$CHROMIUM_PATH" "Debian package"
+}
+
+env_chromium() { if [[ -x $CHROMIUM_PATH ]]; then emit_export CHROMIUM_PATH "$CHROMIUM_PATH"; fi; }
+
+logs_chromium() { :; }
 
 # ---------------------------------------------------------------------------------------
 # jaeger

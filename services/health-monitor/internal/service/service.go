@@ -4,9 +4,14 @@ package service
 
 import (
 	"context"
+	"errors"
 	"io"
+	"sync"
 
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
+	healthpb "github.com/cosmic-horizons/fleet/proto/fleet/health/v1"
+	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/domain"
+	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/ports"
 )
 
 // Name and default listen addresses of the health-monitor.
@@ -23,8 +28,41 @@ func Run(ctx context.Context, lookup svcruntime.LookupFunc, logOut io.Writer) er
 	return svcruntime.Main(ctx, defaults, lookup, logOut, wire)
 }
 
-// wire registers the service's own gRPC services, readiness checks and
-// closers. For now the service serves grpc.health.v1 and reflection only.
-func wire(context.Context, svcruntime.Deps) error {
+// wire builds the monitor, registers HealthMonitorService and the status
+// page, and runs probe cycles until shutdown.
+func wire(ctx context.Context, deps svcruntime.Deps) error {
+	cfg, err := LoadConfig(deps.Lookup)
+	if err != nil {
+		return err
+	}
+	rt := deps.Runtime
+	hm, err := NewHealthMonitor(cfg, deps.Logger, rt.Registry())
+	if err != nil {
+		return err
+	}
+	healthpb.RegisterHealthMonitorServiceServer(rt.GRPCServer(), ports.NewGRPCServer(hm.Hub))
+	ports.NewStatusHandler(hm.Hub, deps.Logger).Register(rt.HandleHTTP)
+
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = hm.Monitor.Run(runCtx) })
+	rt.OnShutdown("health-monitor", func(ctx context.Context) error {
+		stop()
+		done := make(chan struct{})
+		go func() {
+			wg.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return errors.Join(ctx.Err(), hm.Close())
+		}
+		return hm.Close()
+	})
 	return nil
+}
+
+func domainHysteresis(cfg Config) domain.HysteresisConfig {
+	return domain.HysteresisConfig{RaiseAfter: cfg.RaiseAfter, ResolveAfter: cfg.ResolveAfter}
 }

@@ -1,0 +1,71 @@
+package service_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/service"
+)
+
+func lookupOf(env map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := env[k]
+		return v, ok
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		env     map[string]string
+		check   func(t *testing.T, c service.Config)
+		wantErr string
+	}{
+		{name: "defaults", env: map[string]string{}, check: func(t *testing.T, c service.Config) {
+			require.Equal(t, 5*time.Second, c.Interval)
+			require.Equal(t, 2, c.RaiseAfter)
+			require.Equal(t, 2, c.ResolveAfter)
+			require.Equal(t, "fleet-canary", c.CanaryTopic)
+			require.Empty(t, c.KafkaBrokers)
+		}},
+		{name: "everything set", env: map[string]string{
+			"HEALTH_INTERVAL": "2s", "HEALTH_PROBE_TIMEOUT": "1500ms", "HEALTH_CANARY_TIMEOUT": "1s",
+			"HEALTH_SERVICES":      "orch=127.0.0.1:50051, metrics=localhost:50052",
+			"DATABASE_URLS":        "postgres://u:p@h/db?sslmode=disable,audit=sqlite:/tmp/a.db",
+			"HEALTH_LAG_THRESHOLD": "50", "HEALTH_GROUP_PREFIX": "fleet-", "KAFKA_BROKERS": "a:9092, b:9092",
+			"HEALTH_RAISE_AFTER": "3", "HEALTH_RESOLVE_AFTER": "4", "HEALTH_PUBLISH_EVERY": "1",
+		}, check: func(t *testing.T, c service.Config) {
+			require.Equal(t, 2*time.Second, c.Interval)
+			require.Equal(t, []service.Target{{Name: "orch", Addr: "127.0.0.1:50051"}, {Name: "metrics", Addr: "localhost:50052"}}, c.Services)
+			require.Equal(t, []service.Target{{Name: "db1", Addr: "postgres://u:p@h/db?sslmode=disable"}, {Name: "audit", Addr: "sqlite:/tmp/a.db"}}, c.Databases)
+			require.Equal(t, int64(50), c.LagThreshold)
+			require.Equal(t, []string{"a:9092", "b:9092"}, c.KafkaBrokers)
+			require.Equal(t, 3, c.RaiseAfter)
+			require.Equal(t, 4, c.ResolveAfter)
+			require.Equal(t, 1, c.PublishEvery)
+		}},
+		{name: "bad duration", env: map[string]string{"HEALTH_INTERVAL": "soon"}, wantErr: "HEALTH_INTERVAL"},
+		{name: "service without a name", env: map[string]string{"HEALTH_SERVICES": "127.0.0.1:1"}, wantErr: "HEALTH_SERVICES"},
+		{name: "service without a port", env: map[string]string{"HEALTH_SERVICES": "orch=localhost"}, wantErr: "HEALTH_SERVICES"},
+		{name: "duplicate names", env: map[string]string{"HEALTH_SERVICES": "a=h:1,a=h:2"}, wantErr: "twice"},
+		{name: "probe timeout above interval", env: map[string]string{"HEALTH_INTERVAL": "1s", "HEALTH_PROBE_TIMEOUT": "2s"}, wantErr: "HEALTH_PROBE_TIMEOUT"},
+		{name: "canary timeout not below probe timeout", env: map[string]string{"HEALTH_CANARY_TIMEOUT": "4s"}, wantErr: "HEALTH_CANARY_TIMEOUT"},
+		{name: "canary key in the job key space", env: map[string]string{"HEALTH_CANARY_ROUTING_KEY": "job.x"}, wantErr: "HEALTH_CANARY_ROUTING_KEY"},
+		{name: "zero raise after", env: map[string]string{"HEALTH_RAISE_AFTER": "0"}, wantErr: "HEALTH_RAISE_AFTER"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := service.LoadConfig(lookupOf(tt.env))
+			if tt.wantErr != "" {
+				require.ErrorContains(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			tt.check(t, c)
+		})
+	}
+}
