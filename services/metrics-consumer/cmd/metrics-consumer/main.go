@@ -1,4 +1,9 @@
 // Command metrics-consumer runs the fleet's metrics-consumer service: aggregates job metrics from the event stream.
+//
+// Usage:
+//
+//	metrics-consumer           serve (gRPC MetricsService, /metrics) and consume
+//	metrics-consumer rebuild   with the service stopped: rebuild the store from Kafka, then exit
 package main
 
 import (
@@ -13,7 +18,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx)
+	err := run(ctx, os.Args[1:])
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "metrics-consumer: %v\n", err)
@@ -21,6 +26,13 @@ func main() {
 	}
 }
 
-func run(ctx context.Context) error {
-	return service.Run(ctx, os.LookupEnv, os.Stdout)
+func run(ctx context.Context, args []string) error {
+	switch {
+	case len(args) == 0:
+		return service.Run(ctx, os.LookupEnv, os.Stdout)
+	case len(args) == 1 && args[0] == "rebuild":
+		_, err := service.Rebuild(ctx, os.LookupEnv, os.Stdout)
+		return err
+	}
+	return fmt.Errorf("unknown arguments %q (want none, or \"rebuild\")", args)
 }

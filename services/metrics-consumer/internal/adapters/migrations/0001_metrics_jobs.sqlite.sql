@@ -1,0 +1,42 @@
+-- One row per job: the facts merged from its events (see internal/domain)
+-- and the values aggregates are made of. Instants are Unix microseconds,
+-- durations milliseconds, -1 means unknown.
+CREATE TABLE metrics_jobs (
+	job_id                 TEXT             NOT NULL PRIMARY KEY,
+	user_id                TEXT             NOT NULL DEFAULT '',
+	tacc_system            TEXT             NOT NULL DEFAULT '',
+	agent                  TEXT             NOT NULL DEFAULT '',
+	allocation             TEXT             NOT NULL DEFAULT '',
+	identity_rank          INTEGER          NOT NULL DEFAULT 0,
+	nodes                  INTEGER          NOT NULL DEFAULT 0,
+	gpus_per_node          INTEGER          NOT NULL DEFAULT 0,
+	created_at_us          INTEGER          NOT NULL DEFAULT 0,
+	submitted_at_us        INTEGER          NOT NULL DEFAULT 0,
+	started_at_us          INTEGER          NOT NULL DEFAULT 0,
+	ended_at_us            INTEGER          NOT NULL DEFAULT 0,
+	status                 TEXT             NOT NULL DEFAULT '',
+	status_seq             INTEGER          NOT NULL DEFAULT 0,
+	status_event_id        TEXT             NOT NULL DEFAULT '',
+	terminal_seq           INTEGER          NOT NULL DEFAULT 0,
+	terminal_event_id      TEXT             NOT NULL DEFAULT '',
+	terminal_run_ms        INTEGER          NOT NULL DEFAULT -1,
+	terminal_queue_wait_ms INTEGER          NOT NULL DEFAULT -1,
+	sample_present         INTEGER          NOT NULL DEFAULT 0,
+	sample_seq             INTEGER          NOT NULL DEFAULT 0,
+	sample_at_us           INTEGER          NOT NULL DEFAULT 0,
+	sample_event_id        TEXT             NOT NULL DEFAULT '',
+	sample_queue_wait_ms   INTEGER          NOT NULL DEFAULT 0,
+	sample_run_time_ms     INTEGER          NOT NULL DEFAULT 0,
+	sample_exit_code       INTEGER,
+	sample_node_hours      REAL             NOT NULL DEFAULT 0,
+	sample_gpu_hours       REAL             NOT NULL DEFAULT 0,
+	sample_cpu_time_ms     BIGINT,
+	sample_max_rss_bytes   BIGINT,
+	sample_final           INTEGER          NOT NULL DEFAULT 0,
+	queue_wait_ms          INTEGER          NOT NULL DEFAULT -1,
+	run_time_ms            INTEGER          NOT NULL DEFAULT -1,
+	node_hours             REAL             NOT NULL DEFAULT 0,
+	gpu_hours              REAL             NOT NULL DEFAULT 0
+);
+
+CREATE INDEX metrics_jobs_by_created ON metrics_jobs (created_at_us);

@@ -1,0 +1,195 @@
+// Package ports exposes the metrics-consumer: the gRPC MetricsService and
+// the Prometheus collector over the store.
+package ports
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
+	metricspb "github.com/cosmic-horizons/fleet/proto/fleet/metrics/v1"
+	"github.com/cosmic-horizons/fleet/services/metrics-consumer/internal/app"
+	"github.com/cosmic-horizons/fleet/services/metrics-consumer/internal/domain"
+)
+
+// MaxWindow is the longest window a query may cover.
+const MaxWindow = 366 * 24 * time.Hour
+
+var agents = map[jobpb.Agent]string{
+	jobpb.Agent_AGENT_ALPHA_CAL:            "AlphaCal",
+	jobpb.Agent_AGENT_IMAGE_RECONSTRUCTION: "ImageReconstruction",
+	jobpb.Agent_AGENT_ANOMALY_DETECTION:    "AnomalyDetection",
+	jobpb.Agent_AGENT_CUSTOM:               "Custom",
+}
+
+var systems = map[jobpb.TaccSystem]string{
+	jobpb.TaccSystem_TACC_SYSTEM_FRONTERA:  "FRONTERA",
+	jobpb.TaccSystem_TACC_SYSTEM_STAMPEDE3: "STAMPEDE3",
+	jobpb.TaccSystem_TACC_SYSTEM_LONESTAR6: "LONESTAR6",
+	jobpb.TaccSystem_TACC_SYSTEM_VISTA:     "VISTA",
+}
+
+// MetricsServer implements metricspb.MetricsServiceServer.
+type MetricsServer struct {
+	metricspb.UnimplementedMetricsServiceServer
+	q *app.Queries
+}
+
+// NewMetricsServer returns the gRPC server over q.
+func NewMetricsServer(q *app.Queries) *MetricsServer { return &MetricsServer{q: q} }
+
+// violations collects the field violations of a request.
+type violations []*errdetails.BadRequest_FieldViolation
+
+func (v *violations) add(field, desc string) {
+	*v = append(*v, &errdetails.BadRequest_FieldViolation{Field: field, Description: desc})
+}
+
+func (v violations) err() error {
+	if len(v) == 0 {
+		return nil
+	}
+	st := status.New(codes.InvalidArgument, "invalid request: "+v[0].Field+": "+v[0].Description)
+	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: v}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+func window(w *metricspb.TimeWindow, v *violations) app.Window {
+	if w == nil {
+		v.add("window", "required")
+		return app.Window{}
+	}
+	var out app.Window
+	switch {
+	case w.GetStart() == nil:
+		v.add("window.start", "required")
+	case w.GetStart().CheckValid() != nil:
+		v.add("window.start", "not a valid timestamp")
+	default:
+		out.Start = w.GetStart().AsTime()
+	}
+	switch {
+	case w.GetEnd() == nil:
+		v.add("window.end", "required")
+	case w.GetEnd().CheckValid() != nil:
+		v.add("window.end", "not a valid timestamp")
+	default:
+		out.End = w.GetEnd().AsTime()
+	}
+	if out.Start.IsZero() || out.End.IsZero() {
+		return out
+	}
+	switch {
+	case !out.End.After(out.Start):
+		v.add("window.end", "must be after window.start")
+	case out.End.Sub(out.Start) > MaxWindow:
+		v.add("window.end", "must be at most 366 days after window.start")
+	}
+	return out
+}
+
+// GetJobMetrics aggregates the jobs created in a window.
+func (s *MetricsServer) GetJobMetrics(ctx context.Context, req *metricspb.GetJobMetricsRequest) (*metricspb.GetJobMetricsResponse, error) {
+	var v violations
+	w := window(req.GetWindow(), &v)
+	f := app.JobFilter{JobID: req.GetJobId()}
+	if a := req.GetAgent(); a != jobpb.Agent_AGENT_UNSPECIFIED {
+		if f.Agent = agents[a]; f.Agent == "" {
+			v.add("agent", "unknown agent")
+		}
+	}
+	if sys := req.GetTaccSystem(); sys != jobpb.TaccSystem_TACC_SYSTEM_UNSPECIFIED {
+		if f.System = systems[sys]; f.System == "" {
+			v.add("tacc_system", "unknown TACC system")
+		}
+	}
+	if len(f.JobID) > 128 {
+		v.add("job_id", "at most 128 characters")
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	st, err := s.q.JobMetrics(ctx, w, f)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%v", err)
+	}
+	return &metricspb.GetJobMetricsResponse{Window: req.GetWindow(), Stats: toPB(st)}, nil
+}
+
+// GetSystemStats aggregates the jobs created in a window per TACC system.
+func (s *MetricsServer) GetSystemStats(ctx context.Context, req *metricspb.GetSystemStatsRequest) (*metricspb.GetSystemStatsResponse, error) {
+	var v violations
+	w := window(req.GetWindow(), &v)
+	var system string
+	if sys := req.GetTaccSystem(); sys != jobpb.TaccSystem_TACC_SYSTEM_UNSPECIFIED {
+		if system = systems[sys]; system == "" {
+			v.add("tacc_system", "unknown TACC system")
+		}
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	bySystem, err := s.q.SystemStats(ctx, w, system)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%v", err)
+	}
+	resp := &metricspb.GetSystemStatsResponse{Window: req.GetWindow()}
+	for pb, name := range systems {
+		if st := bySystem[name]; st != nil {
+			resp.Systems = append(resp.Systems, &metricspb.SystemStats{TaccSystem: pb, Stats: toPB(st)})
+		}
+	}
+	sort.Slice(resp.Systems, func(i, j int) bool { return resp.Systems[i].TaccSystem < resp.Systems[j].TaccSystem })
+	return resp, nil
+}
+
+// GetUserUsage aggregates one user's jobs created in a window. The service
+// does not authenticate callers yet, so user_id is required.
+func (s *MetricsServer) GetUserUsage(ctx context.Context, req *metricspb.GetUserUsageRequest) (*metricspb.GetUserUsageResponse, error) {
+	var v violations
+	w := window(req.GetWindow(), &v)
+	switch user := req.GetUserId(); {
+	case user == "":
+		v.add("user_id", "required")
+	case len(user) > 128:
+		v.add("user_id", "at most 128 characters")
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	st, allocs, err := s.q.UserUsage(ctx, w, req.GetUserId())
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%v", err)
+	}
+	resp := &metricspb.GetUserUsageResponse{Window: req.GetWindow(), UserId: req.GetUserId(), Stats: toPB(st)}
+	for _, a := range allocs {
+		resp.Allocations = append(resp.Allocations, &metricspb.AllocationUsage{
+			Allocation: a.Name, JobCount: a.Jobs, NodeHours: a.NodeHours, GpuHours: a.GPUHours,
+		})
+	}
+	return resp, nil
+}
+
+func percentiles(h *domain.Histogram) *metricspb.Percentiles {
+	p, ok := h.Percentiles()
+	if !ok {
+		return nil
+	}
+	return &metricspb.Percentiles{P50: durationpb.New(p.P50), P95: durationpb.New(p.P95), P99: durationpb.New(p.P99)}
+}
+
+func toPB(s *domain.Stats) *metricspb.JobStats {
+	return &metricspb.JobStats{
+		SubmittedCount: s.Submitted, CompletedCount: s.Completed, FailedCount: s.Failed, CancelledCount: s.Cancelled,
+		SuccessRate: s.SuccessRate(), QueueWait: percentiles(&s.QueueWait), RunTime: percentiles(&s.RunTime),
+		NodeHours: s.NodeHours, GpuHours: s.GPUHours, ActiveCount: s.Active, PendingCount: s.Pending,
+	}
+}
