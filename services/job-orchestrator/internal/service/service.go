@@ -1,12 +1,44 @@
 // Package service is the composition root of the job-orchestrator: it builds every
 // part of the service explicitly and runs it in the shared service runtime.
+//
+// Build order: database → migrations → store (repository and outbox) →
+// topic catalogue (when ORCHESTRATOR_ENSURE_TOPICS) → Kafka producer →
+// RabbitMQ connection and publisher → scheduler backend → use cases →
+// reconciler and outbox relay (background) → gRPC JobService behind the JWT
+// interceptors → readiness checks. Shutdown runs the other way round: the
+// reconciler and relay stop (the relay finishes and marks its pass), the
+// scheduler closes, the producer flushes, RabbitMQ closes, the database
+// closes.
 package service
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
 
+	"google.golang.org/grpc"
+
+	"github.com/cosmic-horizons/fleet/libs/amqpbus"
+	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/kafkabus"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
+	"github.com/cosmic-horizons/fleet/libs/sqlstore"
+	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/local"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/slurm"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/store"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/auth"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/ports"
 )
 
 // Name and default listen addresses of the job-orchestrator.
@@ -23,8 +55,231 @@ func Run(ctx context.Context, lookup svcruntime.LookupFunc, logOut io.Writer) er
 	return svcruntime.Main(ctx, defaults, lookup, logOut, wire)
 }
 
-// wire registers the service's own gRPC services, readiness checks and
-// closers. For now the service serves grpc.health.v1 and reflection only.
-func wire(context.Context, svcruntime.Deps) error {
+func wire(ctx context.Context, deps svcruntime.Deps) error {
+	cfg, err := LoadConfig(deps.Lookup)
+	if err != nil {
+		return err
+	}
+	log, rt := deps.Logger, deps.Runtime
+	if cfg.PageTokenKeyGenerated {
+		log.WarnContext(ctx, "no "+EnvPageTokenKey+" set: page tokens are signed with a random key and do not survive a restart or work across replicas")
+	}
+	if cfg.Fault != "" {
+		log.WarnContext(ctx, "fault point armed (test hook)", "fault", cfg.Fault, "event_type", cfg.FaultEventType)
+	}
+
+	// Database, migrations, store.
+	if strings.HasPrefix(cfg.DatabaseURL, "sqlite:") {
+		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+			return fmt.Errorf("create state directory: %w", err)
+		}
+	}
+	db, err := sqlstore.Open(ctx, sqlstore.Config{URL: cfg.DatabaseURL}, log)
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	rt.OnShutdown("database", func(context.Context) error { return db.Close() })
+	if err := store.Migrate(ctx, db); err != nil {
+		return err
+	}
+	codec, err := events.NewCodec()
+	if err != nil {
+		return fmt.Errorf("events codec: %w", err)
+	}
+	wake := make(chan struct{}, 1)
+	st, err := store.New(db, codec, store.Config{AfterCommit: afterCommit(cfg, log, wake)})
+	if err != nil {
+		return err
+	}
+
+	// Brokers.
+	if cfg.EnsureTopics {
+		if err := ensureTopics(ctx, cfg, log); err != nil {
+			return err
+		}
+	}
+	producer, err := kafkabus.NewProducer(kafkabus.DefaultProducerConfig(cfg.Kafka), log, rt.Registry())
+	if err != nil {
+		return err
+	}
+	rt.OnShutdown("kafka producer", func(context.Context) error { return producer.Close() })
+	var publisher relay.AMQPPublisher
+	if cfg.AMQPURL != "" {
+		acfg := amqpbus.DefaultConfig(cfg.AMQPURL)
+		acfg.ConnectionName = Name
+		conn, err := amqpbus.Dial(ctx, acfg, log, rt.Registry())
+		if err != nil {
+			return fmt.Errorf("connect to RabbitMQ: %w", err)
+		}
+		rt.OnShutdown("rabbitmq connection", func(context.Context) error { return conn.Close() })
+		pub, err := amqpbus.NewPublisher(conn, amqpbus.DefaultPublisherConfig(), log, rt.Registry())
+		if err != nil {
+			return err
+		}
+		rt.OnShutdown("rabbitmq publisher", func(context.Context) error { return pub.Close() })
+		rt.AddReadinessCheck("rabbitmq", conn.Check)
+		publisher = pub
+	}
+
+	// Scheduler and use cases.
+	sched, err := newScheduler(cfg, log)
+	if err != nil {
+		return err
+	}
+	rt.OnShutdown("scheduler", sched.close)
+	cat, err := app.LoadCatalogue(cfg.Catalogue)
+	if err != nil {
+		return err
+	}
+	a, err := app.New(cfg.App, app.Deps{Repo: st, Scheduler: sched, Catalogue: cat, Logger: log})
+	if err != nil {
+		return err
+	}
+	rec, err := app.NewReconciler(a, cfg.Reconciler, log)
+	if err != nil {
+		return err
+	}
+	rcfg := relay.DefaultConfig()
+	rcfg.Exchange, rcfg.TopicPrefix, rcfg.Wake = amqpbus.ExchangeJobEvents, cfg.TopicPrefix, wake
+	rl, err := relay.New(rcfg, st, producer, publisher, log, rt.Registry())
+	if err != nil {
+		return err
+	}
+
+	// Background work; stopped first on shutdown (closers run in reverse).
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	for name, run := range map[string]func(context.Context) error{"reconciler": rec.Run, "outbox relay": rl.Run} {
+		wg.Go(func() {
+			if err := run(bg); err != nil {
+				log.ErrorContext(bg, name+" stopped", "error", err)
+			}
+		})
+	}
+	rt.OnShutdown("reconciler and outbox relay", func(ctx context.Context) error {
+		stop()
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("reconciler and relay still running: %w", ctx.Err())
+		}
+	})
+
+	// gRPC JobService behind the JWT interceptors.
+	verifier, err := auth.NewVerifier(ctx, cfg.Auth, &http.Client{Timeout: 10 * time.Second}, log)
+	if err != nil {
+		return err
+	}
+	registerAuthenticated(rt.GRPCServer(), &jobpb.JobService_ServiceDesc, ports.NewJobServer(a, log), auth.NewInterceptors(verifier, log))
+
+	rt.AddReadinessCheck("database", st.Check)
+	rt.AddReadinessCheck("outbox relay", rl.Check)
+	log.InfoContext(ctx, "job-orchestrator wired", "scheduler", sched.Name(), "database", string(db.Dialect()),
+		"relay_id", rl.ID(), "rabbitmq", publisher != nil, "topic_prefix", cfg.TopicPrefix)
 	return nil
+}
+
+// afterCommit wakes the relay after each commit that wrote outbox rows and,
+// when the fault point is armed, kills the process first.
+func afterCommit(cfg Config, log *slog.Logger, wake chan<- struct{}) func([]string) {
+	return func(types []string) {
+		if cfg.Fault == FaultAfterCommitBeforePublish && (cfg.FaultEventType == "" || containsString(types, cfg.FaultEventType)) {
+			log.Error("fault point reached: killing the process after commit, before publish", "event_types", types)
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // SIGKILL cannot be caught; never return to publish
+		}
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func containsString(xs []string, s string) bool {
+	for _, x := range xs {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func ensureTopics(ctx context.Context, cfg Config, log *slog.Logger) error {
+	ccfg, err := events.CatalogueConfigFromEnv()
+	if err != nil {
+		return err
+	}
+	specs, err := events.Catalogue(ccfg)
+	if err != nil {
+		return err
+	}
+	for i := range specs {
+		specs[i].Name = cfg.TopicPrefix + specs[i].Name
+	}
+	report, err := kafkabus.EnsureTopics(ctx, cfg.Kafka.Brokers, specs, log,
+		kafkabus.EnsureOptions{TLS: cfg.Kafka.TLS, ClientID: cfg.Kafka.ClientID, Version: cfg.Kafka.Version})
+	if err != nil {
+		return fmt.Errorf("apply topic catalogue: %w", err)
+	}
+	log.InfoContext(ctx, "topic catalogue applied", "report", report.String())
+	return nil
+}
+
+// scheduler is the chosen backend with its way of closing.
+type scheduler struct {
+	app.Scheduler
+	close func(context.Context) error
+}
+
+func newScheduler(cfg Config, log *slog.Logger) (scheduler, error) {
+	switch cfg.Scheduler {
+	case "slurm":
+		sc := cfg.Slurm
+		sc.Logger = log
+		s, err := slurm.New(sc)
+		if err != nil {
+			return scheduler{}, err
+		}
+		return scheduler{Scheduler: s, close: func(context.Context) error { s.Close(); return nil }}, nil
+	default:
+		s, err := local.New(local.Config{WorkRoot: filepath.Clean(cfg.WorkDir), Logger: log, MaxConcurrent: cfg.LocalMax})
+		if err != nil {
+			return scheduler{}, err
+		}
+		return scheduler{Scheduler: s, close: s.Close}, nil
+	}
+}
+
+// registerAuthenticated registers impl for desc with the auth interceptors
+// between the server's own interceptors (correlation, logging, metrics,
+// recovery) and the handler: the order WithGRPCServerOptions would give, for
+// this one service, while the runtime keeps serving health and reflection
+// without a token.
+func registerAuthenticated(s *grpc.Server, desc *grpc.ServiceDesc, impl any, icpt *auth.Interceptors) {
+	d := *desc
+	d.Methods = make([]grpc.MethodDesc, len(desc.Methods))
+	for i, m := range desc.Methods {
+		h := m.Handler
+		d.Methods[i] = grpc.MethodDesc{MethodName: m.MethodName, Handler: func(srv any, ctx context.Context, dec func(any) error, outer grpc.UnaryServerInterceptor) (any, error) {
+			return h(srv, ctx, dec, func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+				inner := func(ctx context.Context, req any) (any, error) { return icpt.Unary(ctx, req, info, handler) }
+				if outer == nil {
+					return inner(ctx, req)
+				}
+				return outer(ctx, req, info, inner)
+			})
+		}}
+	}
+	d.Streams = make([]grpc.StreamDesc, len(desc.Streams))
+	for i, sd := range desc.Streams {
+		h := sd.Handler
+		info := &grpc.StreamServerInfo{FullMethod: "/" + desc.ServiceName + "/" + sd.StreamName,
+			IsClientStream: sd.ClientStreams, IsServerStream: sd.ServerStreams}
+		sd.Handler = func(srv any, stream grpc.ServerStream) error { return icpt.Stream(srv, stream, info, h) }
+		d.Streams[i] = sd
+	}
+	s.RegisterService(&d, impl)
 }

@@ -1,12 +1,279 @@
 package service_test
 
 import (
+	"context"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/cosmic-horizons/fleet/libs/amqpbus"
+	"github.com/cosmic-horizons/fleet/libs/bus"
+	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
+	"github.com/cosmic-horizons/fleet/libs/testinfra"
+	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay/relaytest"
 )
+
+const secret = "0123456789abcdef0123456789abcdef-test-secret"
+
+// env returns the environment of an orchestrator on the real brokers with
+// its own state directory and topics.
+func env(t *testing.T, prefix, stateDir string) map[string]string {
+	t.Helper()
+	return map[string]string{
+		"KAFKA_BROKERS":              strings.Join(testinfra.KafkaBrokers(t), ","),
+		"AMQP_URL":                   testinfra.AMQPURL(t),
+		"STATE_DIRECTORY":            stateDir,
+		"DATABASE_URL":               "",
+		"SCHEDULER":                  "local",
+		"AUTH_HS256_SECRET":          secret,
+		"PAGE_TOKEN_KEY":             "page-token-key-of-the-tests-0123",
+		"RECONCILE_INTERVAL":         "200ms",
+		"ORCHESTRATOR_TOPIC_PREFIX":  prefix,
+		"ORCHESTRATOR_ENSURE_TOPICS": "true",
+	}
+}
+
+func token(t *testing.T, user string) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": user, "exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix(),
+	}).SignedString([]byte(secret))
+	require.NoError(t, err)
+	return s
+}
+
+func client(t *testing.T, addr string) jobpb.JobServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	return jobpb.NewJobServiceClient(conn)
+}
+
+func authed(t *testing.T, user string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token(t, user))
+}
+
+func customSpec(script string, walltime time.Duration) *jobpb.JobSpec {
+	return &jobpb.JobSpec{
+		Name: "e2e", Agent: jobpb.Agent_AGENT_CUSTOM, DatasetId: "ds-1",
+		TaccSystem: jobpb.TaccSystem_TACC_SYSTEM_FRONTERA, Partition: "development",
+		Resources:  &jobpb.Resources{Nodes: 1, CoresPerNode: 1, Walltime: durationpb.New(walltime)},
+		Allocation: "AST21001", Payload: &jobpb.JobSpec_Script{Script: script},
+	}
+}
 
 func TestBinaryServesAndShutsDownOnSIGTERM(t *testing.T) {
 	t.Parallel()
-	servicetest.RequireLifecycle(t, "../../cmd/job-orchestrator", nil)
+	prefix := relaytest.RandomName(t, "orchtest-") + "-"
+	servicetest.RequireLifecycle(t, "../../cmd/job-orchestrator", env(t, prefix, t.TempDir()))
+}
+
+func TestUnauthenticatedCallsAreRefused(t *testing.T) {
+	t.Parallel()
+	prefix := relaytest.RandomName(t, "orchtest-") + "-"
+	p := servicetest.RunBinary(t, "../../cmd/job-orchestrator", env(t, prefix, t.TempDir()))
+	c := client(t, p.GRPCAddr)
+	_, err := c.GetJob(context.Background(), &jobpb.GetJobRequest{JobId: "x"})
+	require.ErrorContains(t, err, "Unauthenticated")
+}
+
+// lifecycleOf returns the event types of job on the prefixed job-lifecycle
+// topic, in partition order, and the decoded events.
+func lifecycleOf(t *testing.T, prefix, topic, jobID string) []events.Event {
+	t.Helper()
+	codec, err := events.NewCodec()
+	require.NoError(t, err)
+	var out []events.Event
+	for _, m := range relaytest.ReadTopic(t, testinfra.KafkaBrokers(t), prefix+topic) {
+		if m.Key != jobID {
+			continue
+		}
+		m.Topic = topic
+		ev, err := codec.FromMessage(m)
+		require.NoError(t, err)
+		out = append(out, ev)
+	}
+	return out
+}
+
+func types(evs []events.Event) []string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.EventType)
+	}
+	return out
+}
+
+func amqpTypes(msgs []*bus.Message) []string {
+	var out []string
+	for _, m := range msgs {
+		out = append(out, m.Header(bus.HeaderEventType))
+	}
+	return out
+}
+
+func TestEndToEndLocalScheduler(t *testing.T) {
+	t.Parallel()
+	prefix := relaytest.RandomName(t, "orchtest-") + "-"
+	p := servicetest.RunBinary(t, "../../cmd/job-orchestrator", env(t, prefix, t.TempDir()))
+	c := client(t, p.GRPCAddr)
+	user := relaytest.RandomName(t, "user-")
+	ctx := authed(t, user)
+
+	tests := []struct {
+		name      string
+		script    string
+		walltime  time.Duration
+		cancel    bool
+		status    jobpb.JobStatus
+		lifecycle []string
+		errorCode string
+	}{
+		{name: "completes", script: "#!/bin/sh\necho hello\n", walltime: time.Minute, status: jobpb.JobStatus_JOB_STATUS_COMPLETED,
+			lifecycle: []string{"job.submitted", "job.queued", "job.running", "job.completed"}},
+		{name: "fails with exit 3", script: "#!/bin/sh\nexit 3\n", walltime: time.Minute, status: jobpb.JobStatus_JOB_STATUS_FAILED,
+			lifecycle: []string{"job.submitted", "job.queued", "job.running", "job.failed"}, errorCode: "NON_ZERO_EXIT"},
+		{name: "runs past its walltime", script: "#!/bin/sh\nsleep 60\n", walltime: 2 * time.Second, status: jobpb.JobStatus_JOB_STATUS_FAILED,
+			lifecycle: []string{"job.submitted", "job.queued", "job.running", "job.failed"}, errorCode: "TIMEOUT"},
+		{name: "cancelled while running", script: "#!/bin/sh\nsleep 60\n", walltime: time.Minute, cancel: true, status: jobpb.JobStatus_JOB_STATUS_CANCELLED,
+			lifecycle: []string{"job.submitted", "job.queued", "job.running", "job.cancelled"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			key := relaytest.RandomName(t, "k-")
+			// RabbitMQ: bind before submitting, by the job's user (the job id is not known yet).
+			q := relaytest.BindQueue(t, testinfra.AMQPURL(t), amqpbus.UserPattern(user))
+			resp, err := c.SubmitJob(ctx, &jobpb.SubmitJobRequest{IdempotencyKey: key, Spec: customSpec(tc.script, tc.walltime)})
+			require.NoError(t, err)
+			id := resp.GetJob().GetJobId()
+			again, err := c.SubmitJob(ctx, &jobpb.SubmitJobRequest{IdempotencyKey: key, Spec: customSpec(tc.script, tc.walltime)})
+			require.NoError(t, err)
+			require.Equal(t, id, again.GetJob().GetJobId(), "a retried submission returns the same job")
+
+			if tc.cancel {
+				require.Eventually(t, func() bool {
+					j, err := c.GetJob(ctx, &jobpb.GetJobRequest{JobId: id})
+					return err == nil && j.GetJob().GetStatus() == jobpb.JobStatus_JOB_STATUS_RUNNING
+				}, 30*time.Second, 50*time.Millisecond)
+				_, err := c.CancelJob(ctx, &jobpb.CancelJobRequest{JobId: id, Reason: "test"})
+				require.NoError(t, err)
+			}
+			var job *jobpb.Job
+			require.Eventually(t, func() bool {
+				j, err := c.GetJob(ctx, &jobpb.GetJobRequest{JobId: id})
+				if err != nil {
+					return false
+				}
+				job = j.GetJob()
+				return job.GetStatus() == tc.status
+			}, 60*time.Second, 50*time.Millisecond)
+			require.Equal(t, tc.errorCode, job.GetErrorCode())
+
+			var lc []events.Event
+			require.Eventually(t, func() bool {
+				lc = lifecycleOf(t, prefix, events.TopicJobLifecycle, id)
+				return len(lc) >= len(tc.lifecycle)
+			}, 30*time.Second, 100*time.Millisecond)
+			require.Equal(t, tc.lifecycle, types(lc), "ordered lifecycle events on Kafka, each once")
+			for i, e := range lc {
+				require.EqualValues(t, i+1, e.Sequence)
+			}
+			if tc.errorCode != "" {
+				failed, ok := lc[len(lc)-1].Payload.(events.JobFailed)
+				require.True(t, ok)
+				require.Equal(t, tc.errorCode, failed.ErrorCode)
+			}
+			audit := lifecycleOf(t, prefix, events.TopicAuditTrail, id)
+			require.Len(t, audit, len(tc.lifecycle), "one audit record per transition")
+			metrics := lifecycleOf(t, prefix, events.TopicJobMetrics, id)
+			if tc.status == jobpb.JobStatus_JOB_STATUS_CANCELLED {
+				require.Empty(t, metrics)
+			} else {
+				require.Equal(t, []string{"job.metrics_recorded"}, types(metrics))
+			}
+
+			var mine []*bus.Message
+			require.Eventually(t, func() bool {
+				mine = mine[:0]
+				for _, m := range q.Messages() {
+					if strings.Contains(m.Key, id) || m.Header(events.HeaderEventID) != "" && containsID(lc, m.Header(events.HeaderEventID)) {
+						mine = append(mine, m)
+					}
+				}
+				return len(mine) >= len(tc.lifecycle)
+			}, 30*time.Second, 50*time.Millisecond)
+			require.Equal(t, tc.lifecycle, amqpTypes(mine), "ordered lifecycle events on RabbitMQ")
+		})
+	}
+}
+
+func containsID(evs []events.Event, id string) bool {
+	for _, e := range evs {
+		if e.EventID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// TestCrashBetweenCommitAndPublish kills the orchestrator (SIGKILL, via the
+// armed fault point) right after the submission's commit, before the relay
+// publishes; after a restart every event is published exactly once.
+func TestCrashBetweenCommitAndPublish(t *testing.T) {
+	t.Parallel()
+	prefix := relaytest.RandomName(t, "orchtest-") + "-"
+	state := t.TempDir()
+	user := relaytest.RandomName(t, "user-")
+	ctx := authed(t, user)
+
+	crashing := env(t, prefix, state)
+	crashing["ORCHESTRATOR_FAULT"] = "after-commit-before-publish:job.submitted"
+	p := servicetest.RunBinary(t, "../../cmd/job-orchestrator", crashing)
+	key := relaytest.RandomName(t, "k-")
+	spec := customSpec("#!/bin/sh\necho hi\n", time.Minute)
+	_, err := client(t, p.GRPCAddr).SubmitJob(ctx, &jobpb.SubmitJobRequest{IdempotencyKey: key, Spec: spec})
+	require.Error(t, err, "the process dies before answering")
+	require.Eventually(t, func() bool {
+		_, err := p.HealthStatus(context.Background(), "")
+		return err != nil
+	}, 10*time.Second, 50*time.Millisecond, "process is gone")
+	require.Empty(t, relaytest.ReadTopic(t, testinfra.KafkaBrokers(t), prefix+events.TopicJobLifecycle), "nothing was published before the crash")
+
+	p2 := servicetest.RunBinary(t, "../../cmd/job-orchestrator", env(t, prefix, state))
+	c := client(t, p2.GRPCAddr)
+	resp, err := c.SubmitJob(ctx, &jobpb.SubmitJobRequest{IdempotencyKey: key, Spec: spec})
+	require.NoError(t, err, "the committed job survived the crash")
+	id := resp.GetJob().GetJobId()
+	require.Eventually(t, func() bool {
+		j, err := c.GetJob(ctx, &jobpb.GetJobRequest{JobId: id})
+		return err == nil && j.GetJob().GetStatus() == jobpb.JobStatus_JOB_STATUS_COMPLETED
+	}, 60*time.Second, 50*time.Millisecond)
+	want := []string{"job.submitted", "job.queued", "job.running", "job.completed"}
+	var lc []events.Event
+	require.Eventually(t, func() bool {
+		lc = lifecycleOf(t, prefix, events.TopicJobLifecycle, id)
+		return len(lc) >= len(want)
+	}, 30*time.Second, 100*time.Millisecond)
+	require.Equal(t, want, types(lc))
+	seen := map[string]int{}
+	for _, topic := range []string{events.TopicJobLifecycle, events.TopicAuditTrail, events.TopicJobMetrics} {
+		for _, e := range lifecycleOf(t, prefix, topic, id) {
+			seen[e.EventID]++
+		}
+	}
+	require.Len(t, seen, 4+4+1, "lifecycle, audit and metrics events")
+	for id, n := range seen {
+		require.Equal(t, 1, n, "event %s published once", id)
+	}
 }

@@ -1,0 +1,349 @@
+package relay_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cosmic-horizons/fleet/libs/amqpbus"
+	"github.com/cosmic-horizons/fleet/libs/bus"
+	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+	"github.com/cosmic-horizons/fleet/libs/sqlstore"
+	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
+	"github.com/cosmic-horizons/fleet/libs/testinfra"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay/relaytest"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/store"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
+)
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func openStore(t *testing.T, db *sqlstore.DB, wake chan struct{}) *store.Store {
+	t.Helper()
+	require.NoError(t, store.Migrate(context.Background(), db))
+	codec, err := events.NewCodec()
+	require.NoError(t, err)
+	cfg := store.Config{}
+	if wake != nil {
+		cfg.AfterCommit = func([]string) {
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+	s, err := store.New(db, codec, cfg)
+	require.NoError(t, err)
+	return s
+}
+
+// writer creates jobs with a few transitions and remembers, per job, the
+// event ids in the order they were written.
+type writer struct {
+	mu    sync.Mutex
+	order map[string][]string // job id -> event ids
+	topic map[string]string   // event id -> topic
+	amqp  map[string][]string // job id -> lifecycle event ids
+	all   map[string]struct{} // every event id
+}
+
+func newWriter() *writer {
+	return &writer{order: map[string][]string{}, topic: map[string]string{}, amqp: map[string][]string{}, all: map[string]struct{}{}}
+}
+
+func (w *writer) records(t *testing.T, j *domain.Job, seq int64) []app.OutboxRecord {
+	meta := events.Meta{Producer: "job-orchestrator", UserID: j.Owner, CorrelationID: j.ID, Sequence: seq}
+	var p events.Payload
+	if seq == 1 {
+		p = events.JobSubmitted{JobID: j.ID, UserID: j.Owner, JobName: "n", Agent: "AlphaCal", TaccSystem: events.TaccSystemOther,
+			Priority: events.JobPriority(domain.PriorityNormal), ToStatus: events.JobStatusSubmitted,
+			ResourceRequest: events.ResourceRequest{Nodes: 1, CoresPerNode: 1, WalltimeSeconds: 60}}
+	} else {
+		p = events.JobQueued{JobID: j.ID, UserID: j.Owner, Scheduler: "local", SchedulerJobID: fmt.Sprint(seq),
+			FromStatus: events.JobStatusSubmitted, ToStatus: events.JobStatusQueued}
+	}
+	lc, err := events.NewEvent(p, meta)
+	require.NoError(t, err)
+	audit, err := events.NewEvent(events.AuditActionRecorded{AuditID: "a-" + lc.EventID, Action: events.AuditActionUpdate,
+		ActorUserID: j.Owner, ActorRole: "user", ResourceType: "job", ResourceID: j.ID, Outcome: events.AuditOutcomeSuccess},
+		events.Meta{Producer: "job-orchestrator", UserID: j.Owner, CorrelationID: j.ID, CausationID: lc.EventID})
+	require.NoError(t, err)
+	recs := []app.OutboxRecord{{Event: lc}, {Event: audit}}
+	if seq == 4 {
+		me, err := events.NewEvent(events.JobMetricsRecorded{JobID: j.ID, TaccSystem: events.TaccSystemOther, UserID: j.Owner, Agent: "AlphaCal", Final: true}, meta)
+		require.NoError(t, err)
+		recs = append(recs, app.OutboxRecord{Event: me})
+	}
+	return recs
+}
+
+func (w *writer) remember(jobID string, recs []app.OutboxRecord) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, r := range recs {
+		id := r.Event.EventID
+		w.order[jobID] = append(w.order[jobID], id)
+		w.topic[id] = r.Event.Topic()
+		w.all[id] = struct{}{}
+		if r.Event.Topic() == events.TopicJobLifecycle {
+			w.amqp[jobID] = append(w.amqp[jobID], id)
+		}
+	}
+}
+
+// job writes one job: its creation and three transitions (4 commits, 9 events).
+func (w *writer) job(t *testing.T, s *store.Store, id, owner string) {
+	ctx := context.Background()
+	j := domain.NewJob(id, owner, domain.Spec{System: domain.SystemFrontera}, "k-"+id, id, domain.Cost{}, time.Now())
+	recs := w.records(t, j, 1)
+	require.NoError(t, s.Create(ctx, j, recs))
+	w.remember(id, recs)
+	for seq := int64(2); seq <= 4; seq++ {
+		var recs []app.OutboxRecord
+		_, err := s.Transition(ctx, id, app.AnyVersion, func(cur *domain.Job) ([]app.OutboxRecord, error) {
+			recs = w.records(t, cur, seq)
+			return recs, nil
+		})
+		require.NoError(t, err)
+		w.remember(id, recs)
+	}
+}
+
+// verifyKafka checks that every written event is on Kafka exactly once and
+// that each job's events of one topic are in the order written.
+func (w *writer) verifyKafka(t *testing.T, brokers []string, prefix string) {
+	t.Helper()
+	seen := map[string]int{}
+	perJob := map[string][]string{}
+	for _, topic := range []string{events.TopicJobLifecycle, events.TopicAuditTrail, events.TopicJobMetrics} {
+		for _, m := range relaytest.ReadTopic(t, brokers, prefix+topic) {
+			id := m.Header(events.HeaderEventID)
+			seen[id]++
+			perJob[topic+"/"+m.Key] = append(perJob[topic+"/"+m.Key], id)
+		}
+	}
+	for id := range w.all {
+		require.Equal(t, 1, seen[id], "event %s (%s) published once", id, w.topic[id])
+	}
+	require.Len(t, seen, len(w.all), "nothing else published")
+	for job, ids := range w.order {
+		for _, topic := range []string{events.TopicJobLifecycle, events.TopicAuditTrail, events.TopicJobMetrics} {
+			var want []string
+			for _, id := range ids {
+				if w.topic[id] == topic {
+					want = append(want, id)
+				}
+			}
+			require.Equal(t, want, perJob[topic+"/"+job], "order of job %s on %s", job, topic)
+		}
+	}
+}
+
+func (w *writer) verifyAMQP(t *testing.T, q *relaytest.Queue) {
+	t.Helper()
+	want := 0
+	for _, ids := range w.amqp {
+		want += len(ids)
+	}
+	require.Eventually(t, func() bool { return len(q.Messages()) >= want }, 30*time.Second, 20*time.Millisecond)
+	perJob := map[string][]string{}
+	seen := map[string]int{}
+	byID := map[string]string{}
+	for job, ids := range w.amqp {
+		for _, id := range ids {
+			byID[id] = job
+		}
+	}
+	for _, m := range q.Messages() {
+		id := m.Header(events.HeaderEventID)
+		seen[id]++
+		perJob[byID[id]] = append(perJob[byID[id]], id)
+	}
+	for job, ids := range w.amqp {
+		require.Equal(t, ids, perJob[job], "RabbitMQ order of job %s", job)
+		for _, id := range ids {
+			require.Equal(t, 1, seen[id])
+		}
+	}
+}
+
+type brokers struct {
+	kafka     []string
+	amqpURL   string
+	producer  *kafkabus.Producer
+	publisher *amqpbus.Publisher
+}
+
+func connect(t *testing.T) brokers {
+	t.Helper()
+	b := brokers{kafka: testinfra.KafkaBrokers(t), amqpURL: testinfra.AMQPURL(t)}
+	var err error
+	b.producer, err = kafkabus.NewProducer(kafkabus.DefaultProducerConfig(kafkabus.Connection{Brokers: b.kafka}), discard(), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.producer.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := amqpbus.Dial(ctx, amqpbus.DefaultConfig(b.amqpURL), discard(), nil)
+	require.NoError(t, err)
+	b.publisher, err = amqpbus.NewPublisher(conn, amqpbus.DefaultPublisherConfig(), discard(), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = b.publisher.Close()
+		_ = conn.Close()
+	})
+	return b
+}
+
+func startRelay(t *testing.T, cfg relay.Config, s *store.Store, b brokers) *relay.Relay {
+	t.Helper()
+	r, err := relay.New(cfg, s, b.producer, b.publisher, discard(), nil)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	return r
+}
+
+func waitDrained(t *testing.T, s *store.Store) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		n, err := s.OutboxBacklog(context.Background())
+		return err == nil && n == 0
+	}, 60*time.Second, 20*time.Millisecond)
+}
+
+func TestRelayPublishesEveryEventOnceInJobOrder(t *testing.T) {
+	t.Parallel()
+	b := connect(t)
+	for _, d := range sqlstoretest.Databases(t) {
+		t.Run(d.Name, func(t *testing.T) {
+			t.Parallel()
+			prefix := relaytest.RandomName(t, "relaytest-") + "-"
+			relaytest.EnsureTopics(t, b.kafka, prefix)
+			owner := relaytest.RandomName(t, "user-")
+			q := relaytest.BindQueue(t, b.amqpURL, amqpbus.UserPattern(owner))
+
+			db := d.Open(t)
+			wake := make(chan struct{}, 1)
+			s := openStore(t, db, wake)
+			w := newWriter()
+			for i := range 3 {
+				w.job(t, s, fmt.Sprintf("%s-before-%d", owner, i), owner)
+			}
+			cfg := relay.DefaultConfig()
+			cfg.TopicPrefix, cfg.Wake, cfg.BatchJobs = prefix, wake, 2
+			startRelay(t, cfg, s, b)
+			for i := range 3 {
+				w.job(t, s, fmt.Sprintf("%s-during-%d", owner, i), owner)
+			}
+			waitDrained(t, s)
+
+			w.verifyKafka(t, b.kafka, prefix)
+			w.verifyAMQP(t, q)
+			total := int64(len(w.all))
+			require.Equal(t, total, sqlstoretest.Count(t, db, "SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL AND published_kafka_at IS NOT NULL AND claimed_by IS NULL"))
+			require.EqualValues(t, 6*4, sqlstoretest.Count(t, db, "SELECT COUNT(*) FROM outbox WHERE published_amqp_at IS NOT NULL"))
+			require.Zero(t, sqlstoretest.Count(t, db, "SELECT COUNT(*) FROM outbox WHERE attempts > 0"))
+		})
+	}
+}
+
+func TestTwoRelaysOnOnePostgreSQL(t *testing.T) {
+	t.Parallel()
+	b := connect(t)
+	var pg sqlstoretest.NamedDB
+	for _, d := range sqlstoretest.Databases(t) {
+		if d.Dialect == sqlstore.DialectPostgres {
+			pg = d
+		}
+	}
+	url := pg.URL(t)
+	prefix := relaytest.RandomName(t, "relaytest-") + "-"
+	relaytest.EnsureTopics(t, b.kafka, prefix)
+	owner := relaytest.RandomName(t, "user-")
+	q := relaytest.BindQueue(t, b.amqpURL, amqpbus.UserPattern(owner))
+
+	// Two replicas: each its own pool, store and relay.
+	var stores []*store.Store
+	for i := range 2 {
+		wake := make(chan struct{}, 1)
+		s := openStore(t, sqlstoretest.OpenURL(t, url), wake)
+		stores = append(stores, s)
+		cfg := relay.DefaultConfig()
+		cfg.ID = fmt.Sprintf("replica-%d", i)
+		cfg.TopicPrefix, cfg.Wake, cfg.BatchJobs, cfg.Concurrency, cfg.PollInterval = prefix, wake, 3, 2, 10*time.Millisecond
+		startRelay(t, cfg, s, b)
+	}
+	w := newWriter()
+	var wg sync.WaitGroup
+	for i := range 24 {
+		wg.Go(func() { w.job(t, stores[i%2], fmt.Sprintf("%s-%02d", owner, i), owner) })
+	}
+	wg.Wait()
+	waitDrained(t, stores[0])
+	w.verifyKafka(t, b.kafka, prefix)
+	w.verifyAMQP(t, q)
+}
+
+// flakyKafka fails every third publish, then delegates to ordered recording.
+type flakyKafka struct {
+	mu    sync.Mutex
+	n     int
+	got   []string
+	calls int
+}
+
+var errBroker = errors.New("broker unavailable")
+
+func (k *flakyKafka) Publish(_ context.Context, m *bus.Message) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.calls++
+	if k.calls%3 == 0 {
+		return errBroker
+	}
+	k.got = append(k.got, m.Header(events.HeaderEventID))
+	return nil
+}
+
+// TestRelayRetriesInOrder: broker errors never reorder a job's events nor
+// drop one; the failed event is retried before the ones after it.
+func TestRelayRetriesInOrder(t *testing.T) {
+	t.Parallel()
+	db := sqlstoretest.Databases(t)[0].Open(t)
+	s := openStore(t, db, nil)
+	w := newWriter()
+	w.job(t, s, "job-1", "alice")
+	k := &flakyKafka{}
+	cfg := relay.DefaultConfig()
+	cfg.BackoffMin, cfg.BackoffMax = time.Millisecond, 5*time.Millisecond
+	r, err := relay.New(cfg, s, k, nil, discard(), nil)
+	require.NoError(t, err)
+	ctx := context.Background()
+	passes := 0
+	for {
+		n, err := s.OutboxBacklog(ctx)
+		require.NoError(t, err)
+		if n == 0 {
+			break
+		}
+		r.Pass(ctx)
+		passes++
+		require.Less(t, passes, 50)
+	}
+	require.Equal(t, w.order["job-1"], k.got)
+	require.Greater(t, sqlstoretest.Count(t, db, "SELECT SUM(attempts) FROM outbox"), int64(0))
+}

@@ -1,0 +1,365 @@
+// Package store is the job-orchestrator's SQL adapter: the JobRepository of
+// package app and the transactional outbox the relay drains, on SQLite (the
+// embedded default) or PostgreSQL through libs/sqlstore.
+//
+// Every job change and the events it causes are written in one database
+// transaction: the jobs row (with an optimistic-concurrency version) and one
+// outbox row per event, holding the event's Avro bytes and message headers as
+// the events codec produced them, its Kafka topic and key, and for
+// job-lifecycle events the routing key on RabbitMQ's job.events exchange.
+// Outbox rows of one job are numbered by a per-job sequence (seq) in the
+// order they were written; see ClaimOutbox for how relays share them.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/sqlstore"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
+)
+
+// MigrationComponent keeps the orchestrator's migration versions apart from
+// other components sharing the database.
+const MigrationComponent = "job-orchestrator"
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrate creates or upgrades the orchestrator's tables in db.
+func Migrate(ctx context.Context, db *sqlstore.DB) error {
+	if err := sqlstore.Migrate(ctx, db, migrations, "migrations", sqlstore.WithComponent(MigrationComponent)); err != nil {
+		return fmt.Errorf("%w: %w", domain.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Config configures a Store.
+type Config struct {
+	// AfterCommit, when set, is called after every committed transaction
+	// that appended outbox rows, with the types of the events appended, on
+	// the goroutine that committed. The service uses it to wake the relay
+	// (and, as a test hook, to crash between commit and publish).
+	AfterCommit func(eventTypes []string)
+	// Now is the clock of outbox timestamps; nil means time.Now.
+	Now func() time.Time
+}
+
+// Store implements app.JobRepository and the relay's outbox over a
+// sqlstore.DB whose tables Migrate created.
+type Store struct {
+	db    *sqlstore.DB
+	codec *events.Codec
+	cfg   Config
+	pg    bool
+}
+
+var _ app.JobRepository = (*Store)(nil)
+
+// New returns a Store on db, encoding outbox events with codec.
+func New(db *sqlstore.DB, codec *events.Codec, cfg Config) (*Store, error) {
+	if db == nil || codec == nil {
+		return nil, errors.New("store: db and codec are required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Store{db: db, codec: codec, cfg: cfg, pg: db.Dialect() == sqlstore.DialectPostgres}, nil
+}
+
+// Check reports whether the database answers, for readiness probes.
+func (s *Store) Check(ctx context.Context) error { return s.db.Ping(ctx) }
+
+// passthrough carries an error that must reach the caller unwrapped (the
+// mutate callback's, or a sentinel of the contract) out of a transaction.
+type passthrough struct{ err error }
+
+func (p *passthrough) Error() string { return p.err.Error() }
+func (p *passthrough) Unwrap() error { return p.err }
+
+// dbErr turns an error of a repository call into the contract's shape: a
+// passthrough error as it is, any other (driver, connection, context) error
+// wrapping domain.ErrUnavailable.
+func dbErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var p *passthrough
+	if errors.As(err, &p) {
+		return p.err
+	}
+	return fmt.Errorf("%s: %w: %w", op, domain.ErrUnavailable, err)
+}
+
+func nanos(t time.Time) int64 { return t.UnixNano() }
+
+func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
+
+// encodeJob returns the JSON document of j; the version lives in its column.
+func encodeJob(j *domain.Job) (string, error) {
+	c := j.Clone()
+	c.Version = 0
+	b, err := json.Marshal(c)
+	if err != nil {
+		return "", fmt.Errorf("encode job %s: %w", j.ID, err)
+	}
+	return string(b), nil
+}
+
+func decodeJob(doc string, version int64) (*domain.Job, error) {
+	var j domain.Job
+	if err := json.Unmarshal([]byte(doc), &j); err != nil {
+		return nil, fmt.Errorf("decode stored job: %w", err)
+	}
+	j.Version = version
+	return &j, nil
+}
+
+// Create implements app.JobRepository.
+func (s *Store) Create(ctx context.Context, job *domain.Job, outbox []app.OutboxRecord) error {
+	if job == nil || job.ID == "" {
+		return errors.New("create job: job without id")
+	}
+	stored := job.Clone()
+	stored.Version = 1
+	doc, err := encodeJob(stored)
+	if err != nil {
+		return err
+	}
+	rows, err := s.outboxRows(stored, outbox)
+	if err != nil {
+		return err
+	}
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO jobs
+			(id, owner, idempotency_key, status, tacc_system, created_at, updated_at, version, doc)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			stored.ID, stored.Owner, stored.IdempotencyKey, string(stored.Status), stored.Spec.System,
+			nanos(stored.CreatedAt), nanos(stored.UpdatedAt), stored.Version, doc); err != nil {
+			return err
+		}
+		return s.appendOutbox(ctx, tx, stored.ID, 0, rows)
+	})
+	if err != nil {
+		if sqlstore.IsUniqueViolation(err) {
+			if _, gerr := s.GetByIdempotencyKey(ctx, job.Owner, job.IdempotencyKey); gerr == nil {
+				return fmt.Errorf("create job %s: %w", job.ID, app.ErrDuplicateIdempotencyKey)
+			}
+			return fmt.Errorf("create job %s: job id or event id already stored: %w", job.ID, err)
+		}
+		return dbErr("create job "+job.ID, err)
+	}
+	s.committed(rows)
+	return nil
+}
+
+const jobColumns = "doc, version"
+
+func (s *Store) scanJob(row interface{ Scan(...any) error }) (*domain.Job, error) {
+	var (
+		doc     string
+		version int64
+	)
+	if err := row.Scan(&doc, &version); err != nil {
+		return nil, err
+	}
+	return decodeJob(doc, version)
+}
+
+// Get implements app.JobRepository.
+func (s *Store) Get(ctx context.Context, id string) (*domain.Job, error) {
+	j, err := s.scanJob(s.db.QueryRowContext(ctx, s.db.Rebind("SELECT "+jobColumns+" FROM jobs WHERE id = ?"), id))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("job %s: %w", id, domain.ErrNotFound)
+	case err != nil:
+		return nil, dbErr("get job "+id, err)
+	}
+	return j, nil
+}
+
+// GetByIdempotencyKey implements app.JobRepository.
+func (s *Store) GetByIdempotencyKey(ctx context.Context, owner, key string) (*domain.Job, error) {
+	j, err := s.scanJob(s.db.QueryRowContext(ctx,
+		s.db.Rebind("SELECT "+jobColumns+" FROM jobs WHERE owner = ? AND idempotency_key = ?"), owner, key))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("job of %s with idempotency key %q: %w", owner, key, domain.ErrNotFound)
+	case err != nil:
+		return nil, dbErr("get job by idempotency key", err)
+	}
+	return j, nil
+}
+
+// List implements app.JobRepository.
+func (s *Store) List(ctx context.Context, q app.ListQuery) ([]*domain.Job, error) {
+	if q.Limit <= 0 {
+		return nil, errors.New("list jobs: limit must be positive")
+	}
+	var (
+		where []string
+		args  []any
+	)
+	if q.Owner != "" {
+		where = append(where, "owner = ?")
+		args = append(args, q.Owner)
+	}
+	if len(q.Statuses) > 0 {
+		where = append(where, "status IN ("+placeholders(len(q.Statuses))+")")
+		for _, st := range q.Statuses {
+			args = append(args, string(st))
+		}
+	}
+	if q.System != "" {
+		where = append(where, "tacc_system = ?")
+		args = append(args, q.System)
+	}
+	if !q.CreatedAfter.IsZero() {
+		where = append(where, "created_at >= ?")
+		args = append(args, nanos(q.CreatedAfter))
+	}
+	if !q.CreatedBefore.IsZero() {
+		where = append(where, "created_at < ?")
+		args = append(args, nanos(q.CreatedBefore))
+	}
+	if q.After != nil {
+		c := nanos(q.After.CreatedAt)
+		where = append(where, "(created_at < ? OR (created_at = ? AND id < ?))")
+		args = append(args, c, c, q.After.ID)
+	}
+	query := "SELECT " + jobColumns + " FROM jobs"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY created_at DESC, id DESC LIMIT ?"
+	args = append(args, q.Limit)
+	return s.queryJobs(ctx, "list jobs", query, args...)
+}
+
+// ListActive implements app.JobRepository.
+func (s *Store) ListActive(ctx context.Context, limit int) ([]*domain.Job, error) {
+	if limit <= 0 {
+		return nil, errors.New("list active jobs: limit must be positive")
+	}
+	var (
+		active []string
+		args   []any
+	)
+	for _, st := range domain.Statuses() {
+		if st.Active() {
+			active = append(active, "'"+string(st)+"'")
+		}
+	}
+	// The literal list matches the partial index jobs_active_by_updated.
+	query := "SELECT " + jobColumns + " FROM jobs WHERE status IN (" + strings.Join(active, ", ") +
+		") ORDER BY updated_at, id LIMIT ?"
+	args = append(args, limit)
+	return s.queryJobs(ctx, "list active jobs", query, args...)
+}
+
+func (s *Store) queryJobs(ctx context.Context, op, query string, args ...any) ([]*domain.Job, error) {
+	rows, err := s.db.QueryContext(ctx, s.db.Rebind(query), args...)
+	if err != nil {
+		return nil, dbErr(op, err)
+	}
+	defer rows.Close()
+	var out []*domain.Job
+	for rows.Next() {
+		j, err := s.scanJob(rows)
+		if err != nil {
+			return nil, dbErr(op, err)
+		}
+		out = append(out, j)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbErr(op, err)
+	}
+	return out, nil
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// Transition implements app.JobRepository.
+func (s *Store) Transition(ctx context.Context, id string, expectedVersion int64, mutate func(*domain.Job) ([]app.OutboxRecord, error)) (*domain.Job, error) {
+	var (
+		stored *domain.Job
+		rows   []outboxRow
+	)
+	lock := ""
+	if s.pg {
+		lock = " FOR UPDATE"
+	}
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		cur, err := s.scanJob(tx.QueryRowContext(ctx, s.db.Rebind("SELECT "+jobColumns+" FROM jobs WHERE id = ?"+lock), id))
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return &passthrough{fmt.Errorf("job %s: %w", id, domain.ErrNotFound)}
+		case err != nil:
+			return err
+		case expectedVersion != app.AnyVersion && expectedVersion != cur.Version:
+			return &passthrough{fmt.Errorf("job %s at version %d, expected %d: %w", id, cur.Version, expectedVersion, app.ErrVersionConflict)}
+		}
+		next := cur.Clone()
+		out, err := mutate(next)
+		if err != nil {
+			return &passthrough{err}
+		}
+		next.Version = cur.Version + 1
+		doc, err := encodeJob(next)
+		if err != nil {
+			return &passthrough{err}
+		}
+		if rows, err = s.outboxRows(next, out); err != nil {
+			return &passthrough{err}
+		}
+		res, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE jobs SET status = ?, tacc_system = ?, updated_at = ?, version = ?, doc = ?
+			WHERE id = ? AND version = ?`),
+			string(next.Status), next.Spec.System, nanos(next.UpdatedAt), next.Version, doc, id, cur.Version)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n != 1 {
+			// Only possible without a row lock; kept as a guard.
+			return &passthrough{fmt.Errorf("job %s changed during the transaction: %w", id, app.ErrVersionConflict)}
+		}
+		var last int64
+		if len(rows) > 0 {
+			if err := tx.QueryRowContext(ctx, s.db.Rebind("SELECT COALESCE(MAX(seq), 0) FROM outbox WHERE job_id = ?"), id).Scan(&last); err != nil {
+				return err
+			}
+		}
+		if err := s.appendOutbox(ctx, tx, id, last, rows); err != nil {
+			return err
+		}
+		stored = next
+		return nil
+	})
+	if err != nil {
+		return nil, dbErr("transition job "+id, err)
+	}
+	s.committed(rows)
+	return stored.Clone(), nil
+}
+
+func (s *Store) committed(rows []outboxRow) {
+	if s.cfg.AfterCommit == nil || len(rows) == 0 {
+		return
+	}
+	types := make([]string, len(rows))
+	for i, r := range rows {
+		types[i] = r.eventType
+	}
+	s.cfg.AfterCommit(types)
+}

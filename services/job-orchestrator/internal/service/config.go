@@ -1,0 +1,249 @@
+package service
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
+	"github.com/cosmic-horizons/fleet/libs/telemetry"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/slurm"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/auth"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
+)
+
+// Environment variables of the job-orchestrator (beyond the runtime's).
+const (
+	EnvDatabaseURL      = "DATABASE_URL"    // default sqlite:<state dir>/orchestrator.db
+	EnvStateDirectory   = "STATE_DIRECTORY" // default ./data
+	EnvScheduler        = "SCHEDULER"       // local (default) or slurm
+	EnvJobWorkDir       = "JOB_WORK_DIR"    // job output directories; default <state dir>/jobs
+	EnvLocalMaxJobs     = "LOCAL_MAX_JOBS"  // local backend: jobs run at once; default the CPU count
+	EnvSlurmURL         = "SLURMRESTD_URL"  // slurm backend: http(s)://host:port or unix:///socket
+	EnvSlurmUser        = "SLURM_USER"      // X-SLURM-USER-NAME
+	EnvSlurmToken       = "SLURM_JWT_TOKEN" // the slurmrestd JWT, or:
+	EnvSlurmTokenFile   = "SLURM_JWT_TOKEN_FILE"
+	EnvAuthSecret       = "AUTH_HS256_SECRET" // or AUTH_HS256_SECRET_FILE
+	EnvAuthJWKSFile     = "AUTH_JWKS_FILE"
+	EnvAuthJWKSURL      = "AUTH_JWKS_URL"
+	EnvAuthIssuer       = "AUTH_ISSUER"
+	EnvAuthAudience     = "AUTH_AUDIENCE"
+	EnvAuthAdminRoles   = "AUTH_ADMIN_ROLES" // comma separated; default admin
+	EnvPageTokenKey     = "PAGE_TOKEN_KEY"   // or PAGE_TOKEN_KEY_FILE; replicas must share it
+	EnvCatalogueFile    = "SYSTEM_CATALOGUE_FILE"
+	EnvCostNodeHour     = "COST_USD_PER_NODE_HOUR"
+	EnvCostGPUHour      = "COST_USD_PER_GPU_HOUR"
+	EnvReconcileEvery   = "RECONCILE_INTERVAL"
+	EnvAMQPURL          = "AMQP_URL" // empty: job events go to Kafka only
+	EnvEnsureTopics     = "ORCHESTRATOR_ENSURE_TOPICS"
+	EnvTopicPrefix      = "ORCHESTRATOR_TOPIC_PREFIX"
+	EnvFault            = "ORCHESTRATOR_FAULT"
+	suffixFile          = "_FILE"
+	defaultDatabaseFile = "orchestrator.db"
+)
+
+// FaultAfterCommitBeforePublish is the one fault point: ORCHESTRATOR_FAULT=
+// after-commit-before-publish[:<event type>] kills the process with SIGKILL
+// right after the first database commit that appended outbox rows (of that
+// event type, when given), before the relay can publish them. It is a test
+// hook for crash-safety tests and is inert unless the variable is set.
+const FaultAfterCommitBeforePublish = "after-commit-before-publish"
+
+// Config is the job-orchestrator's own configuration.
+type Config struct {
+	DatabaseURL string
+	StateDir    string
+	Scheduler   string
+	WorkDir     string
+	LocalMax    int
+	Slurm       slurm.Config
+	Auth        auth.Config
+	App         app.Config
+	Reconciler  app.ReconcilerConfig
+	Catalogue   string
+	Kafka       kafkabus.Connection
+	AMQPURL     string
+	// EnsureTopics applies the topic catalogue (create or verify) at start.
+	EnsureTopics bool
+	TopicPrefix  string
+	// Fault is the armed fault point, "" normally.
+	Fault, FaultEventType string
+	// PageTokenKeyGenerated is set when no key was configured and a random
+	// one is used (page tokens then die with the process).
+	PageTokenKeyGenerated bool
+}
+
+// LoadConfig reads the configuration from lookup and validates it.
+func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
+	get := func(k string) string {
+		v, _ := lookup(k)
+		return strings.TrimSpace(v)
+	}
+	var errs []error
+	secret := func(k string) string {
+		v := get(k)
+		if f := get(k + suffixFile); f != "" {
+			if v != "" {
+				errs = append(errs, fmt.Errorf("set %s or %s%s, not both", k, k, suffixFile))
+			}
+			b, err := os.ReadFile(f)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s%s: %w", k, suffixFile, err))
+			}
+			v = strings.TrimSpace(string(b))
+		}
+		return v
+	}
+	num := func(k string, dst *float64) {
+		if v := get(k); v != "" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: want a number", k, v))
+			}
+			*dst = f
+		}
+	}
+
+	c := Config{
+		StateDir: get(EnvStateDirectory), Scheduler: get(EnvScheduler), WorkDir: get(EnvJobWorkDir),
+		DatabaseURL: get(EnvDatabaseURL), Catalogue: get(EnvCatalogueFile), AMQPURL: get(EnvAMQPURL),
+		TopicPrefix: get(EnvTopicPrefix), Kafka: kafkabus.ConnectionFromEnv(),
+		App: app.DefaultConfig(), Reconciler: app.DefaultReconcilerConfig(), Auth: auth.DefaultConfig(),
+	}
+	// ConnectionFromEnv reads the process environment; prefer lookup's.
+	c.Kafka.Brokers = nil
+	for b := range strings.SplitSeq(get("KAFKA_BROKERS"), ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			c.Kafka.Brokers = append(c.Kafka.Brokers, b)
+		}
+	}
+	c.Kafka.ClientID = Name
+	if c.StateDir == "" {
+		c.StateDir = "data"
+	}
+	if abs, err := filepath.Abs(c.StateDir); err == nil {
+		c.StateDir = abs
+	}
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = "sqlite://" + filepath.Join(c.StateDir, defaultDatabaseFile)
+	}
+	if c.Scheduler == "" {
+		c.Scheduler = "local"
+	}
+	if c.WorkDir == "" {
+		c.WorkDir = filepath.Join(c.StateDir, "jobs")
+	}
+	if v := get(EnvLocalMaxJobs); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: want an integer", EnvLocalMaxJobs, v))
+		}
+		c.LocalMax = n
+	}
+	c.Slurm = slurm.Config{BaseURL: get(EnvSlurmURL), UserName: get(EnvSlurmUser),
+		Token: telemetry.Secret(get(EnvSlurmToken)), TokenFile: get(EnvSlurmTokenFile)}
+
+	c.Auth.HS256Secret = telemetry.Secret(secret(EnvAuthSecret))
+	c.Auth.JWKSFile, c.Auth.JWKSURL = get(EnvAuthJWKSFile), get(EnvAuthJWKSURL)
+	c.Auth.Issuer, c.Auth.Audience = get(EnvAuthIssuer), get(EnvAuthAudience)
+	if v := get(EnvAuthAdminRoles); v != "" {
+		c.Auth.AdminRoles = strings.Split(v, ",")
+	}
+
+	c.App.WorkDir = c.WorkDir
+	num(EnvCostNodeHour, &c.App.Rates.USDPerNodeHour)
+	num(EnvCostGPUHour, &c.App.Rates.USDPerGPUHour)
+	if key := secret(EnvPageTokenKey); key != "" {
+		c.App.PageTokenKey = telemetry.Secret(key)
+	} else {
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		c.App.PageTokenKey = telemetry.Secret(b)
+		c.PageTokenKeyGenerated = true
+	}
+	if v := get(EnvReconcileEvery); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: want a duration", EnvReconcileEvery, v))
+		}
+		c.Reconciler.Interval = d
+		c.Reconciler.MaxInterval = max(c.Reconciler.MaxInterval, d)
+	}
+	c.EnsureTopics = true
+	if v := get(EnvEnsureTopics); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: want true or false", EnvEnsureTopics, v))
+		}
+		c.EnsureTopics = b
+	}
+	if v := get(EnvFault); v != "" {
+		c.Fault, c.FaultEventType, _ = strings.Cut(v, ":")
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, fmt.Errorf("job-orchestrator config: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// Validate reports every invalid setting.
+func (c Config) Validate() error {
+	var errs []error
+	switch c.Scheduler {
+	case "local":
+		if c.LocalMax < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative", EnvLocalMaxJobs))
+		}
+	case "slurm":
+		if err := c.Slurm.WithDefaults().Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	default:
+		errs = append(errs, fmt.Errorf("%s=%q: want local or slurm", EnvScheduler, c.Scheduler))
+	}
+	if err := c.Auth.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%w (set %s, %s or %s)", err, EnvAuthSecret, EnvAuthJWKSFile, EnvAuthJWKSURL))
+	}
+	if err := c.App.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Reconciler.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Kafka.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("KAFKA_BROKERS: %w", err))
+	}
+	if c.Fault != "" && c.Fault != FaultAfterCommitBeforePublish {
+		errs = append(errs, fmt.Errorf("%s=%q: the only fault point is %s", EnvFault, c.Fault, FaultAfterCommitBeforePublish))
+	}
+	if c.FaultEventType != "" && c.FaultEventType != domainEventType(c.FaultEventType) {
+		errs = append(errs, fmt.Errorf("%s: unknown event type %q", EnvFault, c.FaultEventType))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("job-orchestrator config: %w", err)
+	}
+	return nil
+}
+
+// domainEventType returns t when it names an event the orchestrator writes.
+func domainEventType(t string) string {
+	for _, s := range domain.Statuses() {
+		if t == "job."+strings.ToLower(string(s)) {
+			return t
+		}
+	}
+	if t == "job.metrics_recorded" || t == "audit.action_recorded" {
+		return t
+	}
+	return ""
+}
