@@ -233,8 +233,9 @@ func NewConsumer(cfg ConsumerConfig, handler bus.Handler, logger *slog.Logger, r
 	}, nil
 }
 
-// Ready reports whether the consumer has joined its group and received its
-// first assignment; it stays true across later rebalances.
+// Ready reports whether the consumer has joined its group and started
+// consuming every partition of its first assignment; it stays true across
+// later rebalances.
 func (c *Consumer) Ready() bool { return c.ready.Load() }
 
 // Check returns an error until the consumer is Ready, for readiness probes.
@@ -299,10 +300,24 @@ func (c *Consumer) consumeLoop(ctx context.Context, group sarama.ConsumerGroup) 
 }
 
 // groupHandler adapts the Consumer to sarama's ConsumerGroupHandler.
-type groupHandler struct{ c *Consumer }
+type groupHandler struct {
+	c *Consumer
+	// unstarted counts the session's claims whose ConsumeClaim has not begun.
+	// Sarama calls Setup before it resolves the claims' starting offsets, so
+	// the consumer is Ready only once every claim has started: a message
+	// published after that is seen even with OffsetNewest.
+	unstarted atomic.Int64
+}
 
 func (h *groupHandler) Setup(sess sarama.ConsumerGroupSession) error {
-	h.c.ready.Store(true)
+	n := 0
+	for _, partitions := range sess.Claims() {
+		n += len(partitions)
+	}
+	h.unstarted.Store(int64(n))
+	if n == 0 {
+		h.c.ready.Store(true) // more members than partitions: nothing to wait for
+	}
 	h.c.logger.Info("kafka consumer group session started",
 		"member_id", sess.MemberID(), "generation", sess.GenerationID(), "claims", sess.Claims())
 	return nil
@@ -325,6 +340,9 @@ func (h *groupHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
 // ConsumeClaim handles the messages of one partition in order. It returns
 // as soon as the session ends; messages not yet handled stay unmarked.
 func (h *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	if h.unstarted.Add(-1) == 0 {
+		h.c.ready.Store(true)
+	}
 	ctx := sess.Context()
 	lag := h.c.metrics.lag.WithLabelValues(h.c.cfg.Group, claim.Topic(), strconv.Itoa(int(claim.Partition())))
 	if h.c.batch != nil {
