@@ -1,12 +1,45 @@
 // Package service is the composition root of the notification-consumer: it builds every
 // part of the service explicitly and runs it in the shared service runtime.
+//
+// Delivery design: the job-lifecycle consumer only records pending
+// deliveries, deduplicated on (event_id, channel, target), in the inbox
+// transaction that also marks the event processed; the Kafka offset is
+// marked after that commit, so no notification is lost. The dispatcher sends
+// due deliveries with bounded per-target queues, retries transient failures
+// with backoff and jitter, and records each outcome together with its
+// notification.sent / notification.failed event (and, after the last
+// attempt, the dead-letter copy) in an outbox that the relay publishes to
+// Kafka. The one window for a duplicate is a crash after a channel accepted a
+// notification and before its outcome committed: the delivery is sent again
+// after its lease, with the same email Message-ID and webhook event id.
 package service
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"sync"
+	"time"
 
+	"github.com/cosmic-horizons/fleet/libs/amqpbus"
+	"github.com/cosmic-horizons/fleet/libs/bus"
+	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/inbox"
+	"github.com/cosmic-horizons/fleet/libs/kafkabus"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
+	"github.com/cosmic-horizons/fleet/libs/sqlstore"
+	notificationpb "github.com/cosmic-horizons/fleet/proto/fleet/notification/v1"
+
+	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/adapters/email"
+	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/adapters/inapp"
+	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/adapters/store"
+	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/adapters/webhook"
+	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/app"
+	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/domain"
+	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/ports"
+	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/render"
 )
 
 // Name and default listen addresses of the notification-consumer.
@@ -23,8 +56,163 @@ func Run(ctx context.Context, lookup svcruntime.LookupFunc, logOut io.Writer) er
 	return svcruntime.Main(ctx, defaults, lookup, logOut, wire)
 }
 
-// wire registers the service's own gRPC services, readiness checks and
-// closers. For now the service serves grpc.health.v1 and reflection only.
-func wire(context.Context, svcruntime.Deps) error {
+// background runs a loop until its closer cancels it and waits for it.
+func background(rt *svcruntime.Runtime, name string, logger *slog.Logger, run func(ctx context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := run(ctx); err != nil {
+			logger.Error(name+" stopped", slog.String("error", err.Error()))
+		}
+	})
+	rt.OnShutdown(name, func(closeCtx context.Context) error {
+		cancel()
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+			return nil
+		case <-closeCtx.Done():
+			return fmt.Errorf("%s did not stop: %w", name, closeCtx.Err())
+		}
+	})
+}
+
+// wire builds the store, channels, dispatcher, relay, Kafka consumer and
+// gRPC service. Closers run in reverse order: consumer, dispatcher, relay,
+// AMQP, Kafka producer, database.
+func wire(ctx context.Context, deps svcruntime.Deps) error {
+	cfg, err := LoadConfig(deps.Lookup)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	logger, rt := deps.Logger, deps.Runtime
+	reg := rt.Registry()
+
+	db, err := sqlstore.Open(ctx, sqlstore.Config{URL: cfg.DatabaseURL, Synchronous: sqlstore.SynchronousFull}, logger)
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	rt.OnShutdown("database", func(context.Context) error { return db.Close() })
+	if err := inbox.Migrate(ctx, db); err != nil {
+		return err
+	}
+	if err := store.Migrate(ctx, db); err != nil {
+		return err
+	}
+	st := store.New(db)
+	rt.AddReadinessCheck("database", db.Check)
+
+	codec, err := events.NewCodec()
+	if err != nil {
+		return fmt.Errorf("event codec: %w", err)
+	}
+	renderer, err := render.NewRenderer(cfg.SubjectTemplate, cfg.BodyTemplate)
+	if err != nil {
+		return err
+	}
+
+	conn := kafkabus.ConnectionFromEnv()
+	conn.Brokers = cfg.KafkaBrokers
+	if conn.ClientID == "" {
+		conn.ClientID = Name
+	}
+	producer, err := kafkabus.NewProducer(kafkabus.DefaultProducerConfig(conn), logger, reg)
+	if err != nil {
+		return err
+	}
+	rt.OnShutdown("kafka producer", func(context.Context) error { return producer.Close() })
+
+	amqpConn, err := amqpbus.Dial(ctx, amqpbus.DefaultConfig(cfg.AMQPURL), logger, reg)
+	if err != nil {
+		return fmt.Errorf("rabbitmq: %w", err)
+	}
+	rt.OnShutdown("rabbitmq", func(context.Context) error { return amqpConn.Close() })
+	rt.AddReadinessCheck("rabbitmq", amqpConn.Check)
+	publisher, err := amqpbus.NewPublisher(amqpConn, amqpbus.DefaultPublisherConfig(), logger, reg)
+	if err != nil {
+		return err
+	}
+	rt.OnShutdown("rabbitmq publisher", func(context.Context) error { return publisher.Close() })
+
+	emailSender, err := email.NewSender(cfg.SMTP)
+	if err != nil {
+		return err
+	}
+	webhookSender, err := webhook.NewSender(cfg.Webhook, cfg.WebhookSecrets)
+	if err != nil {
+		return err
+	}
+	inappSender, err := inapp.NewSender(publisher, amqpbus.ExchangeNotifications)
+	if err != nil {
+		return err
+	}
+	senders := map[domain.Channel]app.Sender{
+		domain.ChannelEmail: emailSender, domain.ChannelWebhook: webhookSender, domain.ChannelInApp: inappSender,
+	}
+
+	relay := app.NewRelay(st, producer, cfg.Dispatcher.PollInterval*4, logger.With("component", "outbox-relay"))
+	background(rt, "outbox relay", logger, relay.Run)
+	dcfg := cfg.Dispatcher
+	dcfg.Producer = Name
+	dispatcher, err := app.NewDispatcher(dcfg, st, senders, codec, relay, logger.With("component", "dispatcher"))
+	if err != nil {
+		return err
+	}
+	background(rt, "dispatcher", logger, dispatcher.Run)
+
+	recorder := app.NewRecorder(st, codec, renderer, logger)
+	ib := inbox.New(db, Name, logger, reg)
+	record := ib.Handler(recorder.Apply)
+	handler := func(ctx context.Context, msg *bus.Message) error {
+		if err := record(ctx, msg); err != nil {
+			return err
+		}
+		dispatcher.Wake()
+		return nil
+	}
+	background(rt, "inbox pruner", logger, func(ctx context.Context) error {
+		return pruneInbox(ctx, ib, logger)
+	})
+	ccfg := kafkabus.DefaultConsumerConfig(conn, cfg.ConsumerGroup, cfg.LifecycleTopic)
+	ccfg.DLQ = producer
+	consumer, err := kafkabus.NewConsumer(ccfg, handler, logger, reg)
+	if err != nil {
+		return err
+	}
+	rt.AddReadinessCheck("kafka consumer", consumer.Check)
+	background(rt, "kafka consumer", logger, consumer.Run)
+
+	rules := domain.ValidationRules{AllowHTTPWebhooks: cfg.Webhook.AllowHTTP, SecretExists: cfg.WebhookSecrets.Exists}
+	notificationpb.RegisterNotificationServiceServer(rt.GRPCServer(),
+		ports.NewServer(app.NewNotifications(st, rules), ports.HeaderAuthenticator{}))
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return ctx.Err()
+	}
 	return nil
+}
+
+// InboxRetention is how long processed event ids are kept for dedup: longer
+// than job-lifecycle's 30-day retention, the horizon of a redelivery.
+const InboxRetention = 35 * 24 * time.Hour
+
+// pruneInbox drops expired dedup marks once an hour until ctx ends.
+func pruneInbox(ctx context.Context, ib *inbox.Inbox, logger *slog.Logger) error {
+	ticker := time.NewTicker(time.Hour)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+		n, err := ib.PruneProcessed(ctx, InboxRetention)
+		if err != nil && ctx.Err() == nil {
+			logger.Warn("prune inbox", slog.String("error", err.Error()))
+			continue
+		}
+		if n > 0 {
+			logger.Info("pruned inbox", slog.Int64("deleted", n))
+		}
+	}
 }

@@ -1,0 +1,214 @@
+package webhook_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/adapters/webhook"
+	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/domain"
+)
+
+var secret = []byte("s3cret-for-tests")
+
+func secrets() webhook.Secrets {
+	return webhook.Secrets{Lookup: func(k string) (string, bool) {
+		if k == "WEBHOOK_SECRET_HOOK_A" {
+			return string(secret), true
+		}
+		return "", false
+	}, EnvPrefix: "WEBHOOK_SECRET_"}
+}
+
+func tlsSender(t *testing.T, srv *httptest.Server, cfg webhook.Config) *webhook.Sender {
+	t.Helper()
+	cfg.AllowPrivateNetworks = true
+	if srv.TLS != nil {
+		cfg.TLS = srv.Client().Transport.(*http.Transport).TLSClientConfig
+	}
+	s, err := webhook.NewSender(cfg, secrets())
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func delivery(url string) domain.Delivery {
+	return domain.Delivery{ID: "d-1", EventID: "e-1", Channel: domain.ChannelWebhook, Target: url,
+		SecretRef: "hook-a", Payload: []byte(`{"job_id":"j-1","status":"COMPLETED"}`)}
+}
+
+func TestSendSignsBodyAndReceiverVerifies(t *testing.T) {
+	t.Parallel()
+	type received struct {
+		body           []byte
+		sig, eventID   string
+		verifyErr      error
+		contentTypeHdr string
+	}
+	got := make(chan received, 1)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		sig := r.Header.Get(webhook.HeaderSignature)
+		got <- received{body: b, sig: sig, eventID: r.Header.Get(webhook.HeaderEventID),
+			verifyErr: webhook.VerifySignature(secret, sig, b, 5*time.Minute), contentTypeHdr: r.Header.Get("Content-Type")}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	s := tlsSender(t, srv, webhook.Config{})
+	d := delivery(srv.URL + "/hook")
+	require.NoError(t, s.Send(context.Background(), d))
+	r := <-got
+	require.NoError(t, r.verifyErr)
+	require.Equal(t, d.Payload, r.body)
+	require.Equal(t, "e-1", r.eventID)
+	require.Equal(t, "application/json", r.contentTypeHdr)
+	require.ErrorIs(t, webhook.VerifySignature([]byte("wrong"), r.sig, r.body, time.Minute), webhook.ErrSignatureMismatch)
+	require.ErrorIs(t, webhook.VerifySignature(secret, r.sig, append(r.body, ' '), time.Minute), webhook.ErrSignatureMismatch)
+}
+
+func TestVerifySignature(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_800_000_000, 0)
+	body := []byte(`{"a":1}`)
+	good := webhook.Sign(secret, now, body)
+	tests := []struct {
+		name   string
+		header string
+		at     time.Time
+		want   error
+	}{
+		{name: "valid", header: good, at: now},
+		{name: "valid within tolerance", header: good, at: now.Add(4 * time.Minute)},
+		{name: "too old", header: good, at: now.Add(6 * time.Minute), want: webhook.ErrSignatureExpired},
+		{name: "rotation: second v1 matches", header: "t=1800000000,v1=" + strings.Repeat("0", 64) + "," + good[len("t=1800000000,"):], at: now},
+		{name: "empty", header: "", at: now, want: webhook.ErrMalformedSignature},
+		{name: "no timestamp", header: good[len("t=1800000000,"):], at: now, want: webhook.ErrMalformedSignature},
+		{name: "bad hex", header: "t=1800000000,v1=zz", at: now, want: webhook.ErrMalformedSignature},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := webhook.VerifySignatureAt(secret, tt.header, body, 5*time.Minute, tt.at)
+			if tt.want == nil {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, tt.want)
+		})
+	}
+}
+
+func TestSendClassifiesResponses(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		status     int
+		retryAfter string
+		permanent  bool
+		wantAfter  time.Duration
+	}{
+		{name: "503 transient", status: 503},
+		{name: "429 honours retry-after", status: 429, retryAfter: "7", wantAfter: 7 * time.Second},
+		{name: "400 permanent", status: 400, permanent: true},
+		{name: "410 permanent", status: 410, permanent: true},
+		{name: "302 permanent, not followed", status: 302, permanent: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tt.retryAfter != "" {
+					w.Header().Set("Retry-After", tt.retryAfter)
+				}
+				if tt.status == 302 {
+					w.Header().Set("Location", "https://elsewhere.example/")
+				}
+				w.WriteHeader(tt.status)
+			}))
+			t.Cleanup(srv.Close)
+			err := tlsSender(t, srv, webhook.Config{}).Send(context.Background(), delivery(srv.URL))
+			require.Error(t, err)
+			permanent, after := domain.Classify(err)
+			require.Equal(t, tt.permanent, permanent, "%v", err)
+			require.Equal(t, tt.wantAfter, after)
+		})
+	}
+}
+
+func TestSendTimeoutIsTransient(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(release); srv.Close() })
+	err := tlsSender(t, srv, webhook.Config{Timeout: 200 * time.Millisecond}).Send(context.Background(), delivery(srv.URL))
+	require.Error(t, err)
+	permanent, _ := domain.Classify(err)
+	require.False(t, permanent)
+}
+
+func TestSendRefusesPlainHTTPUnlessAllowed(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	t.Cleanup(srv.Close)
+	err := tlsSender(t, srv, webhook.Config{}).Send(context.Background(), delivery(srv.URL))
+	permanent, _ := domain.Classify(err)
+	require.True(t, permanent)
+	require.Zero(t, hits.Load())
+	require.NoError(t, tlsSender(t, srv, webhook.Config{AllowHTTP: true}).Send(context.Background(), delivery(srv.URL)))
+	require.EqualValues(t, 1, hits.Load())
+}
+
+func TestRateLimitPerHost(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	t.Cleanup(srv.Close)
+	s := tlsSender(t, srv, webhook.Config{RatePerHost: 0.001, Burst: 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	for range 2 {
+		require.NoError(t, s.Send(ctx, delivery(srv.URL)))
+	}
+	// The bucket is empty: the third request would wait far beyond ctx.
+	err := s.Send(ctx, delivery(srv.URL))
+	require.Error(t, err)
+	require.EqualValues(t, 2, hits.Load())
+}
+
+func TestUnknownSecretIsTransient(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(srv.Close)
+	d := delivery(srv.URL)
+	d.SecretRef = "missing"
+	err := tlsSender(t, srv, webhook.Config{}).Send(context.Background(), d)
+	require.ErrorIs(t, err, webhook.ErrUnknownSecret)
+}
+
+func TestPrivateTargetsAreRefusedByDefault(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }))
+	t.Cleanup(srv.Close)
+	s, err := webhook.NewSender(webhook.Config{TLS: srv.Client().Transport.(*http.Transport).TLSClientConfig}, secrets())
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	err = s.Send(context.Background(), delivery(srv.URL))
+	require.ErrorIs(t, err, webhook.ErrPrivateAddress)
+	permanent, _ := domain.Classify(err)
+	require.True(t, permanent)
+	require.Zero(t, hits.Load())
+}

@@ -1,0 +1,385 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cosmic-horizons/fleet/libs/bus"
+	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+
+	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/adapters/store"
+	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/domain"
+)
+
+// Sender delivers one notification over one channel. Its errors are
+// classified with domain.Transient / domain.Permanent.
+type Sender interface {
+	Send(ctx context.Context, d domain.Delivery) error
+}
+
+// DispatcherConfig configures the delivery workers.
+type DispatcherConfig struct {
+	// Producer names the service in outcome events.
+	Producer string
+	// PollInterval is the longest wait between two looks for due
+	// deliveries; new deliveries also wake the dispatcher. Default 250ms.
+	PollInterval time.Duration
+	// BatchSize bounds the deliveries fetched per look; default 200.
+	BatchSize int
+	// QueueSize bounds the deliveries queued for one target key; a full
+	// queue leaves further deliveries of that target in the store until
+	// it drains. Default 32.
+	QueueSize int
+	// PerTargetConcurrency is the number of workers per target key; default 2.
+	PerTargetConcurrency int
+	// Lease is how long a claimed delivery stays invisible to other workers;
+	// it must exceed the longest send. Default 2m.
+	Lease time.Duration
+	// Retry paces transient failures: MaxAttempts attempts in all, then the
+	// delivery fails and goes to the dead-letter topic. Default 8 attempts,
+	// 1s doubling to 5m, with jitter.
+	Retry bus.RetryPolicy
+	// IdleTimeout retires the workers of a target idle this long; default 1m.
+	IdleTimeout time.Duration
+}
+
+// DefaultDispatcherConfig returns the defaults.
+func DefaultDispatcherConfig() DispatcherConfig {
+	return DispatcherConfig{
+		Producer: "notification-consumer", PollInterval: 250 * time.Millisecond, BatchSize: 200, QueueSize: 32,
+		PerTargetConcurrency: 2, Lease: 2 * time.Minute, IdleTimeout: time.Minute,
+		Retry: bus.RetryPolicy{MaxAttempts: 8, InitialBackoff: time.Second, MaxBackoff: 5 * time.Minute},
+	}
+}
+
+// Validate reports the first setting that cannot work.
+func (c DispatcherConfig) Validate() error {
+	switch {
+	case c.Producer == "":
+		return errors.New("dispatcher: producer name is empty")
+	case c.PollInterval <= 0 || c.Lease <= 0 || c.IdleTimeout <= 0:
+		return errors.New("dispatcher: poll interval, lease and idle timeout must be positive")
+	case c.BatchSize < 1 || c.QueueSize < 1 || c.PerTargetConcurrency < 1:
+		return errors.New("dispatcher: batch size, queue size and per-target concurrency must be at least 1")
+	}
+	return c.Retry.Validate()
+}
+
+type targetQueue struct {
+	key     string
+	ch      chan domain.Delivery
+	pending int // queued or being sent; guarded by Dispatcher.mu
+}
+
+// Dispatcher sends due deliveries with bounded per-target queues, so one
+// slow or dead target only ever holds up its own deliveries, and records
+// every outcome with its notification event in one transaction.
+type Dispatcher struct {
+	cfg     DispatcherConfig
+	store   *store.Store
+	senders map[domain.Channel]Sender
+	codec   *events.Codec
+	logger  *slog.Logger
+	relay   *Relay
+	now     func() time.Time
+
+	wake chan struct{}
+
+	mu       sync.Mutex
+	queues   map[string]*targetQueue
+	stopping bool
+	workers  sync.WaitGroup
+}
+
+// NewDispatcher returns a dispatcher; relay (optional) is woken after each outcome.
+func NewDispatcher(cfg DispatcherConfig, st *store.Store, senders map[domain.Channel]Sender, codec *events.Codec, relay *Relay, logger *slog.Logger) (*Dispatcher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Dispatcher{
+		cfg: cfg, store: st, senders: senders, codec: codec, relay: relay, logger: logger, now: time.Now,
+		wake: make(chan struct{}, 1), queues: make(map[string]*targetQueue),
+	}, nil
+}
+
+// Wake makes the dispatcher look for due deliveries now.
+func (d *Dispatcher) Wake() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run dispatches until ctx ends; then it stops taking deliveries, lets the
+// sends in progress finish (bounded by their channel timeouts), releases the
+// queued ones and returns.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			d.mu.Lock()
+			d.stopping = true
+			for _, q := range d.queues {
+				close(q.ch)
+			}
+			d.mu.Unlock()
+			d.workers.Wait()
+			return nil
+		case <-d.wake:
+		case <-timer.C:
+		}
+		full, err := d.poll(ctx, workCtx)
+		if err != nil && ctx.Err() == nil {
+			d.logger.Warn("poll due deliveries", slog.String("error", err.Error()))
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		if full {
+			timer.Reset(0)
+		} else {
+			timer.Reset(d.cfg.PollInterval)
+		}
+	}
+}
+
+// poll queues the due deliveries; it reports whether the batch was full.
+func (d *Dispatcher) poll(ctx, workCtx context.Context) (bool, error) {
+	now := d.now()
+	due, err := d.store.Due(ctx, now, d.cfg.BatchSize, d.saturated())
+	if err != nil {
+		return false, err
+	}
+	type slot struct {
+		del domain.Delivery
+		q   *targetQueue
+	}
+	var slots []slot
+	var ids []string
+	for _, del := range due {
+		if q := d.reserve(workCtx, del.TargetKey); q != nil {
+			slots = append(slots, slot{del: del, q: q})
+			ids = append(ids, del.ID)
+		}
+	}
+	claimed, err := d.store.ClaimBatch(ctx, ids, now, now.Add(d.cfg.Lease))
+	for _, s := range slots {
+		attempt, ok := claimed[s.del.ID]
+		if err != nil || !ok {
+			d.unreserve(s.q)
+			continue
+		}
+		s.del.Attempts = attempt
+		s.q.ch <- s.del
+	}
+	if err != nil {
+		return false, err
+	}
+	return len(due) == d.cfg.BatchSize, nil
+}
+
+// saturated lists the target keys whose queue is full.
+func (d *Dispatcher) saturated() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var keys []string
+	for k, q := range d.queues {
+		if q.pending >= d.cfg.QueueSize {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// reserve takes a slot in key's queue, starting its workers when needed;
+// nil when the queue is full or the dispatcher is stopping.
+func (d *Dispatcher) reserve(workCtx context.Context, key string) *targetQueue {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopping {
+		return nil
+	}
+	q, ok := d.queues[key]
+	if !ok {
+		q = &targetQueue{key: key, ch: make(chan domain.Delivery, d.cfg.QueueSize)}
+		d.queues[key] = q
+		for range d.cfg.PerTargetConcurrency {
+			d.workers.Go(func() { d.work(workCtx, q) })
+		}
+	}
+	if q.pending >= d.cfg.QueueSize {
+		return nil
+	}
+	q.pending++
+	return q
+}
+
+func (d *Dispatcher) unreserve(q *targetQueue) {
+	d.mu.Lock()
+	q.pending--
+	d.mu.Unlock()
+}
+
+// work sends the deliveries of one target until its queue closes or stays
+// idle for IdleTimeout.
+func (d *Dispatcher) work(ctx context.Context, q *targetQueue) {
+	idle := time.NewTimer(d.cfg.IdleTimeout)
+	defer idle.Stop()
+	for {
+		select {
+		case del, ok := <-q.ch:
+			if !ok {
+				return
+			}
+			d.mu.Lock()
+			stopping := d.stopping
+			d.mu.Unlock()
+			if stopping {
+				d.release(del)
+			} else {
+				d.deliver(ctx, del)
+			}
+			d.unreserve(q)
+			idle.Reset(d.cfg.IdleTimeout)
+		case <-idle.C:
+			d.mu.Lock()
+			if d.queues[q.key] == q && q.pending == 0 && !d.stopping {
+				delete(d.queues, q.key)
+				d.mu.Unlock()
+				return
+			}
+			retired := d.queues[q.key] != q
+			d.mu.Unlock()
+			if retired {
+				return
+			}
+			idle.Reset(d.cfg.IdleTimeout)
+		}
+	}
+}
+
+// release gives a claimed but unsent delivery back at shutdown.
+func (d *Dispatcher) release(del domain.Delivery) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.store.Release(ctx, del.ID, del.Attempts); err != nil {
+		d.logger.Warn("release delivery; it is retried when its lease ends",
+			slog.String("delivery_id", del.ID), slog.String("error", err.Error()))
+	}
+}
+
+// deliver sends one delivery and records its outcome.
+func (d *Dispatcher) deliver(ctx context.Context, del domain.Delivery) {
+	sender, ok := d.senders[del.Channel]
+	var err error
+	if !ok {
+		err = domain.Permanent(fmt.Errorf("channel %s is not configured", del.Channel))
+	} else {
+		err = sender.Send(ctx, del)
+	}
+	now := d.now()
+	o := store.Outcome{ID: del.ID, Attempt: del.Attempts}
+	var msgs []*bus.Message
+	log := d.logger.With(slog.String("delivery_id", del.ID), slog.String("event_id", del.EventID),
+		slog.String("channel", string(del.Channel)), slog.Int("attempt", del.Attempts))
+	if err == nil {
+		o.Status, o.SentAt, o.NextAttemptAt = domain.StatusSent, now, now
+		msgs = d.outcomeMessages(del, nil, false)
+		log.Info("notification sent")
+	} else {
+		permanent, retryAfter := domain.Classify(err)
+		o.LastError = truncateError(err.Error())
+		if permanent || del.Attempts >= d.cfg.Retry.MaxAttempts {
+			o.Status, o.NextAttemptAt = domain.StatusFailed, now
+			msgs = d.outcomeMessages(del, err, true)
+			log.Warn("notification failed for good", slog.Bool("permanent", permanent), slog.String("error", o.LastError))
+		} else {
+			o.Status = domain.StatusPending
+			o.NextAttemptAt = now.Add(max(d.cfg.Retry.Backoff(del.Attempts), retryAfter))
+			msgs = d.outcomeMessages(del, err, false)
+			log.Info("notification attempt failed; retrying", slog.Time("next_attempt_at", o.NextAttemptAt), slog.String("error", o.LastError))
+		}
+	}
+	d.record(o, msgs, log)
+}
+
+// record stores an outcome, retrying a failing database briefly. Should it
+// still fail, the lease runs out and the delivery is attempted again.
+func (d *Dispatcher) record(o store.Outcome, msgs []*bus.Message, log *slog.Logger) {
+	policy := bus.RetryPolicy{MaxAttempts: 5, InitialBackoff: 50 * time.Millisecond, MaxBackoff: time.Second}
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		applied, err := d.store.Record(ctx, o, msgs)
+		cancel()
+		if err == nil {
+			if !applied {
+				log.Warn("outcome dropped: the delivery was claimed again after its lease ran out")
+			} else if d.relay != nil {
+				d.relay.Wake()
+			}
+			return
+		}
+		if attempt >= policy.MaxAttempts {
+			log.Error("record outcome failed; the delivery is retried after its lease", slog.String("error", err.Error()))
+			return
+		}
+		time.Sleep(policy.Backoff(attempt))
+	}
+}
+
+// outcomeMessages builds notification.sent or notification.failed for del,
+// plus, for a final failure, its copy for the notifications dead-letter topic.
+func (d *Dispatcher) outcomeMessages(del domain.Delivery, sendErr error, final bool) []*bus.Message {
+	var payload events.Payload
+	jobID := del.JobID
+	if sendErr == nil {
+		payload = events.NotificationSent{NotificationID: del.ID, RecipientUserID: del.UserID,
+			Channel: events.NotificationChannel(del.Channel), Target: del.Target, Subject: del.Subject,
+			RelatedJobID: &jobID, Attempt: int32(del.Attempts)}
+	} else {
+		permanent, _ := domain.Classify(sendErr)
+		payload = events.NotificationFailed{NotificationID: del.ID, RecipientUserID: del.UserID,
+			Channel: events.NotificationChannel(del.Channel), Target: del.Target, Subject: del.Subject,
+			RelatedJobID: &jobID, Attempt: int32(del.Attempts), Error: truncateError(sendErr.Error()),
+			Permanent: final || permanent}
+	}
+	ev, err := events.NewEvent(payload, events.Meta{Producer: d.cfg.Producer, UserID: del.UserID, CorrelationID: del.CorrelationID, CausationID: del.EventID, Now: d.now})
+	if err != nil {
+		d.logger.Error("build outcome event", slog.String("delivery_id", del.ID), slog.String("error", err.Error()))
+		return nil
+	}
+	msg, err := d.codec.Message(ev)
+	if err != nil {
+		d.logger.Error("encode outcome event", slog.String("delivery_id", del.ID), slog.String("error", err.Error()))
+		return nil
+	}
+	msg.SetHeader("delivery_id", del.ID)
+	msgs := []*bus.Message{msg}
+	if sendErr != nil && final {
+		dlq := kafkabus.DeadLetter(msg, d.cfg.Producer, sendErr, d.now())
+		dlq.Headers[bus.HeaderDLQAttempts] = fmt.Sprint(del.Attempts)
+		dlq.Headers["source_event_id"] = del.EventID
+		msgs = append(msgs, dlq)
+	}
+	return msgs
+}
+
+func truncateError(s string) string {
+	const maxLen = 1024
+	if len(s) > maxLen {
+		return s[:maxLen] + " [truncated]"
+	}
+	return s
+}

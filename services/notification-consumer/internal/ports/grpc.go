@@ -1,0 +1,213 @@
+// Package ports exposes the notification-consumer over gRPC
+// (fleet.notification.v1.NotificationService) and maps domain errors to
+// gRPC status codes in one table.
+package ports
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	notificationpb "github.com/cosmic-horizons/fleet/proto/fleet/notification/v1"
+
+	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/app"
+	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/domain"
+)
+
+// MetadataUserID is the metadata key HeaderAuthenticator trusts.
+const MetadataUserID = "x-user-id"
+
+// Authenticator identifies the caller of a request.
+type Authenticator interface {
+	Principal(ctx context.Context) (app.Principal, error)
+}
+
+// HeaderAuthenticator takes the user id from the x-user-id metadata. It
+// trusts the caller and is meant for deployments behind an authenticating
+// gateway until the fleet's JWT verification is shared; it never grants admin.
+type HeaderAuthenticator struct{}
+
+// Principal returns the caller named in the metadata.
+func (HeaderAuthenticator) Principal(ctx context.Context) (app.Principal, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get(MetadataUserID)
+	if len(vals) != 1 || strings.TrimSpace(vals[0]) == "" || len(vals[0]) > 256 {
+		return app.Principal{}, domain.ErrUnauthenticated
+	}
+	return app.Principal{UserID: strings.TrimSpace(vals[0])}, nil
+}
+
+// Server implements notificationpb.NotificationServiceServer.
+type Server struct {
+	notificationpb.UnimplementedNotificationServiceServer
+	app  *app.Notifications
+	auth Authenticator
+}
+
+// NewServer returns the gRPC server of the use cases.
+func NewServer(a *app.Notifications, auth Authenticator) *Server {
+	return &Server{app: a, auth: auth}
+}
+
+// CreateSubscription implements the RPC.
+func (s *Server) CreateSubscription(ctx context.Context, req *notificationpb.CreateSubscriptionRequest) (*notificationpb.CreateSubscriptionResponse, error) {
+	p, err := s.auth.Principal(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	sub, err := s.app.CreateSubscription(ctx, p, domain.Subscription{
+		JobID: req.GetJobId(), Channel: channelFromPB(req.GetChannel()), Target: req.GetTarget(),
+		EventTypes: req.GetEventTypes(), SecretRef: req.GetWebhookSecretRef(),
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &notificationpb.CreateSubscriptionResponse{Subscription: subscriptionToPB(sub)}, nil
+}
+
+// ListSubscriptions implements the RPC.
+func (s *Server) ListSubscriptions(ctx context.Context, req *notificationpb.ListSubscriptionsRequest) (*notificationpb.ListSubscriptionsResponse, error) {
+	p, err := s.auth.Principal(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	subs, next, err := s.app.ListSubscriptions(ctx, p, req.GetUserId(), req.GetJobId(), int(req.GetPageSize()), req.GetPageToken())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &notificationpb.ListSubscriptionsResponse{NextPageToken: next}
+	for _, sub := range subs {
+		out.Subscriptions = append(out.Subscriptions, subscriptionToPB(sub))
+	}
+	return out, nil
+}
+
+// DeleteSubscription implements the RPC.
+func (s *Server) DeleteSubscription(ctx context.Context, req *notificationpb.DeleteSubscriptionRequest) (*notificationpb.DeleteSubscriptionResponse, error) {
+	p, err := s.auth.Principal(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if err := s.app.DeleteSubscription(ctx, p, req.GetId()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &notificationpb.DeleteSubscriptionResponse{}, nil
+}
+
+// ListNotifications implements the RPC.
+func (s *Server) ListNotifications(ctx context.Context, req *notificationpb.ListNotificationsRequest) (*notificationpb.ListNotificationsResponse, error) {
+	p, err := s.auth.Principal(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	list, next, unread, err := s.app.ListNotifications(ctx, p, req.GetUserId(), req.GetJobId(), req.GetUnreadOnly(), int(req.GetPageSize()), req.GetPageToken())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &notificationpb.ListNotificationsResponse{NextPageToken: next, UnreadCount: unread}
+	for _, d := range list {
+		out.Notifications = append(out.Notifications, notificationToPB(d))
+	}
+	return out, nil
+}
+
+// MarkRead implements the RPC.
+func (s *Server) MarkRead(ctx context.Context, req *notificationpb.MarkReadRequest) (*notificationpb.MarkReadResponse, error) {
+	p, err := s.auth.Principal(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	n, err := s.app.MarkRead(ctx, p, req.GetIds(), req.GetAll())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &notificationpb.MarkReadResponse{UpdatedCount: n}, nil
+}
+
+// toStatus is the one table from domain errors to gRPC codes.
+func toStatus(err error) error {
+	var v *domain.ValidationError
+	switch {
+	case errors.As(err, &v):
+		st := status.New(codes.InvalidArgument, v.Error())
+		br := &errdetails.BadRequest{}
+		for _, fv := range v.Violations {
+			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: fv.Field, Description: fv.Description})
+		}
+		if withDetails, derr := st.WithDetails(br); derr == nil {
+			st = withDetails
+		}
+		return st.Err()
+	case errors.Is(err, domain.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, domain.ErrPermissionDenied):
+		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, domain.ErrUnauthenticated):
+		return status.Error(codes.Unauthenticated, "missing or invalid caller identity")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	}
+	return status.Error(codes.Internal, "internal error")
+}
+
+func channelFromPB(c notificationpb.Channel) domain.Channel {
+	switch c {
+	case notificationpb.Channel_CHANNEL_EMAIL:
+		return domain.ChannelEmail
+	case notificationpb.Channel_CHANNEL_WEBHOOK:
+		return domain.ChannelWebhook
+	case notificationpb.Channel_CHANNEL_IN_APP:
+		return domain.ChannelInApp
+	}
+	return ""
+}
+
+func channelToPB(c domain.Channel) notificationpb.Channel {
+	switch c {
+	case domain.ChannelEmail:
+		return notificationpb.Channel_CHANNEL_EMAIL
+	case domain.ChannelWebhook:
+		return notificationpb.Channel_CHANNEL_WEBHOOK
+	case domain.ChannelInApp:
+		return notificationpb.Channel_CHANNEL_IN_APP
+	}
+	return notificationpb.Channel_CHANNEL_UNSPECIFIED
+}
+
+func statusToPB(s domain.Status) notificationpb.NotificationStatus {
+	switch s {
+	case domain.StatusPending:
+		return notificationpb.NotificationStatus_NOTIFICATION_STATUS_PENDING
+	case domain.StatusSent:
+		return notificationpb.NotificationStatus_NOTIFICATION_STATUS_SENT
+	case domain.StatusFailed:
+		return notificationpb.NotificationStatus_NOTIFICATION_STATUS_FAILED
+	}
+	return notificationpb.NotificationStatus_NOTIFICATION_STATUS_UNSPECIFIED
+}
+
+func subscriptionToPB(s domain.Subscription) *notificationpb.Subscription {
+	return &notificationpb.Subscription{
+		Id: s.ID, UserId: s.UserID, JobId: s.JobID, Channel: channelToPB(s.Channel), Target: s.Target,
+		EventTypes: s.EventTypes, Enabled: s.Enabled, WebhookSecretRef: s.SecretRef, CreatedAt: timestamppb.New(s.CreatedAt),
+	}
+}
+
+func notificationToPB(d domain.Delivery) *notificationpb.Notification {
+	n := &notificationpb.Notification{
+		Id: d.ID, UserId: d.UserID, JobId: d.JobID, Channel: channelToPB(d.Channel), Subject: d.Subject,
+		Body: d.Body, Status: statusToPB(d.Status), CreatedAt: timestamppb.New(d.CreatedAt),
+	}
+	if d.ReadAt != nil {
+		n.ReadAt = timestamppb.New(*d.ReadAt)
+	}
+	return n
+}
