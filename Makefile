@@ -34,15 +34,17 @@ build: ## build the five service binaries and chctl into bin/
 	@for s in $(SERVICES); do go build -o bin/$$s ./services/$$s/cmd/$$s; done
 	@go build -o bin/chctl ./tools/cmd/chctl
 
-# Tests named TestOutage* stop a shared broker for a while; they run after
-# the others, one package at a time, so that no other test sees the outage.
+# Tests named TestOutage* stop a shared component for a while, and tests named
+# TestSlurm* fill the one-node Slurm cluster; they run after the others, one
+# package at a time, so that no other test sees the outage or the full node.
+SERIAL_TESTS := ^Test(Outage|Slurm)
 PACKAGES := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 
 .PHONY: test
 test: up check ## start the stack, then run every check and test against it
-	@$(WITH_STACK) go test $(GOTEST_FLAGS) -skip '^TestOutage' $(PACKAGES)
-	@echo "==> tests that stop a shared broker (TestOutage*), one package at a time"
-	@$(WITH_STACK) go test $(GOTEST_FLAGS) -p 1 -run '^TestOutage' $(PACKAGES) | { grep -v 'no tests to run' || true; }
+	@$(WITH_STACK) go test $(GOTEST_FLAGS) -skip '$(SERIAL_TESTS)' $(PACKAGES)
+	@echo "==> tests that stop a shared component or fill the Slurm node (TestOutage*, TestSlurm*), one package at a time"
+	@$(WITH_STACK) go test $(GOTEST_FLAGS) -p 1 -run '$(SERIAL_TESTS)' $(PACKAGES) | { grep -v 'no tests to run' || true; }
 
 
 .PHONY: check

@@ -24,12 +24,44 @@ type Deps struct {
 // closers on deps.Runtime before it starts serving.
 type WireFunc func(ctx context.Context, deps Deps) error
 
+// PrepareFunc runs in Main before the Runtime is built, with Deps whose
+// Runtime is still nil, and returns Options for New. A service builds here
+// what its server options need from its own configuration, e.g. the
+// verifier behind its authentication interceptors.
+type PrepareFunc func(ctx context.Context, deps Deps) ([]Option, error)
+
+// MainOption adjusts Main.
+type MainOption func(*mainOptions)
+
+type mainOptions struct {
+	runtime  []Option
+	prepares []PrepareFunc
+}
+
+// WithRuntimeOptions passes opts to New when Main builds the Runtime.
+func WithRuntimeOptions(opts ...Option) MainOption {
+	return func(o *mainOptions) { o.runtime = append(o.runtime, opts...) }
+}
+
+// WithPrepare makes Main call fn before it builds the Runtime and pass the
+// Options fn returns to New, after those of WithRuntimeOptions. A failing
+// fn stops Main before anything listens.
+func WithPrepare(fn PrepareFunc) MainOption {
+	return func(o *mainOptions) { o.prepares = append(o.prepares, fn) }
+}
+
 // Main is the whole life of a service process: it loads the configuration
 // from lookup over defaults, builds the JSON logger writing to logOut, sets
 // up OpenTelemetry (from the process's OTEL_* variables), builds the Runtime,
 // lets wire register the service's parts, and runs until ctx is done.
-// Telemetry is shut down last, after every closer wire registered.
-func Main(ctx context.Context, defaults Config, lookup LookupFunc, logOut io.Writer, wire WireFunc) error {
+// Telemetry is shut down last, after every closer wire registered. opts
+// add Runtime options, fixed (WithRuntimeOptions) or built from the
+// configuration (WithPrepare), e.g. gRPC interceptors.
+func Main(ctx context.Context, defaults Config, lookup LookupFunc, logOut io.Writer, wire WireFunc, opts ...MainOption) error {
+	var mo mainOptions
+	for _, opt := range opts {
+		opt(&mo)
+	}
 	cfg, err := LoadConfig(defaults, lookup)
 	if err != nil {
 		return err
@@ -51,7 +83,16 @@ func Main(ctx context.Context, defaults Config, lookup LookupFunc, logOut io.Wri
 	if err != nil {
 		return fmt.Errorf("set up telemetry: %w", err)
 	}
-	rt, err := New(cfg, logger)
+	rtOpts := append([]Option(nil), mo.runtime...)
+	for _, prepare := range mo.prepares {
+		more, err := prepare(ctx, Deps{Config: cfg, Logger: logger, Lookup: lookup})
+		if err != nil {
+			err = fmt.Errorf("prepare %s: %w", cfg.ServiceName, err)
+			return errors.Join(err, shutdownTelemetry(context.WithoutCancel(ctx)))
+		}
+		rtOpts = append(rtOpts, more...)
+	}
+	rt, err := New(cfg, logger, rtOpts...)
 	if err != nil {
 		return errors.Join(err, shutdownTelemetry(context.WithoutCancel(ctx)))
 	}

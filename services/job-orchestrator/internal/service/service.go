@@ -1,7 +1,8 @@
 // Package service is the composition root of the job-orchestrator: it builds every
 // part of the service explicitly and runs it in the shared service runtime.
 //
-// Build order: database → migrations → store (repository and outbox) →
+// Build order: configuration and the JWT interceptors (before the gRPC
+// server exists) → database → migrations → store (repository and outbox) →
 // topic catalogue (when ORCHESTRATOR_ENSURE_TOPICS) → Kafka producer →
 // RabbitMQ connection and publisher → scheduler backend → use cases →
 // reconciler and outbox relay (background) → gRPC JobService behind the JWT
@@ -23,8 +24,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"google.golang.org/grpc"
 
 	"github.com/cosmic-horizons/fleet/libs/amqpbus"
 	"github.com/cosmic-horizons/fleet/libs/events"
@@ -52,14 +51,36 @@ const (
 // serves until ctx is done, then shuts down gracefully.
 func Run(ctx context.Context, lookup svcruntime.LookupFunc, logOut io.Writer) error {
 	defaults := svcruntime.DefaultConfig(Name, DefaultGRPCAddr, DefaultHTTPAddr)
-	return svcruntime.Main(ctx, defaults, lookup, logOut, wire)
+	var o orchestrator
+	return svcruntime.Main(ctx, defaults, lookup, logOut, o.wire, svcruntime.WithPrepare(o.prepare))
 }
 
-func wire(ctx context.Context, deps svcruntime.Deps) error {
+// orchestrator carries the configuration from prepare to wire within one
+// Run.
+type orchestrator struct {
+	cfg Config
+}
+
+// prepare loads the configuration and installs the JWT interceptors on the
+// gRPC server, after the runtime's own (correlation, logging, metrics,
+// recovery). Health checks and reflection stay reachable without a token
+// (auth.Exempt).
+func (o *orchestrator) prepare(ctx context.Context, deps svcruntime.Deps) ([]svcruntime.Option, error) {
 	cfg, err := LoadConfig(deps.Lookup)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	o.cfg = cfg
+	verifier, err := auth.NewVerifier(ctx, cfg.Auth, &http.Client{Timeout: 10 * time.Second}, deps.Logger)
+	if err != nil {
+		return nil, err
+	}
+	icpt := auth.NewInterceptors(verifier, deps.Logger)
+	return []svcruntime.Option{svcruntime.WithGRPCServerOptions(icpt.ServerOptions()...)}, nil
+}
+
+func (o *orchestrator) wire(ctx context.Context, deps svcruntime.Deps) error {
+	cfg := o.cfg
 	log, rt := deps.Logger, deps.Runtime
 	if cfg.PageTokenKeyGenerated {
 		log.WarnContext(ctx, "no "+EnvPageTokenKey+" set: page tokens are signed with a random key and do not survive a restart or work across replicas")
@@ -168,12 +189,8 @@ func wire(ctx context.Context, deps svcruntime.Deps) error {
 		}
 	})
 
-	// gRPC JobService behind the JWT interceptors.
-	verifier, err := auth.NewVerifier(ctx, cfg.Auth, &http.Client{Timeout: 10 * time.Second}, log)
-	if err != nil {
-		return err
-	}
-	registerAuthenticated(rt.GRPCServer(), &jobpb.JobService_ServiceDesc, ports.NewJobServer(a, log), auth.NewInterceptors(verifier, log))
+	// gRPC JobService, behind the JWT interceptors installed by prepare.
+	jobpb.RegisterJobServiceServer(rt.GRPCServer(), ports.NewJobServer(a, log))
 
 	rt.AddReadinessCheck("database", st.Check)
 	rt.AddReadinessCheck("outbox relay", rl.Check)
@@ -251,35 +268,4 @@ func newScheduler(cfg Config, log *slog.Logger) (scheduler, error) {
 		}
 		return scheduler{Scheduler: s, close: s.Close}, nil
 	}
-}
-
-// registerAuthenticated registers impl for desc with the auth interceptors
-// between the server's own interceptors (correlation, logging, metrics,
-// recovery) and the handler: the order WithGRPCServerOptions would give, for
-// this one service, while the runtime keeps serving health and reflection
-// without a token.
-func registerAuthenticated(s *grpc.Server, desc *grpc.ServiceDesc, impl any, icpt *auth.Interceptors) {
-	d := *desc
-	d.Methods = make([]grpc.MethodDesc, len(desc.Methods))
-	for i, m := range desc.Methods {
-		h := m.Handler
-		d.Methods[i] = grpc.MethodDesc{MethodName: m.MethodName, Handler: func(srv any, ctx context.Context, dec func(any) error, outer grpc.UnaryServerInterceptor) (any, error) {
-			return h(srv, ctx, dec, func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-				inner := func(ctx context.Context, req any) (any, error) { return icpt.Unary(ctx, req, info, handler) }
-				if outer == nil {
-					return inner(ctx, req)
-				}
-				return outer(ctx, req, info, inner)
-			})
-		}}
-	}
-	d.Streams = make([]grpc.StreamDesc, len(desc.Streams))
-	for i, sd := range desc.Streams {
-		h := sd.Handler
-		info := &grpc.StreamServerInfo{FullMethod: "/" + desc.ServiceName + "/" + sd.StreamName,
-			IsClientStream: sd.ClientStreams, IsServerStream: sd.ServerStreams}
-		sd.Handler = func(srv any, stream grpc.ServerStream) error { return icpt.Stream(srv, stream, info, h) }
-		d.Streams[i] = sd
-	}
-	s.RegisterService(&d, impl)
 }

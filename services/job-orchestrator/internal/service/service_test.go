@@ -10,10 +10,10 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/cosmic-horizons/fleet/libs/amqpbus"
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
@@ -64,9 +64,14 @@ func authed(t *testing.T, user string) context.Context {
 }
 
 func customSpec(script string, walltime time.Duration) *jobpb.JobSpec {
+	return customSpecOn("development", script, walltime)
+}
+
+// customSpecOn is a one-core custom job on frontera's partition.
+func customSpecOn(partition, script string, walltime time.Duration) *jobpb.JobSpec {
 	return &jobpb.JobSpec{
 		Name: "e2e", Agent: jobpb.Agent_AGENT_CUSTOM, DatasetId: "ds-1",
-		TaccSystem: jobpb.TaccSystem_TACC_SYSTEM_FRONTERA, Partition: "development",
+		TaccSystem: jobpb.TaccSystem_TACC_SYSTEM_FRONTERA, Partition: partition,
 		Resources:  &jobpb.Resources{Nodes: 1, CoresPerNode: 1, Walltime: durationpb.New(walltime)},
 		Allocation: "AST21001", Payload: &jobpb.JobSpec_Script{Script: script},
 	}
@@ -85,6 +90,9 @@ func TestUnauthenticatedCallsAreRefused(t *testing.T) {
 	c := client(t, p.GRPCAddr)
 	_, err := c.GetJob(context.Background(), &jobpb.GetJobRequest{JobId: "x"})
 	require.ErrorContains(t, err, "Unauthenticated")
+	st, err := p.HealthStatus(context.Background(), "")
+	require.NoError(t, err, "health checks need no token")
+	require.Equal(t, healthpb.HealthCheckResponse_SERVING, st)
 }
 
 // lifecycleOf returns the event types of job on the prefixed job-lifecycle
@@ -120,102 +128,6 @@ func amqpTypes(msgs []*bus.Message) []string {
 		out = append(out, m.Header(bus.HeaderEventType))
 	}
 	return out
-}
-
-func TestEndToEndLocalScheduler(t *testing.T) {
-	t.Parallel()
-	prefix := relaytest.RandomName(t, "orchtest-") + "-"
-	p := servicetest.RunBinary(t, "../../cmd/job-orchestrator", env(t, prefix, t.TempDir()))
-	c := client(t, p.GRPCAddr)
-	user := relaytest.RandomName(t, "user-")
-	ctx := authed(t, user)
-
-	tests := []struct {
-		name      string
-		script    string
-		walltime  time.Duration
-		cancel    bool
-		status    jobpb.JobStatus
-		lifecycle []string
-		errorCode string
-	}{
-		{name: "completes", script: "#!/bin/sh\necho hello\n", walltime: time.Minute, status: jobpb.JobStatus_JOB_STATUS_COMPLETED,
-			lifecycle: []string{"job.submitted", "job.queued", "job.running", "job.completed"}},
-		{name: "fails with exit 3", script: "#!/bin/sh\nexit 3\n", walltime: time.Minute, status: jobpb.JobStatus_JOB_STATUS_FAILED,
-			lifecycle: []string{"job.submitted", "job.queued", "job.running", "job.failed"}, errorCode: "NON_ZERO_EXIT"},
-		{name: "runs past its walltime", script: "#!/bin/sh\nsleep 60\n", walltime: 2 * time.Second, status: jobpb.JobStatus_JOB_STATUS_FAILED,
-			lifecycle: []string{"job.submitted", "job.queued", "job.running", "job.failed"}, errorCode: "TIMEOUT"},
-		{name: "cancelled while running", script: "#!/bin/sh\nsleep 60\n", walltime: time.Minute, cancel: true, status: jobpb.JobStatus_JOB_STATUS_CANCELLED,
-			lifecycle: []string{"job.submitted", "job.queued", "job.running", "job.cancelled"}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			key := relaytest.RandomName(t, "k-")
-			// RabbitMQ: bind before submitting, by the job's user (the job id is not known yet).
-			q := relaytest.BindQueue(t, testinfra.AMQPURL(t), amqpbus.UserPattern(user))
-			resp, err := c.SubmitJob(ctx, &jobpb.SubmitJobRequest{IdempotencyKey: key, Spec: customSpec(tc.script, tc.walltime)})
-			require.NoError(t, err)
-			id := resp.GetJob().GetJobId()
-			again, err := c.SubmitJob(ctx, &jobpb.SubmitJobRequest{IdempotencyKey: key, Spec: customSpec(tc.script, tc.walltime)})
-			require.NoError(t, err)
-			require.Equal(t, id, again.GetJob().GetJobId(), "a retried submission returns the same job")
-
-			if tc.cancel {
-				require.Eventually(t, func() bool {
-					j, err := c.GetJob(ctx, &jobpb.GetJobRequest{JobId: id})
-					return err == nil && j.GetJob().GetStatus() == jobpb.JobStatus_JOB_STATUS_RUNNING
-				}, 30*time.Second, 50*time.Millisecond)
-				_, err := c.CancelJob(ctx, &jobpb.CancelJobRequest{JobId: id, Reason: "test"})
-				require.NoError(t, err)
-			}
-			var job *jobpb.Job
-			require.Eventually(t, func() bool {
-				j, err := c.GetJob(ctx, &jobpb.GetJobRequest{JobId: id})
-				if err != nil {
-					return false
-				}
-				job = j.GetJob()
-				return job.GetStatus() == tc.status
-			}, 60*time.Second, 50*time.Millisecond)
-			require.Equal(t, tc.errorCode, job.GetErrorCode())
-
-			var lc []events.Event
-			require.Eventually(t, func() bool {
-				lc = lifecycleOf(t, prefix, events.TopicJobLifecycle, id)
-				return len(lc) >= len(tc.lifecycle)
-			}, 30*time.Second, 100*time.Millisecond)
-			require.Equal(t, tc.lifecycle, types(lc), "ordered lifecycle events on Kafka, each once")
-			for i, e := range lc {
-				require.EqualValues(t, i+1, e.Sequence)
-			}
-			if tc.errorCode != "" {
-				failed, ok := lc[len(lc)-1].Payload.(events.JobFailed)
-				require.True(t, ok)
-				require.Equal(t, tc.errorCode, failed.ErrorCode)
-			}
-			audit := lifecycleOf(t, prefix, events.TopicAuditTrail, id)
-			require.Len(t, audit, len(tc.lifecycle), "one audit record per transition")
-			metrics := lifecycleOf(t, prefix, events.TopicJobMetrics, id)
-			if tc.status == jobpb.JobStatus_JOB_STATUS_CANCELLED {
-				require.Empty(t, metrics)
-			} else {
-				require.Equal(t, []string{"job.metrics_recorded"}, types(metrics))
-			}
-
-			var mine []*bus.Message
-			require.Eventually(t, func() bool {
-				mine = mine[:0]
-				for _, m := range q.Messages() {
-					if strings.Contains(m.Key, id) || m.Header(events.HeaderEventID) != "" && containsID(lc, m.Header(events.HeaderEventID)) {
-						mine = append(mine, m)
-					}
-				}
-				return len(mine) >= len(tc.lifecycle)
-			}, 30*time.Second, 50*time.Millisecond)
-			require.Equal(t, tc.lifecycle, amqpTypes(mine), "ordered lifecycle events on RabbitMQ")
-		})
-	}
 }
 
 func containsID(evs []events.Event, id string) bool {

@@ -20,14 +20,14 @@ import (
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
 )
 
-// TestContract runs the scheduler contract suite against the real Slurm of
+// TestSlurmContract runs the scheduler contract suite against the real Slurm of
 // the local stack (`eval "$(tools/stack/stack.sh env)"`). Jobs run as
 // SLURM_USER, so every job's WorkDir is a fresh directory under the system
 // temporary directory with mode 01777 (world-writable, sticky), which that
 // user can write and the test can read. The time-limit case takes about two
 // minutes: Slurm counts time limits in whole minutes and slurmctld checks
 // them every 30 seconds.
-func TestContract(t *testing.T) {
+func TestSlurmContract(t *testing.T) {
 	t.Parallel()
 	baseURL, user, token := os.Getenv("SLURMRESTD_URL"), os.Getenv("SLURM_USER"), os.Getenv("SLURM_JWT_TOKEN")
 	if baseURL == "" || (!strings.HasPrefix(baseURL, "unix:") && (user == "" || token == "")) {

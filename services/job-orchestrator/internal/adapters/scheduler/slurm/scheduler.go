@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	"net/http"
+	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -62,6 +65,11 @@ func (s *Scheduler) Submit(ctx context.Context, req app.SubmitRequest) (app.Sche
 	if err != nil {
 		return app.SchedulerRef{}, fmt.Errorf("submit job %s: %w", req.JobID, err)
 	}
+	if err := s.prepareWorkDir(req.WorkDir); err != nil {
+		// The orchestrator may not see the cluster's file system; Slurm
+		// then fails the job (JobLaunchFailure) unless the directory exists there.
+		s.log.WarnContext(ctx, "create the job's work directory", "job_id", req.JobID, "work_dir", req.WorkDir, "error", err)
+	}
 	resp, err := s.client.do(ctx, http.MethodPost, "/job/submit", body)
 	if err != nil {
 		return app.SchedulerRef{}, fmt.Errorf("submit job %s: %w", req.JobID, err)
@@ -87,6 +95,49 @@ func (s *Scheduler) Submit(ctx context.Context, req app.SubmitRequest) (app.Sche
 	}
 	s.log.InfoContext(ctx, "job submitted to slurm", "job_id", req.JobID, "slurm_job_id", id)
 	return ref, nil
+}
+
+// prepareWorkDir creates the job's work directory when it is missing:
+// slurmd neither creates the working directory nor the directory of the
+// output files, and fails the launch without them. Running as root, the
+// directory is made private to the job user (Config.UserName); otherwise it
+// is world-writable with the sticky bit, like /tmp, unless the job user is
+// this process's user.
+func (s *Scheduler) prepareWorkDir(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	mode := os.FileMode(0o700)
+	var owner *user.User
+	if s.cfg.UserName != "" {
+		if os.Geteuid() == 0 {
+			u, err := user.Lookup(s.cfg.UserName)
+			if err != nil {
+				return fmt.Errorf("look up job user: %w", err)
+			}
+			owner = u
+		} else if me, err := user.Current(); err != nil || me.Username != s.cfg.UserName {
+			mode = 0o1777
+		}
+	}
+	if err := os.Mkdir(dir, mode); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil
+		}
+		return err
+	}
+	if err := os.Chmod(dir, mode); err != nil { // Mkdir's mode is subject to the umask
+		return err
+	}
+	if owner != nil {
+		uid, err1 := strconv.Atoi(owner.Uid)
+		gid, err2 := strconv.Atoi(owner.Gid)
+		if err := errors.Join(err1, err2); err != nil {
+			return fmt.Errorf("ids of job user %s: %w", owner.Username, err)
+		}
+		return os.Chown(dir, uid, gid)
+	}
+	return nil
 }
 
 // Status implements app.Scheduler.
