@@ -3,6 +3,7 @@ module github.com/cosmic-horizons/fleet/tools
 go 1.26.0
 
 require (
+	github.com/IBM/sarama v1.61.1
 	github.com/compose-spec/compose-go/v2 v2.16.2
 	github.com/cosmic-horizons/fleet/libs v0.0.0
 	github.com/cosmic-horizons/fleet/proto v0.0.0
@@ -22,7 +23,6 @@ require (
 require (
 	dario.cat/mergo v1.0.2 // indirect
 	github.com/Azure/go-ansiterm v0.0.0-20261006220739-8c912ac31dd4 // indirect
-	github.com/IBM/sarama v1.61.1 // indirect
 	github.com/Microsoft/go-winio v0.6.2 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/blang/semver/v4 v4.0.0 // indirect

@@ -135,7 +135,21 @@ func (c *Consumer) processBatch(ctx context.Context, sess sarama.ConsumerGroupSe
 	for i, m := range ms {
 		msgs[i] = busMessage(m)
 	}
-	ctx, span := c.tracer.Start(ctx, "process batch "+first.Topic,
+	// A batch of one runs inside its message's trace; a larger batch links
+	// every message's trace and gives each message a consumer span in its
+	// own trace (ended with the batch), so every trace shows this consumer.
+	parent, links, msgCtxs := ctx, []trace.Link(nil), make([]context.Context, len(msgs))
+	for i, m := range msgs {
+		msgCtxs[i] = extractContext(ctx, m.Headers)
+		if sc := trace.SpanContextFromContext(msgCtxs[i]); sc.IsValid() {
+			links = append(links, trace.Link{SpanContext: sc})
+		}
+	}
+	if len(msgs) == 1 {
+		parent, links = msgCtxs[0], nil
+	}
+	ctx, span := c.tracer.Start(parent, "process batch "+first.Topic,
+		trace.WithLinks(links...),
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(
 			semconv.MessagingSystemKafka,
@@ -149,9 +163,34 @@ func (c *Consumer) processBatch(ctx context.Context, sess sarama.ConsumerGroupSe
 			attribute.Int64("messaging.kafka.offset.last", last.Offset),
 		))
 	defer span.End()
+	var msgSpans []trace.Span
+	if len(msgs) > 1 {
+		for i, mctx := range msgCtxs {
+			if !trace.SpanContextFromContext(mctx).IsValid() {
+				continue
+			}
+			_, sp := c.tracer.Start(mctx, "process "+first.Topic,
+				trace.WithLinks(trace.Link{SpanContext: span.SpanContext()}),
+				trace.WithSpanKind(trace.SpanKindConsumer),
+				trace.WithAttributes(
+					semconv.MessagingSystemKafka,
+					semconv.MessagingOperationTypeProcess,
+					semconv.MessagingDestinationName(first.Topic),
+					semconv.MessagingConsumerGroupName(c.cfg.Group),
+					semconv.MessagingKafkaOffset(int(msgs[i].Offset)),
+				))
+			msgSpans = append(msgSpans, sp)
+		}
+	}
 
 	start := time.Now()
 	err := c.runBatch(ctx, msgs)
+	for _, sp := range msgSpans {
+		if err != nil {
+			sp.SetStatus(codes.Error, err.Error())
+		}
+		sp.End()
+	}
 	elapsed := time.Since(start)
 	c.batchMetrics.duration.Observe(elapsed.Seconds())
 	c.batchMetrics.size.Observe(float64(len(ms)))

@@ -50,6 +50,9 @@ const usageText = `chctl: the Cosmic Horizons Fleet command line
 Commands:
   topics    create missing topics of the catalogue and verify existing ones
   audit     verify an audit export offline (verify) or make a checkpoint key pair (keygen)
+  jobs      submit, get, list, cancel and watch jobs (chctl jobs help)
+  token     mint an HS256 development token (development only)
+  notify    subscribe to job emails (notify subscribe)
 
 Run "chctl COMMAND -h" for the flags of a command.`
 
@@ -63,6 +66,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runTopics(ctx, args[1:], stdout, stderr)
 	case "audit":
 		return runAudit(ctx, args[1:], stdout, stderr)
+	case "jobs":
+		return runJobs(ctx, args[1:], stdout, stderr)
+	case "token":
+		return runToken(ctx, args[1:], stdout, stderr)
+	case "notify":
+		return runNotify(ctx, args[1:], stdout, stderr)
 	default:
 		return usageError{fmt.Sprintf("unknown command %q (see chctl help)", args[0])}
 	}

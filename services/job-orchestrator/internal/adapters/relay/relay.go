@@ -31,8 +31,13 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cosmic-horizons/fleet/libs/bus"
+	"github.com/cosmic-horizons/fleet/libs/telemetry"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/store"
 )
 
@@ -146,6 +151,7 @@ type Relay struct {
 	amqp    AMQPPublisher
 	log     *slog.Logger
 	metrics *metrics
+	tracer  trace.Tracer
 	now     func() time.Time
 
 	mu         sync.Mutex
@@ -172,7 +178,8 @@ func New(cfg Config, outbox Outbox, kafka KafkaPublisher, amqp AMQPPublisher, lo
 	if amqp == nil {
 		logger.Warn("relay: no RabbitMQ publisher; job events go to Kafka only")
 	}
-	return &Relay{cfg: cfg, outbox: outbox, kafka: kafka, amqp: amqp, log: logger.With("relay_id", cfg.ID), metrics: m, now: time.Now}, nil
+	return &Relay{cfg: cfg, outbox: outbox, kafka: kafka, amqp: amqp, log: logger.With("relay_id", cfg.ID), metrics: m,
+		tracer: otel.GetTracerProvider().Tracer("github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay"), now: time.Now}, nil
 }
 
 // ID returns the relay's claim owner name.
@@ -369,7 +376,25 @@ func (r *Relay) publishJob(ctx context.Context, rows []store.PendingEvent) []sto
 	return out
 }
 
-func (r *Relay) publishRow(ctx context.Context, row store.PendingEvent, res *store.Result) error {
+// publishRow publishes one row inside the trace its headers carry (the
+// request or reconciler pass that wrote it): the relay's span is a child of
+// that context, and the brokers' send spans are children of the relay's.
+func (r *Relay) publishRow(ctx context.Context, row store.PendingEvent, res *store.Result) (err error) {
+	ctx, span := r.tracer.Start(telemetry.Extract(ctx, row.Message.Headers), "relay "+row.EventType,
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			attribute.String("messaging.destination.name", row.Message.Topic),
+			attribute.String("messaging.message.id", row.EventID),
+			attribute.String("job.id", row.JobID),
+			attribute.Int64("outbox.seq", row.Seq),
+		))
+	defer func() {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
 	if !row.KafkaDone {
 		msg := *row.Message
 		msg.Topic = r.cfg.TopicPrefix + row.Message.Topic

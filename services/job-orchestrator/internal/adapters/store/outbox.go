@@ -12,6 +12,7 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/amqpbus"
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/telemetry"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
 )
@@ -25,13 +26,22 @@ type outboxRow struct {
 }
 
 // outboxRows encodes the events of j's change. Job-lifecycle events also go
-// to RabbitMQ, routed by the job's owner, id and event type.
-func (s *Store) outboxRows(j *domain.Job, recs []app.OutboxRecord) ([]outboxRow, error) {
+// to RabbitMQ, routed by the job's owner, id and event type. The trace
+// context of ctx (the request or reconciler pass that caused the change) is
+// stored with each row's headers, so the relay publishes it inside that trace.
+func (s *Store) outboxRows(ctx context.Context, j *domain.Job, recs []app.OutboxRecord) ([]outboxRow, error) {
+	trace := map[string]string{}
+	telemetry.Inject(ctx, trace)
 	out := make([]outboxRow, 0, len(recs))
 	for _, r := range recs {
 		msg, err := s.codec.Message(r.Event)
 		if err != nil {
 			return nil, fmt.Errorf("encode %s event of job %s: %w", r.Event.EventType, j.ID, err)
+		}
+		for k, v := range trace {
+			if _, set := msg.Headers[k]; !set {
+				msg.Headers[k] = v
+			}
 		}
 		h, err := json.Marshal(msg.Headers)
 		if err != nil {

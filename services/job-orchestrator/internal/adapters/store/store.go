@@ -134,7 +134,7 @@ func (s *Store) Create(ctx context.Context, job *domain.Job, outbox []app.Outbox
 	if err != nil {
 		return err
 	}
-	rows, err := s.outboxRows(stored, outbox)
+	rows, err := s.outboxRows(ctx, stored, outbox)
 	if err != nil {
 		return err
 	}
@@ -319,7 +319,7 @@ func (s *Store) Transition(ctx context.Context, id string, expectedVersion int64
 		if err != nil {
 			return &passthrough{err}
 		}
-		if rows, err = s.outboxRows(next, out); err != nil {
+		if rows, err = s.outboxRows(ctx, next, out); err != nil {
 			return &passthrough{err}
 		}
 		res, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE jobs SET status = ?, tacc_system = ?, updated_at = ?, version = ?, doc = ?

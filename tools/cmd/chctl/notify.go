@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	notificationpb "github.com/cosmic-horizons/fleet/proto/fleet/notification/v1"
+)
+
+const (
+	envNotifyAddr     = "FLEET_NOTIFY_ADDR"
+	defaultNotifyAddr = "127.0.0.1:50053"
+	// notifyUserHeader is the metadata the notification-consumer takes the
+	// caller from while it sits behind an authenticating gateway.
+	notifyUserHeader = "x-user-id"
+)
+
+const notifyUsage = `usage:
+  chctl notify subscribe -user U -email ADDR [-events job.completed,job.failed] [-job ID]
+      ask for an email to ADDR when one of U's jobs (or job ID) reaches one of
+      the event types. -addr HOST:PORT (default $` + envNotifyAddr + ` or ` + defaultNotifyAddr + `).`
+
+func runNotify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "subscribe" {
+		fmt.Fprintln(stdout, notifyUsage)
+		if len(args) == 0 || (args[0] != "-h" && args[0] != "help") {
+			return usageError{"notify: want the subcommand subscribe"}
+		}
+		return nil
+	}
+	fs := flag.NewFlagSet("notify subscribe", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	def := os.Getenv(envNotifyAddr)
+	if def == "" {
+		def = defaultNotifyAddr
+	}
+	addr := fs.String("addr", def, "notification-consumer gRPC address")
+	user := fs.String("user", "", "the subscriber (the user id of the jobs)")
+	email := fs.String("email", "", "the address to send to")
+	evs := fs.String("events", "job.completed,job.failed,job.cancelled", "comma-separated event types")
+	job := fs.String("job", "", "one job only (default: every job of the user)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageError{err.Error()}
+	}
+	if *user == "" || *email == "" {
+		return usageError{"notify subscribe: -user and -email are required"}
+	}
+	var types []string
+	for e := range strings.SplitSeq(*evs, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			types = append(types, e)
+		}
+	}
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", *addr, err)
+	}
+	defer conn.Close()
+	ctx = metadata.AppendToOutgoingContext(ctx, notifyUserHeader, *user)
+	resp, err := notificationpb.NewNotificationServiceClient(conn).CreateSubscription(ctx, &notificationpb.CreateSubscriptionRequest{
+		JobId: *job, Channel: notificationpb.Channel_CHANNEL_EMAIL, Target: *email, EventTypes: types,
+	})
+	if err != nil {
+		return callError("subscribe", err)
+	}
+	fmt.Fprintf(stdout, "subscription %s: %s to %s on %s\n", resp.GetSubscription().GetId(), *user, *email, strings.Join(types, ", "))
+	return nil
+}
