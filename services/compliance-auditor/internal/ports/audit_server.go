@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cosmic-horizons/fleet/libs/auditchain"
+	"github.com/cosmic-horizons/fleet/libs/auth"
 	auditpb "github.com/cosmic-horizons/fleet/proto/fleet/audit/v1"
 	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/adapters"
 	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/app"
@@ -31,7 +32,9 @@ const (
 	MaxPageSize     = 1000
 )
 
-// AuditServer implements auditpb.AuditServiceServer over the trail.
+// AuditServer implements auditpb.AuditServiceServer over the trail. Every
+// method needs an admin caller (see auth.RequireAdmin): a call without a
+// verified principal gets Unauthenticated, any other caller PermissionDenied.
 type AuditServer struct {
 	auditpb.UnimplementedAuditServiceServer
 	trail  *app.Trail
@@ -125,6 +128,9 @@ func decodeToken(s string) (pageToken, error) {
 
 // Query returns one page of matching records.
 func (s *AuditServer) Query(ctx context.Context, req *auditpb.QueryRequest) (*auditpb.QueryResponse, error) {
+	if _, err := auth.RequireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	var v violations
 	for _, f := range []struct{ name, value string }{
 		{"resource_type", req.GetResourceType()}, {"resource_id", req.GetResourceId()},
@@ -195,6 +201,9 @@ func (s *AuditServer) Query(ctx context.Context, req *auditpb.QueryRequest) (*au
 
 // Verify recomputes the chain over the requested range.
 func (s *AuditServer) Verify(ctx context.Context, req *auditpb.VerifyRequest) (*auditpb.VerifyResponse, error) {
+	if _, err := auth.RequireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	var v violations
 	checkRange(&v, req.GetFromSequence(), req.GetToSequence())
 	if err := v.err(); err != nil {
@@ -209,6 +218,9 @@ func (s *AuditServer) Verify(ctx context.Context, req *auditpb.VerifyRequest) (*
 
 // Export streams the records and checkpoints of the requested range.
 func (s *AuditServer) Export(req *auditpb.ExportRequest, stream auditpb.AuditService_ExportServer) error {
+	if _, err := auth.RequireAdmin(stream.Context()); err != nil {
+		return err
+	}
 	var v violations
 	checkRange(&v, req.GetFromSequence(), req.GetToSequence())
 	if err := v.err(); err != nil {
@@ -237,6 +249,9 @@ func (s *AuditServer) Export(req *auditpb.ExportRequest, stream auditpb.AuditSer
 
 // GetCheckpoint returns the newest checkpoint at or below the requested sequence.
 func (s *AuditServer) GetCheckpoint(ctx context.Context, req *auditpb.GetCheckpointRequest) (*auditpb.GetCheckpointResponse, error) {
+	if _, err := auth.RequireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	var v violations
 	if req.GetSequence() < 0 {
 		v.add("sequence", "must not be negative")

@@ -8,15 +8,22 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
 	auditpb "github.com/cosmic-horizons/fleet/proto/fleet/audit/v1"
 	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/audittest"
 	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/ports"
 )
+
+// adminCtx is the context of a call by a verified admin.
+func adminCtx() context.Context {
+	return auth.WithPrincipal(context.Background(), auth.Principal{UserID: "root", Roles: []string{"admin"}, Admin: true})
+}
 
 func newServer(t *testing.T) (*ports.AuditServer, *audittest.Fixture) {
 	t.Helper()
@@ -46,7 +53,7 @@ func requireViolation(t *testing.T, err error, field string) {
 func TestInvalidRequestsAreRejectedWithFieldViolations(t *testing.T) {
 	t.Parallel()
 	srv, _ := newServer(t)
-	ctx := context.Background()
+	ctx := adminCtx()
 	tests := []struct {
 		name  string
 		call  func() error
@@ -87,7 +94,7 @@ func TestInvalidRequestsAreRejectedWithFieldViolations(t *testing.T) {
 func TestPageTokenBelongsToItsFilters(t *testing.T) {
 	t.Parallel()
 	srv, _ := newServer(t)
-	ctx := context.Background()
+	ctx := adminCtx()
 	page, err := srv.Query(ctx, &auditpb.QueryRequest{PageSize: 2})
 	require.NoError(t, err)
 	require.Len(t, page.GetRecords(), 2)
@@ -103,7 +110,7 @@ func TestPageTokenBelongsToItsFilters(t *testing.T) {
 func TestGetCheckpointNotFoundThenFound(t *testing.T) {
 	t.Parallel()
 	srv, f := newServer(t)
-	ctx := context.Background()
+	ctx := adminCtx()
 	_, err := srv.GetCheckpoint(ctx, &auditpb.GetCheckpointRequest{})
 	require.Equal(t, codes.NotFound, status.Code(err))
 	_, _, err = f.Checkpointer.Checkpoint(ctx)
@@ -114,4 +121,77 @@ func TestGetCheckpointNotFoundThenFound(t *testing.T) {
 	c, err := ports.CheckpointFromProto(resp.GetCheckpoint())
 	require.NoError(t, err)
 	require.NoError(t, c.Verify(f.Signer.PublicKey()))
+}
+
+// exportStream collects what Export sends on a call with ctx.
+type exportStream struct {
+	grpc.ServerStream
+	ctx  context.Context
+	sent []*auditpb.ExportResponse
+}
+
+func (s *exportStream) Context() context.Context { return s.ctx }
+
+func (s *exportStream) Send(r *auditpb.ExportResponse) error {
+	s.sent = append(s.sent, r)
+	return nil
+}
+
+func TestEveryMethodNeedsAnAdmin(t *testing.T) {
+	t.Parallel()
+	methods := []struct {
+		name string
+		call func(ctx context.Context, srv *ports.AuditServer) error
+	}{
+		{name: "Query", call: func(ctx context.Context, srv *ports.AuditServer) error {
+			_, err := srv.Query(ctx, &auditpb.QueryRequest{})
+			return err
+		}},
+		{name: "Verify", call: func(ctx context.Context, srv *ports.AuditServer) error {
+			_, err := srv.Verify(ctx, &auditpb.VerifyRequest{})
+			return err
+		}},
+		{name: "Export", call: func(ctx context.Context, srv *ports.AuditServer) error {
+			st := &exportStream{ctx: ctx}
+			if err := srv.Export(&auditpb.ExportRequest{}, st); err != nil {
+				return err
+			}
+			records := 0
+			for _, r := range st.sent {
+				if r.GetRecord() != nil {
+					records++
+				}
+			}
+			if records != 5 {
+				return status.Errorf(codes.Internal, "exported %d records, want 5", records)
+			}
+			return nil
+		}},
+		{name: "GetCheckpoint", call: func(ctx context.Context, srv *ports.AuditServer) error {
+			_, err := srv.GetCheckpoint(ctx, &auditpb.GetCheckpointRequest{})
+			return err
+		}},
+	}
+	callers := []struct {
+		name string
+		ctx  context.Context
+		want codes.Code
+	}{
+		{name: "no principal", ctx: context.Background(), want: codes.Unauthenticated},
+		{name: "user", ctx: auth.WithPrincipal(context.Background(), auth.Principal{UserID: "ada", Roles: []string{"user"}}), want: codes.PermissionDenied},
+		{name: "admin", ctx: adminCtx(), want: codes.OK},
+	}
+	for _, m := range methods {
+		for _, c := range callers {
+			t.Run(m.name+"/"+c.name, func(t *testing.T) {
+				srv, _ := newServer(t)
+				err := m.call(c.ctx, srv)
+				want := c.want
+				if want == codes.OK && m.name == "GetCheckpoint" {
+					want = codes.NotFound // allowed; no checkpoint signed yet
+				}
+				require.Equal(t, want, status.Code(err), "%v", err)
+			})
+		}
+	}
 }

@@ -8,12 +8,14 @@ import (
 	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/auditchain"
+	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
 )
 
-// Environment variables of the compliance-auditor (besides the runtime's and
-// the auditchain key variables AUDIT_SIGNING_KEY[_FILE], AUDIT_PUBLIC_KEY[_FILE]).
+// Environment variables of the compliance-auditor (besides the runtime's, the
+// auditchain key variables AUDIT_SIGNING_KEY[_FILE], AUDIT_PUBLIC_KEY[_FILE]
+// and the AUTH_* variables read by auth.LoadConfig).
 const (
 	EnvDatabaseURL        = "DATABASE_URL"
 	EnvKafkaBrokers       = "KAFKA_BROKERS"
@@ -53,6 +55,9 @@ type Config struct {
 	RetentionInterval time.Duration
 	// Keys says where the checkpoint signing key comes from.
 	Keys auditchain.KeyConfig
+	// Auth verifies the callers' bearer JWTs (AUTH_*); the AuditService
+	// admits admins only.
+	Auth auth.Config
 }
 
 // DefaultConfig returns the defaults.
@@ -86,7 +91,10 @@ func (c Config) Validate() error {
 	case c.CheckpointInterval <= 0 || c.Retention <= 0 || c.RetentionInterval <= 0:
 		return errors.New("checkpoint interval, retention and retention interval must be positive")
 	}
-	return c.Keys.Validate()
+	if err := c.Keys.Validate(); err != nil {
+		return err
+	}
+	return c.Auth.Validate()
 }
 
 // LoadConfig reads the configuration through lookup over the defaults.
@@ -144,6 +152,11 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 	dur(EnvRetention, &c.Retention)
 	dur(EnvRetentionInterval, &c.RetentionInterval)
 	c.Keys = auditchain.KeyConfigFromEnv(get)
+	authCfg, err := auth.LoadConfig(lookup)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.Auth = authCfg
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, err
 	}

@@ -23,6 +23,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/cosmic-horizons/fleet/libs/auditchain"
+	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
@@ -135,7 +136,7 @@ func (e *kafkaEnv) start(t *testing.T, dbURL string) *auditor {
 		"DATABASE_URL="+dbURL, "KAFKA_BROKERS="+e.brokers[0],
 		"AUDIT_TOPICS="+e.auditTopic+","+e.jobTop, "AUDIT_ALERT_TOPIC="+e.alertTopic,
 		"AUDIT_CONSUMER_GROUP="+e.group, "AUDIT_CHECKPOINT_INTERVAL=200ms", "AUDIT_BATCH_SIZE=200",
-		"AUDIT_SIGNING_KEY="+base64.StdEncoding.EncodeToString(e.priv),
+		"AUDIT_SIGNING_KEY="+base64.StdEncoding.EncodeToString(e.priv), "AUTH_HS256_SECRET="+authSecret,
 	)
 	out := &bytes.Buffer{}
 	var mu sync.Mutex
@@ -152,7 +153,11 @@ func (e *kafkaEnv) start(t *testing.T, dbURL string) *auditor {
 			mu.Unlock()
 		}
 	})
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// The AuditService admits admins only: every call carries an admin JWT.
+	tok, err := auth.NewHS256Token(authSecret, "auditor-it-admin", true, time.Hour)
+	require.NoError(t, err)
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(auth.BearerCredentials(tok, true)))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
 	require.Eventually(t, func() bool {

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/auditchain"
+	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/inbox"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
@@ -34,7 +36,29 @@ const (
 // serves until ctx is done, then shuts down gracefully.
 func Run(ctx context.Context, lookup svcruntime.LookupFunc, logOut io.Writer) error {
 	defaults := svcruntime.DefaultConfig(Name, DefaultGRPCAddr, DefaultHTTPAddr)
-	return svcruntime.Main(ctx, defaults, lookup, logOut, wire)
+	var a auditor
+	return svcruntime.Main(ctx, defaults, lookup, logOut, a.wire, svcruntime.WithPrepare(a.prepare))
+}
+
+// auditor carries the configuration from prepare to wire within one Run.
+type auditor struct {
+	cfg Config
+}
+
+// prepare loads the configuration and installs the JWT interceptors on the
+// gRPC server; health checks and reflection stay reachable without a token.
+// The AuditService itself admits admins only (see ports.AuditServer).
+func (a *auditor) prepare(ctx context.Context, deps svcruntime.Deps) ([]svcruntime.Option, error) {
+	cfg, err := LoadConfig(deps.Lookup)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	a.cfg = cfg
+	icpt, err := auth.NewServerInterceptors(ctx, cfg.Auth, &http.Client{Timeout: 10 * time.Second}, deps.Logger)
+	if err != nil {
+		return nil, err
+	}
+	return []svcruntime.Option{svcruntime.WithGRPCServerOptions(icpt.ServerOptions()...)}, nil
 }
 
 // background runs a loop until its closer cancels it and waits for it.
@@ -83,11 +107,8 @@ func signer(cfg Config, logger *slog.Logger) (*auditchain.Signer, error) {
 // retention and alert loops, and the gRPC AuditService. Closers run in
 // reverse order: consumer, loops (the checkpointer signs a last checkpoint),
 // Kafka producer, database.
-func wire(ctx context.Context, deps svcruntime.Deps) error {
-	cfg, err := LoadConfig(deps.Lookup)
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
+func (a *auditor) wire(ctx context.Context, deps svcruntime.Deps) error {
+	cfg := a.cfg
 	logger, rt := deps.Logger, deps.Runtime
 	reg := rt.Registry()
 

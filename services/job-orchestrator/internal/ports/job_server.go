@@ -7,9 +7,9 @@ import (
 
 	"google.golang.org/grpc/peer"
 
+	"github.com/cosmic-horizons/fleet/libs/auth"
 	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/auth"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
 )
 

@@ -24,10 +24,10 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
 	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/auth"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/ports"
 )

@@ -10,16 +10,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/slurm"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/auth"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
 )
 
-// Environment variables of the job-orchestrator (beyond the runtime's).
+// Environment variables of the job-orchestrator (beyond the runtime's and
+// the AUTH_* variables read by auth.LoadConfig).
 const (
 	EnvDatabaseURL      = "DATABASE_URL"    // default sqlite:<state dir>/orchestrator.db
 	EnvStateDirectory   = "STATE_DIRECTORY" // default ./data
@@ -30,13 +31,7 @@ const (
 	EnvSlurmUser        = "SLURM_USER"      // X-SLURM-USER-NAME
 	EnvSlurmToken       = "SLURM_JWT_TOKEN" // the slurmrestd JWT, or:
 	EnvSlurmTokenFile   = "SLURM_JWT_TOKEN_FILE"
-	EnvAuthSecret       = "AUTH_HS256_SECRET" // or AUTH_HS256_SECRET_FILE
-	EnvAuthJWKSFile     = "AUTH_JWKS_FILE"
-	EnvAuthJWKSURL      = "AUTH_JWKS_URL"
-	EnvAuthIssuer       = "AUTH_ISSUER"
-	EnvAuthAudience     = "AUTH_AUDIENCE"
-	EnvAuthAdminRoles   = "AUTH_ADMIN_ROLES" // comma separated; default admin
-	EnvPageTokenKey     = "PAGE_TOKEN_KEY"   // or PAGE_TOKEN_KEY_FILE; replicas must share it
+	EnvPageTokenKey     = "PAGE_TOKEN_KEY" // or PAGE_TOKEN_KEY_FILE; replicas must share it
 	EnvCatalogueFile    = "SYSTEM_CATALOGUE_FILE"
 	EnvCostNodeHour     = "COST_USD_PER_NODE_HOUR"
 	EnvCostGPUHour      = "COST_USD_PER_GPU_HOUR"
@@ -115,7 +110,7 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 		StateDir: get(EnvStateDirectory), Scheduler: get(EnvScheduler), WorkDir: get(EnvJobWorkDir),
 		DatabaseURL: get(EnvDatabaseURL), Catalogue: get(EnvCatalogueFile), AMQPURL: get(EnvAMQPURL),
 		TopicPrefix: get(EnvTopicPrefix), Kafka: kafkabus.ConnectionFromEnv(),
-		App: app.DefaultConfig(), Reconciler: app.DefaultReconcilerConfig(), Auth: auth.DefaultConfig(),
+		App: app.DefaultConfig(), Reconciler: app.DefaultReconcilerConfig(),
 	}
 	// ConnectionFromEnv reads the process environment; prefer lookup's.
 	c.Kafka.Brokers = nil
@@ -150,12 +145,11 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 	c.Slurm = slurm.Config{BaseURL: get(EnvSlurmURL), UserName: get(EnvSlurmUser),
 		Token: telemetry.Secret(get(EnvSlurmToken)), TokenFile: get(EnvSlurmTokenFile)}
 
-	c.Auth.HS256Secret = telemetry.Secret(secret(EnvAuthSecret))
-	c.Auth.JWKSFile, c.Auth.JWKSURL = get(EnvAuthJWKSFile), get(EnvAuthJWKSURL)
-	c.Auth.Issuer, c.Auth.Audience = get(EnvAuthIssuer), get(EnvAuthAudience)
-	if v := get(EnvAuthAdminRoles); v != "" {
-		c.Auth.AdminRoles = strings.Split(v, ",")
+	authCfg, err := auth.LoadConfig(lookup)
+	if err != nil {
+		errs = append(errs, err)
 	}
+	c.Auth = authCfg
 
 	c.App.WorkDir = c.WorkDir
 	num(EnvCostNodeHour, &c.App.Rates.USDPerNodeHour)
@@ -212,7 +206,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("%s=%q: want local or slurm", EnvScheduler, c.Scheduler))
 	}
 	if err := c.Auth.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("%w (set %s, %s or %s)", err, EnvAuthSecret, EnvAuthJWKSFile, EnvAuthJWKSURL))
+		errs = append(errs, err)
 	}
 	if err := c.App.Validate(); err != nil {
 		errs = append(errs, err)

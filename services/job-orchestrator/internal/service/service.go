@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/amqpbus"
+	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
@@ -36,7 +37,6 @@ import (
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/slurm"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/store"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/auth"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/ports"
 )
 
@@ -64,18 +64,18 @@ type orchestrator struct {
 // prepare loads the configuration and installs the JWT interceptors on the
 // gRPC server, after the runtime's own (correlation, logging, metrics,
 // recovery). Health checks and reflection stay reachable without a token
-// (auth.Exempt).
+// (auth.Exempt). With AUTH_DISABLED=true (development only) every call acts
+// as auth.DevPrincipal.
 func (o *orchestrator) prepare(ctx context.Context, deps svcruntime.Deps) ([]svcruntime.Option, error) {
 	cfg, err := LoadConfig(deps.Lookup)
 	if err != nil {
 		return nil, err
 	}
 	o.cfg = cfg
-	verifier, err := auth.NewVerifier(ctx, cfg.Auth, &http.Client{Timeout: 10 * time.Second}, deps.Logger)
+	icpt, err := auth.NewServerInterceptors(ctx, cfg.Auth, &http.Client{Timeout: 10 * time.Second}, deps.Logger)
 	if err != nil {
 		return nil, err
 	}
-	icpt := auth.NewInterceptors(verifier, deps.Logger)
 	return []svcruntime.Option{svcruntime.WithGRPCServerOptions(icpt.ServerOptions()...)}, nil
 }
 

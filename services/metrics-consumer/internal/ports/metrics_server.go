@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/cosmic-horizons/fleet/libs/auth"
 	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
 	metricspb "github.com/cosmic-horizons/fleet/proto/fleet/metrics/v1"
 	"github.com/cosmic-horizons/fleet/services/metrics-consumer/internal/app"
@@ -35,7 +36,12 @@ var systems = map[jobpb.TaccSystem]string{
 	jobpb.TaccSystem_TACC_SYSTEM_VISTA:     "VISTA",
 }
 
-// MetricsServer implements metricspb.MetricsServiceServer.
+// MetricsServer implements metricspb.MetricsServiceServer. Every call needs
+// a verified caller (the auth interceptors put it into the context; without
+// one a call is Unauthenticated). GetJobMetrics and GetSystemStats answer any
+// authenticated user: they are fleet-wide aggregates (counts, durations,
+// node-hours) that name no user. GetUserUsage answers about the caller, or
+// about any user for an admin; another user's usage is PermissionDenied.
 type MetricsServer struct {
 	metricspb.UnimplementedMetricsServiceServer
 	q *app.Queries
@@ -98,6 +104,9 @@ func window(w *metricspb.TimeWindow, v *violations) app.Window {
 
 // GetJobMetrics aggregates the jobs created in a window.
 func (s *MetricsServer) GetJobMetrics(ctx context.Context, req *metricspb.GetJobMetricsRequest) (*metricspb.GetJobMetricsResponse, error) {
+	if _, err := auth.Caller(ctx); err != nil {
+		return nil, err
+	}
 	var v violations
 	w := window(req.GetWindow(), &v)
 	f := app.JobFilter{JobID: req.GetJobId()}
@@ -126,6 +135,9 @@ func (s *MetricsServer) GetJobMetrics(ctx context.Context, req *metricspb.GetJob
 
 // GetSystemStats aggregates the jobs created in a window per TACC system.
 func (s *MetricsServer) GetSystemStats(ctx context.Context, req *metricspb.GetSystemStatsRequest) (*metricspb.GetSystemStatsResponse, error) {
+	if _, err := auth.Caller(ctx); err != nil {
+		return nil, err
+	}
 	var v violations
 	w := window(req.GetWindow(), &v)
 	var system string
@@ -151,25 +163,34 @@ func (s *MetricsServer) GetSystemStats(ctx context.Context, req *metricspb.GetSy
 	return resp, nil
 }
 
-// GetUserUsage aggregates one user's jobs created in a window. The service
-// does not authenticate callers yet, so user_id is required.
+// GetUserUsage aggregates one user's jobs created in a window: the caller's
+// when user_id is empty or the caller's own; another user's for an admin
+// only, otherwise PermissionDenied.
 func (s *MetricsServer) GetUserUsage(ctx context.Context, req *metricspb.GetUserUsageRequest) (*metricspb.GetUserUsageResponse, error) {
+	caller, err := auth.Caller(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var v violations
 	w := window(req.GetWindow(), &v)
-	switch user := req.GetUserId(); {
-	case user == "":
-		v.add("user_id", "required")
-	case len(user) > 128:
+	user := req.GetUserId()
+	if user == "" {
+		user = caller.UserID
+	}
+	if len(user) > 128 {
 		v.add("user_id", "at most 128 characters")
 	}
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	st, allocs, err := s.q.UserUsage(ctx, w, req.GetUserId())
+	if user != caller.UserID && !caller.Admin {
+		return nil, status.Error(codes.PermissionDenied, "only an admin may read another user's usage")
+	}
+	st, allocs, err := s.q.UserUsage(ctx, w, user)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
-	resp := &metricspb.GetUserUsageResponse{Window: req.GetWindow(), UserId: req.GetUserId(), Stats: toPB(st)}
+	resp := &metricspb.GetUserUsageResponse{Window: req.GetWindow(), UserId: user, Stats: toPB(st)}
 	for _, a := range allocs {
 		resp.Allocations = append(resp.Allocations, &metricspb.AllocationUsage{
 			Allocation: a.Name, JobCount: a.Jobs, NodeHours: a.NodeHours, GpuHours: a.GPUHours,

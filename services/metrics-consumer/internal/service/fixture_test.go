@@ -27,6 +27,8 @@ import (
 const (
 	pkgDir   = "../../cmd/metrics-consumer"
 	waitLong = 90 * time.Second
+	// authSecret is the HS256 secret the service verifies callers' JWTs with.
+	authSecret = "metrics-consumer-test-secret-0123456789"
 )
 
 // fixture is a private pair of lifecycle and metrics topics (with their
@@ -83,11 +85,12 @@ func newFixture(t testing.TB) *fixture {
 // env is the service environment reading the fixture's topics and store.
 func (f *fixture) env() map[string]string {
 	return map[string]string{
-		"KAFKA_BROKERS":  strings.Join(f.conn.Brokers, ","),
-		"METRICS_TOPICS": events.TopicJobLifecycle + "=" + f.lifecycle + "," + events.TopicJobMetrics + "=" + f.metrics,
-		"METRICS_GROUP":  f.group,
-		"DATABASE_URL":   f.databaseURL,
-		"LOG_LEVEL":      "info",
+		"KAFKA_BROKERS":     strings.Join(f.conn.Brokers, ","),
+		"METRICS_TOPICS":    events.TopicJobLifecycle + "=" + f.lifecycle + "," + events.TopicJobMetrics + "=" + f.metrics,
+		"METRICS_GROUP":     f.group,
+		"DATABASE_URL":      f.databaseURL,
+		"LOG_LEVEL":         "info",
+		"AUTH_HS256_SECRET": authSecret,
 	}
 }
 

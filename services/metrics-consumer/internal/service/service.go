@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/inbox"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
@@ -33,7 +35,8 @@ const (
 )
 
 // Config is the metrics-consumer's own configuration, read from the
-// environment next to the runtime's.
+// environment next to the runtime's. The gRPC server's AUTH_* settings are
+// read separately by prepare (see auth.LoadConfig).
 type Config struct {
 	// DatabaseURL (DATABASE_URL) selects the store: a SQLite file (default
 	// sqlite:metrics-consumer.db, relative to the working directory) or
@@ -170,7 +173,23 @@ func cmpOr(a, b string) string {
 // serves until ctx is done, then shuts down gracefully.
 func Run(ctx context.Context, lookup svcruntime.LookupFunc, logOut io.Writer) error {
 	defaults := svcruntime.DefaultConfig(Name, DefaultGRPCAddr, DefaultHTTPAddr)
-	return svcruntime.Main(ctx, defaults, lookup, logOut, wire)
+	return svcruntime.Main(ctx, defaults, lookup, logOut, wire, svcruntime.WithPrepare(prepare))
+}
+
+// prepare reads the AUTH_* configuration and installs the JWT interceptors
+// on the gRPC server; health checks and reflection stay reachable without a
+// token. Authentication is the server's concern only, so the rebuild command
+// does not need it.
+func prepare(ctx context.Context, deps svcruntime.Deps) ([]svcruntime.Option, error) {
+	cfg, err := auth.LoadConfig(deps.Lookup)
+	if err != nil {
+		return nil, err
+	}
+	icpt, err := auth.NewServerInterceptors(ctx, cfg, &http.Client{Timeout: 10 * time.Second}, deps.Logger)
+	if err != nil {
+		return nil, err
+	}
+	return []svcruntime.Option{svcruntime.WithGRPCServerOptions(icpt.ServerOptions()...)}, nil
 }
 
 // parts are what the service and the rebuild command share.

@@ -18,9 +18,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
@@ -93,7 +95,7 @@ func TestAggregatesRebuildPoisonAndQueries(t *testing.T) {
 	require.NoError(t, err)
 	defer conn.Close()
 	client := metricspb.NewMetricsServiceClient(conn)
-	ctx := context.Background()
+	ctx := bearer(t, authSecret, "user-2", false)
 	all := &metricspb.TimeWindow{Start: timestamppb.New(base), End: timestamppb.New(base.Add(24 * time.Hour))}
 
 	t.Run("job metrics match the known answers", func(t *testing.T) {
@@ -123,12 +125,51 @@ func TestAggregatesRebuildPoisonAndQueries(t *testing.T) {
 	})
 
 	t.Run("user usage", func(t *testing.T) {
-		resp, err := client.GetUserUsage(ctx, &metricspb.GetUserUsageRequest{Window: all, UserId: "user-2"})
-		require.NoError(t, err)
-		exp := testgen.Expect(plans, func(p testgen.Plan) bool { return p.UserID == "user-2" })
-		requireStats(t, exp, resp.GetStats())
-		require.Len(t, resp.GetAllocations(), 1)
-		require.Equal(t, exp.Submitted, resp.GetAllocations()[0].GetJobCount())
+		for _, req := range []*metricspb.GetUserUsageRequest{{Window: all, UserId: "user-2"}, {Window: all}} {
+			resp, err := client.GetUserUsage(ctx, req)
+			require.NoError(t, err)
+			require.Equal(t, "user-2", resp.GetUserId(), "an empty user_id is the caller")
+			exp := testgen.Expect(plans, func(p testgen.Plan) bool { return p.UserID == "user-2" })
+			requireStats(t, exp, resp.GetStats())
+			require.Len(t, resp.GetAllocations(), 1)
+			require.Equal(t, exp.Submitted, resp.GetAllocations()[0].GetJobCount())
+		}
+	})
+
+	t.Run("callers are authenticated and see only their own usage", func(t *testing.T) {
+		admin := bearer(t, authSecret, "root", true)
+		resp, err := client.GetUserUsage(admin, &metricspb.GetUserUsageRequest{Window: all, UserId: "user-3"})
+		require.NoError(t, err, "an admin reads anyone's usage")
+		requireStats(t, testgen.Expect(plans, func(p testgen.Plan) bool { return p.UserID == "user-3" }), resp.GetStats())
+
+		tests := []struct {
+			name string
+			call func() error
+			want codes.Code
+		}{
+			{name: "another user's usage", want: codes.PermissionDenied, call: func() error {
+				_, err := client.GetUserUsage(ctx, &metricspb.GetUserUsageRequest{Window: all, UserId: "user-3"})
+				return err
+			}},
+			{name: "usage without a token", want: codes.Unauthenticated, call: func() error {
+				_, err := client.GetUserUsage(context.Background(), &metricspb.GetUserUsageRequest{Window: all})
+				return err
+			}},
+			{name: "job metrics without a token", want: codes.Unauthenticated, call: func() error {
+				_, err := client.GetJobMetrics(context.Background(), &metricspb.GetJobMetricsRequest{Window: all})
+				return err
+			}},
+			{name: "system stats with a token of another secret", want: codes.Unauthenticated, call: func() error {
+				_, err := client.GetSystemStats(bearer(t, "another-secret-another-secret-0123456789", "root", true),
+					&metricspb.GetSystemStatsRequest{Window: all})
+				return err
+			}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				require.Equal(t, tt.want, status.Code(tt.call()))
+			})
+		}
 	})
 
 	t.Run("bad arguments are InvalidArgument with field violations", func(t *testing.T) {
@@ -154,8 +195,8 @@ func TestAggregatesRebuildPoisonAndQueries(t *testing.T) {
 				_, err := client.GetJobMetrics(ctx, &metricspb.GetJobMetricsRequest{Window: &metricspb.TimeWindow{End: ts(base)}})
 				return err
 			}},
-			{name: "missing user id", wantField: "user_id", call: func() error {
-				_, err := client.GetUserUsage(ctx, &metricspb.GetUserUsageRequest{Window: all})
+			{name: "user id too long", wantField: "user_id", call: func() error {
+				_, err := client.GetUserUsage(ctx, &metricspb.GetUserUsageRequest{Window: all, UserId: strings.Repeat("u", 129)})
 				return err
 			}},
 			{name: "unknown system", wantField: "tacc_system", call: func() error {
@@ -212,6 +253,14 @@ func TestAggregatesRebuildPoisonAndQueries(t *testing.T) {
 	require.Contains(t, string(out), "rebuild complete")
 	require.Equal(t, incremental, dump(t, db), "the rebuilt state equals the incremental state")
 	require.Equal(t, f.uniqueEvents()-1, processed(t, db))
+}
+
+// bearer is a call context with a JWT of sub signed with secret.
+func bearer(t *testing.T, secret, sub string, admin bool) context.Context {
+	t.Helper()
+	tok, err := auth.NewHS256Token(secret, sub, admin, time.Hour)
+	require.NoError(t, err)
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
 }
 
 func requireStats(t *testing.T, exp testgen.Expected, got *metricspb.JobStats) {

@@ -10,37 +10,34 @@ import (
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/cosmic-horizons/fleet/libs/auth"
 	notificationpb "github.com/cosmic-horizons/fleet/proto/fleet/notification/v1"
 
 	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/app"
 	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/domain"
 )
 
-// MetadataUserID is the metadata key HeaderAuthenticator trusts.
-const MetadataUserID = "x-user-id"
-
 // Authenticator identifies the caller of a request.
 type Authenticator interface {
 	Principal(ctx context.Context) (app.Principal, error)
 }
 
-// HeaderAuthenticator takes the user id from the x-user-id metadata. It
-// trusts the caller and is meant for deployments behind an authenticating
-// gateway until the fleet's JWT verification is shared; it never grants admin.
-type HeaderAuthenticator struct{}
+// JWTAuthenticator returns the caller that the auth interceptors verified
+// from the call's bearer JWT: the token's subject is the user, a role claim
+// listed in AUTH_ADMIN_ROLES (default admin) makes an admin. A call that
+// reached the handler without a verified principal is unauthenticated.
+type JWTAuthenticator struct{}
 
-// Principal returns the caller named in the metadata.
-func (HeaderAuthenticator) Principal(ctx context.Context) (app.Principal, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get(MetadataUserID)
-	if len(vals) != 1 || strings.TrimSpace(vals[0]) == "" || len(vals[0]) > 256 {
+// Principal returns the verified caller of ctx.
+func (JWTAuthenticator) Principal(ctx context.Context) (app.Principal, error) {
+	p, ok := auth.PrincipalFrom(ctx)
+	if !ok || strings.TrimSpace(p.UserID) == "" {
 		return app.Principal{}, domain.ErrUnauthenticated
 	}
-	return app.Principal{UserID: strings.TrimSpace(vals[0])}, nil
+	return app.Principal{UserID: p.UserID, Admin: p.Admin}, nil
 }
 
 // Server implements notificationpb.NotificationServiceServer.

@@ -29,7 +29,7 @@ func BenchmarkTerminalEventToEmailAccepted(b *testing.B) {
 	c := client(b, proc.GRPCAddr)
 	user := testutil.UniqueID("bench")
 	addr := testutil.UniqueAddress("bench")
-	_, err := c.CreateSubscription(as(user), &notificationpb.CreateSubscriptionRequest{Channel: notificationpb.Channel_CHANNEL_EMAIL,
+	_, err := c.CreateSubscription(as(b, user), &notificationpb.CreateSubscriptionRequest{Channel: notificationpb.Channel_CHANNEL_EMAIL,
 		Target: addr, EventTypes: []string{"job.terminal"}})
 	require.NoError(b, err)
 	prod := testutil.Producer(b, conn)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
 
@@ -18,8 +19,8 @@ import (
 	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/app"
 )
 
-// Environment variables of the notification-consumer (besides the runtime's
-// and KAFKA_* read by kafkabus).
+// Environment variables of the notification-consumer (besides the runtime's,
+// KAFKA_* read by kafkabus and AUTH_* read by auth.LoadConfig).
 const (
 	EnvDatabaseURL         = "DATABASE_URL"
 	EnvKafkaBrokers        = "KAFKA_BROKERS"
@@ -66,6 +67,8 @@ type Config struct {
 	Dispatcher      app.DispatcherConfig
 	SubjectTemplate string
 	BodyTemplate    string
+	// Auth verifies the callers' bearer JWTs (AUTH_*).
+	Auth auth.Config
 }
 
 // DefaultConfig returns the defaults: an SQLite file in the working directory.
@@ -174,6 +177,11 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 	dur(EnvPollInterval, &c.Dispatcher.PollInterval)
 	str(EnvSubjectTemplate, &c.SubjectTemplate)
 	str(EnvBodyTemplate, &c.BodyTemplate)
+	authCfg, err := auth.LoadConfig(lookup)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.Auth = authCfg
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, err
 	}
@@ -199,6 +207,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("%s must not be below %s", EnvBackoffMax, EnvBackoffInitial))
 	}
 	if err := c.Dispatcher.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Auth.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.Dispatcher.Lease <= c.SMTP.SendTimeout || c.Dispatcher.Lease <= c.Webhook.Timeout {

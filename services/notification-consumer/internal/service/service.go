@@ -20,10 +20,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/amqpbus"
+	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/inbox"
@@ -53,7 +55,28 @@ const (
 // serves until ctx is done, then shuts down gracefully.
 func Run(ctx context.Context, lookup svcruntime.LookupFunc, logOut io.Writer) error {
 	defaults := svcruntime.DefaultConfig(Name, DefaultGRPCAddr, DefaultHTTPAddr)
-	return svcruntime.Main(ctx, defaults, lookup, logOut, wire)
+	var n notifier
+	return svcruntime.Main(ctx, defaults, lookup, logOut, n.wire, svcruntime.WithPrepare(n.prepare))
+}
+
+// notifier carries the configuration from prepare to wire within one Run.
+type notifier struct {
+	cfg Config
+}
+
+// prepare loads the configuration and installs the JWT interceptors on the
+// gRPC server; health checks and reflection stay reachable without a token.
+func (n *notifier) prepare(ctx context.Context, deps svcruntime.Deps) ([]svcruntime.Option, error) {
+	cfg, err := LoadConfig(deps.Lookup)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	n.cfg = cfg
+	icpt, err := auth.NewServerInterceptors(ctx, cfg.Auth, &http.Client{Timeout: 10 * time.Second}, deps.Logger)
+	if err != nil {
+		return nil, err
+	}
+	return []svcruntime.Option{svcruntime.WithGRPCServerOptions(icpt.ServerOptions()...)}, nil
 }
 
 // background runs a loop until its closer cancels it and waits for it.
@@ -81,11 +104,8 @@ func background(rt *svcruntime.Runtime, name string, logger *slog.Logger, run fu
 // wire builds the store, channels, dispatcher, relay, Kafka consumer and
 // gRPC service. Closers run in reverse order: consumer, dispatcher, relay,
 // AMQP, Kafka producer, database.
-func wire(ctx context.Context, deps svcruntime.Deps) error {
-	cfg, err := LoadConfig(deps.Lookup)
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
+func (n *notifier) wire(ctx context.Context, deps svcruntime.Deps) error {
+	cfg := n.cfg
 	logger, rt := deps.Logger, deps.Runtime
 	reg := rt.Registry()
 
@@ -185,7 +205,7 @@ func wire(ctx context.Context, deps svcruntime.Deps) error {
 
 	rules := domain.ValidationRules{AllowHTTPWebhooks: cfg.Webhook.AllowHTTP, SecretExists: cfg.WebhookSecrets.Exists}
 	notificationpb.RegisterNotificationServiceServer(rt.GRPCServer(),
-		ports.NewServer(app.NewNotifications(st, rules), ports.HeaderAuthenticator{}))
+		ports.NewServer(app.NewNotifications(st, rules), ports.JWTAuthenticator{}))
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return ctx.Err()
 	}

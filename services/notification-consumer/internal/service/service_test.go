@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
 	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
@@ -35,6 +36,8 @@ import (
 const (
 	pkgDir        = "../../cmd/notification-consumer"
 	webhookSecret = "integration-secret"
+	// authSecret is the HS256 secret the service verifies callers' JWTs with.
+	authSecret = "notification-consumer-test-secret-0123456789"
 )
 
 // stack is the real infrastructure one test runs against.
@@ -69,6 +72,7 @@ func newStack(t testing.TB) *stack {
 		"DELIVERY_MAX_ATTEMPTS":    "5",
 		"WEBHOOK_ALLOW_PRIVATE":    "true",
 		"WEBHOOK_SECRET_HOOK":      webhookSecret,
+		"AUTH_HS256_SECRET":        authSecret,
 	}}
 }
 
@@ -89,13 +93,22 @@ func client(t testing.TB, addr string) notificationpb.NotificationServiceClient 
 	return notificationpb.NewNotificationServiceClient(conn)
 }
 
-func as(user string) context.Context {
-	return metadata.AppendToOutgoingContext(context.Background(), "x-user-id", user)
+// as is a call context carrying a bearer JWT of user, signed with secret
+// (default authSecret); admin adds the admin role.
+func as(t testing.TB, user string) context.Context {
+	return asWith(t, authSecret, user, false)
+}
+
+func asWith(t testing.TB, secret, user string, admin bool) context.Context {
+	t.Helper()
+	tok, err := auth.NewHS256Token(secret, user, admin, time.Hour)
+	require.NoError(t, err)
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
 }
 
 func subscribe(t *testing.T, c notificationpb.NotificationServiceClient, user string, req *notificationpb.CreateSubscriptionRequest) {
 	t.Helper()
-	_, err := c.CreateSubscription(as(user), req)
+	_, err := c.CreateSubscription(as(t, user), req)
 	require.NoError(t, err)
 }
 
@@ -191,12 +204,12 @@ func completedJobNotifiesOnEveryChannel(t *testing.T, s *stack) {
 	var list *notificationpb.ListNotificationsResponse
 	require.Eventually(t, func() bool {
 		var err error
-		list, err = c.ListNotifications(as(user), &notificationpb.ListNotificationsRequest{})
+		list, err = c.ListNotifications(as(t, user), &notificationpb.ListNotificationsRequest{})
 		return err == nil && len(list.GetNotifications()) == 1 &&
 			list.GetNotifications()[0].GetStatus() == notificationpb.NotificationStatus_NOTIFICATION_STATUS_SENT
 	}, 10*time.Second, 50*time.Millisecond)
 	require.EqualValues(t, 1, list.GetUnreadCount())
-	mr, err := c.MarkRead(as(user), &notificationpb.MarkReadRequest{Ids: []string{list.GetNotifications()[0].GetId()}})
+	mr, err := c.MarkRead(as(t, user), &notificationpb.MarkReadRequest{Ids: []string{list.GetNotifications()[0].GetId()}})
 	require.NoError(t, err)
 	require.EqualValues(t, 1, mr.GetUpdatedCount())
 
@@ -287,7 +300,7 @@ func TestBadSubscriptionInputIsRefusedWithFieldDetails(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := c.CreateSubscription(as("mallory"), tt.req)
+			_, err := c.CreateSubscription(as(t, "mallory"), tt.req)
 			st := status.Convert(err)
 			require.Equal(t, codes.InvalidArgument, st.Code(), "%v", err)
 			var fields []string
@@ -302,15 +315,21 @@ func TestBadSubscriptionInputIsRefusedWithFieldDetails(t *testing.T) {
 			require.ElementsMatch(t, tt.fields, fields)
 		})
 	}
-	list, err := c.ListSubscriptions(as("mallory"), &notificationpb.ListSubscriptionsRequest{})
+	list, err := c.ListSubscriptions(as(t, "mallory"), &notificationpb.ListSubscriptionsRequest{})
 	require.NoError(t, err)
 	require.Empty(t, list.GetSubscriptions(), "a refused request changes nothing")
 
 	_, err = c.ListSubscriptions(context.Background(), &notificationpb.ListSubscriptionsRequest{})
-	require.Equal(t, codes.Unauthenticated, status.Code(err))
-	_, err = c.ListSubscriptions(as("mallory"), &notificationpb.ListSubscriptionsRequest{UserId: "someone-else"})
+	require.Equal(t, codes.Unauthenticated, status.Code(err), "no token")
+	_, err = c.ListSubscriptions(asWith(t, "another-secret-another-secret-0123456789", "mallory", true), &notificationpb.ListSubscriptionsRequest{})
+	require.Equal(t, codes.Unauthenticated, status.Code(err), "a token signed with another secret")
+	_, err = c.ListSubscriptions(metadata.AppendToOutgoingContext(context.Background(), "x-user-id", "mallory"), &notificationpb.ListSubscriptionsRequest{})
+	require.Equal(t, codes.Unauthenticated, status.Code(err), "an unverified user header is not an identity")
+	_, err = c.ListSubscriptions(as(t, "mallory"), &notificationpb.ListSubscriptionsRequest{UserId: "someone-else"})
 	require.Equal(t, codes.PermissionDenied, status.Code(err))
-	_, err = c.DeleteSubscription(as("mallory"), &notificationpb.DeleteSubscriptionRequest{Id: "no-such"})
+	_, err = c.ListSubscriptions(asWith(t, authSecret, "root", true), &notificationpb.ListSubscriptionsRequest{UserId: "someone-else"})
+	require.NoError(t, err, "an admin lists anyone's subscriptions")
+	_, err = c.DeleteSubscription(as(t, "mallory"), &notificationpb.DeleteSubscriptionRequest{Id: "no-such"})
 	require.Equal(t, codes.NotFound, status.Code(err))
 }
 

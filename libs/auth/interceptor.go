@@ -2,7 +2,9 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"net/http"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -18,10 +20,41 @@ func Exempt(method string) bool {
 		strings.HasPrefix(method, "/grpc.reflection.")
 }
 
+// DevPrincipal is the caller of every call when authentication is disabled
+// (AUTH_DISABLED=true, development only): an admin named "dev".
+func DevPrincipal() Principal {
+	return Principal{UserID: "dev", Roles: []string{DefaultAdminRole}, Admin: true}
+}
+
 // Interceptors authenticate gRPC calls with a Verifier.
 type Interceptors struct {
 	v   *Verifier
 	log *slog.Logger
+	// disabled admits every call as DevPrincipal.
+	disabled bool
+}
+
+// NewServerInterceptors returns the interceptors for cfg: a Verifier's
+// (see NewVerifier), or, when cfg.Disabled, interceptors that admit every
+// call as DevPrincipal after a loud warning. client fetches a JWKS URL; nil
+// uses a default client.
+func NewServerInterceptors(ctx context.Context, cfg Config, client *http.Client, logger *slog.Logger) (*Interceptors, error) {
+	if logger == nil {
+		return nil, errors.New("auth: logger is required")
+	}
+	if cfg.Disabled {
+		if err := cfg.Validate(); err != nil {
+			return nil, err
+		}
+		logger.WarnContext(ctx, "AUTHENTICATION IS DISABLED ("+EnvDisabled+"=true): every gRPC call is accepted without a token "+
+			"and acts as an admin; never run like this outside development", "principal", DevPrincipal().UserID)
+		return &Interceptors{log: logger, disabled: true}, nil
+	}
+	v, err := NewVerifier(ctx, cfg, client, logger)
+	if err != nil {
+		return nil, err
+	}
+	return NewInterceptors(v, logger), nil
 }
 
 // NewInterceptors returns the unary and stream interceptors that refuse a
@@ -39,6 +72,9 @@ func (i *Interceptors) ServerOptions() []grpc.ServerOption {
 func (i *Interceptors) authenticate(ctx context.Context, method string) (context.Context, error) {
 	if Exempt(method) {
 		return ctx, nil
+	}
+	if i.disabled {
+		return WithPrincipal(ctx, DevPrincipal()), nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get("authorization")
@@ -83,3 +119,27 @@ type stream struct {
 }
 
 func (s *stream) Context() context.Context { return s.ctx }
+
+// Caller returns the principal of an authenticated call, or a status error
+// with codes.Unauthenticated when there is none.
+func Caller(ctx context.Context) (Principal, error) {
+	p, ok := PrincipalFrom(ctx)
+	if !ok || p.UserID == "" {
+		return Principal{}, status.Error(codes.Unauthenticated, "a bearer token is required")
+	}
+	return p, nil
+}
+
+// RequireAdmin returns the principal of an authenticated admin call; a call
+// without a principal gets codes.Unauthenticated, any other caller
+// codes.PermissionDenied.
+func RequireAdmin(ctx context.Context) (Principal, error) {
+	p, err := Caller(ctx)
+	if err != nil {
+		return Principal{}, err
+	}
+	if !p.Admin {
+		return Principal{}, status.Error(codes.PermissionDenied, "the admin role is required")
+	}
+	return p, nil
+}

@@ -2,6 +2,11 @@
 // Principal into the call's context. HS256 tokens are checked with a shared
 // secret, RS256 tokens with the public keys of a JWKS document read from a
 // file or a URL (cached and refreshed). Tokens and secrets are never logged.
+//
+// Every service with a gRPC API uses it the same way: LoadConfig reads the
+// AUTH_* environment variables, NewServerInterceptors builds the interceptors
+// (installed with the runtime's WithPrepare and WithGRPCServerOptions), and
+// the handlers read the caller with Caller or RequireAdmin.
 package auth
 
 import (
@@ -27,7 +32,7 @@ const (
 )
 
 // Config configures the Verifier. At least one of HS256Secret, JWKSFile and
-// JWKSURL must be set.
+// JWKSURL must be set, unless Disabled.
 type Config struct {
 	// HS256Secret enables HS256 tokens signed with this shared secret (at
 	// least 32 bytes).
@@ -46,6 +51,10 @@ type Config struct {
 	AdminRoles []string
 	// Leeway tolerates clock skew on exp, nbf and iat.
 	Leeway time.Duration
+	// Disabled turns authentication off (development only): no key source
+	// may be set, and NewServerInterceptors admits every call as
+	// DevPrincipal.
+	Disabled bool
 }
 
 // DefaultConfig returns the defaults; a key source must still be set.
@@ -56,6 +65,12 @@ func DefaultConfig() Config {
 // Validate reports every invalid setting.
 func (c Config) Validate() error {
 	var errs []error
+	if c.Disabled {
+		if c.HS256Secret != "" || c.JWKSFile != "" || c.JWKSURL != "" {
+			return errors.New("auth config: authentication is disabled but a key source is set; set one or the other")
+		}
+		return nil
+	}
 	if c.HS256Secret == "" && c.JWKSFile == "" && c.JWKSURL == "" {
 		errs = append(errs, errors.New("set an HS256 secret, a JWKS file or a JWKS URL"))
 	}
@@ -115,6 +130,9 @@ type Verifier struct {
 func NewVerifier(ctx context.Context, cfg Config, client *http.Client, logger *slog.Logger) (*Verifier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if cfg.Disabled {
+		return nil, errors.New("auth: authentication is disabled; there is nothing to verify with")
 	}
 	if logger == nil {
 		return nil, errors.New("auth: logger is required")

@@ -26,8 +26,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/auth"
 )
 
 const secret = "0123456789abcdef0123456789abcdef-hs256"

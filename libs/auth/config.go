@@ -1,0 +1,96 @@
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cosmic-horizons/fleet/libs/telemetry"
+)
+
+// Environment variables read by LoadConfig. Every service with a gRPC API
+// reads the same ones, so one shared secret or JWKS serves the whole fleet.
+const (
+	// EnvHS256Secret is the shared HS256 secret (at least 32 bytes);
+	// EnvHS256SecretFile names a file holding it instead.
+	EnvHS256Secret     = "AUTH_HS256_SECRET"
+	EnvHS256SecretFile = "AUTH_HS256_SECRET_FILE"
+	// EnvJWKSFile and EnvJWKSURL name the JWKS document of the RS256 keys.
+	EnvJWKSFile = "AUTH_JWKS_FILE"
+	EnvJWKSURL  = "AUTH_JWKS_URL"
+	// EnvJWKSRefresh is how often the JWKS is re-read (a Go duration).
+	EnvJWKSRefresh = "AUTH_JWKS_REFRESH"
+	// EnvIssuer and EnvAudience, when set, must match the iss and aud claims.
+	EnvIssuer   = "AUTH_ISSUER"
+	EnvAudience = "AUTH_AUDIENCE"
+	// EnvAdminRoles lists the roles granting admin, comma separated
+	// (default admin).
+	EnvAdminRoles = "AUTH_ADMIN_ROLES"
+	// EnvDisabled=true turns authentication off. For development only: every
+	// call is then admitted as DevPrincipal, an admin.
+	EnvDisabled = "AUTH_DISABLED"
+)
+
+// LoadConfig reads the authentication settings through lookup (a service's
+// environment lookup) over DefaultConfig and validates them. Without any key
+// source and without AUTH_DISABLED=true it fails with an error naming the
+// variables to set.
+func LoadConfig(lookup func(key string) (string, bool)) (Config, error) {
+	get := func(k string) string {
+		v, _ := lookup(k)
+		return strings.TrimSpace(v)
+	}
+	var errs []error
+	c := DefaultConfig()
+
+	secret := get(EnvHS256Secret)
+	if f := get(EnvHS256SecretFile); f != "" {
+		if secret != "" {
+			errs = append(errs, fmt.Errorf("set %s or %s, not both", EnvHS256Secret, EnvHS256SecretFile))
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvHS256SecretFile, err))
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+	c.HS256Secret = telemetry.Secret(secret)
+	c.JWKSFile, c.JWKSURL = get(EnvJWKSFile), get(EnvJWKSURL)
+	c.Issuer, c.Audience = get(EnvIssuer), get(EnvAudience)
+	if v := get(EnvJWKSRefresh); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: want a duration", EnvJWKSRefresh, v))
+		}
+		c.JWKSRefresh = d
+	}
+	if v := get(EnvAdminRoles); v != "" {
+		c.AdminRoles = nil
+		for r := range strings.SplitSeq(v, ",") {
+			if r = strings.TrimSpace(r); r != "" {
+				c.AdminRoles = append(c.AdminRoles, r)
+			}
+		}
+	}
+	if v := get(EnvDisabled); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: want true or false", EnvDisabled, v))
+		}
+		c.Disabled = b
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, fmt.Errorf("auth config: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		if !c.Disabled && c.HS256Secret == "" && c.JWKSFile == "" && c.JWKSURL == "" {
+			return Config{}, fmt.Errorf("%w: set %s (or %s), %s or %s; for development only, %s=true turns authentication off",
+				err, EnvHS256Secret, EnvHS256SecretFile, EnvJWKSFile, EnvJWKSURL, EnvDisabled)
+		}
+		return Config{}, err
+	}
+	return c, nil
+}

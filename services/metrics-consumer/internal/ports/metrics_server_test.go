@@ -1,0 +1,59 @@
+package ports_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/cosmic-horizons/fleet/libs/auth"
+	metricspb "github.com/cosmic-horizons/fleet/proto/fleet/metrics/v1"
+	"github.com/cosmic-horizons/fleet/services/metrics-consumer/internal/ports"
+)
+
+// TestCallersAreCheckedBeforeAnyQuery covers the refusals, which never reach
+// the store (the server has none here); allowed calls are covered against
+// the real binary in the service package.
+func TestCallersAreCheckedBeforeAnyQuery(t *testing.T) {
+	t.Parallel()
+	srv := ports.NewMetricsServer(nil)
+	now := time.Now()
+	w := &metricspb.TimeWindow{Start: timestamppb.New(now.Add(-time.Hour)), End: timestamppb.New(now)}
+	user := auth.WithPrincipal(context.Background(), auth.Principal{UserID: "ada"})
+	tests := []struct {
+		name string
+		call func() error
+		want codes.Code
+	}{
+		{name: "job metrics without a caller", want: codes.Unauthenticated, call: func() error {
+			_, err := srv.GetJobMetrics(context.Background(), &metricspb.GetJobMetricsRequest{Window: w})
+			return err
+		}},
+		{name: "system stats without a caller", want: codes.Unauthenticated, call: func() error {
+			_, err := srv.GetSystemStats(context.Background(), &metricspb.GetSystemStatsRequest{Window: w})
+			return err
+		}},
+		{name: "usage without a caller", want: codes.Unauthenticated, call: func() error {
+			_, err := srv.GetUserUsage(context.Background(), &metricspb.GetUserUsageRequest{Window: w})
+			return err
+		}},
+		{name: "another user's usage", want: codes.PermissionDenied, call: func() error {
+			_, err := srv.GetUserUsage(user, &metricspb.GetUserUsageRequest{Window: w, UserId: "bob"})
+			return err
+		}},
+		{name: "bad window is still InvalidArgument for a caller", want: codes.InvalidArgument, call: func() error {
+			_, err := srv.GetUserUsage(user, &metricspb.GetUserUsageRequest{})
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tt.want, status.Code(tt.call()))
+		})
+	}
+}
