@@ -80,13 +80,15 @@ env_of() {
   case "$1" in
     job-orchestrator) printf '%s\n' "${orchestrator_env[@]}" ;;
     metrics-consumer)
-      printf '%s\n' "DATABASE_URL=sqlite:$run_dir/metrics-consumer.db" "METRICS_GROUP=${group_prefix}metrics-consumer" ;;
+      printf '%s\n' "DATABASE_URL=sqlite:$run_dir/metrics-consumer.db" "METRICS_GROUP=${group_prefix}metrics-consumer" \
+        "AUTH_HS256_SECRET=$FLEET_DEV_SECRET" ;;
     notification-consumer)
       printf '%s\n' "DATABASE_URL=sqlite:$run_dir/notification-consumer.db" "AMQP_URL=$AMQP_URL" \
-        "SMTP_ADDR=${SMTP_ADDR:-127.0.0.1:1025}" "KAFKA_CONSUMER_GROUP=${group_prefix}notification-consumer" ;;
+        "SMTP_ADDR=${SMTP_ADDR:-127.0.0.1:1025}" "KAFKA_CONSUMER_GROUP=${group_prefix}notification-consumer" \
+        "AUTH_HS256_SECRET=$FLEET_DEV_SECRET" ;;
     compliance-auditor)
       printf '%s\n' "DATABASE_URL=sqlite:$run_dir/compliance-auditor.db" "AUDIT_CONSUMER_GROUP=${group_prefix}compliance-auditor" \
-        "AUDIT_SIGNING_KEY_FILE=$run_dir/audit-keys/audit-signing-key.pem" ;;
+        "AUDIT_SIGNING_KEY_FILE=$run_dir/audit-keys/audit-signing-key.pem" "AUTH_HS256_SECRET=$FLEET_DEV_SECRET" ;;
     health-monitor)
       printf '%s\n' "AMQP_URL=$AMQP_URL" "RABBITMQ_MGMT_URL=${RABBITMQ_MGMT_URL:-}" "HEALTH_GROUP_PREFIX=$group_prefix" \
         "HEALTH_SERVICES=job-orchestrator=127.0.0.1:50051,metrics-consumer=127.0.0.1:50052,notification-consumer=127.0.0.1:50053,compliance-auditor=127.0.0.1:50054" ;;

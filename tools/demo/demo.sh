@@ -20,7 +20,7 @@ export FLEET_TOKEN
 echo
 echo "==> demo batch for user $user (development token from \`chctl token\`)"
 if [ "${NOTIFY_READY:-0}" = 1 ]; then
-  $chctl notify subscribe -user "$user" -email "$user@fleet.example.org" \
+  $chctl notify subscribe -email "$user@fleet.example.org" \
     -events job.completed,job.failed,job.cancelled | sed 's/^/    /'
 else
   echo "    notification-consumer not ready: no email subscription"

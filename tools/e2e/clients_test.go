@@ -2,9 +2,6 @@ package e2e_test
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,8 +13,10 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
 )
@@ -25,18 +24,18 @@ import (
 func durationFor(d time.Duration) *durationpb.Duration { return durationpb.New(d) }
 
 // mintToken signs an HS256 JWT for user with the suite's secret.
-func mintToken(t *testing.T, user string) string {
+func mintToken(t *testing.T, user string, admin bool) string {
 	t.Helper()
-	enc := base64.RawURLEncoding
-	header, err := json.Marshal(map[string]string{"alg": "HS256", "typ": "JWT"})
+	tok, err := auth.NewHS256Token(authSecret, user, admin, time.Hour)
 	require.NoError(t, err)
-	now := time.Now()
-	body, err := json.Marshal(map[string]any{"sub": user, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()})
-	require.NoError(t, err)
-	signing := enc.EncodeToString(header) + "." + enc.EncodeToString(body)
-	mac := hmac.New(sha256.New, []byte(authSecret))
-	mac.Write([]byte(signing))
-	return signing + "." + enc.EncodeToString(mac.Sum(nil))
+	return tok
+}
+
+// adminContext replaces ctx's outgoing metadata with an operator's admin
+// token, for the fleet-wide queries (the AuditService answers admins only).
+func adminContext(t *testing.T, ctx context.Context) context.Context {
+	t.Helper()
+	return metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+mintToken(t, "e2e-operator", true)))
 }
 
 // readTopic returns every record of topic, partition by partition in

@@ -86,6 +86,7 @@ func (f *fleet) requireLifecycleCorrelated(t *testing.T, job *jobpb.Job, other m
 // the job and the whole chain verifies.
 func (f *fleet) requireAudited(t *testing.T, ctx context.Context, job *jobpb.Job, minRecords int) []*auditpb.AuditRecord {
 	t.Helper()
+	ctx = adminContext(t, ctx)
 	var recs []*auditpb.AuditRecord
 	require.Eventually(t, func() bool {
 		resp, err := f.trail.Query(ctx, &auditpb.QueryRequest{ResourceId: job.GetJobId()})
@@ -104,6 +105,7 @@ func (f *fleet) requireAudited(t *testing.T, ctx context.Context, job *jobpb.Job
 
 func (f *fleet) requireMetrics(t *testing.T, ctx context.Context, job *jobpb.Job, check func(*metricspb.JobStats) bool) *metricspb.JobStats {
 	t.Helper()
+	ctx = adminContext(t, ctx)
 	var (
 		stats *metricspb.JobStats
 		last  error

@@ -186,12 +186,14 @@ func startFleet(t *testing.T) *fleet {
 	f.orch = servicetest.RunBinary(t, servicesDir+"job-orchestrator/cmd/job-orchestrator", orchEnv)
 
 	f.metrics = servicetest.RunBinary(t, servicesDir+"metrics-consumer/cmd/metrics-consumer", s.otelEnv(map[string]string{
-		"DATABASE_URL":   "sqlite:" + filepath.Join(t.TempDir(), "metrics.db"),
+		"DATABASE_URL":      "sqlite:" + filepath.Join(t.TempDir(), "metrics.db"),
+		"AUTH_HS256_SECRET": authSecret,
 		"METRICS_TOPICS": "job-lifecycle=" + topic("job-lifecycle") + ",job-metrics=" + topic("job-metrics"),
 		"METRICS_GROUP":  topic("metrics-consumer"),
 	}))
 	f.notify = servicetest.RunBinary(t, servicesDir+"notification-consumer/cmd/notification-consumer", s.otelEnv(map[string]string{
 		"DATABASE_URL":           "sqlite:" + filepath.Join(t.TempDir(), "notifications.db"),
+		"AUTH_HS256_SECRET":      authSecret,
 		"AMQP_URL":               s.amqp,
 		"SMTP_ADDR":              s.smtp,
 		"KAFKA_CONSUMER_GROUP":   topic("notification-consumer"),
@@ -200,6 +202,7 @@ func startFleet(t *testing.T) *fleet {
 	}))
 	f.audit = servicetest.RunBinary(t, servicesDir+"compliance-auditor/cmd/compliance-auditor", s.otelEnv(map[string]string{
 		"DATABASE_URL":              "sqlite:" + filepath.Join(t.TempDir(), "audit.db"),
+		"AUTH_HS256_SECRET":         authSecret,
 		"AUDIT_CONSUMER_GROUP":      topic("compliance-auditor"),
 		"AUDIT_TOPICS":              topic("audit-trail") + "," + topic("job-lifecycle"),
 		"AUDIT_ALERT_TOPIC":         topic("system-health"),
@@ -228,8 +231,7 @@ func startFleet(t *testing.T) *fleet {
 	return f
 }
 
-// user is a caller of the fleet: a JWT for the orchestrator and the user
-// id header the notification-consumer trusts.
+// user is a caller of the fleet with its JWT.
 type user struct {
 	id    string
 	token string
@@ -238,11 +240,11 @@ type user struct {
 func newUser(t *testing.T) user {
 	t.Helper()
 	id := "e2e-user-" + randomHex(4)
-	return user{id: id, token: mintToken(t, id)}
+	return user{id: id, token: mintToken(t, id, false)}
 }
 
 func (u user) ctx(ctx context.Context) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+u.token, "x-user-id", u.id)
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+u.token)
 }
 
 // withTrace makes ctx's calls part of a new sampled trace and returns its id.

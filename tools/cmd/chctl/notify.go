@@ -18,15 +18,13 @@ import (
 const (
 	envNotifyAddr     = "FLEET_NOTIFY_ADDR"
 	defaultNotifyAddr = "127.0.0.1:50053"
-	// notifyUserHeader is the metadata the notification-consumer takes the
-	// caller from while it sits behind an authenticating gateway.
-	notifyUserHeader = "x-user-id"
 )
 
 const notifyUsage = `usage:
-  chctl notify subscribe -user U -email ADDR [-events job.completed,job.failed] [-job ID]
-      ask for an email to ADDR when one of U's jobs (or job ID) reaches one of
-      the event types. -addr HOST:PORT (default $` + envNotifyAddr + ` or ` + defaultNotifyAddr + `).`
+  chctl notify subscribe -email ADDR [-events job.completed,job.failed] [-job ID]
+      ask for an email to ADDR when one of your jobs (or job ID) reaches one of
+      the event types; you are the subject of the token (-token or $` + envToken + `).
+      -addr HOST:PORT (default $` + envNotifyAddr + ` or ` + defaultNotifyAddr + `).`
 
 func runNotify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "subscribe" {
@@ -43,15 +41,18 @@ func runNotify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		def = defaultNotifyAddr
 	}
 	addr := fs.String("addr", def, "notification-consumer gRPC address")
-	user := fs.String("user", "", "the subscriber (the user id of the jobs)")
+	token := fs.String("token", os.Getenv(envToken), "bearer token; its subject is the subscriber (default $"+envToken+")")
 	email := fs.String("email", "", "the address to send to")
 	evs := fs.String("events", "job.completed,job.failed,job.cancelled", "comma-separated event types")
 	job := fs.String("job", "", "one job only (default: every job of the user)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{err.Error()}
 	}
-	if *user == "" || *email == "" {
-		return usageError{"notify subscribe: -user and -email are required"}
+	if *email == "" {
+		return usageError{"notify subscribe: -email is required"}
+	}
+	if strings.TrimSpace(*token) == "" {
+		return usageError{"notify subscribe: no token: set -token or $" + envToken}
 	}
 	var types []string
 	for e := range strings.SplitSeq(*evs, ",") {
@@ -64,13 +65,14 @@ func runNotify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("connect to %s: %w", *addr, err)
 	}
 	defer conn.Close()
-	ctx = metadata.AppendToOutgoingContext(ctx, notifyUserHeader, *user)
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(*token))
 	resp, err := notificationpb.NewNotificationServiceClient(conn).CreateSubscription(ctx, &notificationpb.CreateSubscriptionRequest{
 		JobId: *job, Channel: notificationpb.Channel_CHANNEL_EMAIL, Target: *email, EventTypes: types,
 	})
 	if err != nil {
 		return callError("subscribe", err)
 	}
-	fmt.Fprintf(stdout, "subscription %s: %s to %s on %s\n", resp.GetSubscription().GetId(), *user, *email, strings.Join(types, ", "))
+	sub := resp.GetSubscription()
+	fmt.Fprintf(stdout, "subscription %s: %s to %s on %s\n", sub.GetId(), sub.GetUserId(), *email, strings.Join(types, ", "))
 	return nil
 }

@@ -2,16 +2,14 @@ package main
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/cosmic-horizons/fleet/libs/auth"
 )
 
 // envAuthSecret is the orchestrator's HS256 secret variable; chctl token
@@ -46,32 +44,10 @@ func runToken(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	case *ttl <= 0:
 		return usageError{"token: -ttl must be positive"}
 	}
-	tok, err := mintHS256(*secret, *user, *admin, time.Now(), *ttl)
+	tok, err := auth.NewHS256Token(*secret, *user, *admin, *ttl)
 	if err != nil {
 		return err
 	}
 	_, err = fmt.Fprintln(stdout, tok)
 	return err
-}
-
-// mintHS256 returns a compact HS256 JWT with sub, iat, exp and, for an
-// admin, role "admin".
-func mintHS256(secret, user string, admin bool, now time.Time, ttl time.Duration) (string, error) {
-	claims := map[string]any{"sub": user, "iat": now.Unix(), "exp": now.Add(ttl).Unix()}
-	if admin {
-		claims["role"] = "admin"
-	}
-	header, err := json.Marshal(map[string]string{"alg": "HS256", "typ": "JWT"})
-	if err != nil {
-		return "", err
-	}
-	body, err := json.Marshal(claims)
-	if err != nil {
-		return "", fmt.Errorf("token claims: %w", err)
-	}
-	enc := base64.RawURLEncoding
-	signing := enc.EncodeToString(header) + "." + enc.EncodeToString(body)
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte(signing))
-	return signing + "." + enc.EncodeToString(mac.Sum(nil)), nil
 }
