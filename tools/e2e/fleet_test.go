@@ -188,8 +188,8 @@ func startFleet(t *testing.T) *fleet {
 	f.metrics = servicetest.RunBinary(t, servicesDir+"metrics-consumer/cmd/metrics-consumer", s.otelEnv(map[string]string{
 		"DATABASE_URL":      "sqlite:" + filepath.Join(t.TempDir(), "metrics.db"),
 		"AUTH_HS256_SECRET": authSecret,
-		"METRICS_TOPICS": "job-lifecycle=" + topic("job-lifecycle") + ",job-metrics=" + topic("job-metrics"),
-		"METRICS_GROUP":  topic("metrics-consumer"),
+		"METRICS_TOPICS":    "job-lifecycle=" + topic("job-lifecycle") + ",job-metrics=" + topic("job-metrics"),
+		"METRICS_GROUP":     topic("metrics-consumer"),
 	}))
 	f.notify = servicetest.RunBinary(t, servicesDir+"notification-consumer/cmd/notification-consumer", s.otelEnv(map[string]string{
 		"DATABASE_URL":           "sqlite:" + filepath.Join(t.TempDir(), "notifications.db"),
