@@ -106,7 +106,8 @@ stop_all() {
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   echo "==> stopped (the stack keeps running; \`make down\` stops it)"
 }
-trap stop_all INT TERM EXIT
+trap 'stop_all; exit 0' INT TERM
+trap stop_all EXIT
 
 for entry in "${services[@]}"; do
   read -r name grpc http <<<"$entry"
