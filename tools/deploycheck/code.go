@@ -59,6 +59,7 @@ func libEnvFiles() map[string]string {
 		"github.com/cosmic-horizons/fleet/libs/kafkabus":   "libs/kafkabus/client.go",
 		"github.com/cosmic-horizons/fleet/libs/events":     "libs/events/catalogue.go",
 		"github.com/cosmic-horizons/fleet/libs/auditchain": "libs/auditchain/keys.go",
+		"github.com/cosmic-horizons/fleet/libs/auth":       "libs/auth/config.go",
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -59,6 +60,7 @@ func TestComposeRunsTheFleet(t *testing.T) {
 	}
 
 	published := map[string]string{}
+	var devSecret []string
 	for _, svc := range deploycheck.Services() {
 		t.Run(svc, func(t *testing.T) {
 			code, err := deploycheck.ReadServiceCode(root, svc)
@@ -106,6 +108,12 @@ func TestComposeRunsTheFleet(t *testing.T) {
 				}
 				require.Contains(t, env, k)
 			}
+			if slices.Contains(authenticated(), svc) {
+				require.NotEmpty(t, env["AUTH_HS256_SECRET"], "%s verifies JWTs", svc)
+				devSecret = append(devSecret, env["AUTH_HS256_SECRET"])
+			} else {
+				require.False(t, hasKeySource(env), "%s has no authentication", svc)
+			}
 			for k, v := range env {
 				for _, host := range hostsIn(t, k, v) {
 					target, err := p.GetService(host)
@@ -117,6 +125,8 @@ func TestComposeRunsTheFleet(t *testing.T) {
 			}
 		})
 	}
+	require.Len(t, devSecret, len(authenticated()))
+	require.Len(t, slices.Compact(devSecret), 1, "the services share one development secret")
 }
 
 // hostsIn returns the host names in the value of an address variable.

@@ -45,16 +45,16 @@ func TestReadServiceCode(t *testing.T) {
 		readsNone []string
 	}{
 		{name: "orchestrator", service: "job-orchestrator", grpc: 50051,
-			reads:     []string{"SCHEDULER", "DATABASE_URL", "KAFKA_BROKERS", "KAFKA_REPLICATION_FACTOR", "GRPC_ADDR", "OTEL_EXPORTER_OTLP_ENDPOINT"},
+			reads:     []string{"SCHEDULER", "DATABASE_URL", "KAFKA_BROKERS", "KAFKA_REPLICATION_FACTOR", "GRPC_ADDR", "OTEL_EXPORTER_OTLP_ENDPOINT", "AUTH_HS256_SECRET", "AUTH_JWKS_FILE"},
 			readsNone: []string{"AUDIT_SIGNING_KEY_FILE", "METRICS_GROUP"}},
 		{name: "metrics literals", service: "metrics-consumer", grpc: 50052,
-			reads: []string{"METRICS_TOPICS", "METRICS_GROUP", "KAFKA_TLS_CA_FILE"}, readsNone: []string{"SMTP_ADDR"}},
+			reads: []string{"METRICS_TOPICS", "METRICS_GROUP", "KAFKA_TLS_CA_FILE", "AUTH_JWKS_URL"}, readsNone: []string{"SMTP_ADDR"}},
 		{name: "webhook prefix", service: "notification-consumer", grpc: 50053,
-			reads: []string{"WEBHOOK_SECRET_OPS_HOOK", "SMTP_PASSWORD"}, readsNone: []string{"WEBHOOK_SECRET_", "SCHEDULER"}},
+			reads: []string{"WEBHOOK_SECRET_OPS_HOOK", "SMTP_PASSWORD", "AUTH_ISSUER"}, readsNone: []string{"WEBHOOK_SECRET_", "SCHEDULER"}},
 		{name: "auditor keys", service: "compliance-auditor", grpc: 50054,
-			reads: []string{"AUDIT_SIGNING_KEY_FILE", "AUDIT_CONSUMER_GROUP"}, readsNone: []string{"AUTH_HS256_SECRET"}},
+			reads: []string{"AUDIT_SIGNING_KEY_FILE", "AUDIT_CONSUMER_GROUP", "AUTH_HS256_SECRET", "AUTH_DISABLED"}, readsNone: []string{"SCHEDULER"}},
 		{name: "monitor", service: "health-monitor", grpc: 50055,
-			reads: []string{"HEALTH_SERVICES", "DATABASE_URLS"}, readsNone: []string{"DATABASE_URL"}},
+			reads: []string{"HEALTH_SERVICES", "DATABASE_URLS"}, readsNone: []string{"DATABASE_URL", "AUTH_HS256_SECRET", "AUTH_JWKS_FILE"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

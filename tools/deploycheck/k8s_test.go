@@ -34,6 +34,22 @@ func consumers() []string {
 	return []string{"metrics-consumer", "notification-consumer", "compliance-auditor", "health-monitor"}
 }
 
+// authenticated are the services with a gRPC API behind JWT verification
+// (libs/auth): each needs an HS256 secret or a JWKS to start.
+func authenticated() []string {
+	return []string{"job-orchestrator", "metrics-consumer", "notification-consumer", "compliance-auditor"}
+}
+
+// keySources are the variables of which an authenticated service needs one.
+func keySources() []string {
+	return []string{"AUTH_HS256_SECRET", "AUTH_HS256_SECRET_FILE", "AUTH_JWKS_FILE", "AUTH_JWKS_URL"}
+}
+
+// hasKeySource reports whether env names at least one key source.
+func hasKeySource(env map[string]string) bool {
+	return slices.ContainsFunc(keySources(), func(k string) bool { _, ok := env[k]; return ok })
+}
+
 // required are variables a service cannot start without, per service.
 func required() map[string][]string {
 	return map[string][]string{
@@ -225,6 +241,17 @@ func checkService(t *testing.T, f fleet, code deploycheck.ServiceCode, env strin
 	}
 	require.Equal(t, fmt.Sprintf(":%d", code.GRPCPort), envValues["GRPC_ADDR"])
 	require.Equal(t, fmt.Sprintf(":%d", code.HTTPPort), envValues["HTTP_ADDR"])
+	require.NotContains(t, envValues, "AUTH_DISABLED", "authentication is never turned off in a cluster")
+	if slices.Contains(authenticated(), name) {
+		require.True(t, hasKeySource(envValues), "%s verifies JWTs and needs one of %v", name, keySources())
+		if env == "prod" {
+			_, file := envValues["AUTH_JWKS_FILE"]
+			_, url := envValues["AUTH_JWKS_URL"]
+			require.True(t, file || url, "prod verifies RS256 tokens against a JWKS")
+		}
+	} else {
+		require.False(t, hasKeySource(envValues), "%s has no authentication", name)
+	}
 	for k, v := range envValues {
 		if strings.HasSuffix(k, "_FILE") || strings.HasSuffix(k, "_DIR") {
 			require.True(t, mountedUnder(mounts, v), "%s=%s is not on a mounted volume", k, v)
