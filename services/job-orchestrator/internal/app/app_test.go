@@ -15,6 +15,7 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app/apptest"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
 )
 
@@ -28,8 +29,8 @@ var (
 
 type fixture struct {
 	app   *app.App
-	repo  *memRepo
-	sched *fakeScheduler
+	repo  *apptest.MemRepo
+	sched *apptest.FakeScheduler
 	rec   *app.Reconciler
 	clock *clock
 }
@@ -54,7 +55,7 @@ func (c *clock) advance(d time.Duration) {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{repo: newMemRepo(), sched: newFakeScheduler(), clock: &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
+	f := &fixture{repo: apptest.NewMemRepo(), sched: apptest.NewFakeScheduler(), clock: &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
 	cfg := app.DefaultConfig()
 	cfg.PageTokenKey = telemetry.Secret("0123456789abcdef0123456789abcdef")
 	cfg.WatchPollInterval = 20 * time.Millisecond
@@ -118,7 +119,7 @@ func TestSubmitJob(t *testing.T) {
 	require.Equal(t, int32(32), j.Spec.Resources.CoresPerNode, "AlphaCal defaults applied")
 	require.InDelta(t, 2*0.35+0.10, j.Cost.USD, 1e-9, "1 node-hour and 2 GPU-hours")
 
-	recs := f.repo.events()
+	recs := f.repo.Events()
 	require.Equal(t, []string{events.TypeJobSubmitted, events.TypeAuditActionRecorded}, eventTypes(recs))
 	lc, audit := recs[0].Event, recs[1].Event
 	require.Equal(t, int64(1), lc.Sequence)
@@ -136,24 +137,24 @@ func TestSubmitJobIdempotency(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	first := f.submit(t, alice, "same-key")
-	nEvents := len(f.repo.events())
+	nEvents := len(f.repo.Events())
 
 	again, replayed, err := f.app.SubmitJob(ctx, alice, app.SubmitInput{IdempotencyKey: "same-key", Spec: spec()})
 	require.NoError(t, err)
 	require.True(t, replayed)
 	require.Equal(t, first.ID, again.ID)
-	require.Equal(t, 1, f.repo.count())
-	require.Len(t, f.repo.events(), nEvents, "a replay writes nothing")
+	require.Equal(t, 1, f.repo.Count())
+	require.Len(t, f.repo.Events(), nEvents, "a replay writes nothing")
 
 	other := spec()
 	other.Name = "different"
 	_, _, err = f.app.SubmitJob(ctx, alice, app.SubmitInput{IdempotencyKey: "same-key", Spec: other})
 	require.ErrorIs(t, err, domain.ErrIdempotencyKeyReused)
-	require.Equal(t, 1, f.repo.count())
+	require.Equal(t, 1, f.repo.Count())
 
 	bobs := f.submit(t, bob, "same-key")
 	require.NotEqual(t, first.ID, bobs.ID, "keys are per user")
-	require.Equal(t, 2, f.repo.count())
+	require.Equal(t, 2, f.repo.Count())
 }
 
 func TestSubmitJobConcurrentRetries(t *testing.T) {
@@ -173,7 +174,7 @@ func TestSubmitJobConcurrentRetries(t *testing.T) {
 	for _, id := range ids {
 		require.Equal(t, ids[0], id)
 	}
-	require.Equal(t, 1, f.repo.count())
+	require.Equal(t, 1, f.repo.Count())
 }
 
 func TestSubmitJobInvalidWritesNothing(t *testing.T) {
@@ -186,8 +187,8 @@ func TestSubmitJobInvalidWritesNothing(t *testing.T) {
 	var ve *domain.ValidationError
 	require.ErrorAs(t, err, &ve)
 	require.Equal(t, []string{"idempotency_key", "spec.partition", "spec.environment[PATH]"}, ve.Fields())
-	require.Zero(t, f.repo.count())
-	require.Empty(t, f.repo.events())
+	require.Zero(t, f.repo.Count())
+	require.Empty(t, f.repo.Events())
 }
 
 func TestGetJobVisibility(t *testing.T) {
@@ -294,12 +295,12 @@ func TestCancelJob(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, domain.StatusCancelled, c1.Status)
 	require.Equal(t, "alice", c1.CancelledBy)
-	n := len(f.repo.events())
+	n := len(f.repo.Events())
 	c2, err := f.app.CancelJob(ctx, alice, j.ID, "again")
 	require.NoError(t, err, "cancel is idempotent")
 	require.Equal(t, c1.Version, c2.Version)
-	require.Len(t, f.repo.events(), n, "a second cancel writes nothing")
-	require.Empty(t, f.sched.cancelled, "the job never reached the scheduler")
+	require.Len(t, f.repo.Events(), n, "a second cancel writes nothing")
+	require.Empty(t, f.sched.Cancelled, "the job never reached the scheduler")
 
 	// A queued job is cancelled at the scheduler too, by an admin.
 	q := f.submit(t, alice, "k2")
@@ -307,34 +308,34 @@ func TestCancelJob(t *testing.T) {
 	c3, err := f.app.CancelJob(ctx, admin, q.ID, "maintenance")
 	require.NoError(t, err)
 	require.Equal(t, domain.StatusCancelled, c3.Status)
-	require.Equal(t, []string{c3.SchedulerRef.ID}, f.sched.cancelled)
+	require.Equal(t, []string{c3.SchedulerRef.ID}, f.sched.Cancelled)
 
 	// Scheduler outage: Unavailable, nothing changes.
 	r := f.submit(t, alice, "k3")
 	f.rec.Pass(ctx)
-	f.sched.setErrors(errDown, nil)
+	f.sched.SetErrors(errDown, nil)
 	_, err = f.app.CancelJob(ctx, alice, r.ID, "")
 	require.ErrorIs(t, err, domain.ErrUnavailable)
 	still, err := f.app.GetJob(ctx, alice, r.ID)
 	require.NoError(t, err)
 	require.Equal(t, domain.StatusQueued, still.Status)
-	f.sched.setErrors(nil, nil)
+	f.sched.SetErrors(nil, nil)
 
 	// A finished job cannot be cancelled.
 	exit := int32(0)
-	f.sched.set(still.SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseCompleted, State: "COMPLETED", ExitCode: &exit})
+	f.sched.Set(still.SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseCompleted, State: "COMPLETED", ExitCode: &exit})
 	f.rec.Pass(ctx)
 	_, err = f.app.CancelJob(ctx, alice, r.ID, "")
 	require.ErrorIs(t, err, domain.ErrIllegalTransition)
 
 	var types []string
-	for _, rec := range f.repo.events() {
+	for _, rec := range f.repo.Events() {
 		if rec.Event.EventType == events.TypeAuditActionRecorded && rec.Event.Payload.(events.AuditActionRecorded).Action == events.AuditActionCancel {
 			types = append(types, rec.Event.UserID)
 		}
 	}
 	require.Equal(t, []string{"alice", "root"}, types, "each cancel is audited with its actor")
-	requireEncodable(t, f.repo.events())
+	requireEncodable(t, f.repo.Events())
 }
 
 func TestWatchJobReplayEndsAtTerminal(t *testing.T) {
@@ -362,10 +363,10 @@ func TestWatchJobReplayEndsAtTerminal(t *testing.T) {
 	f.rec.Pass(ctx) // QUEUED
 	queued, err := f.app.GetJob(ctx, alice, j.ID)
 	require.NoError(t, err)
-	f.sched.set(queued.SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseRunning, State: "RUNNING"})
+	f.sched.Set(queued.SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseRunning, State: "RUNNING"})
 	f.rec.Pass(ctx)
 	exit := int32(3)
-	f.sched.set(queued.SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseFailed, State: "FAILED", ExitCode: &exit})
+	f.sched.Set(queued.SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseFailed, State: "FAILED", ExitCode: &exit})
 	f.rec.Pass(ctx)
 
 	select {

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app/apptest"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
 )
 
@@ -18,12 +20,12 @@ func slogDiscard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // cancellingScheduler runs onSubmit after a successful Submit, to interleave
 // a user's cancel with a dispatch.
 type cancellingScheduler struct {
-	*fakeScheduler
+	*apptest.FakeScheduler
 	onSubmit func()
 }
 
 func (s *cancellingScheduler) Submit(ctx context.Context, req app.SubmitRequest) (app.SchedulerRef, error) {
-	ref, err := s.fakeScheduler.Submit(ctx, req)
+	ref, err := s.FakeScheduler.Submit(ctx, req)
 	if err == nil && s.onSubmit != nil {
 		s.onSubmit()
 	}
@@ -42,3 +44,5 @@ func rebuild(t *testing.T, f *fixture, s app.Scheduler) (*app.App, *app.Reconcil
 	require.NoError(t, err)
 	return a, r
 }
+
+var errDown = fmt.Errorf("connect: %w", app.ErrSchedulerUnavailable)

@@ -44,8 +44,8 @@ func TestReconcilerHappyPathExactlyOnce(t *testing.T) {
 	q := f.job(t, j.ID)
 	require.Equal(t, domain.StatusQueued, q.Status)
 	require.Equal(t, "fake", q.SchedulerRef.Scheduler)
-	require.Len(t, f.sched.submitted, 1)
-	req := f.sched.submitted[0]
+	require.Len(t, f.sched.Submitted, 1)
+	req := f.sched.Submitted[0]
 	require.Equal(t, j.ID, req.JobID)
 	require.Equal(t, "AST21001", req.Account)
 	require.Equal(t, "/var/lib/fleet/jobs/"+j.ID, req.WorkDir)
@@ -57,7 +57,7 @@ func TestReconcilerHappyPathExactlyOnce(t *testing.T) {
 		require.Zero(t, f.rec.Pass(ctx).Applied)
 	}
 	start := time.Date(2026, 3, 1, 12, 5, 0, 0, time.UTC)
-	f.sched.set(q.SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseRunning, State: "RUNNING", StartTime: start, NodeList: []string{"c001"}})
+	f.sched.Set(q.SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseRunning, State: "RUNNING", StartTime: start, NodeList: []string{"c001"}})
 	require.Equal(t, 1, f.rec.Pass(ctx).Applied)
 	require.Zero(t, f.rec.Pass(ctx).Applied, "a repeated poll applies nothing")
 	r := f.job(t, j.ID)
@@ -67,7 +67,7 @@ func TestReconcilerHappyPathExactlyOnce(t *testing.T) {
 	exit := int32(0)
 	cpu := 90 * time.Minute
 	rss := int64(1 << 30)
-	f.sched.set(q.SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseCompleted, State: "COMPLETED", ExitCode: &exit,
+	f.sched.Set(q.SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseCompleted, State: "COMPLETED", ExitCode: &exit,
 		StartTime: start, EndTime: start.Add(30 * time.Minute), CPUTime: &cpu, MaxRSSBytes: &rss})
 	require.Equal(t, 1, f.rec.Pass(ctx).Applied)
 	require.Zero(t, f.rec.Pass(ctx).Applied)
@@ -75,7 +75,7 @@ func TestReconcilerHappyPathExactlyOnce(t *testing.T) {
 	require.Equal(t, domain.StatusCompleted, c.Status)
 	require.InDelta(t, 0.5, c.Cost.NodeHours, 1e-9, "repriced by the actual run time")
 
-	recs := f.repo.events()
+	recs := f.repo.Events()
 	require.Equal(t, []string{
 		events.TypeJobSubmitted, events.TypeAuditActionRecorded,
 		events.TypeJobQueued, events.TypeAuditActionRecorded,
@@ -163,10 +163,10 @@ func TestReconcilerMapsSchedulerStatus(t *testing.T) {
 			f.rec.Pass(ctx)
 			ref := f.job(t, j.ID).SchedulerRef.ID
 			if tt.running {
-				f.sched.set(ref, app.SchedulerStatus{Phase: app.PhaseRunning, State: "RUNNING", StartTime: start})
+				f.sched.Set(ref, app.SchedulerStatus{Phase: app.PhaseRunning, State: "RUNNING", StartTime: start})
 				f.rec.Pass(ctx)
 			}
-			f.sched.set(ref, tt.report)
+			f.sched.Set(ref, tt.report)
 			f.rec.Pass(ctx)
 			f.rec.Pass(ctx)
 			got := f.job(t, j.ID)
@@ -179,7 +179,7 @@ func TestReconcilerMapsSchedulerStatus(t *testing.T) {
 				require.NotEmpty(t, h.EventID)
 			}
 			require.Equal(t, tt.wantTrail, trail)
-			requireEncodable(t, f.repo.events())
+			requireEncodable(t, f.repo.Events())
 		})
 	}
 }
@@ -191,34 +191,30 @@ func TestReconcilerSurvivesSchedulerOutage(t *testing.T) {
 
 	// Submission while the scheduler is down: the job stays SUBMITTED and
 	// is submitted once it is back.
-	f.sched.setErrors(nil, errDown)
+	f.sched.SetErrors(nil, errDown)
 	j := f.submit(t, alice, "k")
 	res := f.rec.Pass(ctx)
 	require.Equal(t, 1, res.Errors)
 	require.Equal(t, domain.StatusSubmitted, f.job(t, j.ID).Status)
-	f.sched.setErrors(nil, nil)
+	f.sched.SetErrors(nil, nil)
 	require.Equal(t, 1, f.rec.Pass(ctx).Dispatched)
 	q := f.job(t, j.ID)
 	require.Equal(t, domain.StatusQueued, q.Status)
 
 	// Status outage: errors counted, job kept, then recovered.
-	f.sched.setErrors(errDown, nil)
+	f.sched.SetErrors(errDown, nil)
 	for range 3 {
 		require.Equal(t, 1, f.rec.Pass(ctx).Errors)
 	}
 	require.Equal(t, domain.StatusQueued, f.job(t, j.ID).Status)
-	f.sched.setErrors(nil, nil)
-	f.sched.set(q.SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseRunning, State: "RUNNING"})
+	f.sched.SetErrors(nil, nil)
+	f.sched.Set(q.SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseRunning, State: "RUNNING"})
 	require.Equal(t, 1, f.rec.Pass(ctx).Applied)
 
 	// Database outage: nothing applied, nothing lost.
-	f.repo.mu.Lock()
-	f.repo.failWith = errors.New("database down")
-	f.repo.mu.Unlock()
+	f.repo.SetFailure(errors.New("database down"))
 	require.Equal(t, 1, f.rec.Pass(ctx).Errors)
-	f.repo.mu.Lock()
-	f.repo.failWith = nil
-	f.repo.mu.Unlock()
+	f.repo.SetFailure(nil)
 	require.Equal(t, domain.StatusRunning, f.job(t, j.ID).Status)
 }
 
@@ -227,19 +223,19 @@ func TestReconcilerSubmitRefusedAndLostJobs(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 
-	f.sched.setErrors(nil, errors.New("invalid partition"))
+	f.sched.SetErrors(nil, errors.New("invalid partition"))
 	refused := f.submit(t, alice, "refused")
 	f.rec.Pass(ctx)
 	got := f.job(t, refused.ID)
 	require.Equal(t, domain.StatusFailed, got.Status)
 	require.Equal(t, app.ErrorCodeSubmit, got.ErrorCode)
 	require.Contains(t, got.ErrorMessage, "invalid partition")
-	f.sched.setErrors(nil, nil)
+	f.sched.SetErrors(nil, nil)
 
 	lost := f.submit(t, alice, "lost")
 	f.rec.Pass(ctx)
 	ref := f.job(t, lost.ID).SchedulerRef.ID
-	f.sched.forget(ref)
+	f.sched.Forget(ref)
 	f.rec.Pass(ctx)
 	f.rec.Pass(ctx)
 	require.Equal(t, domain.StatusQueued, f.job(t, lost.ID).Status, "kept until unknown LostAfter times in a row")
@@ -275,14 +271,14 @@ func TestReconcilersRaceExactlyOnce(t *testing.T) {
 	}
 	passAll()
 	passAll()
-	require.Len(t, f.sched.submitted, 10, "each job submitted once")
+	require.Len(t, f.sched.Submitted, 10, "each job submitted once")
 	exit := int32(0)
 	for _, id := range ids {
-		f.sched.set(f.job(t, id).SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseCompleted, State: "COMPLETED", ExitCode: &exit})
+		f.sched.Set(f.job(t, id).SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseCompleted, State: "COMPLETED", ExitCode: &exit})
 	}
 	passAll()
 	passAll()
-	all := f.repo.events()
+	all := f.repo.Events()
 	for _, id := range ids {
 		require.Equal(t, []string{
 			events.TypeJobSubmitted, events.TypeAuditActionRecorded,
@@ -310,7 +306,7 @@ func TestCancelDuringDispatchStopsSchedulerJob(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	j := f.submit(t, alice, "k")
-	hook := &cancellingScheduler{fakeScheduler: f.sched, onSubmit: func() {
+	hook := &cancellingScheduler{FakeScheduler: f.sched, onSubmit: func() {
 		_, err := f.app.CancelJob(ctx, alice, j.ID, "too slow")
 		require.NoError(t, err)
 	}}
@@ -319,5 +315,5 @@ func TestCancelDuringDispatchStopsSchedulerJob(t *testing.T) {
 	rec.Pass(ctx)
 	got := f.job(t, j.ID)
 	require.Equal(t, domain.StatusCancelled, got.Status)
-	require.Len(t, f.sched.cancelled, 1, "the job that reached the scheduler is cancelled there")
+	require.Len(t, f.sched.Cancelled, 1, "the job that reached the scheduler is cancelled there")
 }

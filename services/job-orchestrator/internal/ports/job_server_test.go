@@ -28,6 +28,7 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
 	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app/apptest"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/ports"
 )
@@ -39,15 +40,15 @@ const secret = "test-secret-test-secret-test-secret!"
 type env struct {
 	client jobpb.JobServiceClient
 	health healthpb.HealthClient
-	repo   *memRepo
-	sched  *fakeScheduler
+	repo   *apptest.MemRepo
+	sched  *apptest.FakeScheduler
 	rec    *app.Reconciler
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	e := &env{repo: newMemRepo(), sched: newFakeScheduler()}
+	e := &env{repo: apptest.NewMemRepo(), sched: apptest.NewFakeScheduler()}
 	cfg := app.DefaultConfig()
 	cfg.PageTokenKey = telemetry.Secret("page-token-key-page-token-key")
 	cfg.WatchPollInterval = 20 * time.Millisecond
@@ -181,8 +182,8 @@ func TestSubmitJobValidation(t *testing.T) {
 			tt.mutate(req)
 			_, err := e.client.SubmitJob(ctx, req)
 			require.Equal(t, tt.fields, fieldPaths(t, err))
-			require.Zero(t, e.repo.count(), "nothing stored")
-			require.Empty(t, e.repo.events(), "no event written")
+			require.Zero(t, e.repo.Count(), "nothing stored")
+			require.Empty(t, e.repo.Events(), "no event written")
 		})
 	}
 	// The valid request itself is accepted.
@@ -203,13 +204,13 @@ func TestSubmitJobIdempotent(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, second.GetReplayed())
 	require.Equal(t, first.GetJob().GetJobId(), second.GetJob().GetJobId())
-	require.Equal(t, 1, e.repo.count())
+	require.Equal(t, 1, e.repo.Count())
 
 	changed := validRequest("idem-1")
 	changed.Spec.Name = "other"
 	_, err = e.client.SubmitJob(ctx, changed)
 	require.Equal(t, codes.AlreadyExists, status.Code(err))
-	require.Equal(t, 1, e.repo.count())
+	require.Equal(t, 1, e.repo.Count())
 }
 
 func TestCancelTwiceAndFinished(t *testing.T) {
@@ -236,7 +237,7 @@ func TestCancelTwiceAndFinished(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, jobpb.JobStatus_JOB_STATUS_QUEUED, got.GetJob().GetStatus())
 	exit := int32(0)
-	e.sched.set(got.GetJob().GetSchedulerJobId(), app.SchedulerStatus{Phase: app.PhaseCompleted, State: "COMPLETED", ExitCode: &exit})
+	e.sched.Set(got.GetJob().GetSchedulerJobId(), app.SchedulerStatus{Phase: app.PhaseCompleted, State: "COMPLETED", ExitCode: &exit})
 	e.rec.Pass(context.Background())
 	_, err = e.client.CancelJob(ctx, &jobpb.CancelJobRequest{JobId: done.GetJob().GetJobId()})
 	require.Equal(t, codes.FailedPrecondition, status.Code(err))
@@ -312,12 +313,12 @@ func TestWatchJobReplayEndsAtTerminal(t *testing.T) {
 		case jobpb.JobStatus_JOB_STATUS_QUEUED:
 			j, err := e.client.GetJob(ctx, &jobpb.GetJobRequest{JobId: id})
 			require.NoError(t, err)
-			e.sched.set(j.GetJob().GetSchedulerJobId(), app.SchedulerStatus{Phase: app.PhaseRunning, State: "RUNNING"})
+			e.sched.Set(j.GetJob().GetSchedulerJobId(), app.SchedulerStatus{Phase: app.PhaseRunning, State: "RUNNING"})
 		case jobpb.JobStatus_JOB_STATUS_RUNNING:
 			j, err := e.client.GetJob(ctx, &jobpb.GetJobRequest{JobId: id})
 			require.NoError(t, err)
 			exit := int32(0)
-			e.sched.set(j.GetJob().GetSchedulerJobId(), app.SchedulerStatus{Phase: app.PhaseCompleted, State: "COMPLETED", ExitCode: &exit})
+			e.sched.Set(j.GetJob().GetSchedulerJobId(), app.SchedulerStatus{Phase: app.PhaseCompleted, State: "COMPLETED", ExitCode: &exit})
 		}
 	}
 	var to []jobpb.JobStatus
@@ -349,7 +350,7 @@ func TestUnauthenticatedRefused(t *testing.T) {
 	bad := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer not-a-token")
 	_, err = e.client.GetJob(bad, &jobpb.GetJobRequest{JobId: "x"})
 	require.Equal(t, codes.Unauthenticated, status.Code(err))
-	require.Zero(t, e.repo.count())
+	require.Zero(t, e.repo.Count())
 
 	resp, err := e.health.Check(ctx, &healthpb.HealthCheckRequest{})
 	require.NoError(t, err, "health checks need no token")

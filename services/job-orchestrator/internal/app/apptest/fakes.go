@@ -1,4 +1,7 @@
-package app_test
+// Package apptest holds in-memory fakes of the use cases' ports for the
+// unit tests of app and ports; the SQL store and the real schedulers have
+// their own contract suites.
+package apptest
 
 import (
 	"context"
@@ -12,9 +15,9 @@ import (
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
 )
 
-// memRepo is an in-memory JobRepository for unit tests of the use cases.
+// MemRepo is an in-memory JobRepository for unit tests.
 // It follows the contract documented on app.JobRepository.
-type memRepo struct {
+type MemRepo struct {
 	mu     sync.Mutex
 	jobs   map[string]*domain.Job
 	outbox []app.OutboxRecord
@@ -22,9 +25,18 @@ type memRepo struct {
 	failWith error
 }
 
-func newMemRepo() *memRepo { return &memRepo{jobs: map[string]*domain.Job{}} }
+// SetFailure makes every later call fail with err (an unreachable
+// database); nil ends the outage.
+func (r *MemRepo) SetFailure(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failWith = err
+}
 
-func (r *memRepo) Create(_ context.Context, j *domain.Job, out []app.OutboxRecord) error {
+// NewMemRepo returns an empty repository.
+func NewMemRepo() *MemRepo { return &MemRepo{jobs: map[string]*domain.Job{}} }
+
+func (r *MemRepo) Create(_ context.Context, j *domain.Job, out []app.OutboxRecord) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.failWith != nil {
@@ -45,7 +57,7 @@ func (r *memRepo) Create(_ context.Context, j *domain.Job, out []app.OutboxRecor
 	return nil
 }
 
-func (r *memRepo) Get(_ context.Context, id string) (*domain.Job, error) {
+func (r *MemRepo) Get(_ context.Context, id string) (*domain.Job, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.failWith != nil {
@@ -58,7 +70,7 @@ func (r *memRepo) Get(_ context.Context, id string) (*domain.Job, error) {
 	return j.Clone(), nil
 }
 
-func (r *memRepo) GetByIdempotencyKey(_ context.Context, owner, key string) (*domain.Job, error) {
+func (r *MemRepo) GetByIdempotencyKey(_ context.Context, owner, key string) (*domain.Job, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.failWith != nil {
@@ -72,7 +84,7 @@ func (r *memRepo) GetByIdempotencyKey(_ context.Context, owner, key string) (*do
 	return nil, domain.ErrNotFound
 }
 
-func (r *memRepo) sorted() []*domain.Job {
+func (r *MemRepo) sorted() []*domain.Job {
 	out := make([]*domain.Job, 0, len(r.jobs))
 	for _, j := range r.jobs {
 		out = append(out, j)
@@ -92,7 +104,7 @@ func (r *memRepo) sorted() []*domain.Job {
 	return out
 }
 
-func (r *memRepo) List(_ context.Context, q app.ListQuery) ([]*domain.Job, error) {
+func (r *MemRepo) List(_ context.Context, q app.ListQuery) ([]*domain.Job, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.failWith != nil {
@@ -122,7 +134,7 @@ func (r *memRepo) List(_ context.Context, q app.ListQuery) ([]*domain.Job, error
 	return out, nil
 }
 
-func (r *memRepo) ListActive(_ context.Context, limit int) ([]*domain.Job, error) {
+func (r *MemRepo) ListActive(_ context.Context, limit int) ([]*domain.Job, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.failWith != nil {
@@ -141,7 +153,7 @@ func (r *memRepo) ListActive(_ context.Context, limit int) ([]*domain.Job, error
 	return out, nil
 }
 
-func (r *memRepo) Transition(_ context.Context, id string, expected int64, mutate func(*domain.Job) ([]app.OutboxRecord, error)) (*domain.Job, error) {
+func (r *MemRepo) Transition(_ context.Context, id string, expected int64, mutate func(*domain.Job) ([]app.OutboxRecord, error)) (*domain.Job, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.failWith != nil {
@@ -165,37 +177,40 @@ func (r *memRepo) Transition(_ context.Context, id string, expected int64, mutat
 	return c.Clone(), nil
 }
 
-func (r *memRepo) events() []app.OutboxRecord {
+func (r *MemRepo) Events() []app.OutboxRecord {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.outbox)
 }
 
-func (r *memRepo) count() int {
+func (r *MemRepo) Count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.jobs)
 }
 
-// fakeScheduler is a Scheduler whose answers the test sets.
-type fakeScheduler struct {
+// FakeScheduler is a Scheduler whose answers the test sets.
+// FakeScheduler is a Scheduler whose job states the test sets; Submitted and
+// Cancelled record the calls (read them once the calls have returned).
+type FakeScheduler struct {
 	mu        sync.Mutex
 	next      int
 	status    map[string]app.SchedulerStatus
 	statusErr error
 	submitErr error
-	submitted []app.SubmitRequest
-	cancelled []string
-	calls     int
+	Submitted []app.SubmitRequest
+	Cancelled []string
+	Calls     int
 }
 
-func newFakeScheduler() *fakeScheduler {
-	return &fakeScheduler{status: map[string]app.SchedulerStatus{}}
+// NewFakeScheduler returns a scheduler that knows no job.
+func NewFakeScheduler() *FakeScheduler {
+	return &FakeScheduler{status: map[string]app.SchedulerStatus{}}
 }
 
-func (s *fakeScheduler) Name() string { return "fake" }
+func (s *FakeScheduler) Name() string { return "fake" }
 
-func (s *fakeScheduler) Submit(_ context.Context, req app.SubmitRequest) (app.SchedulerRef, error) {
+func (s *FakeScheduler) Submit(_ context.Context, req app.SubmitRequest) (app.SchedulerRef, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.submitErr != nil {
@@ -203,15 +218,15 @@ func (s *fakeScheduler) Submit(_ context.Context, req app.SubmitRequest) (app.Sc
 	}
 	s.next++
 	id := strconv.Itoa(s.next)
-	s.submitted = append(s.submitted, req)
+	s.Submitted = append(s.Submitted, req)
 	s.status[id] = app.SchedulerStatus{Phase: app.PhaseQueued, State: "PENDING"}
 	return app.SchedulerRef{ID: id, SubmittedAt: time.Unix(1700000000, 0).UTC()}, nil
 }
 
-func (s *fakeScheduler) Status(_ context.Context, ref app.SchedulerRef) (app.SchedulerStatus, error) {
+func (s *FakeScheduler) Status(_ context.Context, ref app.SchedulerRef) (app.SchedulerStatus, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.calls++
+	s.Calls++
 	if s.statusErr != nil {
 		return app.SchedulerStatus{}, s.statusErr
 	}
@@ -222,32 +237,30 @@ func (s *fakeScheduler) Status(_ context.Context, ref app.SchedulerRef) (app.Sch
 	return st, nil
 }
 
-func (s *fakeScheduler) Cancel(_ context.Context, ref app.SchedulerRef) error {
+func (s *FakeScheduler) Cancel(_ context.Context, ref app.SchedulerRef) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.statusErr != nil {
 		return s.statusErr
 	}
-	s.cancelled = append(s.cancelled, ref.ID)
+	s.Cancelled = append(s.Cancelled, ref.ID)
 	return nil
 }
 
-func (s *fakeScheduler) set(id string, st app.SchedulerStatus) {
+func (s *FakeScheduler) Set(id string, st app.SchedulerStatus) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.status[id] = st
 }
 
-func (s *fakeScheduler) forget(id string) {
+func (s *FakeScheduler) Forget(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.status, id)
 }
 
-func (s *fakeScheduler) setErrors(status, submit error) {
+func (s *FakeScheduler) SetErrors(status, submit error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.statusErr, s.submitErr = status, submit
 }
-
-var errDown = fmt.Errorf("connect: %w", app.ErrSchedulerUnavailable)
