@@ -185,6 +185,31 @@ func (r *Runtime) OnShutdown(name string, fn CheckFunc) {
 	r.closers = append(r.closers, namedFunc{name: name, fn: fn})
 }
 
+// Go runs fn in the background for the life of the service: a consumer, a
+// relay, a periodic task. fn's context is cancelled at shutdown, in the
+// closers' reverse order like any OnShutdown closer, and shutdown waits for
+// fn to return until the shutdown deadline. An error from fn other than its
+// cancellation is logged.
+func (r *Runtime) Go(name string, fn func(ctx context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := fn(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			r.logger.Error("background task stopped", slog.String("task", name), slog.String("error", err.Error()))
+		}
+	}()
+	r.OnShutdown(name, func(closeCtx context.Context) error {
+		cancel()
+		select {
+		case <-done:
+			return nil
+		case <-closeCtx.Done():
+			return fmt.Errorf("%s did not stop: %w", name, closeCtx.Err())
+		}
+	})
+}
+
 // Run serves gRPC and HTTP until ctx is done or a server fails, then runs
 // the shutdown sequence and returns. It returns nil after a clean shutdown
 // requested through ctx. Run may be called once.

@@ -447,6 +447,39 @@ func TestRunRunsClosersInReverseOrder(t *testing.T) {
 	require.Equal(t, 4, deadlines, "closers run under the shutdown deadline")
 }
 
+// TestGoStopsBackgroundTasksBeforeEarlierClosers shows a background task
+// runs until shutdown, is cancelled before the closers registered before it
+// (the database it writes to), and that its failure is logged, not fatal.
+func TestGoStopsBackgroundTasksBeforeEarlierClosers(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var order []string
+	note := func(s string) {
+		mu.Lock()
+		defer mu.Unlock()
+		order = append(order, s)
+	}
+	started := make(chan struct{})
+	f := start(t, nil, func(rt *service.Runtime) {
+		rt.OnShutdown("database", func(context.Context) error { note("database closed"); return nil })
+		rt.Go("consumer", func(ctx context.Context) error {
+			close(started)
+			<-ctx.Done()
+			note("consumer stopped")
+			return ctx.Err()
+		})
+		rt.Go("pruner", func(context.Context) error { return errors.New("prune failed") })
+	})
+	<-started
+	require.NoError(t, f.stop(t))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{"consumer stopped", "database closed"}, order)
+	rec := f.logs.find("background task stopped", func(r map[string]any) bool { return r["task"] == "pruner" })
+	require.NotNil(t, rec, "a failed task is logged")
+	require.Equal(t, "prune failed", rec["error"])
+}
+
 func TestRunForcesStopAtShutdownTimeout(t *testing.T) {
 	t.Parallel()
 	f := start(t, func(c *service.Config) { c.ShutdownTimeout = time.Second }, nil)

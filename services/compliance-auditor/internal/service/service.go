@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/auditchain"
@@ -59,28 +58,6 @@ func (a *auditor) prepare(ctx context.Context, deps svcruntime.Deps) ([]svcrunti
 		return nil, err
 	}
 	return []svcruntime.Option{svcruntime.WithGRPCServerOptions(icpt.ServerOptions()...)}, nil
-}
-
-// background runs a loop until its closer cancels it and waits for it.
-func background(rt *svcruntime.Runtime, name string, logger *slog.Logger, run func(ctx context.Context) error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := run(ctx); err != nil {
-			logger.Error(name+" stopped", slog.String("error", err.Error()))
-		}
-	})
-	rt.OnShutdown(name, func(closeCtx context.Context) error {
-		cancel()
-		done := make(chan struct{})
-		go func() { wg.Wait(); close(done) }()
-		select {
-		case <-done:
-			return nil
-		case <-closeCtx.Done():
-			return fmt.Errorf("%s did not stop: %w", name, closeCtx.Err())
-		}
-	})
 }
 
 // signer loads the checkpoint key. Without one configured it generates a key
@@ -144,13 +121,13 @@ func (a *auditor) wire(ctx context.Context, deps svcruntime.Deps) error {
 		}
 		rt.OnShutdown("kafka producer", func(context.Context) error { return producer.Close() })
 		alerter := app.NewGapAlerter(repo, producer, codec, cfg.AlertTopic, Name, time.Second, logger.With("component", "gap-alerter"), nil)
-		background(rt, "gap alerter", logger, alerter.Run)
+		rt.Go("gap alerter", alerter.Run)
 	}
 
 	checkpointer := app.NewCheckpointer(repo, sign, cfg.CheckpointInterval, int64(cfg.CheckpointRecords), logger.With("component", "checkpointer"), nil)
-	background(rt, "checkpointer", logger, checkpointer.Run)
+	rt.Go("checkpointer", checkpointer.Run)
 	retention := app.NewRetention(repo, cfg.Retention, cfg.RetentionInterval, logger.With("component", "retention"), nil)
-	background(rt, "retention", logger, retention.Run)
+	rt.Go("retention", retention.Run)
 
 	if producer != nil {
 		ib := inbox.New(db, Name, logger, reg)
@@ -163,7 +140,7 @@ func (a *auditor) wire(ctx context.Context, deps svcruntime.Deps) error {
 			return err
 		}
 		rt.AddReadinessCheck("kafka consumer", consumer.Check)
-		background(rt, "kafka consumer", logger, consumer.Run)
+		rt.Go("kafka consumer", consumer.Run)
 	} else {
 		logger.Warn("no Kafka brokers configured; serving the stored trail without consuming", slog.String("set", EnvKafkaBrokers))
 	}

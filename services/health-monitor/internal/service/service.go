@@ -4,9 +4,7 @@ package service
 
 import (
 	"context"
-	"errors"
 	"io"
-	"sync"
 
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
 	healthpb "github.com/cosmic-horizons/fleet/proto/fleet/health/v1"
@@ -43,23 +41,8 @@ func wire(ctx context.Context, deps svcruntime.Deps) error {
 	healthpb.RegisterHealthMonitorServiceServer(rt.GRPCServer(), ports.NewGRPCServer(hm.Hub))
 	ports.NewStatusHandler(hm.Hub, deps.Logger).Register(rt.HandleHTTP)
 
-	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = hm.Monitor.Run(runCtx) })
-	rt.OnShutdown("health-monitor", func(ctx context.Context) error {
-		stop()
-		done := make(chan struct{})
-		go func() {
-			wg.Wait()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			return errors.Join(ctx.Err(), hm.Close())
-		}
-		return hm.Close()
-	})
+	rt.OnShutdown("health-monitor connections", func(context.Context) error { return hm.Close() })
+	rt.Go("health-monitor", hm.Monitor.Run)
 	return nil
 }
 

@@ -21,7 +21,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -168,26 +167,8 @@ func (o *orchestrator) wire(ctx context.Context, deps svcruntime.Deps) error {
 	}
 
 	// Background work; stopped first on shutdown (closers run in reverse).
-	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	for name, run := range map[string]func(context.Context) error{"reconciler": rec.Run, "outbox relay": rl.Run} {
-		wg.Go(func() {
-			if err := run(bg); err != nil {
-				log.ErrorContext(bg, name+" stopped", "error", err)
-			}
-		})
-	}
-	rt.OnShutdown("reconciler and outbox relay", func(ctx context.Context) error {
-		stop()
-		done := make(chan struct{})
-		go func() { wg.Wait(); close(done) }()
-		select {
-		case <-done:
-			return nil
-		case <-ctx.Done():
-			return fmt.Errorf("reconciler and relay still running: %w", ctx.Err())
-		}
-	})
+	rt.Go("reconciler", rec.Run)
+	rt.Go("outbox relay", rl.Run)
 
 	// gRPC JobService, behind the JWT interceptors installed by prepare.
 	jobpb.RegisterJobServiceServer(rt.GRPCServer(), ports.NewJobServer(a, log))

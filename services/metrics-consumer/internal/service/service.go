@@ -271,18 +271,10 @@ func wire(ctx context.Context, deps svcruntime.Deps) error {
 		return fmt.Errorf("register job metrics: %w", err)
 	}
 
-	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan error, 1)
-	go func() { done <- p.consumer.Run(runCtx) }()
-	go pruneLoop(runCtx, p.inbox, cfg.DedupRetention, logger)
-	rt.OnShutdown("kafka consumer", func(ctx context.Context) error {
-		stop()
-		select {
-		case err := <-done:
-			return err
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	rt.Go("kafka consumer", p.consumer.Run)
+	rt.Go("inbox pruner", func(ctx context.Context) error {
+		pruneLoop(ctx, p.inbox, cfg.DedupRetention, logger)
+		return nil
 	})
 	logger.InfoContext(ctx, "consuming", "topics", cfg.Topics, "group", cfg.Group, "batch_size", cfg.BatchSize)
 	return nil

@@ -21,7 +21,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/amqpbus"
@@ -77,28 +76,6 @@ func (n *notifier) prepare(ctx context.Context, deps svcruntime.Deps) ([]svcrunt
 		return nil, err
 	}
 	return []svcruntime.Option{svcruntime.WithGRPCServerOptions(icpt.ServerOptions()...)}, nil
-}
-
-// background runs a loop until its closer cancels it and waits for it.
-func background(rt *svcruntime.Runtime, name string, logger *slog.Logger, run func(ctx context.Context) error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := run(ctx); err != nil {
-			logger.Error(name+" stopped", slog.String("error", err.Error()))
-		}
-	})
-	rt.OnShutdown(name, func(closeCtx context.Context) error {
-		cancel()
-		done := make(chan struct{})
-		go func() { wg.Wait(); close(done) }()
-		select {
-		case <-done:
-			return nil
-		case <-closeCtx.Done():
-			return fmt.Errorf("%s did not stop: %w", name, closeCtx.Err())
-		}
-	})
 }
 
 // wire builds the store, channels, dispatcher, relay, Kafka consumer and
@@ -172,14 +149,14 @@ func (n *notifier) wire(ctx context.Context, deps svcruntime.Deps) error {
 	}
 
 	relay := app.NewRelay(st, producer, cfg.Dispatcher.PollInterval*4, logger.With("component", "outbox-relay"))
-	background(rt, "outbox relay", logger, relay.Run)
+	rt.Go("outbox relay", relay.Run)
 	dcfg := cfg.Dispatcher
 	dcfg.Producer = Name
 	dispatcher, err := app.NewDispatcher(dcfg, st, senders, codec, relay, logger.With("component", "dispatcher"))
 	if err != nil {
 		return err
 	}
-	background(rt, "dispatcher", logger, dispatcher.Run)
+	rt.Go("dispatcher", dispatcher.Run)
 
 	recorder := app.NewRecorder(st, codec, renderer, logger)
 	ib := inbox.New(db, Name, logger, reg)
@@ -191,7 +168,7 @@ func (n *notifier) wire(ctx context.Context, deps svcruntime.Deps) error {
 		dispatcher.Wake()
 		return nil
 	}
-	background(rt, "inbox pruner", logger, func(ctx context.Context) error {
+	rt.Go("inbox pruner", func(ctx context.Context) error {
 		return pruneInbox(ctx, ib, logger)
 	})
 	ccfg := kafkabus.DefaultConsumerConfig(conn, cfg.ConsumerGroup, cfg.LifecycleTopic)
@@ -201,7 +178,7 @@ func (n *notifier) wire(ctx context.Context, deps svcruntime.Deps) error {
 		return err
 	}
 	rt.AddReadinessCheck("kafka consumer", consumer.Check)
-	background(rt, "kafka consumer", logger, consumer.Run)
+	rt.Go("kafka consumer", consumer.Run)
 
 	rules := domain.ValidationRules{AllowHTTPWebhooks: cfg.Webhook.AllowHTTP, SecretExists: cfg.WebhookSecrets.Exists}
 	notificationpb.RegisterNotificationServiceServer(rt.GRPCServer(),
