@@ -3,11 +3,9 @@
 package ports
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -20,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cosmic-horizons/fleet/libs/auditchain"
+	"github.com/cosmic-horizons/fleet/libs/auditchain/chainpb"
 	"github.com/cosmic-horizons/fleet/libs/auth"
 	auditpb "github.com/cosmic-horizons/fleet/proto/fleet/audit/v1"
 	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/adapters"
@@ -192,7 +191,7 @@ func (s *AuditServer) Query(ctx context.Context, req *auditpb.QueryRequest) (*au
 	}
 	resp.Records = make([]*auditpb.AuditRecord, len(recs))
 	for i := range recs {
-		if resp.Records[i], err = RecordToProto(&recs[i]); err != nil {
+		if resp.Records[i], err = chainpb.RecordToProto(&recs[i]); err != nil {
 			return nil, s.statusOf(ctx, "query", err)
 		}
 	}
@@ -228,16 +227,9 @@ func (s *AuditServer) Export(req *auditpb.ExportRequest, stream auditpb.AuditSer
 	}
 	ctx := stream.Context()
 	err := s.trail.Export(ctx, uint64(req.GetFromSequence()), uint64(req.GetToSequence()), func(e auditchain.Entry) error {
-		resp := &auditpb.ExportResponse{}
-		switch {
-		case e.Record != nil:
-			r, err := RecordToProto(e.Record)
-			if err != nil {
-				return err
-			}
-			resp.Line = &auditpb.ExportResponse_Record{Record: r}
-		case e.Checkpoint != nil:
-			resp.Line = &auditpb.ExportResponse_Checkpoint{Checkpoint: CheckpointToProto(e.Checkpoint)}
+		resp, err := chainpb.EntryToProto(e)
+		if err != nil {
+			return err
 		}
 		return stream.Send(resp)
 	})
@@ -263,63 +255,5 @@ func (s *AuditServer) GetCheckpoint(ctx context.Context, req *auditpb.GetCheckpo
 	if err != nil {
 		return nil, s.statusOf(ctx, "get checkpoint", err)
 	}
-	return &auditpb.GetCheckpointResponse{Checkpoint: CheckpointToProto(&c)}, nil
-}
-
-// RecordToProto converts a record; details become their canonical JSON.
-func RecordToProto(r *auditchain.Record) (*auditpb.AuditRecord, error) {
-	details := []byte("{}")
-	if len(r.Details) > 0 {
-		var b bytes.Buffer
-		enc := json.NewEncoder(&b)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(r.Details); err != nil {
-			return nil, fmt.Errorf("encode details of record %d: %w", r.Sequence, err)
-		}
-		details = bytes.TrimSuffix(b.Bytes(), []byte("\n"))
-	}
-	return &auditpb.AuditRecord{
-		Sequence: int64(r.Sequence), EventId: r.EventID, OccurredAt: timestamppb.New(r.OccurredAt),
-		RecordedAt: timestamppb.New(r.RecordedAt), Actor: r.Actor, ActorRole: r.ActorRole, Action: r.Action,
-		ResourceType: r.ResourceType, ResourceId: r.ResourceID, DetailsJson: details,
-		PrevHash: r.PrevHash[:], Hash: r.Hash[:],
-	}, nil
-}
-
-// RecordFromProto converts an exported record back for offline verification.
-func RecordFromProto(p *auditpb.AuditRecord) (auditchain.Record, error) {
-	r := auditchain.Record{
-		Sequence: uint64(p.GetSequence()), EventID: p.GetEventId(), OccurredAt: p.GetOccurredAt().AsTime(),
-		RecordedAt: p.GetRecordedAt().AsTime(), Actor: p.GetActor(), ActorRole: p.GetActorRole(), Action: p.GetAction(),
-		ResourceType: p.GetResourceType(), ResourceID: p.GetResourceId(),
-	}
-	if d := p.GetDetailsJson(); len(d) > 0 && string(d) != "{}" {
-		if err := json.Unmarshal(d, &r.Details); err != nil {
-			return auditchain.Record{}, fmt.Errorf("record %d details_json: %w", r.Sequence, err)
-		}
-	}
-	if len(p.GetPrevHash()) != len(r.PrevHash) || len(p.GetHash()) != len(r.Hash) {
-		return auditchain.Record{}, fmt.Errorf("record %d: hashes must be %d bytes", r.Sequence, len(r.Hash))
-	}
-	copy(r.PrevHash[:], p.GetPrevHash())
-	copy(r.Hash[:], p.GetHash())
-	return r, nil
-}
-
-// CheckpointToProto converts a checkpoint.
-func CheckpointToProto(c *auditchain.Checkpoint) *auditpb.Checkpoint {
-	return &auditpb.Checkpoint{
-		Sequence: int64(c.Sequence), HeadHash: c.HeadHash[:], SignedAt: timestamppb.New(c.SignedAt),
-		Signature: c.Signature, KeyId: c.KeyID,
-	}
-}
-
-// CheckpointFromProto converts an exported checkpoint back.
-func CheckpointFromProto(p *auditpb.Checkpoint) (auditchain.Checkpoint, error) {
-	c := auditchain.Checkpoint{Sequence: uint64(p.GetSequence()), SignedAt: p.GetSignedAt().AsTime(), KeyID: p.GetKeyId(), Signature: p.GetSignature()}
-	if len(p.GetHeadHash()) != len(c.HeadHash) {
-		return auditchain.Checkpoint{}, fmt.Errorf("checkpoint %d: head_hash must be %d bytes", c.Sequence, len(c.HeadHash))
-	}
-	copy(c.HeadHash[:], p.GetHeadHash())
-	return c, nil
+	return &auditpb.GetCheckpointResponse{Checkpoint: chainpb.CheckpointToProto(&c)}, nil
 }

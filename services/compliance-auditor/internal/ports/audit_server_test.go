@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/cosmic-horizons/fleet/libs/auditchain/chainpb"
 	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
 	auditpb "github.com/cosmic-horizons/fleet/proto/fleet/audit/v1"
@@ -118,7 +119,7 @@ func TestGetCheckpointNotFoundThenFound(t *testing.T) {
 	resp, err := srv.GetCheckpoint(ctx, &auditpb.GetCheckpointRequest{})
 	require.NoError(t, err)
 	require.EqualValues(t, 5, resp.GetCheckpoint().GetSequence())
-	c, err := ports.CheckpointFromProto(resp.GetCheckpoint())
+	c, err := chainpb.CheckpointFromProto(resp.GetCheckpoint())
 	require.NoError(t, err)
 	require.NoError(t, c.Verify(f.Signer.PublicKey()))
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -23,6 +22,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/cosmic-horizons/fleet/libs/auditchain"
+	"github.com/cosmic-horizons/fleet/libs/auditchain/chainpb"
 	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
@@ -33,7 +33,6 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
 	auditpb "github.com/cosmic-horizons/fleet/proto/fleet/audit/v1"
 	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/audittest"
-	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/ports"
 )
 
 // kafkaEnv is what every integration test needs: brokers, fresh topics, a
@@ -199,23 +198,8 @@ func (a *auditor) exportFile(t *testing.T, keyID string) []byte {
 	var buf bytes.Buffer
 	w, err := auditchain.NewWriter(&buf, keyID)
 	require.NoError(t, err)
-	for {
-		resp, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		require.NoError(t, err)
-		if r := resp.GetRecord(); r != nil {
-			rec, err := ports.RecordFromProto(r)
-			require.NoError(t, err)
-			require.NoError(t, w.WriteRecord(&rec))
-		} else {
-			c, err := ports.CheckpointFromProto(resp.GetCheckpoint())
-			require.NoError(t, err)
-			require.NoError(t, w.WriteCheckpoint(&c))
-		}
-	}
-	require.NoError(t, w.Flush())
+	_, err = chainpb.WriteExport(stream, w, nil)
+	require.NoError(t, err)
 	return buf.Bytes()
 }
 
