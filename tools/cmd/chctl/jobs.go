@@ -15,8 +15,6 @@ import (
 
 	"github.com/google/uuid"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -29,7 +27,6 @@ import (
 // Environment variables chctl jobs reads for its defaults.
 const (
 	envJobAddr    = "FLEET_JOB_ADDR"
-	envToken      = "FLEET_TOKEN"
 	envAllocation = "FLEET_ALLOCATION"
 	defaultAddr   = "127.0.0.1:50051"
 	defaultAlloc  = "AST21001"
@@ -54,32 +51,18 @@ and -token JWT (default $` + envToken + `; "chctl token" mints a development tok
 Flags may follow the job id.`
 
 // jobsClient is the connection settings shared by the jobs subcommands.
-type jobsClient struct {
-	addr  *string
-	token *string
-}
+type jobsClient struct{ serviceFlags }
 
 func addClientFlags(fs *flag.FlagSet) jobsClient {
-	addr := os.Getenv(envJobAddr)
-	if addr == "" {
-		addr = defaultAddr
-	}
-	return jobsClient{
-		addr:  fs.String("addr", addr, "job-orchestrator gRPC address (default $"+envJobAddr+")"),
-		token: fs.String("token", os.Getenv(envToken), "bearer JWT (default $"+envToken+")"),
-	}
+	return jobsClient{addServiceFlags(fs, "job-orchestrator", envJobAddr, defaultAddr)}
 }
 
 // dial connects to the orchestrator; the returned context carries the token.
 func (c jobsClient) dial(ctx context.Context) (context.Context, jobpb.JobServiceClient, func(), error) {
-	if strings.TrimSpace(*c.token) == "" {
-		return nil, nil, nil, usageError{"no token: set -token or $" + envToken + ` (development: export ` + envToken + `=$(chctl token -secret S -user U))`}
-	}
-	conn, err := grpc.NewClient(*c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	ctx, conn, err := c.serviceFlags.dial(ctx)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("connect to %s: %w", *c.addr, err)
+		return nil, nil, nil, err
 	}
-	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(*c.token))
 	return ctx, jobpb.NewJobServiceClient(conn), func() { _ = conn.Close() }, nil
 }
 

@@ -5,12 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 
 	notificationpb "github.com/cosmic-horizons/fleet/proto/fleet/notification/v1"
 )
@@ -36,12 +31,7 @@ func runNotify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fs := flag.NewFlagSet("notify subscribe", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	def := os.Getenv(envNotifyAddr)
-	if def == "" {
-		def = defaultNotifyAddr
-	}
-	addr := fs.String("addr", def, "notification-consumer gRPC address")
-	token := fs.String("token", os.Getenv(envToken), "bearer token; its subject is the subscriber (default $"+envToken+")")
+	cl := addServiceFlags(fs, "notification-consumer", envNotifyAddr, defaultNotifyAddr)
 	email := fs.String("email", "", "the address to send to")
 	evs := fs.String("events", "job.completed,job.failed,job.cancelled", "comma-separated event types")
 	job := fs.String("job", "", "one job only (default: every job of the user)")
@@ -51,21 +41,17 @@ func runNotify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *email == "" {
 		return usageError{"notify subscribe: -email is required"}
 	}
-	if strings.TrimSpace(*token) == "" {
-		return usageError{"notify subscribe: no token: set -token or $" + envToken}
-	}
 	var types []string
 	for e := range strings.SplitSeq(*evs, ",") {
 		if e = strings.TrimSpace(e); e != "" {
 			types = append(types, e)
 		}
 	}
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	ctx, conn, err := cl.dial(ctx)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", *addr, err)
+		return err
 	}
 	defer conn.Close()
-	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(*token))
 	resp, err := notificationpb.NewNotificationServiceClient(conn).CreateSubscription(ctx, &notificationpb.CreateSubscriptionRequest{
 		JobId: *job, Channel: notificationpb.Channel_CHANNEL_EMAIL, Target: *email, EventTypes: types,
 	})
