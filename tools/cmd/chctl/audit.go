@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -9,8 +10,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/cosmic-horizons/fleet/libs/auditchain"
+	"github.com/cosmic-horizons/fleet/libs/auditchain/chainpb"
+	auditpb "github.com/cosmic-horizons/fleet/proto/fleet/audit/v1"
 )
 
 // Files written by "chctl audit keygen".
@@ -20,6 +27,12 @@ const (
 )
 
 const auditUsage = `usage:
+  chctl audit export -out FILE [-from N] [-to N] [-addr HOST:PORT] [-token JWT]
+      stream the audit trail (or the range -from..-to) with its checkpoints from
+      the compliance-auditor into an NDJSON export, for "chctl audit verify".
+      "-out -" writes to stdout; a file is written as FILE.partial and renamed
+      only once complete. Needs an admin token (-token or $` + envToken + `);
+      -addr defaults to $` + envAuditAddr + ` or ` + defaultAuditAddr + `.
   chctl audit verify (-pubkey FILE | -pubkey-b64 KEY) [-from N] [-to N] EXPORT.ndjson
       verify an audit export offline: every hash, every link and every
       checkpoint signature. "-" reads the export from stdin. Exits 1 when the
@@ -28,6 +41,12 @@ const auditUsage = `usage:
       write a new Ed25519 checkpoint key pair to DIR/` + auditPrivateKeyFile + ` (0600)
       and DIR/` + auditPublicKeyFile
 
+// The compliance-auditor's address.
+const (
+	envAuditAddr     = "FLEET_AUDIT_ADDR"
+	defaultAuditAddr = "127.0.0.1:50054"
+)
+
 // errAuditNotVerified makes chctl exit 1 after the failure was printed.
 var errAuditNotVerified = errors.New("audit export does not verify")
 
@@ -35,18 +54,133 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprintln(stdout, auditUsage)
 		if len(args) == 0 {
-			return usageError{"audit: missing subcommand (verify or keygen)"}
+			return usageError{"audit: missing subcommand (export, verify or keygen)"}
 		}
 		return nil
 	}
 	switch args[0] {
+	case "export":
+		return runAuditExport(ctx, args[1:], stdout, stderr)
 	case "verify":
 		return runAuditVerify(ctx, args[1:], stdout, stderr)
 	case "keygen":
 		return runAuditKeygen(args[1:], stdout, stderr)
 	default:
-		return usageError{fmt.Sprintf("audit: unknown subcommand %q (verify or keygen)", args[0])}
+		return usageError{fmt.Sprintf("audit: unknown subcommand %q (export, verify or keygen)", args[0])}
 	}
+}
+
+func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("audit export", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cl := addServiceFlags(fs, "compliance-auditor", envAuditAddr, defaultAuditAddr)
+	out := fs.String("out", "", `file to write the export to; "-" for stdout`)
+	from := fs.Int64("from", 0, "first sequence to export (0: the start of the trail)")
+	to := fs.Int64("to", 0, "last sequence to export (0: the head when the export starts)")
+	quiet := fs.Bool("q", false, "no progress on stderr")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	switch {
+	case fs.NArg() != 0:
+		return usageError{"audit export: unexpected argument " + fs.Arg(0) + " (the file is -out)"}
+	case *out == "":
+		return usageError{"audit export: -out is required"}
+	case *from < 0 || *to < 0:
+		return usageError{"audit export: -from and -to must not be negative"}
+	case *to != 0 && *to < *from:
+		return usageError{"audit export: -to must not be below -from"}
+	}
+	ctx, conn, err := cl.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	client := auditpb.NewAuditServiceClient(conn)
+
+	// The header names the key of the newest checkpoint; an empty trail or
+	// one not yet checkpointed has none.
+	var keyID string
+	cp, err := client.GetCheckpoint(ctx, &auditpb.GetCheckpointRequest{})
+	switch {
+	case err == nil:
+		keyID = cp.GetCheckpoint().GetKeyId()
+	case status.Code(err) == codes.NotFound:
+	default:
+		return callError("audit export", err)
+	}
+	stream, err := client.Export(ctx, &auditpb.ExportRequest{FromSequence: *from, ToSequence: *to})
+	if err != nil {
+		return callError("audit export", err)
+	}
+
+	dst, commit, abort, err := createOutput(*out, stdout)
+	if err != nil {
+		return fmt.Errorf("audit export: %w", err)
+	}
+	defer abort()
+	w, err := auditchain.NewWriter(dst, keyID)
+	if err != nil {
+		return fmt.Errorf("audit export: %w", err)
+	}
+	start := time.Now()
+	lastReport := start
+	progress := func(p chainpb.Progress) {
+		if *quiet || time.Since(lastReport) < 2*time.Second {
+			return
+		}
+		lastReport = time.Now()
+		fmt.Fprintf(stderr, "exported %d records (up to sequence %d), %d checkpoints\n", p.Records, p.LastSequence, p.Checkpoints)
+	}
+	p, err := chainpb.WriteExport(stream, w, progress)
+	if err != nil {
+		if _, ok := status.FromError(err); ok {
+			return callError("audit export", err)
+		}
+		return fmt.Errorf("audit export: %w", err)
+	}
+	if err := commit(); err != nil {
+		return fmt.Errorf("audit export: %w", err)
+	}
+	if !*quiet {
+		fmt.Fprintf(stderr, "exported %d records and %d checkpoints in %s to %s (key %s)\n",
+			p.Records, p.Checkpoints, time.Since(start).Round(time.Millisecond), *out, cmp.Or(keyID, "none"))
+	}
+	return nil
+}
+
+// createOutput opens path for writing, "-" being stdout. A file is written
+// under path.partial and renamed to path by commit; abort, safe to call after
+// commit, removes what an unfinished export left.
+func createOutput(path string, stdout io.Writer) (w io.Writer, commit, abort func() error, err error) {
+	if path == "-" {
+		nop := func() error { return nil }
+		return stdout, nop, nop, nil
+	}
+	partial := path + ".partial"
+	f, err := os.OpenFile(partial, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	done := false
+	commit = func() error {
+		if err := f.Sync(); err != nil {
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+		done = true
+		return os.Rename(partial, path)
+	}
+	abort = func() error {
+		if done {
+			return nil
+		}
+		_ = f.Close()
+		return os.Remove(partial)
+	}
+	return f, commit, abort, nil
 }
 
 func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {

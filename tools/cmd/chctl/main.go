@@ -49,7 +49,8 @@ const usageText = `chctl: the Cosmic Horizons Fleet command line
 
 Commands:
   topics    create missing topics of the catalogue and verify existing ones
-  audit     verify an audit export offline (verify) or make a checkpoint key pair (keygen)
+  audit     export the audit trail (export), verify an export offline (verify),
+            make a checkpoint key pair (keygen)
   jobs      submit, get, list, cancel and watch jobs (chctl jobs help)
   token     mint an HS256 development token (development only)
   notify    subscribe to job emails (notify subscribe)
