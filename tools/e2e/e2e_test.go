@@ -178,14 +178,22 @@ func TestFleet(t *testing.T) {
 		})
 		t.Run("fleet healthy", func(t *testing.T) {
 			var st *healthpb.FleetStatus
+			var jobs *healthpb.Component
 			eventually(t, 60*time.Second, 500*time.Millisecond, func() bool {
 				resp, err := f.status.GetFleetStatus(ctx, &healthpb.GetFleetStatusRequest{})
 				if err != nil {
 					return false
 				}
-				st = resp.GetStatus()
-				return st.GetOverall() == healthpb.HealthStatus_HEALTH_STATUS_HEALTHY
-			}, func() string { return fmt.Sprintf("fleet status %s: %v", st.GetOverall(), unhealthy(st)) })
+				st, jobs = resp.GetStatus(), nil
+				for _, c := range st.GetComponents() {
+					if c.GetType() == healthpb.ComponentType_COMPONENT_TYPE_SCHEDULER {
+						jobs = c
+					}
+				}
+				// The monitor's job flow has seen the job complete.
+				return st.GetOverall() == healthpb.HealthStatus_HEALTH_STATUS_HEALTHY &&
+					jobs != nil && jobs.GetMetrics()["completed_jobs"] >= 1
+			}, func() string { return fmt.Sprintf("fleet status %s: %v; job flow %v", st.GetOverall(), unhealthy(st), jobs) })
 			services := 0
 			for _, c := range st.GetComponents() {
 				if c.GetType() == healthpb.ComponentType_COMPONENT_TYPE_SERVICE {
@@ -193,16 +201,19 @@ func TestFleet(t *testing.T) {
 				}
 			}
 			require.Equal(t, 4, services, "the four probed services")
+			t.Logf("job flow: %s", jobs.GetDetail())
 		})
 		t.Run("one trace across the fleet", func(t *testing.T) {
 			// The submission's trace: the SubmitJob server span, the relay's
 			// publish of the events written by it (job.submitted and its audit
-			// record) and each consumer's processing of them.
+			// record) and each consumer's processing of them, the
+			// health-monitor's job flow included.
 			want := map[string][]string{
 				"job-orchestrator":      {"fleet.job.v1.JobService/SubmitJob", "relay job.submitted", "send " + f.prefix + "job-lifecycle"},
 				"metrics-consumer":      {"process"},
 				"notification-consumer": {"process " + f.prefix + "job-lifecycle"},
 				"compliance-auditor":    {"process"},
+				"health-monitor":        {"process " + f.prefix + "job-lifecycle"},
 			}
 			var spans []jaegerSpan
 			missing := func() []string {

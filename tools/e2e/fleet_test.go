@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -216,6 +217,8 @@ func startFleet(t *testing.T) *fleet {
 			"notification-consumer=" + f.notify.GRPCAddr, "compliance-auditor=" + f.audit.GRPCAddr,
 		}, ","),
 		"HEALTH_GROUP_PREFIX":   f.prefix,
+		"HEALTH_JOBS_TOPIC":     topic("job-lifecycle"),
+		"HEALTH_JOBS_GROUP":     topic("health-monitor-jobs"),
 		"HEALTH_INTERVAL":       "1s",
 		"HEALTH_PROBE_TIMEOUT":  "900ms",
 		"HEALTH_CANARY_TIMEOUT": "800ms",
@@ -228,6 +231,23 @@ func startFleet(t *testing.T) *fleet {
 	f.trail = auditpb.NewAuditServiceClient(dial(t, f.audit.GRPCAddr))
 	f.status = healthpb.NewHealthMonitorServiceClient(dial(t, f.health.GRPCAddr))
 	f.subs = notificationpb.NewNotificationServiceClient(dial(t, f.notify.GRPCAddr))
+
+	// The monitor's job flow starts at the newest offsets: wait until it
+	// consumes before the first job is submitted.
+	var jobs *healthpb.Component
+	eventually(t, 60*time.Second, 200*time.Millisecond, func() bool {
+		jobs = nil
+		resp, err := f.status.GetFleetStatus(t.Context(), &healthpb.GetFleetStatusRequest{})
+		if err != nil {
+			return false
+		}
+		for _, c := range resp.GetStatus().GetComponents() {
+			if c.GetId() == "jobs" {
+				jobs = c
+			}
+		}
+		return jobs != nil && jobs.GetStatus() == healthpb.HealthStatus_HEALTH_STATUS_HEALTHY
+	}, func() string { return fmt.Sprintf("health-monitor job flow: %v", jobs) })
 	return f
 }
 

@@ -107,6 +107,8 @@ const (
 	ComponentType_COMPONENT_TYPE_DATABASE ComponentType = 5
 	// COMPONENT_TYPE_CANARY is an end-to-end canary that publishes and consumes a probe message.
 	ComponentType_COMPONENT_TYPE_CANARY ComponentType = 6
+	// COMPONENT_TYPE_SCHEDULER is the flow of jobs through the schedulers, read from job-lifecycle.
+	ComponentType_COMPONENT_TYPE_SCHEDULER ComponentType = 7
 )
 
 // Enum value maps for ComponentType.
@@ -119,6 +121,7 @@ var (
 		4: "COMPONENT_TYPE_SERVICE",
 		5: "COMPONENT_TYPE_DATABASE",
 		6: "COMPONENT_TYPE_CANARY",
+		7: "COMPONENT_TYPE_SCHEDULER",
 	}
 	ComponentType_value = map[string]int32{
 		"COMPONENT_TYPE_UNSPECIFIED":    0,
@@ -128,6 +131,7 @@ var (
 		"COMPONENT_TYPE_SERVICE":        4,
 		"COMPONENT_TYPE_DATABASE":       5,
 		"COMPONENT_TYPE_CANARY":         6,
+		"COMPONENT_TYPE_SCHEDULER":      7,
 	}
 )
 
@@ -230,7 +234,10 @@ type Component struct {
 	// checked_at is when the latest probe finished.
 	CheckedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=checked_at,json=checkedAt,proto3" json:"checked_at,omitempty"`
 	// latency is how long the latest probe took.
-	Latency       *durationpb.Duration `protobuf:"bytes,6,opt,name=latency,proto3" json:"latency,omitempty"`
+	Latency *durationpb.Duration `protobuf:"bytes,6,opt,name=latency,proto3" json:"latency,omitempty"`
+	// metrics are the numeric readings of the latest probe, for example "consumer_lag" or
+	// "active_jobs"; the same as in the component's system.health_check event.
+	Metrics       map[string]float64 `protobuf:"bytes,7,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -303,6 +310,13 @@ func (x *Component) GetCheckedAt() *timestamppb.Timestamp {
 func (x *Component) GetLatency() *durationpb.Duration {
 	if x != nil {
 		return x.Latency
+	}
+	return nil
+}
+
+func (x *Component) GetMetrics() map[string]float64 {
+	if x != nil {
+		return x.Metrics
 	}
 	return nil
 }
@@ -791,7 +805,7 @@ var File_fleet_health_v1_health_proto protoreflect.FileDescriptor
 
 const file_fleet_health_v1_health_proto_rawDesc = "" +
 	"\n" +
-	"\x1cfleet/health/v1/health.proto\x12\x0ffleet.health.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x02\n" +
+	"\x1cfleet/health/v1/health.proto\x12\x0ffleet.health.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x03\n" +
 	"\tComponent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x122\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x1e.fleet.health.v1.ComponentTypeR\x04type\x125\n" +
@@ -799,7 +813,11 @@ const file_fleet_health_v1_health_proto_rawDesc = "" +
 	"\x06detail\x18\x04 \x01(\tR\x06detail\x129\n" +
 	"\n" +
 	"checked_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcheckedAt\x123\n" +
-	"\alatency\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\alatency\"P\n" +
+	"\alatency\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\alatency\x12A\n" +
+	"\ametrics\x18\a \x03(\v2'.fleet.health.v1.Component.MetricsEntryR\ametrics\x1a:\n" +
+	"\fMetricsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"P\n" +
 	"\x10ConsumerGroupLag\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x10\n" +
@@ -837,7 +855,7 @@ const file_fleet_health_v1_health_proto_rawDesc = "" +
 	"\x15HEALTH_STATUS_HEALTHY\x10\x01\x12\x1a\n" +
 	"\x16HEALTH_STATUS_DEGRADED\x10\x02\x12\x1b\n" +
 	"\x17HEALTH_STATUS_UNHEALTHY\x10\x03\x12\x19\n" +
-	"\x15HEALTH_STATUS_UNKNOWN\x10\x04*\xdb\x01\n" +
+	"\x15HEALTH_STATUS_UNKNOWN\x10\x04*\xf9\x01\n" +
 	"\rComponentType\x12\x1e\n" +
 	"\x1aCOMPONENT_TYPE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15COMPONENT_TYPE_BROKER\x10\x01\x12!\n" +
@@ -845,7 +863,8 @@ const file_fleet_health_v1_health_proto_rawDesc = "" +
 	"\x14COMPONENT_TYPE_TOPIC\x10\x03\x12\x1a\n" +
 	"\x16COMPONENT_TYPE_SERVICE\x10\x04\x12\x1b\n" +
 	"\x17COMPONENT_TYPE_DATABASE\x10\x05\x12\x19\n" +
-	"\x15COMPONENT_TYPE_CANARY\x10\x06*d\n" +
+	"\x15COMPONENT_TYPE_CANARY\x10\x06\x12\x1c\n" +
+	"\x18COMPONENT_TYPE_SCHEDULER\x10\a*d\n" +
 	"\bSeverity\x12\x18\n" +
 	"\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSEVERITY_INFO\x10\x01\x12\x14\n" +
@@ -868,7 +887,7 @@ func file_fleet_health_v1_health_proto_rawDescGZIP() []byte {
 }
 
 var file_fleet_health_v1_health_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_fleet_health_v1_health_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_fleet_health_v1_health_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_fleet_health_v1_health_proto_goTypes = []any{
 	(HealthStatus)(0),                // 0: fleet.health.v1.HealthStatus
 	(ComponentType)(0),               // 1: fleet.health.v1.ComponentType
@@ -882,36 +901,38 @@ var file_fleet_health_v1_health_proto_goTypes = []any{
 	(*GetFleetStatusResponse)(nil),   // 9: fleet.health.v1.GetFleetStatusResponse
 	(*WatchFleetStatusRequest)(nil),  // 10: fleet.health.v1.WatchFleetStatusRequest
 	(*WatchFleetStatusResponse)(nil), // 11: fleet.health.v1.WatchFleetStatusResponse
-	(*timestamppb.Timestamp)(nil),    // 12: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 13: google.protobuf.Duration
+	nil,                              // 12: fleet.health.v1.Component.MetricsEntry
+	(*timestamppb.Timestamp)(nil),    // 13: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 14: google.protobuf.Duration
 }
 var file_fleet_health_v1_health_proto_depIdxs = []int32{
 	1,  // 0: fleet.health.v1.Component.type:type_name -> fleet.health.v1.ComponentType
 	0,  // 1: fleet.health.v1.Component.status:type_name -> fleet.health.v1.HealthStatus
-	12, // 2: fleet.health.v1.Component.checked_at:type_name -> google.protobuf.Timestamp
-	13, // 3: fleet.health.v1.Component.latency:type_name -> google.protobuf.Duration
-	13, // 4: fleet.health.v1.CanaryLatency.latency:type_name -> google.protobuf.Duration
-	12, // 5: fleet.health.v1.CanaryLatency.measured_at:type_name -> google.protobuf.Timestamp
-	2,  // 6: fleet.health.v1.Alert.severity:type_name -> fleet.health.v1.Severity
-	12, // 7: fleet.health.v1.Alert.raised_at:type_name -> google.protobuf.Timestamp
-	0,  // 8: fleet.health.v1.FleetStatus.overall:type_name -> fleet.health.v1.HealthStatus
-	3,  // 9: fleet.health.v1.FleetStatus.components:type_name -> fleet.health.v1.Component
-	4,  // 10: fleet.health.v1.FleetStatus.consumer_group_lags:type_name -> fleet.health.v1.ConsumerGroupLag
-	5,  // 11: fleet.health.v1.FleetStatus.canary_latencies:type_name -> fleet.health.v1.CanaryLatency
-	6,  // 12: fleet.health.v1.FleetStatus.open_alerts:type_name -> fleet.health.v1.Alert
-	12, // 13: fleet.health.v1.FleetStatus.generated_at:type_name -> google.protobuf.Timestamp
-	7,  // 14: fleet.health.v1.GetFleetStatusResponse.status:type_name -> fleet.health.v1.FleetStatus
-	13, // 15: fleet.health.v1.WatchFleetStatusRequest.min_interval:type_name -> google.protobuf.Duration
-	7,  // 16: fleet.health.v1.WatchFleetStatusResponse.status:type_name -> fleet.health.v1.FleetStatus
-	8,  // 17: fleet.health.v1.HealthMonitorService.GetFleetStatus:input_type -> fleet.health.v1.GetFleetStatusRequest
-	10, // 18: fleet.health.v1.HealthMonitorService.WatchFleetStatus:input_type -> fleet.health.v1.WatchFleetStatusRequest
-	9,  // 19: fleet.health.v1.HealthMonitorService.GetFleetStatus:output_type -> fleet.health.v1.GetFleetStatusResponse
-	11, // 20: fleet.health.v1.HealthMonitorService.WatchFleetStatus:output_type -> fleet.health.v1.WatchFleetStatusResponse
-	19, // [19:21] is the sub-list for method output_type
-	17, // [17:19] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	13, // 2: fleet.health.v1.Component.checked_at:type_name -> google.protobuf.Timestamp
+	14, // 3: fleet.health.v1.Component.latency:type_name -> google.protobuf.Duration
+	12, // 4: fleet.health.v1.Component.metrics:type_name -> fleet.health.v1.Component.MetricsEntry
+	14, // 5: fleet.health.v1.CanaryLatency.latency:type_name -> google.protobuf.Duration
+	13, // 6: fleet.health.v1.CanaryLatency.measured_at:type_name -> google.protobuf.Timestamp
+	2,  // 7: fleet.health.v1.Alert.severity:type_name -> fleet.health.v1.Severity
+	13, // 8: fleet.health.v1.Alert.raised_at:type_name -> google.protobuf.Timestamp
+	0,  // 9: fleet.health.v1.FleetStatus.overall:type_name -> fleet.health.v1.HealthStatus
+	3,  // 10: fleet.health.v1.FleetStatus.components:type_name -> fleet.health.v1.Component
+	4,  // 11: fleet.health.v1.FleetStatus.consumer_group_lags:type_name -> fleet.health.v1.ConsumerGroupLag
+	5,  // 12: fleet.health.v1.FleetStatus.canary_latencies:type_name -> fleet.health.v1.CanaryLatency
+	6,  // 13: fleet.health.v1.FleetStatus.open_alerts:type_name -> fleet.health.v1.Alert
+	13, // 14: fleet.health.v1.FleetStatus.generated_at:type_name -> google.protobuf.Timestamp
+	7,  // 15: fleet.health.v1.GetFleetStatusResponse.status:type_name -> fleet.health.v1.FleetStatus
+	14, // 16: fleet.health.v1.WatchFleetStatusRequest.min_interval:type_name -> google.protobuf.Duration
+	7,  // 17: fleet.health.v1.WatchFleetStatusResponse.status:type_name -> fleet.health.v1.FleetStatus
+	8,  // 18: fleet.health.v1.HealthMonitorService.GetFleetStatus:input_type -> fleet.health.v1.GetFleetStatusRequest
+	10, // 19: fleet.health.v1.HealthMonitorService.WatchFleetStatus:input_type -> fleet.health.v1.WatchFleetStatusRequest
+	9,  // 20: fleet.health.v1.HealthMonitorService.GetFleetStatus:output_type -> fleet.health.v1.GetFleetStatusResponse
+	11, // 21: fleet.health.v1.HealthMonitorService.WatchFleetStatus:output_type -> fleet.health.v1.WatchFleetStatusResponse
+	20, // [20:22] is the sub-list for method output_type
+	18, // [18:20] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_fleet_health_v1_health_proto_init() }
@@ -925,7 +946,7 @@ func file_fleet_health_v1_health_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleet_health_v1_health_proto_rawDesc), len(file_fleet_health_v1_health_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -263,6 +263,8 @@ func eventComponentType(t domain.ComponentType) events.ComponentType {
 		return events.ComponentService
 	case domain.TypeDatabase:
 		return events.ComponentDatabase
+	case domain.TypeScheduler:
+		return events.ComponentScheduler
 	default:
 		return events.ComponentUnknown
 	}

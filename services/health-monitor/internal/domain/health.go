@@ -77,6 +77,7 @@ const (
 	TypeService
 	TypeDatabase
 	TypeCanary
+	TypeScheduler
 )
 
 // String returns the upper-case name used in JSON and on the status page.
@@ -94,6 +95,8 @@ func (t ComponentType) String() string {
 		return "DATABASE"
 	case TypeCanary:
 		return "CANARY"
+	case TypeScheduler:
+		return "SCHEDULER"
 	default:
 		return "UNSPECIFIED"
 	}

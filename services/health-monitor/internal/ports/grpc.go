@@ -4,6 +4,7 @@ package ports
 
 import (
 	"context"
+	"maps"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -91,7 +92,7 @@ func ToProto(s domain.FleetStatus) *healthpb.FleetStatus {
 	for _, c := range s.Components {
 		out.Components = append(out.Components, &healthpb.Component{
 			Id: c.ID, Type: typeProto(c.Type), Status: statusProto(c.Status), Detail: c.Detail,
-			CheckedAt: timestamppb.New(c.Checked), Latency: durationpb.New(c.Latency),
+			CheckedAt: timestamppb.New(c.Checked), Latency: durationpb.New(c.Latency), Metrics: maps.Clone(c.Metrics),
 		})
 	}
 	for _, l := range s.Lags {
@@ -141,6 +142,8 @@ func typeProto(t domain.ComponentType) healthpb.ComponentType {
 		return healthpb.ComponentType_COMPONENT_TYPE_DATABASE
 	case domain.TypeCanary:
 		return healthpb.ComponentType_COMPONENT_TYPE_CANARY
+	case domain.TypeScheduler:
+		return healthpb.ComponentType_COMPONENT_TYPE_SCHEDULER
 	default:
 		return healthpb.ComponentType_COMPONENT_TYPE_UNSPECIFIED
 	}

@@ -38,6 +38,8 @@ type ComponentView struct {
 	Detail    string    `json:"detail"`
 	CheckedAt time.Time `json:"checked_at"`
 	LatencyMS float64   `json:"latency_ms"`
+	// Metrics are the probe's numeric readings, as in system.health_check.
+	Metrics map[string]float64 `json:"metrics,omitempty"`
 }
 
 // LagView is one group/topic lag in StatusView.
@@ -86,7 +88,7 @@ func ToView(s domain.FleetStatus) StatusView {
 	}
 	for _, c := range s.Components {
 		v.Components = append(v.Components, ComponentView{ID: c.ID, Type: c.Type.String(), Status: c.Status.String(),
-			Detail: c.Detail, CheckedAt: c.Checked, LatencyMS: ms(c.Latency)})
+			Detail: c.Detail, CheckedAt: c.Checked, LatencyMS: ms(c.Latency), Metrics: c.Metrics})
 	}
 	for _, l := range s.Lags {
 		v.Lags = append(v.Lags, LagView(l))

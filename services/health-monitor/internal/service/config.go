@@ -9,7 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cosmic-horizons/fleet/libs/events"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
+	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/domain"
 )
 
 // Environment variables of the health-monitor, besides the runtime's.
@@ -29,6 +31,12 @@ const (
 	EnvCanaryQueue         = "HEALTH_CANARY_QUEUE"
 	EnvCanaryRoutingKey    = "HEALTH_CANARY_ROUTING_KEY"
 	EnvCanaryTimeout       = "HEALTH_CANARY_TIMEOUT"
+	EnvJobsEnabled         = "HEALTH_JOBS_ENABLED"
+	EnvJobsTopic           = "HEALTH_JOBS_TOPIC"
+	EnvJobsGroup           = "HEALTH_JOBS_GROUP"
+	EnvJobsWindow          = "HEALTH_JOBS_WINDOW"
+	EnvJobsFailureRatio    = "HEALTH_JOBS_FAILURE_RATIO"
+	EnvJobsMinFinished     = "HEALTH_JOBS_MIN_FINISHED"
 	EnvDatabaseURLs        = "DATABASE_URLS"
 	EnvKafkaBrokers        = "KAFKA_BROKERS"
 	EnvAMQPURL             = "AMQP_URL"
@@ -79,6 +87,15 @@ type Config struct {
 	CanaryRoutingKey string
 	// CanaryTimeout is how long a canary may take to return; below ProbeTimeout.
 	CanaryTimeout time.Duration
+
+	// JobsEnabled follows job-lifecycle (needs Kafka) and reports the job
+	// flow as the component "jobs": how many jobs wait and run, how many
+	// finished in JobFlow.Window and how many failed.
+	JobsEnabled bool
+	JobsTopic   string
+	// JobsGroup is this replica's consumer group of JobsTopic.
+	JobsGroup string
+	JobFlow   domain.JobFlowConfig
 }
 
 // DefaultConfig returns the defaults; the canary names carry the host name
@@ -103,6 +120,10 @@ func DefaultConfig() Config {
 		CanaryQueue:         "health-monitor.canary." + host,
 		CanaryRoutingKey:    "health.canary." + host,
 		CanaryTimeout:       3 * time.Second,
+		JobsEnabled:         true,
+		JobsTopic:           events.TopicJobLifecycle,
+		JobsGroup:           "health-monitor-jobs-" + host,
+		JobFlow:             domain.DefaultJobFlowConfig(),
 	}
 }
 
@@ -160,12 +181,28 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 	str(EnvCanaryGroup, &cfg.CanaryGroup)
 	str(EnvCanaryQueue, &cfg.CanaryQueue)
 	str(EnvCanaryRoutingKey, &cfg.CanaryRoutingKey)
-	if v, ok := get(EnvCanaryEnabled); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: want true or false", EnvCanaryEnabled, v))
+	boolean := func(key string, dst *bool) {
+		if v, ok := get(key); ok {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: want true or false", key, v))
+				return
+			}
+			*dst = b
 		}
-		cfg.CanaryEnabled = b
+	}
+	boolean(EnvCanaryEnabled, &cfg.CanaryEnabled)
+	boolean(EnvJobsEnabled, &cfg.JobsEnabled)
+	str(EnvJobsTopic, &cfg.JobsTopic)
+	str(EnvJobsGroup, &cfg.JobsGroup)
+	dur(EnvJobsWindow, &cfg.JobFlow.Window)
+	small(EnvJobsMinFinished, &cfg.JobFlow.MinFinished)
+	if v, ok := get(EnvJobsFailureRatio); ok {
+		r, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: want a number such as 0.5", EnvJobsFailureRatio, v))
+		}
+		cfg.JobFlow.FailureRatio = r
 	}
 	if v, ok := get(EnvKafkaBrokers); ok {
 		for b := range strings.SplitSeq(v, ",") {
@@ -267,6 +304,20 @@ func (c Config) Validate() error {
 		}
 		if strings.HasPrefix(c.CanaryRoutingKey, "job.") {
 			errs = append(errs, fmt.Errorf("%s=%q: must not start with \"job.\" (job watchers would receive canaries)", EnvCanaryRoutingKey, c.CanaryRoutingKey))
+		}
+	}
+	if c.JobsEnabled {
+		if c.JobsTopic == "" || c.JobsGroup == "" {
+			errs = append(errs, fmt.Errorf("%s and %s must not be empty", EnvJobsTopic, EnvJobsGroup))
+		}
+		if c.JobFlow.Window <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%s: must be positive", EnvJobsWindow, c.JobFlow.Window))
+		}
+		if c.JobFlow.FailureRatio <= 0 || c.JobFlow.FailureRatio > 1 {
+			errs = append(errs, fmt.Errorf("%s=%g: must be above 0 and at most 1", EnvJobsFailureRatio, c.JobFlow.FailureRatio))
+		}
+		if c.JobFlow.MinFinished < 1 {
+			errs = append(errs, fmt.Errorf("%s=%d: must be at least 1", EnvJobsMinFinished, c.JobFlow.MinFinished))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -30,7 +30,27 @@ func TestLoadConfig(t *testing.T) {
 			require.Equal(t, 2, c.ResolveAfter)
 			require.Equal(t, "fleet-canary", c.CanaryTopic)
 			require.Empty(t, c.KafkaBrokers)
+			require.True(t, c.JobsEnabled)
+			require.Equal(t, "job-lifecycle", c.JobsTopic)
+			require.Contains(t, c.JobsGroup, "health-monitor-jobs-")
+			require.Equal(t, time.Hour, c.JobFlow.Window)
 		}},
+		{name: "job flow", env: map[string]string{
+			"HEALTH_JOBS_TOPIC": "dev-job-lifecycle", "HEALTH_JOBS_GROUP": "hm-1", "HEALTH_JOBS_WINDOW": "15m",
+			"HEALTH_JOBS_FAILURE_RATIO": "0.25", "HEALTH_JOBS_MIN_FINISHED": "3",
+		}, check: func(t *testing.T, c service.Config) {
+			require.Equal(t, "dev-job-lifecycle", c.JobsTopic)
+			require.Equal(t, "hm-1", c.JobsGroup)
+			require.Equal(t, 15*time.Minute, c.JobFlow.Window)
+			require.InDelta(t, 0.25, c.JobFlow.FailureRatio, 1e-9)
+			require.Equal(t, 3, c.JobFlow.MinFinished)
+		}},
+		{name: "job flow off", env: map[string]string{"HEALTH_JOBS_ENABLED": "false", "HEALTH_JOBS_FAILURE_RATIO": "0"},
+			check: func(t *testing.T, c service.Config) { require.False(t, c.JobsEnabled) }},
+		{name: "failure ratio above 1", env: map[string]string{"HEALTH_JOBS_FAILURE_RATIO": "1.5"}, wantErr: "HEALTH_JOBS_FAILURE_RATIO=1.5: must be above 0 and at most 1"},
+		{name: "failure ratio not a number", env: map[string]string{"HEALTH_JOBS_FAILURE_RATIO": "half"}, wantErr: "HEALTH_JOBS_FAILURE_RATIO"},
+		{name: "zero window", env: map[string]string{"HEALTH_JOBS_WINDOW": "0s"}, wantErr: "HEALTH_JOBS_WINDOW=0s"},
+		{name: "bad enabled", env: map[string]string{"HEALTH_JOBS_ENABLED": "maybe"}, wantErr: "HEALTH_JOBS_ENABLED"},
 		{name: "everything set", env: map[string]string{
 			"HEALTH_INTERVAL": "2s", "HEALTH_PROBE_TIMEOUT": "1500ms", "HEALTH_CANARY_TIMEOUT": "1s",
 			"HEALTH_SERVICES":      "orch=127.0.0.1:50051, metrics=localhost:50052",

@@ -50,6 +50,8 @@ func testConfig(t *testing.T) service.Config {
 	cfg.CanaryQueue = "hm-test-canary-" + id
 	cfg.CanaryRoutingKey = "health.canary.test-" + id
 	cfg.PublishEvery = 1
+	cfg.JobsEnabled = false // TestJobFlow* turn it on with a topic of their own
+	cfg.JobsGroup = "hm-test-jobs-" + id
 	return cfg
 }
 
@@ -119,6 +121,12 @@ func newHealthMonitor(t *testing.T, cfg service.Config) (*service.HealthMonitor,
 		service.WithSinkWrapper(func(next app.EventSink) app.EventSink { rec.next = next; return rec }))
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, hm.Close()) })
+	if hm.JobFlow != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- hm.JobFlow.Run(ctx) }()
+		t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	}
 	return hm, rec
 }
 

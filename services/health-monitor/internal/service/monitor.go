@@ -14,8 +14,10 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
 	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/adapters/canary"
 	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/adapters/eventsink"
+	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/adapters/jobflow"
 	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/adapters/probes"
 	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/app"
+	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/domain"
 )
 
 // canaryRetention keeps canary messages briefly: they are only read live.
@@ -29,7 +31,10 @@ type HealthMonitor struct {
 	// KafkaCanary and AMQPCanary are nil when disabled or unconfigured.
 	KafkaCanary *canary.Kafka
 	AMQPCanary  *canary.AMQP
-	closers     []func() error
+	// JobFlow consumes job-lifecycle for the "jobs" component; nil when
+	// disabled or without Kafka. Its Run must be started by the caller.
+	JobFlow *jobflow.Consumer
+	closers []func() error
 }
 
 // Option adjusts NewHealthMonitor.
@@ -102,6 +107,16 @@ func NewHealthMonitor(cfg Config, logger *slog.Logger, reg prometheus.Registerer
 			// Stopped before the producer it uses closes.
 			hm.closers = append(hm.closers, hm.KafkaCanary.Close)
 			ps = append(ps, hm.KafkaCanary)
+		}
+		if cfg.JobsEnabled {
+			flow, err := domain.NewJobFlow(cfg.JobFlow)
+			if err != nil {
+				return nil, err
+			}
+			probe := app.NewJobFlow(flow, func() bool { return hm.JobFlow.Consuming() })
+			hm.JobFlow = jobflow.NewConsumer(jobflow.Config{Connection: conn, Topic: cfg.JobsTopic, Group: cfg.JobsGroup},
+				producer.Get, codec, probe, logger, reg)
+			ps = append(ps, probe)
 		}
 	}
 	if cfg.AMQPURL != "" {

@@ -43,6 +43,9 @@ func wire(ctx context.Context, deps svcruntime.Deps) error {
 
 	rt.OnShutdown("health-monitor connections", func(context.Context) error { return hm.Close() })
 	rt.Go("health-monitor", hm.Monitor.Run)
+	if hm.JobFlow != nil {
+		rt.Go("job-lifecycle consumer", hm.JobFlow.Run)
+	}
 	return nil
 }
 
