@@ -193,7 +193,9 @@ func TestFleet(t *testing.T) {
 				// The monitor's job flow has seen the job complete.
 				return st.GetOverall() == healthpb.HealthStatus_HEALTH_STATUS_HEALTHY &&
 					jobs != nil && jobs.GetMetrics()["completed_jobs"] >= 1
-			}, func() string { return fmt.Sprintf("fleet status %s: %v; job flow %v", st.GetOverall(), unhealthy(st), jobs) })
+			}, func() string {
+				return fmt.Sprintf("fleet status %s: %v; job flow %v", st.GetOverall(), unhealthy(st), jobs)
+			})
 			services := 0
 			for _, c := range st.GetComponents() {
 				if c.GetType() == healthpb.ComponentType_COMPONENT_TYPE_SERVICE {
@@ -204,31 +206,39 @@ func TestFleet(t *testing.T) {
 			t.Logf("job flow: %s", jobs.GetDetail())
 		})
 		t.Run("one trace across the fleet", func(t *testing.T) {
-			// The submission's trace: the SubmitJob server span, the relay's
-			// publish of the events written by it (job.submitted and its audit
-			// record) and each consumer's processing of them, the
-			// health-monitor's job flow included.
-			want := map[string][]string{
-				"job-orchestrator":      {"fleet.job.v1.JobService/SubmitJob", "relay job.submitted", "send " + f.prefix + "job-lifecycle"},
-				"metrics-consumer":      {"process"},
-				"notification-consumer": {"process " + f.prefix + "job-lifecycle"},
-				"compliance-auditor":    {"process"},
-				"health-monitor":        {"process " + f.prefix + "job-lifecycle"},
+			// The submission's trace follows the job to its end: the SubmitJob
+			// server span, the reconciler's dispatch and status changes, the
+			// relay's publish of every event written by them, and each
+			// consumer's processing of the four lifecycle events.
+			lifecycle := "process " + f.prefix + "job-lifecycle"
+			want := []struct {
+				svc, op string
+				min     int
+			}{
+				{"job-orchestrator", "fleet.job.v1.JobService/SubmitJob", 1},
+				{"job-orchestrator", "relay job.submitted", 1},
+				{"job-orchestrator", "dispatch job", 1},
+				{"job-orchestrator", "relay job.queued", 1},
+				{"job-orchestrator", "record job status", 1},
+				{"job-orchestrator", "relay job.completed", 1},
+				{"job-orchestrator", "send " + f.prefix + "job-lifecycle", 4},
+				{"metrics-consumer", "process", 4},
+				{"notification-consumer", lifecycle, 4},
+				{"compliance-auditor", lifecycle, 4},
+				{"health-monitor", lifecycle, 4},
 			}
 			var spans []jaegerSpan
 			missing := func() []string {
 				var out []string
-				for svc, ops := range want {
-					for _, op := range ops {
-						found := false
-						for _, s := range spans {
-							if s.Service == svc && strings.HasPrefix(s.OperationName, op) {
-								found = true
-							}
+				for _, w := range want {
+					n := 0
+					for _, s := range spans {
+						if s.Service == w.svc && strings.HasPrefix(s.OperationName, w.op) {
+							n++
 						}
-						if !found {
-							out = append(out, svc+": "+op)
-						}
+					}
+					if n < w.min {
+						out = append(out, fmt.Sprintf("%s: %s (%d of %d)", w.svc, w.op, n, w.min))
 					}
 				}
 				return out

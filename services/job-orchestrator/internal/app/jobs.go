@@ -50,6 +50,7 @@ func (a *App) SubmitJob(ctx context.Context, actor Actor, in SubmitInput) (job *
 	if j.CorrelationID == "" {
 		j.CorrelationID = j.ID
 	}
+	j.TraceParent = traceParent(ctx)
 	out, err := a.outboxFor(ctx, j, j.History, a.userChange(actor, events.AuditActionSubmit))
 	if err != nil {
 		return nil, false, err

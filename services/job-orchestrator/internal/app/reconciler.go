@@ -177,12 +177,14 @@ var errSkip = errors.New("skip")
 
 // dispatch claims a SUBMITTED job, submits it and records QUEUED (or FAILED
 // when the scheduler refuses it).
-func (r *Reconciler) dispatch(ctx context.Context, j *domain.Job, res *PassResult) error {
+func (r *Reconciler) dispatch(ctx context.Context, j *domain.Job, res *PassResult) (err error) {
 	a := r.app
 	now := a.now()
 	if j.Dispatch.Token != "" && now.Sub(j.Dispatch.At) < r.cfg.DispatchLease {
 		return nil // another pass or replica is submitting it
 	}
+	ctx, end := jobContext(ctx, j, "dispatch job")
+	defer func() { end(err) }()
 	claimed, err := a.repo.Transition(ctx, j.ID, j.Version, func(cur *domain.Job) ([]OutboxRecord, error) {
 		if cur.Status != domain.StatusSubmitted {
 			return nil, errSkip
@@ -279,13 +281,15 @@ func (r *Reconciler) poll(ctx context.Context, j *domain.Job, res *PassResult) e
 
 // record applies the transitions that st implies for j, if any, with j's
 // version.
-func (r *Reconciler) record(ctx context.Context, j *domain.Job, st *SchedulerStatus, res *PassResult) error {
+func (r *Reconciler) record(ctx context.Context, j *domain.Job, st *SchedulerStatus, res *PassResult) (err error) {
 	a := r.app
 	probe := j.Clone()
 	trs, err := a.applyStatus(probe, st)
 	if err != nil || len(trs) == 0 {
 		return err
 	}
+	ctx, end := jobContext(ctx, j, "record job status")
+	defer func() { end(err) }()
 	stored, err := a.repo.Transition(ctx, j.ID, j.Version, func(cur *domain.Job) ([]OutboxRecord, error) {
 		trs, err := a.applyStatus(cur, st)
 		if err != nil {

@@ -50,6 +50,9 @@ type Job struct {
 	IdempotencyKey string
 	RequestHash    string
 	CorrelationID  string
+	// TraceParent is the W3C traceparent of the submission; the changes the
+	// reconciler records later continue that trace. Empty without tracing.
+	TraceParent string
 
 	Status       Status
 	SchedulerRef SchedulerRef
