@@ -54,6 +54,7 @@ Commands:
   jobs      submit, get, list, cancel and watch jobs (chctl jobs help)
   token     mint an HS256 development token (development only)
   notify    subscribe to job emails (notify subscribe)
+  dlq       list a dead-letter topic or replay it to the original topics (chctl dlq help)
 
 Run "chctl COMMAND -h" for the flags of a command.`
 
@@ -73,6 +74,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runToken(ctx, args[1:], stdout, stderr)
 	case "notify":
 		return runNotify(ctx, args[1:], stdout, stderr)
+	case "dlq":
+		return runDLQ(ctx, args[1:], stdout, stderr)
 	default:
 		return usageError{fmt.Sprintf("unknown command %q (see chctl help)", args[0])}
 	}
