@@ -260,7 +260,8 @@ func (c *Consumer) handle(ctx context.Context, d amqp.Delivery) {
 
 	start := time.Now()
 	err := c.handler(hctx, msg)
-	c.metrics.duration.WithLabelValues(c.cfg.Queue).Observe(time.Since(start).Seconds())
+	elapsed := time.Since(start)
+	c.metrics.duration.WithLabelValues(c.cfg.Queue).Observe(elapsed.Seconds())
 
 	if err == nil {
 		if aerr := d.Ack(false); aerr != nil {
@@ -268,6 +269,10 @@ func (c *Consumer) handle(ctx context.Context, d amqp.Delivery) {
 			return
 		}
 		c.metrics.consumed.WithLabelValues(c.cfg.Queue, outcomeOK).Inc()
+		if c.logger.Enabled(hctx, slog.LevelDebug) {
+			c.logger.DebugContext(hctx, "amqp message handled", "queue", c.cfg.Queue, "routing_key", d.RoutingKey,
+				bus.HeaderEventType, msg.Header(bus.HeaderEventType), "duration_ms", float64(elapsed.Microseconds())/1000)
+		}
 		return
 	}
 	span.RecordError(err)

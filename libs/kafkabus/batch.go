@@ -202,6 +202,9 @@ func (c *Consumer) processBatch(ctx context.Context, sess sarama.ConsumerGroupSe
 		}
 		sess.MarkMessage(last, "")
 		c.metrics.consumed.WithLabelValues(first.Topic, outcomeOK).Add(float64(len(ms)))
+		for i, m := range msgs {
+			c.logHandled(msgCtxs[i], m, time.Duration(perMessage*float64(time.Second)))
+		}
 		return true
 	}
 	span.RecordError(err)

@@ -389,10 +389,12 @@ func (c *Consumer) process(ctx context.Context, sess sarama.ConsumerGroupSession
 
 	start := time.Now()
 	err := c.handler(ctx, msg)
-	c.metrics.duration.WithLabelValues(m.Topic).Observe(time.Since(start).Seconds())
+	elapsed := time.Since(start)
+	c.metrics.duration.WithLabelValues(m.Topic).Observe(elapsed.Seconds())
 	if err == nil {
 		sess.MarkMessage(m, "")
 		c.metrics.consumed.WithLabelValues(m.Topic, outcomeOK).Inc()
+		c.logHandled(ctx, msg, elapsed)
 		return true
 	}
 	span.RecordError(err)
@@ -415,6 +417,16 @@ func (c *Consumer) process(ctx context.Context, sess sarama.ConsumerGroupSession
 	sess.MarkMessage(m, "")
 	c.metrics.consumed.WithLabelValues(m.Topic, outcomeDLQ).Inc()
 	return true
+}
+
+// logHandled logs a handled message at debug level; ctx carries the
+// message's correlation id and trace, so the line names both.
+func (c *Consumer) logHandled(ctx context.Context, msg *bus.Message, took time.Duration) {
+	if !c.logger.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	c.logger.DebugContext(ctx, "kafka message handled", "topic", msg.Topic, "partition", msg.Partition,
+		"offset", msg.Offset, bus.HeaderEventType, msg.Header(bus.HeaderEventType), "duration_ms", float64(took.Microseconds())/1000)
 }
 
 // publishDeadLetter publishes msg until it is acknowledged or the session ends.
