@@ -189,7 +189,11 @@ func (r *Reconciler) dispatch(ctx context.Context, j *domain.Job, res *PassResul
 		if cur.Status != domain.StatusSubmitted {
 			return nil, errSkip
 		}
-		cur.Dispatch = domain.DispatchClaim{Token: a.newID(), At: now}
+		uncertain := cur.Dispatch.Uncertain
+		if cur.Dispatch.Token != "" && uncertain.IsZero() {
+			uncertain = cur.Dispatch.At // its replica never recorded the outcome
+		}
+		cur.Dispatch = domain.DispatchClaim{Token: a.newID(), At: now, Uncertain: uncertain}
 		return nil, nil
 	})
 	if errors.Is(err, errSkip) {
@@ -199,6 +203,9 @@ func (r *Reconciler) dispatch(ctx context.Context, j *domain.Job, res *PassResul
 		return fmt.Errorf("claim: %w", err)
 	}
 	req, err := a.submitRequest(claimed)
+	if u := claimed.Dispatch.Uncertain; !u.IsZero() {
+		req.Resubmit, req.NotBefore = true, u
+	}
 	var ref SchedulerRef
 	if err == nil {
 		ref, err = a.sched.Submit(ctx, req)
@@ -206,8 +213,14 @@ func (r *Reconciler) dispatch(ctx context.Context, j *domain.Job, res *PassResul
 	if err != nil {
 		if errors.Is(err, ErrSchedulerUnavailable) || ctx.Err() != nil {
 			// Release the claim so that the next pass retries at once.
+			// The scheduler may have taken the job before the error: the
+			// next attempt asks it first.
+			uncertain := claimed.Dispatch.Uncertain
+			if uncertain.IsZero() {
+				uncertain = claimed.Dispatch.At
+			}
 			_, rerr := a.repo.Transition(ctx, j.ID, claimed.Version, func(cur *domain.Job) ([]OutboxRecord, error) {
-				cur.Dispatch = domain.DispatchClaim{}
+				cur.Dispatch = domain.DispatchClaim{Uncertain: uncertain}
 				return nil, nil
 			})
 			return errors.Join(fmt.Errorf("submit: %w", err), rerr)

@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -216,6 +217,28 @@ func TestReconcilerSurvivesSchedulerOutage(t *testing.T) {
 	require.Equal(t, 1, f.rec.Pass(ctx).Errors)
 	f.repo.SetFailure(nil)
 	require.Equal(t, domain.StatusRunning, f.job(t, j.ID).Status)
+}
+
+func TestReconcilerDoesNotSubmitTwiceAfterALostAnswer(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+
+	// The scheduler takes the job but its answer is lost (a timeout).
+	f.sched.LoseAnswers(fmt.Errorf("submit: %w", app.ErrSchedulerUnavailable))
+	j := f.submit(t, alice, "lost-answer")
+	require.Equal(t, 1, f.rec.Pass(ctx).Errors)
+	require.Equal(t, domain.StatusSubmitted, f.job(t, j.ID).Status)
+	require.False(t, f.job(t, j.ID).Dispatch.Uncertain.IsZero(), "the attempt is remembered")
+
+	// The next attempt says so; the scheduler answers with the job it holds.
+	f.sched.LoseAnswers(nil)
+	require.Equal(t, 1, f.rec.Pass(ctx).Dispatched)
+	q := f.job(t, j.ID)
+	require.Equal(t, domain.StatusQueued, q.Status)
+	require.Len(t, f.sched.Submitted, 1, "one job at the scheduler")
+	require.Equal(t, f.sched.Submitted[0].JobID, j.ID)
+	require.Equal(t, "1", q.SchedulerRef.ID)
 }
 
 func TestReconcilerSubmitRefusedAndLostJobs(t *testing.T) {

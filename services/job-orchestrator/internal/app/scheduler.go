@@ -46,6 +46,12 @@ type SubmitRequest struct {
 	MemoryMB     int64
 	Walltime     time.Duration
 	Account      string // allocation / project; may be empty
+	// Resubmit says an earlier submission of this job, started no earlier
+	// than NotBefore, may have reached the scheduler without its answer
+	// reaching us. The backend must then return the job it already holds
+	// under JobID instead of starting a second one.
+	Resubmit  bool
+	NotBefore time.Time
 }
 
 // SchedulerRef identifies a job at the scheduler. Slurm reuses job ids, so

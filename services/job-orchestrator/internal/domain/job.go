@@ -38,6 +38,11 @@ type Transition struct {
 type DispatchClaim struct {
 	Token string
 	At    time.Time
+	// Uncertain is when the first earlier attempt whose outcome is unknown
+	// (it timed out, or its replica died before recording the result)
+	// started; zero when no attempt was made. The scheduler may hold the
+	// job already, so the next attempt looks for it before submitting.
+	Uncertain time.Time
 }
 
 // Job is the aggregate: one submitted job with its whole history.

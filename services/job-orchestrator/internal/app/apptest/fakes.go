@@ -198,14 +198,18 @@ type FakeScheduler struct {
 	status    map[string]app.SchedulerStatus
 	statusErr error
 	submitErr error
-	Submitted []app.SubmitRequest
-	Cancelled []string
-	Calls     int
+	// loseAnswers makes Submit keep the job but answer with submitErr, as
+	// when the answer of an accepted submission is lost.
+	loseAnswers bool
+	byJob       map[string]app.SchedulerRef
+	Submitted   []app.SubmitRequest
+	Cancelled   []string
+	Calls       int
 }
 
 // NewFakeScheduler returns a scheduler that knows no job.
 func NewFakeScheduler() *FakeScheduler {
-	return &FakeScheduler{status: map[string]app.SchedulerStatus{}}
+	return &FakeScheduler{status: map[string]app.SchedulerStatus{}, byJob: map[string]app.SchedulerRef{}}
 }
 
 func (s *FakeScheduler) Name() string { return "fake" }
@@ -213,14 +217,29 @@ func (s *FakeScheduler) Name() string { return "fake" }
 func (s *FakeScheduler) Submit(_ context.Context, req app.SubmitRequest) (app.SchedulerRef, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.submitErr != nil {
+	if s.submitErr != nil && !s.loseAnswers {
 		return app.SchedulerRef{}, s.submitErr
+	}
+	if ref, ok := s.byJob[req.JobID]; ok && req.Resubmit {
+		return ref, nil
 	}
 	s.next++
 	id := strconv.Itoa(s.next)
 	s.Submitted = append(s.Submitted, req)
 	s.status[id] = app.SchedulerStatus{Phase: app.PhaseQueued, State: "PENDING"}
-	return app.SchedulerRef{ID: id, SubmittedAt: time.Unix(1700000000, 0).UTC()}, nil
+	ref := app.SchedulerRef{ID: id, SubmittedAt: time.Unix(1700000000, 0).UTC()}
+	s.byJob[req.JobID] = ref
+	if s.loseAnswers {
+		return app.SchedulerRef{}, s.submitErr
+	}
+	return ref, nil
+}
+
+// LoseAnswers makes Submit accept jobs but fail with err (nil: answer again).
+func (s *FakeScheduler) LoseAnswers(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loseAnswers, s.submitErr = err != nil, err
 }
 
 func (s *FakeScheduler) Status(_ context.Context, ref app.SchedulerRef) (app.SchedulerStatus, error) {

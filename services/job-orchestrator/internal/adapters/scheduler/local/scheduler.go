@@ -24,7 +24,8 @@ import (
 // Name is the backend name reported by Scheduler.Name.
 const Name = "local"
 
-// ErrJobExists is returned by Submit for a job id that was already submitted.
+// ErrJobExists is returned by Submit for a job id that was already submitted,
+// unless the request is a Resubmit: that returns the job held.
 var ErrJobExists = errors.New("job already submitted")
 
 // ErrClosed is returned by Submit after Close.
@@ -117,7 +118,11 @@ func (s *Scheduler) Submit(ctx context.Context, req app.SubmitRequest) (app.Sche
 	if s.closed {
 		return app.SchedulerRef{}, fmt.Errorf("submit job %s: %w", req.JobID, ErrClosed)
 	}
-	if _, ok := s.jobs[req.JobID]; ok {
+	if j, ok := s.jobs[req.JobID]; ok {
+		if req.Resubmit {
+			s.log.InfoContext(ctx, "job already held; not submitted again", "job_id", req.JobID)
+			return app.SchedulerRef{ID: req.JobID, SubmittedAt: j.rec.SubmittedAt}, nil
+		}
 		return app.SchedulerRef{}, fmt.Errorf("submit job %s: %w", req.JobID, ErrJobExists)
 	}
 	dir := filepath.Join(s.cfg.WorkRoot, req.JobID)

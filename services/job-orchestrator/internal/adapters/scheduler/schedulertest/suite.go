@@ -50,6 +50,9 @@ type Options struct {
 	// Verify, when set, checks a job's final status with the scheduler's
 	// own tools (for Slurm: scontrol show job).
 	Verify func(t *testing.T, ref app.SchedulerRef, st app.SchedulerStatus)
+	// CountByName, when set, counts with the scheduler's own tools the jobs
+	// it holds for req (for Slurm: squeue --name).
+	CountByName func(t *testing.T, req app.SubmitRequest) int
 }
 
 func (o Options) withDefaults(t *testing.T) Options {
@@ -91,6 +94,7 @@ func Run(t *testing.T, newScheduler func(t *testing.T) app.Scheduler, opts Optio
 		{name: "job past its time limit fails with TIMEOUT (slow on slurm)", run: h.timesOut},
 		{name: "job cancelled while running", run: h.cancelRunning},
 		{name: "unknown reference", run: h.unknown},
+		{name: "a resubmission returns the job already held", run: h.resubmit},
 		{name: "environment arrives verbatim and is never executed", run: h.environment},
 	}
 	for _, tc := range cases {
@@ -169,6 +173,29 @@ func (h *harness) verify(t *testing.T, ref app.SchedulerRef, st app.SchedulerSta
 	if h.opts.Verify != nil {
 		h.opts.Verify(t, ref, st)
 	}
+}
+
+// resubmit submits a job, then submits it again as a Resubmit, as the
+// orchestrator does after an attempt whose answer was lost: the backend
+// must answer with the job it holds, not start a second one.
+func (h *harness) resubmit(t *testing.T) {
+	s := h.newScheduler(t)
+	wd := h.opts.WorkDir(t)
+	before := time.Now()
+	req := h.request(t, wd, "resubmit", "sleep 30\nexit 0")
+	ref := h.submit(t, s, req)
+	t.Cleanup(func() { _ = s.Cancel(context.Background(), ref) })
+
+	again := req
+	again.Resubmit, again.NotBefore = true, before
+	ref2, err := s.Submit(context.Background(), again)
+	require.NoError(t, err)
+	require.Equal(t, ref.ID, ref2.ID, "the job already held")
+	require.Equal(t, ref.SubmittedAt.Unix(), ref2.SubmittedAt.Unix())
+	if h.opts.CountByName != nil {
+		require.Equal(t, 1, h.opts.CountByName(t, req), "jobs the scheduler holds for %s", req.JobID)
+	}
+	require.NoError(t, s.Cancel(context.Background(), ref))
 }
 
 func (h *harness) completes(t *testing.T) {

@@ -57,7 +57,19 @@ func TestSlurmContract(t *testing.T) {
 		UnknownID:      "67108000",
 		LocalProcesses: true, // the stack's Slurm node is this host
 		Verify:         verifyWithScontrol,
+		CountByName:    countWithSqueue,
 	})
+}
+
+// countWithSqueue counts the jobs slurmctld holds under req's job name.
+func countWithSqueue(t *testing.T, req app.SubmitRequest) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	name := req.Name + "-" + req.JobID
+	out, err := exec.CommandContext(ctx, "squeue", "--noheader", "--states=all", "--name", name, "--format", "%i").CombinedOutput()
+	require.NoError(t, err, "squeue --name %s: %s", name, out)
+	return len(strings.Fields(string(out)))
 }
 
 // sharedWorkDir makes a directory the Slurm job user can write.

@@ -65,6 +65,16 @@ func (s *Scheduler) Submit(ctx context.Context, req app.SubmitRequest) (app.Sche
 	if err != nil {
 		return app.SchedulerRef{}, fmt.Errorf("submit job %s: %w", req.JobID, err)
 	}
+	if req.Resubmit {
+		ref, found, err := s.findSubmitted(ctx, req)
+		if err != nil {
+			return app.SchedulerRef{}, fmt.Errorf("submit job %s: look for an earlier submission: %w", req.JobID, err)
+		}
+		if found {
+			s.log.InfoContext(ctx, "slurm already holds the job; not submitted again", "job_id", req.JobID, "slurm_job_id", ref.ID)
+			return ref, nil
+		}
+	}
 	if err := s.prepareWorkDir(req.WorkDir); err != nil {
 		// The orchestrator may not see the cluster's file system; Slurm
 		// then fails the job (JobLaunchFailure) unless the directory exists there.
@@ -95,6 +105,41 @@ func (s *Scheduler) Submit(ctx context.Context, req app.SubmitRequest) (app.Sche
 	}
 	s.log.InfoContext(ctx, "job submitted to slurm", "job_id", req.JobID, "slurm_job_id", id)
 	return ref, nil
+}
+
+// findSubmitted looks among the jobs slurmctld holds for one submitted under
+// req's job name (which carries the fleet's job id) since req.NotBefore.
+// A job that ended and was purged (MinJobAge) is not found.
+func (s *Scheduler) findSubmitted(ctx context.Context, req app.SubmitRequest) (app.SchedulerRef, bool, error) {
+	resp, err := s.client.do(ctx, http.MethodGet, "/jobs", nil)
+	if err != nil {
+		return app.SchedulerRef{}, false, err
+	}
+	name := jobName(req)
+	notBefore := req.NotBefore.Add(-time.Minute) // clock skew between us and slurmctld
+	var best app.SchedulerRef
+	for _, j := range resp.Jobs {
+		if j.Name != name {
+			continue
+		}
+		submitted, err := parseUnixTime(j.SubmitTime)
+		if err != nil || (!req.NotBefore.IsZero() && submitted.Before(notBefore)) {
+			continue
+		}
+		if best.ID == "" || submitted.Before(best.SubmittedAt) {
+			best = app.SchedulerRef{ID: strconv.FormatInt(j.JobID, 10), SubmittedAt: submitted}
+		}
+	}
+	return best, best.ID != "", nil
+}
+
+// jobName is the Slurm job name of req: its name and the fleet's job id.
+func jobName(req app.SubmitRequest) string {
+	name := req.Name
+	if name == "" {
+		name = "fleet"
+	}
+	return name + "-" + req.JobID
 }
 
 // prepareWorkDir creates the job's work directory when it is missing:
@@ -228,12 +273,8 @@ func (s *Scheduler) submitBody(req app.SubmitRequest) (map[string]any, error) {
 	env["FLEET_JOB_NAME"] = req.Name
 	env["FLEET_WORK_DIR"] = req.WorkDir
 
-	name := req.Name
-	if name == "" {
-		name = "fleet"
-	}
 	job := map[string]any{
-		"name":                      name + "-" + req.JobID,
+		"name":                      jobName(req),
 		"current_working_directory": req.WorkDir,
 		"environment":               env,
 		"standard_output":           filepath.Join(req.WorkDir, req.JobID+".out"),
