@@ -6,7 +6,7 @@ require (
 	github.com/IBM/sarama v1.61.1
 	github.com/chromedp/chromedp v0.23.0
 	github.com/cosmic-horizons/fleet/libs v0.0.0
-	github.com/cosmic-horizons/fleet/proto v0.0.0-00010101000000-000000000000
+	github.com/cosmic-horizons/fleet/proto v0.0.0
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/prometheus/client_golang v1.25.0
