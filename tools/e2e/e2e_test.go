@@ -208,24 +208,28 @@ func TestFleet(t *testing.T) {
 		t.Run("one trace across the fleet", func(t *testing.T) {
 			// The submission's trace follows the job to its end: the SubmitJob
 			// server span, the reconciler's dispatch and status changes, the
-			// relay's publish of every event written by them, and each
-			// consumer's processing of the four lifecycle events.
-			lifecycle := "process " + f.prefix + "job-lifecycle"
+			// relay's publish of every event written by them, each consumer's
+			// processing of the four lifecycle events, and the email sent for
+			// job.completed.
+			// A batch consumer names a batch of one "process batch <topic>"
+			// and each message of a larger batch "process <topic>".
+			lifecycle := f.prefix + "job-lifecycle"
 			want := []struct {
-				svc, op string
-				min     int
+				svc, prefix, suffix string
+				min                 int
 			}{
-				{"job-orchestrator", "fleet.job.v1.JobService/SubmitJob", 1},
-				{"job-orchestrator", "relay job.submitted", 1},
-				{"job-orchestrator", "dispatch job", 1},
-				{"job-orchestrator", "relay job.queued", 1},
-				{"job-orchestrator", "record job status", 1},
-				{"job-orchestrator", "relay job.completed", 1},
-				{"job-orchestrator", "send " + f.prefix + "job-lifecycle", 4},
-				{"metrics-consumer", "process", 4},
-				{"notification-consumer", lifecycle, 4},
-				{"compliance-auditor", lifecycle, 4},
-				{"health-monitor", lifecycle, 4},
+				{"job-orchestrator", "fleet.job.v1.JobService/SubmitJob", "", 1},
+				{"job-orchestrator", "relay job.submitted", "", 1},
+				{"job-orchestrator", "dispatch job", "", 1},
+				{"job-orchestrator", "relay job.queued", "", 1},
+				{"job-orchestrator", "record job status", "", 1},
+				{"job-orchestrator", "relay job.completed", "", 1},
+				{"job-orchestrator", "send", lifecycle, 4},
+				{"metrics-consumer", "process", lifecycle, 4},
+				{"notification-consumer", "process", lifecycle, 4},
+				{"notification-consumer", "deliver email", "", 1},
+				{"compliance-auditor", "process", lifecycle, 4},
+				{"health-monitor", "process", lifecycle, 4},
 			}
 			var spans []jaegerSpan
 			missing := func() []string {
@@ -233,12 +237,12 @@ func TestFleet(t *testing.T) {
 				for _, w := range want {
 					n := 0
 					for _, s := range spans {
-						if s.Service == w.svc && strings.HasPrefix(s.OperationName, w.op) {
+						if s.Service == w.svc && strings.HasPrefix(s.OperationName, w.prefix) && strings.HasSuffix(s.OperationName, w.suffix) {
 							n++
 						}
 					}
 					if n < w.min {
-						out = append(out, fmt.Sprintf("%s: %s (%d of %d)", w.svc, w.op, n, w.min))
+						out = append(out, fmt.Sprintf("%s: %s…%s (%d of %d)", w.svc, w.prefix, w.suffix, n, w.min))
 					}
 				}
 				return out

@@ -5,12 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+	"github.com/cosmic-horizons/fleet/libs/telemetry"
 
 	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/adapters/store"
 	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/domain"
@@ -86,6 +93,7 @@ type Dispatcher struct {
 	codec   *events.Codec
 	logger  *slog.Logger
 	relay   *Relay
+	tracer  trace.Tracer
 	now     func() time.Time
 
 	wake chan struct{}
@@ -103,7 +111,8 @@ func NewDispatcher(cfg DispatcherConfig, st *store.Store, senders map[domain.Cha
 	}
 	return &Dispatcher{
 		cfg: cfg, store: st, senders: senders, codec: codec, relay: relay, logger: logger, now: time.Now,
-		wake: make(chan struct{}, 1), queues: make(map[string]*targetQueue),
+		tracer: otel.Tracer("github.com/cosmic-horizons/fleet/services/notification-consumer/internal/app"),
+		wake:   make(chan struct{}, 1), queues: make(map[string]*targetQueue),
 	}, nil
 }
 
@@ -282,6 +291,8 @@ func (d *Dispatcher) release(del domain.Delivery) {
 
 // deliver sends one delivery and records its outcome.
 func (d *Dispatcher) deliver(ctx context.Context, del domain.Delivery) {
+	ctx, span := d.startDelivery(ctx, del)
+	defer span.End()
 	sender, ok := d.senders[del.Channel]
 	var err error
 	if !ok {
@@ -296,23 +307,37 @@ func (d *Dispatcher) deliver(ctx context.Context, del domain.Delivery) {
 		slog.String("channel", string(del.Channel)), slog.Int("attempt", del.Attempts))
 	if err == nil {
 		o.Status, o.SentAt, o.NextAttemptAt = domain.StatusSent, now, now
-		msgs = d.outcomeMessages(del, nil, false)
-		log.Info("notification sent")
+		msgs = d.outcomeMessages(ctx, del, nil, false)
+		log.InfoContext(ctx, "notification sent")
 	} else {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
 		permanent, retryAfter := domain.Classify(err)
 		o.LastError = truncateError(err.Error())
 		if permanent || del.Attempts >= d.cfg.Retry.MaxAttempts {
 			o.Status, o.NextAttemptAt = domain.StatusFailed, now
-			msgs = d.outcomeMessages(del, err, true)
-			log.Warn("notification failed for good", slog.Bool("permanent", permanent), slog.String("error", o.LastError))
+			msgs = d.outcomeMessages(ctx, del, err, true)
+			log.WarnContext(ctx, "notification failed for good", slog.Bool("permanent", permanent), slog.String("error", o.LastError))
 		} else {
 			o.Status = domain.StatusPending
 			o.NextAttemptAt = now.Add(max(d.cfg.Retry.Backoff(del.Attempts), retryAfter))
-			msgs = d.outcomeMessages(del, err, false)
-			log.Info("notification attempt failed; retrying", slog.Time("next_attempt_at", o.NextAttemptAt), slog.String("error", o.LastError))
+			msgs = d.outcomeMessages(ctx, del, err, false)
+			log.InfoContext(ctx, "notification attempt failed; retrying", slog.Time("next_attempt_at", o.NextAttemptAt), slog.String("error", o.LastError))
 		}
 	}
 	d.record(o, msgs, log)
+}
+
+// startDelivery starts the span of one delivery attempt in the trace of the
+// event the delivery was made for, with the event's correlation id.
+func (d *Dispatcher) startDelivery(ctx context.Context, del domain.Delivery) (context.Context, trace.Span) {
+	ctx = telemetry.WithCorrelationID(ctx, del.CorrelationID)
+	if del.TraceParent != "" {
+		ctx = telemetry.Extract(ctx, map[string]string{telemetry.HeaderTraceparent: del.TraceParent})
+	}
+	return d.tracer.Start(ctx, "deliver "+strings.ToLower(string(del.Channel)), trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("fleet.delivery_id", del.ID), attribute.String("fleet.event_id", del.EventID),
+			attribute.String("fleet.job_id", del.JobID), attribute.Int("fleet.delivery_attempt", del.Attempts)))
 }
 
 // record stores an outcome, retrying a failing database briefly. Should it
@@ -341,7 +366,7 @@ func (d *Dispatcher) record(o store.Outcome, msgs []*bus.Message, log *slog.Logg
 
 // outcomeMessages builds notification.sent or notification.failed for del,
 // plus, for a final failure, its copy for the notifications dead-letter topic.
-func (d *Dispatcher) outcomeMessages(del domain.Delivery, sendErr error, final bool) []*bus.Message {
+func (d *Dispatcher) outcomeMessages(ctx context.Context, del domain.Delivery, sendErr error, final bool) []*bus.Message {
 	var payload events.Payload
 	jobID := del.JobID
 	if sendErr == nil {
@@ -366,6 +391,13 @@ func (d *Dispatcher) outcomeMessages(del domain.Delivery, sendErr error, final b
 		return nil
 	}
 	msg.SetHeader("delivery_id", del.ID)
+	trace := map[string]string{}
+	telemetry.Inject(ctx, trace)
+	for k, v := range trace {
+		if _, set := msg.Headers[k]; !set {
+			msg.SetHeader(k, v)
+		}
+	}
 	msgs := []*bus.Message{msg}
 	if sendErr != nil && final {
 		dlq := kafkabus.DeadLetter(msg, d.cfg.Producer, sendErr, d.now())

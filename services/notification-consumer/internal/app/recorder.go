@@ -17,6 +17,7 @@ import (
 
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/telemetry"
 
 	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/adapters/store"
 	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/domain"
@@ -83,6 +84,8 @@ func (r *Recorder) Apply(ctx context.Context, tx *sql.Tx, msg *bus.Message, even
 	if err != nil {
 		return bus.Permanent(fmt.Errorf("event %s: %w", eventID, err))
 	}
+	trace := map[string]string{}
+	telemetry.Inject(ctx, trace)
 	for _, sub := range selected {
 		id, err := uuid.NewV7()
 		if err != nil {
@@ -92,6 +95,7 @@ func (r *Recorder) Apply(ctx context.Context, tx *sql.Tx, msg *bus.Message, even
 			ID: id.String(), EventID: eventID, EventType: data.EventType, CorrelationID: ev.CorrelationID, UserID: data.UserID, JobID: data.JobID,
 			SubscriptionID: sub.ID, Channel: sub.Channel, Target: sub.Target, SecretRef: sub.SecretRef,
 			Subject: subject, Body: body, Status: domain.StatusPending, NextAttemptAt: now, CreatedAt: now,
+			TraceParent: trace[telemetry.HeaderTraceparent],
 		}
 		if sub.Channel == domain.ChannelInApp {
 			d.Target = domain.InAppTarget(data.UserID)

@@ -82,7 +82,10 @@ type Delivery struct {
 	EventID   string
 	EventType string
 	// CorrelationID is the source event's; outcome events carry it on.
-	CorrelationID  string
+	CorrelationID string
+	// TraceParent is the W3C traceparent of the source event's processing;
+	// the delivery and its outcome event continue that trace.
+	TraceParent    string
 	UserID         string
 	JobID          string
 	SubscriptionID string

@@ -201,7 +201,7 @@ func (s *Store) JobNameTx(ctx context.Context, tx *sql.Tx, jobID string) (string
 // --- deliveries ---
 
 const deliveryColumns = `id, event_id, event_type, correlation_id, user_id, job_id, subscription_id, channel, target, target_key,
-	secret_ref, subject, body, payload, status, attempts, next_attempt_at, last_error, created_at, sent_at, read_at`
+	secret_ref, subject, body, payload, status, attempts, next_attempt_at, last_error, created_at, sent_at, read_at, trace_parent`
 
 func scanDelivery(sc interface{ Scan(...any) error }) (domain.Delivery, error) {
 	var d domain.Delivery
@@ -210,7 +210,7 @@ func scanDelivery(sc interface{ Scan(...any) error }) (domain.Delivery, error) {
 	var sent, read sql.NullInt64
 	if err := sc.Scan(&d.ID, &d.EventID, &d.EventType, &d.CorrelationID, &d.UserID, &d.JobID, &d.SubscriptionID, &channel, &d.Target,
 		&d.TargetKey, &d.SecretRef, &d.Subject, &d.Body, &payload, &status, &d.Attempts, &next, &d.LastError,
-		&created, &sent, &read); err != nil {
+		&created, &sent, &read, &d.TraceParent); err != nil {
 		return domain.Delivery{}, err
 	}
 	d.Channel, d.Status = domain.Channel(channel), domain.Status(status)
@@ -233,11 +233,11 @@ func scanDelivery(sc interface{ Scan(...any) error }) (domain.Delivery, error) {
 // (event_id, channel, target) exists; it reports whether it inserted.
 func (s *Store) InsertDeliveryTx(ctx context.Context, tx *sql.Tx, d domain.Delivery) (bool, error) {
 	res, err := tx.ExecContext(ctx, s.q(`INSERT INTO deliveries (id, event_id, event_type, correlation_id, user_id, job_id, subscription_id,
-		channel, target, target_key, secret_ref, subject, body, payload, status, attempts, next_attempt_at, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)
+		channel, target, target_key, secret_ref, subject, body, payload, status, attempts, next_attempt_at, created_at, trace_parent)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)
 		ON CONFLICT (event_id, channel, target) DO NOTHING`),
 		d.ID, d.EventID, d.EventType, d.CorrelationID, d.UserID, d.JobID, d.SubscriptionID, string(d.Channel), d.Target, d.TargetKey,
-		d.SecretRef, d.Subject, d.Body, string(d.Payload), string(domain.StatusPending), micros(d.NextAttemptAt), micros(d.CreatedAt))
+		d.SecretRef, d.Subject, d.Body, string(d.Payload), string(domain.StatusPending), micros(d.NextAttemptAt), micros(d.CreatedAt), d.TraceParent)
 	if err != nil {
 		return false, fmt.Errorf("insert delivery for event %s: %w", d.EventID, err)
 	}
