@@ -16,8 +16,9 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 .PHONY: up
-up: ## install what is missing and start Kafka and RabbitMQ on loopback
+up: ## install what is missing, start the stack on loopback and create the fleet's Kafka topics
 	@$(STACK) up >/dev/null
+	@$(WITH_STACK) go run ./tools/cmd/chctl topics >/dev/null
 	@$(STACK) status
 
 .PHONY: down

@@ -33,7 +33,18 @@ func TestEnsureTopics(t *testing.T) {
 	spec := topicSpec(name, 3)
 	t.Cleanup(func() { require.NoError(t, kafkabus.DeleteTopics(context.Background(), conn, name)) })
 
-	report, err := kafkabus.EnsureTopics(ctx, conn.Brokers, []events.TopicSpec{spec}, logger)
+	// Verify-only changes nothing: the missing topic is reported, not created.
+	report, err := kafkabus.EnsureTopics(ctx, conn.Brokers, []events.TopicSpec{spec}, logger, kafkabus.EnsureOptions{VerifyOnly: true})
+	require.ErrorIs(t, err, kafkabus.ErrTopicMismatch)
+	require.ErrorContains(t, err, name+" (missing)")
+	require.Equal(t, []string{name}, report.Missing)
+	require.Empty(t, report.Created)
+	require.Contains(t, report.String(), "missing: "+name)
+	report, err = kafkabus.EnsureTopics(ctx, conn.Brokers, []events.TopicSpec{spec}, logger, kafkabus.EnsureOptions{VerifyOnly: true})
+	require.ErrorIs(t, err, kafkabus.ErrTopicMismatch)
+	require.Equal(t, []string{name}, report.Missing, "verify-only created the topic")
+
+	report, err = kafkabus.EnsureTopics(ctx, conn.Brokers, []events.TopicSpec{spec}, logger)
 	require.NoError(t, err)
 	require.Equal(t, []string{name}, report.Created)
 	require.Empty(t, report.OK)

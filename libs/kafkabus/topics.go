@@ -37,7 +37,9 @@ type TopicMismatch struct {
 
 // Report is the outcome of EnsureTopics.
 type Report struct {
-	Created    []string
+	Created []string
+	// Missing are the topics that do not exist, with EnsureOptions.VerifyOnly.
+	Missing    []string
 	OK         []string
 	Altered    []string // configs changed because of EnsureOptions.Apply
 	Mismatched []TopicMismatch
@@ -52,6 +54,7 @@ func (r Report) String() string {
 		}
 	}
 	line("created", r.Created)
+	line("missing", r.Missing)
 	line("ok", r.OK)
 	line("altered", r.Altered)
 	for _, m := range r.Mismatched {
@@ -67,6 +70,10 @@ type EnsureOptions struct {
 	// replication factor are only reported: adding partitions would move
 	// keys to other partitions and break per-key ordering.
 	Apply bool
+	// VerifyOnly changes nothing: a missing topic is reported in
+	// Report.Missing (and the error wraps ErrTopicMismatch) instead of
+	// created. Apply is ignored.
+	VerifyOnly bool
 	// TLS and ClientID are used for the admin connection.
 	TLS      TLSConfig
 	ClientID string
@@ -114,6 +121,10 @@ func EnsureTopics(ctx context.Context, brokers []string, specs []events.TopicSpe
 			return report, fmt.Errorf("ensure topics: %w", err)
 		}
 		md, ok := existing[spec.Name]
+		if !ok && opt.VerifyOnly {
+			report.Missing = append(report.Missing, spec.Name)
+			continue
+		}
 		if !ok {
 			err := admin.CreateTopic(spec.Name, topicDetail(spec), false)
 			switch {
@@ -136,7 +147,7 @@ func EnsureTopics(ctx context.Context, brokers []string, specs []events.TopicSpe
 				return report, fmt.Errorf("ensure topics: create %s: %w", spec.Name, err)
 			}
 		}
-		if err := verifyTopic(ctx, admin, spec, md, opt.Apply, logger, &report); err != nil {
+		if err := verifyTopic(ctx, admin, spec, md, opt.Apply && !opt.VerifyOnly, logger, &report); err != nil {
 			return report, fmt.Errorf("ensure topics: %w", err)
 		}
 	}
@@ -144,10 +155,13 @@ func EnsureTopics(ctx context.Context, brokers []string, specs []events.TopicSpe
 	if err := waitForLeaders(ctx, admin, created); err != nil {
 		return report, fmt.Errorf("ensure topics: %w", err)
 	}
-	if len(report.Mismatched) > 0 {
-		bad := make([]string, len(report.Mismatched))
-		for i, m := range report.Mismatched {
-			bad[i] = m.Topic + " (" + strings.Join(m.Problems, "; ") + ")"
+	if len(report.Mismatched) > 0 || len(report.Missing) > 0 {
+		var bad []string
+		for _, name := range report.Missing {
+			bad = append(bad, name+" (missing)")
+		}
+		for _, m := range report.Mismatched {
+			bad = append(bad, m.Topic+" ("+strings.Join(m.Problems, "; ")+")")
 		}
 		return report, fmt.Errorf("ensure topics: %w: %s", ErrTopicMismatch, strings.Join(bad, ", "))
 	}

@@ -2,10 +2,11 @@
 //
 // Usage:
 //
-//	chctl topics [-apply] [-brokers host:port,...]
+//	chctl topics [-apply | -check] [-brokers host:port,...]
 //	    create the topics of the catalogue that are missing and verify the
 //	    others; -apply also fixes retention, compression and min.insync.replicas
-//	    of existing topics. Exits 1 when a topic differs from its spec.
+//	    of existing topics; -check changes nothing and reports missing topics.
+//	    Exits 1 when a topic is missing (-check) or differs from its spec.
 package main
 
 import (
@@ -87,12 +88,16 @@ func runTopics(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	conn := kafkabus.ConnectionFromEnv()
 	brokers := fs.String("brokers", strings.Join(conn.Brokers, ","), "Kafka bootstrap addresses (default $KAFKA_BROKERS)")
 	apply := fs.Bool("apply", false, "alter retention, compression and min.insync.replicas of existing topics to match the catalogue")
+	check := fs.Bool("check", false, "change nothing: report missing and differing topics only")
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
 	if *brokers == "" {
 		return usageError{"no Kafka brokers: set KAFKA_BROKERS or -brokers"}
+	}
+	if *apply && *check {
+		return usageError{"topics: -apply and -check exclude each other"}
 	}
 	cfg, err := events.CatalogueConfigFromEnv()
 	if err != nil {
@@ -106,7 +111,7 @@ func runTopics(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer cancel()
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	report, err := kafkabus.EnsureTopics(ctx, strings.Split(*brokers, ","), specs, logger,
-		kafkabus.EnsureOptions{Apply: *apply, TLS: conn.TLS, ClientID: "chctl"})
+		kafkabus.EnsureOptions{Apply: *apply, VerifyOnly: *check, TLS: conn.TLS, ClientID: "chctl"})
 	if s := report.String(); s != "" {
 		fmt.Fprintln(stdout, s)
 	}

@@ -57,4 +57,12 @@ func TestTopicsAgainstKafka(t *testing.T) {
 	for _, s := range specs {
 		require.Contains(t, out.String(), s.Name)
 	}
+
+	// -check reports without creating.
+	out.Reset()
+	require.NoError(t, run(context.Background(), append(args, "-check"), &out, &out), out.String())
+	require.True(t, strings.HasPrefix(out.String(), "ok: "), out.String())
+	err = run(context.Background(), append(args, "-check", "-apply"), &out, &out)
+	var usage usageError
+	require.ErrorAs(t, err, &usage)
 }

@@ -186,8 +186,9 @@ func partitionHealth(client sarama.Client) (urp, offline int, err error) {
 }
 
 // TopicsProbe compares the topics with the catalogue through
-// kafkabus.EnsureTopics without Apply: the same comparison the topic tool
-// makes. A missing topic is created by it and reported degraded for that cycle.
+// kafkabus.EnsureTopics in verify-only mode: the same comparison the topic
+// tool makes, changing nothing. A missing topic is unhealthy (nothing can
+// be published to it); one that differs from its spec is degraded.
 type TopicsProbe struct {
 	conn  kafkabus.Connection
 	specs []events.TopicSpec
@@ -208,7 +209,7 @@ func (p *TopicsProbe) Type() domain.ComponentType { return domain.TypeTopic }
 func (p *TopicsProbe) Probe(ctx context.Context) app.Outcome {
 	start := time.Now()
 	report, err := kafkabus.EnsureTopics(ctx, p.conn.Brokers, p.specs, slog.New(slog.DiscardHandler),
-		kafkabus.EnsureOptions{TLS: p.conn.TLS, ClientID: p.conn.ClientID, Version: p.conn.Version})
+		kafkabus.EnsureOptions{VerifyOnly: true, TLS: p.conn.TLS, ClientID: p.conn.ClientID, Version: p.conn.Version})
 	now := time.Now()
 	var out app.Outcome
 	add := func(name string, s domain.Status, detail string) {
@@ -226,8 +227,8 @@ func (p *TopicsProbe) Probe(ctx context.Context) app.Outcome {
 	for _, name := range report.OK {
 		add(name, domain.StatusHealthy, "matches the catalogue")
 	}
-	for _, name := range report.Created {
-		add(name, domain.StatusDegraded, "was missing; created from the catalogue")
+	for _, name := range report.Missing {
+		add(name, domain.StatusUnhealthy, `missing: create it with "chctl topics"`)
 	}
 	for _, m := range report.Mismatched {
 		add(m.Topic, domain.StatusDegraded, "differs from the catalogue: "+strings.Join(m.Problems, "; "))
