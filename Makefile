@@ -83,6 +83,7 @@ fuzz: ## fuzz the event decoder for FUZZTIME (default 60s)
 bench: up ## measure buses and consumers against the real stack; prints markdown reports
 	@$(WITH_STACK) go run ./tools/cmd/fleetbench
 	@echo; echo "## Consumers and stores (go test -bench; custom metrics per line)"; echo; echo '```'
+	@$(WITH_STACK) go test -run '^$$' -bench BenchmarkRelay -benchtime 1x ./services/job-orchestrator/internal/adapters/relay/ | grep -E '^Benchmark'
 	@$(WITH_STACK) go test -run '^$$' -bench BenchmarkConsumeEndToEnd -benchtime 1x ./services/metrics-consumer/internal/service/ | grep -E '^Benchmark'
 	@$(WITH_STACK) BENCH_INTERVAL=5ms go test -run '^$$' -bench BenchmarkTerminalEventToEmailAccepted -benchtime 400x ./services/notification-consumer/internal/service/ | grep -E '^Benchmark'
 	@$(WITH_STACK) go test -run '^$$' -bench 'BenchmarkAppendSQLite|BenchmarkVerifySQLite' -benchtime 100000x ./services/compliance-auditor/internal/app/ | grep -E '^Benchmark'

@@ -27,7 +27,7 @@ import (
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-func openStore(t *testing.T, db *sqlstore.DB, wake chan struct{}) *store.Store {
+func openStore(t testing.TB, db *sqlstore.DB, wake chan struct{}) *store.Store {
 	t.Helper()
 	require.NoError(t, store.Migrate(context.Background(), db))
 	codec, err := events.NewCodec()
@@ -60,7 +60,7 @@ func newWriter() *writer {
 	return &writer{order: map[string][]string{}, topic: map[string]string{}, amqp: map[string][]string{}, all: map[string]struct{}{}}
 }
 
-func (w *writer) records(t *testing.T, j *domain.Job, seq int64) []app.OutboxRecord {
+func (w *writer) records(t testing.TB, j *domain.Job, seq int64) []app.OutboxRecord {
 	meta := events.Meta{Producer: "job-orchestrator", UserID: j.Owner, CorrelationID: j.ID, Sequence: seq}
 	var p events.Payload
 	if seq == 1 {
@@ -101,7 +101,7 @@ func (w *writer) remember(jobID string, recs []app.OutboxRecord) {
 }
 
 // job writes one job: its creation and three transitions (4 commits, 9 events).
-func (w *writer) job(t *testing.T, s *store.Store, id, owner string) {
+func (w *writer) job(t testing.TB, s *store.Store, id, owner string) {
 	ctx := context.Background()
 	j := domain.NewJob(id, owner, domain.Spec{System: domain.SystemFrontera}, "k-"+id, id, domain.Cost{}, time.Now())
 	recs := w.records(t, j, 1)
@@ -183,7 +183,7 @@ type brokers struct {
 	publisher *amqpbus.Publisher
 }
 
-func connect(t *testing.T) brokers {
+func connect(t testing.TB) brokers {
 	t.Helper()
 	b := brokers{kafka: testinfra.KafkaBrokers(t), amqpURL: testinfra.AMQPURL(t)}
 	var err error
@@ -203,7 +203,7 @@ func connect(t *testing.T) brokers {
 	return b
 }
 
-func startRelay(t *testing.T, cfg relay.Config, s *store.Store, b brokers) *relay.Relay {
+func startRelay(t testing.TB, cfg relay.Config, s *store.Store, b brokers) *relay.Relay {
 	t.Helper()
 	r, err := relay.New(cfg, s, b.producer, b.publisher, discard(), nil)
 	require.NoError(t, err)
@@ -217,7 +217,7 @@ func startRelay(t *testing.T, cfg relay.Config, s *store.Store, b brokers) *rela
 	return r
 }
 
-func waitDrained(t *testing.T, s *store.Store) {
+func waitDrained(t testing.TB, s *store.Store) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		n, err := s.OutboxBacklog(context.Background())
