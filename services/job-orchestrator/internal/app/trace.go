@@ -35,7 +35,7 @@ func jobContext(ctx context.Context, j *domain.Job, name string) (_ context.Cont
 			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
 		}
 	}
-	opts = append(opts, trace.WithAttributes(attribute.String("fleet.job_id", j.ID), attribute.String("fleet.job_status", string(j.Status))))
+	opts = append(opts, trace.WithAttributes(attribute.String("job.id", j.ID), attribute.String("job.status", string(j.Status))))
 	ctx, span := otel.Tracer(tracerName).Start(parent, name, opts...)
 	return ctx, func(err error) {
 		if err != nil {

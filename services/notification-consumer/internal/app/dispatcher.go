@@ -336,8 +336,8 @@ func (d *Dispatcher) startDelivery(ctx context.Context, del domain.Delivery) (co
 		ctx = telemetry.Extract(ctx, map[string]string{telemetry.HeaderTraceparent: del.TraceParent})
 	}
 	return d.tracer.Start(ctx, "deliver "+strings.ToLower(string(del.Channel)), trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(attribute.String("fleet.delivery_id", del.ID), attribute.String("fleet.event_id", del.EventID),
-			attribute.String("fleet.job_id", del.JobID), attribute.Int("fleet.delivery_attempt", del.Attempts)))
+		trace.WithAttributes(attribute.String("notification.delivery_id", del.ID), attribute.String("messaging.message.id", del.EventID),
+			attribute.String("job.id", del.JobID), attribute.Int("notification.attempt", del.Attempts)))
 }
 
 // record stores an outcome, retrying a failing database briefly. Should it
