@@ -20,6 +20,7 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
 )
 
@@ -29,7 +30,7 @@ func TestEnsureTopics(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 	defer cancel()
 	logger := testLogger(t)
-	name := "test-ensure-" + randomSuffix(t)
+	name := kafkabustest.Name("test-ensure")
 	spec := topicSpec(name, 3)
 	t.Cleanup(func() { require.NoError(t, kafkabus.DeleteTopics(context.Background(), conn, name)) })
 

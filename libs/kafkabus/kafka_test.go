@@ -2,8 +2,6 @@ package kafkabus_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
 	"sync"
 	"testing"
@@ -15,6 +13,7 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
 )
 
@@ -30,14 +29,6 @@ func kafkaConn(t testing.TB) kafkabus.Connection {
 	return kafkabus.Connection{Brokers: testinfra.KafkaBrokers(t), ClientID: "kafkabus-test"}
 }
 
-func randomSuffix(t testing.TB) string {
-	t.Helper()
-	b := make([]byte, 4)
-	_, err := rand.Read(b)
-	require.NoError(t, err)
-	return hex.EncodeToString(b)
-}
-
 func topicSpec(name string, partitions int32) events.TopicSpec {
 	return events.TopicSpec{
 		Name: name, Partitions: partitions, Retention: time.Hour, Compression: "zstd",
@@ -49,18 +40,8 @@ func topicSpec(name string, partitions int32) events.TopicSpec {
 // both deleted when the test ends.
 func newTopic(t testing.TB, conn kafkabus.Connection, prefix string, partitions int32) string {
 	t.Helper()
-	name := "test-" + prefix + "-" + randomSuffix(t)
-	specs := []events.TopicSpec{topicSpec(name, partitions), topicSpec(events.DLQTopic(name), 1)}
-	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
-	defer cancel()
-	report, err := kafkabus.EnsureTopics(ctx, conn.Brokers, specs, testLogger(t))
-	require.NoError(t, err)
-	require.ElementsMatch(t, []string{name, events.DLQTopic(name)}, report.Created)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitLong)
-		defer cancel()
-		require.NoError(t, kafkabus.DeleteTopics(ctx, conn, name, events.DLQTopic(name)))
-	})
+	name := kafkabustest.Name("test-" + prefix)
+	kafkabustest.TopicsWithDLQ(t, conn.Brokers, partitions, name)
 	return name
 }
 

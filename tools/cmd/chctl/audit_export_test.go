@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +20,7 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
 	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
 )
@@ -33,24 +33,11 @@ const exportTestSecret = "chctl-audit-export-test-secret-0123456789"
 func startAuditor(t *testing.T, n int) (addr, pubFile string) {
 	t.Helper()
 	brokers := testinfra.KafkaBrokers(t)
-	suffix := make([]byte, 4)
-	_, _ = rand.Read(suffix)
-	id := hex.EncodeToString(suffix)
-	auditTopic, jobTopic, alertTopic := "audit-trail-chctl-"+id, "job-lifecycle-chctl-"+id, "system-health-chctl-"+id
+	auditTopic, jobTopic := kafkabustest.Name("audit-trail-chctl"), kafkabustest.Name("job-lifecycle-chctl")
+	alertTopic := kafkabustest.Name("system-health-chctl")
+	kafkabustest.Topics(t, brokers, 2, auditTopic, jobTopic, alertTopic)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	var specs []events.TopicSpec
-	for _, name := range []string{auditTopic, jobTopic, alertTopic} {
-		specs = append(specs, events.TopicSpec{Name: name, Key: events.KeyNone, Partitions: 2, Retention: time.Hour,
-			Compression: "producer", ReplicationFactor: 1, MinInsyncReplicas: 1})
-	}
-	_, err := kafkabus.EnsureTopics(ctx, brokers, specs, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = kafkabus.DeleteTopics(ctx, kafkabus.Connection{Brokers: brokers}, auditTopic, jobTopic, alertTopic)
-	})
 
 	codec, err := events.NewCodec()
 	require.NoError(t, err)
@@ -81,7 +68,7 @@ func startAuditor(t *testing.T, n int) (addr, pubFile string) {
 	p := servicetest.RunBinary(t, "../../../services/compliance-auditor/cmd/compliance-auditor", map[string]string{
 		"DATABASE_URL":  "sqlite://" + filepath.Join(t.TempDir(), "audit.db"),
 		"KAFKA_BROKERS": strings.Join(brokers, ","), "AUDIT_TOPICS": auditTopic + "," + jobTopic,
-		"AUDIT_ALERT_TOPIC": alertTopic, "AUDIT_CONSUMER_GROUP": "compliance-auditor-chctl-" + id,
+		"AUDIT_ALERT_TOPIC": alertTopic, "AUDIT_CONSUMER_GROUP": kafkabustest.Name("compliance-auditor-chctl"),
 		"AUDIT_CHECKPOINT_INTERVAL": "200ms", "AUDIT_SIGNING_KEY": base64.StdEncoding.EncodeToString(priv.Seed()),
 		"AUTH_HS256_SECRET": exportTestSecret, "LOG_LEVEL": "info",
 	})

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +18,7 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
 )
 
@@ -32,34 +31,12 @@ type dlqFixture struct {
 	producer *kafkabus.Producer
 }
 
-func dlqRandom(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 5)
-	_, err := rand.Read(b)
-	require.NoError(t, err)
-	return hex.EncodeToString(b)
-}
-
 func newDLQFixture(t *testing.T, partitions int32) *dlqFixture {
 	t.Helper()
 	conn := kafkabus.Connection{Brokers: testinfra.KafkaBrokers(t), ClientID: "chctl-dlq-test"}
-	name := "chctl-dlqtest-" + dlqRandom(t)
-	spec := func(n string, p int32) events.TopicSpec {
-		return events.TopicSpec{Name: n, Partitions: p, Retention: time.Hour, Compression: "zstd",
-			ReplicationFactor: 1, MinInsyncReplicas: 1}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	name := kafkabustest.Name("chctl-dlqtest")
+	kafkabustest.TopicsWithDLQ(t, conn.Brokers, partitions, name)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	report, err := kafkabus.EnsureTopics(ctx, conn.Brokers,
-		[]events.TopicSpec{spec(name, partitions), spec(events.DLQTopic(name), 1)}, logger)
-	require.NoError(t, err)
-	require.Len(t, report.Created, 2)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		require.NoError(t, kafkabus.DeleteTopics(ctx, conn, name, events.DLQTopic(name)))
-	})
 	p, err := kafkabus.NewProducer(kafkabus.DefaultProducerConfig(conn), logger, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, p.Close()) })
@@ -69,7 +46,7 @@ func newDLQFixture(t *testing.T, partitions int32) *dlqFixture {
 // group returns a consumer group name of this test, deleted at the end.
 func (f *dlqFixture) group(t *testing.T, label string) string {
 	t.Helper()
-	g := "chctl-dlqtest-" + label + "-" + dlqRandom(t)
+	g := kafkabustest.Name("chctl-dlqtest-" + label)
 	t.Cleanup(func() {
 		admin := f.admin(t)
 		defer admin.Close()

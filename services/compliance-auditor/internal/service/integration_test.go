@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net"
@@ -27,6 +26,7 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
 	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
@@ -52,27 +52,11 @@ func newKafkaEnv(t *testing.T) *kafkaEnv {
 	if brokers == "" {
 		testinfra.Unavailable(t, "Kafka: KAFKA_BROKERS is not set")
 	}
-	suffix := make([]byte, 4)
-	_, _ = rand.Read(suffix)
-	id := hex.EncodeToString(suffix)
 	e := &kafkaEnv{
-		brokers: []string{brokers}, auditTopic: "audit-trail-it-" + id, jobTop: "job-lifecycle-it-" + id,
-		alertTopic: "system-health-it-" + id, group: "compliance-auditor-it-" + id,
+		brokers: []string{brokers}, auditTopic: kafkabustest.Name("audit-trail-it"), jobTop: kafkabustest.Name("job-lifecycle-it"),
+		alertTopic: kafkabustest.Name("system-health-it"), group: kafkabustest.Name("compliance-auditor-it"),
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	var specs []events.TopicSpec
-	for _, name := range []string{e.auditTopic, e.jobTop, e.alertTopic} {
-		specs = append(specs, events.TopicSpec{Name: name, Key: events.KeyNone, Partitions: 3, Retention: time.Hour,
-			Compression: "producer", ReplicationFactor: 1, MinInsyncReplicas: 1})
-	}
-	_, err := kafkabus.EnsureTopics(ctx, e.brokers, specs, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = kafkabus.DeleteTopics(ctx, kafkabus.Connection{Brokers: e.brokers}, e.auditTopic, e.jobTop, e.alertTopic)
-	})
+	kafkabustest.Topics(t, e.brokers, 3, e.auditTopic, e.jobTop, e.alertTopic)
 	pub, priv, err := auditchain.GenerateKey(rand.Reader)
 	require.NoError(t, err)
 	e.priv, e.pub = priv.Seed(), pub

@@ -16,6 +16,7 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
 	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/domain"
 	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/service"
@@ -65,10 +66,7 @@ func TestLaggingConsumerGroupRaisesAlert(t *testing.T) {
 	id := suffix(t)
 	topic, group := "hm-lag-"+id, "hm-lag-"+id+"-group"
 	conn := kafkabus.Connection{Brokers: brokers}
-	spec := events.TopicSpec{Name: topic, Partitions: 2, Retention: time.Hour, Compression: "zstd", ReplicationFactor: 1, MinInsyncReplicas: 1}
-	_, err := kafkabus.EnsureTopics(t.Context(), brokers, []events.TopicSpec{spec}, logger(t))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = kafkabus.DeleteTopics(context.Background(), conn, topic) })
+	kafkabustest.Topics(t, brokers, 2, topic)
 
 	// Fill the topic: 30 messages on each partition.
 	producer, err := kafkabus.NewProducer(kafkabus.DefaultProducerConfig(conn), logger(t), nil)

@@ -11,6 +11,7 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
 	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/domain"
 )
 
@@ -51,18 +52,7 @@ func TestJobFlowFollowsJobLifecycle(t *testing.T) {
 	topic := "job-lifecycle-hm-" + suffix(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	var specs []events.TopicSpec
-	for _, name := range []string{topic, topic + events.DLQSuffix} {
-		specs = append(specs, events.TopicSpec{Name: name, Key: events.KeyNone, Partitions: 3, Retention: time.Hour,
-			Compression: "producer", ReplicationFactor: 1, MinInsyncReplicas: 1})
-	}
-	_, err := kafkabus.EnsureTopics(ctx, brokers, specs, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = kafkabus.DeleteTopics(ctx, kafkabus.Connection{Brokers: brokers}, topic, topic+events.DLQSuffix)
-	})
+	kafkabustest.TopicsWithDLQ(t, brokers, 3, topic)
 
 	cfg := testConfig(t)
 	cfg.KafkaBrokers = brokers

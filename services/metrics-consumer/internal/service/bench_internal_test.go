@@ -2,8 +2,6 @@ package service
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -15,6 +13,7 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
 	"github.com/cosmic-horizons/fleet/services/metrics-consumer/internal/testgen"
 )
@@ -33,23 +32,9 @@ const benchEvents = 200_000
 func BenchmarkConsumeEndToEnd(b *testing.B) {
 	conn := kafkabus.Connection{Brokers: testinfra.KafkaBrokers(b), ClientID: "metrics-consumer-bench"}
 	logger := slog.New(slog.DiscardHandler)
-	suffix := make([]byte, 4)
-	_, _ = rand.Read(suffix)
-	lifecycle, metrics := "bench-mc-lifecycle-"+hex.EncodeToString(suffix), "bench-mc-metrics-"+hex.EncodeToString(suffix)
-	names := []string{lifecycle, events.DLQTopic(lifecycle), metrics, events.DLQTopic(metrics)}
-	var specs []events.TopicSpec
-	for i, n := range names {
-		parts := int32(1)
-		if i%2 == 0 {
-			parts = 10
-		}
-		specs = append(specs, events.TopicSpec{Name: n, Partitions: parts, Retention: time.Hour, Compression: "zstd", ReplicationFactor: 1, MinInsyncReplicas: 1})
-	}
+	lifecycle, metrics := kafkabustest.Name("bench-mc-lifecycle"), kafkabustest.Name("bench-mc-metrics")
+	kafkabustest.TopicsWithDLQ(b, conn.Brokers, 10, lifecycle, metrics)
 	ctx := context.Background()
-	if _, err := kafkabus.EnsureTopics(ctx, conn.Brokers, specs, logger); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = kafkabus.DeleteTopics(context.Background(), conn, names...) })
 
 	total := prefill(b, conn, lifecycle, metrics)
 
@@ -59,7 +44,7 @@ func BenchmarkConsumeEndToEnd(b *testing.B) {
 		cfg.Kafka = conn
 		cfg.Topics = []string{lifecycle, metrics}
 		cfg.Schemas = map[string]string{lifecycle: events.TopicJobLifecycle, metrics: events.TopicJobMetrics}
-		cfg.Group = "bench-mc-" + hex.EncodeToString(suffix) + "-" + strconv.Itoa(i)
+		cfg.Group = kafkabustest.Name("bench-mc-" + strconv.Itoa(i))
 		cfg.DatabaseURL = "sqlite://" + filepath.Join(b.TempDir(), "bench.db")
 		p, err := build(ctx, cfg, logger, nil)
 		if err != nil {

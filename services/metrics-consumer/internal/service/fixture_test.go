@@ -2,8 +2,6 @@ package service_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -17,6 +15,7 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
@@ -43,37 +42,16 @@ type fixture struct {
 	published          map[string]bool // event ids
 }
 
-func randomSuffix(t testing.TB) string {
-	b := make([]byte, 4)
-	_, err := rand.Read(b)
-	require.NoError(t, err)
-	return hex.EncodeToString(b)
-}
-
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	conn := kafkabus.Connection{Brokers: testinfra.KafkaBrokers(t), ClientID: "metrics-consumer-test"}
-	s := randomSuffix(t)
 	f := &fixture{
-		conn: conn, lifecycle: "test-mc-lifecycle-" + s, metrics: "test-mc-metrics-" + s,
-		group: "test-mc-" + s, databaseURL: "sqlite://" + filepath.Join(t.TempDir(), "metrics.db"),
+		conn: conn, lifecycle: kafkabustest.Name("test-mc-lifecycle"), metrics: kafkabustest.Name("test-mc-metrics"),
+		group: kafkabustest.Name("test-mc"), databaseURL: "sqlite://" + filepath.Join(t.TempDir(), "metrics.db"),
 		published: map[string]bool{},
 	}
-	spec := func(name string, partitions int32) events.TopicSpec {
-		return events.TopicSpec{Name: name, Partitions: partitions, Retention: time.Hour, Compression: "zstd", ReplicationFactor: 1, MinInsyncReplicas: 1}
-	}
-	names := []string{f.lifecycle, events.DLQTopic(f.lifecycle), f.metrics, events.DLQTopic(f.metrics)}
-	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
-	defer cancel()
-	_, err := kafkabus.EnsureTopics(ctx, conn.Brokers, []events.TopicSpec{
-		spec(f.lifecycle, 4), spec(names[1], 1), spec(f.metrics, 4), spec(names[3], 1),
-	}, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitLong)
-		defer cancel()
-		_ = kafkabus.DeleteTopics(ctx, conn, names...)
-	})
+	kafkabustest.TopicsWithDLQ(t, conn.Brokers, 4, f.lifecycle, f.metrics)
+	var err error
 	f.codec, err = events.NewCodec()
 	require.NoError(t, err)
 	f.producer, err = kafkabus.NewProducer(kafkabus.DefaultProducerConfig(conn), slog.New(slog.DiscardHandler), nil)

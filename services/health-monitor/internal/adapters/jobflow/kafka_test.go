@@ -14,6 +14,7 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
 	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/adapters/jobflow"
 	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/domain"
@@ -41,13 +42,10 @@ func (o *observed) transitions() []domain.JobTransition {
 func TestConsumerRetriesUntilKafkaAnswers(t *testing.T) {
 	brokers := testinfra.KafkaBrokers(t)
 	conn := kafkabus.Connection{Brokers: brokers}
-	topic := "job-lifecycle-jobflow-" + time.Now().Format("150405.000000")
+	topic := kafkabustest.Name("job-lifecycle-jobflow")
+	kafkabustest.Topics(t, brokers, 2, topic)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	_, err := kafkabus.EnsureTopics(ctx, brokers, []events.TopicSpec{{Name: topic, Key: events.KeyNone, Partitions: 2,
-		Retention: time.Hour, Compression: "producer", ReplicationFactor: 1, MinInsyncReplicas: 1}}, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = kafkabus.DeleteTopics(context.Background(), conn, topic) })
 
 	producer, err := kafkabus.NewProducer(kafkabus.DefaultProducerConfig(conn), slog.New(slog.DiscardHandler), nil)
 	require.NoError(t, err)
