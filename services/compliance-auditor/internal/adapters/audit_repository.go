@@ -59,6 +59,7 @@ type queries struct {
 	head, headForUpdate, insert, updateHead                         string
 	records, checkpoints, latestCheckpoint, insertCheckpoint        string
 	jobSeq, upsertJobSeq, insertGap, pendingGaps, markGapAlerted    string
+	fillGap, resolvedGaps, markGapResolveAlerted                    string
 	retentionAnchor, openWindow, closeWindow, deleteRecords, delCPs string
 	first                                                           string
 }
@@ -89,6 +90,12 @@ ON CONFLICT (job_id) DO UPDATE SET last_sequence = excluded.last_sequence WHERE 
 ON CONFLICT (job_id, first_missing) DO NOTHING`),
 		pendingGaps:    rb(`SELECT job_id, first_missing, last_missing, event_id, detected_at FROM audit_sequence_gaps WHERE alerted_at IS NULL ORDER BY detected_at LIMIT ?`),
 		markGapAlerted: rb(`UPDATE audit_sequence_gaps SET alerted_at = ? WHERE job_id = ? AND first_missing = ?`),
+		fillGap: rb(`UPDATE audit_sequence_gaps SET filled = filled + 1,
+resolved_at = CASE WHEN filled + 1 >= last_missing - first_missing + 1 THEN ? ELSE resolved_at END
+WHERE job_id = ? AND first_missing <= ? AND last_missing >= ? AND resolved_at IS NULL`),
+		resolvedGaps: rb(`SELECT job_id, first_missing, last_missing, event_id, detected_at, resolved_at FROM audit_sequence_gaps
+WHERE resolved_at IS NOT NULL AND alerted_at IS NOT NULL AND resolve_alerted_at IS NULL ORDER BY resolved_at LIMIT ?`),
+		markGapResolveAlerted: rb(`UPDATE audit_sequence_gaps SET resolve_alerted_at = ? WHERE job_id = ? AND first_missing = ?`),
 		retentionAnchor: rb(`SELECT c.sequence FROM audit_checkpoints c JOIN audit_records r ON r.sequence = c.sequence
 WHERE r.recorded_at < ? ORDER BY c.sequence DESC LIMIT 1`),
 		openWindow:    `INSERT INTO audit_retention_window (id) VALUES (1)`,
@@ -472,12 +479,16 @@ type Gap struct {
 	LastMissing  int64
 	EventID      string
 	DetectedAt   time.Time
+	// ResolvedAt is when the last missing event arrived; zero while open.
+	ResolvedAt time.Time
 }
 
 // TrackJobSequence records, in tx, that the lifecycle event eventID of jobID
 // carried seq. When seq skips past the last sequence seen for the job plus
 // one, it stores and returns the gap (once: a redelivery stores nothing new).
-// An event at or below the last sequence (late or repeated) only returns nil.
+// An event at or below the last sequence arrived late: it fills its place
+// in a stored gap, which is resolved once all its events arrived. The inbox
+// hands each event over once, so each late event is counted once.
 func (r *Repository) TrackJobSequence(ctx context.Context, tx *sql.Tx, jobID string, seq int64, eventID string, now time.Time) (*Gap, error) {
 	var last int64
 	switch err := tx.QueryRowContext(ctx, r.q.jobSeq, jobID).Scan(&last); {
@@ -486,6 +497,9 @@ func (r *Repository) TrackJobSequence(ctx context.Context, tx *sql.Tx, jobID str
 		return nil, fmt.Errorf("read sequence of job %s: %w", jobID, err)
 	}
 	if seq <= last {
+		if _, err := tx.ExecContext(ctx, r.q.fillGap, now.UTC().UnixMicro(), jobID, seq, seq); err != nil {
+			return nil, fmt.Errorf("fill gap of job %s: %w", jobID, err)
+		}
 		return nil, nil
 	}
 	if _, err := tx.ExecContext(ctx, r.q.upsertJobSeq, jobID, seq); err != nil {
@@ -522,6 +536,38 @@ func (r *Repository) PendingGaps(ctx context.Context, limit int) ([]Gap, error) 
 		return nil, fmt.Errorf("read pending gaps: %w", err)
 	}
 	return out, nil
+}
+
+// ResolvedGaps returns up to limit resolved gaps whose raise was published
+// and whose resolve was not.
+func (r *Repository) ResolvedGaps(ctx context.Context, limit int) ([]Gap, error) {
+	rows, err := r.db.Writer().QueryContext(ctx, r.q.resolvedGaps, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read resolved gaps: %w", err)
+	}
+	defer rows.Close()
+	var out []Gap
+	for rows.Next() {
+		var g Gap
+		var detected, resolved int64
+		if err := rows.Scan(&g.JobID, &g.FirstMissing, &g.LastMissing, &g.EventID, &detected, &resolved); err != nil {
+			return nil, fmt.Errorf("scan gap: %w", err)
+		}
+		g.DetectedAt, g.ResolvedAt = time.UnixMicro(detected).UTC(), time.UnixMicro(resolved).UTC()
+		out = append(out, g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read resolved gaps: %w", err)
+	}
+	return out, nil
+}
+
+// MarkGapResolveAlerted records that the alert.resolved of g was published at.
+func (r *Repository) MarkGapResolveAlerted(ctx context.Context, g Gap, at time.Time) error {
+	if _, err := r.db.ExecContext(ctx, r.q.markGapResolveAlerted, at.UnixMicro(), g.JobID, g.FirstMissing); err != nil {
+		return fmt.Errorf("mark gap of job %s resolved: %w", g.JobID, err)
+	}
+	return nil
 }
 
 // MarkGapAlerted records that the alert of g was published at.

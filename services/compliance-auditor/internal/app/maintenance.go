@@ -186,35 +186,69 @@ func AlertID(g adapters.Gap) string {
 	return "audit-gap:" + g.JobID + ":" + strconv.FormatInt(g.FirstMissing, 10)
 }
 
-// Publish alerts the pending gaps once and returns how many it published.
+// Publish alerts the pending gaps once, then resolves the alerted gaps
+// whose missing events all arrived late, and returns how many events it
+// published.
 func (a *GapAlerter) Publish(ctx context.Context) (int, error) {
 	gaps, err := a.repo.PendingGaps(ctx, 100)
 	if err != nil {
 		return 0, err
 	}
-	for i, g := range gaps {
-		msg, err := a.message(g)
-		if err != nil {
-			return i, err
-		}
-		if err := a.pub.Publish(ctx, msg); err != nil {
-			return i, fmt.Errorf("publish gap alert of job %s: %w", g.JobID, err)
+	n := 0
+	for _, g := range gaps {
+		if err := a.publish(ctx, g, false); err != nil {
+			return n, err
 		}
 		if err := a.repo.MarkGapAlerted(ctx, g, a.now()); err != nil {
-			return i, err
+			return n, err
 		}
+		n++
 	}
-	return len(gaps), nil
+	resolved, err := a.repo.ResolvedGaps(ctx, 100)
+	if err != nil {
+		return n, err
+	}
+	for _, g := range resolved {
+		if err := a.publish(ctx, g, true); err != nil {
+			return n, err
+		}
+		if err := a.repo.MarkGapResolveAlerted(ctx, g, a.now()); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }
 
-func (a *GapAlerter) message(g adapters.Gap) (*bus.Message, error) {
-	ev, err := events.NewEvent(events.AlertRaised{
+func (a *GapAlerter) publish(ctx context.Context, g adapters.Gap, resolved bool) error {
+	msg, err := a.message(g, resolved)
+	if err != nil {
+		return err
+	}
+	if err := a.pub.Publish(ctx, msg); err != nil {
+		return fmt.Errorf("publish gap alert of job %s: %w", g.JobID, err)
+	}
+	return nil
+}
+
+// message is the alert.raised of g, or its alert.resolved (same alert id).
+func (a *GapAlerter) message(g adapters.Gap, resolved bool) (*bus.Message, error) {
+	var payload events.Payload = events.AlertRaised{
 		AlertID:     AlertID(g),
 		ComponentID: AlertComponent,
 		Severity:    events.SeverityWarning,
 		Message: fmt.Sprintf("job %s: lifecycle sequence gap, events %d..%d missing when event %s (sequence %d) arrived",
 			g.JobID, g.FirstMissing, g.LastMissing, g.EventID, g.LastMissing+1),
-	}, events.Meta{
+	}
+	if resolved {
+		payload = events.AlertResolved{
+			AlertID:     AlertID(g),
+			ComponentID: AlertComponent,
+			Message: fmt.Sprintf("job %s: the missing lifecycle events %d..%d arrived late; the sequence is complete",
+				g.JobID, g.FirstMissing, g.LastMissing),
+		}
+	}
+	ev, err := events.NewEvent(payload, events.Meta{
 		Producer: a.producer,
 		UserID:   "system:" + a.producer,
 		Now:      a.now,

@@ -248,6 +248,19 @@ func TestAuditTrailOverKafka(t *testing.T) {
 			off = offlineVerify(tampered, e.pub)
 			require.False(t, off.OK)
 
+			// The missing events arrive late: the gap fills up and its alert
+			// is resolved (resolve_alerted_at is set once Kafka acknowledged
+			// the alert.resolved).
+			e.publish(t, []*bus.Message{audittest.Message(t, codec, audittest.Lifecycle(t, "job-gap-"+d.Name, 3), 200)})
+			require.Eventually(t, func() bool {
+				return sqlstoretest.Count(t, db, "SELECT count(*) FROM audit_sequence_gaps WHERE filled = 1 AND resolved_at IS NULL") == 1
+			}, 30*time.Second, 100*time.Millisecond, "one of two missing events arrived")
+			e.publish(t, []*bus.Message{audittest.Message(t, codec, audittest.Lifecycle(t, "job-gap-"+d.Name, 4), 201)})
+			require.Eventually(t, func() bool {
+				return sqlstoretest.Count(t, db, "SELECT count(*) FROM audit_sequence_gaps WHERE filled = 2 AND resolve_alerted_at IS NOT NULL") == 1
+			}, 30*time.Second, 100*time.Millisecond, "the gap was resolved")
+			require.EqualValues(t, 45, count(t, db), "late events are appended like any other")
+
 			// Tampering directly in the database, past the append-only triggers.
 			audittest.DropGuards(t, db)
 			sqlstoretest.MustExec(t, db, "DELETE FROM audit_records WHERE sequence > 40")
