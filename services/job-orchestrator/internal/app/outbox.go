@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
@@ -171,6 +172,29 @@ func (a *App) metricsPayload(j *domain.Job, st *SchedulerStatus) events.JobMetri
 		}
 	}
 	return p
+}
+
+// runningSample is the job.metrics_recorded of the RUNNING job j at now:
+// run time, node- and GPU-hours so far, and the backend's CPU time and
+// memory when it reports them. Its sequence and causation are those of the
+// job's latest transition, so readers order it before the final sample.
+func (a *App) runningSample(ctx context.Context, j *domain.Job, st *SchedulerStatus, now time.Time) (OutboxRecord, error) {
+	run := max(0, now.Sub(j.StartedAt))
+	cost := a.cfg.Rates.Estimate(j.Spec.Resources, run)
+	p := a.metricsPayload(j, st)
+	p.Final, p.RunTimeMS, p.NodeHours, p.GPUHours, p.ExitCode = false, run.Milliseconds(), cost.NodeHours, cost.GPUHours, nil
+	var causation string
+	if n := len(j.History); n > 0 {
+		causation = j.History[n-1].EventID
+	}
+	ev, err := events.NewEvent(p, events.Meta{
+		Producer: a.cfg.Producer, UserID: a.cfg.Producer, CorrelationID: a.correlationID(ctx, j),
+		CausationID: causation, Sequence: j.Sequence, Now: a.now,
+	})
+	if err != nil {
+		return OutboxRecord{}, fmt.Errorf("metrics sample of job %s: %w", j.ID, err)
+	}
+	return OutboxRecord{Event: ev}, nil
 }
 
 func (a *App) workDir(jobID string) string { return a.cfg.WorkDir + "/" + jobID }

@@ -20,6 +20,7 @@ const (
 	DefaultReconcileBatch       = 500
 	DefaultDispatchLease        = 2 * time.Minute
 	DefaultLostAfter            = 3
+	DefaultSampleInterval       = 30 * time.Second
 )
 
 // ReconcilerConfig configures the Reconciler.
@@ -40,6 +41,10 @@ type ReconcilerConfig struct {
 	// LostAfter is how many passes in a row the scheduler must not know a
 	// job before it is failed as LOST_BY_SCHEDULER.
 	LostAfter int
+	// SampleInterval is how often a RUNNING job gets a job.metrics_recorded
+	// (not final) with its run time, node- and GPU-hours so far and, where
+	// the backend measures them, CPU time and memory; 0 sends none.
+	SampleInterval time.Duration
 }
 
 // DefaultReconcilerConfig returns the defaults.
@@ -48,6 +53,7 @@ func DefaultReconcilerConfig() ReconcilerConfig {
 		Interval: DefaultReconcileInterval, MaxInterval: DefaultReconcileMaxInterval,
 		Jitter: DefaultReconcileJitter, Batch: DefaultReconcileBatch,
 		DispatchLease: DefaultDispatchLease, LostAfter: DefaultLostAfter,
+		SampleInterval: DefaultSampleInterval,
 	}
 }
 
@@ -68,6 +74,9 @@ func (c ReconcilerConfig) Validate() error {
 	}
 	if c.LostAfter < 1 {
 		errs = append(errs, errors.New("lost-after must be positive"))
+	}
+	if c.SampleInterval < 0 {
+		errs = append(errs, errors.New("sample interval must not be negative"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("reconciler config: %w", err)
@@ -109,6 +118,7 @@ type PassResult struct {
 	Applied    int // transitions written
 	Conflicts  int // decisions dropped because the job changed meanwhile
 	Errors     int // scheduler or database failures (retried next pass)
+	Samples    int // metrics samples of running jobs written
 }
 
 // Run makes passes until ctx is done, pausing Interval between them (more
@@ -289,7 +299,47 @@ func (r *Reconciler) poll(ctx context.Context, j *domain.Job, res *PassResult) e
 	r.mu.Lock()
 	delete(r.unknown, j.ID)
 	r.mu.Unlock()
+	if j.Status == domain.StatusRunning && st.Phase == PhaseRunning {
+		return r.sample(ctx, j, &st, res)
+	}
 	return r.record(ctx, j, &st, res)
+}
+
+// sample records a job.metrics_recorded of the RUNNING job j when its last
+// one (or its start) is SampleInterval old. It is written with j's version,
+// so two replicas polling at once record it once.
+func (r *Reconciler) sample(ctx context.Context, j *domain.Job, st *SchedulerStatus, res *PassResult) error {
+	a := r.app
+	now := a.now()
+	due := func(cur *domain.Job) bool {
+		last := cur.StartedAt
+		if cur.LastSampleAt.After(last) {
+			last = cur.LastSampleAt
+		}
+		return r.cfg.SampleInterval > 0 && !last.IsZero() && now.Sub(last) >= r.cfg.SampleInterval
+	}
+	if !due(j) {
+		return nil
+	}
+	_, err := a.repo.Transition(ctx, j.ID, j.Version, func(cur *domain.Job) ([]OutboxRecord, error) {
+		if cur.Status != domain.StatusRunning || !due(cur) {
+			return nil, errSkip
+		}
+		cur.LastSampleAt = now
+		rec, err := a.runningSample(ctx, cur, st, now)
+		if err != nil {
+			return nil, err
+		}
+		return []OutboxRecord{rec}, nil
+	})
+	if errors.Is(err, errSkip) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("record metrics sample: %w", err)
+	}
+	res.Samples++
+	return nil
 }
 
 // record applies the transitions that st implies for j, if any, with j's

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -339,4 +340,77 @@ func TestCancelDuringDispatchStopsSchedulerJob(t *testing.T) {
 	got := f.job(t, j.ID)
 	require.Equal(t, domain.StatusCancelled, got.Status)
 	require.Len(t, f.sched.Cancelled, 1, "the job that reached the scheduler is cancelled there")
+}
+
+func TestReconcilerSamplesRunningJobs(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	j := f.submit(t, alice, "sampled")
+	require.Equal(t, 1, f.rec.Pass(ctx).Dispatched)
+	q := f.job(t, j.ID)
+	start := f.clock.Now()
+	cpu := 20 * time.Second
+	f.sched.Set(q.SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseRunning, State: "RUNNING", StartTime: start, CPUTime: &cpu})
+	require.Equal(t, 1, f.rec.Pass(ctx).Applied)
+
+	samples := func() []events.Event {
+		var out []events.Event
+		for _, rec := range f.repo.Events() {
+			if p, ok := rec.Event.Payload.(events.JobMetricsRecorded); ok && p.JobID == j.ID {
+				out = append(out, rec.Event)
+			}
+		}
+		return out
+	}
+	f.clock.advance(10 * time.Second)
+	require.Zero(t, f.rec.Pass(ctx).Samples, "not due yet")
+	f.clock.advance(25 * time.Second)
+	require.Equal(t, 1, f.rec.Pass(ctx).Samples, "35 s after the start")
+	require.Zero(t, f.rec.Pass(ctx).Samples, "one per interval")
+	f.clock.advance(30 * time.Second)
+	require.Equal(t, 1, f.rec.Pass(ctx).Samples)
+
+	got := samples()
+	require.Len(t, got, 2)
+	first := got[0].Payload.(events.JobMetricsRecorded)
+	require.False(t, first.Final)
+	require.InDelta(t, 35_000, first.RunTimeMS, 100)
+	require.Positive(t, first.NodeHours)
+	require.Nil(t, first.ExitCode)
+	require.Equal(t, cpu.Milliseconds(), *first.CPUTimeMS)
+	require.EqualValues(t, 3, got[0].Sequence, "the RUNNING transition's sequence")
+	require.Equal(t, j.CorrelationID, got[0].CorrelationID)
+	require.Greater(t, got[1].Payload.(events.JobMetricsRecorded).RunTimeMS, first.RunTimeMS)
+	require.Equal(t, domain.StatusRunning, f.job(t, j.ID).Status, "a sample is not a transition")
+
+	// The final sample follows, with the terminal transition's sequence.
+	exit := int32(0)
+	f.sched.Set(q.SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseCompleted, State: "COMPLETED", ExitCode: &exit,
+		StartTime: start, EndTime: f.clock.Now()})
+	require.Equal(t, 1, f.rec.Pass(ctx).Applied)
+	got = samples()
+	require.Len(t, got, 3)
+	require.True(t, got[2].Payload.(events.JobMetricsRecorded).Final)
+	require.EqualValues(t, 4, got[2].Sequence)
+	requireEncodable(t, f.repo.Events())
+}
+
+func TestReconcilerSampleIntervalZeroSendsNone(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	rcfg := app.DefaultReconcilerConfig()
+	rcfg.SampleInterval = 0
+	rec, err := app.NewReconciler(f.app, rcfg, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	ctx := context.Background()
+	j := f.submit(t, alice, "unsampled")
+	require.Equal(t, 1, rec.Pass(ctx).Dispatched)
+	f.sched.Set(f.job(t, j.ID).SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseRunning, State: "RUNNING", StartTime: f.clock.Now()})
+	require.Equal(t, 1, rec.Pass(ctx).Applied)
+	f.clock.advance(time.Hour)
+	require.Zero(t, rec.Pass(ctx).Samples)
+	rcfg.SampleInterval = -time.Second
+	_, err = app.NewReconciler(f.app, rcfg, slog.New(slog.DiscardHandler))
+	require.ErrorContains(t, err, "sample interval must not be negative")
 }

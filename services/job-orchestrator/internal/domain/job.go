@@ -72,6 +72,9 @@ type Job struct {
 	QueuedAt   time.Time
 	StartedAt  time.Time
 	FinishedAt time.Time
+	// LastSampleAt is when the latest metrics sample of the running job was
+	// recorded; zero before the first.
+	LastSampleAt time.Time
 
 	// Sequence is the number of the last transition in History.
 	Sequence int64

@@ -36,7 +36,8 @@ const (
 	EnvCostNodeHour     = "COST_USD_PER_NODE_HOUR"
 	EnvCostGPUHour      = "COST_USD_PER_GPU_HOUR"
 	EnvReconcileEvery   = "RECONCILE_INTERVAL"
-	EnvAMQPURL          = "AMQP_URL" // empty: job events go to Kafka only
+	EnvMetricsInterval  = "JOB_METRICS_INTERVAL" // running jobs' metrics samples; default 30s, 0 none
+	EnvAMQPURL          = "AMQP_URL"             // empty: job events go to Kafka only
 	EnvEnsureTopics     = "ORCHESTRATOR_ENSURE_TOPICS"
 	EnvTopicPrefix      = "ORCHESTRATOR_TOPIC_PREFIX"
 	EnvFault            = "ORCHESTRATOR_FAULT"
@@ -169,6 +170,13 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 		}
 		c.Reconciler.Interval = d
 		c.Reconciler.MaxInterval = max(c.Reconciler.MaxInterval, d)
+	}
+	if v := get(EnvMetricsInterval); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a duration of 0 or more", EnvMetricsInterval, v))
+		}
+		c.Reconciler.SampleInterval = d
 	}
 	c.EnsureTopics = true
 	if v := get(EnvEnsureTopics); v != "" {

@@ -68,6 +68,7 @@ var (
 func runEndToEnd(t *testing.T, b backend) {
 	prefix := relaytest.RandomName(t, "orchtest-") + "-"
 	vars := env(t, prefix, t.TempDir())
+	vars["JOB_METRICS_INTERVAL"] = "1s"
 	for k, v := range b.env {
 		vars[k] = v
 	}
@@ -181,12 +182,25 @@ func (h *e2eHarness) run(t *testing.T, tc e2eCase) {
 	}
 	audit := lifecycleOf(t, h.prefix, events.TopicAuditTrail, id)
 	require.Len(t, audit, len(tc.lifecycle), "one audit record per transition")
-	metrics := lifecycleOf(t, h.prefix, events.TopicJobMetrics, id)
+	samples, final := splitMetrics(t, lifecycleOf(t, h.prefix, events.TopicJobMetrics, id))
 	if tc.status == jobpb.JobStatus_JOB_STATUS_CANCELLED {
-		require.Empty(t, metrics)
+		require.Nil(t, final, "a cancelled job has no final metrics")
 	} else {
-		require.Equal(t, []string{"job.metrics_recorded"}, types(metrics))
-		h.checkMetrics(t, job, metrics[0])
+		require.NotNil(t, final, "the final metrics")
+		h.checkMetrics(t, job, *final)
+	}
+	// While it ran, a sample every JOB_METRICS_INTERVAL (1 s), in the RUNNING
+	// transition's sequence, each with a longer run time.
+	if run := job.GetFinishedAt().AsTime().Sub(job.GetStartedAt().AsTime()); job.GetStartedAt() != nil && run > 3*time.Second {
+		require.NotEmpty(t, samples, "samples of a job that ran %s", run)
+	}
+	for i, e := range samples {
+		m := e.Payload.(events.JobMetricsRecorded)
+		require.False(t, m.Final)
+		require.EqualValues(t, 3, e.Sequence, "sample %d", i)
+		if i > 0 {
+			require.Greater(t, m.RunTimeMS, samples[i-1].Payload.(events.JobMetricsRecorded).RunTimeMS)
+		}
 	}
 
 	var mine []*bus.Message
@@ -212,6 +226,24 @@ func (h *e2eHarness) run(t *testing.T, tc e2eCase) {
 	}, 30*time.Second, 50*time.Millisecond, "the terminal event reaches the queue bound by JobPattern")
 	require.LessOrEqual(t, len(byJob), len(tc.lifecycle))
 	require.Equal(t, tc.lifecycle[len(tc.lifecycle)-len(byJob):], amqpTypes(byJob), "events bound by JobPattern(%s)", id)
+}
+
+// splitMetrics returns a job's job.metrics_recorded events: the samples
+// taken while it ran, then the final one (nil when there is none), which
+// must be the last.
+func splitMetrics(t *testing.T, evs []events.Event) (samples []events.Event, final *events.Event) {
+	t.Helper()
+	for i, e := range evs {
+		m, ok := e.Payload.(events.JobMetricsRecorded)
+		require.True(t, ok, "payload %T", e.Payload)
+		if m.Final {
+			require.Equal(t, len(evs)-1, i, "the final metrics come last")
+			final = &evs[i]
+			continue
+		}
+		samples = append(samples, e)
+	}
+	return samples, final
 }
 
 // checkMetrics checks job.metrics_recorded against the job GetJob reports.
