@@ -143,8 +143,8 @@ jaeger=${JAEGER_QUERY_URL:-http://127.0.0.1:16686}
 cat <<MSG
 
 The fleet is running. Where to look:
-  traces         $jaeger/search?service=job-orchestrator  (one trace per submission:
-                 SubmitJob -> outbox relay -> metrics, notification and audit consumers)
+  traces         $jaeger/search?service=job-orchestrator  (one trace per job: SubmitJob ->
+                 dispatch and status changes -> outbox relay -> the four consumers -> email)
   status page    http://127.0.0.1:8085/status  (health-monitor)
   metrics        http://127.0.0.1:8081/metrics ... http://127.0.0.1:8085/metrics
   readiness      http://127.0.0.1:808N/readyz
