@@ -24,7 +24,7 @@ func TestRoutingKeys(t *testing.T) {
 		{name: "one job", got: amqpbus.JobPattern("j-1"), want: "job.*.j-1.#"},
 		{name: "one user", got: amqpbus.UserPattern("alice"), want: "job.alice.#"},
 		{name: "one event type", got: amqpbus.EventTypePattern("job.failed"), want: "job.*.*.failed"},
-		{name: "everything", got: amqpbus.AllJobsPattern, want: "#"},
+		{name: "every job event", got: amqpbus.AllJobsPattern, want: "job.#"},
 		{name: "user notifications", got: amqpbus.UserNotificationKey("bob.b"), want: "user.bob%2Eb"},
 	}
 	for _, tt := range tests {

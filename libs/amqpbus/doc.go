@@ -25,7 +25,7 @@
 //
 //	JobPattern(jobID)   = "job.*.<job_id>.#"  one job
 //	UserPattern(userID) = "job.<user_id>.#"   every job of one user
-//	AllJobsPattern      = "#"                 everything
+//	AllJobsPattern      = "job.#"             every job event
 //
 // Notifications use "user.<user_id>" (UserNotificationKey); AllUsersPattern
 // ("user.*") binds to every user. Each word is escaped so that an id

@@ -93,7 +93,7 @@ func TestRoutingPatterns(t *testing.T) {
 		"one job":    amqpbus.JobPattern(job1),
 		"one user":   amqpbus.UserPattern(alice),
 		"event type": amqpbus.EventTypePattern("job.failed"),
-		"everything": amqpbus.AllJobsPattern,
+		"every job":  amqpbus.AllJobsPattern,
 	}
 	names := map[string]string{}
 	for label, pattern := range queues {
@@ -110,8 +110,12 @@ func TestRoutingPatterns(t *testing.T) {
 		require.NoError(t, pub.Publish(ctx, amqpbus.ExchangeJobEvents, amqpbus.JobRoutingKey(e.user, e.job, e.typ), msg))
 	}
 
+	// Not a job event: no job pattern matches it.
+	canary := &bus.Message{Value: []byte("canary"), Headers: map[string]string{amqpbus.HeaderEventID: id(4)}}
+	require.NoError(t, pub.Publish(ctx, amqpbus.ExchangeJobEvents, "health.canary.route-test", canary))
+
 	// A confirm means the message is in every matching queue already.
-	ours := map[string]bool{id(0): true, id(1): true, id(2): true, id(3): true}
+	ours := map[string]bool{id(0): true, id(1): true, id(2): true, id(3): true, id(4): true}
 	tests := []struct {
 		name string
 		want []string
@@ -119,7 +123,7 @@ func TestRoutingPatterns(t *testing.T) {
 		{name: "one job", want: []string{id(0), id(3)}},
 		{name: "one user", want: []string{id(0), id(1), id(3)}},
 		{name: "event type", want: []string{id(2)}},
-		{name: "everything", want: []string{id(0), id(1), id(2), id(3)}},
+		{name: "every job", want: []string{id(0), id(1), id(2), id(3)}},
 	}
 	for _, tt := range tests {
 		var got []string

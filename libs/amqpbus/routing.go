@@ -7,8 +7,9 @@ import (
 // maxShortString is the AMQP limit on routing keys, queue and exchange names.
 const maxShortString = 255
 
-// AllJobsPattern binds to every job event.
-const AllJobsPattern = "#"
+// AllJobsPattern binds to every job event (and to nothing else published on
+// the exchange, such as the health-monitor's canaries).
+const AllJobsPattern = "job.#"
 
 // AllUsersPattern binds to the notifications of every user.
 const AllUsersPattern = "user.*"

@@ -40,7 +40,8 @@ type Config struct {
 	// DefaultPageSize and MaxPageSize bound ListJobs pages.
 	DefaultPageSize, MaxPageSize int
 	// WatchPollInterval is how often a watch re-reads the job, to see
-	// changes committed by other replicas.
+	// changes committed by other replicas whose wake-up (adapters/watchfeed,
+	// through RabbitMQ) did not arrive.
 	WatchPollInterval time.Duration
 	// WorkDir is the directory under which each job gets <WorkDir>/<job id>
 	// for its output files.
@@ -187,6 +188,10 @@ func (a *App) changed(j *domain.Job) {
 		a.Kick()
 	}
 }
+
+// NotifyWatchers wakes this process's watchers of job id, for a change
+// another replica made (see adapters/watchfeed); they re-read the job.
+func (a *App) NotifyWatchers(id string) { a.notifier.notify(id) }
 
 // Kick wakes the reconciler for an early pass (e.g. after a submission).
 func (a *App) Kick() {

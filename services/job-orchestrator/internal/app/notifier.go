@@ -2,8 +2,10 @@ package app
 
 import "sync"
 
-// notifier wakes the watchers of a job in this process when it changes.
-// Changes made by other replicas are seen by the watchers' polling.
+// notifier wakes the watchers of a job in this process when it changes:
+// after this process's own writes, and for other replicas' changes when
+// their events arrive through RabbitMQ (App.NotifyWatchers). Polling
+// covers a wake-up that never came.
 type notifier struct {
 	mu   sync.Mutex
 	subs map[string]map[chan struct{}]struct{}

@@ -37,6 +37,7 @@ const (
 	EnvCostGPUHour      = "COST_USD_PER_GPU_HOUR"
 	EnvReconcileEvery   = "RECONCILE_INTERVAL"
 	EnvMetricsInterval  = "JOB_METRICS_INTERVAL" // running jobs' metrics samples; default 30s, 0 none
+	EnvWatchPoll        = "WATCH_POLL_INTERVAL"  // WatchJob's re-read when no wake-up came; default 1s
 	EnvAMQPURL          = "AMQP_URL"             // empty: job events go to Kafka only
 	EnvEnsureTopics     = "ORCHESTRATOR_ENSURE_TOPICS"
 	EnvTopicPrefix      = "ORCHESTRATOR_TOPIC_PREFIX"
@@ -170,6 +171,13 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 		}
 		c.Reconciler.Interval = d
 		c.Reconciler.MaxInterval = max(c.Reconciler.MaxInterval, d)
+	}
+	if v := get(EnvWatchPoll); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a positive duration", EnvWatchPoll, v))
+		}
+		c.App.WatchPollInterval = d
 	}
 	if v := get(EnvMetricsInterval); v != "" {
 		d, err := time.ParseDuration(v)

@@ -35,6 +35,7 @@ import (
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/local"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/slurm"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/store"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/watchfeed"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/ports"
 )
@@ -124,6 +125,7 @@ func (o *orchestrator) wire(ctx context.Context, deps svcruntime.Deps) error {
 	}
 	rt.OnShutdown("kafka producer", func(context.Context) error { return producer.Close() })
 	var publisher relay.AMQPPublisher
+	var amqpConn *amqpbus.Conn
 	if cfg.AMQPURL != "" {
 		acfg := amqpbus.DefaultConfig(cfg.AMQPURL)
 		acfg.ConnectionName = Name
@@ -139,6 +141,7 @@ func (o *orchestrator) wire(ctx context.Context, deps svcruntime.Deps) error {
 		rt.OnShutdown("rabbitmq publisher", func(context.Context) error { return pub.Close() })
 		rt.AddReadinessCheck("rabbitmq", conn.Check)
 		publisher = pub
+		amqpConn = conn
 	}
 
 	// Scheduler and use cases.
@@ -169,6 +172,13 @@ func (o *orchestrator) wire(ctx context.Context, deps svcruntime.Deps) error {
 	// Background work; stopped first on shutdown (closers run in reverse).
 	rt.Go("reconciler", rec.Run)
 	rt.Go("outbox relay", rl.Run)
+	if amqpConn != nil {
+		feed, err := watchfeed.Start(ctx, amqpConn, watchfeed.QueueName(), codec, a, log, rt.Registry())
+		if err != nil {
+			return err
+		}
+		rt.Go("watch feed", feed.Run)
+	}
 
 	// gRPC JobService, behind the JWT interceptors installed by prepare.
 	jobpb.RegisterJobServiceServer(rt.GRPCServer(), ports.NewJobServer(a, log))
