@@ -96,21 +96,9 @@ const AllocationTag = "allocation"
 // JobID returns the job an event is about, or "" for events the consumer
 // does not aggregate.
 func JobID(ev events.Event) string {
-	switch p := ev.Payload.(type) {
-	case events.JobSubmitted:
-		return p.JobID
-	case events.JobQueued:
-		return p.JobID
-	case events.JobRunning:
-		return p.JobID
-	case events.JobCompleted:
-		return p.JobID
-	case events.JobFailed:
-		return p.JobID
-	case events.JobCancelled:
-		return p.JobID
-	case events.JobMetricsRecorded:
-		return p.JobID
+	switch ev.Topic() {
+	case events.TopicJobLifecycle, events.TopicJobMetrics:
+		return ev.Key() // the job id on job topics
 	}
 	return ""
 }

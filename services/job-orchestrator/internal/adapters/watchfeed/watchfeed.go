@@ -83,20 +83,11 @@ func Handler(codec *events.Codec, n Notifier) bus.Handler {
 	}
 }
 
+// jobID is the job of a job-lifecycle event (its message key); "" for
+// anything else.
 func jobID(ev events.Event) string {
-	switch p := ev.Payload.(type) {
-	case events.JobSubmitted:
-		return p.JobID
-	case events.JobQueued:
-		return p.JobID
-	case events.JobRunning:
-		return p.JobID
-	case events.JobCompleted:
-		return p.JobID
-	case events.JobFailed:
-		return p.JobID
-	case events.JobCancelled:
-		return p.JobID
+	if ev.Topic() != events.TopicJobLifecycle {
+		return ""
 	}
-	return ""
+	return ev.Key()
 }
