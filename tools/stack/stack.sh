@@ -1382,10 +1382,35 @@ selected() {
 	echo "${out[@]}"
 }
 
+# stop_orphaned stops the selected components with a daemon whose working
+# directory is gone (started from a checkout that was removed since): such a
+# daemon fails at its next getcwd, slurmrestd on the next job submission.
+stop_orphaned() {
+	local f pid name c stale=" "
+	for f in "$RUN_DIR"/*.pid; do
+		[[ -f $f ]] || continue
+		pid=$(<"$f")
+		[[ $(readlink "/proc/$pid/cwd" 2>/dev/null) == *" (deleted)" ]] || continue
+		name=$(basename "$f" .pid)
+		case $name in
+		kafka-*) c=kafka ;;
+		slurm*) c=slurm ;;
+		*) c=$name ;;
+		esac
+		has_component "$c" && [[ $stale != *" $c "* ]] || continue
+		say "$name (pid $pid) runs in a deleted directory: restarting $c"
+		stale+="$c "
+	done
+	for c in $stale; do "stop_$c"; done
+}
+
 cmd_up() {
 	local c t0=$SECONDS
 	lock_state
+	# Daemons inherit the working directory; / never disappears.
+	cd /
 	for c in $(selected); do "install_$c"; done
+	stop_orphaned
 	for c in $(selected); do "start_$c"; done
 	for c in $(selected); do "ready_$c"; done
 	say "stack up in $((SECONDS - t0))s"
