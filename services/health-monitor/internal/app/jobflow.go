@@ -16,13 +16,16 @@ type JobFlow struct {
 	mu        sync.Mutex
 	flow      *domain.JobFlow
 	consuming func() bool
+	dependsOn string
 	now       func() time.Time
 }
 
 // NewJobFlow returns the probe of flow; consuming reports whether the
-// consumer of job-lifecycle is receiving its partitions.
-func NewJobFlow(flow *domain.JobFlow, consuming func() bool) *JobFlow {
-	return &JobFlow{flow: flow, consuming: consuming, now: time.Now}
+// consumer of job-lifecycle is receiving its partitions, and dependsOn
+// names the Kafka cluster component: while it is bad, the job flow raises
+// no alert of its own.
+func NewJobFlow(flow *domain.JobFlow, consuming func() bool, dependsOn string) *JobFlow {
+	return &JobFlow{flow: flow, consuming: consuming, dependsOn: dependsOn, now: time.Now}
 }
 
 // Observe applies one transition.
@@ -43,6 +46,7 @@ func (j *JobFlow) Probe(context.Context) Outcome {
 	j.mu.Lock()
 	c := j.flow.Component(j.now())
 	j.mu.Unlock()
+	c.DependsOn = j.dependsOn
 	if !j.consuming() {
 		c.Status = domain.StatusDegraded
 		c.Detail = "not consuming job-lifecycle (yet): the job flow cannot be seen; " + c.Detail

@@ -16,7 +16,7 @@ func TestJobFlowProbeIsDegradedUntilItConsumes(t *testing.T) {
 	flow, err := domain.NewJobFlow(domain.DefaultJobFlowConfig())
 	require.NoError(t, err)
 	var consuming atomic.Bool
-	probe := app.NewJobFlow(flow, consuming.Load)
+	probe := app.NewJobFlow(flow, consuming.Load, "kafka:cluster")
 	probe.Observe(domain.JobTransition{JobID: "j", System: "vista", To: domain.JobSubmitted, At: time.Now()})
 
 	out := probe.Probe(context.Background())
@@ -25,6 +25,7 @@ func TestJobFlowProbeIsDegradedUntilItConsumes(t *testing.T) {
 	require.Equal(t, domain.StatusDegraded, c.Status)
 	require.Contains(t, c.Detail, "not consuming job-lifecycle")
 	require.EqualValues(t, 1, c.Metrics["pending_jobs"])
+	require.Equal(t, "kafka:cluster", c.DependsOn, "no alert of its own while Kafka is down")
 
 	consuming.Store(true)
 	c = probe.Probe(context.Background()).Components[0]

@@ -113,7 +113,7 @@ func NewHealthMonitor(cfg Config, logger *slog.Logger, reg prometheus.Registerer
 			if err != nil {
 				return nil, err
 			}
-			probe := app.NewJobFlow(flow, func() bool { return hm.JobFlow.Consuming() })
+			probe := app.NewJobFlow(flow, func() bool { return hm.JobFlow.Consuming() }, probes.KafkaClusterID)
 			hm.JobFlow = jobflow.NewConsumer(jobflow.Config{Connection: conn, Topic: cfg.JobsTopic, Group: cfg.JobsGroup},
 				producer.Get, codec, probe, logger, reg)
 			ps = append(ps, probe)
