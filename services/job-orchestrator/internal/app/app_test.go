@@ -288,8 +288,28 @@ func TestCancelJob(t *testing.T) {
 	ctx := context.Background()
 
 	j := f.submit(t, alice, "k1")
-	_, err := f.app.CancelJob(ctx, bob, j.ID, "not mine")
+	before := len(f.repo.Events())
+	_, err := f.app.CancelJob(ctx, app.Actor{UserID: "bob", IP: "192.0.2.7"}, j.ID, "not mine")
 	require.ErrorIs(t, err, domain.ErrNotFound)
+	// The refused cancel is audited, and the job is unchanged.
+	evs := f.repo.Events()
+	require.Len(t, evs, before+1)
+	denied, ok := evs[before].Event.Payload.(events.AuditActionRecorded)
+	require.True(t, ok, "%T", evs[before].Event.Payload)
+	require.Equal(t, events.AuditActionCancel, denied.Action)
+	require.Equal(t, events.AuditOutcomeDenied, denied.Outcome)
+	require.Equal(t, "bob", denied.ActorUserID)
+	require.Equal(t, j.ID, denied.ResourceID)
+	require.Equal(t, "192.0.2.7", *denied.IPAddress)
+	unchanged, err := f.app.GetJob(ctx, alice, j.ID)
+	require.NoError(t, err)
+	require.Equal(t, j.Version, unchanged.Version)
+	require.Equal(t, domain.StatusSubmitted, unchanged.Status)
+	// A job that does not exist leaves nothing to audit.
+	_, err = f.app.CancelJob(ctx, bob, "no-such-job", "")
+	require.ErrorIs(t, err, domain.ErrNotFound)
+	require.Len(t, f.repo.Events(), before+1)
+	requireEncodable(t, evs)
 
 	c1, err := f.app.CancelJob(ctx, alice, j.ID, "changed my mind")
 	require.NoError(t, err)
@@ -334,7 +354,7 @@ func TestCancelJob(t *testing.T) {
 			types = append(types, rec.Event.UserID)
 		}
 	}
-	require.Equal(t, []string{"alice", "root"}, types, "each cancel is audited with its actor")
+	require.Equal(t, []string{"bob", "alice", "root"}, types, "each cancel is audited with its actor, the refused one too")
 	requireEncodable(t, f.repo.Events())
 }
 

@@ -136,6 +136,9 @@ func (a *App) CancelJob(ctx context.Context, actor Actor, id, reason string) (*d
 	for range 5 {
 		j, err := a.GetJob(ctx, actor, id)
 		if err != nil {
+			if errors.Is(err, domain.ErrNotFound) {
+				a.auditDenied(ctx, actor, id, events.AuditActionCancel)
+			}
 			return nil, fmt.Errorf("cancel: %w", err)
 		}
 		switch {
@@ -177,6 +180,34 @@ func (a *App) CancelJob(ctx context.Context, actor Actor, id, reason string) (*d
 		return stored, nil
 	}
 	return nil, fmt.Errorf("cancel job %s: job kept changing: %w", id, domain.ErrUnavailable)
+}
+
+// auditDenied records, when job id exists but actor may not touch it, the
+// refused command as an audit.action_recorded with outcome DENIED. The job
+// itself is not changed, and the caller still gets NotFound (the job's
+// existence is not revealed); a failure to record it is only logged.
+func (a *App) auditDenied(ctx context.Context, actor Actor, id string, action events.AuditAction) {
+	j, err := a.repo.Get(ctx, id)
+	if err != nil || actor.canSee(j) {
+		return
+	}
+	rec := events.AuditActionRecorded{
+		AuditID: a.newID(), Action: action, ActorUserID: actor.UserID, ActorRole: actor.Role(),
+		ResourceType: "job", ResourceID: id, After: map[string]string{"refused": "not the job's owner"},
+		Outcome: events.AuditOutcomeDenied,
+	}
+	if actor.IP != "" {
+		ip := actor.IP
+		rec.IPAddress = &ip
+	}
+	ev, err := events.NewEvent(rec, events.Meta{Producer: a.cfg.Producer, UserID: actor.UserID,
+		CorrelationID: a.correlationID(ctx, nil), Now: a.now})
+	if err == nil {
+		err = a.repo.AppendOutbox(ctx, id, []OutboxRecord{{Event: ev}})
+	}
+	if err != nil {
+		a.log.WarnContext(ctx, "refused command not audited", "job_id", id, "user_id", actor.UserID, "action", string(action), "error", err)
+	}
 }
 
 // WatchJob calls send with the job's transitions in sequence order: first

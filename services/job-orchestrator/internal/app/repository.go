@@ -78,6 +78,11 @@ type Cursor struct {
 //     stored job. If mutate returns an error nothing is written and that
 //     error is returned so that errors.Is still matches it. New entries
 //     in the job's History (by Sequence) are stored with it.
+//   - AppendOutbox appends records to the outbox of an existing job after
+//     its earlier ones, under the same write lock as Transition, without
+//     changing the job (neither its row nor its Version): for events about
+//     a job that are not changes of it, such as a refused command. It
+//     returns an error wrapping domain.ErrNotFound for an unknown job.
 //   - Every error caused by the database being unreachable wraps
 //     domain.ErrUnavailable.
 type JobRepository interface {
@@ -87,4 +92,5 @@ type JobRepository interface {
 	List(ctx context.Context, q ListQuery) ([]*domain.Job, error)
 	ListActive(ctx context.Context, limit int) ([]*domain.Job, error)
 	Transition(ctx context.Context, id string, expectedVersion int64, mutate func(*domain.Job) ([]OutboxRecord, error)) (*domain.Job, error)
+	AppendOutbox(ctx context.Context, id string, outbox []OutboxRecord) error
 }

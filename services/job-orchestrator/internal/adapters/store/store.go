@@ -353,6 +353,38 @@ func (s *Store) Transition(ctx context.Context, id string, expectedVersion int64
 	return stored.Clone(), nil
 }
 
+// AppendOutbox implements app.JobRepository: the job row is locked (read
+// FOR UPDATE on PostgreSQL; SQLite's single writer) but not written.
+func (s *Store) AppendOutbox(ctx context.Context, id string, out []app.OutboxRecord) error {
+	var rows []outboxRow
+	lock := ""
+	if s.pg {
+		lock = " FOR UPDATE"
+	}
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		cur, err := s.scanJob(tx.QueryRowContext(ctx, s.db.Rebind("SELECT "+jobColumns+" FROM jobs WHERE id = ?"+lock), id))
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return &passthrough{fmt.Errorf("job %s: %w", id, domain.ErrNotFound)}
+		case err != nil:
+			return err
+		}
+		if rows, err = s.outboxRows(ctx, cur, out); err != nil {
+			return &passthrough{err}
+		}
+		var last int64
+		if err := tx.QueryRowContext(ctx, s.db.Rebind("SELECT COALESCE(MAX(seq), 0) FROM outbox WHERE job_id = ?"), id).Scan(&last); err != nil {
+			return err
+		}
+		return s.appendOutbox(ctx, tx, id, last, rows)
+	})
+	if err != nil {
+		return dbErr("append to the outbox of job "+id, err)
+	}
+	s.committed(rows)
+	return nil
+}
+
 func (s *Store) committed(rows []outboxRow) {
 	if s.cfg.AfterCommit == nil || len(rows) == 0 {
 		return

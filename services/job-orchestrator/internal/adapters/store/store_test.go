@@ -86,6 +86,7 @@ func TestRepositoryContract(t *testing.T) {
 		{name: "idempotency key is unique per owner", run: testIdempotencyKey},
 		{name: "concurrent creates with one key: exactly one wins", run: testConcurrentCreates},
 		{name: "transition versions, history and outbox", run: testTransition},
+		{name: "append to the outbox leaves the job alone", run: testAppendOutbox},
 		{name: "concurrent transitions serialize", run: testConcurrentTransitions},
 		{name: "list filters, order and paging", run: testList},
 		{name: "list active", run: testListActive},
@@ -180,6 +181,29 @@ func testConcurrentCreates(t *testing.T, db *sqlstore.DB, s *store.Store) {
 	require.Equal(t, 1, ok)
 	require.EqualValues(t, 1, count(t, db, "SELECT COUNT(*) FROM jobs"))
 	require.EqualValues(t, 2, count(t, db, "SELECT COUNT(*) FROM outbox"))
+}
+
+func testAppendOutbox(t *testing.T, db *sqlstore.DB, s *store.Store) {
+	ctx := context.Background()
+	j := newJob("job-1", "alice", "key-1", domain.SystemFrontera, t0)
+	require.NoError(t, s.Create(ctx, j, lifecycle(t, j, 1)))
+	before, err := s.Get(ctx, "job-1")
+	require.NoError(t, err)
+
+	denied, err := events.NewEvent(events.AuditActionRecorded{AuditID: "a-denied", Action: events.AuditActionCancel,
+		ActorUserID: "bob", ActorRole: "user", ResourceType: "job", ResourceID: j.ID, Outcome: events.AuditOutcomeDenied},
+		events.Meta{Producer: "job-orchestrator", UserID: "bob"})
+	require.NoError(t, err)
+	require.NoError(t, s.AppendOutbox(ctx, "job-1", []app.OutboxRecord{{Event: denied}}))
+	require.EqualValues(t, 1, count(t, db, "SELECT COUNT(*) FROM outbox WHERE event_id = ? AND seq = 3", denied.EventID),
+		"after the job's two records")
+	after, err := s.Get(ctx, "job-1")
+	require.NoError(t, err)
+	require.Equal(t, before, after, "the job, its version included, is unchanged")
+
+	err = s.AppendOutbox(ctx, "missing", []app.OutboxRecord{{Event: denied}})
+	require.ErrorIs(t, err, domain.ErrNotFound)
+	require.EqualValues(t, 3, count(t, db, "SELECT COUNT(*) FROM outbox"), "nothing written for a missing job")
 }
 
 func testTransition(t *testing.T, db *sqlstore.DB, s *store.Store) {

@@ -177,6 +177,19 @@ func (r *MemRepo) Transition(_ context.Context, id string, expected int64, mutat
 	return c.Clone(), nil
 }
 
+func (r *MemRepo) AppendOutbox(_ context.Context, id string, out []app.OutboxRecord) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failWith != nil {
+		return r.failWith
+	}
+	if _, ok := r.jobs[id]; !ok {
+		return fmt.Errorf("job %s: %w", id, domain.ErrNotFound)
+	}
+	r.outbox = append(r.outbox, out...)
+	return nil
+}
+
 func (r *MemRepo) Events() []app.OutboxRecord {
 	r.mu.Lock()
 	defer r.mu.Unlock()
