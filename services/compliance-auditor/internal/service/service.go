@@ -8,11 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/auditchain"
-	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/inbox"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
@@ -53,11 +51,7 @@ func (a *auditor) prepare(ctx context.Context, deps svcruntime.Deps) ([]svcrunti
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	a.cfg = cfg
-	icpt, err := auth.NewServerInterceptors(ctx, cfg.Auth, &http.Client{Timeout: 10 * time.Second}, deps.Logger)
-	if err != nil {
-		return nil, err
-	}
-	return []svcruntime.Option{svcruntime.WithGRPCServerOptions(icpt.ServerOptions()...)}, nil
+	return svcruntime.AuthOptions(ctx, cfg.Auth, deps.Logger)
 }
 
 // signer loads the checkpoint key. Without one configured it generates a key

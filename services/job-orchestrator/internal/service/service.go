@@ -17,15 +17,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/amqpbus"
-	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
@@ -72,11 +69,7 @@ func (o *orchestrator) prepare(ctx context.Context, deps svcruntime.Deps) ([]svc
 		return nil, err
 	}
 	o.cfg = cfg
-	icpt, err := auth.NewServerInterceptors(ctx, cfg.Auth, &http.Client{Timeout: 10 * time.Second}, deps.Logger)
-	if err != nil {
-		return nil, err
-	}
-	return []svcruntime.Option{svcruntime.WithGRPCServerOptions(icpt.ServerOptions()...)}, nil
+	return svcruntime.AuthOptions(ctx, cfg.Auth, deps.Logger)
 }
 
 func (o *orchestrator) wire(ctx context.Context, deps svcruntime.Deps) error {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -185,11 +184,7 @@ func prepare(ctx context.Context, deps svcruntime.Deps) ([]svcruntime.Option, er
 	if err != nil {
 		return nil, err
 	}
-	icpt, err := auth.NewServerInterceptors(ctx, cfg, &http.Client{Timeout: 10 * time.Second}, deps.Logger)
-	if err != nil {
-		return nil, err
-	}
-	return []svcruntime.Option{svcruntime.WithGRPCServerOptions(icpt.ServerOptions()...)}, nil
+	return svcruntime.AuthOptions(ctx, cfg, deps.Logger)
 }
 
 // parts are what the service and the rebuild command share.

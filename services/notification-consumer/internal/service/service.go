@@ -20,11 +20,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/amqpbus"
-	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/inbox"
@@ -71,11 +69,7 @@ func (n *notifier) prepare(ctx context.Context, deps svcruntime.Deps) ([]svcrunt
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	n.cfg = cfg
-	icpt, err := auth.NewServerInterceptors(ctx, cfg.Auth, &http.Client{Timeout: 10 * time.Second}, deps.Logger)
-	if err != nil {
-		return nil, err
-	}
-	return []svcruntime.Option{svcruntime.WithGRPCServerOptions(icpt.ServerOptions()...)}, nil
+	return svcruntime.AuthOptions(ctx, cfg.Auth, deps.Logger)
 }
 
 // wire builds the store, channels, dispatcher, relay, Kafka consumer and
