@@ -295,15 +295,9 @@ func (s *Store) Transition(ctx context.Context, id string, expectedVersion int64
 		stored *domain.Job
 		rows   []outboxRow
 	)
-	lock := ""
-	if s.pg {
-		lock = " FOR UPDATE"
-	}
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		cur, err := s.scanJob(tx.QueryRowContext(ctx, s.db.Rebind("SELECT "+jobColumns+" FROM jobs WHERE id = ?"+lock), id))
+		cur, err := s.lockJob(ctx, tx, id)
 		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			return &passthrough{fmt.Errorf("job %s: %w", id, domain.ErrNotFound)}
 		case err != nil:
 			return err
 		case expectedVersion != app.AnyVersion && expectedVersion != cur.Version:
@@ -334,13 +328,7 @@ func (s *Store) Transition(ctx context.Context, id string, expectedVersion int64
 			// Only possible without a row lock; kept as a guard.
 			return &passthrough{fmt.Errorf("job %s changed during the transaction: %w", id, app.ErrVersionConflict)}
 		}
-		var last int64
-		if len(rows) > 0 {
-			if err := tx.QueryRowContext(ctx, s.db.Rebind("SELECT COALESCE(MAX(seq), 0) FROM outbox WHERE job_id = ?"), id).Scan(&last); err != nil {
-				return err
-			}
-		}
-		if err := s.appendOutbox(ctx, tx, id, last, rows); err != nil {
+		if err := s.appendAfterLast(ctx, tx, id, rows); err != nil {
 			return err
 		}
 		stored = next
@@ -357,32 +345,49 @@ func (s *Store) Transition(ctx context.Context, id string, expectedVersion int64
 // FOR UPDATE on PostgreSQL; SQLite's single writer) but not written.
 func (s *Store) AppendOutbox(ctx context.Context, id string, out []app.OutboxRecord) error {
 	var rows []outboxRow
-	lock := ""
-	if s.pg {
-		lock = " FOR UPDATE"
-	}
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		cur, err := s.scanJob(tx.QueryRowContext(ctx, s.db.Rebind("SELECT "+jobColumns+" FROM jobs WHERE id = ?"+lock), id))
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			return &passthrough{fmt.Errorf("job %s: %w", id, domain.ErrNotFound)}
-		case err != nil:
+		cur, err := s.lockJob(ctx, tx, id)
+		if err != nil {
 			return err
 		}
 		if rows, err = s.outboxRows(ctx, cur, out); err != nil {
 			return &passthrough{err}
 		}
-		var last int64
-		if err := tx.QueryRowContext(ctx, s.db.Rebind("SELECT COALESCE(MAX(seq), 0) FROM outbox WHERE job_id = ?"), id).Scan(&last); err != nil {
-			return err
-		}
-		return s.appendOutbox(ctx, tx, id, last, rows)
+		return s.appendAfterLast(ctx, tx, id, rows)
 	})
 	if err != nil {
 		return dbErr("append to the outbox of job "+id, err)
 	}
 	s.committed(rows)
 	return nil
+}
+
+// lockJob reads job id in tx with a write lock (FOR UPDATE on PostgreSQL;
+// SQLite has a single writer), so that its row and outbox sequence cannot
+// change until tx ends.
+func (s *Store) lockJob(ctx context.Context, tx *sql.Tx, id string) (*domain.Job, error) {
+	lock := ""
+	if s.pg {
+		lock = " FOR UPDATE"
+	}
+	j, err := s.scanJob(tx.QueryRowContext(ctx, s.db.Rebind("SELECT "+jobColumns+" FROM jobs WHERE id = ?"+lock), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, &passthrough{fmt.Errorf("job %s: %w", id, domain.ErrNotFound)}
+	}
+	return j, err
+}
+
+// appendAfterLast appends rows to job id's outbox after its last record;
+// the job must be locked in tx (lockJob).
+func (s *Store) appendAfterLast(ctx context.Context, tx *sql.Tx, id string, rows []outboxRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	var last int64
+	if err := tx.QueryRowContext(ctx, s.db.Rebind("SELECT COALESCE(MAX(seq), 0) FROM outbox WHERE job_id = ?"), id).Scan(&last); err != nil {
+		return err
+	}
+	return s.appendOutbox(ctx, tx, id, last, rows)
 }
 
 func (s *Store) committed(rows []outboxRow) {
