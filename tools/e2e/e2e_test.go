@@ -10,7 +10,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cosmic-horizons/fleet/libs/events"
@@ -279,6 +281,10 @@ func TestFleet(t *testing.T) {
 		require.NoError(t, err)
 		id := resp.GetJob().GetJobId()
 		f.waitStatus(t, uctx, id, jobpb.JobStatus_JOB_STATUS_RUNNING, f.jobWait())
+		// Another user may not cancel it: NotFound, and the refusal is audited.
+		intruder := newUser(t)
+		_, err = f.jobs.CancelJob(intruder.ctx(ctx), &jobpb.CancelJobRequest{JobId: id, Reason: "not mine"})
+		require.Equal(t, codes.NotFound, status.Code(err), "%v", err)
 		var header metadata.MD
 		_, err = f.jobs.CancelJob(uctx, &jobpb.CancelJobRequest{JobId: id, Reason: "e2e: no longer needed"}, grpc.Header(&header))
 		require.NoError(t, err)
@@ -290,7 +296,14 @@ func TestFleet(t *testing.T) {
 			"job.submitted", "job.queued", "job.running", "job.cancelled")
 		require.Contains(t, fmt.Sprint(evs[3].ev.Payload), "e2e: no longer needed")
 		f.requireMetrics(t, ctx, job, func(s *metricspb.JobStats) bool { return s.GetCancelledCount() == 1 })
-		f.requireAudited(t, ctx, job, 4)
+		var denied []string
+		for _, r := range f.requireAudited(t, ctx, job, 5) {
+			if r.GetActor() == intruder.id {
+				denied = append(denied, string(r.GetDetailsJson()))
+			}
+		}
+		require.Len(t, denied, 1, "the refused cancel is in the audit trail once")
+		require.Contains(t, denied[0], `"outcome":"DENIED"`)
 	})
 
 	t.Run("ten concurrent jobs", func(t *testing.T) {
