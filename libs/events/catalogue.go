@@ -16,6 +16,11 @@ const (
 	TopicNotifications = "notifications"
 	TopicAuditTrail    = "audit-trail"
 	TopicSystemHealth  = "system-health"
+	// TopicSchemas is the schema registry: every writer schema of the fleet,
+	// keyed by its fingerprint (FingerprintHex), compacted, kept forever.
+	// Producers write a schema there before the first event that uses it;
+	// readers find the schema of a fingerprint they do not know there.
+	TopicSchemas = "_fleet-schemas"
 )
 
 // DLQSuffix is appended to a topic name to form its dead-letter topic.
@@ -44,6 +49,9 @@ type TopicSpec struct {
 	Compression       string // Kafka compression.type: producer, zstd, lz4, snappy, gzip, uncompressed
 	ReplicationFactor int16
 	MinInsyncReplicas int16
+	// Compacted topics keep the newest record of each key forever
+	// (cleanup.policy=compact); Retention does not apply to them.
+	Compacted bool
 }
 
 // Validate reports the first thing wrong with the spec.
@@ -53,7 +61,7 @@ func (s TopicSpec) Validate() error {
 		return errors.New("topic name is empty")
 	case s.Partitions < 1:
 		return fmt.Errorf("topic %s: partitions %d < 1", s.Name, s.Partitions)
-	case s.Retention <= 0:
+	case s.Retention <= 0 && !s.Compacted:
 		return fmt.Errorf("topic %s: retention %s <= 0", s.Name, s.Retention)
 	case s.ReplicationFactor < 1:
 		return fmt.Errorf("topic %s: replication factor %d < 1", s.Name, s.ReplicationFactor)
@@ -139,6 +147,10 @@ func Catalogue(cfg CatalogueConfig) ([]TopicSpec, error) {
 		dlq.Retention = 30 * day
 		topics = append(topics, dlq)
 	}
+	topics = append(topics, TopicSpec{
+		Name: TopicSchemas, Key: KeyNone, Partitions: 1, Compacted: true, Compression: "zstd",
+		ReplicationFactor: cfg.ReplicationFactor, MinInsyncReplicas: cfg.MinInsyncReplicas,
+	})
 	for _, t := range topics {
 		if err := t.Validate(); err != nil {
 			return nil, fmt.Errorf("topic catalogue: %w", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"reflect"
+	"sync"
 
 	"github.com/linkedin/goavro/v2"
 
@@ -15,8 +16,8 @@ import (
 )
 
 // Avro single-object encoding: a two-byte marker, the 8-byte little-endian
-// CRC-64-AVRO (Rabin) fingerprint of the writer schema's parsing canonical
-// form, then the Avro binary body.
+// CRC-64-AVRO (Rabin) fingerprint of the writer schema's Parsing Canonical
+// Form, then the Avro binary body (docs/events.md shows one byte by byte).
 const (
 	magic0     = 0xC3
 	magic1     = 0x01
@@ -42,6 +43,9 @@ type CodecConfig struct {
 	ReaderVersions map[string]int
 	// MaxMessageSize bounds the size Decode accepts; 0 means DefaultMaxMessageSize.
 	MaxMessageSize int
+	// Source finds the writer schemas of fingerprints the codec does not
+	// embed (events of a newer producer); nil means none are found.
+	Source SchemaSource
 }
 
 // Validate reports the first thing wrong with cfg.
@@ -52,31 +56,75 @@ func (cfg CodecConfig) Validate() error {
 	return nil
 }
 
-// schemaVersion is one parsed version of a topic's schema.
+// schemaVersion is one writer schema: a version of a topic's schema, embedded
+// or discovered through a SchemaSource.
 type schemaVersion struct {
 	topic   string
 	version int
+	json    []byte
 	schema  *avroschema.Schema
 	goavro  *goavro.Codec
-	header  [headerSize]byte
+	// fingerprint is the CRC-64-AVRO fingerprint of the Parsing Canonical Form.
+	fingerprint uint64
+	header      [headerSize]byte
+}
+
+func parseVersion(topic string, version int, src []byte) (*schemaVersion, error) {
+	s, err := avroschema.Parse(src)
+	if err != nil {
+		return nil, err
+	}
+	g, err := goavro.NewCodec(string(src))
+	if err != nil {
+		return nil, err
+	}
+	v := &schemaVersion{topic: topic, version: version, json: src, schema: s, goavro: g, fingerprint: avroschema.Fingerprint64(s)}
+	v.header[0], v.header[1] = magic0, magic1
+	binary.LittleEndian.PutUint64(v.header[2:], v.fingerprint)
+	return v, nil
+}
+
+// plan reads the data of one writer schema as a topic's reader schema.
+type plan struct {
+	writer  *schemaVersion
+	project projectFn
 }
 
 type topicCodec struct {
 	writer *schemaVersion
 	reader *schemaVersion
-	// plans decode data of each writer version, by fingerprint, into the reader schema.
-	plans map[uint64]decodeFn
+	// plans hold the embedded writer versions by fingerprint; a version is
+	// also found by its legacy fingerprint (see legacyFingerprint).
+	plans map[uint64]*plan
 }
 
 // Codec encodes events to and decodes them from Avro single-object encoding.
-// It is built once (parsing every schema version and compiling every
-// writer-to-reader resolution) and is safe for concurrent use.
+// goavro reads and writes the Avro binary; the codec adds the header, the
+// resolution of older and newer writer schemas to the reader's, and the
+// conversion to Go types. It is built once (parsing every schema version and
+// compiling every writer-to-reader resolution) and is safe for concurrent
+// use. Writer schemas it does not embed are found through its SchemaSource,
+// compiled on first use and kept.
 type Codec struct {
 	topics  map[string]*topicCodec
 	byFP    map[uint64]*schemaVersion
 	binder  *binder
 	maxSize int
+	source  SchemaSource
+
+	mu         sync.RWMutex
+	discovered map[discoveredKey]*plan
 }
+
+type discoveredKey struct {
+	topic       string
+	fingerprint uint64
+}
+
+// goavroLimits bounds what goavro allocates for a block before reading it:
+// an array, map or string cannot have more items or bytes than the largest
+// message has bytes.
+var goavroLimits sync.Once
 
 // NewCodec builds a codec over the embedded schemas, writing and reading
 // the latest version of every topic.
@@ -87,15 +135,21 @@ func NewCodecWithConfig(cfg CodecConfig) (*Codec, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	goavroLimits.Do(func() {
+		goavro.MaxBlockCount = DefaultMaxMessageSize
+		goavro.MaxBlockSize = DefaultMaxMessageSize
+	})
 	fsys := cfg.Schemas
 	if fsys == nil {
 		fsys = schemas.FS()
 	}
 	c := &Codec{
-		topics:  map[string]*topicCodec{},
-		byFP:    map[uint64]*schemaVersion{},
-		binder:  newBinder(),
-		maxSize: cfg.MaxMessageSize,
+		topics:     map[string]*topicCodec{},
+		byFP:       map[uint64]*schemaVersion{},
+		binder:     newBinder(),
+		maxSize:    cfg.MaxMessageSize,
+		source:     cfg.Source,
+		discovered: map[discoveredKey]*plan{},
 	}
 	if c.maxSize == 0 {
 		c.maxSize = DefaultMaxMessageSize
@@ -129,24 +183,17 @@ func (c *Codec) addTopic(fsys fs.FS, topic string, writerVersion, readerVersion 
 	}
 	versions := make([]*schemaVersion, 0, len(files))
 	for _, f := range files {
-		s, err := avroschema.Parse(f.Schema)
+		v, err := parseVersion(topic, f.Version, f.Schema)
 		if err != nil {
 			return fmt.Errorf("%s: %w", f.Path, err)
 		}
-		g, err := goavro.NewCodec(string(f.Schema))
-		if err != nil {
-			return fmt.Errorf("%s: %w", f.Path, err)
-		}
-		v := &schemaVersion{topic: topic, version: f.Version, schema: s, goavro: g}
-		v.header[0], v.header[1] = magic0, magic1
-		binary.LittleEndian.PutUint64(v.header[2:], g.Rabin)
-		if other, dup := c.byFP[g.Rabin]; dup {
+		if other, dup := c.byFP[v.fingerprint]; dup {
 			return fmt.Errorf("%s: same canonical schema as %s v%d", f.Path, other.topic, other.version)
 		}
-		c.byFP[g.Rabin] = v
+		c.byFP[v.fingerprint] = v
 		versions = append(versions, v)
 	}
-	tc := &topicCodec{plans: map[uint64]decodeFn{}}
+	tc := &topicCodec{plans: map[uint64]*plan{}}
 	if tc.writer, err = pick(versions, writerVersion, "writer"); err != nil {
 		return err
 	}
@@ -156,17 +203,28 @@ func (c *Codec) addTopic(fsys fs.FS, topic string, writerVersion, readerVersion 
 	if err := checkPayloadTypes(tc.reader.schema); err != nil {
 		return fmt.Errorf("%s v%d: %w", topic, tc.reader.version, err)
 	}
-	comp := newCompiler()
+	proj := newProjector()
 	for _, v := range versions {
-		plan, err := comp.compile(v.schema, tc.reader.schema, "")
+		fn, err := proj.compile(v.schema, tc.reader.schema, "")
 		if err != nil {
 			return fmt.Errorf("%s: v%d cannot be read as v%d: %w", topic, v.version, tc.reader.version, err)
 		}
-		tc.plans[v.goavro.Rabin] = plan
+		p := &plan{writer: v, project: fn}
+		tc.plans[v.fingerprint] = p
+		if legacy := legacyFingerprint(v); legacy != v.fingerprint {
+			tc.plans[legacy] = p
+			c.byFP[legacy] = v
+		}
 	}
 	c.topics[topic] = tc
 	return nil
 }
+
+// legacyFingerprint is the fingerprint that releases before the
+// specification's canonical form wrote: goavro's Rabin, whose canonical form
+// keeps {"type":"long"} where a logical type was. Readers accept it for the
+// events already on the topics; no writer uses it (docs/events.md).
+func legacyFingerprint(v *schemaVersion) uint64 { return v.goavro.Rabin }
 
 // checkPayloadTypes makes sure every payload branch of s has a Go type.
 func checkPayloadTypes(s *avroschema.Schema) error {
@@ -287,20 +345,21 @@ func (c *Codec) decodeNative(topic string, b []byte) (native map[string]any, rea
 	if !ok {
 		return nil, nil, fmt.Errorf("decode: unknown topic %q", topic)
 	}
-	plan, ok := tc.plans[fp]
+	p, ok := tc.plans[fp]
 	if !ok {
-		if v, known := c.byFP[fp]; known {
-			return nil, nil, fmt.Errorf("decode %s: fingerprint %x is schema v%d of topic %s", topic, fp, v.version, v.topic)
+		if p, err = c.discover(topic, tc, fp); err != nil {
+			return nil, nil, fmt.Errorf("decode %s: %w", topic, err)
 		}
-		return nil, nil, fmt.Errorf("decode %s: unknown schema fingerprint %x", topic, fp)
 	}
-	r := &byteReader{b: b, pos: headerSize}
-	v, err := plan(r)
+	v, rest, err := p.writer.goavro.NativeFromBinary(b[headerSize:])
 	if err != nil {
 		return nil, nil, fmt.Errorf("decode %s: %w", topic, err)
 	}
-	if r.remaining() != 0 {
-		return nil, nil, fmt.Errorf("decode %s: %d trailing bytes", topic, r.remaining())
+	if len(rest) != 0 {
+		return nil, nil, fmt.Errorf("decode %s: %d trailing bytes", topic, len(rest))
+	}
+	if v, err = apply(p.project, v); err != nil {
+		return nil, nil, fmt.Errorf("decode %s: %w", topic, err)
 	}
 	m, ok := v.(map[string]any)
 	if !ok {

@@ -35,7 +35,8 @@ func (c *Codec) Message(ev Event) (*bus.Message, error) {
 
 // FromMessage decodes the event of a message received from topic. A message
 // read from a dead-letter topic decodes as an event of its source topic.
-// The error is permanent: retrying cannot make bad bytes decode.
+// The error is permanent (retrying cannot make bad bytes decode) unless the
+// schema source could not be asked.
 func (c *Codec) FromMessage(msg *bus.Message) (Event, error) {
 	topic := msg.Topic
 	if src, ok := sourceOfDLQ(topic); ok {
@@ -43,7 +44,7 @@ func (c *Codec) FromMessage(msg *bus.Message) (Event, error) {
 	}
 	ev, err := c.Decode(topic, msg.Value)
 	if err != nil {
-		return Event{}, bus.Permanent(fmt.Errorf("decode %s message at partition %d offset %d: %w", msg.Topic, msg.Partition, msg.Offset, err))
+		return Event{}, DecodeFailure(fmt.Errorf("decode %s message at partition %d offset %d: %w", msg.Topic, msg.Partition, msg.Offset, err))
 	}
 	return ev, nil
 }

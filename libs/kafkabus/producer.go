@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cosmic-horizons/fleet/libs/bus"
+	"github.com/cosmic-horizons/fleet/libs/events"
 )
 
 // ErrProducerClosed is returned by Publish after Close.
@@ -42,6 +43,11 @@ type ProducerConfig struct {
 	MaxMessageBytes int
 	// TracerProvider creates the producer spans; default the global provider.
 	TracerProvider trace.TracerProvider
+	// Schemas, when set, are the writer schemas of the Avro messages this
+	// producer publishes: each is written to SchemaTopic (default
+	// events.TopicSchemas) before the first message that uses it.
+	Schemas     SchemaCatalog
+	SchemaTopic string
 }
 
 // DefaultProducerConfig returns the defaults for conn.
@@ -72,6 +78,9 @@ func (c ProducerConfig) withDefaults() ProducerConfig {
 	}
 	if c.MaxMessageBytes == 0 {
 		c.MaxMessageBytes = d.MaxMessageBytes
+	}
+	if c.SchemaTopic == "" {
+		c.SchemaTopic = events.TopicSchemas
 	}
 	return c
 }
@@ -172,6 +181,11 @@ type Producer struct {
 
 	closeOnce sync.Once
 	drained   sync.WaitGroup
+
+	schemas     SchemaCatalog
+	schemaTopic string
+	registered  sync.Map   // fingerprints whose schema is on schemaTopic
+	registering sync.Mutex // one registration at a time
 }
 
 // delivery travels with a message through sarama as its Metadata.
@@ -204,10 +218,12 @@ func NewProducer(cfg ProducerConfig, logger *slog.Logger, reg prometheus.Registe
 		tp = otel.GetTracerProvider()
 	}
 	p := &Producer{
-		async:   async,
-		logger:  logger,
-		metrics: metrics,
-		tracer:  tp.Tracer(instrumentationName),
+		async:       async,
+		logger:      logger,
+		metrics:     metrics,
+		tracer:      tp.Tracer(instrumentationName),
+		schemas:     cfg.Schemas,
+		schemaTopic: cfg.SchemaTopic,
 	}
 	p.drained.Add(2)
 	go p.drainSuccesses()
@@ -279,6 +295,9 @@ func (p *Producer) Publish(ctx context.Context, msg *bus.Message) error {
 func (p *Producer) PublishAsync(ctx context.Context, msg *bus.Message, callback func(error)) error {
 	if msg == nil || msg.Topic == "" {
 		return errors.New("kafka publish: message without topic")
+	}
+	if err := p.ensureSchema(ctx, msg); err != nil {
+		return err
 	}
 	ctx, span := p.tracer.Start(ctx, "send "+msg.Topic,
 		trace.WithSpanKind(trace.SpanKindProducer),

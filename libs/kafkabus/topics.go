@@ -23,7 +23,10 @@ const (
 	configRetention   = "retention.ms"
 	configCompression = "compression.type"
 	configMinISR      = "min.insync.replicas"
+	configCleanup     = "cleanup.policy"
 )
+
+var managedConfigs = []string{configRetention, configCompression, configMinISR, configCleanup}
 
 // TopicMismatch lists how an existing topic differs from its spec.
 type TopicMismatch struct {
@@ -169,15 +172,20 @@ func EnsureTopics(ctx context.Context, brokers []string, specs []events.TopicSpe
 }
 
 func topicConfigs(spec events.TopicSpec) map[string]string {
-	return map[string]string{
+	cfg := map[string]string{
 		configRetention:   strconv.FormatInt(spec.Retention.Milliseconds(), 10),
 		configCompression: spec.Compression,
 		configMinISR:      strconv.Itoa(int(spec.MinInsyncReplicas)),
+		configCleanup:     "delete",
 	}
+	if spec.Compacted {
+		cfg[configRetention], cfg[configCleanup] = "-1", "compact"
+	}
+	return cfg
 }
 
 func topicDetail(spec events.TopicSpec) *sarama.TopicDetail {
-	entries := make(map[string]*string, 3)
+	entries := make(map[string]*string, len(managedConfigs))
 	for k, v := range topicConfigs(spec) {
 		entries[k] = &v
 	}
@@ -223,7 +231,7 @@ func verifyTopic(ctx context.Context, admin sarama.ClusterAdmin, spec events.Top
 	entries, err := admin.DescribeConfig(sarama.ConfigResource{
 		Type:        sarama.TopicResource,
 		Name:        spec.Name,
-		ConfigNames: []string{configRetention, configCompression, configMinISR},
+		ConfigNames: managedConfigs,
 	})
 	if err != nil {
 		return fmt.Errorf("describe configs of %s: %w", spec.Name, err)
@@ -234,7 +242,7 @@ func verifyTopic(ctx context.Context, admin sarama.ClusterAdmin, spec events.Top
 	}
 	want := topicConfigs(spec)
 	alter := make(map[string]sarama.IncrementalAlterConfigsEntry)
-	for _, key := range []string{configRetention, configCompression, configMinISR} {
+	for _, key := range managedConfigs {
 		if have[key] != want[key] {
 			configs = append(configs, fmt.Sprintf("%s: have %q, want %q", key, have[key], want[key]))
 			v := want[key]
