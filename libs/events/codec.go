@@ -367,3 +367,29 @@ func (c *Codec) decodeNative(topic string, b []byte) (native map[string]any, rea
 	}
 	return m, tc.reader.schema, nil
 }
+
+// DecodeJSON is Decode to Avro's JSON encoding of the event, as the
+// specification defines it (unions as {"branch": value}), shaped by the
+// reader schema of topic: what operators' tools print. It also names the
+// writer schema the bytes were read with.
+func (c *Codec) DecodeJSON(topic string, b []byte) (text []byte, writer Schema, err error) {
+	if src, ok := sourceOfDLQ(topic); ok {
+		topic = src
+	}
+	native, _, err := c.decodeNative(topic, b)
+	if err != nil {
+		return nil, Schema{}, err
+	}
+	fp, _ := Fingerprint(b)
+	tc := c.topics[topic]
+	if p, ok := tc.plans[fp]; ok {
+		writer = p.writer.export()
+	} else if p, ok := c.discoveredPlan(topic, fp); ok {
+		writer = p.writer.export()
+	}
+	text, err = tc.reader.goavro.TextualFromNative(nil, native)
+	if err != nil {
+		return nil, Schema{}, fmt.Errorf("decode %s: to JSON: %w", topic, err)
+	}
+	return text, writer, nil
+}

@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -319,5 +320,25 @@ func BenchmarkDecode(b *testing.B) {
 		if _, err := c.Decode(events.TopicJobLifecycle, msg); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestDecodeJSONIsAvroJSON(t *testing.T) {
+	t.Parallel()
+	c := newCodec(t, events.CodecConfig{})
+	ev := sampleEvent(t, samplePayloads()[3])
+	b, err := c.Encode(ev)
+	require.NoError(t, err)
+	for _, topic := range []string{events.TopicJobLifecycle, events.DLQTopic(events.TopicJobLifecycle)} {
+		text, writer, err := c.DecodeJSON(topic, b)
+		require.NoError(t, err)
+		require.Equal(t, events.TopicJobLifecycle, writer.Topic)
+		require.Equal(t, 1, writer.Version)
+		var doc map[string]any
+		require.NoError(t, json.Unmarshal(text, &doc))
+		require.Equal(t, ev.EventID, doc["event_id"])
+		require.Equal(t, map[string]any{"string": "cmd-9"}, doc["causation_id"], "a union as Avro JSON")
+		payload := doc["payload"].(map[string]any)["org.cosmichorizons.fleet.events.JobCompleted"].(map[string]any)
+		require.Equal(t, "s3://out/j1", payload["output_location"])
 	}
 }

@@ -36,7 +36,7 @@ func TestEveryEventTypeRoundTripsThroughKafka(t *testing.T) {
 	require.NoError(t, err)
 
 	codec := newCodec(t, events.CodecConfig{})
-	producer, err := kafkabus.NewProducer(kafkabus.ProducerConfig{Connection: conn}, logger, prometheus.NewRegistry())
+	producer, err := kafkabus.NewProducer(kafkabus.ProducerConfig{Connection: conn, Schemas: codec}, logger, prometheus.NewRegistry())
 	require.NoError(t, err)
 	defer producer.Close()
 

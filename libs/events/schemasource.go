@@ -81,11 +81,7 @@ func (v *schemaVersion) export() Schema {
 // discover finds the writer schema of fp through the codec's source and
 // compiles its resolution to topic's reader schema, once.
 func (c *Codec) discover(topic string, tc *topicCodec, fp uint64) (*plan, error) {
-	key := discoveredKey{topic, fp}
-	c.mu.RLock()
-	p, ok := c.discovered[key]
-	c.mu.RUnlock()
-	if ok {
+	if p, ok := c.discoveredPlan(topic, fp); ok {
 		return p, nil
 	}
 	if v, known := c.byFP[fp]; known {
@@ -112,9 +108,9 @@ func (c *Codec) discover(topic string, tc *topicCodec, fp uint64) (*plan, error)
 	if err != nil {
 		return nil, fmt.Errorf("%s v%d (%s) cannot be read as v%d: %w", s.Topic, s.Version, FingerprintHex(fp), tc.reader.version, err)
 	}
-	p = &plan{writer: v, project: fn}
+	p := &plan{writer: v, project: fn}
 	c.mu.Lock()
-	c.discovered[key] = p
+	c.discovered[discoveredKey{topic, fp}] = p
 	c.mu.Unlock()
 	return p, nil
 }
@@ -136,4 +132,11 @@ func SchemaFingerprint(src []byte) (uint64, error) {
 		return 0, err
 	}
 	return avroschema.Fingerprint64(s), nil
+}
+
+func (c *Codec) discoveredPlan(topic string, fp uint64) (*plan, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	p, ok := c.discovered[discoveredKey{topic, fp}]
+	return p, ok
 }

@@ -226,3 +226,15 @@ func (r *SchemaRegistry) Close() error {
 	r.client, r.consumer = nil, nil
 	return err
 }
+
+// NewCodec returns the fleet's event codec reading, through conn, the writer
+// schemas it does not embed from the registry topic. Close the registry when
+// the codec is no longer used.
+func NewCodec(conn Connection, logger *slog.Logger) (*events.Codec, *SchemaRegistry, error) {
+	registry := NewSchemaRegistry(conn, events.TopicSchemas, logger)
+	codec, err := events.NewCodecWithConfig(events.CodecConfig{Source: registry})
+	if err != nil {
+		return nil, nil, err
+	}
+	return codec, registry, nil
+}

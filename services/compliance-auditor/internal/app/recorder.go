@@ -138,5 +138,5 @@ func (r *Recorder) decode(msg *bus.Message) (events.Event, error) {
 		}
 		errs = append(errs, err)
 	}
-	return events.Event{}, bus.Permanent(fmt.Errorf("decode %s message at partition %d offset %d: %w", msg.Topic, msg.Partition, msg.Offset, errors.Join(errs...)))
+	return events.Event{}, events.DecodeFailure(fmt.Errorf("decode %s message at partition %d offset %d: %w", msg.Topic, msg.Partition, msg.Offset, errors.Join(errs...)))
 }

@@ -98,19 +98,24 @@ func (a *auditor) wire(ctx context.Context, deps svcruntime.Deps) error {
 	if err != nil {
 		return fmt.Errorf("checkpoint key: %w", err)
 	}
-	codec, err := events.NewCodec()
-	if err != nil {
-		return fmt.Errorf("event codec: %w", err)
-	}
-
-	var producer *kafkabus.Producer
+	var (
+		producer *kafkabus.Producer
+		codec    *events.Codec
+	)
 	conn := kafkabus.ConnectionFromEnv()
 	if len(cfg.KafkaBrokers) > 0 {
 		conn.Brokers = cfg.KafkaBrokers
 		if conn.ClientID == "" {
 			conn.ClientID = Name
 		}
-		if producer, err = kafkabus.NewProducer(kafkabus.DefaultProducerConfig(conn), logger, reg); err != nil {
+		var schemas *kafkabus.SchemaRegistry
+		if codec, schemas, err = kafkabus.NewCodec(conn, logger); err != nil {
+			return fmt.Errorf("event codec: %w", err)
+		}
+		rt.OnShutdown("schema registry", func(context.Context) error { return schemas.Close() })
+		pcfg := kafkabus.DefaultProducerConfig(conn)
+		pcfg.Schemas = codec
+		if producer, err = kafkabus.NewProducer(pcfg, logger, reg); err != nil {
 			return err
 		}
 		rt.OnShutdown("kafka producer", func(context.Context) error { return producer.Close() })

@@ -67,15 +67,15 @@ func NewHealthMonitor(cfg Config, logger *slog.Logger, reg prometheus.Registerer
 			err = errors.Join(err, hm.Close())
 		}
 	}()
-	codec, err := events.NewCodec()
+	var ps []app.Probe
+	var sink app.EventSink
+	conn := kafkabus.Connection{Brokers: cfg.KafkaBrokers, ClientID: Name, TLS: kafkabus.TLSConfigFromEnv()}
+	codec, schemas, err := kafkabus.NewCodec(conn, logger)
 	if err != nil {
 		return nil, fmt.Errorf("events codec: %w", err)
 	}
-
-	var ps []app.Probe
-	var sink app.EventSink
+	hm.closers = append(hm.closers, schemas.Close)
 	if len(cfg.KafkaBrokers) > 0 {
-		conn := kafkabus.Connection{Brokers: cfg.KafkaBrokers, ClientID: Name, TLS: kafkabus.TLSConfigFromEnv()}
 		client, err := probes.NewKafkaClient(conn, cfg.ProbeTimeout)
 		if err != nil {
 			return nil, err
@@ -89,7 +89,9 @@ func NewHealthMonitor(cfg Config, logger *slog.Logger, reg prometheus.Registerer
 		if err != nil {
 			return nil, err
 		}
-		producer := eventsink.NewLazyProducer(kafkabus.DefaultProducerConfig(conn), logger, reg)
+		pcfg := kafkabus.DefaultProducerConfig(conn)
+		pcfg.Schemas = codec
+		producer := eventsink.NewLazyProducer(pcfg, logger, reg)
 		hm.closers = append(hm.closers, producer.Close)
 		sink = eventsink.NewKafka(producer, codec, logger)
 		ps = append(ps,

@@ -96,10 +96,11 @@ func (o *orchestrator) wire(ctx context.Context, deps svcruntime.Deps) error {
 	if err := store.Migrate(ctx, db); err != nil {
 		return err
 	}
-	codec, err := events.NewCodec()
+	codec, schemas, err := kafkabus.NewCodec(cfg.Kafka, log)
 	if err != nil {
 		return fmt.Errorf("events codec: %w", err)
 	}
+	rt.OnShutdown("schema registry", func(context.Context) error { return schemas.Close() })
 	wake := make(chan struct{}, 1)
 	st, err := store.New(db, codec, store.Config{AfterCommit: afterCommit(cfg, log, wake)})
 	if err != nil {
@@ -112,7 +113,9 @@ func (o *orchestrator) wire(ctx context.Context, deps svcruntime.Deps) error {
 			return err
 		}
 	}
-	producer, err := kafkabus.NewProducer(kafkabus.DefaultProducerConfig(cfg.Kafka), log, rt.Registry())
+	pcfg := kafkabus.DefaultProducerConfig(cfg.Kafka)
+	pcfg.Schemas = codec
+	producer, err := kafkabus.NewProducer(pcfg, log, rt.Registry())
 	if err != nil {
 		return err
 	}
@@ -218,7 +221,9 @@ func ensureTopics(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	for i := range specs {
-		specs[i].Name = cfg.TopicPrefix + specs[i].Name
+		if specs[i].Name != events.TopicSchemas { // one registry per cluster
+			specs[i].Name = cfg.TopicPrefix + specs[i].Name
+		}
 	}
 	report, err := kafkabus.EnsureTopics(ctx, cfg.Kafka.Brokers, specs, log,
 		kafkabus.EnsureOptions{TLS: cfg.Kafka.TLS, ClientID: cfg.Kafka.ClientID, Version: cfg.Kafka.Version})

@@ -36,7 +36,8 @@ func NewIngest(ib *inbox.Inbox, codec *events.Codec, jobs *adapters.JobRepositor
 }
 
 // decode reads the event of msg, with the schemas of its catalogue topic.
-// The error is permanent: bad bytes never decode.
+// The error is permanent (bad bytes never decode) unless the schema
+// registry could not be asked.
 func (in *Ingest) decode(msg *bus.Message) (events.Event, error) {
 	topic := msg.Topic
 	if schema, ok := in.schemas[topic]; ok {
@@ -44,7 +45,7 @@ func (in *Ingest) decode(msg *bus.Message) (events.Event, error) {
 	}
 	ev, err := in.codec.Decode(topic, msg.Value)
 	if err != nil {
-		return events.Event{}, bus.Permanent(fmt.Errorf("decode %s/%d@%d: %w", msg.Topic, msg.Partition, msg.Offset, err))
+		return events.Event{}, events.DecodeFailure(fmt.Errorf("decode %s/%d@%d: %w", msg.Topic, msg.Partition, msg.Offset, err))
 	}
 	return ev, nil
 }

@@ -196,6 +196,7 @@ type parts struct {
 	ingest   *app.Ingest
 	dlq      *kafkabus.Producer
 	consumer *kafkabus.Consumer
+	schemas  *kafkabus.SchemaRegistry
 }
 
 // build opens the store (migrating it) and prepares the consumer. The
@@ -216,10 +217,11 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.
 	if err := adapters.Migrate(ctx, db); err != nil {
 		return fail(fmt.Errorf("migrate store: %w", err))
 	}
-	codec, err := events.NewCodec()
+	codec, schemas, err := kafkabus.NewCodec(cfg.Kafka, logger)
 	if err != nil {
 		return fail(err)
 	}
+	p.schemas = schemas
 	p.inbox = inbox.New(db, cfg.Group, logger, reg)
 	p.jobs = adapters.NewJobRepository(db)
 	p.ingest = app.NewIngest(p.inbox, codec, p.jobs, cfg.Schemas)
@@ -241,6 +243,9 @@ func (p *parts) close() error {
 	var err error
 	if p.dlq != nil {
 		err = p.dlq.Close()
+	}
+	if p.schemas != nil {
+		err = errors.Join(err, p.schemas.Close())
 	}
 	return errors.Join(err, p.db.Close())
 }

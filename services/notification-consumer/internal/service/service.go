@@ -24,7 +24,6 @@ import (
 
 	"github.com/cosmic-horizons/fleet/libs/amqpbus"
 	"github.com/cosmic-horizons/fleet/libs/bus"
-	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/inbox"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
@@ -94,10 +93,6 @@ func (n *notifier) wire(ctx context.Context, deps svcruntime.Deps) error {
 	st := store.New(db)
 	rt.AddReadinessCheck("database", db.Check)
 
-	codec, err := events.NewCodec()
-	if err != nil {
-		return fmt.Errorf("event codec: %w", err)
-	}
 	renderer, err := render.NewRenderer(cfg.SubjectTemplate, cfg.BodyTemplate)
 	if err != nil {
 		return err
@@ -108,7 +103,14 @@ func (n *notifier) wire(ctx context.Context, deps svcruntime.Deps) error {
 	if conn.ClientID == "" {
 		conn.ClientID = Name
 	}
-	producer, err := kafkabus.NewProducer(kafkabus.DefaultProducerConfig(conn), logger, reg)
+	codec, schemas, err := kafkabus.NewCodec(conn, logger)
+	if err != nil {
+		return fmt.Errorf("event codec: %w", err)
+	}
+	rt.OnShutdown("schema registry", func(context.Context) error { return schemas.Close() })
+	pcfg := kafkabus.DefaultProducerConfig(conn)
+	pcfg.Schemas = codec
+	producer, err := kafkabus.NewProducer(pcfg, logger, reg)
 	if err != nil {
 		return err
 	}
