@@ -7,8 +7,9 @@ MODULES  := libs proto schemas tools services/job-orchestrator services/metrics-
             services/notification-consumer services/compliance-auditor services/health-monitor
 SERVICES := job-orchestrator metrics-consumer notification-consumer compliance-auditor health-monitor
 STACK    := tools/stack/stack.sh
-# Exports the running stack's addresses (KAFKA_BROKERS, AMQP_URL, ...) into a recipe.
-WITH_STACK := eval "$$($(STACK) env)";
+# Exports the running stack's addresses (KAFKA_BROKERS, AMQP_URL, ...) and the Avro
+# readers of tools/interop (INTEROP_JAVA_CLASSPATH, INTEROP_PYTHON) into a recipe.
+WITH_STACK := eval "$$($(STACK) env)"; eval "$$(tools/interop/setup.sh)";
 GOTEST_FLAGS ?= -count=1 -timeout 15m
 
 .PHONY: help
@@ -18,6 +19,7 @@ help: ## list the targets
 .PHONY: up
 up: ## install what is missing, start the stack on loopback and create the fleet's Kafka topics
 	@$(STACK) up >/dev/null
+	@tools/interop/setup.sh >/dev/null
 	@$(WITH_STACK) go run ./tools/cmd/chctl topics >/dev/null
 	@$(STACK) status
 
@@ -74,6 +76,10 @@ proto-check: ## fail if generated code is stale or a proto change breaks the pre
 .PHONY: schema-check
 schema-check: ## check every Avro schema is fully compatible with its previous version
 	@go run ./tools/cmd/schemacheck
+
+.PHONY: avro-fingerprints
+avro-fingerprints: ## regenerate the reference fingerprints of every schema (Apache Avro Java, fastavro)
+	@tools/interop/regen-fingerprints.sh
 
 .PHONY: fuzz
 fuzz: ## fuzz the event decoder for FUZZTIME (default 60s)

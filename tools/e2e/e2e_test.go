@@ -369,6 +369,10 @@ func TestFleet(t *testing.T) {
 			require.Empty(t, missing, "%s logs lack these correlation ids", name)
 		}
 	})
+
+	t.Run("every record decodes in Avro readers no one here wrote", func(t *testing.T) {
+		f.requireForeignReaders(t)
+	})
 }
 
 // eventually polls cond every tick until it holds, failing the test with

@@ -82,6 +82,9 @@ type fleet struct {
 	partitions map[jobpb.TaccSystem]string
 
 	orch, metrics, notify, audit, health *servicetest.Process
+	// started is when the fleet was started: the first instant whose
+	// records on the shared topics belong to this run.
+	started time.Time
 
 	jobs   jobpb.JobServiceClient
 	stats  metricspb.MetricsServiceClient
@@ -154,7 +157,7 @@ func sharedWorkDir(t *testing.T) string {
 func startFleet(t *testing.T) *fleet {
 	t.Helper()
 	s := requireStack(t)
-	f := &fleet{stack: s, prefix: "e2e-" + randomHex(5) + "-", scheduler: "local"}
+	f := &fleet{stack: s, prefix: "e2e-" + randomHex(5) + "-", scheduler: "local", started: time.Now()}
 	t.Logf("topic and group prefix %s", f.prefix)
 	topic := func(name string) string { return f.prefix + name }
 

@@ -128,10 +128,10 @@ func (f dlqFlags) validate(cmd string) (kafkabus.Connection, error) {
 	return conn, nil
 }
 
-// dlqTopic reads a dead-letter topic partition by partition, from a given
+// topicReader reads a topic partition by partition, from a given
 // offset up to the high-water mark taken when it was opened, and keeps the
 // consumer group offsets of the replay.
-type dlqTopic struct {
+type topicReader struct {
 	cfg      *sarama.Config
 	client   sarama.Client
 	admin    sarama.ClusterAdmin
@@ -144,7 +144,7 @@ type dlqTopic struct {
 	hwm        map[int32]int64
 }
 
-func openDLQTopic(conn kafkabus.Connection, topic string, stderr io.Writer) (*dlqTopic, error) {
+func openTopic(conn kafkabus.Connection, topic string, stderr io.Writer) (*topicReader, error) {
 	cfg, err := kafkabus.ClientConfig(conn)
 	if err != nil {
 		return nil, err
@@ -159,7 +159,7 @@ func openDLQTopic(conn kafkabus.Connection, topic string, stderr io.Writer) (*dl
 	if err != nil {
 		return nil, fmt.Errorf("connect to %v: %w", conn.Brokers, err)
 	}
-	d := &dlqTopic{cfg: cfg, client: client, topic: topic, stderr: stderr,
+	d := &topicReader{cfg: cfg, client: client, topic: topic, stderr: stderr,
 		oldest: make(map[int32]int64), hwm: make(map[int32]int64)}
 	if d.admin, err = sarama.NewClusterAdminFromClient(client); err != nil {
 		client.Close()
@@ -195,7 +195,7 @@ func openDLQTopic(conn kafkabus.Connection, topic string, stderr io.Writer) (*dl
 }
 
 // Close closes the consumer and the client (the admin shares the client).
-func (d *dlqTopic) Close() {
+func (d *topicReader) Close() {
 	_ = d.consumer.Close()
 	_ = d.client.Close()
 }
@@ -203,7 +203,7 @@ func (d *dlqTopic) Close() {
 // topicExists reports whether topic exists. It asks the controller directly:
 // the client's cached lookup would retry a missing topic for seconds and
 // keep it in its metadata refreshes.
-func (d *dlqTopic) topicExists(topic string) (bool, error) {
+func (d *topicReader) topicExists(topic string) (bool, error) {
 	mds, err := d.admin.DescribeTopics([]string{topic})
 	if err != nil {
 		return false, err
@@ -229,7 +229,7 @@ var errStopReading = errors.New("stop reading")
 
 // read hands fn the messages of partition p from offset from up to the
 // high-water mark taken at open.
-func (d *dlqTopic) read(ctx context.Context, p int32, from int64, fn func(*sarama.ConsumerMessage) error) error {
+func (d *topicReader) read(ctx context.Context, p int32, from int64, fn func(*sarama.ConsumerMessage) error) error {
 	hwm := d.hwm[p]
 	if from >= hwm {
 		return nil
@@ -273,7 +273,7 @@ func (d *dlqTopic) read(ctx context.Context, p int32, from int64, fn func(*saram
 
 // committed returns the offsets group committed for the topic's partitions;
 // a partition without one is absent.
-func (d *dlqTopic) committed(group string) (map[int32]int64, error) {
+func (d *topicReader) committed(group string) (map[int32]int64, error) {
 	resp, err := d.admin.ListConsumerGroupOffsets(group, map[string][]int32{d.topic: d.partitions})
 	if err != nil {
 		return nil, fmt.Errorf("offsets of group %s: %w", group, err)
@@ -296,7 +296,7 @@ func (d *dlqTopic) committed(group string) (map[int32]int64, error) {
 
 // startOffset is where group resumes on partition p: its committed offset,
 // or the oldest one still in the topic.
-func (d *dlqTopic) startOffset(committed map[int32]int64, group string, p int32) int64 {
+func (d *topicReader) startOffset(committed map[int32]int64, group string, p int32) int64 {
 	c, ok := committed[p]
 	if !ok {
 		return d.oldest[p]
@@ -311,7 +311,7 @@ func (d *dlqTopic) startOffset(committed map[int32]int64, group string, p int32)
 
 // requireNoMembers refuses a group with active members: its offsets belong to
 // them, and the broker would reject commits from outside the group anyway.
-func (d *dlqTopic) requireNoMembers(group string) error {
+func (d *topicReader) requireNoMembers(group string) error {
 	descs, err := d.admin.DescribeConsumerGroups([]string{group})
 	if err != nil {
 		return fmt.Errorf("describe group %s: %w", group, err)
@@ -332,7 +332,7 @@ func (d *dlqTopic) requireNoMembers(group string) error {
 
 // commit stores next as group's offset of partition p, checking the
 // broker's answer. The group commits as a simple consumer (no membership).
-func (d *dlqTopic) commit(ctx context.Context, group string, p int32, next int64) error {
+func (d *topicReader) commit(ctx context.Context, group string, p int32, next int64) error {
 	var last error
 	for attempt := range 5 {
 		if attempt > 0 {
@@ -448,7 +448,7 @@ func runDLQList(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	d, err := openDLQTopic(conn, *f.topic, stderr)
+	d, err := openTopic(conn, *f.topic, stderr)
 	if err != nil {
 		return fmt.Errorf("dlq list: %w", err)
 	}
@@ -534,7 +534,7 @@ func runDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	group := *f.group
 
-	d, err := openDLQTopic(conn, *f.topic, stderr)
+	d, err := openTopic(conn, *f.topic, stderr)
 	if err != nil {
 		return fmt.Errorf("dlq replay: %w", err)
 	}
@@ -627,7 +627,7 @@ func runDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) 
 }
 
 // commitUnlessDry moves group past a skipped entry.
-func (d *dlqTopic) commitUnlessDry(ctx context.Context, dry bool, group string, e dlqEntry) error {
+func (d *topicReader) commitUnlessDry(ctx context.Context, dry bool, group string, e dlqEntry) error {
 	if dry {
 		return nil
 	}
@@ -640,7 +640,7 @@ func (d *dlqTopic) commitUnlessDry(ctx context.Context, dry bool, group string, 
 }
 
 // checkReplayable refuses an entry that cannot go back where it came from.
-func (d *dlqTopic) checkReplayable(e dlqEntry, exists map[string]bool) error {
+func (d *topicReader) checkReplayable(e dlqEntry, exists map[string]bool) error {
 	orig := e.originalTopic()
 	switch {
 	case orig == "":
@@ -665,7 +665,7 @@ func (d *dlqTopic) checkReplayable(e dlqEntry, exists map[string]bool) error {
 	return nil
 }
 
-func (d *dlqTopic) printSummary(w io.Writer, st replayStats, group, consumerGroup string, dry, complete bool) {
+func (d *topicReader) printSummary(w io.Writer, st replayStats, group, consumerGroup string, dry, complete bool) {
 	if dry {
 		fmt.Fprintf(w, "dry run: would replay %d, would skip %d; nothing published, nothing committed\n", st.replayed, st.skipped)
 	} else {

@@ -56,6 +56,7 @@ Commands:
   token     mint an HS256 development token (development only)
   notify    subscribe to job emails (notify subscribe)
   dlq       list a dead-letter topic or replay it to the original topics (chctl dlq help)
+  events    print a topic's records decoded to JSON (chctl events help)
 
 Run "chctl COMMAND -h" for the flags of a command.`
 
@@ -77,6 +78,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runNotify(ctx, args[1:], stdout, stderr)
 	case "dlq":
 		return runDLQ(ctx, args[1:], stdout, stderr)
+	case "events":
+		return runEvents(ctx, args[1:], stdout, stderr)
 	default:
 		return usageError{fmt.Sprintf("unknown command %q (see chctl help)", args[0])}
 	}

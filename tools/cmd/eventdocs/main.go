@@ -76,8 +76,8 @@ func render(w io.Writer) error {
 	p.line("Do not edit by hand: `go test ./tools/cmd/eventdocs` fails when this file is not current.")
 	p.line("")
 	p.line("Messages are Avro single-object encoded (marker `C3 01`, the 8-byte CRC-64-AVRO fingerprint of")
-	p.line("the writer schema, the Avro body) and carry the headers `event_type`, `event_id`, `correlation_id`,")
-	p.line("`content-type` and the W3C trace context.")
+	p.line("the writer schema, the Avro body: see Wire format) and carry the headers `event_type`, `event_id`,")
+	p.line("`correlation_id`, `content-type` and the W3C trace context.")
 	p.line("")
 	p.line("## Topics")
 	p.line("")
@@ -93,6 +93,9 @@ func render(w io.Writer) error {
 			key = "`" + string(s.Key) + "`"
 		}
 		schema, types := "the failed message, unchanged (see Dead letters)", ""
+		if s.Name == events.TopicSchemas {
+			schema = "every writer schema, keyed by fingerprint (see Wire format)"
+		}
 		for _, d := range docs {
 			if d.topic == s.Name {
 				schema = fmt.Sprintf("`%s` v%d", d.path, d.version)
@@ -103,11 +106,15 @@ func render(w io.Writer) error {
 				types = strings.Join(ts, ", ")
 			}
 		}
+		kept := retention(s.Retention)
+		if s.Compacted {
+			kept = "compacted, forever"
+		}
 		p.line(fmt.Sprintf("| `%s` | %s | %d | %s | %s | %s | %s |", s.Name, key, s.Partitions,
-			retention(s.Retention), s.Compression, schema, types))
+			kept, s.Compression, schema, types))
 	}
 	for _, s := range specs {
-		if _, ok := findDoc(docs, s.Name); !ok && !strings.HasSuffix(s.Name, events.DLQSuffix) {
+		if _, ok := findDoc(docs, s.Name); !ok && !strings.HasSuffix(s.Name, events.DLQSuffix) && s.Name != events.TopicSchemas {
 			return fmt.Errorf("topic %s of the catalogue has no schema", s.Name)
 		}
 	}
@@ -117,6 +124,10 @@ func render(w io.Writer) error {
 		}
 	}
 
+	p.line("")
+	if err := wireFormat(p); err != nil {
+		return fmt.Errorf("wire format: %w", err)
+	}
 	p.line("")
 	p.line("## Dead letters")
 	p.line("")

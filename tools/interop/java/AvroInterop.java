@@ -5,10 +5,12 @@
 //       prints "FILE<TAB>fingerprint<TAB>canonical form" per schema file:
 //       SchemaNormalization.parsingFingerprint64 as the 8 little-endian bytes of the
 //       single-object header in hex, and SchemaNormalization.toParsingForm
-//   java -cp "$INTEROP_JAVA_CLASSPATH" AvroInterop.java decode BROKERS SCHEMAS_TOPIC TOPIC...
+//   java -cp "$INTEROP_JAVA_CLASSPATH" AvroInterop.java decode BROKERS SCHEMAS_TOPIC SINCE_MS TOPIC...
 //       loads every schema of SCHEMAS_TOPIC into a SchemaStore, then decodes every record of each
-//       TOPIC from the beginning with BinaryMessageDecoder (single-object encoding), finding the
-//       writer schema by the fingerprint in the record's header; prints one line per topic
+//       TOPIC written at or after SINCE_MS (Unix milliseconds; 0 for all) with BinaryMessageDecoder
+//       (single-object encoding), finding the writer schema by the fingerprint in the record's
+//       header and resolving it to the newest schema of the topic (a TOPIC named PREFIX<topic> or
+//       <topic>.dlq reads as <topic>); prints one line per topic
 //       ("TOPIC records=N decoded=N failed=N") and exits 1 if any record failed
 import java.io.File;
 import java.nio.charset.StandardCharsets;
@@ -39,10 +41,10 @@ public class AvroInterop {
       }
       return;
     }
-    if (args.length >= 4 && args[0].equals("decode")) {
-      System.exit(decode(args[1], args[2], Arrays.copyOfRange(args, 3, args.length)));
+    if (args.length >= 5 && args[0].equals("decode")) {
+      System.exit(decode(args[1], args[2], Long.parseLong(args[3]), Arrays.copyOfRange(args, 4, args.length)));
     }
-    System.err.println("usage: AvroInterop fingerprints FILE... | decode BROKERS SCHEMAS_TOPIC TOPIC...");
+    System.err.println("usage: AvroInterop fingerprints FILE... | decode BROKERS SCHEMAS_TOPIC SINCE_MS TOPIC...");
     System.exit(2);
   }
 
@@ -54,7 +56,7 @@ public class AvroInterop {
     return b.toString();
   }
 
-  static int decode(String brokers, String schemasTopic, String[] topics) {
+  static int decode(String brokers, String schemasTopic, long sinceMs, String[] topics) {
     Properties props = new Properties();
     props.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, brokers);
     props.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
@@ -88,7 +90,12 @@ public class AvroInterop {
       int failed = 0;
       for (String topic : topics) {
         String source = topic.endsWith(".dlq") ? topic.substring(0, topic.length() - 4) : topic;
-        Schema reader = newestByTopic.get(source);
+        Schema reader = null;
+        for (Map.Entry<String, Schema> e : newestByTopic.entrySet()) {
+          if (source.endsWith(e.getKey())) {
+            reader = e.getValue();
+          }
+        }
         if (reader == null) {
           System.err.printf("no schema for topic %s in %s%n", source, schemasTopic);
           return 1;
@@ -96,6 +103,9 @@ public class AvroInterop {
         BinaryMessageDecoder<GenericRecord> decoder = new BinaryMessageDecoder<>(GenericData.get(), reader, store);
         int records = 0, ok = 0, bad = 0;
         for (ConsumerRecord<byte[], byte[]> r : readAll(consumer, topic)) {
+          if (r.timestamp() < sinceMs) {
+            continue;
+          }
           records++;
           try {
             GenericRecord rec = decoder.decode(r.value());
@@ -125,6 +135,9 @@ public class AvroInterop {
   // readAll returns every record of topic from the beginning to the end offsets of now.
   static List<ConsumerRecord<byte[], byte[]>> readAll(KafkaConsumer<byte[], byte[]> consumer, String topic) {
     List<TopicPartition> parts = new ArrayList<>();
+    if (!consumer.listTopics(Duration.ofSeconds(30)).containsKey(topic)) {
+      return List.of(); // a dead-letter topic that was never needed
+    }
     for (PartitionInfo p : consumer.partitionsFor(topic, Duration.ofSeconds(30))) {
       parts.add(new TopicPartition(topic, p.partition()));
     }

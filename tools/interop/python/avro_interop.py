@@ -3,11 +3,12 @@
     python avro_interop.py fingerprints FILE...
         prints "FILE<TAB>fingerprint" per schema file: the CRC-64-AVRO fingerprint of the
         Parsing Canonical Form, as the 8 little-endian bytes of the single-object header, in hex
-    python avro_interop.py decode BROKERS SCHEMAS_TOPIC TOPIC...
-        loads every schema of SCHEMAS_TOPIC, then decodes every record of each TOPIC from the
-        beginning: the writer schema is found by the fingerprint in the record's single-object
-        header and resolved to the topic's newest schema; prints one line per topic
-        ("TOPIC records=N decoded=N failed=N") and exits 1 if any record failed
+    python avro_interop.py decode BROKERS SCHEMAS_TOPIC SINCE_MS TOPIC...
+        loads every schema of SCHEMAS_TOPIC, then decodes every record of each TOPIC written at
+        or after SINCE_MS (Unix milliseconds; 0 for all): the writer schema is found by the
+        fingerprint in the record's single-object header and resolved to the topic's newest
+        schema (a TOPIC named PREFIX<topic> or <topic>.dlq reads as <topic>); prints one line per
+        topic ("TOPIC records=N decoded=N failed=N") and exits 1 if any record failed
 """
 
 import io
@@ -44,7 +45,9 @@ def read_all(brokers, topic):
         "enable.partition.eof": True,
     })
     try:
-        meta = consumer.list_topics(topic, timeout=30)
+        meta = consumer.list_topics(timeout=30)
+        if topic not in meta.topics:
+            return []  # a dead-letter topic that was never needed
         if meta.topics[topic].error is not None:
             raise RuntimeError(f"topic {topic}: {meta.topics[topic].error}")
         parts, ends = [], {}
@@ -74,7 +77,7 @@ def read_all(brokers, topic):
         consumer.close()
 
 
-def cmd_decode(brokers, schemas_topic, topics) -> int:
+def cmd_decode(brokers, schemas_topic, since_ms, topics) -> int:
     by_fp, newest = {}, {}
     for msg in read_all(brokers, schemas_topic):
         schema = parse_schema(json.loads(msg.value()), _write_hint=False)
@@ -91,12 +94,15 @@ def cmd_decode(brokers, schemas_topic, topics) -> int:
     failed = 0
     for topic in topics:
         source = topic[: -len(".dlq")] if topic.endswith(".dlq") else topic
-        if source not in newest:
+        matches = [name for name in newest if source.endswith(name)]
+        if not matches:
             print(f"no schema for topic {source} in {schemas_topic}", file=sys.stderr)
             return 1
-        reader = newest[source][1]
+        reader = newest[max(matches, key=len)][1]
         records = ok = bad = 0
         for msg in read_all(brokers, topic):
+            if msg.timestamp()[1] < since_ms:
+                continue
             records += 1
             try:
                 value = msg.value()
@@ -124,8 +130,8 @@ def cmd_decode(brokers, schemas_topic, topics) -> int:
 def main(argv) -> int:
     if len(argv) >= 2 and argv[0] == "fingerprints":
         return cmd_fingerprints(argv[1:])
-    if len(argv) >= 4 and argv[0] == "decode":
-        return cmd_decode(argv[1], argv[2], argv[3:])
+    if len(argv) >= 5 and argv[0] == "decode":
+        return cmd_decode(argv[1], argv[2], int(argv[3]), argv[4:])
     print(__doc__, file=sys.stderr)
     return 2
 
