@@ -100,16 +100,7 @@ func addDLQFlags(fs *flag.FlagSet, groupHelp string) dlqFlags {
 
 // validate checks the shared flags and returns the connection to use.
 func (f dlqFlags) validate(cmd string) (kafkabus.Connection, error) {
-	conn := f.conn
-	conn.Brokers = nil
-	for b := range strings.SplitSeq(*f.brokers, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			conn.Brokers = append(conn.Brokers, b)
-		}
-	}
-	if conn.ClientID == "" {
-		conn.ClientID = "chctl"
-	}
+	conn := withBrokers(f.conn, *f.brokers)
 	switch {
 	case *f.topic == "":
 		return conn, usageError{cmd + ": -topic is required (a dead-letter topic, e.g. job-lifecycle.dlq)"}

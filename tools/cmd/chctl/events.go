@@ -53,15 +53,7 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{err.Error()}
 	}
-	conn.Brokers = nil
-	for b := range strings.SplitSeq(*brokers, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			conn.Brokers = append(conn.Brokers, b)
-		}
-	}
-	if conn.ClientID == "" {
-		conn.ClientID = "chctl"
-	}
+	conn = withBrokers(conn, *brokers)
 	switch {
 	case fs.NArg() > 0:
 		return usageError{fmt.Sprintf("events tail: unexpected argument %q", fs.Arg(0))}

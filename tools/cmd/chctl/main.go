@@ -123,3 +123,18 @@ func runTopics(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	return nil
 }
+
+// withBrokers is conn with the comma-separated -brokers flag as its brokers,
+// named chctl unless KAFKA_CLIENT_ID says otherwise.
+func withBrokers(conn kafkabus.Connection, brokers string) kafkabus.Connection {
+	conn.Brokers = nil
+	for b := range strings.SplitSeq(brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			conn.Brokers = append(conn.Brokers, b)
+		}
+	}
+	if conn.ClientID == "" {
+		conn.ClientID = "chctl"
+	}
+	return conn
+}
