@@ -66,7 +66,7 @@ func TestConfigValidate(t *testing.T) {
 		{
 			name:    "consumer with bad retry",
 			err:     amqpbus.ConsumerConfig{Queue: "q", Prefetch: 1, Workers: 1, HandlerTimeout: time.Second}.Validate(),
-			wantErr: "max attempts",
+			wantErr: "not a positive range",
 		},
 		{name: "publisher timeout negative", err: amqpbus.PublisherConfig{PublishTimeout: -1}.Validate(), wantErr: "negative"},
 	}

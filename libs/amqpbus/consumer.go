@@ -41,8 +41,10 @@ type ConsumerConfig struct {
 	Prefetch int
 	// Workers run the handler concurrently; default 1 (deliveries handled in order).
 	Workers int
-	// Retry bounds the handler's retries of a transient failure before the
-	// delivery is dead-lettered; default bus.DefaultRetryPolicy.
+	// Retry paces the handler's retries of a transient failure; default
+	// bus.DefaultRetryPolicy, which retries until the failure clears. Only a
+	// permanent error (bus.Permanent), or a bounded policy running out,
+	// dead-letters the delivery.
 	Retry bus.RetryPolicy
 	// HandlerTimeout bounds each handler invocation; default 30s.
 	HandlerTimeout time.Duration
@@ -119,7 +121,7 @@ func (c ConsumerConfig) Validate() error {
 
 // Consumer consumes one queue with manual acks through the handler chain
 // Recover → Retry → Timeout. A delivery is acked after the chain returned
-// nil; on a permanent error or exhausted retries it is rejected without
+// nil; on a permanent error (or a bounded Retry policy running out) it is rejected without
 // requeue, so the broker dead-letters it (see the package documentation).
 type Consumer struct {
 	conn    *Conn
@@ -143,14 +145,21 @@ func NewConsumer(conn *Conn, cfg ConsumerConfig, handler bus.Handler, logger *sl
 	if err != nil {
 		return nil, err
 	}
-	return &Consumer{
+	c := &Consumer{
 		conn:    conn,
 		cfg:     cfg,
-		handler: bus.Chain(handler, bus.Recover(), bus.Retry(cfg.Retry), bus.Timeout(cfg.HandlerTimeout)),
 		logger:  logger.With("component", "amqpbus.consumer", "queue", cfg.Queue),
 		metrics: metrics,
 		tracer:  cfg.TracerProvider.Tracer(instrumentationName),
-	}, nil
+	}
+	c.handler = bus.Chain(handler, bus.Recover(), bus.Retry(cfg.Retry, c.retrying), bus.Timeout(cfg.HandlerTimeout))
+	return c, nil
+}
+
+// retrying logs one backoff step of a transient failure.
+func (c *Consumer) retrying(ctx context.Context, msg *bus.Message, attempt int, wait time.Duration, err error) {
+	c.logger.WarnContext(ctx, "amqp delivery failed; retrying it (transient failure)",
+		"routing_key", msg.Key, "delivery_tag", msg.Offset, "attempt", attempt, "retry_in", wait, "error", err)
 }
 
 // Run consumes until ctx is cancelled, subscribing again whenever the

@@ -3,9 +3,13 @@
 // every consumer composes (recover, timeout, retry with backoff).
 //
 // A handler returns nil when the message's effect is durable; only then does a
-// consumer mark the Kafka offset or ack the AMQP delivery. An error wrapped
-// with Permanent is never retried: the consumer sends the message to its
-// dead-letter destination at once.
+// consumer mark the Kafka offset or ack the AMQP delivery. Errors are of two
+// classes. One wrapped with Permanent (bytes that do not decode, a validation
+// no retry changes) is never retried: the consumer sends the message to its
+// dead-letter destination at once. Any other error is transient (a database,
+// broker or network that is down, a timeout, a lock): the consumer keeps the
+// message and retries it, backing off, until it succeeds or the consumer
+// stops, so an outage dead-letters nothing and per-key order holds.
 package bus
 
 import (
@@ -64,6 +68,9 @@ const (
 	HeaderDLQAttempts  = "dlq.attempts"
 	HeaderDLQGroup     = "dlq.consumer_group"
 	HeaderDLQFailedAt  = "dlq.failed_at"
+	// HeaderDLQTrimmed says what was cut from a dead-letter copy that was too
+	// large for its topic (headers, never the value).
+	HeaderDLQTrimmed = "dlq.trimmed"
 )
 
 // ContentTypeAvro is the content type of events: Avro single-object encoding.
@@ -128,9 +135,10 @@ func Timeout(d time.Duration) Middleware {
 	}
 }
 
-// RetryPolicy bounds the retries of a transient failure.
+// RetryPolicy paces the retries of a transient failure.
 type RetryPolicy struct {
-	// MaxAttempts is the total number of handler invocations, first one included.
+	// MaxAttempts is the total number of handler invocations, first one
+	// included; 0 means no bound (retry until success or the context ends).
 	MaxAttempts int
 	// InitialBackoff is the wait before the second attempt; each further wait
 	// doubles, up to MaxBackoff, with full jitter.
@@ -138,16 +146,17 @@ type RetryPolicy struct {
 	MaxBackoff     time.Duration
 }
 
-// DefaultRetryPolicy retries a transient failure four times over about two seconds.
+// DefaultRetryPolicy retries a transient failure until it succeeds, waiting
+// 100 ms at first and at most 10 s between attempts.
 func DefaultRetryPolicy() RetryPolicy {
-	return RetryPolicy{MaxAttempts: 5, InitialBackoff: 100 * time.Millisecond, MaxBackoff: time.Second}
+	return RetryPolicy{InitialBackoff: 100 * time.Millisecond, MaxBackoff: 10 * time.Second}
 }
 
 // Validate reports a policy that cannot work.
 func (p RetryPolicy) Validate() error {
 	switch {
-	case p.MaxAttempts < 1:
-		return fmt.Errorf("retry policy: max attempts %d < 1", p.MaxAttempts)
+	case p.MaxAttempts < 0:
+		return fmt.Errorf("retry policy: max attempts %d < 0", p.MaxAttempts)
 	case p.InitialBackoff <= 0 || p.MaxBackoff < p.InitialBackoff:
 		return fmt.Errorf("retry policy: backoff %s..%s is not a positive range", p.InitialBackoff, p.MaxBackoff)
 	}
@@ -166,20 +175,30 @@ func (p RetryPolicy) Backoff(n int) time.Duration {
 	return half + rand.N(d-half+1)
 }
 
+// RetryObserver is told of each wait before a retry: the attempt that
+// failed, its error and how long the retry waits. Consumers count and log
+// these steps.
+type RetryObserver func(ctx context.Context, msg *Message, attempt int, wait time.Duration, err error)
+
 // Retry re-invokes the handler on transient errors with exponential backoff
-// and jitter, at most p.MaxAttempts times in all. It returns the last error;
-// permanent errors and context cancellation end the retries at once.
-func Retry(p RetryPolicy) Middleware {
+// and jitter, until it succeeds, p.MaxAttempts invocations were made (when
+// not 0) or ctx ends. It returns the last error; a permanent error ends the
+// retries at once. observe, if not nil, is called before each wait.
+func Retry(p RetryPolicy, observe RetryObserver) Middleware {
 	return func(next Handler) Handler {
 		return func(ctx context.Context, msg *Message) error {
 			var err error
 			for attempt := 1; ; attempt++ {
 				msg.Attempt = attempt
 				err = next(ctx, msg)
-				if err == nil || IsPermanent(err) || attempt >= p.MaxAttempts {
+				if err == nil || IsPermanent(err) || (p.MaxAttempts > 0 && attempt >= p.MaxAttempts) {
 					return err
 				}
-				timer := time.NewTimer(p.Backoff(attempt))
+				wait := p.Backoff(attempt)
+				if observe != nil {
+					observe(ctx, msg, attempt, wait, err)
+				}
+				timer := time.NewTimer(wait)
 				select {
 				case <-ctx.Done():
 					timer.Stop()

@@ -39,14 +39,14 @@ func TestRetry(t *testing.T) {
 	}{
 		{name: "success first time", wantCalls: 1},
 		{name: "transient then success", failures: []error{transient, transient}, wantCalls: 3},
-		{name: "transient exhausts attempts", failures: []error{transient, transient, transient, transient}, wantCalls: 3, wantErr: transient},
+		{name: "transient exhausts a bounded policy", failures: []error{transient, transient, transient, transient}, wantCalls: 3, wantErr: transient},
 		{name: "permanent is not retried", failures: []error{bus.Permanent(transient)}, wantCalls: 1, wantErr: transient},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			calls := 0
-			h := bus.Retry(policy)(func(_ context.Context, m *bus.Message) error {
+			h := bus.Retry(policy, nil)(func(_ context.Context, m *bus.Message) error {
 				calls++
 				require.Equal(t, calls, m.Attempt)
 				if calls <= len(tt.failures) {
@@ -69,11 +69,37 @@ func TestRetryStopsOnCancel(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	calls := 0
-	h := bus.Retry(bus.RetryPolicy{MaxAttempts: 100, InitialBackoff: time.Hour, MaxBackoff: time.Hour})(
+	h := bus.Retry(bus.RetryPolicy{InitialBackoff: time.Hour, MaxBackoff: time.Hour}, nil)(
 		func(context.Context, *bus.Message) error { calls++; cancel(); return errors.New("down") })
 	err := h(ctx, &bus.Message{})
 	require.ErrorIs(t, err, context.Canceled)
 	require.Equal(t, 1, calls)
+}
+
+// The default policy has no bound: a transient failure (a database down for
+// a while) is retried until it clears, each wait reported to the observer.
+func TestDefaultRetryRetriesTransientFailuresUntilTheyClear(t *testing.T) {
+	t.Parallel()
+	policy := bus.DefaultRetryPolicy()
+	require.Zero(t, policy.MaxAttempts)
+	policy.InitialBackoff, policy.MaxBackoff = time.Microsecond, 10*time.Microsecond
+	down := errors.New("database is locked")
+	calls, observed := 0, 0
+	h := bus.Retry(policy, func(_ context.Context, m *bus.Message, attempt int, wait time.Duration, err error) {
+		observed++
+		require.Equal(t, m.Attempt, attempt)
+		require.ErrorIs(t, err, down)
+		require.LessOrEqual(t, wait, 10*time.Microsecond)
+	})(func(context.Context, *bus.Message) error {
+		calls++
+		if calls < 50 {
+			return down
+		}
+		return nil
+	})
+	require.NoError(t, h(context.Background(), &bus.Message{}))
+	require.Equal(t, 50, calls)
+	require.Equal(t, 49, observed)
 }
 
 func TestBackoffBounds(t *testing.T) {
@@ -87,7 +113,8 @@ func TestBackoffBounds(t *testing.T) {
 			require.LessOrEqual(t, d, max, "attempt %d", n)
 		}
 	}
-	require.Error(t, bus.RetryPolicy{MaxAttempts: 0, InitialBackoff: 1, MaxBackoff: 1}.Validate())
+	require.Error(t, bus.RetryPolicy{MaxAttempts: -1, InitialBackoff: 1, MaxBackoff: 1}.Validate())
+	require.NoError(t, bus.RetryPolicy{MaxAttempts: 0, InitialBackoff: 1, MaxBackoff: 1}.Validate(), "0: no bound")
 	require.Error(t, bus.RetryPolicy{MaxAttempts: 1, InitialBackoff: 2, MaxBackoff: 1}.Validate())
 }
 

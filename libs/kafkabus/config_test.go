@@ -113,7 +113,7 @@ func TestConsumerConfigValidate(t *testing.T) {
 			mutate:  func(c *kafkabus.ConsumerConfig) { c.HeartbeatInterval = c.SessionTimeout },
 			wantErr: "heartbeat interval",
 		},
-		{name: "bad retry", mutate: func(c *kafkabus.ConsumerConfig) { c.Retry.MaxAttempts = 0 }, wantErr: "max attempts"},
+		{name: "bad retry", mutate: func(c *kafkabus.ConsumerConfig) { c.Retry.MaxAttempts = -1 }, wantErr: "max attempts"},
 		{name: "no handler timeout", mutate: func(c *kafkabus.ConsumerConfig) { c.HandlerTimeout = 0 }, wantErr: "handler timeout"},
 	}
 	for _, tt := range tests {

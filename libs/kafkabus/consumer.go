@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -33,8 +35,10 @@ type ConsumerConfig struct {
 	Group string
 	// Topics are consumed together by one group session.
 	Topics []string
-	// Retry bounds the handler's retries of a transient failure before the
-	// message goes to the dead-letter topic; default bus.DefaultRetryPolicy.
+	// Retry paces the handler's retries of a transient failure; default
+	// bus.DefaultRetryPolicy, which retries until the failure clears (the
+	// message is never dead-lettered for it). Only a permanent error
+	// (bus.Permanent) sends a message to the dead-letter topic.
 	Retry bus.RetryPolicy
 	// HandlerTimeout bounds each handler invocation; default 30s.
 	HandlerTimeout time.Duration
@@ -202,7 +206,9 @@ type Consumer struct {
 }
 
 // NewConsumer prepares a consumer group runner; Run connects and consumes.
-// handler is wrapped as Recover → Retry(cfg.Retry) → Timeout(cfg.HandlerTimeout).
+// handler is wrapped as Recover → Retry(cfg.Retry) → Timeout(cfg.HandlerTimeout);
+// each retry is counted (fleet_kafka_handler_retries_total), shows the
+// partition as stalled (fleet_kafka_consumer_stalled) and is logged.
 func NewConsumer(cfg ConsumerConfig, handler bus.Handler, logger *slog.Logger, reg prometheus.Registerer) (*Consumer, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -223,14 +229,24 @@ func NewConsumer(cfg ConsumerConfig, handler bus.Handler, logger *slog.Logger, r
 	if tp == nil {
 		tp = otel.GetTracerProvider()
 	}
-	return &Consumer{
+	c := &Consumer{
 		cfg:     cfg,
 		scfg:    scfg,
-		handler: bus.Chain(handler, bus.Recover(), bus.Retry(cfg.Retry), bus.Timeout(cfg.HandlerTimeout)),
 		logger:  logger.With("group", cfg.Group),
 		metrics: metrics,
 		tracer:  tp.Tracer(instrumentationName),
-	}, nil
+	}
+	c.handler = bus.Chain(handler, bus.Recover(), bus.Retry(cfg.Retry, c.retrying), bus.Timeout(cfg.HandlerTimeout))
+	return c, nil
+}
+
+// retrying records one backoff step of a transient failure.
+func (c *Consumer) retrying(ctx context.Context, msg *bus.Message, attempt int, wait time.Duration, err error) {
+	c.metrics.retries.WithLabelValues(msg.Topic).Inc()
+	c.metrics.stalled.WithLabelValues(c.cfg.Group, msg.Topic, strconv.Itoa(int(msg.Partition))).Set(1)
+	c.logger.WarnContext(ctx, "kafka message failed; retrying it (transient failure, the partition waits)",
+		"topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset,
+		"attempt", attempt, "retry_in", wait, "error", err)
 }
 
 // Ready reports whether the consumer has joined its group and started
@@ -248,7 +264,8 @@ func (c *Consumer) Check(context.Context) error {
 
 // Run joins the group and handles messages until ctx ends, then commits the
 // marked offsets, leaves the group and returns nil. Each rebalance starts a
-// new group session. Run may be called once.
+// new group session. Run may be called once. It returns ErrDLQTopicMissing at
+// once when a consumed topic has no dead-letter topic.
 func (c *Consumer) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(false, true) {
 		return errors.New("kafka consumer: Run called twice")
@@ -256,6 +273,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 	group, err := sarama.NewConsumerGroup(c.cfg.Brokers, c.cfg.Group, c.scfg)
 	if err != nil {
 		return fmt.Errorf("kafka consumer group %s: connect to %v: %w", c.cfg.Group, c.cfg.Brokers, err)
+	}
+	if err := c.checkDLQTopics(); err != nil {
+		_ = group.Close()
+		return err
 	}
 	errsDone := make(chan struct{})
 	go func() {
@@ -272,6 +293,44 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	<-errsDone
 	return runErr
+}
+
+// ErrDLQTopicMissing is returned by Run when a consumed topic has no
+// dead-letter topic: a message that must be dead-lettered could never be,
+// so the consumer does not start.
+var ErrDLQTopicMissing = errors.New("dead-letter topic missing")
+
+// checkDLQTopics makes sure the dead-letter topic of every consumed topic
+// exists (a dead-letter topic itself needs none).
+func (c *Consumer) checkDLQTopics() error {
+	var want []string
+	for _, t := range c.cfg.Topics {
+		if !strings.HasSuffix(t, events.DLQSuffix) {
+			want = append(want, events.DLQTopic(t))
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	admin, err := sarama.NewClusterAdmin(c.cfg.Brokers, c.scfg)
+	if err != nil {
+		return fmt.Errorf("kafka consumer group %s: connect to %v: %w", c.cfg.Group, c.cfg.Brokers, err)
+	}
+	defer admin.Close()
+	have, err := describeTopics(admin, want)
+	if err != nil {
+		return fmt.Errorf("kafka consumer group %s: %w", c.cfg.Group, err)
+	}
+	var missing []string
+	for _, t := range want {
+		if _, ok := have[t]; !ok {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("kafka consumer group %s: %w: %s (create them with chctl topics)", c.cfg.Group, ErrDLQTopicMissing, strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 func (c *Consumer) consumeLoop(ctx context.Context, group sarama.ConsumerGroup) error {
@@ -390,6 +449,9 @@ func (c *Consumer) process(ctx context.Context, sess sarama.ConsumerGroupSession
 	start := time.Now()
 	err := c.handler(ctx, msg)
 	elapsed := time.Since(start)
+	if msg.Attempt > 1 {
+		c.metrics.stalled.WithLabelValues(c.cfg.Group, m.Topic, strconv.Itoa(int(m.Partition))).Set(0)
+	}
 	c.metrics.duration.WithLabelValues(m.Topic).Observe(elapsed.Seconds())
 	if err == nil {
 		sess.MarkMessage(m, "")
@@ -429,12 +491,20 @@ func (c *Consumer) logHandled(ctx context.Context, msg *bus.Message, took time.D
 		"offset", msg.Offset, bus.HeaderEventType, msg.Header(bus.HeaderEventType), "duration_ms", float64(took.Microseconds())/1000)
 }
 
-// publishDeadLetter publishes msg until it is acknowledged or the session ends.
+// publishDeadLetter publishes msg until it is acknowledged or the session
+// ends. A copy too large for the topic is trimmed (TrimDeadLetter) once.
 func (c *Consumer) publishDeadLetter(ctx context.Context, sess sarama.ConsumerGroupSession, msg *bus.Message) bool {
+	trimmed := false
 	for attempt := 1; ; attempt++ {
 		err := c.cfg.DLQ.Publish(ctx, msg)
 		if err == nil {
 			return true
+		}
+		if tooLarge(err) && !trimmed {
+			msg, trimmed = TrimDeadLetter(msg), true
+			c.logger.WarnContext(ctx, "kafka dead-letter copy too large; headers trimmed, value kept",
+				"dlq_topic", msg.Topic, "trimmed", msg.Header(bus.HeaderDLQTrimmed), "error", err)
+			continue
 		}
 		if sess.Context().Err() != nil {
 			return false
@@ -472,6 +542,43 @@ func busMessage(m *sarama.ConsumerMessage) *bus.Message {
 
 // maxDLQErrorBytes bounds the error text header; a panic's stack can be long.
 const maxDLQErrorBytes = 8 << 10
+
+// trimmedDLQErrorBytes bounds the error text of a trimmed dead-letter copy.
+const trimmedDLQErrorBytes = 512
+
+// tooLarge reports a publish refused for the record's size, by the
+// producer's MaxMessageBytes or by the broker.
+func tooLarge(err error) bool {
+	var cerr sarama.ConfigurationError
+	return errors.Is(err, sarama.ErrMessageSizeTooLarge) || errors.Is(err, sarama.ErrMessageSetSizeTooLarge) ||
+		(errors.As(err, &cerr) && strings.Contains(string(cerr), "MaxMessageBytes"))
+}
+
+// keptOnTrim are the original headers a trimmed dead-letter copy keeps.
+var keptOnTrim = []string{events.HeaderEventID, bus.HeaderEventType, bus.HeaderContentType, "correlation_id", "traceparent"}
+
+// TrimDeadLetter returns dl (a DeadLetter copy) with only the dlq.* headers,
+// its error cut to 512 bytes, and the original headers that name the event
+// (event id and type, content type, correlation id, trace); key and value are
+// kept. The header dlq.trimmed records what was cut.
+func TrimDeadLetter(dl *bus.Message) *bus.Message {
+	headers := make(map[string]string, 16)
+	dropped := 0
+	for k, v := range dl.Headers {
+		if strings.HasPrefix(k, "dlq.") || slices.Contains(keptOnTrim, k) {
+			headers[k] = v
+		} else {
+			dropped++
+		}
+	}
+	cut := ""
+	if e := headers[bus.HeaderDLQError]; len(e) > trimmedDLQErrorBytes {
+		headers[bus.HeaderDLQError] = e[:trimmedDLQErrorBytes] + " [truncated]"
+		cut = fmt.Sprintf(", %s cut from %d to %d bytes", bus.HeaderDLQError, len(e), trimmedDLQErrorBytes)
+	}
+	headers[bus.HeaderDLQTrimmed] = fmt.Sprintf("%d original headers dropped%s", dropped, cut)
+	return &bus.Message{Topic: dl.Topic, Key: dl.Key, Value: dl.Value, Headers: headers}
+}
 
 // DeadLetter returns the dead-letter copy of msg, which failed in group with
 // cause: same key and value, addressed to the topic's dead-letter topic, with

@@ -41,6 +41,8 @@ type consumerMetrics struct {
 	consumed *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	lag      *prometheus.GaugeVec
+	retries  *prometheus.CounterVec
+	stalled  *prometheus.GaugeVec
 }
 
 // Outcomes of a consumed message.
@@ -69,6 +71,18 @@ func newConsumerMetrics(reg prometheus.Registerer) (*consumerMetrics, error) {
 	if m.lag, err = bus.RegisterMetric(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "fleet_kafka_consumer_lag",
 		Help: "Messages behind the partition's high water mark after the last consumed message.",
+	}, []string{"group", "topic", "partition"})); err != nil {
+		return nil, err
+	}
+	if m.retries, err = bus.RegisterMetric(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fleet_kafka_handler_retries_total",
+		Help: "Retries of messages whose handler failed transiently (a dependency down): each one is a backoff step.",
+	}, []string{"topic"})); err != nil {
+		return nil, err
+	}
+	if m.stalled, err = bus.RegisterMetric(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "fleet_kafka_consumer_stalled",
+		Help: "1 while a partition's message is being retried after a transient failure, else 0.",
 	}, []string{"group", "topic", "partition"})); err != nil {
 		return nil, err
 	}

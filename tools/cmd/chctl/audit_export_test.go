@@ -35,7 +35,7 @@ func startAuditor(t *testing.T, n int) (addr, pubFile string) {
 	brokers := testinfra.KafkaBrokers(t)
 	auditTopic, jobTopic := kafkabustest.Name("audit-trail-chctl"), kafkabustest.Name("job-lifecycle-chctl")
 	alertTopic := kafkabustest.Name("system-health-chctl")
-	kafkabustest.Topics(t, brokers, 2, auditTopic, jobTopic, alertTopic)
+	kafkabustest.TopicsWithDLQ(t, brokers, 2, auditTopic, jobTopic, alertTopic)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 

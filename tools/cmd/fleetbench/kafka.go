@@ -31,12 +31,13 @@ func benchKafka(ctx context.Context, env environment, o options, logger *slog.Lo
 	conn := kafkabus.Connection{Brokers: env.brokers, ClientID: "fleetbench"}
 	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
 	throughputTopic, latencyTopic := "fleetbench.throughput."+suffix, "fleetbench.latency."+suffix
-	specs := []events.TopicSpec{benchTopic(throughputTopic, o.partitions), benchTopic(latencyTopic, o.partitions)}
+	// The latency run's consumer needs a dead-letter topic to start.
+	specs := []events.TopicSpec{benchTopic(throughputTopic, o.partitions), benchTopic(latencyTopic, o.partitions), benchTopic(events.DLQTopic(latencyTopic), 1)}
 	if _, err := kafkabus.EnsureTopics(ctx, env.brokers, specs, logger, kafkabus.EnsureOptions{ClientID: "fleetbench"}); err != nil {
 		return err
 	}
 	defer func() {
-		if err := kafkabus.DeleteTopics(context.WithoutCancel(ctx), conn, throughputTopic, latencyTopic); err != nil {
+		if err := kafkabus.DeleteTopics(context.WithoutCancel(ctx), conn, throughputTopic, latencyTopic, events.DLQTopic(latencyTopic)); err != nil {
 			logger.Warn("delete benchmark topics", "err", err)
 		}
 	}()

@@ -56,7 +56,7 @@ func newKafkaEnv(t *testing.T) *kafkaEnv {
 		brokers: []string{brokers}, auditTopic: kafkabustest.Name("audit-trail-it"), jobTop: kafkabustest.Name("job-lifecycle-it"),
 		alertTopic: kafkabustest.Name("system-health-it"), group: kafkabustest.Name("compliance-auditor-it"),
 	}
-	kafkabustest.Topics(t, e.brokers, 3, e.auditTopic, e.jobTop, e.alertTopic)
+	kafkabustest.TopicsWithDLQ(t, e.brokers, 3, e.auditTopic, e.jobTop, e.alertTopic)
 	pub, priv, err := auditchain.GenerateKey(rand.Reader)
 	require.NoError(t, err)
 	e.priv, e.pub = priv.Seed(), pub

@@ -66,7 +66,7 @@ func TestLaggingConsumerGroupRaisesAlert(t *testing.T) {
 	id := suffix(t)
 	topic, group := "hm-lag-"+id, "hm-lag-"+id+"-group"
 	conn := kafkabus.Connection{Brokers: brokers}
-	kafkabustest.Topics(t, brokers, 2, topic)
+	kafkabustest.TopicsWithDLQ(t, brokers, 2, topic)
 
 	// Fill the topic: 30 messages on each partition.
 	producer, err := kafkabus.NewProducer(kafkabus.DefaultProducerConfig(conn), logger(t), nil)

@@ -76,11 +76,17 @@ func NewHealthMonitor(cfg Config, logger *slog.Logger, reg prometheus.Registerer
 	}
 	hm.closers = append(hm.closers, schemas.Close)
 	if len(cfg.KafkaBrokers) > 0 {
-		client, err := probes.NewKafkaClient(conn, cfg.ProbeTimeout)
+		// The cluster and lag probes each have a client: a failure of one
+		// (and its reconnect) never closes the other's connection.
+		clusterClient, err := probes.NewKafkaClient(conn, cfg.ProbeTimeout)
 		if err != nil {
 			return nil, err
 		}
-		hm.closers = append(hm.closers, client.Close)
+		lagClient, err := probes.NewKafkaClient(conn, cfg.ProbeTimeout)
+		if err != nil {
+			return nil, err
+		}
+		hm.closers = append(hm.closers, clusterClient.Close, lagClient.Close)
 		catCfg, err := events.CatalogueConfigFromEnv()
 		if err != nil {
 			return nil, err
@@ -95,9 +101,9 @@ func NewHealthMonitor(cfg Config, logger *slog.Logger, reg prometheus.Registerer
 		hm.closers = append(hm.closers, producer.Close)
 		sink = eventsink.NewKafka(producer, codec, logger)
 		ps = append(ps,
-			probes.NewKafkaClusterProbe(client),
+			probes.NewKafkaClusterProbe(clusterClient),
 			probes.NewTopicsProbe(conn, specs),
-			probes.NewLagProbe(client, probes.LagConfig{Prefix: cfg.GroupPrefix, Exclude: []string{cfg.CanaryGroup}, Threshold: cfg.LagThreshold}),
+			probes.NewLagProbe(lagClient, probes.LagConfig{Prefix: cfg.GroupPrefix, Exclude: []string{cfg.CanaryGroup}, Threshold: cfg.LagThreshold}),
 		)
 		if cfg.CanaryEnabled {
 			spec := events.TopicSpec{Name: cfg.CanaryTopic, Key: events.KeyNone, Partitions: 1, Retention: canaryRetention,

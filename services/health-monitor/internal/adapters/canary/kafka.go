@@ -83,7 +83,7 @@ func (k *Kafka) Probe(ctx context.Context) app.Outcome {
 	})
 }
 
-// setup creates the canary topic once, the producer, and (again, after it
+// setup creates the canary topic and its dead-letter topic once, the producer, and (again, after it
 // stopped) the consumer, and reports whether the consumer is assigned.
 func (k *Kafka) setup(ctx context.Context) (*kafkabus.Producer, bool, error) {
 	k.mu.Lock()
@@ -92,7 +92,10 @@ func (k *Kafka) setup(ctx context.Context) (*kafkabus.Producer, bool, error) {
 		return nil, false, errors.New("canary closed")
 	}
 	if !k.topic {
-		_, err := kafkabus.EnsureTopics(ctx, k.cfg.Connection.Brokers, []events.TopicSpec{k.cfg.Spec}, k.logger,
+		// The consumer needs the dead-letter topic to start.
+		dlq := k.cfg.Spec
+		dlq.Name, dlq.Partitions = events.DLQTopic(k.cfg.Spec.Name), 1
+		_, err := kafkabus.EnsureTopics(ctx, k.cfg.Connection.Brokers, []events.TopicSpec{k.cfg.Spec, dlq}, k.logger,
 			kafkabus.EnsureOptions{TLS: k.cfg.Connection.TLS, ClientID: k.cfg.Connection.ClientID, Version: k.cfg.Connection.Version})
 		if err != nil && !errors.Is(err, kafkabus.ErrTopicMismatch) {
 			return nil, false, fmt.Errorf("canary topic: %w", err)

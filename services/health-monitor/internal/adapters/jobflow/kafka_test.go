@@ -43,7 +43,7 @@ func TestConsumerRetriesUntilKafkaAnswers(t *testing.T) {
 	brokers := testinfra.KafkaBrokers(t)
 	conn := kafkabus.Connection{Brokers: brokers}
 	topic := kafkabustest.Name("job-lifecycle-jobflow")
-	kafkabustest.Topics(t, brokers, 2, topic)
+	kafkabustest.TopicsWithDLQ(t, brokers, 2, topic)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 

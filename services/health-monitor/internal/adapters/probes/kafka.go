@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -89,12 +90,25 @@ func (k *KafkaClient) Close() error {
 	return nil
 }
 
-// KafkaClusterProbe checks that the brokers answer, that there is a
-// controller, and counts under-replicated and offline partitions.
-type KafkaClusterProbe struct{ k *KafkaClient }
+// KafkaClusterProbe checks that the brokers serve, that there is a
+// controller, and counts under-replicated and offline partitions. It uses a
+// client of its own (no other probe can close it) over every bootstrap
+// address, and remembers every broker it has seen: a broker that leaves the
+// cluster is named (id and address) and makes the cluster DEGRADED while a
+// majority of the known brokers serves, UNHEALTHY when none or only a
+// minority does.
+type KafkaClusterProbe struct {
+	k *KafkaClient
 
-// NewKafkaClusterProbe returns a probe of the cluster behind k.
-func NewKafkaClusterProbe(k *KafkaClient) *KafkaClusterProbe { return &KafkaClusterProbe{k: k} }
+	mu    sync.Mutex
+	known map[int32]string // every broker seen serving: id -> address
+}
+
+// NewKafkaClusterProbe returns a probe of the cluster behind k, which must
+// not be shared with another probe.
+func NewKafkaClusterProbe(k *KafkaClient) *KafkaClusterProbe {
+	return &KafkaClusterProbe{k: k, known: map[int32]string{}}
+}
 
 // Name implements app.Probe.
 func (p *KafkaClusterProbe) Name() string { return KafkaClusterID }
@@ -110,50 +124,81 @@ func (p *KafkaClusterProbe) Probe(ctx context.Context) app.Outcome {
 	return app.Outcome{Components: []domain.Component{c}}
 }
 
-func (p *KafkaClusterProbe) check(context.Context) domain.Component {
+// clusterView is what one look at the cluster found.
+type clusterView struct {
+	serving      map[int32]string // brokers the cluster lists as serving: id -> address
+	controller   int32
+	urp, offline int
+}
+
+func (p *KafkaClusterProbe) check(ctx context.Context) domain.Component {
+	view, err := p.look()
+	if err != nil {
+		// A broker that went away may have been the one the client used: one
+		// more look with a new connection, which tries every bootstrap address.
+		p.k.reset()
+		if view, err = p.look(); err != nil {
+			p.k.reset()
+			return domain.Component{Status: domain.StatusUnhealthy, Detail: err.Error()}
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, addr := range view.serving {
+		p.known[id] = addr
+	}
+	return clusterStatus(p.known, view)
+}
+
+func (p *KafkaClusterProbe) look() (clusterView, error) {
 	client, admin, err := p.k.get()
 	if err != nil {
-		return domain.Component{Status: domain.StatusUnhealthy, Detail: err.Error()}
+		return clusterView{}, err
 	}
-	_, controller, err := admin.DescribeCluster()
+	brokers, controller, err := admin.DescribeCluster()
 	if err != nil {
-		p.k.reset()
-		return domain.Component{Status: domain.StatusUnhealthy, Detail: fmt.Sprintf("describe cluster: %v", err)}
+		return clusterView{}, fmt.Errorf("describe cluster: %w", err)
 	}
 	if err := client.RefreshMetadata(); err != nil {
-		p.k.reset()
-		return domain.Component{Status: domain.StatusUnhealthy, Detail: fmt.Sprintf("refresh metadata: %v", err)}
+		return clusterView{}, fmt.Errorf("refresh metadata: %w", err)
 	}
-	brokers := client.Brokers()
-	var down []string
+	view := clusterView{serving: make(map[int32]string, len(brokers)), controller: controller}
 	for _, b := range brokers {
-		if ok, _ := b.Connected(); !ok {
-			_ = b.Open(client.Config())
-		}
-		if ok, err := b.Connected(); !ok {
-			down = append(down, fmt.Sprintf("%s (%v)", b.Addr(), err))
+		view.serving[b.ID()] = b.Addr()
+	}
+	if view.urp, view.offline, err = partitionHealth(client); err != nil {
+		return clusterView{}, err
+	}
+	return view, nil
+}
+
+// clusterStatus judges the cluster from the brokers ever seen and one view.
+func clusterStatus(known map[int32]string, v clusterView) domain.Component {
+	var missing []string
+	for id, addr := range known {
+		if _, ok := v.serving[id]; !ok {
+			missing = append(missing, fmt.Sprintf("broker %d (%s)", id, addr))
 		}
 	}
-	urp, offline, err := partitionHealth(client)
-	if err != nil {
-		return domain.Component{Status: domain.StatusUnhealthy, Detail: err.Error()}
-	}
+	slices.Sort(missing)
 	c := domain.Component{
 		Status: domain.StatusHealthy,
-		Detail: fmt.Sprintf("%d brokers, controller %d, %d under-replicated, %d offline partitions", len(brokers), controller, urp, offline),
+		Detail: fmt.Sprintf("%d of %d brokers serving, controller %d, %d under-replicated, %d offline partitions",
+			len(v.serving), len(known), v.controller, v.urp, v.offline),
 		Metrics: map[string]float64{
-			"brokers": float64(len(brokers)), "brokers_down": float64(len(down)), "controller_id": float64(controller),
-			"under_replicated_partitions": float64(urp), "offline_partitions": float64(offline),
+			"brokers": float64(len(v.serving)), "brokers_known": float64(len(known)), "brokers_down": float64(len(missing)),
+			"controller_id": float64(v.controller), "under_replicated_partitions": float64(v.urp), "offline_partitions": float64(v.offline),
 		},
 	}
+	majority := len(v.serving) > len(known)/2
 	switch {
-	case controller < 0 || len(down) == len(brokers) || offline > 0:
+	case v.controller < 0 || len(v.serving) == 0 || !majority || v.offline > 0:
 		c.Status = domain.StatusUnhealthy
-	case len(down) > 0 || urp > 0:
+	case len(missing) > 0 || v.urp > 0:
 		c.Status = domain.StatusDegraded
 	}
-	if len(down) > 0 {
-		c.Detail += "; unreachable: " + strings.Join(down, ", ")
+	if len(missing) > 0 {
+		c.Detail = strings.Join(missing, ", ") + " not serving; " + c.Detail
 	}
 	return c
 }
