@@ -127,7 +127,7 @@ func NewPublisher(conn *Conn, cfg PublisherConfig, logger *slog.Logger, reg prom
 // returns ErrNacked, an unroutable mandatory message ErrUnroutable.
 func (p *Publisher) Publish(ctx context.Context, exchange, routingKey string, msg *bus.Message) (err error) {
 	if len(routingKey) > maxShortString {
-		return fmt.Errorf("publish to %s: routing key is %d bytes, longer than %d", exchange, len(routingKey), maxShortString)
+		return bus.Permanent(fmt.Errorf("publish to %s: routing key is %d bytes, longer than %d", exchange, len(routingKey), maxShortString))
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.PublishTimeout)
 	defer cancel()

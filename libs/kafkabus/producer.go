@@ -242,6 +242,9 @@ func (p *Producer) drainErrors() {
 	defer p.drained.Done()
 	for perr := range p.async.Errors() {
 		err := fmt.Errorf("publish to %s: %w", perr.Msg.Topic, perr.Err)
+		if tooLarge(perr.Err) {
+			err = bus.Permanent(err) // the same record never fits
+		}
 		p.logger.Debug("kafka publish failed", "topic", perr.Msg.Topic, "error", perr.Err)
 		p.report(perr.Msg, err)
 	}

@@ -10,14 +10,16 @@ type metrics struct {
 	backlog   prometheus.Gauge
 	published *prometheus.CounterVec
 	errors    *prometheus.CounterVec
+	parked    *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
 }
 
 // newMetrics registers the relay's metrics on reg (nil: unregistered):
 // fleet_outbox_backlog, fleet_outbox_published_total{destination,topic},
-// fleet_outbox_publish_errors_total{topic} and
+// fleet_outbox_publish_errors_total{destination,topic},
+// fleet_outbox_parked_total{destination,topic} and
 // fleet_outbox_publish_latency_seconds{topic}, the time from the commit of
-// an event to its last acknowledgement.
+// an event to its Kafka acknowledgement.
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	var m metrics
 	var err error
@@ -33,11 +35,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if m.errors, err = bus.RegisterMetric(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fleet_outbox_publish_errors_total", Help: "Failed attempts to publish an outbox event.",
-	}, []string{"topic"})); err != nil {
+	}, []string{"destination", "topic"})); err != nil {
+		return nil, err
+	}
+	if m.parked, err = bus.RegisterMetric(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fleet_outbox_parked_total", Help: "Outbox events parked on a destination after a failure no retry changes.",
+	}, []string{"destination", "topic"})); err != nil {
 		return nil, err
 	}
 	if m.latency, err = bus.RegisterMetric(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "fleet_outbox_publish_latency_seconds", Help: "Time from an event's commit to its publication.",
+		Name: "fleet_outbox_publish_latency_seconds", Help: "Time from an event's commit to its Kafka acknowledgement.",
 		Buckets: bus.LatencyBuckets,
 	}, []string{"topic"})); err != nil {
 		return nil, err

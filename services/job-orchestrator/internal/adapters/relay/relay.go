@@ -1,23 +1,34 @@
-// Package relay drains the transactional outbox: it claims pending outbox
-// rows, publishes each to Kafka (and job-lifecycle events also to RabbitMQ's
-// job.events exchange) and marks them sent.
+// Package relay drains the transactional outbox: it publishes every row to
+// Kafka and job-lifecycle rows also to RabbitMQ's job.events exchange, and
+// marks them sent.
 //
 // Guarantees:
 //
-//   - Per-job order. A job's events are published strictly in their outbox
-//     sequence: row n+1 is handed to a broker only after row n was
-//     acknowledged by Kafka (and, when routed there, confirmed by
-//     RabbitMQ). A failure stops the job's batch; the rest is retried later,
-//     in order.
+//   - Two independent legs. Kafka (the system of record) and RabbitMQ (the
+//     real-time path) each have their own claims, attempts and backoff: a
+//     RabbitMQ outage never delays Kafka, and RabbitMQ catches up, in order,
+//     when it is back. Readiness follows the Kafka leg only.
+//   - Per-job order. On each leg a job's events are published strictly in
+//     their outbox sequence: row n+1 is handed to the broker only after row n
+//     was acknowledged. A failure stops the job on that leg and holds it back
+//     for a backoff of its own; other jobs go on at full speed.
+//   - No waiting on the slowest job. Each leg keeps up to Concurrency jobs
+//     publishing and claims more as soon as one is done.
+//   - Marked as acknowledged. Rows are marked done as their
+//     acknowledgements arrive (in small batches, at most MarkInterval
+//     apart), so a crash re-publishes only what was in flight.
+//   - Parking. A row that fails for a reason no retry changes (a record too
+//     large for the broker, a routing key too long) is parked with its
+//     error: the job's later rows on that leg wait, every other job goes on,
+//     and an operator retries it (job-orchestrator outbox retry).
 //   - Replicas. Any number of relays may share one database; the store's
 //     claim (FOR UPDATE SKIP LOCKED plus a lease on PostgreSQL, the single
-//     writer on SQLite) gives each job to one relay at a time. A relay stops
-//     publishing LeaseMargin before its lease ends, so an expired lease never
-//     lets two relays publish the same event at once.
+//     writer on SQLite) gives each job to one relay at a time per leg. A
+//     relay stops publishing LeaseMargin before its lease ends, so an expired
+//     lease never lets two relays publish the same event at once.
 //   - At least once. A crash after a publish and before the row is marked
-//     sent (or a lease lost meanwhile) publishes the event again on the next
-//     claim. Every message carries its event_id (Kafka header, AMQP message
-//     id): consumers deduplicate on it.
+//     publishes the event again on the next claim. Every message carries its
+//     event_id (Kafka header, AMQP message id): consumers deduplicate on it.
 package relay
 
 import (
@@ -43,8 +54,8 @@ import (
 
 // Outbox is the store side of the relay; *store.Store implements it.
 type Outbox interface {
-	ClaimOutbox(ctx context.Context, owner string, maxJobs int, lease time.Duration) ([]store.PendingEvent, error)
-	CompleteOutbox(ctx context.Context, owner string, results []store.Result) (lost int, err error)
+	ClaimOutbox(ctx context.Context, leg store.Leg, owner string, maxJobs int, lease time.Duration) ([]store.PendingEvent, error)
+	CompleteOutbox(ctx context.Context, leg store.Leg, owner string, results []store.Result) (lost int, err error)
 	OutboxBacklog(ctx context.Context) (int64, error)
 	PurgeOutbox(ctx context.Context, cutoff time.Time) (int64, error)
 }
@@ -70,28 +81,36 @@ const (
 	DefaultLeaseMargin   = 5 * time.Second
 	DefaultBackoffMin    = 100 * time.Millisecond
 	DefaultBackoffMax    = 10 * time.Second
+	DefaultMarkInterval  = 20 * time.Millisecond
 	DefaultRetention     = 7 * 24 * time.Hour
 	DefaultPurgeInterval = 10 * time.Minute
 	DefaultExchange      = "job.events"
 )
 
+// markBatch is the most acknowledgements marked in one transaction.
+const markBatch = 256
+
 // Config configures a Relay.
 type Config struct {
-	// ID names this relay in the outbox's claimed_by column; default a
-	// fresh UUID (one per process start).
+	// ID names this relay in the outbox's claim columns; default a fresh
+	// UUID (one per process start).
 	ID string
 	// PollInterval is the pause between claims while the outbox is empty
 	// and nobody wakes the relay.
 	PollInterval time.Duration
-	// BatchJobs is the most jobs claimed at once; Concurrency how many of
-	// them publish in parallel (each job's events one after the other).
+	// Concurrency is how many jobs each leg publishes at once (each job's
+	// events one after the other); BatchJobs the most jobs one claim takes.
 	BatchJobs, Concurrency int
 	// Lease is how long a claim keeps other relays off a job; the relay
 	// stops publishing LeaseMargin before it ends.
 	Lease, LeaseMargin time.Duration
-	// BackoffMin and BackoffMax bound the pause after a pass that met a
-	// broker or database error; it doubles per failed pass, with jitter.
+	// BackoffMin and BackoffMax bound the pause of a job after a failed
+	// publish (it doubles with the job's attempts, with jitter), and of a
+	// leg after a database error.
 	BackoffMin, BackoffMax time.Duration
+	// MarkInterval bounds the time between an acknowledgement and the
+	// commit that marks its row done.
+	MarkInterval time.Duration
 	// Retention keeps sent rows this long before they are purged, every
 	// PurgeInterval; Retention 0 keeps them forever.
 	Retention, PurgeInterval time.Duration
@@ -110,7 +129,7 @@ func DefaultConfig() Config {
 	return Config{
 		PollInterval: DefaultPollInterval, BatchJobs: DefaultBatchJobs, Concurrency: DefaultConcurrency,
 		Lease: DefaultLease, LeaseMargin: DefaultLeaseMargin,
-		BackoffMin: DefaultBackoffMin, BackoffMax: DefaultBackoffMax,
+		BackoffMin: DefaultBackoffMin, BackoffMax: DefaultBackoffMax, MarkInterval: DefaultMarkInterval,
 		Retention: DefaultRetention, PurgeInterval: DefaultPurgeInterval,
 		Exchange: DefaultExchange,
 	}
@@ -119,8 +138,8 @@ func DefaultConfig() Config {
 // Validate reports every invalid setting.
 func (c Config) Validate() error {
 	var errs []error
-	if c.PollInterval <= 0 {
-		errs = append(errs, errors.New("poll interval must be positive"))
+	if c.PollInterval <= 0 || c.MarkInterval <= 0 {
+		errs = append(errs, errors.New("poll and mark intervals must be positive"))
 	}
 	if c.BatchJobs < 1 || c.Concurrency < 1 {
 		errs = append(errs, errors.New("batch jobs and concurrency must be positive"))
@@ -147,20 +166,27 @@ func (c Config) Validate() error {
 type Relay struct {
 	cfg     Config
 	outbox  Outbox
-	kafka   KafkaPublisher
-	amqp    AMQPPublisher
 	log     *slog.Logger
 	metrics *metrics
 	tracer  trace.Tracer
 	now     func() time.Time
+	legs    []*leg
 
 	mu         sync.Mutex
-	failingFor time.Time // start of the current run of failed passes; zero when the last pass worked
+	failingFor time.Time // start of the Kafka leg's current run of failures; zero after a success
 	lastErr    error
 }
 
-// New builds a Relay. amqp may be nil when RabbitMQ is not configured: rows
-// routed to it are then marked sent after Kafka alone (logged once at start).
+// leg is one destination with its publish function.
+type leg struct {
+	r       *Relay
+	id      store.Leg
+	publish func(ctx context.Context, row store.PendingEvent) error
+	wake    chan struct{}
+}
+
+// New builds a Relay. amqp may be nil when RabbitMQ is not configured: the
+// RabbitMQ leg then marks rows done without publishing (logged once at start).
 func New(cfg Config, outbox Outbox, kafka KafkaPublisher, amqp AMQPPublisher, logger *slog.Logger, reg prometheus.Registerer) (*Relay, error) {
 	if cfg.ID == "" {
 		cfg.ID = "relay-" + uuid.NewString()
@@ -175,28 +201,70 @@ func New(cfg Config, outbox Outbox, kafka KafkaPublisher, amqp AMQPPublisher, lo
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
+	r := &Relay{cfg: cfg, outbox: outbox, log: logger.With("relay_id", cfg.ID), metrics: m,
+		tracer: otel.GetTracerProvider().Tracer("github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay"), now: time.Now}
+	publishAMQP := func(ctx context.Context, row store.PendingEvent) error {
+		return amqp.Publish(ctx, cfg.Exchange, row.RoutingKey, row.Message)
+	}
 	if amqp == nil {
 		logger.Warn("relay: no RabbitMQ publisher; job events go to Kafka only")
+		publishAMQP = func(context.Context, store.PendingEvent) error { return nil }
 	}
-	return &Relay{cfg: cfg, outbox: outbox, kafka: kafka, amqp: amqp, log: logger.With("relay_id", cfg.ID), metrics: m,
-		tracer: otel.GetTracerProvider().Tracer("github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay"), now: time.Now}, nil
+	r.legs = []*leg{
+		{r: r, id: store.LegKafka, wake: make(chan struct{}, 1), publish: func(ctx context.Context, row store.PendingEvent) error {
+			msg := *row.Message
+			msg.Topic = cfg.TopicPrefix + row.Message.Topic
+			return kafka.Publish(ctx, &msg)
+		}},
+		{r: r, id: store.LegAMQP, wake: make(chan struct{}, 1), publish: publishAMQP},
+	}
+	return r, nil
 }
 
 // ID returns the relay's claim owner name.
 func (r *Relay) ID() string { return r.cfg.ID }
 
-// Run drains the outbox until ctx is done. The pass in progress when ctx
-// ends is finished (its publishes are bounded by the lease), so that what
-// was published is also marked sent.
+// Run drains the outbox until ctx is done: each leg on its own, plus the
+// backlog gauge and the purge of sent rows. The publishes in flight when ctx
+// ends are finished (bounded by their lease) and marked.
 func (r *Relay) Run(ctx context.Context) error {
-	backoff := time.Duration(0)
-	lastPurge := time.Time{}
+	var wg sync.WaitGroup
+	for _, l := range r.legs {
+		wg.Go(func() { l.run(ctx) })
+	}
+	wg.Go(func() { r.forwardWakes(ctx) })
+	wg.Go(func() { r.housekeeping(ctx) })
+	wg.Wait()
+	return nil
+}
+
+// forwardWakes hands every wake-up of the store to each leg.
+func (r *Relay) forwardWakes(ctx context.Context) {
+	if r.cfg.Wake == nil {
+		return
+	}
 	for {
-		if ctx.Err() != nil {
-			return nil
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.cfg.Wake:
+			for _, l := range r.legs {
+				select {
+				case l.wake <- struct{}{}:
+				default:
+				}
+			}
 		}
-		res := r.Pass(context.WithoutCancel(ctx))
-		r.recordHealth(res)
+	}
+}
+
+// housekeeping updates the backlog gauge every poll interval and purges
+// sent rows every purge interval.
+func (r *Relay) housekeeping(ctx context.Context) {
+	tick := time.NewTicker(r.cfg.PollInterval)
+	defer tick.Stop()
+	var lastPurge time.Time
+	for {
 		r.updateBacklog(ctx)
 		if r.cfg.Retention > 0 && r.now().Sub(lastPurge) >= r.cfg.PurgeInterval {
 			lastPurge = r.now()
@@ -206,56 +274,193 @@ func (r *Relay) Run(ctx context.Context) error {
 				r.log.InfoContext(ctx, "relay: purged sent outbox rows", "rows", n)
 			}
 		}
-		var wait time.Duration
-		switch {
-		case res.Errors > 0:
-			backoff = min(max(backoff*2, r.cfg.BackoffMin), r.cfg.BackoffMax)
-			wait = jitter(backoff)
-		case res.Jobs >= r.cfg.BatchJobs:
-			backoff = 0
-			continue // more is waiting
-		default:
-			backoff = 0
-			wait = r.cfg.PollInterval
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// run keeps up to Concurrency jobs of the leg publishing, claiming more as
+// soon as one is done, until ctx ends; then it lets the jobs in flight
+// finish and marks what they published.
+func (l *leg) run(ctx context.Context) {
+	r := l.r
+	marks := make(chan store.Result, markBatch)
+	marked := make(chan struct{})
+	go func() {
+		defer close(marked)
+		l.markLoop(ctx, marks)
+	}()
+	mark := func(res store.Result) { marks <- res }
+
+	done := make(chan struct{}, r.cfg.Concurrency)
+	inflight := 0
+	var backoff time.Duration
+	for {
+		if ctx.Err() != nil {
+			if inflight == 0 {
+				break
+			}
+			<-done
+			inflight--
+			continue
+		}
+		wait := r.cfg.PollInterval
+		if inflight < r.cfg.Concurrency {
+			n, err := l.claim(ctx, r.cfg.Concurrency-inflight, mark, func() { done <- struct{}{} })
+			inflight += n
+			switch {
+			case err != nil:
+				backoff = min(max(backoff*2, r.cfg.BackoffMin), r.cfg.BackoffMax)
+				wait = jitter(backoff)
+			case n > 0 && inflight < r.cfg.Concurrency:
+				backoff = 0
+				continue // more may be waiting
+			default:
+				backoff = 0
+			}
 		}
 		timer := time.NewTimer(wait)
 		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return nil
+		case <-done:
+			inflight--
+		case <-l.wake:
 		case <-timer.C:
-		case <-r.cfg.Wake:
-			timer.Stop()
-			if res.Errors > 0 {
-				// Keep backing off from a failing broker; a commit does not fix it.
-				t := time.NewTimer(wait)
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					return nil
-				case <-t.C:
-				}
+		case <-ctx.Done():
+		}
+		timer.Stop()
+	}
+	close(marks)
+	<-marked
+}
+
+// claim takes up to free jobs of the leg and starts publishing each; finish
+// is called once per job when it is done. It returns how many jobs started.
+func (l *leg) claim(ctx context.Context, free int, mark func(store.Result), finish func()) (int, error) {
+	r := l.r
+	jobs, start, err := l.claimJobs(ctx, min(free, r.cfg.BatchJobs))
+	if err != nil {
+		return 0, err
+	}
+	// Publishing ends before the lease does, whatever the brokers do, and
+	// goes on when ctx ends so that what was handed over is also marked.
+	pubCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), start.Add(r.cfg.Lease-r.cfg.LeaseMargin))
+	var wg sync.WaitGroup
+	for _, job := range jobs {
+		wg.Go(func() {
+			defer finish()
+			l.publishJob(pubCtx, job, mark)
+		})
+	}
+	go func() {
+		wg.Wait()
+		cancel()
+	}()
+	return len(jobs), nil
+}
+
+// claimJobs claims rows of up to maxJobs jobs, grouped by job in seq order.
+func (l *leg) claimJobs(ctx context.Context, maxJobs int) ([][]store.PendingEvent, time.Time, error) {
+	r := l.r
+	start := r.now()
+	rows, err := r.outbox.ClaimOutbox(context.WithoutCancel(ctx), l.id, r.cfg.ID, maxJobs, r.cfg.Lease)
+	if err != nil {
+		r.log.ErrorContext(ctx, "relay: claim outbox rows", "leg", l.id.String(), "error", err)
+		l.failed(err)
+		return nil, start, err
+	}
+	var jobs [][]store.PendingEvent
+	for i, row := range rows {
+		if i == 0 || row.JobID != rows[i-1].JobID {
+			jobs = append(jobs, nil)
+		}
+		jobs[len(jobs)-1] = append(jobs[len(jobs)-1], row)
+	}
+	return jobs, start, nil
+}
+
+// markLoop marks the results it receives in batches: at most markBatch rows
+// per transaction, at most MarkInterval after the first of a batch arrived.
+func (l *leg) markLoop(ctx context.Context, marks <-chan store.Result) {
+	r := l.r
+	var pending []store.Result
+	var due <-chan time.Time
+	for {
+		select {
+		case res, ok := <-marks:
+			if !ok {
+				l.complete(ctx, pending)
+				return
 			}
+			pending = append(pending, res)
+			switch {
+			case len(pending) >= markBatch:
+				l.complete(ctx, pending)
+				pending, due = pending[:0], nil
+			case due == nil:
+				due = time.After(r.cfg.MarkInterval)
+			}
+		case <-due:
+			l.complete(ctx, pending)
+			pending, due = pending[:0], nil
 		}
 	}
 }
 
-// recordHealth remembers since when passes fail, for Check.
-func (r *Relay) recordHealth(res PassResult) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	switch {
-	case res.Errors == 0:
-		r.failingFor, r.lastErr = time.Time{}, nil
-	case r.failingFor.IsZero():
-		r.failingFor, r.lastErr = r.now(), res.Err
-	default:
-		r.lastErr = res.Err
+// complete records results; a database that fails is tried three times,
+// after which the rows are published again once their lease ends.
+func (l *leg) complete(ctx context.Context, results []store.Result) (lost int, err error) {
+	if len(results) == 0 {
+		return 0, nil
 	}
+	r := l.r
+	ctx = context.WithoutCancel(ctx)
+	for attempt := 1; ; attempt++ {
+		lost, err = r.outbox.CompleteOutbox(ctx, l.id, r.cfg.ID, results)
+		if err == nil || attempt == 3 {
+			break
+		}
+		time.Sleep(jitter(r.cfg.BackoffMin << attempt))
+	}
+	if err != nil {
+		r.log.ErrorContext(ctx, "relay: mark outbox rows; they are published again after their lease", "leg", l.id.String(), "rows", len(results), "error", err)
+		l.failed(err)
+		return 0, err
+	}
+	if lost > 0 {
+		r.log.WarnContext(ctx, "relay: lease taken over before rows were marked; they may be published again", "leg", l.id.String(), "rows", lost)
+	}
+	return lost, nil
 }
 
-// Check fails while every pass has failed for longer than the lease (the
-// brokers or the database are unreachable), for readiness probes.
+// failed and succeeded track the Kafka leg's health for Check.
+func (l *leg) failed(err error) {
+	if l.id != store.LegKafka {
+		return
+	}
+	l.r.mu.Lock()
+	defer l.r.mu.Unlock()
+	if l.r.failingFor.IsZero() {
+		l.r.failingFor = l.r.now()
+	}
+	l.r.lastErr = err
+}
+
+func (l *leg) succeeded() {
+	if l.id != store.LegKafka {
+		return
+	}
+	l.r.mu.Lock()
+	defer l.r.mu.Unlock()
+	l.r.failingFor, l.r.lastErr = time.Time{}, nil
+}
+
+// Check fails while every Kafka publish and every outbox transaction has
+// failed for longer than the lease (Kafka or the database unreachable), for
+// readiness probes. One row that cannot be published, other jobs' events
+// flowing, and RabbitMQ leave it ready.
 func (r *Relay) Check(context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -278,112 +483,118 @@ func (r *Relay) updateBacklog(ctx context.Context) {
 
 // PassResult counts what one pass did.
 type PassResult struct {
-	Jobs      int   // jobs claimed
-	Published int   // rows marked sent
+	Jobs      int   // jobs claimed, on both legs
+	Published int   // rows marked done on a leg
 	Errors    int   // publish or database failures
+	Parked    int   // rows parked
 	Lost      int   // rows whose lease another relay took over meanwhile
 	Err       error // the last failure, if any
 }
 
-// Pass claims one batch, publishes it and records the outcome.
+// Pass claims one batch on each leg, publishes it and records the outcome,
+// synchronously: Run's work in one step, for tests and tools.
 func (r *Relay) Pass(ctx context.Context) PassResult {
 	var res PassResult
-	start := r.now()
-	rows, err := r.outbox.ClaimOutbox(ctx, r.cfg.ID, r.cfg.BatchJobs, r.cfg.Lease)
-	if err != nil {
-		r.log.ErrorContext(ctx, "relay: claim outbox rows", "error", err)
-		res.Errors++
-		res.Err = err
-		return res
-	}
-	if len(rows) == 0 {
-		return res
-	}
-	var jobs [][]store.PendingEvent
-	for i, row := range rows {
-		if i == 0 || row.JobID != rows[i-1].JobID {
-			jobs = append(jobs, nil)
+	for _, l := range r.legs {
+		jobs, start, err := l.claimJobs(ctx, r.cfg.BatchJobs)
+		if err != nil {
+			res.Errors++
+			res.Err = err
+			continue
 		}
-		jobs[len(jobs)-1] = append(jobs[len(jobs)-1], row)
-	}
-	res.Jobs = len(jobs)
-
-	// Publishing ends before the lease does, whatever the brokers do.
-	pubCtx, cancel := context.WithDeadline(ctx, start.Add(r.cfg.Lease-r.cfg.LeaseMargin))
-	defer cancel()
-	results := make([][]store.Result, len(jobs))
-	sem := make(chan struct{}, r.cfg.Concurrency)
-	var wg sync.WaitGroup
-	for i, job := range jobs {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			results[i] = r.publishJob(pubCtx, job)
-		})
-	}
-	wg.Wait()
-
-	var all []store.Result
-	for _, rs := range results {
-		for _, x := range rs {
-			if x.Err != nil {
+		res.Jobs += len(jobs)
+		pubCtx, cancel := context.WithDeadline(ctx, start.Add(r.cfg.Lease-r.cfg.LeaseMargin))
+		var (
+			mu  sync.Mutex
+			all []store.Result
+			wg  sync.WaitGroup
+		)
+		sem := make(chan struct{}, r.cfg.Concurrency)
+		for _, job := range jobs {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				l.publishJob(pubCtx, job, func(x store.Result) {
+					mu.Lock()
+					all = append(all, x)
+					mu.Unlock()
+				})
+			})
+		}
+		wg.Wait()
+		cancel()
+		published := 0
+		for _, x := range all {
+			switch {
+			case x.Park:
+				res.Parked++
+			case x.Err != nil:
 				res.Errors++
 				res.Err = x.Err
-			} else if !x.KafkaAt.IsZero() {
-				res.Published++
+			case !x.At.IsZero():
+				published++
 			}
 		}
-		all = append(all, rs...)
-	}
-	lost, err := r.outbox.CompleteOutbox(ctx, r.cfg.ID, all)
-	if err != nil {
-		// Published but not marked: the rows are published again after the
-		// lease ends (at least once).
-		r.log.ErrorContext(ctx, "relay: mark outbox rows sent", "rows", len(all), "error", err)
-		res.Errors++
-		res.Err = err
-		res.Published = 0
-		return res
-	}
-	if lost > 0 {
-		r.log.WarnContext(ctx, "relay: lease taken over before rows were marked; they may be published again", "rows", lost)
-		res.Lost = lost
-		res.Published = max(0, res.Published-lost)
+		lost, err := l.complete(ctx, all)
+		if err != nil {
+			res.Errors++
+			res.Err = err
+			continue
+		}
+		res.Lost += lost
+		res.Published += max(0, published-lost)
 	}
 	return res
 }
 
-// publishJob publishes one job's rows in order and stops at the first
-// failure; the rows after it are returned as not attempted.
-func (r *Relay) publishJob(ctx context.Context, rows []store.PendingEvent) []store.Result {
-	out := make([]store.Result, 0, len(rows))
-	failed := false
-	for _, row := range rows {
+// publishJob publishes one job's rows in order, marking each as its broker
+// acknowledges it, and stops at the first failure: the failed row is held
+// back for the job's backoff (or parked, when no retry can change the
+// outcome) and the rows after it are released as not attempted.
+func (l *leg) publishJob(ctx context.Context, rows []store.PendingEvent, mark func(store.Result)) {
+	r := l.r
+	for i, row := range rows {
 		res := store.Result{ID: row.ID, JobID: row.JobID}
-		if failed {
-			out = append(out, res)
+		err := l.publishRow(ctx, row)
+		if err == nil {
+			res.At = r.now()
+			mark(res)
+			l.succeeded()
 			continue
 		}
-		if err := r.publishRow(ctx, row, &res); err != nil {
-			res.Err = err
-			failed = true
-			r.metrics.errors.WithLabelValues(row.Message.Topic).Inc()
-			r.log.WarnContext(ctx, "relay: publish failed, will retry", "event_id", row.EventID, "event_type", row.EventType,
-				"job_id", row.JobID, "seq", row.Seq, "attempts", row.Attempts+1, "error", err)
+		res.Err = err
+		r.metrics.errors.WithLabelValues(l.id.String(), row.Message.Topic).Inc()
+		if bus.IsPermanent(err) {
+			res.Park = true
+			r.metrics.parked.WithLabelValues(l.id.String(), row.Message.Topic).Inc()
+			r.log.ErrorContext(ctx, "relay: event cannot be published; parked (job-orchestrator outbox list / retry)", "leg", l.id.String(),
+				"event_id", row.EventID, "event_type", row.EventType, "job_id", row.JobID, "seq", row.Seq, "error", err)
+		} else {
+			wait := jitter(min(r.cfg.BackoffMin<<min(row.Attempts, 20), r.cfg.BackoffMax))
+			res.RetryAt = r.now().Add(wait)
+			l.failed(err)
+			r.log.WarnContext(ctx, "relay: publish failed; the job retries after its backoff", "leg", l.id.String(), "event_id", row.EventID,
+				"event_type", row.EventType, "job_id", row.JobID, "seq", row.Seq, "attempts", row.Attempts+1, "retry_in", wait, "error", err)
 		}
-		out = append(out, res)
+		mark(res)
+		for _, rest := range rows[i+1:] {
+			mark(store.Result{ID: rest.ID, JobID: rest.JobID})
+		}
+		return
 	}
-	return out
 }
 
-// publishRow publishes one row inside the trace its headers carry (the
-// request or reconciler pass that wrote it): the relay's span is a child of
-// that context, and the brokers' send spans are children of the relay's.
-func (r *Relay) publishRow(ctx context.Context, row store.PendingEvent, res *store.Result) (err error) {
+// publishRow publishes one row on the leg inside the trace its headers carry
+// (the request or reconciler pass that wrote it): the relay's span is a
+// child of that context, and the broker's send span is a child of the
+// relay's.
+func (l *leg) publishRow(ctx context.Context, row store.PendingEvent) (err error) {
+	r := l.r
 	ctx, span := r.tracer.Start(telemetry.Extract(ctx, row.Message.Headers), "relay "+row.EventType,
 		trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(
 			attribute.String("messaging.destination.name", row.Message.Topic),
+			attribute.String("messaging.system", l.id.String()),
 			attribute.String("messaging.message.id", row.EventID),
 			attribute.String("job.id", row.JobID),
 			attribute.Int64("outbox.seq", row.Seq),
@@ -395,22 +606,12 @@ func (r *Relay) publishRow(ctx context.Context, row store.PendingEvent, res *sto
 		}
 		span.End()
 	}()
-	if !row.KafkaDone {
-		msg := *row.Message
-		msg.Topic = r.cfg.TopicPrefix + row.Message.Topic
-		if err := r.kafka.Publish(ctx, &msg); err != nil {
-			return fmt.Errorf("kafka: %w", err)
-		}
-		r.metrics.published.WithLabelValues("kafka", row.Message.Topic).Inc()
+	if err := l.publish(ctx, row); err != nil {
+		return fmt.Errorf("%s: %w", l.id, err)
 	}
-	res.KafkaAt = r.now()
-	if row.RoutingKey != "" && !row.AMQPDone && r.amqp != nil {
-		if err := r.amqp.Publish(ctx, r.cfg.Exchange, row.RoutingKey, row.Message); err != nil {
-			return fmt.Errorf("rabbitmq: %w", err)
-		}
-		r.metrics.published.WithLabelValues("rabbitmq", row.Message.Topic).Inc()
-		res.AMQPAt = r.now()
+	r.metrics.published.WithLabelValues(l.id.String(), row.Message.Topic).Inc()
+	if l.id == store.LegKafka {
+		r.metrics.latency.WithLabelValues(row.Message.Topic).Observe(r.now().Sub(row.CreatedAt).Seconds())
 	}
-	r.metrics.latency.WithLabelValues(row.Message.Topic).Observe(r.now().Sub(row.CreatedAt).Seconds())
 	return nil
 }

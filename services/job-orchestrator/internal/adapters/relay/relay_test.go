@@ -340,9 +340,11 @@ func TestRelayRetriesInOrder(t *testing.T) {
 		if n == 0 {
 			break
 		}
-		r.Pass(ctx)
+		if r.Pass(ctx).Jobs == 0 {
+			time.Sleep(time.Millisecond) // the job's backoff after a failure
+		}
 		passes++
-		require.Less(t, passes, 50)
+		require.Less(t, passes, 1000)
 	}
 	require.Equal(t, w.order["job-1"], k.got)
 	require.Greater(t, sqlstoretest.Count(t, db, "SELECT SUM(attempts) FROM outbox"), int64(0))

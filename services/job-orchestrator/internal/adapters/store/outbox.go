@@ -78,7 +78,47 @@ func (s *Store) appendOutbox(ctx context.Context, tx *sql.Tx, jobID string, last
 	return nil
 }
 
-// PendingEvent is one outbox row a relay claimed.
+// Leg is one destination of the outbox: Kafka (every row) or RabbitMQ (the
+// rows with a routing key). The legs progress independently, each in seq
+// order per job, with leases, attempts and parking of their own: a RabbitMQ
+// outage never holds back Kafka.
+type Leg int
+
+// The legs.
+const (
+	LegKafka Leg = iota
+	LegAMQP
+)
+
+func (l Leg) String() string {
+	if l == LegAMQP {
+		return "rabbitmq"
+	}
+	return "kafka"
+}
+
+// legColumns name a leg's state columns.
+type legColumns struct {
+	done, claimedBy, claimedUntil, attempts, lastError, parked string
+	// pending selects the rows the leg still has to publish; other is the
+	// condition under which a row is sent once this leg is done.
+	pending, otherDone string
+}
+
+func (l Leg) columns() legColumns {
+	if l == LegAMQP {
+		return legColumns{done: "published_amqp_at", claimedBy: "amqp_claimed_by", claimedUntil: "amqp_claimed_until",
+			attempts: "amqp_attempts", lastError: "amqp_last_error", parked: "amqp_parked_at",
+			pending:   "sent_at IS NULL AND amqp_routing_key IS NOT NULL AND published_amqp_at IS NULL",
+			otherDone: "published_kafka_at IS NOT NULL"}
+	}
+	return legColumns{done: "published_kafka_at", claimedBy: "claimed_by", claimedUntil: "claimed_until",
+		attempts: "attempts", lastError: "last_error", parked: "parked_at",
+		pending:   "sent_at IS NULL AND published_kafka_at IS NULL",
+		otherDone: "(amqp_routing_key IS NULL OR published_amqp_at IS NOT NULL)"}
+}
+
+// PendingEvent is one outbox row a relay claimed for a leg.
 type PendingEvent struct {
 	ID        int64
 	EventID   string
@@ -92,31 +132,37 @@ type PendingEvent struct {
 	// RoutingKey is the key on the job.events exchange; "" when the event
 	// goes to Kafka only.
 	RoutingKey string
-	// KafkaDone and AMQPDone report a destination already acknowledged by an
-	// earlier attempt.
-	KafkaDone, AMQPDone bool
-	CreatedAt           time.Time
-	Attempts            int
+	CreatedAt  time.Time
+	// Attempts counts the failed publishes of this leg so far.
+	Attempts int
 }
 
-// Result is what a relay did with one claimed row.
+// Result is what a relay did with one claimed row on a leg.
 type Result struct {
 	ID    int64
 	JobID string
-	// KafkaAt and AMQPAt are when each destination acknowledged the event;
-	// zero when it did not (or, for AMQPAt, when the event has no routing key).
-	KafkaAt, AMQPAt time.Time
-	// Err is set when publishing failed; the row stays pending, its
-	// attempts grow and the job's remaining rows are released.
+	// At is when the leg's broker acknowledged the event; zero when it did
+	// not (a failure, or a row not attempted after an earlier row of its job
+	// failed).
+	At time.Time
+	// Err is set when publishing failed: the row stays pending on the leg,
+	// its attempts grow and the job's remaining rows of the leg are released.
 	Err error
+	// RetryAt, after a failure, keeps the job off the leg until then (the
+	// job's backoff; other jobs are not held back). Zero: at once.
+	RetryAt time.Time
+	// Park, after a failure no retry can change, parks the row: the leg
+	// does not publish it, nor the job's later rows, until RetryParked.
+	Park bool
 }
 
-// ClaimOutbox gives relay owner the pending rows of up to maxJobs jobs,
-// leased until now+lease, in (job, seq) order.
+// ClaimOutbox gives relay owner the rows of up to maxJobs jobs that leg has
+// to publish, leased until now+lease, in (job, seq) order.
 //
-// A job is claimed through its head, the pending row of lowest seq, and
-// only when that head is not leased by another relay; claiming it leases
-// every pending row of the job. So one relay at a time holds a job, and no
+// A job is claimed through its head on the leg, its pending row of lowest
+// seq, and only when that head is neither leased by another relay (nor held
+// back by its backoff) nor parked; claiming it leases every pending row of
+// the job on that leg. So one relay at a time holds a job on a leg, and no
 // relay can take row n+1 of a job while row n is pending: the per-job order
 // holds across relays. On PostgreSQL the heads are selected with FOR UPDATE
 // SKIP LOCKED, so concurrent relays never wait on each other nor pick the
@@ -130,16 +176,17 @@ type Result struct {
 // within that margin. A relay that crashed after publishing and before
 // CompleteOutbox leaves rows that are published again by the next claim:
 // delivery is at least once, and consumers deduplicate on event_id.
-func (s *Store) ClaimOutbox(ctx context.Context, owner string, maxJobs int, lease time.Duration) ([]PendingEvent, error) {
+func (s *Store) ClaimOutbox(ctx context.Context, leg Leg, owner string, maxJobs int, lease time.Duration) ([]PendingEvent, error) {
 	if owner == "" || maxJobs < 1 || lease <= 0 {
 		return nil, errors.New("claim outbox: need an owner, maxJobs >= 1 and a positive lease")
 	}
+	c := leg.columns()
 	now := s.cfg.Now()
 	until := nanos(now.Add(lease))
 	headQuery := `SELECT o.job_id FROM outbox o
-		WHERE o.sent_at IS NULL
-		  AND (o.claimed_until IS NULL OR o.claimed_until < ?)
-		  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.job_id = o.job_id AND p.sent_at IS NULL AND p.seq < o.seq)
+		WHERE ` + prefixed("o.", c.pending) + ` AND o.` + c.parked + ` IS NULL
+		  AND (o.` + c.claimedUntil + ` IS NULL OR o.` + c.claimedUntil + ` < ?)
+		  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.job_id = o.job_id AND ` + prefixed("p.", c.pending) + ` AND p.seq < o.seq)
 		ORDER BY o.id LIMIT ?`
 	if s.pg {
 		headQuery += " FOR UPDATE OF o SKIP LOCKED"
@@ -156,13 +203,13 @@ func (s *Store) ClaimOutbox(ctx context.Context, owner string, maxJobs int, leas
 		for _, j := range jobs {
 			args = append(args, j)
 		}
-		if _, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE outbox SET claimed_by = ?, claimed_until = ?
-			WHERE sent_at IS NULL AND job_id IN (`+in+`)`), args...); err != nil {
+		if _, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE outbox SET `+c.claimedBy+` = ?, `+c.claimedUntil+` = ?
+			WHERE `+c.pending+` AND `+c.parked+` IS NULL AND job_id IN (`+in+`)`), args...); err != nil {
 			return err
 		}
 		rows, err := tx.QueryContext(ctx, s.db.Rebind(`SELECT id, event_id, event_type, job_id, seq, topic, msg_key, payload, headers,
-				amqp_routing_key, published_kafka_at, published_amqp_at, created_at, attempts
-			FROM outbox WHERE sent_at IS NULL AND claimed_by = ? AND job_id IN (`+in+`)
+				amqp_routing_key, created_at, `+c.attempts+`
+			FROM outbox WHERE `+c.pending+` AND `+c.claimedBy+` = ? AND job_id IN (`+in+`)
 			ORDER BY job_id, seq`), append([]any{owner}, args[2:]...)...)
 		if err != nil {
 			return err
@@ -174,11 +221,10 @@ func (s *Store) ClaimOutbox(ctx context.Context, owner string, maxJobs int, leas
 				topic, key, hdrs string
 				value            []byte
 				rk               sql.NullString
-				kafkaAt, amqpAt  sql.NullInt64
 				created          int64
 			)
 			if err := rows.Scan(&e.ID, &e.EventID, &e.EventType, &e.JobID, &e.Seq, &topic, &key, &value, &hdrs,
-				&rk, &kafkaAt, &amqpAt, &created, &e.Attempts); err != nil {
+				&rk, &created, &e.Attempts); err != nil {
 				return err
 			}
 			headers := map[string]string{}
@@ -187,7 +233,6 @@ func (s *Store) ClaimOutbox(ctx context.Context, owner string, maxJobs int, leas
 			}
 			e.Message = &bus.Message{Topic: topic, Key: key, Value: value, Headers: headers}
 			e.RoutingKey = rk.String
-			e.KafkaDone, e.AMQPDone = kafkaAt.Valid, amqpAt.Valid
 			e.CreatedAt = fromNanos(created)
 			out = append(out, e)
 		}
@@ -197,6 +242,14 @@ func (s *Store) ClaimOutbox(ctx context.Context, owner string, maxJobs int, leas
 		return nil, dbErr("claim outbox", err)
 	}
 	return out, nil
+}
+
+// prefixed qualifies the column names of a leg's pending condition.
+func prefixed(alias, cond string) string {
+	for _, col := range []string{"sent_at", "amqp_routing_key", "published_amqp_at", "published_kafka_at"} {
+		cond = strings.ReplaceAll(cond, col, alias+col)
+	}
+	return cond
 }
 
 func queryStrings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]string, error) {
@@ -216,24 +269,26 @@ func queryStrings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([
 	return out, rows.Err()
 }
 
-// CompleteOutbox records what relay owner did with its claimed rows, in one
-// transaction: a row whose destinations all acknowledged is marked sent and
-// released; a failed row keeps the destinations that did acknowledge,
-// counts an attempt, records the error and releases every still pending row
-// of its job, so that the next claim (by any relay) retries it in order.
-// Rows whose lease owner has meanwhile changed are left alone; lost counts
-// them.
-func (s *Store) CompleteOutbox(ctx context.Context, owner string, results []Result) (lost int, err error) {
+// CompleteOutbox records what relay owner did on leg with its claimed rows,
+// in one transaction: a row the leg's broker acknowledged is marked done on
+// the leg and released, and sent once the other leg is done too (or has
+// nothing to do); a failed row counts an attempt and records the error, and
+// is held back until its RetryAt or parked; every row of a failed job that
+// is still claimed is released, so that the next claim (by any relay)
+// retries the job in order. Rows whose lease owner has meanwhile changed are
+// left alone; lost counts them.
+func (s *Store) CompleteOutbox(ctx context.Context, leg Leg, owner string, results []Result) (lost int, err error) {
 	if len(results) == 0 {
 		return 0, nil
 	}
+	c := leg.columns()
 	now := nanos(s.cfg.Now())
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
 		lost = 0
-		var sent []any
+		var done []any
 		for _, r := range results {
-			if r.Err == nil && !r.KafkaAt.IsZero() {
-				sent = append(sent, r.ID)
+			if r.Err == nil && !r.At.IsZero() {
+				done = append(done, r.ID)
 			}
 		}
 		count := func(res sql.Result) error {
@@ -244,15 +299,15 @@ func (s *Store) CompleteOutbox(ctx context.Context, owner string, results []Resu
 			lost -= int(n)
 			return nil
 		}
-		for start := 0; start < len(sent); start += 500 {
-			chunk := sent[start:min(start+500, len(sent))]
+		for start := 0; start < len(done); start += 500 {
+			chunk := done[start:min(start+500, len(done))]
 			lost += len(chunk)
 			res, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE outbox SET
-					published_kafka_at = COALESCE(published_kafka_at, ?),
-					published_amqp_at = CASE WHEN amqp_routing_key IS NULL THEN NULL ELSE COALESCE(published_amqp_at, ?) END,
-					sent_at = ?, claimed_by = NULL, claimed_until = NULL
-				WHERE claimed_by = ? AND sent_at IS NULL AND id IN (`+placeholders(len(chunk))+`)`),
-				append([]any{now, now, now, owner}, chunk...)...)
+					`+c.done+` = COALESCE(`+c.done+`, ?),
+					sent_at = CASE WHEN `+c.otherDone+` THEN CAST(? AS BIGINT) ELSE NULL END,
+					`+c.claimedBy+` = NULL, `+c.claimedUntil+` = NULL
+				WHERE `+c.claimedBy+` = ? AND `+c.pending+` AND id IN (`+placeholders(len(chunk))+`)`),
+				append([]any{now, now, owner}, chunk...)...)
 			if err != nil {
 				return err
 			}
@@ -261,24 +316,22 @@ func (s *Store) CompleteOutbox(ctx context.Context, owner string, results []Resu
 			}
 		}
 		for _, r := range results {
-			if r.Err == nil && !r.KafkaAt.IsZero() {
+			if r.Err == nil && !r.At.IsZero() {
 				continue
 			}
 			if r.Err != nil {
-				var kafkaAt, amqpAt sql.NullInt64
-				if !r.KafkaAt.IsZero() {
-					kafkaAt = sql.NullInt64{Int64: nanos(r.KafkaAt), Valid: true}
-				}
-				if !r.AMQPAt.IsZero() {
-					amqpAt = sql.NullInt64{Int64: nanos(r.AMQPAt), Valid: true}
+				var parked, retryAt sql.NullInt64
+				if r.Park {
+					parked = sql.NullInt64{Int64: now, Valid: true}
+				} else if !r.RetryAt.IsZero() {
+					retryAt = sql.NullInt64{Int64: nanos(r.RetryAt), Valid: true}
 				}
 				lost++
 				res, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE outbox SET
-						published_kafka_at = COALESCE(published_kafka_at, ?),
-						published_amqp_at = COALESCE(published_amqp_at, ?),
-						attempts = attempts + 1, last_error = ?
-					WHERE id = ? AND claimed_by = ? AND sent_at IS NULL`),
-					kafkaAt, amqpAt, truncate(r.Err.Error(), 1000), r.ID, owner)
+						`+c.attempts+` = `+c.attempts+` + 1, `+c.lastError+` = ?, `+c.parked+` = ?,
+						`+c.claimedBy+` = NULL, `+c.claimedUntil+` = ?
+					WHERE id = ? AND `+c.claimedBy+` = ? AND `+c.pending),
+					truncate(r.Err.Error(), 1000), parked, retryAt, r.ID, owner)
 				if err != nil {
 					return err
 				}
@@ -286,9 +339,9 @@ func (s *Store) CompleteOutbox(ctx context.Context, owner string, results []Resu
 					return err
 				}
 			}
-			// Failed or not attempted: release the job's pending rows.
-			if _, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE outbox SET claimed_by = NULL, claimed_until = NULL
-				WHERE job_id = ? AND claimed_by = ? AND sent_at IS NULL`), r.JobID, owner); err != nil {
+			// Failed or not attempted: release the job's claimed rows.
+			if _, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE outbox SET `+c.claimedBy+` = NULL, `+c.claimedUntil+` = NULL
+				WHERE job_id = ? AND `+c.claimedBy+` = ? AND `+c.pending), r.JobID, owner); err != nil {
 				return err
 			}
 		}
@@ -298,6 +351,74 @@ func (s *Store) CompleteOutbox(ctx context.Context, owner string, results []Resu
 		return 0, dbErr("complete outbox", err)
 	}
 	return lost, nil
+}
+
+// ParkedEvent is an outbox row parked on a leg.
+type ParkedEvent struct {
+	ID        int64
+	EventID   string
+	EventType string
+	JobID     string
+	Seq       int64
+	Leg       Leg
+	Attempts  int
+	LastError string
+	ParkedAt  time.Time
+}
+
+// ListParked returns the parked rows of both legs, oldest first.
+func (s *Store) ListParked(ctx context.Context) ([]ParkedEvent, error) {
+	var out []ParkedEvent
+	for _, leg := range []Leg{LegKafka, LegAMQP} {
+		c := leg.columns()
+		rows, err := s.db.QueryContext(ctx, `SELECT id, event_id, event_type, job_id, seq, `+c.attempts+`, COALESCE(`+c.lastError+`, ''), `+c.parked+`
+			FROM outbox WHERE `+c.parked+` IS NOT NULL AND `+c.pending+` ORDER BY id`)
+		if err != nil {
+			return nil, dbErr("list parked outbox rows", err)
+		}
+		for rows.Next() {
+			e := ParkedEvent{Leg: leg}
+			var parked int64
+			if err := rows.Scan(&e.ID, &e.EventID, &e.EventType, &e.JobID, &e.Seq, &e.Attempts, &e.LastError, &parked); err != nil {
+				rows.Close()
+				return nil, dbErr("list parked outbox rows", err)
+			}
+			e.ParkedAt = fromNanos(parked)
+			out = append(out, e)
+		}
+		if err := rows.Close(); err != nil {
+			return nil, dbErr("list parked outbox rows", err)
+		}
+	}
+	return out, nil
+}
+
+// RetryParked unparks the parked rows of both legs whose event id is in ids
+// (every parked row when ids is empty), so the relay publishes them again,
+// and returns how many it unparked.
+func (s *Store) RetryParked(ctx context.Context, ids ...string) (int64, error) {
+	var total int64
+	for _, leg := range []Leg{LegKafka, LegAMQP} {
+		c := leg.columns()
+		q := `UPDATE outbox SET ` + c.parked + ` = NULL, ` + c.claimedUntil + ` = NULL WHERE ` + c.parked + ` IS NOT NULL AND ` + c.pending
+		args := []any{}
+		if len(ids) > 0 {
+			q += ` AND event_id IN (` + placeholders(len(ids)) + `)`
+			for _, id := range ids {
+				args = append(args, id)
+			}
+		}
+		res, err := s.db.ExecContext(ctx, s.db.Rebind(q), args...)
+		if err != nil {
+			return total, dbErr("retry parked outbox rows", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, dbErr("retry parked outbox rows", err)
+		}
+		total += n
+	}
+	return total, nil
 }
 
 func truncate(s string, n int) string {

@@ -55,7 +55,7 @@ func TestOutboxClaims(t *testing.T) {
 			require.Equal(t, [][]string{{"job.submitted", "audit.action_recorded"}, {"job.queued", "audit.action_recorded"}}, committed)
 			wantIDs := []string{first[0].Event.EventID, first[1].Event.EventID, second[0].Event.EventID, second[1].Event.EventID}
 
-			a, err := s.ClaimOutbox(ctx, "relay-a", 10, time.Minute)
+			a, err := s.ClaimOutbox(ctx, store.LegKafka, "relay-a", 10, time.Minute)
 			require.NoError(t, err)
 			require.Equal(t, wantIDs, ids(a), "a job's rows in seq order")
 			require.Equal(t, "job-lifecycle", a[0].Message.Topic)
@@ -64,15 +64,15 @@ func TestOutboxClaims(t *testing.T) {
 			require.Equal(t, "job.alice.job-1.submitted", a[0].RoutingKey)
 			require.Empty(t, a[1].RoutingKey)
 
-			b, err := s.ClaimOutbox(ctx, "relay-b", 10, time.Minute)
+			b, err := s.ClaimOutbox(ctx, store.LegKafka, "relay-b", 10, time.Minute)
 			require.NoError(t, err)
 			require.Empty(t, b, "a leased job is not claimed twice")
 
-			// relay-a publishes the first row, fails on the second (Kafka done, AMQP not).
+			// relay-a publishes the first row to Kafka, fails on the second.
 			boom := errors.New("broker down")
-			lost, err := s.CompleteOutbox(ctx, "relay-a", []store.Result{
-				{ID: a[0].ID, JobID: "job-1", KafkaAt: clk.Now(), AMQPAt: clk.Now()},
-				{ID: a[1].ID, JobID: "job-1", KafkaAt: clk.Now(), Err: boom},
+			lost, err := s.CompleteOutbox(ctx, store.LegKafka, "relay-a", []store.Result{
+				{ID: a[0].ID, JobID: "job-1", At: clk.Now()},
+				{ID: a[1].ID, JobID: "job-1", Err: boom},
 				{ID: a[2].ID, JobID: "job-1"},
 				{ID: a[3].ID, JobID: "job-1"},
 			})
@@ -80,41 +80,144 @@ func TestOutboxClaims(t *testing.T) {
 			require.Zero(t, lost)
 			backlog, err := s.OutboxBacklog(ctx)
 			require.NoError(t, err)
-			require.EqualValues(t, 3, backlog)
+			require.EqualValues(t, 4, backlog, "row 1 waits for RabbitMQ, the others for Kafka")
 
-			b, err = s.ClaimOutbox(ctx, "relay-b", 10, time.Minute)
+			b, err = s.ClaimOutbox(ctx, store.LegKafka, "relay-b", 10, time.Minute)
 			require.NoError(t, err)
 			require.Equal(t, wantIDs[1:], ids(b), "released rows are claimable, in order")
-			require.True(t, b[0].KafkaDone)
 			require.Equal(t, 1, b[0].Attempts)
 
 			// relay-b stalls past its lease: relay-a takes the job over.
 			clk.Add(2 * time.Minute)
-			a, err = s.ClaimOutbox(ctx, "relay-a", 10, time.Minute)
+			a, err = s.ClaimOutbox(ctx, store.LegKafka, "relay-a", 10, time.Minute)
 			require.NoError(t, err)
 			require.Equal(t, wantIDs[1:], ids(a))
-			lost, err = s.CompleteOutbox(ctx, "relay-b", []store.Result{{ID: b[0].ID, JobID: "job-1", KafkaAt: clk.Now()}})
+			lost, err = s.CompleteOutbox(ctx, store.LegKafka, "relay-b", []store.Result{{ID: b[0].ID, JobID: "job-1", At: clk.Now()}})
 			require.NoError(t, err)
 			require.Equal(t, 1, lost, "a relay that lost its lease marks nothing")
 
 			var results []store.Result
 			for _, e := range a {
-				results = append(results, store.Result{ID: e.ID, JobID: e.JobID, KafkaAt: clk.Now(), AMQPAt: clk.Now()})
+				results = append(results, store.Result{ID: e.ID, JobID: e.JobID, At: clk.Now()})
 			}
-			lost, err = s.CompleteOutbox(ctx, "relay-a", results)
+			lost, err = s.CompleteOutbox(ctx, store.LegKafka, "relay-a", results)
+			require.NoError(t, err)
+			require.Zero(t, lost)
+			none, err := s.ClaimOutbox(ctx, store.LegKafka, "relay-a", 10, time.Minute)
+			require.NoError(t, err)
+			require.Empty(t, none)
+
+			// The RabbitMQ leg has the two lifecycle rows, in order.
+			q, err := s.ClaimOutbox(ctx, store.LegAMQP, "relay-a", 10, time.Minute)
+			require.NoError(t, err)
+			require.Equal(t, []string{wantIDs[0], wantIDs[2]}, ids(q))
+			lost, err = s.CompleteOutbox(ctx, store.LegAMQP, "relay-a", []store.Result{
+				{ID: q[0].ID, JobID: "job-1", At: clk.Now()}, {ID: q[1].ID, JobID: "job-1", At: clk.Now()}})
 			require.NoError(t, err)
 			require.Zero(t, lost)
 			backlog, err = s.OutboxBacklog(ctx)
 			require.NoError(t, err)
 			require.Zero(t, backlog)
-			none, err := s.ClaimOutbox(ctx, "relay-a", 10, time.Minute)
-			require.NoError(t, err)
-			require.Empty(t, none)
 
 			clk.Add(time.Hour)
 			n, err := s.PurgeOutbox(ctx, clk.Now())
 			require.NoError(t, err)
 			require.EqualValues(t, 4, n)
+		})
+	}
+}
+
+// TestOutboxLegsAreIndependent: while RabbitMQ fails, the Kafka leg goes on
+// with the job's later rows; a failed job waits for its backoff while other
+// jobs are claimed; a parked row holds back its job on its leg only, is
+// listed with its error and is published again after a retry.
+func TestOutboxLegsAreIndependent(t *testing.T) {
+	t.Parallel()
+	for _, d := range sqlstoretest.Databases(t) {
+		t.Run(d.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			clk := &clock{now: t0}
+			s := newStore(t, d.Open(t), store.Config{Now: clk.Now})
+			for _, id := range []string{"job-1", "job-2"} {
+				j := newJob(id, "alice", "k-"+id, domain.SystemFrontera, t0)
+				require.NoError(t, s.Create(ctx, j, lifecycle(t, j, 1)))
+			}
+			claim := func(leg store.Leg) []store.PendingEvent {
+				t.Helper()
+				rows, err := s.ClaimOutbox(ctx, leg, "relay", 10, time.Minute)
+				require.NoError(t, err)
+				return rows
+			}
+			complete := func(leg store.Leg, results ...store.Result) {
+				t.Helper()
+				lost, err := s.CompleteOutbox(ctx, leg, "relay", results)
+				require.NoError(t, err)
+				require.Zero(t, lost)
+			}
+			jobs := func(rows []store.PendingEvent) []string {
+				var out []string
+				for _, r := range rows {
+					if len(out) == 0 || out[len(out)-1] != r.JobID {
+						out = append(out, r.JobID)
+					}
+				}
+				return out
+			}
+
+			// RabbitMQ down: job-1's first event fails there and waits 10 s.
+			q := claim(store.LegAMQP)
+			require.Equal(t, []string{"job-1", "job-2"}, jobs(q))
+			complete(store.LegAMQP,
+				store.Result{ID: q[0].ID, JobID: "job-1", Err: errors.New("rabbitmq down"), RetryAt: clk.Now().Add(10 * time.Second)},
+				store.Result{ID: q[1].ID, JobID: "job-2", At: clk.Now()})
+			require.Empty(t, claim(store.LegAMQP), "job-1 waits for its backoff on RabbitMQ")
+
+			// Kafka is not held back: both jobs' rows go, and job-1's next
+			// event too.
+			k := claim(store.LegKafka)
+			require.Equal(t, []string{"job-1", "job-2"}, jobs(k))
+			var done []store.Result
+			for _, r := range k {
+				done = append(done, store.Result{ID: r.ID, JobID: r.JobID, At: clk.Now()})
+			}
+			complete(store.LegKafka, done...)
+			_, err := s.Transition(ctx, "job-1", app.AnyVersion, func(cur *domain.Job) ([]app.OutboxRecord, error) { return lifecycle(t, cur, 2), nil })
+			require.NoError(t, err)
+			k = claim(store.LegKafka)
+			require.Len(t, k, 2, "job-1's second transition goes to Kafka while its first waits for RabbitMQ")
+
+			// A Kafka row that can never be published is parked: its job waits
+			// on Kafka, job-2 does not.
+			complete(store.LegKafka,
+				store.Result{ID: k[0].ID, JobID: "job-1", Err: errors.New("record too large"), Park: true},
+				store.Result{ID: k[1].ID, JobID: "job-1"})
+			j2 := newJob("job-3", "alice", "k-3", domain.SystemFrontera, t0)
+			require.NoError(t, s.Create(ctx, j2, lifecycle(t, j2, 1)))
+			require.Equal(t, []string{"job-3"}, jobs(claim(store.LegKafka)), "a parked row holds back only its own job")
+			parked, err := s.ListParked(ctx)
+			require.NoError(t, err)
+			require.Len(t, parked, 1)
+			require.Equal(t, k[0].EventID, parked[0].EventID)
+			require.Equal(t, store.LegKafka, parked[0].Leg)
+			require.Equal(t, "record too large", parked[0].LastError)
+
+			// After RabbitMQ's backoff job-1 catches up there, in order.
+			clk.Add(11 * time.Second)
+			q = claim(store.LegAMQP)
+			require.Equal(t, "job-1", q[0].JobID)
+			require.Equal(t, 1, q[0].Attempts)
+
+			// A retry unparks the row: the Kafka leg publishes it again.
+			clk.Add(2 * time.Minute) // job-3's lease ends
+			n, err := s.RetryParked(ctx, k[0].EventID)
+			require.NoError(t, err)
+			require.EqualValues(t, 1, n)
+			again := claim(store.LegKafka)
+			require.Contains(t, ids(again), k[0].EventID)
+			parked, err = s.ListParked(ctx)
+			require.NoError(t, err)
+			require.Empty(t, parked)
 		})
 	}
 }
@@ -130,12 +233,12 @@ func TestOutboxHeadOrder(t *testing.T) {
 			s := newStore(t, d.Open(t), store.Config{})
 			j := newJob("job-1", "alice", "k", domain.SystemFrontera, t0)
 			require.NoError(t, s.Create(ctx, j, lifecycle(t, j, 1)))
-			a, err := s.ClaimOutbox(ctx, "relay-a", 10, time.Minute)
+			a, err := s.ClaimOutbox(ctx, store.LegKafka, "relay-a", 10, time.Minute)
 			require.NoError(t, err)
 			require.Len(t, a, 2)
 			_, err = s.Transition(ctx, "job-1", app.AnyVersion, func(cur *domain.Job) ([]app.OutboxRecord, error) { return lifecycle(t, cur, 2), nil })
 			require.NoError(t, err)
-			b, err := s.ClaimOutbox(ctx, "relay-b", 10, time.Minute)
+			b, err := s.ClaimOutbox(ctx, store.LegKafka, "relay-b", 10, time.Minute)
 			require.NoError(t, err)
 			require.Empty(t, b, "the job's head is leased by relay-a")
 		})

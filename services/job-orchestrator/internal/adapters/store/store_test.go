@@ -433,6 +433,6 @@ func testUnavailable(t *testing.T, db *sqlstore.DB, s *store.Store) {
 	require.ErrorIs(t, err, domain.ErrUnavailable)
 	_, err = s.Transition(ctx, "job-1", app.AnyVersion, func(*domain.Job) ([]app.OutboxRecord, error) { return nil, nil })
 	require.ErrorIs(t, err, domain.ErrUnavailable)
-	_, err = s.ClaimOutbox(ctx, "r", 1, time.Second)
+	_, err = s.ClaimOutbox(ctx, store.LegKafka, "r", 1, time.Second)
 	require.ErrorIs(t, err, domain.ErrUnavailable)
 }
