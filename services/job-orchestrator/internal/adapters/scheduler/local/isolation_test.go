@@ -1,0 +1,284 @@
+package local_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/local"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
+)
+
+// newIsolated starts a scheduler with cfg's limits on a fresh work root.
+func newIsolated(t *testing.T, cfg local.Config) (*local.Scheduler, string) {
+	t.Helper()
+	if cfg.WorkRoot == "" {
+		cfg.WorkRoot = workRoot(t)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.MaxConcurrent == 0 {
+		cfg.MaxConcurrent = 2
+	}
+	if cfg.KillGrace == 0 {
+		cfg.KillGrace = 2 * time.Second
+	}
+	s, err := local.New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		require.NoError(t, s.Close(ctx))
+	})
+	return s, cfg.WorkRoot
+}
+
+// jobProcesses returns the pids of the processes on the host whose
+// environment carries FLEET_JOB_ID=id (read as root, so from any uid),
+// and, when cmdline is set, whose command line is exactly it.
+func jobProcesses(t *testing.T, id string, cmdline ...string) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	require.NoError(t, err)
+	want := []byte("FLEET_JOB_ID=" + id + "\x00")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil || !bytes.Contains(env, want) {
+			continue
+		}
+		if len(cmdline) > 0 {
+			cl, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			if err != nil || string(cl) != strings.Join(cmdline, "\x00")+"\x00" {
+				continue
+			}
+		}
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return string(data)
+}
+
+// The attack of issue 14: a job reads the service's environment through
+// /proc/$PPID/environ and leaves a process behind in a new session.
+func TestExploitServiceEnvironmentAndSetsidSurvivor(t *testing.T) {
+	t.Setenv("AUTH_HS256_SECRET", "SECRET-hs256-of-the-service")
+	t.Setenv("PAGE_TOKEN_KEY", "TOKEN_KEY-of-the-service")
+	s, root := newIsolated(t, local.Config{})
+	script := "#!/bin/bash\ntr '\\0' '\\n' </proc/$PPID/environ | grep -E 'SECRET|TOKEN_KEY'; setsid sleep 777 & sleep 1\n"
+	ref := submit(t, s, "exploit", script, func(r *app.SubmitRequest) { r.Walltime = time.Minute })
+
+	require.Eventually(t, func() bool { return len(jobProcesses(t, "exploit", "sleep", "777")) == 1 },
+		10*time.Second, 20*time.Millisecond, "the job starts sleep 777 in its own session")
+	st := waitTerminal(t, s, ref)
+
+	out := readFile(t, filepath.Join(root, "exploit", "stdout.log"))
+	require.NotContains(t, out, "SECRET")
+	require.NotContains(t, out, "TOKEN_KEY")
+	require.Empty(t, out, "the job printed nothing of the service's environment")
+	require.Contains(t, readFile(t, filepath.Join(root, "exploit", "stderr.log")), "Permission denied")
+	require.Empty(t, jobProcesses(t, "exploit", "sleep", "777"), "sleep 777 is gone once the job has ended")
+	require.Empty(t, jobProcesses(t, "exploit"), "no process of the job is left")
+	require.Equal(t, app.PhaseCompleted, st.Phase, "the job itself exits 0 (grep found nothing)")
+}
+
+// A job's directory and the scheduler's records are closed to other jobs,
+// and each job runs under a uid of its own, not the service's.
+func TestJobCannotReadAnotherJobsFiles(t *testing.T) {
+	t.Parallel()
+	s, root := newIsolated(t, local.Config{MaxConcurrent: 2})
+	victim := submit(t, s, "victim", "#!/bin/bash\nid -u\necho victim-private-data > $HOME/secret.txt\nsleep 30\n")
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(filepath.Join(root, "victim", "secret.txt"))
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond)
+
+	snoop := "#!/bin/bash\nid -u\n" +
+		"cat " + root + "/victim/secret.txt\n" +
+		"ls " + root + "/victim\n" +
+		"ls " + root + "\n" +
+		"cat " + root + "/.state/victim/request.json\n" +
+		"echo overwritten > " + root + "/victim/secret.txt\n" +
+		"exit 0\n"
+	thief := submit(t, s, "thief", snoop)
+	st := waitTerminal(t, s, thief)
+	require.Equal(t, app.PhaseCompleted, st.Phase)
+	require.NoError(t, s.Cancel(context.Background(), victim))
+
+	out := readFile(t, filepath.Join(root, "thief", "stdout.log"))
+	require.NotContains(t, out, "victim-private-data")
+	require.NotContains(t, out, "secret.txt")
+	require.NotContains(t, out, "job.sh")
+	require.NotContains(t, out, "victim\n", "the work root cannot be listed")
+	require.Equal(t, 5, strings.Count(readFile(t, filepath.Join(root, "thief", "stderr.log")), "Permission denied"),
+		"every read and the write are refused")
+	require.Equal(t, "victim-private-data\n", readFile(t, filepath.Join(root, "victim", "secret.txt")))
+
+	thiefUID := strings.TrimSpace(out)
+	victimUID := strings.TrimSpace(readFile(t, filepath.Join(root, "victim", "stdout.log")))
+	require.NotEqual(t, victimUID, thiefUID, "two running jobs never share a uid")
+	for _, u := range []string{victimUID, thiefUID} {
+		n, err := strconv.Atoi(u)
+		require.NoError(t, err)
+		require.NotEqual(t, os.Geteuid(), n)
+		require.GreaterOrEqual(t, n, local.DefaultFirstUID)
+		require.LessOrEqual(t, n, local.DefaultLastUID)
+	}
+}
+
+// A fork bomb stays within the process limit and ends with its job.
+func TestForkBombIsBoundedByProcessLimit(t *testing.T) {
+	t.Parallel()
+	const limit = 40
+	s, _ := newIsolated(t, local.Config{MaxProcesses: limit})
+	ref := submit(t, s, "bomb", "#!/bin/bash\nbomb() { bomb | bomb & }\nbomb\nsleep 3\n",
+		func(r *app.SubmitRequest) { r.Walltime = 20 * time.Second })
+
+	peak := 0
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		peak = max(peak, len(jobProcesses(t, "bomb")))
+		st, err := s.Status(context.Background(), ref)
+		require.NoError(t, err)
+		if st.Phase.Terminal() {
+			break
+		}
+	}
+	t.Logf("peak of %d processes (limit %d)", peak, limit)
+	require.Greater(t, peak, limit/2, "the bomb did multiply")
+	require.LessOrEqual(t, peak, limit)
+
+	st := waitTerminal(t, s, ref)
+	require.True(t, st.Phase.Terminal())
+	require.Empty(t, jobProcesses(t, "bomb"), "nothing of the bomb is left")
+}
+
+// A job over its memory limit is killed and ends FAILED with OUT_OF_MEMORY.
+func TestMemoryLimitEndsOutOfMemory(t *testing.T) {
+	t.Parallel()
+	s, _ := newIsolated(t, local.Config{})
+	// tail holds its whole input, one 300 MiB line, in memory.
+	ref := submit(t, s, "hog", "#!/bin/bash\nhead -c 300M /dev/zero | tail >/dev/null\n",
+		func(r *app.SubmitRequest) { r.MemoryMB = 32; r.Walltime = time.Minute })
+	st := waitTerminal(t, s, ref)
+	require.Equal(t, app.PhaseFailed, st.Phase)
+	require.Equal(t, app.ErrorCodeOutOfMemory, st.ErrorCode, "reason: %s", st.Reason)
+	require.Contains(t, st.Reason, "memory limit of 32 MiB")
+
+	// The same job within its limit completes.
+	ok := submit(t, s, "fits", "#!/bin/bash\nhead -c 1M /dev/zero | tail >/dev/null\n",
+		func(r *app.SubmitRequest) { r.MemoryMB = 64 })
+	require.Equal(t, app.PhaseCompleted, waitTerminal(t, s, ok).Phase)
+}
+
+// The job's cgroup and rlimits carry the request's cores and memory and
+// the configured process, open file and file size limits.
+func TestResourceLimitsApplied(t *testing.T) {
+	t.Parallel()
+	s, root := newIsolated(t, local.Config{MaxProcesses: 77, MaxOpenFiles: 99, MaxFileSize: 1 << 20})
+	script := `#!/bin/bash
+ulimit -n; ulimit -f; ulimit -u
+while IFS=: read -r _ ctrl path; do
+  case "$ctrl" in
+    cpu) cat /sys/fs/cgroup/cpu$path/cpu.cfs_quota_us ;;
+    memory) cat /sys/fs/cgroup/memory$path/memory.limit_in_bytes ;;
+    pids) cat /sys/fs/cgroup/pids$path/pids.max ;;
+  esac
+done < <(sort -t: -k2 /proc/self/cgroup)
+head -c 2M /dev/zero > big.bin
+echo "head exit $?"
+`
+	ref := submit(t, s, "limits", script, func(r *app.SubmitRequest) {
+		r.Nodes, r.CoresPerNode, r.MemoryMB = 1, 2, 48
+	})
+	waitTerminal(t, s, ref)
+	out := readFile(t, filepath.Join(root, "limits", "stdout.log"))
+	require.Equal(t, "99\n1024\n77\n200000\n"+strconv.Itoa(48<<20)+"\n77\nhead exit 153\n", out,
+		"nofile, fsize (KiB), nproc, cpu quota (2 cores), memory, pids.max, then SIGXFSZ")
+	fi, err := os.Stat(filepath.Join(root, "limits", "big.bin"))
+	require.NoError(t, err)
+	require.Equal(t, int64(1<<20), fi.Size(), "writing stops at the file size limit")
+}
+
+// Cancel and walltime kill processes that left the job's process group.
+func TestCancelKillsDaemonizedProcesses(t *testing.T) {
+	t.Parallel()
+	s, _ := newIsolated(t, local.Config{})
+	script := "#!/bin/bash\n(setsid bash -c 'trap \"\" TERM HUP; exec sleep 778' &)\nsleep 300\n"
+	ref := submit(t, s, "daemon", script)
+	require.Eventually(t, func() bool { return len(jobProcesses(t, "daemon", "sleep", "778")) == 1 },
+		10*time.Second, 20*time.Millisecond)
+	require.NoError(t, s.Cancel(context.Background(), ref))
+	st, err := s.Status(context.Background(), ref)
+	require.NoError(t, err)
+	require.Equal(t, app.PhaseCancelled, st.Phase)
+	require.Empty(t, jobProcesses(t, "daemon"), "the daemonized sleep is gone when Cancel returns")
+
+	wt := submit(t, s, "daemon-wt", script, func(r *app.SubmitRequest) { r.Walltime = time.Second })
+	st = waitTerminal(t, s, wt)
+	require.Equal(t, app.ErrorCodeTimeout, st.ErrorCode)
+	require.Empty(t, jobProcesses(t, "daemon-wt"), "the daemonized sleep is gone at the walltime")
+}
+
+// privileges is a Privileges that answers err.
+type privileges struct{ err error }
+
+func (p privileges) CanIsolate() error { return p.err }
+
+func TestRefusesToStartUnisolated(t *testing.T) {
+	t.Parallel()
+	notRoot := privileges{err: errors.New("uid 1000 lacks CAP_SETUID")}
+
+	t.Run("no privileges", func(t *testing.T) {
+		t.Parallel()
+		root := filepath.Join(workRoot(t), "jobs")
+		_, err := local.New(local.Config{WorkRoot: root, Privileges: notRoot})
+		require.ErrorIs(t, err, local.ErrNotIsolated)
+		require.ErrorContains(t, err, "lacks CAP_SETUID")
+		require.ErrorContains(t, err, "single-user mode")
+		require.NoDirExists(t, root, "a refused start creates nothing")
+	})
+	t.Run("no cgroups", func(t *testing.T) {
+		t.Parallel()
+		_, err := local.New(local.Config{WorkRoot: workRoot(t), CgroupRoot: t.TempDir()})
+		require.ErrorIs(t, err, local.ErrNotIsolated)
+		require.ErrorContains(t, err, "cgroup")
+	})
+	t.Run("work root out of reach of job users", func(t *testing.T) {
+		t.Parallel()
+		private := t.TempDir() // mode 0700
+		_, err := local.New(local.Config{WorkRoot: filepath.Join(private, "jobs")})
+		require.ErrorIs(t, err, local.ErrNotIsolated)
+		require.ErrorContains(t, err, "cannot reach")
+	})
+	t.Run("single-user mode runs jobs as the service's user and says so", func(t *testing.T) {
+		t.Parallel()
+		var logs bytes.Buffer
+		s, root := newIsolated(t, local.Config{SingleUser: true, Privileges: notRoot,
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		require.Contains(t, logs.String(), "unisolated")
+		ref := submit(t, s, "single", "#!/bin/bash\nid -u\n")
+		require.Equal(t, app.PhaseCompleted, waitTerminal(t, s, ref).Phase)
+		require.Equal(t, strconv.Itoa(os.Geteuid())+"\n", readFile(t, filepath.Join(root, "single", "stdout.log")))
+	})
+}
