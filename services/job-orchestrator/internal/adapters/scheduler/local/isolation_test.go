@@ -73,6 +73,12 @@ func jobProcesses(t *testing.T, id string, cmdline ...string) []int {
 	return pids
 }
 
+// uniqueID returns a job id no other test run uses, for tests that look
+// for a job's processes on the host.
+func uniqueID(prefix string) string {
+	return prefix + "-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+}
+
 func readFile(t *testing.T, path string) string {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -83,23 +89,26 @@ func readFile(t *testing.T, path string) string {
 // The attack of issue 14: a job reads the service's environment through
 // /proc/$PPID/environ and leaves a process behind in a new session.
 func TestExploitServiceEnvironmentAndSetsidSurvivor(t *testing.T) {
-	t.Setenv("AUTH_HS256_SECRET", "SECRET-hs256-of-the-service")
-	t.Setenv("PAGE_TOKEN_KEY", "TOKEN_KEY-of-the-service")
+	t.Parallel()
+	own := readFile(t, "/proc/self/environ")
+	require.Contains(t, own, testSecret, "the service's environment holds a secret to steal")
+	require.Contains(t, own, testTokenKey)
 	s, root := newIsolated(t, local.Config{})
 	script := "#!/bin/bash\ntr '\\0' '\\n' </proc/$PPID/environ | grep -E 'SECRET|TOKEN_KEY'; setsid sleep 777 & sleep 1\n"
-	ref := submit(t, s, "exploit", script, func(r *app.SubmitRequest) { r.Walltime = time.Minute })
+	id := uniqueID("exploit")
+	ref := submit(t, s, id, script, func(r *app.SubmitRequest) { r.Walltime = time.Minute })
 
-	require.Eventually(t, func() bool { return len(jobProcesses(t, "exploit", "sleep", "777")) == 1 },
+	require.Eventually(t, func() bool { return len(jobProcesses(t, id, "sleep", "777")) == 1 },
 		10*time.Second, 20*time.Millisecond, "the job starts sleep 777 in its own session")
 	st := waitTerminal(t, s, ref)
 
-	out := readFile(t, filepath.Join(root, "exploit", "stdout.log"))
-	require.NotContains(t, out, "SECRET")
-	require.NotContains(t, out, "TOKEN_KEY")
+	out := readFile(t, filepath.Join(root, id, "stdout.log"))
+	require.NotContains(t, out, testSecret)
+	require.NotContains(t, out, testTokenKey)
 	require.Empty(t, out, "the job printed nothing of the service's environment")
-	require.Contains(t, readFile(t, filepath.Join(root, "exploit", "stderr.log")), "Permission denied")
-	require.Empty(t, jobProcesses(t, "exploit", "sleep", "777"), "sleep 777 is gone once the job has ended")
-	require.Empty(t, jobProcesses(t, "exploit"), "no process of the job is left")
+	require.Contains(t, readFile(t, filepath.Join(root, id, "stderr.log")), "Permission denied")
+	require.Empty(t, jobProcesses(t, id, "sleep", "777"), "sleep 777 is gone once the job has ended")
+	require.Empty(t, jobProcesses(t, id), "no process of the job is left")
 	require.Equal(t, app.PhaseCompleted, st.Phase, "the job itself exits 0 (grep found nothing)")
 }
 
@@ -152,12 +161,13 @@ func TestForkBombIsBoundedByProcessLimit(t *testing.T) {
 	t.Parallel()
 	const limit = 40
 	s, _ := newIsolated(t, local.Config{MaxProcesses: limit})
-	ref := submit(t, s, "bomb", "#!/bin/bash\nbomb() { bomb | bomb & }\nbomb\nsleep 3\n",
+	id := uniqueID("bomb")
+	ref := submit(t, s, id, "#!/bin/bash\nbomb() { bomb | bomb & }\nbomb\nsleep 3\n",
 		func(r *app.SubmitRequest) { r.Walltime = 20 * time.Second })
 
 	peak := 0
 	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		peak = max(peak, len(jobProcesses(t, "bomb")))
+		peak = max(peak, len(jobProcesses(t, id)))
 		st, err := s.Status(context.Background(), ref)
 		require.NoError(t, err)
 		if st.Phase.Terminal() {
@@ -170,7 +180,7 @@ func TestForkBombIsBoundedByProcessLimit(t *testing.T) {
 
 	st := waitTerminal(t, s, ref)
 	require.True(t, st.Phase.Terminal())
-	require.Empty(t, jobProcesses(t, "bomb"), "nothing of the bomb is left")
+	require.Empty(t, jobProcesses(t, id), "nothing of the bomb is left")
 }
 
 // A job over its memory limit is killed and ends FAILED with OUT_OF_MEMORY.
@@ -225,19 +235,20 @@ func TestCancelKillsDaemonizedProcesses(t *testing.T) {
 	t.Parallel()
 	s, _ := newIsolated(t, local.Config{})
 	script := "#!/bin/bash\n(setsid bash -c 'trap \"\" TERM HUP; exec sleep 778' &)\nsleep 300\n"
-	ref := submit(t, s, "daemon", script)
-	require.Eventually(t, func() bool { return len(jobProcesses(t, "daemon", "sleep", "778")) == 1 },
+	id, idWT := uniqueID("daemon"), uniqueID("daemon-wt")
+	ref := submit(t, s, id, script)
+	require.Eventually(t, func() bool { return len(jobProcesses(t, id, "sleep", "778")) == 1 },
 		10*time.Second, 20*time.Millisecond)
 	require.NoError(t, s.Cancel(context.Background(), ref))
 	st, err := s.Status(context.Background(), ref)
 	require.NoError(t, err)
 	require.Equal(t, app.PhaseCancelled, st.Phase)
-	require.Empty(t, jobProcesses(t, "daemon"), "the daemonized sleep is gone when Cancel returns")
+	require.Empty(t, jobProcesses(t, id), "the daemonized sleep is gone when Cancel returns")
 
-	wt := submit(t, s, "daemon-wt", script, func(r *app.SubmitRequest) { r.Walltime = time.Second })
+	wt := submit(t, s, idWT, script, func(r *app.SubmitRequest) { r.Walltime = time.Second })
 	st = waitTerminal(t, s, wt)
 	require.Equal(t, app.ErrorCodeTimeout, st.ErrorCode)
-	require.Empty(t, jobProcesses(t, "daemon-wt"), "the daemonized sleep is gone at the walltime")
+	require.Empty(t, jobProcesses(t, idWT), "the daemonized sleep is gone at the walltime")
 }
 
 // privileges is a Privileges that answers err.

@@ -3,6 +3,7 @@ package local_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -21,7 +22,24 @@ import (
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
 )
 
+// Secrets in the test process's environment, as the service has its own.
+const (
+	testSecret   = "SECRET-hs256-of-the-service"
+	testTokenKey = "TOKEN_KEY-of-the-service"
+	reexecMarker = "LOCAL_SCHEDULER_TEST_REEXEC"
+)
+
 func TestMain(m *testing.M) {
+	// /proc/<pid>/environ shows the environment a process was started with,
+	// not later os.Setenv calls, so the test binary starts itself again with
+	// the secrets in its environment.
+	if os.Getenv(reexecMarker) == "" {
+		env := append(os.Environ(), reexecMarker+"=1",
+			"AUTH_HS256_SECRET="+testSecret, "PAGE_TOKEN_KEY="+testTokenKey)
+		err := syscall.Exec("/proc/self/exe", os.Args, env)
+		fmt.Fprintln(os.Stderr, "re-exec the test binary:", err)
+		os.Exit(2)
+	}
 	goleak.VerifyTestMain(m)
 }
 
