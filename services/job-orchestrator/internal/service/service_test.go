@@ -2,6 +2,8 @@ package service_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +25,18 @@ import (
 )
 
 const secret = "0123456789abcdef0123456789abcdef-test-secret"
+
+// stateDir returns a new state directory below one the local backend's job
+// users can search, as the isolated backend requires of the job directories
+// in it (t.TempDir's parent is private to its owner).
+func stateDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "orchestrator-test-")
+	require.NoError(t, err)
+	require.NoError(t, os.Chmod(dir, 0o711))
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return filepath.Join(dir, "state")
+}
 
 // env returns the environment of an orchestrator on the real brokers with
 // its own state directory and topics.
@@ -80,13 +94,13 @@ func customSpecOn(partition, script string, walltime time.Duration) *jobpb.JobSp
 func TestBinaryServesAndShutsDownOnSIGTERM(t *testing.T) {
 	t.Parallel()
 	prefix := relaytest.RandomName(t, "orchtest-") + "-"
-	servicetest.RequireLifecycle(t, "../../cmd/job-orchestrator", env(t, prefix, t.TempDir()))
+	servicetest.RequireLifecycle(t, "../../cmd/job-orchestrator", env(t, prefix, stateDir(t)))
 }
 
 func TestUnauthenticatedCallsAreRefused(t *testing.T) {
 	t.Parallel()
 	prefix := relaytest.RandomName(t, "orchtest-") + "-"
-	p := servicetest.RunBinary(t, "../../cmd/job-orchestrator", env(t, prefix, t.TempDir()))
+	p := servicetest.RunBinary(t, "../../cmd/job-orchestrator", env(t, prefix, stateDir(t)))
 	c := client(t, p.GRPCAddr)
 	_, err := c.GetJob(context.Background(), &jobpb.GetJobRequest{JobId: "x"})
 	require.ErrorContains(t, err, "Unauthenticated")
@@ -145,7 +159,7 @@ func containsID(evs []events.Event, id string) bool {
 func TestCrashBetweenCommitAndPublish(t *testing.T) {
 	t.Parallel()
 	prefix := relaytest.RandomName(t, "orchtest-") + "-"
-	state := t.TempDir()
+	state := stateDir(t)
 	user := relaytest.RandomName(t, "user-")
 	ctx := authed(t, user)
 
