@@ -109,6 +109,50 @@ func TestUnauthenticatedCallsAreRefused(t *testing.T) {
 	require.Equal(t, healthpb.HealthCheckResponse_SERVING, st)
 }
 
+// The state directory and an SQLite database left readable by an earlier
+// version are private once the orchestrator runs; the local backend logs
+// whether it isolates jobs.
+func TestStateDirectoryIsPrivate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		singleUser string
+		dirMode    os.FileMode
+		logLine    string
+	}{
+		{name: "isolated jobs below it: searchable, not readable", singleUser: "false", dirMode: 0o711, logLine: "local scheduler isolates jobs"},
+		{name: "single-user mode: owner only", singleUser: "true", dirMode: 0o700, logLine: "unisolated"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			state := stateDir(t)
+			require.NoError(t, os.MkdirAll(state, 0o755))
+			require.NoError(t, os.Chmod(state, 0o755))
+			db := filepath.Join(state, "orchestrator.db")
+			require.NoError(t, os.WriteFile(db, nil, 0o644))
+			require.NoError(t, os.Chmod(db, 0o644))
+
+			vars := env(t, relaytest.RandomName(t, "orchtest-")+"-", state)
+			vars["LOCAL_SINGLE_USER"] = tc.singleUser
+			p := servicetest.RunBinary(t, "../../cmd/job-orchestrator", vars)
+			require.Contains(t, p.Output(), tc.logLine)
+
+			fi, err := os.Stat(state)
+			require.NoError(t, err)
+			require.Equal(t, tc.dirMode, fi.Mode().Perm())
+			entries, err := os.ReadDir(state)
+			require.NoError(t, err)
+			for _, e := range entries {
+				if strings.HasPrefix(e.Name(), "orchestrator.db") {
+					fi, err := e.Info()
+					require.NoError(t, err)
+					require.Zero(t, fi.Mode().Perm()&0o077, "%s has mode %04o", e.Name(), fi.Mode().Perm())
+				}
+			}
+		})
+	}
+}
+
 // lifecycleOf returns the event types of job on the prefixed job-lifecycle
 // topic, in partition order, and the decoded events.
 func lifecycleOf(t *testing.T, prefix, topic, jobID string) []events.Event {
