@@ -135,7 +135,6 @@ func TestStateDirectoryIsPrivate(t *testing.T) {
 			vars := env(t, relaytest.RandomName(t, "orchtest-")+"-", state)
 			vars["LOCAL_SINGLE_USER"] = tc.singleUser
 			p := servicetest.RunBinary(t, "../../cmd/job-orchestrator", vars)
-			require.Contains(t, p.Output(), tc.logLine)
 
 			fi, err := os.Stat(state)
 			require.NoError(t, err)
@@ -149,6 +148,7 @@ func TestStateDirectoryIsPrivate(t *testing.T) {
 					require.Zero(t, fi.Mode().Perm()&0o077, "%s has mode %04o", e.Name(), fi.Mode().Perm())
 				}
 			}
+			require.Contains(t, p.Output(), tc.logLine)
 		})
 	}
 }
