@@ -1,15 +1,20 @@
 package local_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -49,28 +54,7 @@ func newIsolated(t *testing.T, cfg local.Config) (*local.Scheduler, string) {
 // and, when cmdline is set, whose command line is exactly it.
 func jobProcesses(t *testing.T, id string, cmdline ...string) []int {
 	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	require.NoError(t, err)
-	want := []byte("FLEET_JOB_ID=" + id + "\x00")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err != nil || !bytes.Contains(env, want) {
-			continue
-		}
-		if len(cmdline) > 0 {
-			cl, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-			if err != nil || string(cl) != strings.Join(cmdline, "\x00")+"\x00" {
-				continue
-			}
-		}
-		pids = append(pids, pid)
-	}
-	return pids
+	return procsOf(id, cmdline...)
 }
 
 // uniqueID returns a job id no other test run uses, for tests that look
@@ -292,4 +276,101 @@ func TestRefusesToStartUnisolated(t *testing.T) {
 		require.Equal(t, app.PhaseCompleted, waitTerminal(t, s, ref).Phase)
 		require.Equal(t, strconv.Itoa(os.Geteuid())+"\n", readFile(t, filepath.Join(root, "single", "stdout.log")))
 	})
+}
+
+// crashChildRoot, set in the environment of the test binary, makes it run
+// runCrashChild instead of the tests.
+const crashChildRoot = "LOCAL_SCHEDULER_TEST_CRASH_ROOT"
+
+// runCrashChild starts a scheduler on root and a job that leaves a
+// process in a session of its own, prints READY once both run, and waits
+// to be killed: a service that dies with a job running.
+func runCrashChild(root string) {
+	s, err := local.New(local.Config{WorkRoot: root, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(1)
+	}
+	id := os.Getenv(crashChildRoot + "_JOB")
+	_, err = s.Submit(context.Background(), app.SubmitRequest{JobID: id, Name: "adopted",
+		Script: "#!/bin/bash\n(setsid sleep 779 &)\nsleep 300\n"})
+	if err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(1)
+	}
+	for {
+		if pids := procsOf(id, "sleep", "779"); len(pids) == 1 {
+			fmt.Println("READY")
+			select {}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A job that outlives the service that started it (SIGKILL) is adopted by
+// the next one: it is running while its cgroup has members, and Cancel
+// kills all of them, the one in its own session too.
+func TestAdoptedJobIsKilledThroughItsCgroup(t *testing.T) {
+	t.Parallel()
+	root := workRoot(t)
+	id := uniqueID("adopted")
+	child := exec.Command("/proc/self/exe", "-test.run=^$")
+	child.Env = append(os.Environ(), crashChildRoot+"="+root, crashChildRoot+"_JOB="+id)
+	out, err := child.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, child.Start())
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	require.Equal(t, "READY\n", line)
+	require.NoError(t, child.Process.Kill())
+	_ = child.Wait()
+	require.Len(t, jobProcesses(t, id, "sleep", "779"), 1, "the job outlives its service")
+
+	var rec struct {
+		Cgroup string `json:"cgroup"`
+		UID    int    `json:"uid"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(readFile(t, filepath.Join(root, ".state", id, "state.json"))), &rec))
+	require.NotEmpty(t, rec.Cgroup)
+	require.NotZero(t, rec.UID)
+
+	s, _ := newIsolated(t, local.Config{WorkRoot: root})
+	ref := app.SchedulerRef{ID: id}
+	st, err := s.Status(context.Background(), ref)
+	require.NoError(t, err)
+	require.Equal(t, app.PhaseRunning, st.Phase)
+
+	require.NoError(t, s.Cancel(context.Background(), ref))
+	st, err = s.Status(context.Background(), ref)
+	require.NoError(t, err)
+	require.Equal(t, app.PhaseCancelled, st.Phase)
+	require.Empty(t, jobProcesses(t, id), "every process of the adopted job is gone")
+	cgroups, err := filepath.Glob("/sys/fs/cgroup/*/" + local.DefaultCgroupParent + "/" + rec.Cgroup)
+	require.NoError(t, err)
+	require.Empty(t, cgroups, "the job's cgroup is removed")
+	var stat syscall.Stat_t
+	require.NoError(t, syscall.Stat(filepath.Join(root, id), &stat))
+	require.Equal(t, uint32(os.Geteuid()), stat.Uid, "the job directory is taken back from the job's uid")
+}
+
+// procsOf is jobProcesses without a testing.T, for runCrashChild.
+func procsOf(id string, cmdline ...string) []int {
+	entries, _ := os.ReadDir("/proc")
+	want := []byte("FLEET_JOB_ID=" + id + "\x00")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil || !bytes.Contains(env, want) {
+			continue
+		}
+		cl, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(cmdline) > 0 && string(cl) != strings.Join(cmdline, "\x00")+"\x00" {
+			continue
+		}
+		pids = append(pids, pid)
+	}
+	return pids
 }

@@ -40,6 +40,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "re-exec the test binary:", err)
 		os.Exit(2)
 	}
+	if root := os.Getenv(crashChildRoot); root != "" {
+		runCrashChild(root)
+		return
+	}
 	goleak.VerifyTestMain(m)
 }
 
