@@ -49,7 +49,7 @@ func TestMain(m *testing.M) {
 
 // workRoot returns a new work root that job users can reach (t.TempDir's
 // parent is private to root).
-func workRoot(t *testing.T) string {
+func workRoot(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "local-scheduler-")
 	require.NoError(t, err)
