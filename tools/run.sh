@@ -10,6 +10,8 @@
 #                     [a fixed development value: never use it in production]
 #   FLEET_DEMO        0 skips the demo batch [1]
 #   SCHEDULER         local or slurm [slurm when the stack has slurmrestd, else local]
+#                     The local scheduler isolates jobs (own uid and cgroup each) when
+#                     run as root, and runs them unisolated otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,6 +53,28 @@ orchestrator_env=(
   "SCHEDULER=$scheduler"
   "RECONCILE_INTERVAL=1s"
 )
+if [ "$scheduler" = local ]; then
+  if [ "$(id -u)" != 0 ]; then
+    # Only root can give each job its own uid and cgroup.
+    echo "==> not root: the local scheduler runs jobs unisolated, as $(id -un) (LOCAL_SINGLE_USER=true)"
+    orchestrator_env+=("LOCAL_SINGLE_USER=true")
+  else
+    # Job users must be able to search every directory above their job
+    # directories; when the run directory is below a private one (a home
+    # directory), the jobs go elsewhere.
+    d=$run_dir
+    while [ "$d" != / ]; do
+      if [ -z "$(find "$d" -maxdepth 0 -perm -o+x)" ]; then
+        jobs_dir=/var/tmp/fleet-run-jobs
+        mkdir -p "$jobs_dir" && chmod 0711 "$jobs_dir"
+        echo "==> $d is private: local jobs run in $jobs_dir"
+        orchestrator_env+=("JOB_WORK_DIR=$jobs_dir")
+        break
+      fi
+      d=$(dirname "$d")
+    done
+  fi
+fi
 if [ "$scheduler" = slurm ]; then
   # Jobs run as the stack's Slurm user: their output directory must be
   # writable by it, and every system maps to the stack Slurm's one

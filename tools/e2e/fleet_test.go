@@ -154,6 +154,18 @@ func sharedWorkDir(t *testing.T) string {
 	return dir
 }
 
+// stateDir returns a new orchestrator state directory below one that the
+// local backend's job users can search (the job directories are in it;
+// t.TempDir's parent is private to its owner).
+func stateDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "fleet-e2e-state-")
+	require.NoError(t, err)
+	require.NoError(t, os.Chmod(dir, 0o711))
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return filepath.Join(dir, "state")
+}
+
 func startFleet(t *testing.T) *fleet {
 	t.Helper()
 	s := requireStack(t)
@@ -164,7 +176,7 @@ func startFleet(t *testing.T) *fleet {
 	orchEnv := s.otelEnv(map[string]string{
 		"AMQP_URL":                   s.amqp,
 		"DATABASE_URL":               sqlstoretest.Databases(t)[1].URL(t), // a fresh PostgreSQL database
-		"STATE_DIRECTORY":            t.TempDir(),
+		"STATE_DIRECTORY":            stateDir(t),
 		"AUTH_HS256_SECRET":          authSecret,
 		"PAGE_TOKEN_KEY":             "e2e-page-token-key-0123456789abcdef",
 		"RECONCILE_INTERVAL":         "200ms",

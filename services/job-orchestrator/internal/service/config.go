@@ -14,6 +14,7 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/local"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/slurm"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
@@ -22,28 +23,37 @@ import (
 // Environment variables of the job-orchestrator (beyond the runtime's and
 // the AUTH_* variables read by auth.LoadConfig).
 const (
-	EnvDatabaseURL      = "DATABASE_URL"    // default sqlite:<state dir>/orchestrator.db
-	EnvStateDirectory   = "STATE_DIRECTORY" // default ./data
-	EnvScheduler        = "SCHEDULER"       // local (default) or slurm
-	EnvJobWorkDir       = "JOB_WORK_DIR"    // job output directories; default <state dir>/jobs
-	EnvLocalMaxJobs     = "LOCAL_MAX_JOBS"  // local backend: jobs run at once; default the CPU count
-	EnvSlurmURL         = "SLURMRESTD_URL"  // slurm backend: http(s)://host:port or unix:///socket
-	EnvSlurmUser        = "SLURM_USER"      // X-SLURM-USER-NAME
-	EnvSlurmToken       = "SLURM_JWT_TOKEN" // the slurmrestd JWT, or:
-	EnvSlurmTokenFile   = "SLURM_JWT_TOKEN_FILE"
-	EnvPageTokenKey     = "PAGE_TOKEN_KEY" // or PAGE_TOKEN_KEY_FILE; replicas must share it
-	EnvCatalogueFile    = "SYSTEM_CATALOGUE_FILE"
-	EnvCostNodeHour     = "COST_USD_PER_NODE_HOUR"
-	EnvCostGPUHour      = "COST_USD_PER_GPU_HOUR"
-	EnvReconcileEvery   = "RECONCILE_INTERVAL"
-	EnvMetricsInterval  = "JOB_METRICS_INTERVAL" // running jobs' metrics samples; default 30s, 0 none
-	EnvWatchPoll        = "WATCH_POLL_INTERVAL"  // WatchJob's re-read when no wake-up came; default 1s
-	EnvAMQPURL          = "AMQP_URL"             // empty: job events go to Kafka only
-	EnvEnsureTopics     = "ORCHESTRATOR_ENSURE_TOPICS"
-	EnvTopicPrefix      = "ORCHESTRATOR_TOPIC_PREFIX"
-	EnvFault            = "ORCHESTRATOR_FAULT"
-	suffixFile          = "_FILE"
-	defaultDatabaseFile = "orchestrator.db"
+	EnvDatabaseURL    = "DATABASE_URL"    // default sqlite:<state dir>/orchestrator.db
+	EnvStateDirectory = "STATE_DIRECTORY" // default ./data
+	EnvScheduler      = "SCHEDULER"       // local (default) or slurm
+	EnvJobWorkDir     = "JOB_WORK_DIR"    // job output directories; default <state dir>/jobs
+	EnvLocalMaxJobs   = "LOCAL_MAX_JOBS"  // local backend: jobs run at once; default the CPU count
+	// Local backend isolation (docs/local-isolation.md).
+	EnvLocalSingleUser    = "LOCAL_SINGLE_USER"           // true: run jobs unisolated as the service's user
+	EnvLocalUIDRange      = "LOCAL_JOB_UID_RANGE"         // first-last; default 61000-61999
+	EnvLocalGIDRange      = "LOCAL_JOB_GID_RANGE"         // first-last; default the uid range
+	EnvLocalCgroupParent  = "LOCAL_CGROUP_PARENT"         // default fleet-local
+	EnvLocalDefaultMemory = "LOCAL_JOB_DEFAULT_MEMORY_MB" // limit of a job asking for none; default 0, none
+	EnvLocalMaxProcesses  = "LOCAL_JOB_MAX_PROCESSES"     // default 1024
+	EnvLocalMaxOpenFiles  = "LOCAL_JOB_MAX_OPEN_FILES"    // default 1024
+	EnvLocalMaxFileSizeMB = "LOCAL_JOB_MAX_FILE_SIZE_MB"  // default 16384
+	EnvSlurmURL           = "SLURMRESTD_URL"              // slurm backend: http(s)://host:port or unix:///socket
+	EnvSlurmUser          = "SLURM_USER"                  // X-SLURM-USER-NAME
+	EnvSlurmToken         = "SLURM_JWT_TOKEN"             // the slurmrestd JWT, or:
+	EnvSlurmTokenFile     = "SLURM_JWT_TOKEN_FILE"
+	EnvPageTokenKey       = "PAGE_TOKEN_KEY" // or PAGE_TOKEN_KEY_FILE; replicas must share it
+	EnvCatalogueFile      = "SYSTEM_CATALOGUE_FILE"
+	EnvCostNodeHour       = "COST_USD_PER_NODE_HOUR"
+	EnvCostGPUHour        = "COST_USD_PER_GPU_HOUR"
+	EnvReconcileEvery     = "RECONCILE_INTERVAL"
+	EnvMetricsInterval    = "JOB_METRICS_INTERVAL" // running jobs' metrics samples; default 30s, 0 none
+	EnvWatchPoll          = "WATCH_POLL_INTERVAL"  // WatchJob's re-read when no wake-up came; default 1s
+	EnvAMQPURL            = "AMQP_URL"             // empty: job events go to Kafka only
+	EnvEnsureTopics       = "ORCHESTRATOR_ENSURE_TOPICS"
+	EnvTopicPrefix        = "ORCHESTRATOR_TOPIC_PREFIX"
+	EnvFault              = "ORCHESTRATOR_FAULT"
+	suffixFile            = "_FILE"
+	defaultDatabaseFile   = "orchestrator.db"
 )
 
 // FaultAfterCommitBeforePublish is the one fault point: ORCHESTRATOR_FAULT=
@@ -60,13 +70,16 @@ type Config struct {
 	Scheduler   string
 	WorkDir     string
 	LocalMax    int
-	Slurm       slurm.Config
-	Auth        auth.Config
-	App         app.Config
-	Reconciler  app.ReconcilerConfig
-	Catalogue   string
-	Kafka       kafkabus.Connection
-	AMQPURL     string
+	// Local is the local backend's isolation and limits (WorkRoot, Logger
+	// and MaxConcurrent are set when the backend is built).
+	Local      local.Config
+	Slurm      slurm.Config
+	Auth       auth.Config
+	App        app.Config
+	Reconciler app.ReconcilerConfig
+	Catalogue  string
+	Kafka      kafkabus.Connection
+	AMQPURL    string
 	// EnsureTopics applies the topic catalogue (create or verify) at start.
 	EnsureTopics bool
 	TopicPrefix  string
@@ -144,6 +157,7 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 		}
 		c.LocalMax = n
 	}
+	c.Local = loadLocal(get, &errs)
 	c.Slurm = slurm.Config{BaseURL: get(EnvSlurmURL), UserName: get(EnvSlurmUser),
 		Token: telemetry.Secret(get(EnvSlurmToken)), TokenFile: get(EnvSlurmTokenFile)}
 
@@ -214,6 +228,11 @@ func (c Config) Validate() error {
 		if c.LocalMax < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative", EnvLocalMaxJobs))
 		}
+		lc := c.Local
+		lc.WorkRoot, lc.MaxConcurrent = c.WorkDir, c.LocalMax
+		if err := lc.WithDefaults().Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	case "slurm":
 		if err := c.Slurm.WithDefaults().Validate(); err != nil {
 			errs = append(errs, err)
@@ -256,4 +275,56 @@ func domainEventType(t string) string {
 		return t
 	}
 	return ""
+}
+
+// loadLocal reads the local backend's isolation settings.
+func loadLocal(get func(string) string, errs *[]error) local.Config {
+	var lc local.Config
+	if v := get(EnvLocalSingleUser); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			*errs = append(*errs, fmt.Errorf("%s=%q: want true or false", EnvLocalSingleUser, v))
+		}
+		lc.SingleUser = b
+	}
+	idRange := func(k string) local.IDRange {
+		v := get(k)
+		if v == "" {
+			return local.IDRange{}
+		}
+		a, b, ok := strings.Cut(v, "-")
+		first, err1 := strconv.Atoi(strings.TrimSpace(a))
+		last, err2 := strconv.Atoi(strings.TrimSpace(b))
+		if !ok || err1 != nil || err2 != nil || first < 1 || last < first {
+			*errs = append(*errs, fmt.Errorf("%s=%q: want first-last, for example 61000-61999", k, v))
+			return local.IDRange{}
+		}
+		return local.IDRange{First: first, Last: last}
+	}
+	lc.UIDs = idRange(EnvLocalUIDRange)
+	lc.GIDs = idRange(EnvLocalGIDRange)
+	lc.CgroupParent = get(EnvLocalCgroupParent)
+	positive := func(k string) int64 {
+		v := get(k)
+		if v == "" {
+			return 0
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			*errs = append(*errs, fmt.Errorf("%s=%q: want a positive integer", k, v))
+			return 0
+		}
+		return n
+	}
+	lc.DefaultMemoryMB = positive(EnvLocalDefaultMemory)
+	lc.MaxProcesses = positive(EnvLocalMaxProcesses)
+	lc.MaxOpenFiles = uint64(positive(EnvLocalMaxOpenFiles))
+	if mb := positive(EnvLocalMaxFileSizeMB); mb > 0 {
+		if mb > 1<<43 {
+			*errs = append(*errs, fmt.Errorf("%s=%d: too large", EnvLocalMaxFileSizeMB, mb))
+		} else {
+			lc.MaxFileSize = mb << 20
+		}
+	}
+	return lc
 }

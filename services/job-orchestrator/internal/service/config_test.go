@@ -38,3 +38,58 @@ func TestLoadConfigAuth(t *testing.T) {
 		})
 	}
 }
+
+func TestLoadConfigLocalIsolation(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantErr string
+		check   func(t *testing.T, cfg service.Config)
+	}{
+		{name: "defaults: isolated", env: map[string]string{}, check: func(t *testing.T, cfg service.Config) {
+			require.False(t, cfg.Local.SingleUser)
+			require.Zero(t, cfg.Local.UIDs, "the backend's default range applies")
+		}},
+		{name: "all set", env: map[string]string{
+			"LOCAL_SINGLE_USER": "true", "LOCAL_JOB_UID_RANGE": "70000-70009", "LOCAL_JOB_GID_RANGE": "80000-80009",
+			"LOCAL_CGROUP_PARENT": "fleet/jobs", "LOCAL_JOB_DEFAULT_MEMORY_MB": "512", "LOCAL_JOB_MAX_PROCESSES": "64",
+			"LOCAL_JOB_MAX_OPEN_FILES": "256", "LOCAL_JOB_MAX_FILE_SIZE_MB": "10",
+		}, check: func(t *testing.T, cfg service.Config) {
+			l := cfg.Local
+			require.True(t, l.SingleUser)
+			require.Equal(t, 70000, l.UIDs.First)
+			require.Equal(t, 70009, l.UIDs.Last)
+			require.Equal(t, 80000, l.GIDs.First)
+			require.Equal(t, "fleet/jobs", l.CgroupParent)
+			require.Equal(t, int64(512), l.DefaultMemoryMB)
+			require.Equal(t, int64(64), l.MaxProcesses)
+			require.Equal(t, uint64(256), l.MaxOpenFiles)
+			require.Equal(t, int64(10<<20), l.MaxFileSize)
+		}},
+		{name: "bad single-user flag", env: map[string]string{"LOCAL_SINGLE_USER": "yes please"}, wantErr: "LOCAL_SINGLE_USER"},
+		{name: "bad uid range", env: map[string]string{"LOCAL_JOB_UID_RANGE": "61000"}, wantErr: "LOCAL_JOB_UID_RANGE"},
+		{name: "reversed uid range", env: map[string]string{"LOCAL_JOB_UID_RANGE": "62000-61000"}, wantErr: "LOCAL_JOB_UID_RANGE"},
+		{name: "gid range of another size", env: map[string]string{"LOCAL_JOB_UID_RANGE": "61000-61009", "LOCAL_JOB_GID_RANGE": "61000-61001"}, wantErr: "as many ids"},
+		{name: "more concurrent jobs than uids", env: map[string]string{"LOCAL_JOB_UID_RANGE": "61000-61001", "LOCAL_MAX_JOBS": "3"}, wantErr: "exceeds the 2 job uids"},
+		{name: "cgroup parent escaping", env: map[string]string{"LOCAL_CGROUP_PARENT": "../x"}, wantErr: "CgroupParent"},
+		{name: "zero processes", env: map[string]string{"LOCAL_JOB_MAX_PROCESSES": "0"}, wantErr: "LOCAL_JOB_MAX_PROCESSES"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := map[string]string{"KAFKA_BROKERS": "127.0.0.1:9092", "STATE_DIRECTORY": t.TempDir(),
+				"PAGE_TOKEN_KEY": "page-token-key-of-the-tests-0123", "AUTH_HS256_SECRET": secret}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			cfg, err := service.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+			if tt.wantErr != "" {
+				require.ErrorContains(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			tt.check(t, cfg)
+		})
+	}
+}

@@ -67,7 +67,7 @@ var (
 // RabbitMQ, the metrics at the end and, when b can, the scheduler's own view.
 func runEndToEnd(t *testing.T, b backend) {
 	prefix := relaytest.RandomName(t, "orchtest-") + "-"
-	vars := env(t, prefix, t.TempDir())
+	vars := env(t, prefix, stateDir(t))
 	vars["JOB_METRICS_INTERVAL"] = "1s"
 	for k, v := range b.env {
 		vars[k] = v

@@ -14,6 +14,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -83,10 +84,8 @@ func (o *orchestrator) wire(ctx context.Context, deps svcruntime.Deps) error {
 	}
 
 	// Database, migrations, store.
-	if strings.HasPrefix(cfg.DatabaseURL, "sqlite:") {
-		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
-			return fmt.Errorf("create state directory: %w", err)
-		}
+	if err := secureStateDir(cfg); err != nil {
+		return err
 	}
 	db, err := sqlstore.Open(ctx, sqlstore.Config{URL: cfg.DatabaseURL}, log)
 	if err != nil {
@@ -251,10 +250,58 @@ func newScheduler(cfg Config, log *slog.Logger) (scheduler, error) {
 		}
 		return scheduler{Scheduler: s, close: func(context.Context) error { s.Close(); return nil }}, nil
 	default:
-		s, err := local.New(local.Config{WorkRoot: filepath.Clean(cfg.WorkDir), Logger: log, MaxConcurrent: cfg.LocalMax})
+		lc := cfg.Local
+		lc.WorkRoot, lc.Logger, lc.MaxConcurrent = filepath.Clean(cfg.WorkDir), log, cfg.LocalMax
+		s, err := local.New(lc)
+		if errors.Is(err, local.ErrNotIsolated) {
+			return scheduler{}, fmt.Errorf("%w (%s=true accepts unisolated jobs)", err, EnvLocalSingleUser)
+		}
 		if err != nil {
 			return scheduler{}, err
 		}
 		return scheduler{Scheduler: s, close: s.Close}, nil
 	}
+}
+
+// secureStateDir makes the orchestrator's files private: everything it
+// creates from now on is readable by its own user only (umask 077), the
+// state directory can be neither listed nor read by anyone else, and an
+// SQLite database made by an earlier version with a wider mode is narrowed.
+// The state directory keeps search permission for others (0711) only when
+// the isolated local backend's job directories are below it, so that the
+// jobs' users can reach their own directories.
+func secureStateDir(cfg Config) error {
+	syscall.Umask(0o077)
+	mode := os.FileMode(0o700)
+	if cfg.Scheduler == "local" && !cfg.Local.SingleUser && within(cfg.WorkDir, cfg.StateDir) {
+		mode = 0o711
+	}
+	if err := os.MkdirAll(cfg.StateDir, mode); err != nil {
+		return fmt.Errorf("create state directory: %w", err)
+	}
+	if err := os.Chmod(cfg.StateDir, mode); err != nil {
+		return fmt.Errorf("chmod state directory: %w", err)
+	}
+	if path, ok := strings.CutPrefix(cfg.DatabaseURL, "sqlite:"); ok {
+		path = strings.TrimPrefix(path, "//")
+		if i := strings.IndexByte(path, '?'); i >= 0 {
+			path = path[:i]
+		}
+		for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+			fi, err := os.Stat(path + suffix)
+			if err != nil || fi.Mode().Perm()&0o077 == 0 {
+				continue
+			}
+			if err := os.Chmod(path+suffix, fi.Mode().Perm()&0o700); err != nil {
+				return fmt.Errorf("chmod database file: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// within reports whether path is dir or below it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }

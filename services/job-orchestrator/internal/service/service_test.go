@@ -2,6 +2,8 @@ package service_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +25,18 @@ import (
 )
 
 const secret = "0123456789abcdef0123456789abcdef-test-secret"
+
+// stateDir returns a new state directory below one the local backend's job
+// users can search, as the isolated backend requires of the job directories
+// in it (t.TempDir's parent is private to its owner).
+func stateDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "orchestrator-test-")
+	require.NoError(t, err)
+	require.NoError(t, os.Chmod(dir, 0o711))
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return filepath.Join(dir, "state")
+}
 
 // env returns the environment of an orchestrator on the real brokers with
 // its own state directory and topics.
@@ -80,19 +94,63 @@ func customSpecOn(partition, script string, walltime time.Duration) *jobpb.JobSp
 func TestBinaryServesAndShutsDownOnSIGTERM(t *testing.T) {
 	t.Parallel()
 	prefix := relaytest.RandomName(t, "orchtest-") + "-"
-	servicetest.RequireLifecycle(t, "../../cmd/job-orchestrator", env(t, prefix, t.TempDir()))
+	servicetest.RequireLifecycle(t, "../../cmd/job-orchestrator", env(t, prefix, stateDir(t)))
 }
 
 func TestUnauthenticatedCallsAreRefused(t *testing.T) {
 	t.Parallel()
 	prefix := relaytest.RandomName(t, "orchtest-") + "-"
-	p := servicetest.RunBinary(t, "../../cmd/job-orchestrator", env(t, prefix, t.TempDir()))
+	p := servicetest.RunBinary(t, "../../cmd/job-orchestrator", env(t, prefix, stateDir(t)))
 	c := client(t, p.GRPCAddr)
 	_, err := c.GetJob(context.Background(), &jobpb.GetJobRequest{JobId: "x"})
 	require.ErrorContains(t, err, "Unauthenticated")
 	st, err := p.HealthStatus(context.Background(), "")
 	require.NoError(t, err, "health checks need no token")
 	require.Equal(t, healthpb.HealthCheckResponse_SERVING, st)
+}
+
+// The state directory and an SQLite database left readable by an earlier
+// version are private once the orchestrator runs; the local backend logs
+// whether it isolates jobs.
+func TestStateDirectoryIsPrivate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		singleUser string
+		dirMode    os.FileMode
+		logLine    string
+	}{
+		{name: "isolated jobs below it: searchable, not readable", singleUser: "false", dirMode: 0o711, logLine: "local scheduler isolates jobs"},
+		{name: "single-user mode: owner only", singleUser: "true", dirMode: 0o700, logLine: "unisolated"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			state := stateDir(t)
+			require.NoError(t, os.MkdirAll(state, 0o755))
+			require.NoError(t, os.Chmod(state, 0o755))
+			db := filepath.Join(state, "orchestrator.db")
+			require.NoError(t, os.WriteFile(db, nil, 0o644))
+			require.NoError(t, os.Chmod(db, 0o644))
+
+			vars := env(t, relaytest.RandomName(t, "orchtest-")+"-", state)
+			vars["LOCAL_SINGLE_USER"] = tc.singleUser
+			p := servicetest.RunBinary(t, "../../cmd/job-orchestrator", vars)
+
+			fi, err := os.Stat(state)
+			require.NoError(t, err)
+			require.Equal(t, tc.dirMode, fi.Mode().Perm())
+			entries, err := os.ReadDir(state)
+			require.NoError(t, err)
+			for _, e := range entries {
+				if strings.HasPrefix(e.Name(), "orchestrator.db") {
+					fi, err := e.Info()
+					require.NoError(t, err)
+					require.Zero(t, fi.Mode().Perm()&0o077, "%s has mode %04o", e.Name(), fi.Mode().Perm())
+				}
+			}
+			require.Contains(t, p.Output(), tc.logLine)
+		})
+	}
 }
 
 // lifecycleOf returns the event types of job on the prefixed job-lifecycle
@@ -145,7 +203,7 @@ func containsID(evs []events.Event, id string) bool {
 func TestCrashBetweenCommitAndPublish(t *testing.T) {
 	t.Parallel()
 	prefix := relaytest.RandomName(t, "orchtest-") + "-"
-	state := t.TempDir()
+	state := stateDir(t)
 	user := relaytest.RandomName(t, "user-")
 	ctx := authed(t, user)
 

@@ -264,7 +264,7 @@ func stackScript(t *testing.T, args ...string) {
 func TestOutageSlurmRestart(t *testing.T) {
 	s := requireSlurm(t)
 	prefix := relaytest.RandomName(t, "orchtest-") + "-"
-	vars := env(t, prefix, t.TempDir())
+	vars := env(t, prefix, stateDir(t))
 	for k, v := range s.orchestratorEnv(t) {
 		vars[k] = v
 	}

@@ -21,7 +21,7 @@ func TestWatchSeesAnotherReplicasChanges(t *testing.T) {
 	prefix := relaytest.RandomName(t, "orchtest-") + "-"
 	dbURL := sqlstoretest.Databases(t)[1].URL(t) // one PostgreSQL database for both
 	replica := func(reconcile string) string {
-		vars := env(t, prefix, t.TempDir())
+		vars := env(t, prefix, stateDir(t))
 		vars["DATABASE_URL"] = dbURL
 		vars["WATCH_POLL_INTERVAL"] = "1h"
 		vars["RECONCILE_INTERVAL"] = reconcile

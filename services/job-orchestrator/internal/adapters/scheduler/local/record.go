@@ -12,11 +12,19 @@ import (
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
 )
 
-// File names inside a job directory.
+// File names inside a job directory (owned by the job's user while it runs).
 const (
-	scriptFile  = "job.sh"
-	stdoutFile  = "stdout.log"
-	stderrFile  = "stderr.log"
+	scriptFile = "job.sh"
+	stdoutFile = "stdout.log"
+	stderrFile = "stderr.log"
+	tmpDir     = "tmp"
+)
+
+// The scheduler's own files of a job, in <WorkRoot>/.state/<job id>, a
+// directory no job can read or write: a job must not rewrite the record the
+// scheduler trusts after a restart, nor plant a link where it writes.
+const (
+	stateRoot   = ".state"
 	requestFile = "request.json"
 	stateFile   = "state.json"
 )
@@ -46,6 +54,12 @@ type record struct {
 	Reason      string    `json:"reason,omitempty"`
 	CPUTimeNS   *int64    `json:"cpu_time_ns,omitempty"`
 	MaxRSSBytes *int64    `json:"max_rss_bytes,omitempty"`
+	// UID and GID the job ran under; 0 in single-user mode.
+	UID int `json:"uid,omitempty"`
+	GID int `json:"gid,omitempty"`
+	// Cgroup is the name of the job's cgroup below CgroupParent; empty
+	// when the job ran without one.
+	Cgroup string `json:"cgroup,omitempty"`
 }
 
 func (r *record) terminal() bool {

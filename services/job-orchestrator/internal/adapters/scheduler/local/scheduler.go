@@ -2,6 +2,8 @@ package local
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,6 +34,15 @@ var ErrJobExists = errors.New("job already submitted")
 // ErrClosed is returned by Submit after Close.
 var ErrClosed = errors.New("local scheduler closed")
 
+// ErrNotIsolated is returned by New when jobs cannot be isolated (no
+// privilege to switch users, no cgroup to create) and Config.SingleUser is
+// not set.
+var ErrNotIsolated = errors.New("local scheduler cannot isolate jobs")
+
+// sharedTempDirs are the world-writable directories cleared of a job's
+// files when it ends.
+var sharedTempDirs = []string{"/tmp", "/var/tmp", "/dev/shm"}
+
 var (
 	jobIDPattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 	envKeyPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -49,7 +61,8 @@ const (
 // job is one job known to this process. All fields are guarded by
 // Scheduler.mu.
 type job struct {
-	dir  string
+	dir  string // the job's own directory, <WorkRoot>/<job id>
+	meta string // the scheduler's directory of the job, <WorkRoot>/.state/<job id>
 	rec  record
 	req  app.SubmitRequest // kept while queued
 	cmd  *exec.Cmd         // nil when not started here (queued, or adopted after a restart)
@@ -59,6 +72,9 @@ type job struct {
 	exited bool
 	done   chan struct{} // closed when the outcome is recorded (jobs started here)
 	timers []*time.Timer
+	lease  *uidLease  // the job's uid while it runs (isolated mode)
+	cgroup *jobCgroup // the job's cgroup while it runs, nil without one
+	limits limits
 }
 
 // Scheduler runs jobs as child processes. Create it with New; it is safe for
@@ -66,6 +82,11 @@ type job struct {
 type Scheduler struct {
 	cfg Config
 	log *slog.Logger
+	// isolated: jobs run under their own uids; cgroups is nil when jobs run
+	// without cgroups (single-user mode only).
+	isolated bool
+	cgroups  *cgroupHost
+	nextUID  int
 
 	mu      sync.Mutex
 	jobs    map[string]*job
@@ -79,18 +100,47 @@ var _ app.Scheduler = (*Scheduler)(nil)
 
 // New validates cfg, creates WorkRoot, reloads the jobs recorded there by an
 // earlier process (see the package documentation) and starts queued jobs.
+//
+// Unless cfg.SingleUser is set, New refuses to start (ErrNotIsolated) when
+// the process cannot switch users, no cgroup hierarchy can be used, or job
+// users cannot reach WorkRoot.
 func New(cfg Config) (*Scheduler, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.WorkRoot, 0o700); err != nil {
-		return nil, fmt.Errorf("create work root: %w", err)
+	if !cfg.SingleUser {
+		// Checked before anything is created: a refused start changes nothing.
+		if err := cfg.Privileges.CanIsolate(); err != nil {
+			return nil, refuseUnisolated(fmt.Errorf("cannot run jobs under their own users: %w", err))
+		}
 	}
 	s := &Scheduler{
-		cfg:  cfg,
-		log:  cfg.Logger.With("scheduler", Name),
-		jobs: make(map[string]*job),
+		cfg:     cfg,
+		log:     cfg.Logger.With("scheduler", Name),
+		jobs:    make(map[string]*job),
+		nextUID: cfg.UIDs.First,
+	}
+	// The work root is searchable but not listable by job users; the
+	// scheduler's own files are in a directory only it can enter.
+	rootMode := os.FileMode(0o711)
+	if cfg.SingleUser {
+		rootMode = 0o700
+	}
+	if err := os.MkdirAll(cfg.WorkRoot, rootMode); err != nil {
+		return nil, fmt.Errorf("create work root: %w", err)
+	}
+	if err := os.Chmod(cfg.WorkRoot, rootMode); err != nil {
+		return nil, fmt.Errorf("chmod work root: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.WorkRoot, stateRoot), 0o700); err != nil {
+		return nil, fmt.Errorf("create state directory: %w", err)
+	}
+	if err := os.Chmod(filepath.Join(cfg.WorkRoot, stateRoot), 0o700); err != nil {
+		return nil, fmt.Errorf("chmod state directory: %w", err)
+	}
+	if err := s.setUpIsolation(); err != nil {
+		return nil, err
 	}
 	if err := s.reload(); err != nil {
 		return nil, err
@@ -99,6 +149,44 @@ func New(cfg Config) (*Scheduler, error) {
 	s.dispatchLocked()
 	s.mu.Unlock()
 	return s, nil
+}
+
+// setUpIsolation checks that jobs can be isolated and prepares the cgroups
+// and uid locks, or, in single-user mode, says that they will not be.
+func (s *Scheduler) setUpIsolation() error {
+	cfg := s.cfg
+	if cfg.SingleUser {
+		s.log.Warn("local scheduler runs jobs unisolated (single-user mode): jobs run as the service's own user and can read its files and memory",
+			"uid", os.Geteuid())
+		cg, err := detectCgroups(cfg.CgroupRoot, cfg.CgroupParent)
+		if err != nil {
+			s.log.Warn("local scheduler runs jobs without cgroups: a job's processes that leave its process group outlive it, and memory, cores and process count are not limited",
+				"error", err)
+			return nil
+		}
+		s.cgroups = cg
+		return nil
+	}
+	refuse := refuseUnisolated
+	cg, err := detectCgroups(cfg.CgroupRoot, cfg.CgroupParent)
+	if err != nil {
+		return refuse(fmt.Errorf("cannot create job cgroups: %w", err))
+	}
+	if err := checkReachable(cfg.WorkRoot); err != nil {
+		return refuse(err)
+	}
+	if err := os.MkdirAll(cfg.LockDir, 0o700); err != nil {
+		return refuse(fmt.Errorf("create uid lock directory: %w", err))
+	}
+	s.isolated = true
+	s.cgroups = cg
+	s.log.Info("local scheduler isolates jobs", "uids", cfg.UIDs.String(), "gids", cfg.GIDs.String(),
+		"cgroup_version", int(cg.version), "cgroup_parent", cfg.CgroupParent)
+	return nil
+}
+
+func refuseUnisolated(err error) error {
+	return fmt.Errorf("%w: %w; refusing to start (single-user mode runs jobs unisolated, as the service's own user)", ErrNotIsolated, err)
 }
 
 // Name implements app.Scheduler.
@@ -126,15 +214,24 @@ func (s *Scheduler) Submit(ctx context.Context, req app.SubmitRequest) (app.Sche
 		return app.SchedulerRef{}, fmt.Errorf("submit job %s: %w", req.JobID, ErrJobExists)
 	}
 	dir := filepath.Join(s.cfg.WorkRoot, req.JobID)
+	meta := filepath.Join(s.cfg.WorkRoot, stateRoot, req.JobID)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return app.SchedulerRef{}, fmt.Errorf("submit job %s: %w", req.JobID, ErrJobExists)
 		}
 		return app.SchedulerRef{}, fmt.Errorf("submit job %s: create job dir: %w", req.JobID, err)
 	}
+	if err := os.Mkdir(meta, 0o700); err != nil {
+		_ = os.Remove(dir)
+		if errors.Is(err, os.ErrExist) {
+			return app.SchedulerRef{}, fmt.Errorf("submit job %s: %w", req.JobID, ErrJobExists)
+		}
+		return app.SchedulerRef{}, fmt.Errorf("submit job %s: create job state dir: %w", req.JobID, err)
+	}
 	j := &job{
-		dir: dir,
-		req: req,
+		dir:  dir,
+		meta: meta,
+		req:  req,
 		rec: record{
 			JobID:       req.JobID,
 			Name:        req.Name,
@@ -144,6 +241,7 @@ func (s *Scheduler) Submit(ctx context.Context, req app.SubmitRequest) (app.Sche
 	}
 	if err := s.writeJobFiles(j); err != nil {
 		_ = os.RemoveAll(dir)
+		_ = os.RemoveAll(meta)
 		return app.SchedulerRef{}, fmt.Errorf("submit job %s: %w", req.JobID, err)
 	}
 	s.jobs[req.JobID] = j
@@ -282,14 +380,14 @@ func (s *Scheduler) writeJobFiles(j *job) error {
 	if err := os.Chmod(filepath.Join(j.dir, scriptFile), 0o700); err != nil {
 		return fmt.Errorf("chmod script: %w", err)
 	}
-	if err := writeJSONAtomic(filepath.Join(j.dir, requestFile), j.req, 0o600); err != nil {
+	if err := writeJSONAtomic(filepath.Join(j.meta, requestFile), j.req, 0o600); err != nil {
 		return err
 	}
 	return s.saveLocked(j)
 }
 
 func (s *Scheduler) saveLocked(j *job) error {
-	if err := writeJSONAtomic(filepath.Join(j.dir, stateFile), j.rec, 0o600); err != nil {
+	if err := writeJSONAtomic(filepath.Join(j.meta, stateFile), j.rec, 0o600); err != nil {
 		s.log.Error("persist job state", "job_id", j.rec.JobID, "error", err)
 		return err
 	}
@@ -298,7 +396,10 @@ func (s *Scheduler) saveLocked(j *job) error {
 
 // reload reads the jobs an earlier process left under WorkRoot.
 func (s *Scheduler) reload() error {
-	entries, err := os.ReadDir(s.cfg.WorkRoot)
+	if err := s.migrateLegacy(); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(filepath.Join(s.cfg.WorkRoot, stateRoot))
 	if err != nil {
 		return fmt.Errorf("read work root: %w", err)
 	}
@@ -308,9 +409,10 @@ func (s *Scheduler) reload() error {
 			continue
 		}
 		dir := filepath.Join(s.cfg.WorkRoot, e.Name())
-		j := &job{dir: dir}
-		if err := readJSON(filepath.Join(dir, stateFile), &j.rec); err != nil {
-			s.log.Warn("skip job directory without readable state", "dir", dir, "error", err)
+		meta := filepath.Join(s.cfg.WorkRoot, stateRoot, e.Name())
+		j := &job{dir: dir, meta: meta}
+		if err := readJSON(filepath.Join(meta, stateFile), &j.rec); err != nil {
+			s.log.Warn("skip job directory without readable state", "dir", meta, "error", err)
 			continue
 		}
 		if j.rec.JobID != e.Name() {
@@ -320,7 +422,7 @@ func (s *Scheduler) reload() error {
 		s.jobs[j.rec.JobID] = j
 		switch j.rec.State {
 		case StateQueued:
-			if err := readJSON(filepath.Join(dir, requestFile), &j.req); err != nil {
+			if err := readJSON(filepath.Join(meta, requestFile), &j.req); err != nil {
 				j.rec.State = StateLost
 				j.rec.ErrorCode = app.ErrorCodeLost
 				j.rec.Reason = "queued job's request is unreadable: " + err.Error()
@@ -340,6 +442,45 @@ func (s *Scheduler) reload() error {
 	return nil
 }
 
+// migrateLegacy moves state.json and request.json out of job directories
+// written by earlier versions (which kept them there) into the scheduler's
+// own directory. A file is only taken from a directory the scheduler
+// still owns, never from one a job owned.
+func (s *Scheduler) migrateLegacy() error {
+	entries, err := os.ReadDir(s.cfg.WorkRoot)
+	if err != nil {
+		return fmt.Errorf("read work root: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() || !jobIDPattern.MatchString(e.Name()) {
+			continue
+		}
+		dir := filepath.Join(s.cfg.WorkRoot, e.Name())
+		meta := filepath.Join(s.cfg.WorkRoot, stateRoot, e.Name())
+		if _, err := os.Lstat(filepath.Join(dir, stateFile)); err != nil {
+			continue
+		}
+		if _, err := os.Stat(meta); err == nil {
+			continue
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(dir, &st); err != nil || int(st.Uid) != os.Geteuid() {
+			s.log.Warn("skip job directory not owned by the scheduler", "dir", dir)
+			continue
+		}
+		if err := os.Mkdir(meta, 0o700); err != nil {
+			return fmt.Errorf("migrate job %s: %w", e.Name(), err)
+		}
+		for _, f := range []string{stateFile, requestFile} {
+			if err := os.Rename(filepath.Join(dir, f), filepath.Join(meta, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("migrate job %s: %w", e.Name(), err)
+			}
+		}
+		s.log.Info("moved job state out of the job directory", "job_id", e.Name())
+	}
+	return nil
+}
+
 // dispatchLocked starts queued jobs while fewer than MaxConcurrent run.
 func (s *Scheduler) dispatchLocked() {
 	for !s.closed && s.running < s.cfg.MaxConcurrent && len(s.queue) > 0 {
@@ -350,13 +491,21 @@ func (s *Scheduler) dispatchLocked() {
 }
 
 func (s *Scheduler) startLocked(j *job) {
-	cmd, err := s.command(j)
+	cmd, err := s.prepare(j)
 	if err == nil {
-		err = cmd.Start()
+		err = startStopped(cmd, func(pid int) error {
+			if j.cgroup != nil {
+				if err := j.cgroup.add(pid); err != nil {
+					return err
+				}
+			}
+			return setRlimits(pid, j.limits, j.rec.UID, j.rec.GID)
+		})
 		closeFiles(cmd)
 	}
 	now := time.Now().UTC()
 	if err != nil {
+		s.releaseLocked(j)
 		j.rec.State = StateFailed
 		j.rec.ErrorCode = app.ErrorCodeSubmit
 		j.rec.Reason = "start script: " + err.Error()
@@ -379,13 +528,89 @@ func (s *Scheduler) startLocked(j *job) {
 			s.terminateLocked(j, stopTimeout)
 		}))
 	}
-	s.log.Info("job started", "job_id", j.rec.JobID, "pid", j.rec.PID)
+	s.log.Info("job started", "job_id", j.rec.JobID, "pid", j.rec.PID, "uid", j.rec.UID, "cgroup", j.rec.Cgroup)
 	s.wg.Add(1)
 	go s.wait(j)
 }
 
-// command builds the exec.Cmd of a job: the script run directly, a minimal
-// environment, its own process group, output to files in the job directory.
+// jobLimits derives a job's limits from its request and the configuration.
+// The local backend runs every node of a job on this host, so cores and
+// memory are the request's per-node values times its nodes.
+func (s *Scheduler) jobLimits(req app.SubmitRequest) limits {
+	nodes := max(int64(req.Nodes), 1)
+	l := limits{
+		CPUQuotaUS: nodes * max(int64(req.CoresPerNode), 1) * cpuPeriodUS,
+		Processes:  s.cfg.MaxProcesses,
+		FileSize:   s.cfg.MaxFileSize,
+		OpenFiles:  s.cfg.MaxOpenFiles,
+	}
+	switch {
+	case req.MemoryMB > 0:
+		l.MemoryBytes = nodes * req.MemoryMB << 20
+	case s.cfg.DefaultMemoryMB > 0:
+		l.MemoryBytes = nodes * s.cfg.DefaultMemoryMB << 20
+	}
+	return l
+}
+
+// prepare gives the job its uid, cgroup and files and builds its command.
+// What it took is released by releaseLocked.
+func (s *Scheduler) prepare(j *job) (*exec.Cmd, error) {
+	j.limits = s.jobLimits(j.req)
+	if s.isolated {
+		lease, err := leaseUID(s.cfg.UIDs, s.cfg.GIDs, s.cfg.LockDir, &s.nextUID, 0)
+		if err != nil {
+			return nil, err
+		}
+		j.lease = lease
+		j.rec.UID, j.rec.GID = lease.UID, lease.GID
+	}
+	if s.cgroups != nil {
+		name := j.rec.JobID + "-" + randomHex(4)
+		cg, err := s.cgroups.create(name, j.limits)
+		if err != nil {
+			return nil, err
+		}
+		j.cgroup = cg
+		j.rec.Cgroup = name
+	}
+	return s.command(j)
+}
+
+// releaseLocked removes the job's cgroup (it must be empty), takes its
+// directory back from its uid and gives the uid up.
+func (s *Scheduler) releaseLocked(j *job) {
+	if j.cgroup != nil {
+		if err := j.cgroup.remove(); err != nil {
+			s.log.Warn("remove job cgroup", "job_id", j.rec.JobID, "error", err)
+		}
+		j.cgroup = nil
+	}
+	if j.lease != nil {
+		// No process of the uid is left: take its directory back so that a
+		// later job given the same uid cannot read it, and clear what it
+		// left in the shared temporary directories.
+		if err := chownTree(j.dir, os.Geteuid(), os.Getegid()); err != nil {
+			s.log.Warn("take back job directory", "job_id", j.rec.JobID, "error", err)
+		}
+		if j.req.WorkDir != "" && j.req.WorkDir != j.dir {
+			s.log.Debug("job work directory keeps its files", "job_id", j.rec.JobID, "work_dir", j.req.WorkDir)
+		}
+		removeFilesOf(j.lease.UID, sharedTempDirs)
+		j.lease.release()
+		j.lease = nil
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// command builds the exec.Cmd of a job: the script run directly under the
+// job's uid, a minimal environment, its own process group, output to files
+// in the job directory, which the job's uid owns (mode 0700).
 func (s *Scheduler) command(j *job) (*exec.Cmd, error) {
 	cmd := exec.Command(filepath.Join(j.dir, scriptFile))
 	cmd.Dir = j.dir
@@ -394,24 +619,40 @@ func (s *Scheduler) command(j *job) (*exec.Cmd, error) {
 	}
 	cmd.Env = s.environment(j)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := os.Mkdir(filepath.Join(j.dir, tmpDir), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("create job tmp: %w", err)
+	}
 	stdin, err := os.Open(os.DevNull)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", os.DevNull, err)
 	}
 	cmd.Stdin = stdin
-	stdout, err := os.OpenFile(filepath.Join(j.dir, stdoutFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	// The job directory is still the scheduler's here (it is handed over
+	// below), so nothing in it can be a link planted by a job.
+	const outFlags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC | syscall.O_NOFOLLOW
+	stdout, err := os.OpenFile(filepath.Join(j.dir, stdoutFile), outFlags, 0o600)
 	if err != nil {
 		_ = stdin.Close()
 		return nil, fmt.Errorf("open stdout: %w", err)
 	}
 	cmd.Stdout = stdout
-	stderr, err := os.OpenFile(filepath.Join(j.dir, stderrFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	stderr, err := os.OpenFile(filepath.Join(j.dir, stderrFile), outFlags, 0o600)
 	if err != nil {
 		_ = stdin.Close()
 		_ = stdout.Close()
 		return nil, fmt.Errorf("open stderr: %w", err)
 	}
 	cmd.Stderr = stderr
+	if j.lease != nil {
+		uid, gid := j.lease.UID, j.lease.GID
+		// Groups is empty, not nil: the job keeps none of the service's
+		// supplementary groups.
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
+		if err := chownTree(j.dir, uid, gid); err != nil {
+			closeFiles(cmd)
+			return nil, fmt.Errorf("hand the job directory to uid %d: %w", uid, err)
+		}
+	}
 	return cmd, nil
 }
 
@@ -427,9 +668,14 @@ func closeFiles(cmd *exec.Cmd) {
 
 func (s *Scheduler) environment(j *job) []string {
 	env := map[string]string{
-		"PATH": s.cfg.Path,
-		"HOME": j.dir,
-		"LANG": DefaultLang,
+		"PATH":   s.cfg.Path,
+		"HOME":   j.dir,
+		"LANG":   DefaultLang,
+		"TMPDIR": filepath.Join(j.dir, tmpDir),
+	}
+	if j.lease != nil {
+		env["USER"] = "fleet-job-" + strconv.Itoa(j.lease.UID)
+		env["LOGNAME"] = env["USER"]
 	}
 	for k, v := range j.req.Environment {
 		env[k] = v
@@ -449,16 +695,18 @@ func (s *Scheduler) environment(j *job) []string {
 	return out
 }
 
-// terminateLocked sends SIGTERM to the job's process group and schedules
-// SIGKILL after KillGrace. The first stop reason is kept.
+// terminateLocked sends SIGTERM to every process of the job (its cgroup,
+// or its process group without one) and schedules SIGKILL for all of them
+// after KillGrace. The first stop reason is kept.
 func (s *Scheduler) terminateLocked(j *job, why stopReason) {
 	if j.cmd == nil || j.exited || j.stop != stopNone {
 		return
 	}
 	j.stop = why
 	pgid := j.cmd.Process.Pid
+	cg := j.cgroup
 	s.log.Info("terminating job", "job_id", j.rec.JobID, "pgid", pgid, "reason", why.String())
-	if err := syscall.Kill(-pgid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err := signalJob(cg, pgid, syscall.SIGTERM); err != nil {
 		s.log.Warn("signal job", "job_id", j.rec.JobID, "signal", "TERM", "error", err)
 	}
 	j.timers = append(j.timers, time.AfterFunc(s.cfg.KillGrace, func() {
@@ -467,10 +715,30 @@ func (s *Scheduler) terminateLocked(j *job, why stopReason) {
 		if j.exited {
 			return
 		}
-		if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		if err := killJob(cg, pgid); err != nil {
 			s.log.Warn("signal job", "job_id", j.rec.JobID, "signal", "KILL", "error", err)
 		}
 	}))
+}
+
+// signalJob sends sig to every process of a job: those in its cgroup, or,
+// without a cgroup, those in its process group.
+func signalJob(cg *jobCgroup, pgid int, sig syscall.Signal) error {
+	if cg != nil {
+		return cg.signal(sig)
+	}
+	if err := syscall.Kill(-pgid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return err
+	}
+	return nil
+}
+
+// killJob kills every process of a job with SIGKILL.
+func killJob(cg *jobCgroup, pgid int) error {
+	if cg != nil {
+		return cg.kill()
+	}
+	return signalJob(nil, pgid, syscall.SIGKILL)
 }
 
 func (r stopReason) String() string {
@@ -485,8 +753,9 @@ func (r stopReason) String() string {
 	return "none"
 }
 
-// wait waits for a job's script to exit, kills what it left in its process
-// group, and records the outcome.
+// wait waits for a job's script to exit, kills whatever else of the job
+// still runs (in its cgroup: also what left the process group or session),
+// and records the outcome.
 func (s *Scheduler) wait(j *job) {
 	defer s.wg.Done()
 	pid := j.cmd.Process.Pid
@@ -501,11 +770,21 @@ func (s *Scheduler) wait(j *job) {
 	}
 	s.mu.Lock()
 	j.exited = true
-	_ = syscall.Kill(-pid, syscall.SIGKILL) // leftovers of the script; ESRCH when none
+	cg := j.cgroup
 	s.mu.Unlock()
+	if err := killJob(cg, pid); err != nil { // leftovers of the script
+		s.log.Warn("kill job's remaining processes", "job_id", j.rec.JobID, "error", err)
+	}
 
 	waitErr := j.cmd.Wait()
 	state := j.cmd.ProcessState
+	oom := false
+	if cg != nil {
+		if err := cg.waitEmpty(0, 10*time.Second); err != nil {
+			s.log.Error("job processes survive the kill", "job_id", j.rec.JobID, "error", err)
+		}
+		oom = cg.oomKilled()
+	}
 	now := time.Now().UTC()
 
 	s.mu.Lock()
@@ -514,6 +793,7 @@ func (s *Scheduler) wait(j *job) {
 		t.Stop()
 	}
 	j.timers = nil
+	s.releaseLocked(j)
 	rec := &j.rec
 	rec.EndedAt = now
 	if state != nil {
@@ -541,6 +821,10 @@ func (s *Scheduler) wait(j *job) {
 		rec.State = StateLost
 		rec.ErrorCode = app.ErrorCodeLost
 		rec.Reason = joinReason("terminated at scheduler shutdown", rec.Reason)
+	case oom:
+		rec.State = StateFailed
+		rec.ErrorCode = app.ErrorCodeOutOfMemory
+		rec.Reason = joinReason(fmt.Sprintf("memory limit of %d MiB exceeded", j.limits.MemoryBytes>>20), rec.Reason)
 	case rec.ExitCode != nil && *rec.ExitCode == 0:
 		rec.State = StateCompleted
 	default:
@@ -579,13 +863,35 @@ func exitCode(ps *os.ProcessState) (int32, string) {
 	return int32(ps.ExitCode()), ""
 }
 
+// adoptedCgroup returns the cgroup of a job started by an earlier process,
+// or nil when it ran without one (or this process uses none).
+func (s *Scheduler) adoptedCgroup(j *job) *jobCgroup {
+	name := j.rec.Cgroup
+	if name == "" || s.cgroups == nil || filepath.Base(name) != name || name == "." || name == ".." {
+		return nil
+	}
+	return s.cgroups.open(name)
+}
+
+// adoptedAlive reports whether a job started by an earlier process still
+// has a process: one in its cgroup, else its leader.
+func (s *Scheduler) adoptedAlive(j *job) bool {
+	if cg := s.adoptedCgroup(j); cg != nil {
+		if pids, err := cg.pids(); err == nil {
+			return len(pids) > 0
+		}
+	}
+	return processOfJob(j.rec.PID, j.rec.JobID)
+}
+
 // checkAdoptedLocked updates a job recorded as running by an earlier
-// process: it stays running while its process lives, else it is lost.
+// process: it stays running while a process of it lives, else it is lost.
 func (s *Scheduler) checkAdoptedLocked(j *job) {
-	if processOfJob(j.rec.PID, j.rec.JobID) {
+	if s.adoptedAlive(j) {
 		j.rec.Reason = "running; started by an earlier scheduler process"
 		return
 	}
+	s.cleanAdoptedLocked(j)
 	j.rec.State = StateLost
 	j.rec.ErrorCode = app.ErrorCodeLost
 	j.rec.Reason = "process ended while the scheduler was not running; exit code unknown"
@@ -594,15 +900,36 @@ func (s *Scheduler) checkAdoptedLocked(j *job) {
 }
 
 func (s *Scheduler) killAdoptedLocked(j *job) error {
-	if processOfJob(j.rec.PID, j.rec.JobID) {
+	if cg := s.adoptedCgroup(j); cg != nil {
+		if err := cg.kill(); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("kill cgroup %s: %w", j.rec.Cgroup, err)
+		}
+		if err := cg.waitEmpty(0, 10*time.Second); err != nil {
+			return err
+		}
+	} else if processOfJob(j.rec.PID, j.rec.JobID) {
 		if err := syscall.Kill(-j.rec.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 			return fmt.Errorf("kill process group %d: %w", j.rec.PID, err)
 		}
 	}
+	s.cleanAdoptedLocked(j)
 	j.rec.State = StateCancelled
 	j.rec.Reason = "cancelled; started by an earlier scheduler process, exit code unknown"
 	j.rec.EndedAt = time.Now().UTC()
 	return s.saveLocked(j)
+}
+
+// cleanAdoptedLocked releases what an ended job of an earlier process
+// held: its cgroup and, when it ran under its own uid, its directory.
+func (s *Scheduler) cleanAdoptedLocked(j *job) {
+	if cg := s.adoptedCgroup(j); cg != nil {
+		_ = cg.remove()
+	}
+	if j.rec.UID != 0 {
+		if err := chownTree(j.dir, os.Geteuid(), os.Getegid()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("take back job directory", "job_id", j.rec.JobID, "error", err)
+		}
+	}
 }
 
 // processOfJob reports whether pid is alive and carries FLEET_JOB_ID=jobID

@@ -3,6 +3,7 @@ package local_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -21,8 +22,51 @@ import (
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
 )
 
+// Secrets in the test process's environment, as the service has its own.
+const (
+	testSecret   = "SECRET-hs256-of-the-service"
+	testTokenKey = "TOKEN_KEY-of-the-service"
+	reexecMarker = "LOCAL_SCHEDULER_TEST_REEXEC"
+)
+
 func TestMain(m *testing.M) {
+	// /proc/<pid>/environ shows the environment a process was started with,
+	// not later os.Setenv calls, so the test binary starts itself again with
+	// the secrets in its environment.
+	if os.Getenv(reexecMarker) == "" {
+		env := append(os.Environ(), reexecMarker+"=1",
+			"AUTH_HS256_SECRET="+testSecret, "PAGE_TOKEN_KEY="+testTokenKey)
+		err := syscall.Exec("/proc/self/exe", os.Args, env)
+		fmt.Fprintln(os.Stderr, "re-exec the test binary:", err)
+		os.Exit(2)
+	}
+	if root := os.Getenv(crashChildRoot); root != "" {
+		runCrashChild(root)
+		return
+	}
 	goleak.VerifyTestMain(m)
+}
+
+// workRoot returns a new work root that job users can reach (t.TempDir's
+// parent is private to root).
+func workRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "local-scheduler-")
+	require.NoError(t, err)
+	require.NoError(t, os.Chmod(dir, 0o711))
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
+}
+
+// sharedDir returns a new directory every job user can write, like a
+// shared scratch directory.
+func sharedDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "local-scheduler-shared-")
+	require.NoError(t, err)
+	require.NoError(t, os.Chmod(dir, 0o1777))
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
 }
 
 func newScheduler(t *testing.T, root string, maxConcurrent int) *local.Scheduler {
@@ -45,8 +89,9 @@ func newScheduler(t *testing.T, root string, maxConcurrent int) *local.Scheduler
 func TestContract(t *testing.T) {
 	t.Parallel()
 	schedulertest.Run(t, func(t *testing.T) app.Scheduler {
-		return newScheduler(t, t.TempDir(), 1)
+		return newScheduler(t, workRoot(t), 1)
 	}, schedulertest.Options{
+		WorkDir:        sharedDir,
 		Capacity:       1,
 		TimeLimit:      2 * time.Second,
 		TimeoutOverrun: 30 * time.Second,
@@ -82,7 +127,7 @@ func waitTerminal(t *testing.T, s app.Scheduler, ref app.SchedulerRef) app.Sched
 
 func TestOutputFilesAndResourceUse(t *testing.T) {
 	t.Parallel()
-	root := t.TempDir()
+	root := workRoot(t)
 	s := newScheduler(t, root, 2)
 	// Busy-loop for a moment so the job accrues measurable CPU time.
 	ref := submit(t, s, "usage", "#!/bin/bash\necho out-line\necho err-line >&2\nend=$((SECONDS+1))\nwhile [ $SECONDS -lt $end ]; do :; done\n")
@@ -110,8 +155,8 @@ func TestOutputFilesAndResourceUse(t *testing.T) {
 
 func TestEnvironmentIsMinimal(t *testing.T) {
 	t.Setenv("FLEET_SERVICE_SECRET", "do-not-leak")
-	root := t.TempDir()
-	wd := t.TempDir()
+	root := workRoot(t)
+	wd := sharedDir(t)
 	s := newScheduler(t, root, 1)
 	ref := submit(t, s, "env", "#!/bin/bash\nenv > env.txt\n", func(r *app.SubmitRequest) {
 		r.WorkDir = wd
@@ -137,7 +182,7 @@ func TestEnvironmentIsMinimal(t *testing.T) {
 
 func TestTimeoutKillsProcessGroup(t *testing.T) {
 	t.Parallel()
-	root := t.TempDir()
+	root := workRoot(t)
 	s := newScheduler(t, root, 1)
 	// The script ignores SIGTERM, so only SIGKILL after the grace ends it.
 	script := "#!/bin/bash\ntrap '' TERM\nsleep 300 &\necho $! > child.pid\nwhile true; do sleep 1; done\n"
@@ -162,7 +207,7 @@ func TestTimeoutKillsProcessGroup(t *testing.T) {
 
 func TestQueueOrderAndLimit(t *testing.T) {
 	t.Parallel()
-	s := newScheduler(t, t.TempDir(), 1)
+	s := newScheduler(t, workRoot(t), 1)
 	first := submit(t, s, "first", "#!/bin/bash\nsleep 0.5\n")
 	second := submit(t, s, "second", "#!/bin/bash\nexit 0\n")
 
@@ -196,11 +241,15 @@ func TestSubmitRejectsBadRequests(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			root := t.TempDir()
+			root := workRoot(t)
 			s := newScheduler(t, root, 1)
 			_, err := s.Submit(context.Background(), tc.req)
 			require.Error(t, err)
 			entries, err := os.ReadDir(root)
+			require.NoError(t, err)
+			require.Len(t, entries, 1, "nothing but the scheduler's state directory")
+			require.Equal(t, ".state", entries[0].Name())
+			entries, err = os.ReadDir(filepath.Join(root, ".state"))
 			require.NoError(t, err)
 			require.Empty(t, entries, "nothing was written")
 		})
@@ -209,7 +258,7 @@ func TestSubmitRejectsBadRequests(t *testing.T) {
 
 func TestDuplicateJobID(t *testing.T) {
 	t.Parallel()
-	s := newScheduler(t, t.TempDir(), 1)
+	s := newScheduler(t, workRoot(t), 1)
 	submit(t, s, "dup", "#!/bin/sh\nexit 0\n")
 	_, err := s.Submit(context.Background(), app.SubmitRequest{JobID: "dup", Script: "#!/bin/sh\n"})
 	require.ErrorIs(t, err, local.ErrJobExists)
@@ -217,7 +266,7 @@ func TestDuplicateJobID(t *testing.T) {
 
 func TestRestart(t *testing.T) {
 	t.Parallel()
-	root := t.TempDir()
+	root := workRoot(t)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	first, err := local.New(local.Config{WorkRoot: root, Logger: logger, MaxConcurrent: 1, KillGrace: time.Second})
