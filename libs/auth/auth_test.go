@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -158,6 +159,33 @@ func TestVerify(t *testing.T) {
 			return partsJoin(tok, other)
 		}},
 		{name: "garbage", token: func(*testing.T) string { return "not.a.jwt" }},
+		{name: "longest subject", token: func(t *testing.T) string {
+			return hs(t, secret, claims(func(c jwt.MapClaims) { c["sub"] = strings.Repeat("u", auth.MaxSubjectLen) }))
+		}, wantUser: strings.Repeat("u", auth.MaxSubjectLen)},
+		{name: "e-mail subject", token: func(t *testing.T) string {
+			return hs(t, secret, claims(func(c jwt.MapClaims) { c["sub"] = "alice@tacc.utexas.edu" }))
+		}, wantUser: "alice@tacc.utexas.edu"},
+		{name: "subject one byte too long", token: func(t *testing.T) string {
+			return hs(t, secret, claims(func(c jwt.MapClaims) { c["sub"] = strings.Repeat("u", auth.MaxSubjectLen+1) }))
+		}},
+		{name: "subject of 5000 bytes", token: func(t *testing.T) string {
+			return hs(t, secret, claims(func(c jwt.MapClaims) { c["sub"] = strings.Repeat("u", 5000) }))
+		}},
+		{name: "subject with a space", token: func(t *testing.T) string {
+			return hs(t, secret, claims(func(c jwt.MapClaims) { c["sub"] = "alice smith" }))
+		}},
+		{name: "subject with a control character", token: func(t *testing.T) string {
+			return hs(t, secret, claims(func(c jwt.MapClaims) { c["sub"] = "alice\nadmin" }))
+		}},
+		{name: "subject not ASCII", token: func(t *testing.T) string {
+			return hs(t, secret, claims(func(c jwt.MapClaims) { c["sub"] = "al\u00efce" }))
+		}},
+		{name: "too many roles", token: func(t *testing.T) string {
+			return hs(t, secret, claims(func(c jwt.MapClaims) { c["roles"] = strings.Fields(strings.Repeat("viewer ", auth.MaxClaimValues+1)) }))
+		}},
+		{name: "allocation too long", token: func(t *testing.T) string {
+			return hs(t, secret, claims(func(c jwt.MapClaims) { c["allocations"] = []string{strings.Repeat("A", auth.MaxClaimValueLen+1)} }))
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -303,4 +331,22 @@ func TestInterceptor(t *testing.T) {
 	require.Contains(t, logs.String(), "token refused")
 	require.NotContains(t, logs.String(), expired, "tokens never appear in logs")
 	require.NotContains(t, logs.String(), secret)
+}
+
+func TestVerifyAllocationsClaim(t *testing.T) {
+	t.Parallel()
+	v := newVerifier(t, nil)
+	p, err := v.Verify(context.Background(), hs(t, secret, claims(func(c jwt.MapClaims) { c["allocations"] = []string{"AST21001", "TG-AST0001"} })))
+	require.NoError(t, err)
+	require.True(t, p.AllocationsClaim)
+	require.Equal(t, []string{"AST21001", "TG-AST0001"}, p.Allocations)
+
+	p, err = v.Verify(context.Background(), hs(t, secret, claims(func(c jwt.MapClaims) { c["allocations"] = []string{} })))
+	require.NoError(t, err)
+	require.True(t, p.AllocationsClaim, "an empty claim is a claim that grants nothing")
+	require.Empty(t, p.Allocations)
+
+	p, err = v.Verify(context.Background(), hs(t, secret, claims(nil)))
+	require.NoError(t, err)
+	require.False(t, p.AllocationsClaim)
 }
