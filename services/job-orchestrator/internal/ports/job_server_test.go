@@ -3,6 +3,7 @@ package ports_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
@@ -387,4 +389,77 @@ func TestOtherUsersJobInvisible(t *testing.T) {
 	require.Equal(t, jobpb.JobStatus_JOB_STATUS_CANCELLED, c.GetJob().GetStatus())
 	_, err = e.client.GetJob(alice, &jobpb.GetJobRequest{JobId: ""})
 	require.Equal(t, []string{"job_id"}, fieldPaths(t, err))
+}
+
+func TestListJobsFilterBounds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	alice := as(t, "alice", false)
+	many := make([]jobpb.JobStatus, 100_000)
+	for i := range many {
+		many[i] = jobpb.JobStatus_JOB_STATUS_RUNNING
+	}
+	tests := []struct {
+		name string
+		req  *jobpb.ListJobsRequest
+		want []string
+	}{
+		{name: "100,000 statuses", req: &jobpb.ListJobsRequest{Statuses: many}, want: []string{"statuses"}},
+		{name: "seven statuses", req: &jobpb.ListJobsRequest{Statuses: many[:7]}, want: []string{"statuses"}},
+		{name: "page size too large", req: &jobpb.ListJobsRequest{PageSize: 1_000_000}, want: []string{"page_size"}},
+		{name: "negative page size", req: &jobpb.ListJobsRequest{PageSize: -1}, want: []string{"page_size"}},
+		{name: "timestamp out of proto range", req: &jobpb.ListJobsRequest{CreatedAfter: &timestamppb.Timestamp{Seconds: 1 << 62}}, want: []string{"created_after"}},
+		{name: "bad nanos", req: &jobpb.ListJobsRequest{CreatedBefore: &timestamppb.Timestamp{Seconds: 1, Nanos: -5}}, want: []string{"created_before"}},
+		{name: "before 1970", req: &jobpb.ListJobsRequest{CreatedAfter: timestamppb.New(time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC))}, want: []string{"created_after"}},
+		{name: "year 9999", req: &jobpb.ListJobsRequest{CreatedBefore: timestamppb.New(time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC))}, want: []string{"created_before"}},
+		{name: "from after to", req: &jobpb.ListJobsRequest{CreatedAfter: timestamppb.New(time.Now()), CreatedBefore: timestamppb.New(time.Now().Add(-time.Hour))}, want: []string{"created_before"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := e.client.ListJobs(alice, tt.req)
+			require.Equal(t, tt.want, fieldPaths(t, err))
+		})
+	}
+	_, err := e.client.ListJobs(alice, &jobpb.ListJobsRequest{Statuses: many[:6],
+		CreatedAfter: timestamppb.New(time.Now().Add(-time.Hour)), CreatedBefore: timestamppb.New(time.Now())})
+	require.NoError(t, err, "six statuses and a sane range are fine")
+}
+
+// TestErrorsCarryNoDriverText: a failing database's own words (here a
+// PostgreSQL connection error naming the host and user) reach the log,
+// never the client.
+func TestErrorsCarryNoDriverText(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	alice := as(t, "alice", false)
+	sub, err := e.client.SubmitJob(alice, validRequest("driver"))
+	require.NoError(t, err)
+	driver := errors.New(`failed to connect to host=db-primary.internal user=orchestrator database=jobs: FATAL: password authentication failed (SQLSTATE 28P01)`)
+	e.repo.SetFailure(fmt.Errorf("%w: %w", domain.ErrUnavailable, driver))
+
+	calls := map[string]func() error{
+		"SubmitJob": func() error { _, err := e.client.SubmitJob(alice, validRequest("driver-2")); return err },
+		"GetJob": func() error {
+			_, err := e.client.GetJob(alice, &jobpb.GetJobRequest{JobId: sub.GetJob().GetJobId()})
+			return err
+		},
+		"ListJobs": func() error { _, err := e.client.ListJobs(alice, &jobpb.ListJobsRequest{}); return err },
+		"CancelJob": func() error {
+			_, err := e.client.CancelJob(alice, &jobpb.CancelJobRequest{JobId: sub.GetJob().GetJobId()})
+			return err
+		},
+	}
+	for name, call := range calls {
+		err := call()
+		st := status.Convert(err)
+		require.Equal(t, codes.Unavailable, st.Code(), name)
+		for _, leak := range []string{"db-primary", "SQLSTATE", "password", "orchestrator", "FATAL"} {
+			require.NotContains(t, st.Message(), leak, name)
+		}
+	}
+	e.repo.SetFailure(nil)
+	_, err = e.client.GetJob(alice, &jobpb.GetJobRequest{JobId: strings.Repeat("x", 4000)})
+	require.Equal(t, codes.NotFound, status.Code(err))
+	require.NotContains(t, status.Convert(err).Message(), "xxxx", "a NotFound does not echo the id")
 }
