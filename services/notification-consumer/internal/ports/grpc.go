@@ -148,10 +148,12 @@ func toStatus(err error) error {
 	case errors.Is(err, domain.ErrUnauthenticated):
 		return status.Error(codes.Unauthenticated, "missing or invalid caller identity")
 	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
+		return status.Error(codes.Canceled, "call cancelled")
 	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	}
+	// Anything else (a database or driver error) is not the client's
+	// business: a generic message, never the error's text.
 	return status.Error(codes.Internal, "internal error")
 }
 

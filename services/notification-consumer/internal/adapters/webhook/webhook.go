@@ -163,6 +163,9 @@ func (s *Sender) Send(ctx context.Context, d domain.Delivery) error {
 	if err != nil {
 		return domain.Transient(fmt.Errorf("webhook secret %q: %w", d.SecretRef, err), 0)
 	}
+	if oc, ok := s.secrets.(ownerChecker); ok && !oc.UsableBy(d.SecretRef, d.UserID) {
+		return domain.Permanent(fmt.Errorf("%w: %s", ErrSecretNotOwned, d.SecretRef))
+	}
 	if err := s.limiter(u.Host).Wait(ctx); err != nil {
 		return domain.Transient(fmt.Errorf("webhook rate limit for %s: %w", u.Host, err), 0)
 	}

@@ -270,3 +270,42 @@ func TestDialRefusesSpecialPurposeRanges(t *testing.T) {
 		require.ErrorIs(t, err, webhook.ErrPrivateAddress, host)
 	}
 }
+
+func TestSecretsUsableByOwnersOnly(t *testing.T) {
+	t.Parallel()
+	s := secrets()
+	require.True(t, s.UsableBy("hook-a", "anyone"), "without owners every user may name a secret")
+	require.False(t, s.UsableBy("missing", "anyone"))
+	s.Owners = map[string][]string{"hook-a": {"ada", "ops"}}
+	require.True(t, s.UsableBy("hook-a", "ada"))
+	require.True(t, s.UsableBy("hook-a", "ops"))
+	require.False(t, s.UsableBy("hook-a", "bob"))
+	require.False(t, s.UsableBy("missing", "ada"))
+}
+
+// TestSendRefusesAnotherUsersSecret: a delivery whose user does not own
+// the secret (owners changed after the subscription was made) is a
+// permanent failure, and nothing is sent or signed.
+func TestSendRefusesAnotherUsersSecret(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }))
+	t.Cleanup(srv.Close)
+	sec := secrets()
+	sec.Owners = map[string][]string{"hook-a": {"ada"}}
+	s, err := webhook.NewSender(webhook.Config{AllowPrivateNetworks: true, TLS: srv.Client().Transport.(*http.Transport).TLSClientConfig}, sec)
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+
+	d := delivery(srv.URL)
+	d.UserID = "bob"
+	err = s.Send(context.Background(), d)
+	require.ErrorIs(t, err, webhook.ErrSecretNotOwned)
+	permanent, _ := domain.Classify(err)
+	require.True(t, permanent)
+	require.Zero(t, hits.Load())
+
+	d.UserID = "ada"
+	require.NoError(t, s.Send(context.Background(), d))
+	require.EqualValues(t, 1, hits.Load())
+}
