@@ -103,6 +103,9 @@ type Principal struct {
 	// token had the claim at all (an empty list then grants none).
 	Allocations      []string
 	AllocationsClaim bool
+	// ExpiresAt is the token's exp; a stream authenticated by the token
+	// ends then (plus the leeway).
+	ExpiresAt time.Time
 }
 
 // Limits of the claims a Principal is made of. The subject becomes the
@@ -264,6 +267,9 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 		return Principal{}, fmt.Errorf("%w: at most %d roles of 1 to %d printable ASCII characters", ErrInvalidToken, MaxClaimValues, MaxClaimValueLen)
 	}
 	p := Principal{UserID: c.Subject, Roles: roles}
+	if c.ExpiresAt != nil {
+		p.ExpiresAt = c.ExpiresAt.Time
+	}
 	if c.Allocations != nil {
 		if !validClaimValues(*c.Allocations) {
 			return Principal{}, fmt.Errorf("%w: at most %d allocations of 1 to %d printable ASCII characters", ErrInvalidToken, MaxClaimValues, MaxClaimValueLen)

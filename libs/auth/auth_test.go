@@ -350,3 +350,47 @@ func TestVerifyAllocationsClaim(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, p.AllocationsClaim)
 }
+
+// TestStreamEndsAtTokenExpiry: a stream opened with a token that expires
+// soon ends with Unauthenticated at the expiry (plus leeway), however long
+// its handler would run; a stream whose token outlives it is untouched.
+func TestStreamEndsAtTokenExpiry(t *testing.T) {
+	t.Parallel()
+	v := newVerifier(t, func(c *auth.Config) { c.Leeway = 0 })
+	ic := auth.NewInterceptors(v, logger(&bytes.Buffer{}))
+	info := &grpc.StreamServerInfo{FullMethod: "/fleet.job.v1.JobService/WatchJob", IsServerStream: true}
+	watch := func(token string) (time.Duration, error) {
+		ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+token))
+		start := time.Now()
+		err := ic.Stream(nil, &fakeStream{ctx: ctx}, info, func(_ any, ss grpc.ServerStream) error {
+			select { // a watcher that would run for a minute
+			case <-ss.Context().Done():
+				return status.FromContextError(ss.Context().Err()).Err()
+			case <-time.After(time.Minute):
+				return nil
+			}
+		})
+		return time.Since(start), err
+	}
+	// exp has whole-second precision: 2 s from now ends within (1 s, 2 s].
+	short := hs(t, secret, claims(func(c jwt.MapClaims) { c["exp"] = time.Now().Add(2 * time.Second).Unix() }))
+	took, err := watch(short)
+	require.Equal(t, codes.Unauthenticated, status.Code(err), "%v", err)
+	require.Less(t, took, 5*time.Second)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", "Bearer "+hs(t, secret, claims(nil))))
+	cancel()
+	err = ic.Stream(nil, &fakeStream{ctx: ctx}, info, func(_ any, ss grpc.ServerStream) error {
+		<-ss.Context().Done()
+		return status.FromContextError(ss.Context().Err()).Err()
+	})
+	require.Equal(t, codes.Canceled, status.Code(err), "a client that goes away is not an expiry")
+}
+
+type fakeStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *fakeStream) Context() context.Context { return s.ctx }
