@@ -463,3 +463,32 @@ func TestErrorsCarryNoDriverText(t *testing.T) {
 	require.Equal(t, codes.NotFound, status.Code(err))
 	require.NotContains(t, status.Convert(err).Message(), "xxxx", "a NotFound does not echo the id")
 }
+
+// TestWatchJobEndsWhenTheTokenExpires: a watch on a job that stays queued
+// ends with Unauthenticated once the token that opened it expires (the
+// default leeway of 30 s is added to exp).
+func TestWatchJobEndsWhenTheTokenExpires(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	alice := as(t, "alice", false)
+	sub, err := e.client.SubmitJob(alice, validRequest("expiring"))
+	require.NoError(t, err)
+
+	c := jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(-29 * time.Second).Unix()}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(secret))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+	stream, err := e.client.WatchJob(ctx, &jobpb.WatchJobRequest{JobId: sub.GetJob().GetJobId()})
+	require.NoError(t, err)
+	start := time.Now()
+	for {
+		_, err = stream.Recv()
+		if err != nil {
+			break
+		}
+	}
+	require.Equal(t, codes.Unauthenticated, status.Code(err), "%v", err)
+	require.Less(t, time.Since(start), 10*time.Second)
+}
