@@ -32,7 +32,7 @@ func actorOf(ctx context.Context) (app.Actor, error) {
 	if !ok || p.UserID == "" {
 		return app.Actor{}, domain.ErrUnauthenticated
 	}
-	a := app.Actor{UserID: p.UserID, Admin: p.Admin}
+	a := app.Actor{UserID: p.UserID, Admin: p.Admin, Allocations: p.Allocations, AllocationsClaim: p.AllocationsClaim}
 	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
 		a.IP = pr.Addr.String()
 	}

@@ -49,11 +49,19 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+func newEnvWith(t *testing.T, mut func(*app.Config)) *env {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	e := &env{repo: apptest.NewMemRepo(), sched: apptest.NewFakeScheduler()}
 	cfg := app.DefaultConfig()
 	cfg.PageTokenKey = telemetry.Secret("page-token-key-page-token-key")
 	cfg.WatchPollInterval = 20 * time.Millisecond
+	if mut != nil {
+		mut(&cfg)
+	}
 	a, err := app.New(cfg, app.Deps{Repo: e.repo, Scheduler: e.sched, Catalogue: domain.DefaultCatalogue(), Logger: logger})
 	require.NoError(t, err)
 	rcfg := app.DefaultReconcilerConfig()
@@ -491,4 +499,61 @@ func TestWatchJobEndsWhenTheTokenExpires(t *testing.T) {
 	}
 	require.Equal(t, codes.Unauthenticated, status.Code(err), "%v", err)
 	require.Less(t, time.Since(start), 10*time.Second)
+}
+
+func asWith(t *testing.T, user string, extra jwt.MapClaims) context.Context {
+	t.Helper()
+	c := jwt.MapClaims{"sub": user, "exp": time.Now().Add(time.Hour).Unix()}
+	for k, v := range extra {
+		c[k] = v
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(secret))
+	require.NoError(t, err)
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+}
+
+// TestAllocationsChargedByMembersOnly: allocations are charged only by their members: the token's allocations
+// claim, else the configured map, decides; others are PermissionDenied and
+// nothing is written.
+func TestAllocationsChargedByMembersOnly(t *testing.T) {
+	t.Parallel()
+	req := validRequest // allocation AST23005
+	tests := []struct {
+		name   string
+		cfg    map[string][]string
+		ctx    func(t *testing.T) context.Context
+		wantOK bool
+	}{
+		{name: "claim lists it", ctx: func(t *testing.T) context.Context {
+			return asWith(t, "alice", jwt.MapClaims{"allocations": []string{"AST21001", "AST23005"}})
+		}, wantOK: true},
+		{name: "claim lacks it", ctx: func(t *testing.T) context.Context {
+			return asWith(t, "alice", jwt.MapClaims{"allocations": []string{"AST21001"}})
+		}},
+		{name: "empty claim grants none", ctx: func(t *testing.T) context.Context {
+			return asWith(t, "alice", jwt.MapClaims{"allocations": []string{}})
+		}},
+		{name: "claim wins over the map", cfg: map[string][]string{"alice": {"AST23005"}}, ctx: func(t *testing.T) context.Context {
+			return asWith(t, "alice", jwt.MapClaims{"allocations": []string{"AST21001"}})
+		}},
+		{name: "map lists it", cfg: map[string][]string{"alice": {"AST23005"}}, ctx: func(t *testing.T) context.Context { return as(t, "alice", false) }, wantOK: true},
+		{name: "map lacks it", cfg: map[string][]string{"alice": {"AST21001"}, "bob": {"AST23005"}}, ctx: func(t *testing.T) context.Context { return as(t, "alice", false) }},
+		{name: "user not in the map", cfg: map[string][]string{"bob": {"AST23005"}}, ctx: func(t *testing.T) context.Context { return as(t, "alice", false) }},
+		{name: "admin charges any", cfg: map[string][]string{}, ctx: func(t *testing.T) context.Context { return as(t, "root", true) }, wantOK: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnvWith(t, func(c *app.Config) { c.Allocations = tt.cfg })
+			_, err := e.client.SubmitJob(tt.ctx(t), req("alloc"))
+			if tt.wantOK {
+				require.NoError(t, err)
+				require.Equal(t, 1, e.repo.Count())
+				return
+			}
+			require.Equal(t, codes.PermissionDenied, status.Code(err), "%v", err)
+			require.Zero(t, e.repo.Count(), "nothing is written")
+			require.Empty(t, e.repo.Events())
+		})
+	}
 }

@@ -2,6 +2,7 @@ package service
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -22,17 +23,20 @@ import (
 // Environment variables of the job-orchestrator (beyond the runtime's and
 // the AUTH_* variables read by auth.LoadConfig).
 const (
-	EnvDatabaseURL      = "DATABASE_URL"    // default sqlite:<state dir>/orchestrator.db
-	EnvStateDirectory   = "STATE_DIRECTORY" // default ./data
-	EnvScheduler        = "SCHEDULER"       // local (default) or slurm
-	EnvJobWorkDir       = "JOB_WORK_DIR"    // job output directories; default <state dir>/jobs
-	EnvLocalMaxJobs     = "LOCAL_MAX_JOBS"  // local backend: jobs run at once; default the CPU count
-	EnvSlurmURL         = "SLURMRESTD_URL"  // slurm backend: http(s)://host:port or unix:///socket
-	EnvSlurmUser        = "SLURM_USER"      // X-SLURM-USER-NAME
-	EnvSlurmToken       = "SLURM_JWT_TOKEN" // the slurmrestd JWT, or:
-	EnvSlurmTokenFile   = "SLURM_JWT_TOKEN_FILE"
-	EnvPageTokenKey     = "PAGE_TOKEN_KEY" // or PAGE_TOKEN_KEY_FILE; replicas must share it
-	EnvCatalogueFile    = "SYSTEM_CATALOGUE_FILE"
+	EnvDatabaseURL    = "DATABASE_URL"    // default sqlite:<state dir>/orchestrator.db
+	EnvStateDirectory = "STATE_DIRECTORY" // default ./data
+	EnvScheduler      = "SCHEDULER"       // local (default) or slurm
+	EnvJobWorkDir     = "JOB_WORK_DIR"    // job output directories; default <state dir>/jobs
+	EnvLocalMaxJobs   = "LOCAL_MAX_JOBS"  // local backend: jobs run at once; default the CPU count
+	EnvSlurmURL       = "SLURMRESTD_URL"  // slurm backend: http(s)://host:port or unix:///socket
+	EnvSlurmUser      = "SLURM_USER"      // X-SLURM-USER-NAME
+	EnvSlurmToken     = "SLURM_JWT_TOKEN" // the slurmrestd JWT, or:
+	EnvSlurmTokenFile = "SLURM_JWT_TOKEN_FILE"
+	EnvPageTokenKey   = "PAGE_TOKEN_KEY" // or PAGE_TOKEN_KEY_FILE; replicas must share it
+	EnvCatalogueFile  = "SYSTEM_CATALOGUE_FILE"
+	// EnvAllocationsFile names a JSON object from each user to the
+	// allocations they may charge, e.g. {"alice": ["AST21001"]}.
+	EnvAllocationsFile  = "ALLOCATIONS_FILE"
 	EnvCostNodeHour     = "COST_USD_PER_NODE_HOUR"
 	EnvCostGPUHour      = "COST_USD_PER_GPU_HOUR"
 	EnvReconcileEvery   = "RECONCILE_INTERVAL"
@@ -154,6 +158,13 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 	c.Auth = authCfg
 
 	c.App.WorkDir = c.WorkDir
+	if f := get(EnvAllocationsFile); f != "" {
+		allocs, err := readAllocations(f)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvAllocationsFile, err))
+		}
+		c.App.Allocations = allocs
+	}
 	num(EnvCostNodeHour, &c.App.Rates.USDPerNodeHour)
 	num(EnvCostGPUHour, &c.App.Rates.USDPerGPUHour)
 	if key := secret(EnvPageTokenKey); key != "" {
@@ -256,4 +267,17 @@ func domainEventType(t string) string {
 		return t
 	}
 	return ""
+}
+
+// readAllocations reads the user → allocations map of ALLOCATIONS_FILE.
+func readAllocations(path string) (map[string][]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string][]string{}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("want a JSON object of user to list of allocations: %w", err)
+	}
+	return m, nil
 }
