@@ -142,9 +142,9 @@ func toStatus(err error) error {
 		}
 		return st.Err()
 	case errors.Is(err, domain.ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
+		return status.Error(codes.NotFound, "not found")
 	case errors.Is(err, domain.ErrPermissionDenied):
-		return status.Error(codes.PermissionDenied, err.Error())
+		return status.Error(codes.PermissionDenied, "only an admin may act for another user")
 	case errors.Is(err, domain.ErrUnauthenticated):
 		return status.Error(codes.Unauthenticated, "missing or invalid caller identity")
 	case errors.Is(err, context.Canceled):
