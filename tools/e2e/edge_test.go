@@ -160,12 +160,13 @@ func TestHostileInputsStayInTheAuditTrail(t *testing.T) {
 		cctx := metadata.AppendToOutgoingContext(u.ctx(ctx), service.MetadataCorrelationID, huge)
 		j, header, err := submit(t, cctx, spec("huge-correlation", 1))
 		require.NoError(t, err)
+		waitDone(t, u.ctx(ctx), j.GetJobId())
+		recs := f.waitRecords(t, j.GetJobId(), jobActions...)
 		corr := header.Get(service.MetadataCorrelationID)
 		require.Len(t, corr, 1)
-		require.NotEqual(t, huge, corr[0])
-		require.LessOrEqual(t, len(corr[0]), 128)
-		waitDone(t, u.ctx(ctx), j.GetJobId())
-		for _, r := range f.waitRecords(t, j.GetJobId(), jobActions...) {
+		require.NotEqual(t, huge, corr[0], "the id is replaced at the edge")
+		require.LessOrEqual(t, len(corr[0]), service.MaxCorrelationIDLen)
+		for _, r := range recs {
 			require.Equal(t, corr[0], recordDetails(t, r)["correlation_id"], r.GetAction())
 		}
 	})
