@@ -20,11 +20,17 @@ import (
 
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
-	"github.com/cosmic-horizons/fleet/libs/service"
 	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
 	auditpb "github.com/cosmic-horizons/fleet/proto/fleet/audit/v1"
 	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
+)
+
+// correlationHeader and maxCorrelationID are the gRPC edge's correlation
+// id metadata key and length bound (libs/service).
+const (
+	correlationHeader = "correlation_id"
+	maxCorrelationID  = 128
 )
 
 // edgeFleet is the orchestrator (local scheduler, SQLite) and the
@@ -157,15 +163,15 @@ func TestHostileInputsStayInTheAuditTrail(t *testing.T) {
 	t.Run("5000-byte correlation id", func(t *testing.T) {
 		u := newUser(t)
 		huge := strings.Repeat("c", 5000)
-		cctx := metadata.AppendToOutgoingContext(u.ctx(ctx), service.MetadataCorrelationID, huge)
+		cctx := metadata.AppendToOutgoingContext(u.ctx(ctx), correlationHeader, huge)
 		j, header, err := submit(t, cctx, spec("huge-correlation", 1))
 		require.NoError(t, err)
 		waitDone(t, u.ctx(ctx), j.GetJobId())
 		recs := f.waitRecords(t, j.GetJobId(), jobActions...)
-		corr := header.Get(service.MetadataCorrelationID)
+		corr := header.Get(correlationHeader)
 		require.Len(t, corr, 1)
 		require.NotEqual(t, huge, corr[0], "the id is replaced at the edge")
-		require.LessOrEqual(t, len(corr[0]), service.MaxCorrelationIDLen)
+		require.LessOrEqual(t, len(corr[0]), maxCorrelationID)
 		for _, r := range recs {
 			require.Equal(t, corr[0], recordDetails(t, r)["correlation_id"], r.GetAction())
 		}
