@@ -1,6 +1,9 @@
 package amqpbus_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +15,9 @@ import (
 
 func TestRoutingKeys(t *testing.T) {
 	t.Parallel()
+	long := strings.Repeat("a.", 127) + "b" // the longest JWT subject, escaped to 3x its length
+	sum := sha256.Sum256([]byte(long))
+	longHash := hex.EncodeToString(sum[:])
 	tests := []struct {
 		name string
 		got  string
@@ -26,6 +32,9 @@ func TestRoutingKeys(t *testing.T) {
 		{name: "one event type", got: amqpbus.EventTypePattern("job.failed"), want: "job.*.*.failed"},
 		{name: "every job event", got: amqpbus.AllJobsPattern, want: "job.#"},
 		{name: "user notifications", got: amqpbus.UserNotificationKey("bob.b"), want: "user.bob%2Eb"},
+		{name: "tilde is escaped", got: amqpbus.UserNotificationKey("~bob"), want: "user.%7Ebob"},
+		{name: "long user id is hashed", got: amqpbus.UserPattern(long), want: "job.~" + longHash + ".#"},
+		{name: "long user id hashes the same in keys", got: amqpbus.JobRoutingKey(long, "j-1", "job.cancelled"), want: "job.~" + longHash + ".j-1.cancelled"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -79,5 +88,16 @@ func TestConfigValidate(t *testing.T) {
 			}
 			require.ErrorContains(t, tt.err, tt.wantErr)
 		})
+	}
+}
+
+// TestRoutingKeysFitAMQP: whatever user id the gRPC edge admits (up to 255
+// bytes), a job key fits the AMQP limit of 255 bytes.
+func TestRoutingKeysFitAMQP(t *testing.T) {
+	t.Parallel()
+	for _, user := range []string{strings.Repeat("u", 255), strings.Repeat(".", 255), strings.Repeat("%*#~", 63)} {
+		key := amqpbus.JobRoutingKey(user, "0190c5e4-7b1a-7c3e-9a4b-2f1d3c4e5a6b", "job.metrics_recorded")
+		require.LessOrEqual(t, len(key), 255, key)
+		require.LessOrEqual(t, len(amqpbus.UserNotificationKey(user)), 255)
 	}
 }

@@ -1,6 +1,8 @@
 package amqpbus
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 )
 
@@ -36,7 +38,22 @@ func EventTypePattern(eventType string) string {
 // the notifications exchange, and the pattern that binds to them.
 func UserNotificationKey(userID string) string { return "user." + escapeWord(userID) }
 
-// wordEscaper keeps an id one literal word of a topic routing key.
-var wordEscaper = strings.NewReplacer("%", "%25", ".", "%2E", "*", "%2A", "#", "%23")
+// maxWord bounds one escaped word of a routing key, so that a job key
+// ("job." + user + "." + job id + "." + event) stays within the AMQP limit of
+// 255 bytes whatever the ids: a longer word is replaced by "~" and the
+// SHA-256 of the id (hex, 64 characters). The replacement is the same for
+// keys and binding patterns, so routing still works, and "~" is escaped in
+// ids so that no short id can be taken for a hashed one.
+const maxWord = 72
 
-func escapeWord(s string) string { return wordEscaper.Replace(s) }
+// wordEscaper keeps an id one literal word of a topic routing key.
+var wordEscaper = strings.NewReplacer("%", "%25", ".", "%2E", "*", "%2A", "#", "%23", "~", "%7E")
+
+func escapeWord(s string) string {
+	w := wordEscaper.Replace(s)
+	if len(w) <= maxWord {
+		return w
+	}
+	sum := sha256.Sum256([]byte(s))
+	return "~" + hex.EncodeToString(sum[:])
+}

@@ -98,6 +98,55 @@ type Principal struct {
 	UserID string
 	Roles  []string
 	Admin  bool
+	// Allocations are the allocations (projects) the token's "allocations"
+	// claim lets the caller charge; AllocationsClaim reports whether the
+	// token had the claim at all (an empty list then grants none).
+	Allocations      []string
+	AllocationsClaim bool
+	// ExpiresAt is the token's exp; a stream authenticated by the token
+	// ends then (plus the leeway).
+	ExpiresAt time.Time
+}
+
+// Limits of the claims a Principal is made of. The subject becomes the
+// user id of every event the caller causes and the actor of its audit
+// records, so it is bounded here, where it enters the fleet, and never
+// truncated later.
+const (
+	// MaxSubjectLen bounds the sub claim (OpenID Connect: at most 255 ASCII
+	// characters).
+	MaxSubjectLen = 255
+	// MaxClaimValues bounds the number of roles and of allocations.
+	MaxClaimValues = 64
+	// MaxClaimValueLen bounds one role or allocation.
+	MaxClaimValueLen = 128
+)
+
+// ValidSubject reports whether sub is an acceptable user id: 1 to
+// MaxSubjectLen printable ASCII characters without spaces (a user name, an
+// e-mail address, a UUID or an IdP's opaque id fit).
+func ValidSubject(sub string) bool {
+	if sub == "" || len(sub) > MaxSubjectLen {
+		return false
+	}
+	for i := 0; i < len(sub); i++ {
+		if sub[i] <= ' ' || sub[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func validClaimValues(vals []string) bool {
+	if len(vals) > MaxClaimValues {
+		return false
+	}
+	for _, v := range vals {
+		if len(v) > MaxClaimValueLen || !ValidSubject(v) {
+			return false
+		}
+	}
+	return true
 }
 
 type principalKey struct{}
@@ -175,8 +224,9 @@ func NewVerifier(ctx context.Context, cfg Config, client *http.Client, logger *s
 // claims are the registered claims plus the role claims.
 type claims struct {
 	jwt.RegisteredClaims
-	Role  string   `json:"role,omitempty"`
-	Roles []string `json:"roles,omitempty"`
+	Role        string    `json:"role,omitempty"`
+	Roles       []string  `json:"roles,omitempty"`
+	Allocations *[]string `json:"allocations,omitempty"`
 }
 
 // Verify checks the token's signature, algorithm (HS256 only with the
@@ -206,11 +256,26 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 	if strings.TrimSpace(c.Subject) == "" {
 		return Principal{}, fmt.Errorf("%w: no subject", ErrInvalidToken)
 	}
+	if !ValidSubject(c.Subject) {
+		return Principal{}, fmt.Errorf("%w: the subject must be 1 to %d printable ASCII characters without spaces", ErrInvalidToken, MaxSubjectLen)
+	}
 	roles := slices.Clone(c.Roles)
 	if c.Role != "" {
 		roles = append(roles, c.Role)
 	}
+	if !validClaimValues(roles) {
+		return Principal{}, fmt.Errorf("%w: at most %d roles of 1 to %d printable ASCII characters", ErrInvalidToken, MaxClaimValues, MaxClaimValueLen)
+	}
 	p := Principal{UserID: c.Subject, Roles: roles}
+	if c.ExpiresAt != nil {
+		p.ExpiresAt = c.ExpiresAt.Time
+	}
+	if c.Allocations != nil {
+		if !validClaimValues(*c.Allocations) {
+			return Principal{}, fmt.Errorf("%w: at most %d allocations of 1 to %d printable ASCII characters", ErrInvalidToken, MaxClaimValues, MaxClaimValueLen)
+		}
+		p.Allocations, p.AllocationsClaim = slices.Clone(*c.Allocations), true
+	}
 	for _, r := range roles {
 		if slices.Contains(v.cfg.AdminRoles, r) {
 			p.Admin = true

@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -158,6 +159,33 @@ func TestVerify(t *testing.T) {
 			return partsJoin(tok, other)
 		}},
 		{name: "garbage", token: func(*testing.T) string { return "not.a.jwt" }},
+		{name: "longest subject", token: func(t *testing.T) string {
+			return hs(t, secret, claims(func(c jwt.MapClaims) { c["sub"] = strings.Repeat("u", auth.MaxSubjectLen) }))
+		}, wantUser: strings.Repeat("u", auth.MaxSubjectLen)},
+		{name: "e-mail subject", token: func(t *testing.T) string {
+			return hs(t, secret, claims(func(c jwt.MapClaims) { c["sub"] = "alice@tacc.utexas.edu" }))
+		}, wantUser: "alice@tacc.utexas.edu"},
+		{name: "subject one byte too long", token: func(t *testing.T) string {
+			return hs(t, secret, claims(func(c jwt.MapClaims) { c["sub"] = strings.Repeat("u", auth.MaxSubjectLen+1) }))
+		}},
+		{name: "subject of 5000 bytes", token: func(t *testing.T) string {
+			return hs(t, secret, claims(func(c jwt.MapClaims) { c["sub"] = strings.Repeat("u", 5000) }))
+		}},
+		{name: "subject with a space", token: func(t *testing.T) string {
+			return hs(t, secret, claims(func(c jwt.MapClaims) { c["sub"] = "alice smith" }))
+		}},
+		{name: "subject with a control character", token: func(t *testing.T) string {
+			return hs(t, secret, claims(func(c jwt.MapClaims) { c["sub"] = "alice\nadmin" }))
+		}},
+		{name: "subject not ASCII", token: func(t *testing.T) string {
+			return hs(t, secret, claims(func(c jwt.MapClaims) { c["sub"] = "al\u00efce" }))
+		}},
+		{name: "too many roles", token: func(t *testing.T) string {
+			return hs(t, secret, claims(func(c jwt.MapClaims) { c["roles"] = strings.Fields(strings.Repeat("viewer ", auth.MaxClaimValues+1)) }))
+		}},
+		{name: "allocation too long", token: func(t *testing.T) string {
+			return hs(t, secret, claims(func(c jwt.MapClaims) { c["allocations"] = []string{strings.Repeat("A", auth.MaxClaimValueLen+1)} }))
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -304,3 +332,65 @@ func TestInterceptor(t *testing.T) {
 	require.NotContains(t, logs.String(), expired, "tokens never appear in logs")
 	require.NotContains(t, logs.String(), secret)
 }
+
+func TestVerifyAllocationsClaim(t *testing.T) {
+	t.Parallel()
+	v := newVerifier(t, nil)
+	p, err := v.Verify(context.Background(), hs(t, secret, claims(func(c jwt.MapClaims) { c["allocations"] = []string{"AST21001", "TG-AST0001"} })))
+	require.NoError(t, err)
+	require.True(t, p.AllocationsClaim)
+	require.Equal(t, []string{"AST21001", "TG-AST0001"}, p.Allocations)
+
+	p, err = v.Verify(context.Background(), hs(t, secret, claims(func(c jwt.MapClaims) { c["allocations"] = []string{} })))
+	require.NoError(t, err)
+	require.True(t, p.AllocationsClaim, "an empty claim is a claim that grants nothing")
+	require.Empty(t, p.Allocations)
+
+	p, err = v.Verify(context.Background(), hs(t, secret, claims(nil)))
+	require.NoError(t, err)
+	require.False(t, p.AllocationsClaim)
+}
+
+// TestStreamEndsAtTokenExpiry: a stream opened with a token that expires
+// soon ends with Unauthenticated at the expiry (plus leeway), however long
+// its handler would run; a stream whose token outlives it is untouched.
+func TestStreamEndsAtTokenExpiry(t *testing.T) {
+	t.Parallel()
+	v := newVerifier(t, func(c *auth.Config) { c.Leeway = 0 })
+	ic := auth.NewInterceptors(v, logger(&bytes.Buffer{}))
+	info := &grpc.StreamServerInfo{FullMethod: "/fleet.job.v1.JobService/WatchJob", IsServerStream: true}
+	watch := func(token string) (time.Duration, error) {
+		ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+token))
+		start := time.Now()
+		err := ic.Stream(nil, &fakeStream{ctx: ctx}, info, func(_ any, ss grpc.ServerStream) error {
+			select { // a watcher that would run for a minute
+			case <-ss.Context().Done():
+				return status.FromContextError(ss.Context().Err()).Err()
+			case <-time.After(time.Minute):
+				return nil
+			}
+		})
+		return time.Since(start), err
+	}
+	// exp has whole-second precision: 2 s from now ends within (1 s, 2 s].
+	short := hs(t, secret, claims(func(c jwt.MapClaims) { c["exp"] = time.Now().Add(2 * time.Second).Unix() }))
+	took, err := watch(short)
+	require.Equal(t, codes.Unauthenticated, status.Code(err), "%v", err)
+	require.Less(t, took, 5*time.Second)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", "Bearer "+hs(t, secret, claims(nil))))
+	cancel()
+	err = ic.Stream(nil, &fakeStream{ctx: ctx}, info, func(_ any, ss grpc.ServerStream) error {
+		<-ss.Context().Done()
+		return status.FromContextError(ss.Context().Err()).Err()
+	})
+	require.Equal(t, codes.Canceled, status.Code(err), "a client that goes away is not an expiry")
+}
+
+type fakeStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *fakeStream) Context() context.Context { return s.ctx }

@@ -104,13 +104,31 @@ func (i *Interceptors) Unary(ctx context.Context, req any, info *grpc.UnaryServe
 	return handler(ctx, req)
 }
 
-// Stream authenticates streaming calls.
+// errTokenExpired is the cause of a stream's context ending at its token's
+// expiry.
+var errTokenExpired = errors.New("the token of the stream expired")
+
+// Stream authenticates streaming calls. A stream lives no longer than the
+// token that opened it: at the token's exp (plus the leeway) its context
+// ends and the call ends with codes.Unauthenticated, so that a watcher
+// whose token expired or was not renewed stops receiving.
 func (i *Interceptors) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	ctx, err := i.authenticate(ss.Context(), info.FullMethod)
 	if err != nil {
 		return err
 	}
-	return handler(srv, &stream{ServerStream: ss, ctx: ctx})
+	p, ok := PrincipalFrom(ctx)
+	if !ok || p.ExpiresAt.IsZero() || i.v == nil {
+		return handler(srv, &stream{ServerStream: ss, ctx: ctx})
+	}
+	ctx, cancel := context.WithDeadlineCause(ctx, p.ExpiresAt.Add(i.v.cfg.Leeway), errTokenExpired)
+	defer cancel()
+	err = handler(srv, &stream{ServerStream: ss, ctx: ctx})
+	if errors.Is(context.Cause(ctx), errTokenExpired) && ss.Context().Err() == nil {
+		i.log.InfoContext(ctx, "auth: stream ended at token expiry", "grpc_method", info.FullMethod)
+		return status.Error(codes.Unauthenticated, "the token expired; reconnect with a new token")
+	}
+	return err
 }
 
 type stream struct {

@@ -29,16 +29,44 @@ type serverStream struct {
 
 func (s *serverStream) Context() context.Context { return s.ctx }
 
+// MaxCorrelationIDLen bounds a caller's correlation id. Every event the
+// call causes carries it, and every consumer must accept those events, so
+// the id is bounded here, at the edge.
+const MaxCorrelationIDLen = 128
+
+// ValidCorrelationID reports whether a caller's correlation id is kept: 1
+// to MaxCorrelationIDLen ASCII letters, digits and '.', '_', ':', '/', '+',
+// '=', '@', '-', starting with a letter or digit (a UUID, a W3C trace id
+// or a ULID fits).
+func ValidCorrelationID(id string) bool {
+	if id == "" || len(id) > MaxCorrelationIDLen || !isAlnum(id[0]) {
+		return false
+	}
+	for i := 1; i < len(id); i++ {
+		c := id[i]
+		if !isAlnum(c) && !strings.ContainsRune("._:/+=@-", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
+
 // withCorrelationID puts the caller's correlation id, or a new one, into ctx
-// and returns it to the caller in the response header.
+// and returns it to the caller in the response header. An id that is not
+// ValidCorrelationID (too long, a character outside the set, several
+// values) is replaced by a new one, so it reaches no log line and no event.
 func withCorrelationID(ctx context.Context) context.Context {
 	var id string
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(MetadataCorrelationID); len(v) > 0 {
+		if v := md.Get(MetadataCorrelationID); len(v) == 1 {
 			id = strings.TrimSpace(v[0])
 		}
 	}
-	if id == "" {
+	if !ValidCorrelationID(id) {
 		id = uuid.NewString()
 	}
 	_ = grpc.SetHeader(ctx, metadata.Pairs(MetadataCorrelationID, id))

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.uber.org/goleak"
@@ -384,9 +385,16 @@ func TestCallsCarryCorrelationAndTraceIDsInLogs(t *testing.T) {
 	tests := []struct {
 		name   string
 		sendID string
+		keep   bool
 	}{
-		{name: "caller sends an id", sendID: "corr-from-caller"},
+		{name: "caller sends an id", sendID: "corr-from-caller", keep: true},
+		{name: "caller sends a UUID", sendID: "0190c5e4-7b1a-7c3e-9a4b-2f1d3c4e5a6b", keep: true},
+		{name: "caller sends the longest id", sendID: strings.Repeat("a", service.MaxCorrelationIDLen), keep: true},
 		{name: "runtime makes one"},
+		{name: "oversize id is replaced", sendID: strings.Repeat("x", 5000)},
+		{name: "one byte too long is replaced", sendID: strings.Repeat("a", service.MaxCorrelationIDLen+1)},
+		{name: "spaces and quotes are replaced", sendID: `a "b" c`},
+		{name: "leading punctuation is replaced", sendID: "-corr"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -400,8 +408,12 @@ func TestCallsCarryCorrelationAndTraceIDsInLogs(t *testing.T) {
 			require.NoError(t, err)
 			seen := out.GetValue()
 			require.NotEmpty(t, seen)
-			if tt.sendID != "" {
+			if tt.keep {
 				require.Equal(t, tt.sendID, seen)
+			} else {
+				require.NotEqual(t, tt.sendID, seen)
+				_, err := uuid.Parse(seen)
+				require.NoError(t, err, "a replaced id is a fresh UUID")
 			}
 			require.Equal(t, []string{seen}, header.Get(service.MetadataCorrelationID))
 

@@ -40,6 +40,13 @@ func authenticated() []string {
 	return []string{"job-orchestrator", "metrics-consumer", "notification-consumer", "compliance-auditor"}
 }
 
+// prodIssuer and prodAudience are what the production overlays expect of
+// every token: the fleet's identity provider, and the fleet as audience.
+const (
+	prodIssuer   = "https://auth.fleet.tacc.utexas.edu"
+	prodAudience = "cosmic-horizons-fleet"
+)
+
 // keySources are the variables of which an authenticated service needs one.
 func keySources() []string {
 	return []string{"AUTH_HS256_SECRET", "AUTH_HS256_SECRET_FILE", "AUTH_JWKS_FILE", "AUTH_JWKS_URL"}
@@ -248,6 +255,12 @@ func checkService(t *testing.T, f fleet, code deploycheck.ServiceCode, env strin
 			_, file := envValues["AUTH_JWKS_FILE"]
 			_, url := envValues["AUTH_JWKS_URL"]
 			require.True(t, file || url, "prod verifies RS256 tokens against a JWKS")
+			// A token of another issuer, or minted for another audience
+			// trusted by the same keys, is refused.
+			require.NotEmpty(t, envValues["AUTH_ISSUER"], "prod checks the issuer of tokens")
+			require.NotEmpty(t, envValues["AUTH_AUDIENCE"], "prod checks the audience of tokens")
+			require.Equal(t, envValues["AUTH_ISSUER"], prodIssuer, "one issuer for the fleet")
+			require.Equal(t, envValues["AUTH_AUDIENCE"], prodAudience, "one audience for the fleet")
 		}
 	} else {
 		require.False(t, hasKeySource(envValues), "%s has no authentication", name)

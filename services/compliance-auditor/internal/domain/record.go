@@ -4,11 +4,14 @@
 package domain
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cosmic-horizons/fleet/libs/auditchain"
 	"github.com/cosmic-horizons/fleet/libs/events"
@@ -126,7 +129,7 @@ func RecordFromEvent(ev events.Event, recordedAt time.Time) (auditchain.Record, 
 		r.ResourceID = p.JobID
 		d.set(DetailOwner, p.UserID)
 		d.set("scheduler_job_id", p.SchedulerJobID)
-		d.set("node_list", strings.Join(p.NodeList, ","))
+		d.setNodeList(p.NodeList)
 		if !p.StartedAt.IsZero() {
 			d.set("started_at", p.StartedAt.UTC().Format(time.RFC3339Nano))
 		}
@@ -190,10 +193,93 @@ func auditAction(p events.AuditActionRecorded) string {
 // details collects the non-empty attributes of a record.
 type details map[string]string
 
+// Suffixes of the details a clipped value adds beside its prefix.
+const (
+	DetailSHA256Suffix = ".sha256"
+	DetailBytesSuffix  = ".bytes"
+)
+
+// maxDetailValue is the longest details value kept whole: an event must
+// never be refused because a value it carries is long (the event stays in
+// Kafka; its record keeps a prefix, the value's length and its SHA-256).
+const maxDetailValue = auditchain.MaxFieldBytes - 96
+
 func (d details) set(k, v string) {
-	if v != "" {
-		d[k] = v
+	if v == "" {
+		return
 	}
+	if len(v) <= maxDetailValue {
+		d[k] = v
+		return
+	}
+	sum := sha256.Sum256([]byte(v))
+	d[k+DetailSHA256Suffix] = hex.EncodeToString(sum[:])
+	d[k+DetailBytesSuffix] = strconv.Itoa(len(v))
+	cut := maxDetailValue
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	d[k] = v[:cut] + "…"
+}
+
+// setNodeList records a node list as the comma-separated names; a list too
+// long for one value (a job on hundreds of nodes) is written in Slurm's
+// compressed form and, if that is still too long, clipped by set; both
+// add node_count.
+func (d details) setNodeList(nodes []string) {
+	joined := strings.Join(nodes, ",")
+	if len(joined) <= maxDetailValue {
+		d.set("node_list", joined)
+		return
+	}
+	d.set("node_list", CompressHostList(nodes))
+	d.setInt("node_count", int64(len(nodes)))
+}
+
+// CompressHostList writes a node list the way Slurm does ("c101-[001-003],
+// gpu7"): runs of names that differ only in a numeric suffix of the same
+// width, in order, become one bracketed range.
+func CompressHostList(names []string) string {
+	var b strings.Builder
+	for i := 0; i < len(names); {
+		prefix, num, width, ok := splitHost(names[i])
+		j := i + 1
+		if ok {
+			for j < len(names) {
+				p, n, w, ok2 := splitHost(names[j])
+				if !ok2 || p != prefix || w != width || n != num+(j-i) {
+					break
+				}
+				j++
+			}
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		if j-i == 1 {
+			b.WriteString(names[i])
+		} else {
+			fmt.Fprintf(&b, "%s[%0*d-%0*d]", prefix, width, num, width, num+(j-i-1))
+		}
+		i = j
+	}
+	return b.String()
+}
+
+// splitHost splits "c101-042" into "c101-", 42 and width 3.
+func splitHost(name string) (prefix string, num, width int, ok bool) {
+	i := len(name)
+	for i > 0 && name[i-1] >= '0' && name[i-1] <= '9' {
+		i--
+	}
+	if i == len(name) || len(name)-i > 9 {
+		return "", 0, 0, false
+	}
+	n, err := strconv.Atoi(name[i:])
+	if err != nil {
+		return "", 0, 0, false
+	}
+	return name[:i], n, len(name) - i, true
 }
 
 func (d details) setInt(k string, v int64) { d[k] = strconv.FormatInt(v, 10) }

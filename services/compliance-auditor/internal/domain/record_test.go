@@ -1,8 +1,14 @@
 package domain_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -167,6 +173,60 @@ func TestRecordFromEventRejects(t *testing.T) {
 			if tt.wantMsg != "" {
 				require.ErrorContains(t, err, tt.wantMsg)
 			}
+		})
+	}
+}
+
+// TestRecordFromEventKeepsLongValues: no value an event carries, however
+// long, makes the trail refuse the event: a job on 1,024 nodes, a long
+// failure message, a long correlation id of an older producer.
+func TestRecordFromEventKeepsLongValues(t *testing.T) {
+	t.Parallel()
+	meta := events.Meta{Producer: "job-orchestrator", UserID: "u-ada", CorrelationID: strings.Repeat("c", 5000)}
+	nodes := make([]string, 0, 1024)
+	for i := range 1024 {
+		nodes = append(nodes, fmt.Sprintf("c%03d-%03d", 100+i/64, 1+i%64))
+	}
+	scattered := make([]string, 0, 1024)
+	for i := range 1024 {
+		scattered = append(scattered, fmt.Sprintf("node%05d", i*7))
+	}
+	tests := []struct {
+		name    string
+		payload events.Payload
+		check   func(t *testing.T, d map[string]string)
+	}{
+		{name: "1024 nodes in runs", payload: events.JobRunning{JobID: "job-7", UserID: "u-ada", NodeList: nodes, ToStatus: events.JobStatusRunning},
+			check: func(t *testing.T, d map[string]string) {
+				require.Equal(t, "1024", d["node_count"])
+				require.True(t, strings.HasPrefix(d["node_list"], "c100-[001-064],c101-[001-064],"), d["node_list"])
+				require.NotContains(t, d, "node_list.sha256", "the compressed list fits whole")
+			}},
+		{name: "1024 scattered nodes", payload: events.JobRunning{JobID: "job-7", UserID: "u-ada", NodeList: scattered, ToStatus: events.JobStatusRunning},
+			check: func(t *testing.T, d map[string]string) {
+				require.Equal(t, "1024", d["node_count"])
+				full := strings.Join(scattered, ",")
+				sum := sha256.Sum256([]byte(full))
+				require.Equal(t, hex.EncodeToString(sum[:]), d["node_list"+domain.DetailSHA256Suffix])
+				require.Equal(t, strconv.Itoa(len(full)), d["node_list"+domain.DetailBytesSuffix])
+				require.True(t, strings.HasPrefix(d["node_list"], "node00000,node00007,"))
+			}},
+		{name: "long failure message", payload: events.JobFailed{JobID: "job-7", UserID: "u-ada", ErrorMessage: strings.Repeat("é", 5000), ToStatus: events.JobStatusFailed},
+			check: func(t *testing.T, d map[string]string) {
+				require.Equal(t, "10000", d["error_message"+domain.DetailBytesSuffix])
+				require.True(t, utf8.ValidString(d["error_message"]))
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r, err := domain.RecordFromEvent(newEvent(t, tt.payload, meta), time.Now())
+			require.NoError(t, err)
+			require.NoError(t, r.Validate())
+			require.Len(t, r.Details[domain.DetailCorrelationID+domain.DetailSHA256Suffix], 64)
+			tt.check(t, r.Details)
+			_, err = auditchain.NewChain(auditchain.Head{}).Append(r)
+			require.NoError(t, err)
 		})
 	}
 }

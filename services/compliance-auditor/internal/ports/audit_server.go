@@ -68,9 +68,9 @@ func (s *AuditServer) statusOf(ctx context.Context, op string, err error) error 
 	case errors.Is(err, app.ErrNoCheckpoint):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
+		return status.Error(codes.Canceled, "call cancelled")
 	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	}
 	if _, ok := status.FromError(err); ok {
 		return err

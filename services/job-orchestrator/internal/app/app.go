@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -46,6 +47,11 @@ type Config struct {
 	// WorkDir is the directory under which each job gets <WorkDir>/<job id>
 	// for its output files.
 	WorkDir string
+	// Allocations maps a user to the allocations they may charge (from
+	// ALLOCATIONS_FILE). A token's allocations claim takes precedence; a
+	// user with neither may charge none while the map is set. With no map
+	// and no claim any allocation is accepted (see docs/security-edge.md).
+	Allocations map[string][]string
 }
 
 // DefaultConfig returns the configuration with defaults; PageTokenKey must
@@ -106,6 +112,25 @@ type Actor struct {
 	Admin  bool
 	// IP is the caller's address for the audit trail; may be empty.
 	IP string
+	// Allocations are those of the token's allocations claim, when
+	// AllocationsClaim (an empty claim grants none).
+	Allocations      []string
+	AllocationsClaim bool
+}
+
+// mayCharge reports whether the actor may charge allocation: an admin any;
+// a user those of their token's claim, else those the configured map gives
+// them; anyone any when neither a claim nor a map exists.
+func (a *App) mayCharge(actor Actor, allocation string) bool {
+	switch {
+	case actor.Admin:
+		return true
+	case actor.AllocationsClaim:
+		return slices.Contains(actor.Allocations, allocation)
+	case a.cfg.Allocations != nil:
+		return slices.Contains(a.cfg.Allocations[actor.UserID], allocation)
+	}
+	return true
 }
 
 // Role names the actor's role in the audit trail.

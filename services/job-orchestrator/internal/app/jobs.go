@@ -39,6 +39,9 @@ func (a *App) SubmitJob(ctx context.Context, actor Actor, in SubmitInput) (job *
 	if len(ve) > 0 {
 		return nil, false, &domain.ValidationError{Violations: ve}
 	}
+	if !a.mayCharge(actor, spec.Allocation) {
+		return nil, false, fmt.Errorf("%w: you may not charge allocation %s", domain.ErrPermissionDenied, spec.Allocation)
+	}
 
 	if j, ok, err := a.replay(ctx, actor, in.IdempotencyKey, spec); err != nil || ok {
 		return j, ok, err

@@ -33,14 +33,28 @@ func (a *App) ListJobs(ctx context.Context, actor Actor, in ListInput) ([]*domai
 	bad := func(field, format string, args ...any) {
 		v = append(v, domain.FieldViolation{Field: field, Description: fmt.Sprintf(format, args...)})
 	}
-	for i, s := range in.Statuses {
-		if !s.Valid() {
-			bad(fmt.Sprintf("statuses[%d]", i), "unknown or unspecified status")
+	if n := len(domain.Statuses()); len(in.Statuses) > n {
+		// Checked first, so that a huge list gets one violation, not one
+		// per entry.
+		bad("statuses", "at most %d statuses, got %d", n, len(in.Statuses))
+	} else {
+		for i, s := range in.Statuses {
+			if !s.Valid() {
+				bad(fmt.Sprintf("statuses[%d]", i), "unknown or unspecified status")
+			}
 		}
 	}
 	if in.System != "" {
 		if _, ok := a.cat.System(in.System); !ok {
 			bad("tacc_system", "system %q is not in the catalogue", in.System)
+		}
+	}
+	for _, t := range []struct {
+		field string
+		at    time.Time
+	}{{"created_after", in.CreatedAfter}, {"created_before", in.CreatedBefore}} {
+		if !t.at.IsZero() && !domain.ValidInstant(t.at) {
+			bad(t.field, "must be between %s and %s", domain.MinInstant.Format(time.RFC3339), domain.MaxInstant.Format(time.RFC3339))
 		}
 	}
 	if !in.CreatedAfter.IsZero() && !in.CreatedBefore.IsZero() && !in.CreatedBefore.After(in.CreatedAfter) {

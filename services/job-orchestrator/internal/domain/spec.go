@@ -80,6 +80,17 @@ const (
 	MaxReasonLen      = 512
 )
 
+// MinInstant and MaxInstant bound every instant a request may carry (a
+// list filter's bounds): the stores keep instants as Unix nanoseconds,
+// which end in 2262.
+var (
+	MinInstant = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+	MaxInstant = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// ValidInstant reports whether t lies in [MinInstant, MaxInstant].
+func ValidInstant(t time.Time) bool { return !t.Before(MinInstant) && !t.After(MaxInstant) }
+
 var (
 	nameRe        = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 	datasetRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/+-]*$`)

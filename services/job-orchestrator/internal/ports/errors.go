@@ -14,24 +14,27 @@ import (
 )
 
 // errorCodes is the one table that maps domain errors to gRPC codes, first
-// match wins. Anything not listed is Internal, and its text is logged but
-// not sent to the client.
+// match wins. Anything not listed is Internal. A code with a generic
+// message answers with that message only: the error's own text (a database
+// or driver error, a host name, a query) is logged, never sent to the
+// client.
 //
 // Another user's job is reported as NotFound, never PermissionDenied, so
 // that a caller cannot learn which job ids exist.
 var errorCodes = []struct {
-	err  error
-	code codes.Code
+	err     error
+	code    codes.Code
+	generic string
 }{
-	{domain.ErrInvalidArgument, codes.InvalidArgument},
-	{domain.ErrNotFound, codes.NotFound},
-	{domain.ErrUnauthenticated, codes.Unauthenticated},
-	{domain.ErrPermissionDenied, codes.PermissionDenied},
-	{domain.ErrIdempotencyKeyReused, codes.AlreadyExists},
-	{domain.ErrIllegalTransition, codes.FailedPrecondition},
-	{domain.ErrUnavailable, codes.Unavailable},
-	{context.DeadlineExceeded, codes.DeadlineExceeded},
-	{context.Canceled, codes.Canceled},
+	{err: domain.ErrInvalidArgument, code: codes.InvalidArgument},
+	{err: domain.ErrNotFound, code: codes.NotFound, generic: "job not found"},
+	{err: domain.ErrUnauthenticated, code: codes.Unauthenticated, generic: "a bearer token is required"},
+	{err: domain.ErrPermissionDenied, code: codes.PermissionDenied},
+	{err: domain.ErrIdempotencyKeyReused, code: codes.AlreadyExists},
+	{err: domain.ErrIllegalTransition, code: codes.FailedPrecondition},
+	{err: domain.ErrUnavailable, code: codes.Unavailable, generic: "the service cannot reach a dependency; retry later"},
+	{err: context.DeadlineExceeded, code: codes.DeadlineExceeded, generic: "deadline exceeded"},
+	{err: context.Canceled, code: codes.Canceled, generic: "call cancelled"},
 }
 
 // statusOf converts a use-case error into a gRPC status error. Validation
@@ -59,8 +62,11 @@ func statusOf(ctx context.Context, log *slog.Logger, err error) error {
 			}
 			return st.Err()
 		}
-		if e.code == codes.Unavailable {
-			log.WarnContext(ctx, "dependency unavailable", "error", err)
+		if e.generic != "" {
+			if e.code == codes.Unavailable {
+				log.WarnContext(ctx, "dependency unavailable", "error", err)
+			}
+			return status.Error(e.code, e.generic)
 		}
 		return status.Error(e.code, err.Error())
 	}

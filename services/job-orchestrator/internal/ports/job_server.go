@@ -32,7 +32,7 @@ func actorOf(ctx context.Context) (app.Actor, error) {
 	if !ok || p.UserID == "" {
 		return app.Actor{}, domain.ErrUnauthenticated
 	}
-	a := app.Actor{UserID: p.UserID, Admin: p.Admin}
+	a := app.Actor{UserID: p.UserID, Admin: p.Admin, Allocations: p.Allocations, AllocationsClaim: p.AllocationsClaim}
 	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
 		a.IP = pr.Addr.String()
 	}
@@ -90,6 +90,9 @@ func (s *JobServer) ListJobs(ctx context.Context, req *jobpb.ListJobsRequest) (*
 		return nil, statusOf(ctx, s.log, err)
 	}
 	in := app.ListInput{PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken()}
+	if n := len(domain.Statuses()); len(req.GetStatuses()) > n {
+		return nil, statusOf(ctx, s.log, domain.Invalid("statuses", "at most %d statuses, got %d", n, len(req.GetStatuses())))
+	}
 	for _, st := range req.GetStatuses() {
 		d, ok := statuses[st]
 		if !ok {
@@ -104,9 +107,15 @@ func (s *JobServer) ListJobs(ctx context.Context, req *jobpb.ListJobsRequest) (*
 		}
 	}
 	if t := req.GetCreatedAfter(); t != nil {
+		if t.CheckValid() != nil {
+			return nil, statusOf(ctx, s.log, domain.Invalid("created_after", "not a valid timestamp"))
+		}
 		in.CreatedAfter = t.AsTime()
 	}
 	if t := req.GetCreatedBefore(); t != nil {
+		if t.CheckValid() != nil {
+			return nil, statusOf(ctx, s.log, domain.Invalid("created_before", "not a valid timestamp"))
+		}
 		in.CreatedBefore = t.AsTime()
 	}
 	jobs, next, err := s.app.ListJobs(ctx, actor, in)

@@ -3,6 +3,7 @@ package ports_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
@@ -47,11 +49,19 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+func newEnvWith(t *testing.T, mut func(*app.Config)) *env {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	e := &env{repo: apptest.NewMemRepo(), sched: apptest.NewFakeScheduler()}
 	cfg := app.DefaultConfig()
 	cfg.PageTokenKey = telemetry.Secret("page-token-key-page-token-key")
 	cfg.WatchPollInterval = 20 * time.Millisecond
+	if mut != nil {
+		mut(&cfg)
+	}
 	a, err := app.New(cfg, app.Deps{Repo: e.repo, Scheduler: e.sched, Catalogue: domain.DefaultCatalogue(), Logger: logger})
 	require.NoError(t, err)
 	rcfg := app.DefaultReconcilerConfig()
@@ -387,4 +397,163 @@ func TestOtherUsersJobInvisible(t *testing.T) {
 	require.Equal(t, jobpb.JobStatus_JOB_STATUS_CANCELLED, c.GetJob().GetStatus())
 	_, err = e.client.GetJob(alice, &jobpb.GetJobRequest{JobId: ""})
 	require.Equal(t, []string{"job_id"}, fieldPaths(t, err))
+}
+
+func TestListJobsFilterBounds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	alice := as(t, "alice", false)
+	many := make([]jobpb.JobStatus, 100_000)
+	for i := range many {
+		many[i] = jobpb.JobStatus_JOB_STATUS_RUNNING
+	}
+	tests := []struct {
+		name string
+		req  *jobpb.ListJobsRequest
+		want []string
+	}{
+		{name: "100,000 statuses", req: &jobpb.ListJobsRequest{Statuses: many}, want: []string{"statuses"}},
+		{name: "seven statuses", req: &jobpb.ListJobsRequest{Statuses: many[:7]}, want: []string{"statuses"}},
+		{name: "page size too large", req: &jobpb.ListJobsRequest{PageSize: 1_000_000}, want: []string{"page_size"}},
+		{name: "negative page size", req: &jobpb.ListJobsRequest{PageSize: -1}, want: []string{"page_size"}},
+		{name: "timestamp out of proto range", req: &jobpb.ListJobsRequest{CreatedAfter: &timestamppb.Timestamp{Seconds: 1 << 62}}, want: []string{"created_after"}},
+		{name: "bad nanos", req: &jobpb.ListJobsRequest{CreatedBefore: &timestamppb.Timestamp{Seconds: 1, Nanos: -5}}, want: []string{"created_before"}},
+		{name: "before 1970", req: &jobpb.ListJobsRequest{CreatedAfter: timestamppb.New(time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC))}, want: []string{"created_after"}},
+		{name: "year 9999", req: &jobpb.ListJobsRequest{CreatedBefore: timestamppb.New(time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC))}, want: []string{"created_before"}},
+		{name: "from after to", req: &jobpb.ListJobsRequest{CreatedAfter: timestamppb.New(time.Now()), CreatedBefore: timestamppb.New(time.Now().Add(-time.Hour))}, want: []string{"created_before"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := e.client.ListJobs(alice, tt.req)
+			require.Equal(t, tt.want, fieldPaths(t, err))
+		})
+	}
+	_, err := e.client.ListJobs(alice, &jobpb.ListJobsRequest{Statuses: many[:6],
+		CreatedAfter: timestamppb.New(time.Now().Add(-time.Hour)), CreatedBefore: timestamppb.New(time.Now())})
+	require.NoError(t, err, "six statuses and a sane range are fine")
+}
+
+// TestErrorsCarryNoDriverText: a failing database's own words (here a
+// PostgreSQL connection error naming the host and user) reach the log,
+// never the client.
+func TestErrorsCarryNoDriverText(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	alice := as(t, "alice", false)
+	sub, err := e.client.SubmitJob(alice, validRequest("driver"))
+	require.NoError(t, err)
+	driver := errors.New(`failed to connect to host=db-primary.internal user=orchestrator database=jobs: FATAL: password authentication failed (SQLSTATE 28P01)`)
+	e.repo.SetFailure(fmt.Errorf("%w: %w", domain.ErrUnavailable, driver))
+
+	calls := map[string]func() error{
+		"SubmitJob": func() error { _, err := e.client.SubmitJob(alice, validRequest("driver-2")); return err },
+		"GetJob": func() error {
+			_, err := e.client.GetJob(alice, &jobpb.GetJobRequest{JobId: sub.GetJob().GetJobId()})
+			return err
+		},
+		"ListJobs": func() error { _, err := e.client.ListJobs(alice, &jobpb.ListJobsRequest{}); return err },
+		"CancelJob": func() error {
+			_, err := e.client.CancelJob(alice, &jobpb.CancelJobRequest{JobId: sub.GetJob().GetJobId()})
+			return err
+		},
+	}
+	for name, call := range calls {
+		err := call()
+		st := status.Convert(err)
+		require.Equal(t, codes.Unavailable, st.Code(), name)
+		for _, leak := range []string{"db-primary", "SQLSTATE", "password", "orchestrator", "FATAL"} {
+			require.NotContains(t, st.Message(), leak, name)
+		}
+	}
+	e.repo.SetFailure(nil)
+	_, err = e.client.GetJob(alice, &jobpb.GetJobRequest{JobId: strings.Repeat("x", 4000)})
+	require.Equal(t, codes.NotFound, status.Code(err))
+	require.NotContains(t, status.Convert(err).Message(), "xxxx", "a NotFound does not echo the id")
+}
+
+// TestWatchJobEndsWhenTheTokenExpires: a watch on a job that stays queued
+// ends with Unauthenticated once the token that opened it expires (the
+// default leeway of 30 s is added to exp).
+func TestWatchJobEndsWhenTheTokenExpires(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	alice := as(t, "alice", false)
+	sub, err := e.client.SubmitJob(alice, validRequest("expiring"))
+	require.NoError(t, err)
+
+	c := jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(-29 * time.Second).Unix()}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(secret))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+	stream, err := e.client.WatchJob(ctx, &jobpb.WatchJobRequest{JobId: sub.GetJob().GetJobId()})
+	require.NoError(t, err)
+	start := time.Now()
+	for {
+		_, err = stream.Recv()
+		if err != nil {
+			break
+		}
+	}
+	require.Equal(t, codes.Unauthenticated, status.Code(err), "%v", err)
+	require.Less(t, time.Since(start), 10*time.Second)
+}
+
+func asWith(t *testing.T, user string, extra jwt.MapClaims) context.Context {
+	t.Helper()
+	c := jwt.MapClaims{"sub": user, "exp": time.Now().Add(time.Hour).Unix()}
+	for k, v := range extra {
+		c[k] = v
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(secret))
+	require.NoError(t, err)
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+}
+
+// TestAllocationsChargedByMembersOnly: allocations are charged only by their members: the token's allocations
+// claim, else the configured map, decides; others are PermissionDenied and
+// nothing is written.
+func TestAllocationsChargedByMembersOnly(t *testing.T) {
+	t.Parallel()
+	req := validRequest // allocation AST23005
+	tests := []struct {
+		name   string
+		cfg    map[string][]string
+		ctx    func(t *testing.T) context.Context
+		wantOK bool
+	}{
+		{name: "claim lists it", ctx: func(t *testing.T) context.Context {
+			return asWith(t, "alice", jwt.MapClaims{"allocations": []string{"AST21001", "AST23005"}})
+		}, wantOK: true},
+		{name: "claim lacks it", ctx: func(t *testing.T) context.Context {
+			return asWith(t, "alice", jwt.MapClaims{"allocations": []string{"AST21001"}})
+		}},
+		{name: "empty claim grants none", ctx: func(t *testing.T) context.Context {
+			return asWith(t, "alice", jwt.MapClaims{"allocations": []string{}})
+		}},
+		{name: "claim wins over the map", cfg: map[string][]string{"alice": {"AST23005"}}, ctx: func(t *testing.T) context.Context {
+			return asWith(t, "alice", jwt.MapClaims{"allocations": []string{"AST21001"}})
+		}},
+		{name: "map lists it", cfg: map[string][]string{"alice": {"AST23005"}}, ctx: func(t *testing.T) context.Context { return as(t, "alice", false) }, wantOK: true},
+		{name: "map lacks it", cfg: map[string][]string{"alice": {"AST21001"}, "bob": {"AST23005"}}, ctx: func(t *testing.T) context.Context { return as(t, "alice", false) }},
+		{name: "user not in the map", cfg: map[string][]string{"bob": {"AST23005"}}, ctx: func(t *testing.T) context.Context { return as(t, "alice", false) }},
+		{name: "admin charges any", cfg: map[string][]string{}, ctx: func(t *testing.T) context.Context { return as(t, "root", true) }, wantOK: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnvWith(t, func(c *app.Config) { c.Allocations = tt.cfg })
+			_, err := e.client.SubmitJob(tt.ctx(t), req("alloc"))
+			if tt.wantOK {
+				require.NoError(t, err)
+				require.Equal(t, 1, e.repo.Count())
+				return
+			}
+			require.Equal(t, codes.PermissionDenied, status.Code(err), "%v", err)
+			require.Zero(t, e.repo.Count(), "nothing is written")
+			require.Empty(t, e.repo.Events())
+		})
+	}
 }

@@ -2,6 +2,7 @@ package service
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -43,17 +44,20 @@ const (
 	EnvSlurmTokenFile     = "SLURM_JWT_TOKEN_FILE"
 	EnvPageTokenKey       = "PAGE_TOKEN_KEY" // or PAGE_TOKEN_KEY_FILE; replicas must share it
 	EnvCatalogueFile      = "SYSTEM_CATALOGUE_FILE"
-	EnvCostNodeHour       = "COST_USD_PER_NODE_HOUR"
-	EnvCostGPUHour        = "COST_USD_PER_GPU_HOUR"
-	EnvReconcileEvery     = "RECONCILE_INTERVAL"
-	EnvMetricsInterval    = "JOB_METRICS_INTERVAL" // running jobs' metrics samples; default 30s, 0 none
-	EnvWatchPoll          = "WATCH_POLL_INTERVAL"  // WatchJob's re-read when no wake-up came; default 1s
-	EnvAMQPURL            = "AMQP_URL"             // empty: job events go to Kafka only
-	EnvEnsureTopics       = "ORCHESTRATOR_ENSURE_TOPICS"
-	EnvTopicPrefix        = "ORCHESTRATOR_TOPIC_PREFIX"
-	EnvFault              = "ORCHESTRATOR_FAULT"
-	suffixFile            = "_FILE"
-	defaultDatabaseFile   = "orchestrator.db"
+	// EnvAllocationsFile names a JSON object from each user to the
+	// allocations they may charge, e.g. {"alice": ["AST21001"]}.
+	EnvAllocationsFile  = "ALLOCATIONS_FILE"
+	EnvCostNodeHour     = "COST_USD_PER_NODE_HOUR"
+	EnvCostGPUHour      = "COST_USD_PER_GPU_HOUR"
+	EnvReconcileEvery   = "RECONCILE_INTERVAL"
+	EnvMetricsInterval  = "JOB_METRICS_INTERVAL" // running jobs' metrics samples; default 30s, 0 none
+	EnvWatchPoll        = "WATCH_POLL_INTERVAL"  // WatchJob's re-read when no wake-up came; default 1s
+	EnvAMQPURL          = "AMQP_URL"             // empty: job events go to Kafka only
+	EnvEnsureTopics     = "ORCHESTRATOR_ENSURE_TOPICS"
+	EnvTopicPrefix      = "ORCHESTRATOR_TOPIC_PREFIX"
+	EnvFault            = "ORCHESTRATOR_FAULT"
+	suffixFile          = "_FILE"
+	defaultDatabaseFile = "orchestrator.db"
 )
 
 // FaultAfterCommitBeforePublish is the one fault point: ORCHESTRATOR_FAULT=
@@ -168,6 +172,13 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 	c.Auth = authCfg
 
 	c.App.WorkDir = c.WorkDir
+	if f := get(EnvAllocationsFile); f != "" {
+		allocs, err := readAllocations(f)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvAllocationsFile, err))
+		}
+		c.App.Allocations = allocs
+	}
 	num(EnvCostNodeHour, &c.App.Rates.USDPerNodeHour)
 	num(EnvCostGPUHour, &c.App.Rates.USDPerGPUHour)
 	if key := secret(EnvPageTokenKey); key != "" {
@@ -327,4 +338,17 @@ func loadLocal(get func(string) string, errs *[]error) local.Config {
 		}
 	}
 	return lc
+}
+
+// readAllocations reads the user → allocations map of ALLOCATIONS_FILE.
+func readAllocations(path string) (map[string][]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string][]string{}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("want a JSON object of user to list of allocations: %w", err)
+	}
+	return m, nil
 }

@@ -79,6 +79,9 @@ func (o *orchestrator) wire(ctx context.Context, deps svcruntime.Deps) error {
 	if cfg.PageTokenKeyGenerated {
 		log.WarnContext(ctx, "no "+EnvPageTokenKey+" set: page tokens are signed with a random key and do not survive a restart or work across replicas")
 	}
+	if cfg.App.Allocations == nil {
+		log.WarnContext(ctx, "no "+EnvAllocationsFile+" set: a user whose token has no allocations claim may charge any allocation")
+	}
 	if cfg.Fault != "" {
 		log.WarnContext(ctx, "fault point armed (test hook)", "fault", cfg.Fault, "event_type", cfg.FaultEventType)
 	}

@@ -116,6 +116,21 @@ func (q *Queries) JobMetrics(ctx context.Context, w Window, f JobFilter) (*domai
 	return &s, nil
 }
 
+// JobOwner returns the user who owns the job, and false when the store
+// knows no job of that id.
+func (q *Queries) JobOwner(ctx context.Context, jobID string) (string, bool, error) {
+	var owner string
+	found := false
+	err := q.jobs.Each(ctx, adapters.Filter{JobID: jobID}, func(r adapters.Row) error {
+		owner, found = r.UserID, true
+		return nil
+	})
+	if err != nil {
+		return "", false, fmt.Errorf("job owner: %w", err)
+	}
+	return owner, found, nil
+}
+
 // SystemStats aggregates the jobs created in w per system; system narrows
 // to one when not empty.
 func (q *Queries) SystemStats(ctx context.Context, w Window, system string) (map[string]*domain.Stats, error) {

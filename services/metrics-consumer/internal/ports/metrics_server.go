@@ -4,6 +4,8 @@ package ports
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"sort"
 	"time"
 
@@ -39,16 +41,41 @@ var systems = map[jobpb.TaccSystem]string{
 // MetricsServer implements metricspb.MetricsServiceServer. Every call needs
 // a verified caller (the auth interceptors put it into the context; without
 // one a call is Unauthenticated). GetJobMetrics and GetSystemStats answer any
-// authenticated user: they are fleet-wide aggregates (counts, durations,
-// node-hours) that name no user. GetUserUsage answers about the caller, or
-// about any user for an admin; another user's usage is PermissionDenied.
+// authenticated user about the whole fleet: aggregates (counts, durations,
+// node-hours) that name no user. GetJobMetrics narrowed to one job_id
+// answers about the caller's own job only (any job for an admin); another
+// user's job is NotFound, like a job that does not exist, so that job ids
+// do not leak. GetUserUsage answers about the caller, or about any user for
+// an admin; another user's usage is PermissionDenied.
+//
+// A store failure is Unavailable with a generic message; its text is
+// logged, never sent to the client.
 type MetricsServer struct {
 	metricspb.UnimplementedMetricsServiceServer
-	q *app.Queries
+	q   *app.Queries
+	log *slog.Logger
 }
 
-// NewMetricsServer returns the gRPC server over q.
-func NewMetricsServer(q *app.Queries) *MetricsServer { return &MetricsServer{q: q} }
+// NewMetricsServer returns the gRPC server over q; logger receives the
+// detail of store failures (nil discards it).
+func NewMetricsServer(q *app.Queries, logger *slog.Logger) *MetricsServer {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &MetricsServer{q: q, log: logger}
+}
+
+// unavailable logs a store failure and returns the generic status.
+func (s *MetricsServer) unavailable(ctx context.Context, op string, err error) error {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "call cancelled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	}
+	s.log.WarnContext(ctx, op+" failed", "error", err)
+	return status.Error(codes.Unavailable, "the metrics store cannot be read; retry later")
+}
 
 // violations collects the field violations of a request.
 type violations []*errdetails.BadRequest_FieldViolation
@@ -104,7 +131,8 @@ func window(w *metricspb.TimeWindow, v *violations) app.Window {
 
 // GetJobMetrics aggregates the jobs created in a window.
 func (s *MetricsServer) GetJobMetrics(ctx context.Context, req *metricspb.GetJobMetricsRequest) (*metricspb.GetJobMetricsResponse, error) {
-	if _, err := auth.Caller(ctx); err != nil {
+	caller, err := auth.Caller(ctx)
+	if err != nil {
 		return nil, err
 	}
 	var v violations
@@ -126,9 +154,18 @@ func (s *MetricsServer) GetJobMetrics(ctx context.Context, req *metricspb.GetJob
 	if err := v.err(); err != nil {
 		return nil, err
 	}
+	if f.JobID != "" {
+		owner, found, err := s.q.JobOwner(ctx, f.JobID)
+		if err != nil {
+			return nil, s.unavailable(ctx, "job metrics", err)
+		}
+		if !found || (owner != caller.UserID && !caller.Admin) {
+			return nil, status.Error(codes.NotFound, "job not found")
+		}
+	}
 	st, err := s.q.JobMetrics(ctx, w, f)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "%v", err)
+		return nil, s.unavailable(ctx, "job metrics", err)
 	}
 	return &metricspb.GetJobMetricsResponse{Window: req.GetWindow(), Stats: toPB(st)}, nil
 }
@@ -151,7 +188,7 @@ func (s *MetricsServer) GetSystemStats(ctx context.Context, req *metricspb.GetSy
 	}
 	bySystem, err := s.q.SystemStats(ctx, w, system)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "%v", err)
+		return nil, s.unavailable(ctx, "system stats", err)
 	}
 	resp := &metricspb.GetSystemStatsResponse{Window: req.GetWindow()}
 	for pb, name := range systems {
@@ -188,7 +225,7 @@ func (s *MetricsServer) GetUserUsage(ctx context.Context, req *metricspb.GetUser
 	}
 	st, allocs, err := s.q.UserUsage(ctx, w, user)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "%v", err)
+		return nil, s.unavailable(ctx, "user usage", err)
 	}
 	resp := &metricspb.GetUserUsageResponse{Window: req.GetWindow(), UserId: user, Stats: toPB(st)}
 	for _, a := range allocs {

@@ -266,7 +266,7 @@ func wire(ctx context.Context, deps svcruntime.Deps) error {
 	rt.AddReadinessCheck("database", p.db.Check)
 	rt.AddReadinessCheck("kafka consumer", p.consumer.Check)
 
-	metricspb.RegisterMetricsServiceServer(rt.GRPCServer(), ports.NewMetricsServer(app.NewQueries(p.jobs)))
+	metricspb.RegisterMetricsServiceServer(rt.GRPCServer(), ports.NewMetricsServer(app.NewQueries(p.jobs), logger))
 	if err := rt.Registry().Register(ports.NewCollector(p.jobs, logger)); err != nil {
 		return fmt.Errorf("register job metrics: %w", err)
 	}

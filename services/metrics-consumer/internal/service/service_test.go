@@ -114,6 +114,34 @@ func TestAggregatesRebuildPoisonAndQueries(t *testing.T) {
 		}), resp.GetStats())
 	})
 
+	t.Run("one job's metrics for its owner only", func(t *testing.T) {
+		var mine, theirs testgen.Plan
+		for _, p := range plans {
+			if p.UserID == "user-2" && mine.JobID == "" {
+				mine = p
+			}
+			if p.UserID != "user-2" && theirs.JobID == "" {
+				theirs = p
+			}
+		}
+		require.NotEmpty(t, mine.JobID)
+		require.NotEmpty(t, theirs.JobID)
+		resp, err := client.GetJobMetrics(ctx, &metricspb.GetJobMetricsRequest{Window: all, JobId: mine.JobID})
+		require.NoError(t, err)
+		require.EqualValues(t, 1, resp.GetStats().GetSubmittedCount())
+
+		_, err = client.GetJobMetrics(ctx, &metricspb.GetJobMetricsRequest{Window: all, JobId: theirs.JobID})
+		require.Equal(t, codes.NotFound, status.Code(err), "another user's job")
+		_, errMissing := client.GetJobMetrics(ctx, &metricspb.GetJobMetricsRequest{Window: all, JobId: "job-that-does-not-exist"})
+		require.Equal(t, codes.NotFound, status.Code(errMissing))
+		require.Equal(t, status.Convert(errMissing).Message(), status.Convert(err).Message(), "indistinguishable from a missing job")
+
+		admin := bearer(t, authSecret, "operator", true)
+		resp, err = client.GetJobMetrics(admin, &metricspb.GetJobMetricsRequest{Window: all, JobId: theirs.JobID})
+		require.NoError(t, err, "an admin sees every job")
+		require.EqualValues(t, 1, resp.GetStats().GetSubmittedCount())
+	})
+
 	t.Run("system stats", func(t *testing.T) {
 		resp, err := client.GetSystemStats(ctx, &metricspb.GetSystemStatsRequest{Window: all})
 		require.NoError(t, err)

@@ -25,10 +25,15 @@ var secretRefPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
 type ValidationRules struct {
 	// AllowHTTPWebhooks accepts http:// webhook URLs (development and tests).
 	AllowHTTPWebhooks bool
-	// SecretExists reports whether a webhook secret reference resolves; nil
-	// skips the check.
-	SecretExists func(ref string) bool
+	// SecretUsable reports whether user may sign with a webhook secret
+	// reference (it resolves and belongs to user); nil skips the check.
+	SecretUsable func(ref, user string) bool
 }
+
+// errSecretRef is the one answer for a secret reference the caller may not
+// use, whether it names another user's secret or none: the answer does not
+// tell which names exist.
+const errSecretRef = "not a webhook secret you may use"
 
 // NormalizeSubscription validates the user-supplied fields of s and returns it
 // with its event types expanded (EventTypeTerminal), deduplicated and sorted,
@@ -61,8 +66,8 @@ func NormalizeSubscription(s Subscription, rules ValidationRules) (Subscription,
 			v.Add("webhook_secret_ref", "required for webhook subscriptions")
 		case !secretRefPattern.MatchString(s.SecretRef):
 			v.Add("webhook_secret_ref", "must be 1-%d characters of letters, digits, '_', '.', '-'", maxSecretRefLen)
-		case rules.SecretExists != nil && !rules.SecretExists(s.SecretRef):
-			v.Add("webhook_secret_ref", "no secret named %q is configured", s.SecretRef)
+		case rules.SecretUsable != nil && !rules.SecretUsable(s.SecretRef, s.UserID):
+			v.Add("webhook_secret_ref", errSecretRef)
 		}
 	case ChannelInApp:
 		if s.Target != "" {

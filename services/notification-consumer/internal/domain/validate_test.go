@@ -11,7 +11,7 @@ import (
 
 func TestNormalizeSubscription(t *testing.T) {
 	t.Parallel()
-	secretOK := func(ref string) bool { return ref == "hook" }
+	secretOK := func(ref, _ string) bool { return ref == "hook" }
 	tests := []struct {
 		name       string
 		in         domain.Subscription
@@ -27,7 +27,7 @@ func TestNormalizeSubscription(t *testing.T) {
 		{name: "email without domain dot", in: domain.Subscription{Channel: domain.ChannelEmail, Target: "ada@example",
 			EventTypes: []string{"job.failed"}}, wantFields: []string{"target"}},
 		{name: "webhook https with secret", in: domain.Subscription{Channel: domain.ChannelWebhook, Target: "https://h.example.org/x",
-			EventTypes: []string{"job.failed"}, SecretRef: "hook"}, rules: domain.ValidationRules{SecretExists: secretOK}, wantTypes: []string{"job.failed"}},
+			EventTypes: []string{"job.failed"}, SecretRef: "hook"}, rules: domain.ValidationRules{SecretUsable: secretOK}, wantTypes: []string{"job.failed"}},
 		{name: "webhook http refused", in: domain.Subscription{Channel: domain.ChannelWebhook, Target: "http://h.example.org/x",
 			EventTypes: []string{"job.failed"}, SecretRef: "hook"}, wantFields: []string{"target"}},
 		{name: "webhook http allowed in dev", in: domain.Subscription{Channel: domain.ChannelWebhook, Target: "http://127.0.0.1:9/x",
@@ -58,6 +58,36 @@ func TestNormalizeSubscription(t *testing.T) {
 			require.ElementsMatch(t, tt.wantFields, fields)
 		})
 	}
+}
+
+// TestSecretRefsBelongToTheirOwner: a user may name only a secret that is
+// theirs, and the refusal reads the same whether the name is another
+// user's or names nothing, so that it does not tell which names exist.
+func TestSecretRefsBelongToTheirOwner(t *testing.T) {
+	t.Parallel()
+	owners := map[string]string{"ada-hook": "ada", "bob-hook": "bob"}
+	rules := domain.ValidationRules{SecretUsable: func(ref, user string) bool { return owners[ref] == user }}
+	sub := func(user, ref string) domain.Subscription {
+		return domain.Subscription{UserID: user, Channel: domain.ChannelWebhook, Target: "https://h.example.org/x",
+			EventTypes: []string{"job.failed"}, SecretRef: ref}
+	}
+	_, err := domain.NormalizeSubscription(sub("ada", "ada-hook"), rules)
+	require.NoError(t, err)
+
+	_, errOther := domain.NormalizeSubscription(sub("ada", "bob-hook"), rules)
+	_, errNone := domain.NormalizeSubscription(sub("ada", "no-such-hook"), rules)
+	for _, err := range []error{errOther, errNone} {
+		var v *domain.ValidationError
+		require.True(t, errors.As(err, &v), "%v", err)
+		require.Len(t, v.Violations, 1)
+		require.Equal(t, "webhook_secret_ref", v.Violations[0].Field)
+	}
+	var vo, vn *domain.ValidationError
+	require.True(t, errors.As(errOther, &vo))
+	require.True(t, errors.As(errNone, &vn))
+	require.Equal(t, vn.Violations[0].Description, vo.Violations[0].Description, "the same answer for another's name and no name")
+	require.NotContains(t, vo.Error(), "bob-hook")
+	require.NotContains(t, vn.Error(), "no-such-hook")
 }
 
 func TestClassify(t *testing.T) {

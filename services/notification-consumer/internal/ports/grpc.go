@@ -142,16 +142,18 @@ func toStatus(err error) error {
 		}
 		return st.Err()
 	case errors.Is(err, domain.ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
+		return status.Error(codes.NotFound, "not found")
 	case errors.Is(err, domain.ErrPermissionDenied):
-		return status.Error(codes.PermissionDenied, err.Error())
+		return status.Error(codes.PermissionDenied, "only an admin may act for another user")
 	case errors.Is(err, domain.ErrUnauthenticated):
 		return status.Error(codes.Unauthenticated, "missing or invalid caller identity")
 	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
+		return status.Error(codes.Canceled, "call cancelled")
 	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	}
+	// Anything else (a database or driver error) is not the client's
+	// business: a generic message, never the error's text.
 	return status.Error(codes.Internal, "internal error")
 }
 

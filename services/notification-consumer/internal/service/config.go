@@ -3,6 +3,7 @@ package service
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -40,6 +41,11 @@ const (
 	EnvWebhookBurst        = "WEBHOOK_BURST"
 	EnvWebhookCAFile       = "WEBHOOK_CA_FILE"
 	EnvWebhookSecretsDir   = "WEBHOOK_SECRETS_DIR"
+	// EnvWebhookOwners is a JSON object from each webhook secret reference
+	// to the users who may sign with it, e.g. {"ops-hook": ["alice"]}; a
+	// reference it does not list belongs to no one. Unset, every user may
+	// name every secret (a warning is logged at start).
+	EnvWebhookOwners       = "WEBHOOK_OWNERS"
 	EnvMaxAttempts         = "DELIVERY_MAX_ATTEMPTS"
 	EnvBackoffInitial      = "DELIVERY_BACKOFF_INITIAL"
 	EnvBackoffMax          = "DELIVERY_BACKOFF_MAX"
@@ -168,6 +174,13 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 	}
 	c.WebhookSecrets = webhook.Secrets{Lookup: lookup, EnvPrefix: WebhookSecretEnvPrefix}
 	str(EnvWebhookSecretsDir, &c.WebhookSecrets.Dir)
+	if v, ok := lookup(EnvWebhookOwners); ok && strings.TrimSpace(v) != "" {
+		owners := map[string][]string{}
+		if err := json.Unmarshal([]byte(v), &owners); err != nil {
+			errs = append(errs, fmt.Errorf("%s: want a JSON object of reference to list of users: %w", EnvWebhookOwners, err))
+		}
+		c.WebhookSecrets.Owners = owners
+	}
 	integer(EnvMaxAttempts, &c.Dispatcher.Retry.MaxAttempts)
 	dur(EnvBackoffInitial, &c.Dispatcher.Retry.InitialBackoff)
 	dur(EnvBackoffMax, &c.Dispatcher.Retry.MaxBackoff)

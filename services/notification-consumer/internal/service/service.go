@@ -176,7 +176,10 @@ func (n *notifier) wire(ctx context.Context, deps svcruntime.Deps) error {
 	rt.AddReadinessCheck("kafka consumer", consumer.Check)
 	rt.Go("kafka consumer", consumer.Run)
 
-	rules := domain.ValidationRules{AllowHTTPWebhooks: cfg.Webhook.AllowHTTP, SecretExists: cfg.WebhookSecrets.Exists}
+	if cfg.WebhookSecrets.Owners == nil {
+		logger.WarnContext(ctx, "webhook secrets have no owners ("+EnvWebhookOwners+" is unset): every user may sign with every configured secret")
+	}
+	rules := domain.ValidationRules{AllowHTTPWebhooks: cfg.Webhook.AllowHTTP, SecretUsable: cfg.WebhookSecrets.UsableBy}
 	notificationpb.RegisterNotificationServiceServer(rt.GRPCServer(),
 		ports.NewServer(app.NewNotifications(st, rules), ports.JWTAuthenticator{}))
 	if errors.Is(ctx.Err(), context.Canceled) {

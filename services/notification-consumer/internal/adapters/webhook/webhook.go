@@ -163,6 +163,9 @@ func (s *Sender) Send(ctx context.Context, d domain.Delivery) error {
 	if err != nil {
 		return domain.Transient(fmt.Errorf("webhook secret %q: %w", d.SecretRef, err), 0)
 	}
+	if oc, ok := s.secrets.(ownerChecker); ok && !oc.UsableBy(d.SecretRef, d.UserID) {
+		return domain.Permanent(fmt.Errorf("%w: %s", ErrSecretNotOwned, d.SecretRef))
+	}
 	if err := s.limiter(u.Host).Wait(ctx); err != nil {
 		return domain.Transient(fmt.Errorf("webhook rate limit for %s: %w", u.Host, err), 0)
 	}
@@ -226,10 +229,46 @@ func refusePrivate(_, address string, _ syscall.RawConn) error {
 	if err != nil {
 		return fmt.Errorf("%w: %s", ErrPrivateAddress, host)
 	}
-	ip = ip.Unmap()
-	if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() {
-		return fmt.Errorf("%w: %s", ErrPrivateAddress, ip)
+	if NonPublic(ip) {
+		return fmt.Errorf("%w: %s", ErrPrivateAddress, ip.Unmap())
 	}
 	return nil
+}
+
+// nonPublicPrefixes are the special-purpose ranges (IANA IPv4 and IPv6
+// Special-Purpose Address Registries) that the standard library's
+// predicates do not cover but that reach into a provider's or the host's
+// own network, or embed an IPv4 address that would bypass the IPv4 checks.
+var nonPublicPrefixes = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),       // "this network"
+	netip.MustParsePrefix("100.64.0.0/10"),   // shared address space (carrier-grade NAT)
+	netip.MustParsePrefix("192.0.0.0/24"),    // IETF protocol assignments
+	netip.MustParsePrefix("192.0.2.0/24"),    // documentation (TEST-NET-1)
+	netip.MustParsePrefix("198.18.0.0/15"),   // benchmarking
+	netip.MustParsePrefix("198.51.100.0/24"), // documentation (TEST-NET-2)
+	netip.MustParsePrefix("203.0.113.0/24"),  // documentation (TEST-NET-3)
+	netip.MustParsePrefix("240.0.0.0/4"),     // reserved, and 255.255.255.255 broadcast
+	netip.MustParsePrefix("64:ff9b::/96"),    // NAT64 well-known prefix
+	netip.MustParsePrefix("64:ff9b:1::/48"),  // NAT64 local-use prefix
+	netip.MustParsePrefix("100::/64"),        // discard-only
+	netip.MustParsePrefix("2001::/32"),       // Teredo (embeds an IPv4 address)
+	netip.MustParsePrefix("2001:db8::/32"),   // documentation
+	netip.MustParsePrefix("2002::/16"),       // 6to4 (embeds an IPv4 address)
+}
+
+// NonPublic reports whether a webhook may not be sent to ip: loopback,
+// private, link-local, unspecified, multicast, or one of the special-purpose
+// ranges above (IPv4-mapped IPv6 addresses are judged as IPv4).
+func NonPublic(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	if !ip.IsValid() || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() {
+		return true
+	}
+	for _, p := range nonPublicPrefixes {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }

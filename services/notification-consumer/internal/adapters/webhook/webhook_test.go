@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -211,4 +212,100 @@ func TestPrivateTargetsAreRefusedByDefault(t *testing.T) {
 	permanent, _ := domain.Classify(err)
 	require.True(t, permanent)
 	require.Zero(t, hits.Load())
+}
+
+func TestNonPublicAddresses(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		addr   string
+		public bool
+	}{
+		{name: "loopback v4", addr: "127.0.0.1"},
+		{name: "loopback v6", addr: "::1"},
+		{name: "private 10/8", addr: "10.1.2.3"},
+		{name: "private 172.16/12", addr: "172.20.0.1"},
+		{name: "private 192.168/16", addr: "192.168.1.1"},
+		{name: "link-local metadata", addr: "169.254.169.254"},
+		{name: "unspecified", addr: "0.0.0.0"},
+		{name: "this network 0/8", addr: "0.1.2.3"},
+		{name: "shared address space 100.64/10 low", addr: "100.64.0.1"},
+		{name: "shared address space 100.64/10 high", addr: "100.127.255.254"},
+		{name: "IETF protocol assignments 192.0.0/24", addr: "192.0.0.170"},
+		{name: "benchmarking 198.18/15 low", addr: "198.18.0.1"},
+		{name: "benchmarking 198.18/15 high", addr: "198.19.255.254"},
+		{name: "reserved 240/4", addr: "240.0.0.1"},
+		{name: "broadcast", addr: "255.255.255.255"},
+		{name: "NAT64 64:ff9b::/96 of a private v4", addr: "64:ff9b::a00:1"},
+		{name: "NAT64 64:ff9b::/96 of a public v4", addr: "64:ff9b::808:808"},
+		{name: "6to4 2002::/16", addr: "2002:a00:1::1"},
+		{name: "Teredo 2001::/32", addr: "2001:0:4136:e378::1"},
+		{name: "unique local fc00::/7", addr: "fd00::1"},
+		{name: "IPv4-mapped private", addr: "::ffff:10.0.0.1"},
+		{name: "IPv4-mapped shared address space", addr: "::ffff:100.64.0.1"},
+		{name: "public v4", addr: "8.8.8.8", public: true},
+		{name: "public v4 next to 100.64/10", addr: "100.128.0.1", public: true},
+		{name: "public v4 next to 198.18/15", addr: "198.20.0.1", public: true},
+		{name: "public v4 next to 192.0.0/24", addr: "192.0.1.1", public: true},
+		{name: "public v6", addr: "2606:4700:4700::1111", public: true},
+		{name: "public v6 next to NAT64", addr: "64:ff9b:2::1", public: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, !tt.public, webhook.NonPublic(netip.MustParseAddr(tt.addr)), tt.addr)
+		})
+	}
+}
+
+// TestDialRefusesSpecialPurposeRanges sends to literal addresses of the
+// special-purpose ranges: the dialler refuses each before connecting.
+func TestDialRefusesSpecialPurposeRanges(t *testing.T) {
+	t.Parallel()
+	for _, host := range []string{"100.64.0.1", "198.18.0.1", "192.0.0.8", "[64:ff9b::a00:1]", "[2002:a00:1::1]"} {
+		s, err := webhook.NewSender(webhook.Config{Timeout: 2 * time.Second}, secrets())
+		require.NoError(t, err)
+		err = s.Send(context.Background(), delivery("https://"+host+"/hook"))
+		s.Close()
+		require.ErrorIs(t, err, webhook.ErrPrivateAddress, host)
+	}
+}
+
+func TestSecretsUsableByOwnersOnly(t *testing.T) {
+	t.Parallel()
+	s := secrets()
+	require.True(t, s.UsableBy("hook-a", "anyone"), "without owners every user may name a secret")
+	require.False(t, s.UsableBy("missing", "anyone"))
+	s.Owners = map[string][]string{"hook-a": {"ada", "ops"}}
+	require.True(t, s.UsableBy("hook-a", "ada"))
+	require.True(t, s.UsableBy("hook-a", "ops"))
+	require.False(t, s.UsableBy("hook-a", "bob"))
+	require.False(t, s.UsableBy("missing", "ada"))
+}
+
+// TestSendRefusesAnotherUsersSecret: a delivery whose user does not own
+// the secret (owners changed after the subscription was made) is a
+// permanent failure, and nothing is sent or signed.
+func TestSendRefusesAnotherUsersSecret(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }))
+	t.Cleanup(srv.Close)
+	sec := secrets()
+	sec.Owners = map[string][]string{"hook-a": {"ada"}}
+	s, err := webhook.NewSender(webhook.Config{AllowPrivateNetworks: true, TLS: srv.Client().Transport.(*http.Transport).TLSClientConfig}, sec)
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+
+	d := delivery(srv.URL)
+	d.UserID = "bob"
+	err = s.Send(context.Background(), d)
+	require.ErrorIs(t, err, webhook.ErrSecretNotOwned)
+	permanent, _ := domain.Classify(err)
+	require.True(t, permanent)
+	require.Zero(t, hits.Load())
+
+	d.UserID = "ada"
+	require.NoError(t, s.Send(context.Background(), d))
+	require.EqualValues(t, 1, hits.Load())
 }
