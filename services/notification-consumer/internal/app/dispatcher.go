@@ -44,8 +44,12 @@ type DispatcherConfig struct {
 	QueueSize int
 	// PerTargetConcurrency is the number of workers per target key; default 2.
 	PerTargetConcurrency int
-	// Lease is how long a claimed delivery stays invisible to other workers;
-	// it must exceed the longest send. Default 2m.
+	// Lease is how long a delivery a worker started sending stays invisible
+	// to other workers and replicas. The worker claims it when it starts the
+	// send (not when it queues it) and renews the lease every third of it
+	// while the send runs, so a slow send keeps it; after a crash, another
+	// replica or the restarted consumer takes it over once the lease ran out.
+	// Default 15s.
 	Lease time.Duration
 	// Retry paces transient failures: MaxAttempts attempts in all, then the
 	// delivery fails and goes to the dead-letter topic. Default 8 attempts,
@@ -59,7 +63,7 @@ type DispatcherConfig struct {
 func DefaultDispatcherConfig() DispatcherConfig {
 	return DispatcherConfig{
 		Producer: "notification-consumer", PollInterval: 250 * time.Millisecond, BatchSize: 200, QueueSize: 32,
-		PerTargetConcurrency: 2, Lease: 2 * time.Minute, IdleTimeout: time.Minute,
+		PerTargetConcurrency: 2, Lease: 15 * time.Second, IdleTimeout: time.Minute,
 		Retry: bus.RetryPolicy{MaxAttempts: 8, InitialBackoff: time.Second, MaxBackoff: 5 * time.Minute},
 	}
 }
@@ -100,6 +104,7 @@ type Dispatcher struct {
 
 	mu       sync.Mutex
 	queues   map[string]*targetQueue
+	queued   map[string]bool // ids of the deliveries in a queue or being sent
 	stopping bool
 	workers  sync.WaitGroup
 }
@@ -112,7 +117,7 @@ func NewDispatcher(cfg DispatcherConfig, st *store.Store, senders map[domain.Cha
 	return &Dispatcher{
 		cfg: cfg, store: st, senders: senders, codec: codec, relay: relay, logger: logger, now: time.Now,
 		tracer: otel.Tracer("github.com/cosmic-horizons/fleet/services/notification-consumer/internal/app"),
-		wake:   make(chan struct{}, 1), queues: make(map[string]*targetQueue),
+		wake:   make(chan struct{}, 1), queues: make(map[string]*targetQueue), queued: make(map[string]bool),
 	}, nil
 }
 
@@ -125,8 +130,9 @@ func (d *Dispatcher) Wake() {
 }
 
 // Run dispatches until ctx ends; then it stops taking deliveries, lets the
-// sends in progress finish (bounded by their channel timeouts), releases the
-// queued ones and returns.
+// sends in progress finish (bounded by their channel timeouts), drops the
+// queued ones (they were never claimed: they are due for the next
+// dispatcher at once) and returns.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
@@ -164,39 +170,22 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 }
 
-// poll queues the due deliveries; it reports whether the batch was full.
+// poll queues the due deliveries that are not queued yet; it reports
+// whether the batch was full. Nothing is claimed here: a worker claims a
+// delivery when it starts sending it.
 func (d *Dispatcher) poll(ctx, workCtx context.Context) (bool, error) {
-	now := d.now()
-	due, err := d.store.Due(ctx, now, d.cfg.BatchSize, d.saturated())
+	due, err := d.store.Due(ctx, d.now(), d.cfg.BatchSize, d.saturated())
 	if err != nil {
 		return false, err
 	}
-	type slot struct {
-		del domain.Delivery
-		q   *targetQueue
-	}
-	var slots []slot
-	var ids []string
+	fresh := 0
 	for _, del := range due {
-		if q := d.reserve(workCtx, del.TargetKey); q != nil {
-			slots = append(slots, slot{del: del, q: q})
-			ids = append(ids, del.ID)
+		if q := d.reserve(workCtx, del); q != nil {
+			q.ch <- del
+			fresh++
 		}
 	}
-	claimed, err := d.store.ClaimBatch(ctx, ids, now, now.Add(d.cfg.Lease))
-	for _, s := range slots {
-		attempt, ok := claimed[s.del.ID]
-		if err != nil || !ok {
-			d.unreserve(s.q)
-			continue
-		}
-		s.del.Attempts = attempt
-		s.q.ch <- s.del
-	}
-	if err != nil {
-		return false, err
-	}
-	return len(due) == d.cfg.BatchSize, nil
+	return len(due) == d.cfg.BatchSize && fresh > 0, nil
 }
 
 // saturated lists the target keys whose queue is full.
@@ -212,14 +201,16 @@ func (d *Dispatcher) saturated() []string {
 	return keys
 }
 
-// reserve takes a slot in key's queue, starting its workers when needed;
-// nil when the queue is full or the dispatcher is stopping.
-func (d *Dispatcher) reserve(workCtx context.Context, key string) *targetQueue {
+// reserve takes a slot for del in its target's queue, starting the queue's
+// workers when needed; nil when del is queued already, the queue is full or
+// the dispatcher is stopping.
+func (d *Dispatcher) reserve(workCtx context.Context, del domain.Delivery) *targetQueue {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stopping {
+	if d.stopping || d.queued[del.ID] {
 		return nil
 	}
+	key := del.TargetKey
 	q, ok := d.queues[key]
 	if !ok {
 		q = &targetQueue{key: key, ch: make(chan domain.Delivery, d.cfg.QueueSize)}
@@ -232,12 +223,14 @@ func (d *Dispatcher) reserve(workCtx context.Context, key string) *targetQueue {
 		return nil
 	}
 	q.pending++
+	d.queued[del.ID] = true
 	return q
 }
 
-func (d *Dispatcher) unreserve(q *targetQueue) {
+func (d *Dispatcher) unreserve(q *targetQueue, id string) {
 	d.mu.Lock()
 	q.pending--
+	delete(d.queued, id)
 	d.mu.Unlock()
 }
 
@@ -255,12 +248,10 @@ func (d *Dispatcher) work(ctx context.Context, q *targetQueue) {
 			d.mu.Lock()
 			stopping := d.stopping
 			d.mu.Unlock()
-			if stopping {
-				d.release(del)
-			} else {
-				d.deliver(ctx, del)
+			if !stopping {
+				d.claimAndDeliver(ctx, del)
 			}
-			d.unreserve(q)
+			d.unreserve(q, del.ID)
 			idle.Reset(d.cfg.IdleTimeout)
 		case <-idle.C:
 			d.mu.Lock()
@@ -279,13 +270,50 @@ func (d *Dispatcher) work(ctx context.Context, q *targetQueue) {
 	}
 }
 
-// release gives a claimed but unsent delivery back at shutdown.
-func (d *Dispatcher) release(del domain.Delivery) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := d.store.Release(ctx, del.ID, del.Attempts); err != nil {
-		d.logger.Warn("release delivery; it is retried when its lease ends",
-			slog.String("delivery_id", del.ID), slog.String("error", err.Error()))
+// claimAndDeliver claims del for this attempt (another worker or replica
+// may have sent it meanwhile: then it does nothing), sends it while keeping
+// the lease alive, and records the outcome.
+func (d *Dispatcher) claimAndDeliver(ctx context.Context, del domain.Delivery) {
+	now := d.now()
+	claimed, err := d.store.ClaimBatch(ctx, []string{del.ID}, now, now.Add(d.cfg.Lease))
+	attempt, ok := claimed[del.ID]
+	if err != nil {
+		d.logger.Warn("claim delivery; it stays due", slog.String("delivery_id", del.ID), slog.String("error", err.Error()))
+		return
+	}
+	if !ok {
+		return // sent, or being sent, by another worker
+	}
+	del.Attempts = attempt
+	renewed := make(chan struct{})
+	stop := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		d.keepLease(stop, del)
+	}()
+	defer func() {
+		close(stop)
+		<-renewed
+	}()
+	d.deliver(ctx, del)
+}
+
+// keepLease renews del's lease every third of it until stop closes.
+func (d *Dispatcher) keepLease(stop <-chan struct{}, del domain.Delivery) {
+	tick := time.NewTicker(d.cfg.Lease / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+			ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Lease/3)
+			err := d.store.Renew(ctx, del.ID, del.Attempts, d.now().Add(d.cfg.Lease))
+			cancel()
+			if err != nil {
+				d.logger.Warn("renew delivery lease", slog.String("delivery_id", del.ID), slog.String("error", err.Error()))
+			}
+		}
 	}
 }
 

@@ -219,3 +219,77 @@ func TestResendAfterLostOutcomeKeepsMessageID(t *testing.T) {
 	require.Len(t, mails, 2)
 	require.Equal(t, mails[0].MessageID, mails[1].MessageID)
 }
+
+// A slow target with a long queue: each send takes longer than a third of
+// the lease and the queue holds far more than a lease's worth of sends.
+// Every delivery is claimed when its send starts and kept while it runs, so
+// each is sent exactly once, at its first attempt.
+func TestSlowTargetWithALongQueueSendsEachDeliveryOnce(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	requests := map[string]int{}
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(150 * time.Millisecond)
+		mu.Lock()
+		requests[r.Header.Get(webhook.HeaderDelivery)]++
+		mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	st := newStore(t)
+	t0 := time.Now().Add(-time.Minute)
+	const n = 24
+	for i := range n {
+		addDelivery(t, st, domain.Delivery{ID: fmt.Sprintf("slow-%02d", i), EventID: fmt.Sprintf("e-%02d", i), EventType: "job.completed",
+			UserID: "u", JobID: "j", Channel: domain.ChannelWebhook, Target: srv.URL, SecretRef: "k", Payload: []byte(`{}`),
+			NextAttemptAt: t0.Add(time.Duration(i) * time.Millisecond), CreatedAt: t0})
+	}
+	cfg := fastConfig()
+	cfg.Lease = 300 * time.Millisecond // 24 x 150 ms queued behind one worker: 12 leases
+	cfg.QueueSize, cfg.PerTargetConcurrency = n, 1
+	// Two dispatchers, as two replicas sharing the database.
+	runDispatcher(t, cfg, st, map[domain.Channel]app.Sender{domain.ChannelWebhook: webhookSender(t, srv)})
+	runDispatcher(t, cfg, st, map[domain.Channel]app.Sender{domain.ChannelWebhook: webhookSender(t, srv)})
+
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(requests) == n
+	}, 30*time.Second, 20*time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
+	mu.Lock()
+	for id, count := range requests {
+		require.Equal(t, 1, count, "delivery %s sent once", id)
+	}
+	mu.Unlock()
+	for i := range n {
+		d, err := st.Delivery(context.Background(), fmt.Sprintf("slow-%02d", i))
+		require.NoError(t, err)
+		require.Equal(t, domain.StatusSent, d.Status)
+		require.Equal(t, 1, d.Attempts)
+	}
+}
+
+// A delivery held by a consumer that died mid-send is sent by the next one
+// as soon as the lease it took ran out: seconds, not minutes.
+func TestHeldDeliveryResumesAfterALease(t *testing.T) {
+	t.Parallel()
+	var sent atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { sent.Add(1) }))
+	t.Cleanup(srv.Close)
+	st := newStore(t)
+	now := time.Now()
+	addDelivery(t, st, domain.Delivery{ID: "held", EventID: "e-held", EventType: "job.completed", UserID: "u", JobID: "j",
+		Channel: domain.ChannelWebhook, Target: srv.URL, SecretRef: "k", Payload: []byte(`{}`), NextAttemptAt: now, CreatedAt: now})
+	cfg := fastConfig()
+	// The dead consumer's claim, with the default lease.
+	claimed, err := st.ClaimBatch(context.Background(), []string{"held"}, now, now.Add(app.DefaultDispatcherConfig().Lease))
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{"held": 1}, claimed)
+	start := time.Now()
+	runDispatcher(t, cfg, st, map[domain.Channel]app.Sender{domain.ChannelWebhook: webhookSender(t, srv)})
+	require.Eventually(t, func() bool { return sent.Load() == 1 }, 30*time.Second, 50*time.Millisecond)
+	t.Logf("resumed after %s (lease %s)", time.Since(start).Round(time.Millisecond), app.DefaultDispatcherConfig().Lease)
+	d, err := st.Delivery(context.Background(), "held")
+	require.NoError(t, err)
+	require.Equal(t, 2, d.Attempts, "the dead consumer's attempt, then this one")
+}

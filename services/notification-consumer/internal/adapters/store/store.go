@@ -575,13 +575,13 @@ func decodeToken(tok string) (int64, string, error) {
 	return v, id, nil
 }
 
-// Release gives back a claimed delivery that was not attempted: it clears
-// the lease and uncounts the attempt.
-func (s *Store) Release(ctx context.Context, id string, attempt int) error {
-	_, err := s.db.ExecContext(ctx, s.q(`UPDATE deliveries SET lease_until = 0, attempts = attempts - 1
-		WHERE id = ? AND attempts = ? AND status = ?`), id, attempt, string(domain.StatusPending))
+// Renew extends the lease of attempt of delivery id to leaseUntil, while
+// that attempt is the current one and the delivery is still pending.
+func (s *Store) Renew(ctx context.Context, id string, attempt int, leaseUntil time.Time) error {
+	_, err := s.db.ExecContext(ctx, s.q(`UPDATE deliveries SET lease_until = ?
+		WHERE id = ? AND attempts = ? AND status = ?`), micros(leaseUntil), id, attempt, string(domain.StatusPending))
 	if err != nil {
-		return fmt.Errorf("release delivery %s: %w", id, err)
+		return fmt.Errorf("renew lease of delivery %s: %w", id, err)
 	}
 	return nil
 }

@@ -105,7 +105,7 @@ func TestStoreContract(t *testing.T) {
 			require.Empty(t, pending)
 		})
 
-		t.Run("release uncounts an unsent attempt", func(t *testing.T) {
+		t.Run("a lease is renewed by its attempt only, and due again when it ends", func(t *testing.T) {
 			now := t0.Add(time.Minute)
 			claimed, err := st.ClaimBatch(ctx, []string{"d1", "d3", "missing"}, now, now.Add(time.Hour))
 			require.NoError(t, err)
@@ -113,13 +113,18 @@ func TestStoreContract(t *testing.T) {
 			claimed, err = st.ClaimBatch(ctx, []string{"d3"}, now, now.Add(time.Hour))
 			require.NoError(t, err)
 			require.Empty(t, claimed, "leased")
-			require.NoError(t, st.Release(ctx, "d3", 1))
+			later := now.Add(2 * time.Hour)
+			require.NoError(t, st.Renew(ctx, "d3", 2, later.Add(time.Hour)), "a stale attempt renews nothing")
+			due, err := st.Due(ctx, later, 10, nil)
+			require.NoError(t, err)
+			require.Len(t, due, 1, "the lease ran out")
+			require.NoError(t, st.Renew(ctx, "d3", 1, later.Add(time.Hour)))
+			due, err = st.Due(ctx, later, 10, nil)
+			require.NoError(t, err)
+			require.Empty(t, due, "renewed by its attempt")
 			d, err := st.Delivery(ctx, "d3")
 			require.NoError(t, err)
-			require.Zero(t, d.Attempts)
-			due, err := st.Due(ctx, now, 10, nil)
-			require.NoError(t, err)
-			require.Len(t, due, 1)
+			require.Equal(t, 1, d.Attempts)
 		})
 
 		t.Run("subscriptions page oldest first and delete only the owner's", func(t *testing.T) {
