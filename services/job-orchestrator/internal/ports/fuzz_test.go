@@ -131,4 +131,3 @@ func TestEveryJobMethodIsFuzzed(t *testing.T) {
 		require.True(t, fuzzed[ms.Get(i).Name()], "no fuzz target for %s", ms.Get(i).FullName())
 	}
 }
-
