@@ -78,17 +78,34 @@ func (p panicCounter) WithAttrs([]slog.Attr) slog.Handler { return p }
 
 func (p panicCounter) WithGroup(string) slog.Handler { return p }
 
+// InProcessOption configures InProcess.
+type InProcessOption func(*inProcess)
+
+type inProcess struct{ noAuth bool }
+
+// WithoutAuth serves without the JWT interceptors, for a service that has
+// none (the health-monitor); the callers' tokens are then ignored.
+func WithoutAuth() InProcessOption { return func(o *inProcess) { o.noAuth = true } }
+
 // InProcess builds the runtime of libs/service named name with HS256 JWT
 // verification (FuzzSecret), lets register add the service to its gRPC
 // server, and serves it in process until t ends.
-func InProcess(t testing.TB, name string, register func(s *grpc.Server, logger *slog.Logger)) *Server {
+func InProcess(t testing.TB, name string, register func(s *grpc.Server, logger *slog.Logger), options ...InProcessOption) *Server {
 	t.Helper()
+	var o inProcess
+	for _, opt := range options {
+		opt(&o)
+	}
 	s := &Server{panics: new(atomic.Int64)}
 	s.Logger = slog.New(panicCounter{Handler: slog.DiscardHandler, n: s.panics})
-	acfg := auth.DefaultConfig()
-	acfg.HS256Secret = telemetry.Secret(FuzzSecret)
-	opts, err := svcruntime.AuthOptions(context.Background(), acfg, s.Logger)
-	require.NoError(t, err)
+	var opts []svcruntime.Option
+	if !o.noAuth {
+		acfg := auth.DefaultConfig()
+		acfg.HS256Secret = telemetry.Secret(FuzzSecret)
+		var err error
+		opts, err = svcruntime.AuthOptions(context.Background(), acfg, s.Logger)
+		require.NoError(t, err)
+	}
 	rt, err := svcruntime.New(svcruntime.DefaultConfig(name, "127.0.0.1:0", "127.0.0.1:0"), s.Logger, opts...)
 	require.NoError(t, err)
 	register(rt.GRPCServer(), s.Logger)
@@ -124,10 +141,12 @@ func (s *Server) Caller(caller int) context.Context { return s.ctxs[caller%calle
 type State func(t testing.TB) map[string]int64
 
 // Timeouts of one fuzzed call: a server stream that does not end by itself
-// (a watch) is cut after StreamTimeout.
+// (a watch) is cut StreamIdle after its last message, or StreamTimeout after
+// the call when it sends none.
 var (
 	UnaryTimeout  = 10 * time.Second
 	StreamTimeout = 300 * time.Millisecond
+	StreamIdle    = 20 * time.Millisecond
 )
 
 // Fuzz fuzzes one RPC of the server. An input is a caller byte (see
@@ -141,8 +160,6 @@ func (s *Server) Fuzz(f *testing.F, method protoreflect.MethodDescriptor, state 
 	f.Helper()
 	in, err := protoregistry.GlobalTypes.FindMessageByName(method.Input().FullName())
 	require.NoError(f, err)
-	out, err := protoregistry.GlobalTypes.FindMessageByName(method.Output().FullName())
-	require.NoError(f, err)
 	seeds = append([]proto.Message{in.New().Interface()}, seeds...)
 	for _, m := range seeds {
 		require.Equal(f, in.Descriptor().FullName(), m.ProtoReflect().Descriptor().FullName(), "seed of another type")
@@ -152,37 +169,53 @@ func (s *Server) Fuzz(f *testing.F, method protoreflect.MethodDescriptor, state 
 			f.Add(byte(c), b)
 		}
 	}
-	full := "/" + string(method.Parent().FullName()) + "/" + string(method.Name())
-	stream := method.IsStreamingServer()
 	f.Fuzz(func(t *testing.T, caller byte, data []byte) {
-		req := in.New().Interface()
-		if proto.Unmarshal(data, req) != nil {
+		if !s.Check(t, method, state, caller, data) {
 			t.Skip("not a request")
 		}
-		before := state(t)
-		panics := s.panics.Load()
-		var callErr error
-		if stream {
-			callErr = s.callStream(s.Caller(int(caller)), full, req, out)
-		} else {
-			ctx, cancel := context.WithTimeout(s.Caller(int(caller)), UnaryTimeout)
-			callErr = s.Conn.Invoke(ctx, full, req, out.New().Interface())
-			cancel()
-		}
-		require.Equal(t, panics, s.panics.Load(), "%s panicked on %v", full, req)
-		if callErr == nil {
-			return
-		}
-		st, ok := status.FromError(callErr)
-		require.True(t, ok, "%s returned %v, not a gRPC status", full, callErr)
-		require.NotEqual(t, codes.Unknown, st.Code(), "%s: %v", full, callErr)
-		require.Equal(t, before, state(t), "%s wrote although it answered %v", full, callErr)
 	})
+}
+
+// Check makes the call of one fuzz input (see Fuzz) and checks its outcome
+// on t. It reports false, calling nothing, when data is not a request.
+func (s *Server) Check(t testing.TB, method protoreflect.MethodDescriptor, state State, caller byte, data []byte) bool {
+	t.Helper()
+	in, err := protoregistry.GlobalTypes.FindMessageByName(method.Input().FullName())
+	require.NoError(t, err)
+	out, err := protoregistry.GlobalTypes.FindMessageByName(method.Output().FullName())
+	require.NoError(t, err)
+	req := in.New().Interface()
+	if proto.Unmarshal(data, req) != nil {
+		return false
+	}
+	full := "/" + string(method.Parent().FullName()) + "/" + string(method.Name())
+	before := state(t)
+	panics := s.panics.Load()
+	var callErr error
+	if method.IsStreamingServer() {
+		callErr = s.callStream(s.Caller(int(caller)), full, req, out)
+	} else {
+		ctx, cancel := context.WithTimeout(s.Caller(int(caller)), UnaryTimeout)
+		callErr = s.Conn.Invoke(ctx, full, req, out.New().Interface())
+		cancel()
+	}
+	require.Equal(t, panics, s.panics.Load(), "%s panicked on %v", full, req)
+	if callErr == nil {
+		return true
+	}
+	st, ok := status.FromError(callErr)
+	require.True(t, ok, "%s returned %v, not a gRPC status", full, callErr)
+	require.NotEqual(t, codes.Unknown, st.Code(), "%s: %v", full, callErr)
+	require.Equal(t, before, state(t), "%s wrote although it answered %v", full, callErr)
+	return true
 }
 
 func (s *Server) callStream(parent context.Context, full string, req proto.Message, out protoreflect.MessageType) error {
 	ctx, cancel := context.WithTimeout(parent, StreamTimeout)
 	defer cancel()
+	var idle atomic.Bool
+	timer := time.AfterFunc(StreamTimeout, func() {})
+	defer timer.Stop()
 	cs, err := s.Conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, full)
 	if err != nil {
 		return err
@@ -198,12 +231,15 @@ func (s *Server) callStream(parent context.Context, full string, req proto.Messa
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
-			if status.Code(err) == codes.DeadlineExceeded && ctx.Err() != nil && parent.Err() == nil {
-				// A stream that was still open when the client gave up.
+			if code := status.Code(err); (code == codes.DeadlineExceeded || code == codes.Canceled) && parent.Err() == nil &&
+				(ctx.Err() != nil || idle.Load()) {
+				// A stream that was still open when the client stopped reading.
 				return nil
 			}
 			return err
 		}
+		timer.Stop()
+		timer = time.AfterFunc(StreamIdle, func() { idle.Store(true); cancel() })
 	}
 	return nil
 }
