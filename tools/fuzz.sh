@@ -2,7 +2,7 @@
 # Runs every fuzz target of the packages below, one after the other, each for
 # FUZZTIME (a duration such as 60s, or a number of inputs such as 300x).
 # The RPC targets send random requests through each service's real gRPC
-# interceptors and handlers (libs/service/servicetest.Server.Fuzz).
+# interceptors and handlers (libs/service/servicefuzz).
 #
 #   tools/fuzz.sh 300x      # the short run of `make test`
 #   tools/fuzz.sh 60s       # `make fuzz` (FUZZTIME=60s)

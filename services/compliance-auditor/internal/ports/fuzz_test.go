@@ -13,7 +13,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
+	"github.com/cosmic-horizons/fleet/libs/service/servicefuzz"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
 	auditpb "github.com/cosmic-horizons/fleet/proto/fleet/audit/v1"
 	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/audittest"
@@ -30,10 +30,10 @@ func fuzzAudit(f *testing.F, method string, seeds ...proto.Message) {
 	}
 	_, _, err := fx.Checkpointer.Checkpoint(context.Background())
 	require.NoError(f, err)
-	srv := servicetest.InProcess(f, "compliance-auditor", func(s *grpc.Server, logger *slog.Logger) {
+	srv := servicefuzz.InProcess(f, "compliance-auditor", func(s *grpc.Server, logger *slog.Logger) {
 		auditpb.RegisterAuditServiceServer(s, ports.NewAuditServer(fx.Trail, logger))
 	})
-	md := servicetest.Methods(f, auditpb.File_fleet_audit_v1_audit_proto.Services().Get(0).FullName()).ByName(protoreflect.Name(method))
+	md := servicefuzz.Methods(f, auditpb.File_fleet_audit_v1_audit_proto.Services().Get(0).FullName()).ByName(protoreflect.Name(method))
 	require.NotNil(f, md, method)
 	srv.Fuzz(f, md, func(t testing.TB) map[string]int64 { return sqlstoretest.RowCounts(t, fx.DB) }, seeds...)
 }
@@ -74,7 +74,7 @@ func FuzzAuditGetCheckpoint(f *testing.F) {
 // without a fuzz target above.
 func TestEveryAuditMethodIsFuzzed(t *testing.T) {
 	fuzzed := map[protoreflect.Name]bool{"Query": true, "Verify": true, "Export": true, "GetCheckpoint": true}
-	ms := servicetest.Methods(t, auditpb.File_fleet_audit_v1_audit_proto.Services().Get(0).FullName())
+	ms := servicefuzz.Methods(t, auditpb.File_fleet_audit_v1_audit_proto.Services().Get(0).FullName())
 	for i := range ms.Len() {
 		require.True(t, fuzzed[ms.Get(i).Name()], "no fuzz target for %s", ms.Get(i).FullName())
 	}

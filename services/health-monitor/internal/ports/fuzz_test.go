@@ -9,7 +9,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
+	"github.com/cosmic-horizons/fleet/libs/service/servicefuzz"
 	healthpb "github.com/cosmic-horizons/fleet/proto/fleet/health/v1"
 	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/app"
 	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/domain"
@@ -20,13 +20,13 @@ import (
 // real interceptors (the health-monitor has no JWT interceptors) over a hub
 // holding a status. The service stores nothing: the state is the hub's
 // published status cycle, which no call may move.
-func fuzzHealth(f *testing.F, method string) (*servicetest.Server, protoreflect.MethodDescriptor, servicetest.State) {
+func fuzzHealth(f *testing.F, method string) (*servicefuzz.Server, protoreflect.MethodDescriptor, servicefuzz.State) {
 	hub := app.NewHub()
 	hub.Publish(sample(3, domain.StatusDegraded))
-	srv := servicetest.InProcess(f, "health-monitor", func(s *grpc.Server, _ *slog.Logger) {
+	srv := servicefuzz.InProcess(f, "health-monitor", func(s *grpc.Server, _ *slog.Logger) {
 		healthpb.RegisterHealthMonitorServiceServer(s, ports.NewGRPCServer(hub))
-	}, servicetest.WithoutAuth())
-	md := servicetest.Methods(f, healthpb.File_fleet_health_v1_health_proto.Services().Get(0).FullName()).ByName(protoreflect.Name(method))
+	}, servicefuzz.WithoutAuth())
+	md := servicefuzz.Methods(f, healthpb.File_fleet_health_v1_health_proto.Services().Get(0).FullName()).ByName(protoreflect.Name(method))
 	require.NotNil(f, md, method)
 	return srv, md, func(testing.TB) map[string]int64 {
 		st, _ := hub.Current()
@@ -52,7 +52,7 @@ func FuzzHealthWatchFleetStatus(f *testing.F) {
 // method without a fuzz target above.
 func TestEveryHealthMethodIsFuzzed(t *testing.T) {
 	fuzzed := map[protoreflect.Name]bool{"GetFleetStatus": true, "WatchFleetStatus": true}
-	ms := servicetest.Methods(t, healthpb.File_fleet_health_v1_health_proto.Services().Get(0).FullName())
+	ms := servicefuzz.Methods(t, healthpb.File_fleet_health_v1_health_proto.Services().Get(0).FullName())
 	for i := range ms.Len() {
 		require.True(t, fuzzed[ms.Get(i).Name()], "no fuzz target for %s", ms.Get(i).FullName())
 	}

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cosmic-horizons/fleet/libs/events"
-	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
+	"github.com/cosmic-horizons/fleet/libs/service/servicefuzz"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
@@ -27,11 +27,11 @@ import (
 
 // fuzzJobs is the JobService over a real SQLite store, served in process
 // through the runtime's interceptors and the JWT interceptors, holding one
-// job of servicetest.FuzzUser and one of servicetest.FuzzOtherUser. The
+// job of servicefuzz.FuzzUser and one of servicefuzz.FuzzOtherUser. The
 // scheduler is not called by the handlers (the reconciler, not started
 // here, is what submits to it).
 type fuzzJobs struct {
-	srv              *servicetest.Server
+	srv              *servicefuzz.Server
 	db               *sqlstore.DB
 	userJob, otherID string
 }
@@ -48,16 +48,16 @@ func newFuzzJobs(f *testing.F) *fuzzJobs {
 	cfg.PageTokenKey = telemetry.Secret("fuzz-page-token-key-0123456789")
 	cfg.WatchPollInterval = 20 * time.Millisecond
 	fj := &fuzzJobs{db: db}
-	fj.srv = servicetest.InProcess(f, "job-orchestrator", func(s *grpc.Server, logger *slog.Logger) {
+	fj.srv = servicefuzz.InProcess(f, "job-orchestrator", func(s *grpc.Server, logger *slog.Logger) {
 		a, err := app.New(cfg, app.Deps{Repo: st, Scheduler: apptest.NewFakeScheduler(), Catalogue: domain.DefaultCatalogue(), Logger: logger})
 		require.NoError(f, err)
 		jobpb.RegisterJobServiceServer(s, ports.NewJobServer(a, logger))
 	})
 	client := jobpb.NewJobServiceClient(fj.srv.Conn)
-	r, err := client.SubmitJob(fj.srv.Caller(servicetest.CallerUser), validRequest("fuzz-user-job"))
+	r, err := client.SubmitJob(fj.srv.Caller(servicefuzz.CallerUser), validRequest("fuzz-user-job"))
 	require.NoError(f, err)
 	fj.userJob = r.GetJob().GetJobId()
-	r, err = client.SubmitJob(fj.srv.Caller(servicetest.CallerOther), validRequest("fuzz-other-job"))
+	r, err = client.SubmitJob(fj.srv.Caller(servicefuzz.CallerOther), validRequest("fuzz-other-job"))
 	require.NoError(f, err)
 	fj.otherID = r.GetJob().GetJobId()
 	return fj
@@ -66,7 +66,7 @@ func newFuzzJobs(f *testing.F) *fuzzJobs {
 // state counts the rows of every table; with auditedRefusals, audit events
 // in the outbox are left out, because a refused cancel of another user's job
 // is audited (outcome DENIED) by design.
-func (fj *fuzzJobs) state(auditedRefusals bool) servicetest.State {
+func (fj *fuzzJobs) state(auditedRefusals bool) servicefuzz.State {
 	return func(t testing.TB) map[string]int64 {
 		counts := sqlstoretest.RowCounts(t, fj.db)
 		if auditedRefusals {
@@ -79,7 +79,7 @@ func (fj *fuzzJobs) state(auditedRefusals bool) servicetest.State {
 }
 
 func jobMethod(f *testing.F, name string) protoreflect.MethodDescriptor {
-	md := servicetest.Methods(f, jobpb.File_fleet_job_v1_job_proto.Services().Get(0).FullName()).ByName(protoreflect.Name(name))
+	md := servicefuzz.Methods(f, jobpb.File_fleet_job_v1_job_proto.Services().Get(0).FullName()).ByName(protoreflect.Name(name))
 	require.NotNil(f, md, name)
 	return md
 }
@@ -126,7 +126,7 @@ func FuzzJobWatchJob(f *testing.F) {
 // fuzz target above.
 func TestEveryJobMethodIsFuzzed(t *testing.T) {
 	fuzzed := map[protoreflect.Name]bool{"SubmitJob": true, "GetJob": true, "ListJobs": true, "CancelJob": true, "WatchJob": true}
-	ms := servicetest.Methods(t, jobpb.File_fleet_job_v1_job_proto.Services().Get(0).FullName())
+	ms := servicefuzz.Methods(t, jobpb.File_fleet_job_v1_job_proto.Services().Get(0).FullName())
 	for i := range ms.Len() {
 		require.True(t, fuzzed[ms.Get(i).Name()], "no fuzz target for %s", ms.Get(i).FullName())
 	}

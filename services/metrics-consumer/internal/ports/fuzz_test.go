@@ -14,7 +14,7 @@ import (
 
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/inbox"
-	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
+	"github.com/cosmic-horizons/fleet/libs/service/servicefuzz"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
 	metricspb "github.com/cosmic-horizons/fleet/proto/fleet/metrics/v1"
 	"github.com/cosmic-horizons/fleet/services/metrics-consumer/internal/adapters"
@@ -27,8 +27,8 @@ var fuzzBase = time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 
 // fuzzMetrics fuzzes one MetricsService method through the runtime's real
 // interceptors and the JWT interceptors, over a SQLite store holding 40
-// generated jobs, some of them servicetest.FuzzUser's.
-func fuzzMetrics(f *testing.F, method string, seeds ...*metricspb.TimeWindow) (*servicetest.Server, protoreflect.MethodDescriptor, servicetest.State) {
+// generated jobs, some of them servicefuzz.FuzzUser's.
+func fuzzMetrics(f *testing.F, method string, seeds ...*metricspb.TimeWindow) (*servicefuzz.Server, protoreflect.MethodDescriptor, servicefuzz.State) {
 	ctx := context.Background()
 	db := sqlstoretest.OpenURL(f, "sqlite://"+filepath.Join(f.TempDir(), "metrics.db"))
 	require.NoError(f, inbox.Migrate(ctx, db))
@@ -40,7 +40,7 @@ func fuzzMetrics(f *testing.F, method string, seeds ...*metricspb.TimeWindow) (*
 	plans := testgen.Plans(7, 40, fuzzBase)
 	for i := range plans {
 		if i%3 == 0 {
-			plans[i].UserID = servicetest.FuzzUser
+			plans[i].UserID = servicefuzz.FuzzUser
 		}
 	}
 	evs, err := testgen.Stream(plans)
@@ -51,10 +51,10 @@ func fuzzMetrics(f *testing.F, method string, seeds ...*metricspb.TimeWindow) (*
 		msg.Offset = int64(i)
 		require.NoError(f, ingest.Handle(ctx, msg))
 	}
-	srv := servicetest.InProcess(f, "metrics-consumer", func(s *grpc.Server, _ *slog.Logger) {
+	srv := servicefuzz.InProcess(f, "metrics-consumer", func(s *grpc.Server, _ *slog.Logger) {
 		metricspb.RegisterMetricsServiceServer(s, ports.NewMetricsServer(app.NewQueries(jobs)))
 	})
-	md := servicetest.Methods(f, metricspb.File_fleet_metrics_v1_metrics_proto.Services().Get(0).FullName()).ByName(protoreflect.Name(method))
+	md := servicefuzz.Methods(f, metricspb.File_fleet_metrics_v1_metrics_proto.Services().Get(0).FullName()).ByName(protoreflect.Name(method))
 	require.NotNil(f, md, method)
 	return srv, md, func(t testing.TB) map[string]int64 { return sqlstoretest.RowCounts(t, db) }
 }
@@ -88,8 +88,8 @@ func FuzzMetricsGetSystemStats(f *testing.F) {
 func FuzzMetricsGetUserUsage(f *testing.F) {
 	srv, md, state := fuzzMetrics(f, "GetUserUsage")
 	srv.Fuzz(f, md, state,
-		&metricspb.GetUserUsageRequest{Window: wholeWindow, UserId: servicetest.FuzzUser},
-		&metricspb.GetUserUsageRequest{Window: wholeWindow, UserId: servicetest.FuzzOtherUser},
+		&metricspb.GetUserUsageRequest{Window: wholeWindow, UserId: servicefuzz.FuzzUser},
+		&metricspb.GetUserUsageRequest{Window: wholeWindow, UserId: servicefuzz.FuzzOtherUser},
 		&metricspb.GetUserUsageRequest{Window: badWindow},
 	)
 }
@@ -98,7 +98,7 @@ func FuzzMetricsGetUserUsage(f *testing.F) {
 // without a fuzz target above.
 func TestEveryMetricsMethodIsFuzzed(t *testing.T) {
 	fuzzed := map[protoreflect.Name]bool{"GetJobMetrics": true, "GetSystemStats": true, "GetUserUsage": true}
-	ms := servicetest.Methods(t, metricspb.File_fleet_metrics_v1_metrics_proto.Services().Get(0).FullName())
+	ms := servicefuzz.Methods(t, metricspb.File_fleet_metrics_v1_metrics_proto.Services().Get(0).FullName())
 	for i := range ms.Len() {
 		require.True(t, fuzzed[ms.Get(i).Name()], "no fuzz target for %s", ms.Get(i).FullName())
 	}

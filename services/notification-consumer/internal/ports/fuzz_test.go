@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/cosmic-horizons/fleet/libs/inbox"
-	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
+	"github.com/cosmic-horizons/fleet/libs/service/servicefuzz"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
 	notificationpb "github.com/cosmic-horizons/fleet/proto/fleet/notification/v1"
@@ -27,17 +27,17 @@ import (
 // fuzzNotifications fuzzes one NotificationService method through the
 // runtime's real interceptors and the JWT interceptors, over a SQLite store
 // holding a subscription and three in-app notifications for each of
-// servicetest.FuzzUser and servicetest.FuzzOtherUser. Besides the row counts,
+// servicefuzz.FuzzUser and servicefuzz.FuzzOtherUser. Besides the row counts,
 // the state counts read notifications, so a refused MarkRead that marked
 // something is caught.
-func fuzzNotifications(f *testing.F, method string) (*servicetest.Server, protoreflect.MethodDescriptor, servicetest.State) {
+func fuzzNotifications(f *testing.F, method string) (*servicefuzz.Server, protoreflect.MethodDescriptor, servicefuzz.State) {
 	ctx := context.Background()
 	db := sqlstoretest.OpenURL(f, "sqlite://"+filepath.Join(f.TempDir(), "notifications.db"))
 	require.NoError(f, inbox.Migrate(ctx, db))
 	require.NoError(f, store.Migrate(ctx, db))
 	st := store.New(db)
 	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
-	for _, user := range []string{servicetest.FuzzUser, servicetest.FuzzOtherUser} {
+	for _, user := range []string{servicefuzz.FuzzUser, servicefuzz.FuzzOtherUser} {
 		require.NoError(f, st.CreateSubscription(ctx, domain.Subscription{
 			ID: "sub-" + user, UserID: user, JobID: "job-" + user, Channel: domain.ChannelInApp, Target: user,
 			EventTypes: []string{"job.completed"}, Enabled: true, CreatedAt: now,
@@ -54,10 +54,10 @@ func fuzzNotifications(f *testing.F, method string) (*servicetest.Server, protor
 		}
 	}
 	rules := domain.ValidationRules{SecretExists: func(ref string) bool { return ref == "team-hook" }}
-	srv := servicetest.InProcess(f, "notification-consumer", func(s *grpc.Server, _ *slog.Logger) {
+	srv := servicefuzz.InProcess(f, "notification-consumer", func(s *grpc.Server, _ *slog.Logger) {
 		notificationpb.RegisterNotificationServiceServer(s, ports.NewServer(app.NewNotifications(st, rules), ports.JWTAuthenticator{}))
 	})
-	md := servicetest.Methods(f, notificationpb.File_fleet_notification_v1_notification_proto.Services().Get(0).FullName()).ByName(protoreflect.Name(method))
+	md := servicefuzz.Methods(f, notificationpb.File_fleet_notification_v1_notification_proto.Services().Get(0).FullName()).ByName(protoreflect.Name(method))
 	require.NotNil(f, md, method)
 	return srv, md, func(t testing.TB) map[string]int64 { return notificationState(t, db) }
 }
@@ -84,7 +84,7 @@ func FuzzNotificationListSubscriptions(f *testing.F) {
 	srv, md, state := fuzzNotifications(f, "ListSubscriptions")
 	srv.Fuzz(f, md, state,
 		&notificationpb.ListSubscriptionsRequest{PageSize: 1},
-		&notificationpb.ListSubscriptionsRequest{UserId: servicetest.FuzzOtherUser, JobId: "job-" + servicetest.FuzzOtherUser},
+		&notificationpb.ListSubscriptionsRequest{UserId: servicefuzz.FuzzOtherUser, JobId: "job-" + servicefuzz.FuzzOtherUser},
 		&notificationpb.ListSubscriptionsRequest{PageToken: "bm90LWEtdG9rZW4", PageSize: -5},
 	)
 }
@@ -92,8 +92,8 @@ func FuzzNotificationListSubscriptions(f *testing.F) {
 func FuzzNotificationDeleteSubscription(f *testing.F) {
 	srv, md, state := fuzzNotifications(f, "DeleteSubscription")
 	srv.Fuzz(f, md, state,
-		&notificationpb.DeleteSubscriptionRequest{Id: "sub-" + servicetest.FuzzOtherUser},
-		&notificationpb.DeleteSubscriptionRequest{Id: "sub-" + servicetest.FuzzUser},
+		&notificationpb.DeleteSubscriptionRequest{Id: "sub-" + servicefuzz.FuzzOtherUser},
+		&notificationpb.DeleteSubscriptionRequest{Id: "sub-" + servicefuzz.FuzzUser},
 		&notificationpb.DeleteSubscriptionRequest{Id: "missing"},
 	)
 }
@@ -102,16 +102,16 @@ func FuzzNotificationListNotifications(f *testing.F) {
 	srv, md, state := fuzzNotifications(f, "ListNotifications")
 	srv.Fuzz(f, md, state,
 		&notificationpb.ListNotificationsRequest{UnreadOnly: true, PageSize: 2},
-		&notificationpb.ListNotificationsRequest{UserId: servicetest.FuzzOtherUser},
-		&notificationpb.ListNotificationsRequest{JobId: "job-" + servicetest.FuzzUser, PageToken: "eA", PageSize: 1 << 30},
+		&notificationpb.ListNotificationsRequest{UserId: servicefuzz.FuzzOtherUser},
+		&notificationpb.ListNotificationsRequest{JobId: "job-" + servicefuzz.FuzzUser, PageToken: "eA", PageSize: 1 << 30},
 	)
 }
 
 func FuzzNotificationMarkRead(f *testing.F) {
 	srv, md, state := fuzzNotifications(f, "MarkRead")
 	srv.Fuzz(f, md, state,
-		&notificationpb.MarkReadRequest{Ids: []string{"n-" + servicetest.FuzzUser + "-0"}},
-		&notificationpb.MarkReadRequest{Ids: []string{"n-" + servicetest.FuzzOtherUser + "-1"}},
+		&notificationpb.MarkReadRequest{Ids: []string{"n-" + servicefuzz.FuzzUser + "-0"}},
+		&notificationpb.MarkReadRequest{Ids: []string{"n-" + servicefuzz.FuzzOtherUser + "-1"}},
 		&notificationpb.MarkReadRequest{All: true},
 		&notificationpb.MarkReadRequest{Ids: make([]string, 5000)},
 	)
@@ -122,7 +122,7 @@ func FuzzNotificationMarkRead(f *testing.F) {
 func TestEveryNotificationMethodIsFuzzed(t *testing.T) {
 	fuzzed := map[protoreflect.Name]bool{"CreateSubscription": true, "ListSubscriptions": true, "DeleteSubscription": true,
 		"ListNotifications": true, "MarkRead": true}
-	ms := servicetest.Methods(t, notificationpb.File_fleet_notification_v1_notification_proto.Services().Get(0).FullName())
+	ms := servicefuzz.Methods(t, notificationpb.File_fleet_notification_v1_notification_proto.Services().Get(0).FullName())
 	for i := range ms.Len() {
 		require.True(t, fuzzed[ms.Get(i).Name()], "no fuzz target for %s", ms.Get(i).FullName())
 	}

@@ -1,4 +1,8 @@
-package servicetest
+// Package servicefuzz fuzzes a service's gRPC API in process, through the runtime's
+// real interceptors and handlers: a target per request type checks that no
+// input panics, that every error is a gRPC status other than Unknown, and
+// that a refused call writes nothing.
+package servicefuzz
 
 import (
 	"context"

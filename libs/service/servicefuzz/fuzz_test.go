@@ -1,4 +1,4 @@
-package servicetest_test
+package servicefuzz_test
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cosmic-horizons/fleet/libs/auth"
-	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
+	"github.com/cosmic-horizons/fleet/libs/service/servicefuzz"
 	auditpb "github.com/cosmic-horizons/fleet/proto/fleet/audit/v1"
 )
 
@@ -58,7 +58,7 @@ func (r *recorder) Errorf(format string, args ...any) { r.failed += fmt.Sprintf(
 
 func (r *recorder) FailNow() { panic(failNow{}) }
 
-func (r *recorder) check(s *servicetest.Server, state servicetest.State, caller int, req proto.Message) (failure string) {
+func (r *recorder) check(s *servicefuzz.Server, state servicefuzz.State, caller int, req proto.Message) (failure string) {
 	defer func() {
 		if p := recover(); p != nil && p != (failNow{}) {
 			panic(p)
@@ -69,7 +69,7 @@ func (r *recorder) check(s *servicetest.Server, state servicetest.State, caller 
 	if err != nil {
 		panic(err)
 	}
-	md := servicetest.Methods(r.TB, auditpb.File_fleet_audit_v1_audit_proto.Services().Get(0).FullName()).ByName("Query")
+	md := servicefuzz.Methods(r.TB, auditpb.File_fleet_audit_v1_audit_proto.Services().Get(0).FullName()).ByName("Query")
 	s.Check(r, md, state, byte(caller), data)
 	return r.failed
 }
@@ -79,7 +79,7 @@ func (r *recorder) check(s *servicetest.Server, state servicetest.State, caller 
 // refusal, and passes a refusal by the interceptors and a successful write.
 func TestCheckCatchesEachFault(t *testing.T) {
 	var rows atomic.Int64
-	s := servicetest.InProcess(t, "faulty", func(g *grpc.Server, _ *slog.Logger) {
+	s := servicefuzz.InProcess(t, "faulty", func(g *grpc.Server, _ *slog.Logger) {
 		auditpb.RegisterAuditServiceServer(g, faulty{rows: &rows})
 	})
 	state := func(testing.TB) map[string]int64 { return map[string]int64{"rows": rows.Load()} }
@@ -89,12 +89,12 @@ func TestCheckCatchesEachFault(t *testing.T) {
 		actor  string
 		want   string
 	}{
-		{name: "handler panics", caller: servicetest.CallerAdmin, actor: "panic", want: "panicked"},
-		{name: "plain error", caller: servicetest.CallerAdmin, actor: "plain error", want: "Unknown"},
-		{name: "write then refuse", caller: servicetest.CallerAdmin, actor: "write then refuse", want: "wrote although it answered"},
-		{name: "refused by the interceptors", caller: servicetest.CallerNone, actor: "panic"},
-		{name: "refused by the handler", caller: servicetest.CallerUser, actor: "write then refuse"},
-		{name: "write and succeed", caller: servicetest.CallerAdmin, actor: "write and succeed"},
+		{name: "handler panics", caller: servicefuzz.CallerAdmin, actor: "panic", want: "panicked"},
+		{name: "plain error", caller: servicefuzz.CallerAdmin, actor: "plain error", want: "Unknown"},
+		{name: "write then refuse", caller: servicefuzz.CallerAdmin, actor: "write then refuse", want: "wrote although it answered"},
+		{name: "refused by the interceptors", caller: servicefuzz.CallerNone, actor: "panic"},
+		{name: "refused by the handler", caller: servicefuzz.CallerUser, actor: "write then refuse"},
+		{name: "write and succeed", caller: servicefuzz.CallerAdmin, actor: "write and succeed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
