@@ -74,23 +74,43 @@ func verifyResult(res auditchain.Result) VerifyResult {
 // shortened by retention is older than the retention period.
 func (t *Trail) Verify(ctx context.Context, from, to uint64) (VerifyResult, error) {
 	whole := from <= 1 && to == 0
+	// refused is why the checkpointer would not sign the head; the chain is
+	// still verified, and the first failure of the two is reported.
+	var refused *UnverifiedError
 	if whole && t.cp != nil {
-		var uv *UnverifiedError
-		if _, _, err := t.cp.Checkpoint(ctx); errors.As(err, &uv) {
-			return verifyResult(uv.Result), nil
-		} else if err != nil {
+		if _, _, err := t.cp.Checkpoint(ctx); err != nil && !errors.As(err, &refused) {
 			return VerifyResult{}, fmt.Errorf("verify audit trail: checkpoint head: %w", err)
 		}
 	}
+	res, err := t.verify(ctx, from, to, whole)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	if refused != nil && (res.OK || atEnd(res.Reason) || refused.Result.BadSequence < res.BadSequence) {
+		// A failure inside the chain is named first; at its end, the
+		// checkpointer's reason (a checkpoint it signed is gone, the head
+		// went behind a checkpoint) says more than a missing seal.
+		return verifyResult(refused.Result), nil
+	}
+	return verifyResult(res), nil
+}
+
+// atEnd reports whether reason concerns the end of the chain rather than a
+// record or checkpoint in it.
+func atEnd(reason auditchain.Reason) bool {
+	return reason == auditchain.ReasonUnsealed || reason == auditchain.ReasonHeadMismatch
+}
+
+func (t *Trail) verify(ctx context.Context, from, to uint64, whole bool) (auditchain.Result, error) {
 	opts := auditchain.VerifyOptions{Keys: t.cfg.Keys, From: from, To: to, MinAnchorAge: t.cfg.Retention, Now: t.cfg.Now()}
 	if to == 0 {
 		head, err := t.repo.Head(ctx)
 		if err != nil {
-			return VerifyResult{}, err
+			return auditchain.Result{}, err
 		}
 		if from > head.Sequence+1 {
 			// The range starts past the head: there is nothing to check.
-			return VerifyResult{OK: true}, nil
+			return auditchain.Result{OK: true}, nil
 		}
 		// Records appended after this read are left for the next run.
 		opts.Head, opts.To, opts.RequireSealed = &head, head.Sequence, whole
@@ -105,13 +125,13 @@ func (t *Trail) Verify(ctx context.Context, from, to uint64) (VerifyResult, erro
 	}
 	cps, err := t.repo.Checkpoints(ctx, start, opts.To)
 	if err != nil {
-		return VerifyResult{}, err
+		return auditchain.Result{}, err
 	}
 	res, err := auditchain.Verify(auditchain.Interleave(t.repo.Records(ctx, start, opts.To), cps), opts)
 	if err != nil {
-		return VerifyResult{}, fmt.Errorf("verify audit trail: %w", err)
+		return auditchain.Result{}, fmt.Errorf("verify audit trail: %w", err)
 	}
-	return verifyResult(res), nil
+	return res, nil
 }
 
 // Export streams the records from..to (0 and 0 for everything; to 0 means
