@@ -77,12 +77,20 @@ func (t *Trail) Verify(ctx context.Context, from, to uint64) (VerifyResult, erro
 	// refused is why the checkpointer would not sign the head; the chain is
 	// still verified, and the first failure of the two is reported.
 	var refused *UnverifiedError
+	var sealed *auditchain.Head
 	if whole && t.cp != nil {
-		if _, _, err := t.cp.Checkpoint(ctx); err != nil && !errors.As(err, &refused) {
+		cp, _, err := t.cp.Checkpoint(ctx)
+		switch {
+		case err == nil:
+			// Verify up to the head just signed: records appended since are
+			// left for the next run (the checkpointer verified them up to the
+			// head it read before signing).
+			sealed = &auditchain.Head{Sequence: cp.Sequence, Hash: cp.HeadHash}
+		case !errors.As(err, &refused):
 			return VerifyResult{}, fmt.Errorf("verify audit trail: checkpoint head: %w", err)
 		}
 	}
-	res, err := t.verify(ctx, from, to, whole)
+	res, err := t.verify(ctx, from, to, whole, sealed)
 	if err != nil {
 		return VerifyResult{}, err
 	}
@@ -101,12 +109,22 @@ func atEnd(reason auditchain.Reason) bool {
 	return reason == auditchain.ReasonUnsealed || reason == auditchain.ReasonHeadMismatch
 }
 
-func (t *Trail) verify(ctx context.Context, from, to uint64, whole bool) (auditchain.Result, error) {
+// verify checks the stored chain over from..to; up to the head (to 0) it
+// must end at the head, the one sealed when not nil (its sequence must not be
+// past the stored head), else the stored head.
+func (t *Trail) verify(ctx context.Context, from, to uint64, whole bool, sealed *auditchain.Head) (auditchain.Result, error) {
 	opts := auditchain.VerifyOptions{Keys: t.cfg.Keys, From: from, To: to, MinAnchorAge: t.cfg.Retention, Now: t.cfg.Now()}
 	if to == 0 {
 		head, err := t.repo.Head(ctx)
 		if err != nil {
 			return auditchain.Result{}, err
+		}
+		if sealed != nil {
+			if head.Sequence < sealed.Sequence {
+				return auditchain.Result{BadSequence: head.Sequence + 1, Reason: auditchain.ReasonTruncated,
+					Detail: fmt.Sprintf("the head is at record %d, behind the checkpoint at %d", head.Sequence, sealed.Sequence)}, nil
+			}
+			head = *sealed
 		}
 		if from > head.Sequence+1 {
 			// The range starts past the head: there is nothing to check.
