@@ -243,9 +243,9 @@ func mustKeys(t *testing.T, signers ...*auditchain.Signer) auditchain.KeySet {
 	return ks
 }
 
-// TestVerifyWhileRecording: records appended while a whole Verify runs (after
-// it signed the head) are left for the next run, never reported as a tail
-// without a checkpoint.
+// TestVerifyWhileRecording: records appended while a whole Verify or Export
+// runs (after it signed the head) are left for the next run, never reported
+// as a tail without a checkpoint.
 func TestVerifyWhileRecording(t *testing.T) {
 	t.Parallel()
 	contract(t, func(t *testing.T, f *audittest.Fixture) {
@@ -272,6 +272,10 @@ func TestVerifyWhileRecording(t *testing.T) {
 			res, err := f.Trail.Verify(ctx, 0, 0)
 			require.NoError(t, err)
 			require.True(t, res.OK, "bad %d: %s", res.BadSequence, res.Reason)
+			var buf bytes.Buffer
+			export(t, f, &buf, 0, 0)
+			off := verifyExportOffline(t, buf.Bytes(), f.Keys, f.Now)
+			require.True(t, off.OK, off.String())
 		}
 		res, err := f.Trail.Verify(ctx, 0, 0)
 		require.NoError(t, err)

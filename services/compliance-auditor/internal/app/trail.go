@@ -158,19 +158,24 @@ func (t *Trail) verify(ctx context.Context, from, to uint64, whole bool, sealed 
 // export verifies offline on its own, it begins right after the newest
 // checkpoint at or before from-1 (the anchor), or at the first stored record
 // when there is none. A whole export (to 0) first signs a checkpoint of the
-// head, so the export ends on one and a cut-off tail is detectable.
+// head and ends there, so a cut-off tail is detectable.
 func (t *Trail) Export(ctx context.Context, from, to uint64, emit func(auditchain.Entry) error) error {
 	if to == 0 {
 		if t.cp != nil {
-			if _, _, err := t.cp.Checkpoint(ctx); err != nil {
+			// The export ends at the head just signed; records appended
+			// meanwhile are left for the next export.
+			cp, _, err := t.cp.Checkpoint(ctx)
+			if err != nil {
 				return fmt.Errorf("export: checkpoint head: %w", err)
 			}
+			to = cp.Sequence
+		} else {
+			head, err := t.repo.Head(ctx)
+			if err != nil {
+				return err
+			}
+			to = head.Sequence
 		}
-		head, err := t.repo.Head(ctx)
-		if err != nil {
-			return err
-		}
-		to = head.Sequence
 		if to == 0 {
 			return nil
 		}
