@@ -119,7 +119,7 @@ func TestAuditVerify(t *testing.T) {
 		}, wantOut: "FAIL at sequence 45: head not covered by a checkpoint", wantErr: "does not verify"},
 		{name: "oldest records deleted with their checkpoints, within the retention period", edit: func(ls []string) []string {
 			return append(ls[:1:1], ls[recordLine(t, ls, 20)+1:]...)
-		}, keyArgs: []string{"-pubkey", pubFile, "-retention", "8760h"},
+		}, keyArgs: []string{"-pubkey", pubFile, "-retention", "876000h"},
 			wantOut: "FAIL at sequence 20: retention anchor younger than the retention period", wantErr: "does not verify"},
 		{name: "oldest records removed by a retention of 90 days", edit: func(ls []string) []string {
 			return append(ls[:1:1], ls[recordLine(t, ls, 20)+1:]...)

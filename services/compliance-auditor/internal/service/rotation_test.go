@@ -67,8 +67,8 @@ func TestKeyRotationProcedure(t *testing.T) {
 	run := func(t *testing.T, env map[string]string) (*servicetest.Process, auditpb.AuditServiceClient) {
 		t.Helper()
 		e := noKafkaEnv(t)
-		// Ten years of retention keep the fixture's records (May 2026) in place.
-		e["DATABASE_URL"], e["AUDIT_SIGNING_KEY_FILE"], e["AUDIT_RETENTION"] = dbURL, privB, "87600h"
+		// A hundred years of retention keep the fixture's records (May 2026) in place.
+		e["DATABASE_URL"], e["AUDIT_SIGNING_KEY_FILE"], e["AUDIT_RETENTION"] = dbURL, privB, "876000h"
 		for k, v := range env {
 			e[k] = v
 		}
