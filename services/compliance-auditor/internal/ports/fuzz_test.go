@@ -35,7 +35,13 @@ func fuzzAudit(f *testing.F, method string, seeds ...proto.Message) {
 	})
 	md := servicefuzz.Methods(f, auditpb.File_fleet_audit_v1_audit_proto.Services().Get(0).FullName()).ByName(protoreflect.Name(method))
 	require.NotNil(f, md, method)
-	srv.Fuzz(f, md, func(t testing.TB) map[string]int64 { return sqlstoretest.RowCounts(t, fx.DB) }, seeds...)
+	srv.Fuzz(f, md, func(t testing.TB) map[string]int64 {
+		counts := sqlstoretest.RowCounts(t, fx.DB)
+		head, err := fx.Repo.Head(context.Background())
+		require.NoError(t, err)
+		counts["head"] = int64(head.Sequence)
+		return counts
+	}, seeds...)
 }
 
 func FuzzAuditQuery(f *testing.F) {

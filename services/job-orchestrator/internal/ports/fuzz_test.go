@@ -63,12 +63,16 @@ func newFuzzJobs(f *testing.F) *fuzzJobs {
 	return fj
 }
 
-// state counts the rows of every table; with auditedRefusals, audit events
-// in the outbox are left out, because a refused cancel of another user's job
-// is audited (outcome DENIED) by design.
+// state counts the rows of every table and the sum of the jobs' versions
+// (every change of a job bumps its version); with auditedRefusals, audit
+// events in the outbox are left out, because a refused cancel of another
+// user's job is audited (outcome DENIED) by design.
 func (fj *fuzzJobs) state(auditedRefusals bool) servicefuzz.State {
 	return func(t testing.TB) map[string]int64 {
 		counts := sqlstoretest.RowCounts(t, fj.db)
+		var versions int64
+		require.NoError(t, fj.db.Writer().QueryRow(`SELECT COALESCE(SUM(version), 0) FROM jobs`).Scan(&versions))
+		counts["job versions"] = versions
 		if auditedRefusals {
 			var audit int64
 			require.NoError(t, fj.db.Writer().QueryRow(`SELECT count(*) FROM outbox WHERE event_type = ?`, events.TypeAuditActionRecorded).Scan(&audit))
