@@ -48,6 +48,8 @@ test: up check ## start the stack, then run every check and test against it
 	@$(WITH_STACK) go test $(GOTEST_FLAGS) -skip '$(SERIAL_TESTS)' $(PACKAGES)
 	@echo "==> tests that stop a shared component or fill the Slurm node (TestOutage*, TestSlurm*), one package at a time"
 	@$(WITH_STACK) go test $(GOTEST_FLAGS) -p 1 -run '$(SERIAL_TESTS)' $(PACKAGES) | { grep -v 'no tests to run' || true; }
+	@echo "==> fuzz targets, $(FUZZ_SHORT) inputs each (make fuzz runs them longer)"
+	@tools/fuzz.sh $(FUZZ_SHORT)
 
 
 .PHONY: check
@@ -81,9 +83,12 @@ schema-check: ## check every Avro schema is fully compatible with its previous v
 avro-fingerprints: ## regenerate the reference fingerprints of every schema (Apache Avro Java, fastavro)
 	@tools/interop/regen-fingerprints.sh
 
+# Inputs per fuzz target in `make test`: a few seconds each.
+FUZZ_SHORT ?= 300x
+
 .PHONY: fuzz
-fuzz: ## fuzz the event decoder for FUZZTIME (default 60s)
-	@go test ./libs/events -run '^$$' -fuzz FuzzDecode -fuzztime $${FUZZTIME:-60s}
+fuzz: ## run every fuzz target (event decoder, export reader, one per gRPC request type) for FUZZTIME each (default 60s)
+	@FUZZ_MINIMIZE=$${FUZZ_MINIMIZE:-10s} tools/fuzz.sh $${FUZZTIME:-60s}
 
 .PHONY: bench
 bench: up ## measure buses and consumers against the real stack; prints markdown reports

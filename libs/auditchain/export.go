@@ -28,7 +28,10 @@ import (
 //	{"type":"checkpoint","sequence":7,"head_hash":"<64 hex>","signed_at":"...",
 //	 "key_id":"0123456789abcdef","signature":"<128 hex>"}
 //
-// (each object is on one line in the file). Times are RFC 3339 with up to
+// (each object is on one line in the file). The export of a range adds the
+// range asked for to the header, "from" and "to" (either may be absent): such
+// an export need not end on a checkpoint. A whole export (neither set) ends on
+// a checkpoint of the head it was taken at, and VerifyExport requires that. Times are RFC 3339 with up to
 // nanoseconds; hashes and signatures are lowercase hex. Unknown fields are
 // rejected. The hashes are over the canonical binary encoding of
 // Record.AppendCanonical, not over these JSON bytes, so any faithful JSON
@@ -53,15 +56,22 @@ type Header struct {
 	Format string
 	// Version is the format version, ExportVersion.
 	Version int
-	// KeyID names the key that signed the export's checkpoints; may be empty.
+	// KeyID names the key that signed the export's newest checkpoint; may be empty.
 	KeyID string
+	// From and To are the range the export was asked for; both 0 for a whole export.
+	From, To uint64
 }
+
+// IsRange reports whether the header is of a range export.
+func (h Header) IsRange() bool { return h.From != 0 || h.To != 0 }
 
 type headerLine struct {
 	Type    string `json:"type"`
 	Format  string `json:"format"`
 	Version int    `json:"version"`
 	KeyID   string `json:"key_id,omitempty"`
+	From    uint64 `json:"from,omitempty"`
+	To      uint64 `json:"to,omitempty"`
 }
 
 type recordLine struct {
@@ -112,13 +122,20 @@ type Writer struct {
 	enc *json.Encoder
 }
 
-// NewWriter writes the header for keyID to w and returns a Writer for the lines after it.
+// NewWriter writes the header of a whole export for keyID to w and returns a
+// Writer for the lines after it.
 func NewWriter(w io.Writer, keyID string) (*Writer, error) {
+	return NewWriterHeader(w, Header{KeyID: keyID})
+}
+
+// NewWriterHeader writes h (its key id and range; format and version are
+// always this package's) to w and returns a Writer for the lines after it.
+func NewWriterHeader(w io.Writer, h Header) (*Writer, error) {
 	buf := bufio.NewWriterSize(w, 64<<10)
 	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false)
 	ew := &Writer{buf: buf, enc: enc}
-	if err := enc.Encode(headerLine{Type: lineHeader, Format: ExportFormat, Version: ExportVersion, KeyID: keyID}); err != nil {
+	if err := enc.Encode(headerLine{Type: lineHeader, Format: ExportFormat, Version: ExportVersion, KeyID: h.KeyID, From: h.From, To: h.To}); err != nil {
 		return nil, fmt.Errorf("write export header: %w", err)
 	}
 	return ew, nil
@@ -258,7 +275,10 @@ func (r *Reader) Header() (Header, error) {
 	if err := decodeStrict(line, &h); err != nil {
 		return Header{}, r.lineErr(fmt.Errorf("header: %w", err))
 	}
-	r.header = &Header{Format: h.Format, Version: h.Version, KeyID: h.KeyID}
+	if h.To != 0 && h.To < h.From {
+		return Header{}, r.lineErr(fmt.Errorf("header: range to %d is below from %d", h.To, h.From))
+	}
+	r.header = &Header{Format: h.Format, Version: h.Version, KeyID: h.KeyID, From: h.From, To: h.To}
 	return *r.header, nil
 }
 
@@ -379,4 +399,53 @@ func decodeStrict(line []byte, v any) error {
 		return errors.New("data after the JSON object")
 	}
 	return nil
+}
+
+// ExportVerifyOptions configure VerifyExport.
+type ExportVerifyOptions struct {
+	// Keys verify the checkpoints: the current key and every earlier one.
+	Keys KeySet
+	// From and To restrict the verification to a range (0: the whole export).
+	From, To uint64
+	// Retention is the trail's retention period: the checkpoint anchoring a
+	// whole export that does not start at sequence 1 must be older. 0 skips
+	// the check.
+	Retention time.Duration
+	// Now is the time Retention counts back from; zero means time.Now().
+	Now time.Time
+	// ReaderOptions bound the lines.
+	ReaderOptions ReaderOptions
+}
+
+// ErrUnknownKey is wrapped by VerifyExport when the header names a key that
+// is not among the verifying keys.
+var ErrUnknownKey = errors.New("the export names a key that is not among the verifying keys")
+
+// VerifyExport reads an export from r and verifies it offline. A whole export
+// (no range in its header, and none in opts) must end on a checkpoint
+// (ReasonUnsealed otherwise: its newest records could have been cut off with
+// their checkpoint) and, when it starts after sequence 1, begin at an anchor
+// older than opts.Retention. The error is for an export that cannot be read or
+// names an unknown key; a chain that does not verify is a Result with OK false.
+func VerifyExport(r io.Reader, opts ExportVerifyOptions) (Header, Result, error) {
+	rd := NewReader(r, opts.ReaderOptions)
+	h, err := rd.Header()
+	if err != nil {
+		return Header{}, Result{}, err
+	}
+	if h.KeyID != "" {
+		if _, ok := opts.Keys.Get(h.KeyID); !ok {
+			return h, Result{}, fmt.Errorf("%w: header key %s, verifying keys %s", ErrUnknownKey, truncate(h.KeyID, 64), opts.Keys)
+		}
+	}
+	vo := VerifyOptions{Keys: opts.Keys, From: opts.From, To: opts.To, Now: opts.Now}
+	if !h.IsRange() && opts.From == 0 && opts.To == 0 {
+		vo.RequireSealed = true
+		vo.MinAnchorAge = opts.Retention
+	}
+	res, err := Verify(rd.Entries(), vo)
+	if err != nil {
+		return h, Result{}, err
+	}
+	return h, res, nil
 }

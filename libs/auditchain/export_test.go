@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -174,4 +175,58 @@ func FuzzReadExport(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestVerifyExportEndAndAnchor: a whole export must end on a checkpoint and
+// start at an anchor older than the retention period; a range export need not.
+func TestVerifyExportEndAndAnchor(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 30, 10) // checkpoints at 10, 20, 30, signed baseTime+10s, +20s, +30s
+	keys, err := auditchain.NewKeySet(f.signer.PublicKey())
+	require.NoError(t, err)
+	write := func(h auditchain.Header, es []auditchain.Entry) []byte {
+		var buf bytes.Buffer
+		h.KeyID = f.signer.KeyID()
+		w, err := auditchain.NewWriterHeader(&buf, h)
+		require.NoError(t, err)
+		for _, e := range es {
+			require.NoError(t, w.Write(e))
+		}
+		require.NoError(t, w.Flush())
+		return buf.Bytes()
+	}
+	all := entries(f.records, f.checkpoints)
+	cut := entries(f.records[:25], f.checkpoints[:2])      // records 1..25, checkpoints 10 and 20
+	retained := entries(f.records[20:], f.checkpoints[1:]) // anchor 20, records 21..30
+	now := baseTime.Add(24 * time.Hour)
+	tests := []struct {
+		name      string
+		data      []byte
+		retention time.Duration
+		reason    auditchain.Reason
+		bad       uint64
+	}{
+		{name: "whole", data: write(auditchain.Header{}, all)},
+		{name: "whole, newest records cut with their checkpoint", data: write(auditchain.Header{}, cut), reason: auditchain.ReasonUnsealed, bad: 25},
+		{name: "range ending between checkpoints", data: write(auditchain.Header{From: 5, To: 25}, cut)},
+		{name: "retained, anchor older than the retention period", data: write(auditchain.Header{}, retained), retention: time.Hour},
+		{name: "retained, anchor younger than the retention period", data: write(auditchain.Header{}, retained), retention: 48 * time.Hour,
+			reason: auditchain.ReasonAnchorTooRecent, bad: 20},
+		{name: "range from an anchor", data: write(auditchain.Header{From: 21}, retained), retention: 48 * time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, res, err := auditchain.VerifyExport(bytes.NewReader(tt.data), auditchain.ExportVerifyOptions{Keys: keys, Retention: tt.retention, Now: now})
+			require.NoError(t, err)
+			if tt.reason == auditchain.ReasonNone {
+				require.True(t, res.OK, res.String())
+				return
+			}
+			requireFail(t, res, tt.bad, tt.reason)
+		})
+	}
+	var other auditchain.KeySet
+	require.NoError(t, other.Add(testSigner(t, "other").PublicKey()))
+	_, _, err = auditchain.VerifyExport(bytes.NewReader(write(auditchain.Header{}, all)), auditchain.ExportVerifyOptions{Keys: other})
+	require.ErrorIs(t, err, auditchain.ErrUnknownKey)
 }

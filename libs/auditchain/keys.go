@@ -19,6 +19,11 @@ const (
 	EnvSigningKeyFile   = "AUDIT_SIGNING_KEY_FILE"
 	EnvVerifyingKey     = "AUDIT_PUBLIC_KEY"
 	EnvVerifyingKeyFile = "AUDIT_PUBLIC_KEY_FILE"
+	// EnvVerifyKeys lists the public keys of earlier signing keys (base64,
+	// separated by commas), so checkpoints signed before a rotation verify.
+	EnvVerifyKeys = "AUDIT_VERIFY_KEYS"
+	// EnvVerifyKeysFile is a file of earlier public keys (PEM blocks or base64 lines).
+	EnvVerifyKeysFile = "AUDIT_VERIFY_KEYS_FILE"
 )
 
 const (
@@ -41,17 +46,72 @@ type KeyConfig struct {
 	PublicKey string
 	// PublicKeyFile is a file holding the public key.
 	PublicKeyFile string
+	// VerifyKeys are the public keys of earlier signing keys (base64, comma
+	// separated); VerifyKeysFile holds them as PEM blocks or base64 lines.
+	// Both may be set. They only verify: nothing is signed with them.
+	VerifyKeys     string
+	VerifyKeysFile string
 }
 
 // KeyConfigFromEnv reads AUDIT_SIGNING_KEY, AUDIT_SIGNING_KEY_FILE,
-// AUDIT_PUBLIC_KEY and AUDIT_PUBLIC_KEY_FILE through getenv.
+// AUDIT_PUBLIC_KEY, AUDIT_PUBLIC_KEY_FILE, AUDIT_VERIFY_KEYS and
+// AUDIT_VERIFY_KEYS_FILE through getenv.
 func KeyConfigFromEnv(getenv func(string) string) KeyConfig {
 	return KeyConfig{
 		PrivateKey:     getenv(EnvSigningKey),
 		PrivateKeyFile: getenv(EnvSigningKeyFile),
 		PublicKey:      getenv(EnvVerifyingKey),
 		PublicKeyFile:  getenv(EnvVerifyingKeyFile),
+		VerifyKeys:     getenv(EnvVerifyKeys),
+		VerifyKeysFile: getenv(EnvVerifyKeysFile),
 	}
+}
+
+// LoadKeySet returns the keys that verify checkpoints: the current public key
+// (AUDIT_PUBLIC_KEY, or the signing key's when current is nil and none is
+// configured; current, when not nil, is the signing key in use) and every
+// earlier key of AUDIT_VERIFY_KEYS and AUDIT_VERIFY_KEYS_FILE.
+func (c KeyConfig) LoadKeySet(current ed25519.PublicKey) (KeySet, error) {
+	if err := c.Validate(); err != nil {
+		return KeySet{}, err
+	}
+	var ks KeySet
+	if current == nil && (c.HasPrivateKey() || c.PublicKey != "" || c.PublicKeyFile != "") {
+		pub, err := c.LoadPublicKey()
+		if err != nil {
+			return KeySet{}, err
+		}
+		current = pub
+	}
+	if current != nil {
+		if err := ks.Add(current); err != nil {
+			return KeySet{}, err
+		}
+	}
+	for _, src := range []struct{ name, inline, file string }{
+		{EnvVerifyKeys, c.VerifyKeys, ""}, {EnvVerifyKeysFile, "", c.VerifyKeysFile},
+	} {
+		data, err := keyMaterial(src.inline, src.file)
+		if err != nil {
+			return KeySet{}, fmt.Errorf("audit verify keys (%s): %w", src.name, err)
+		}
+		if len(bytes.TrimSpace(data)) == 0 {
+			continue
+		}
+		pubs, err := ParsePublicKeys(data)
+		if err != nil {
+			return KeySet{}, fmt.Errorf("audit verify keys (%s): %w", src.name, err)
+		}
+		for _, p := range pubs {
+			if err := ks.Add(p); err != nil {
+				return KeySet{}, err
+			}
+		}
+	}
+	if ks.Len() == 0 {
+		return KeySet{}, fmt.Errorf("audit keys: no public key configured (set %s, %s or %s)", EnvSigningKeyFile, EnvVerifyingKeyFile, EnvVerifyKeys)
+	}
+	return ks, nil
 }
 
 // Validate reports a key given twice.

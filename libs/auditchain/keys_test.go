@@ -3,6 +3,7 @@ package auditchain_test
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"os"
 	"path/filepath"
@@ -166,4 +167,42 @@ func TestKeyIDAndSignature(t *testing.T) {
 	c.Sequence++
 	require.ErrorContains(t, c.Verify(s.PublicKey()), "does not verify")
 	require.ErrorContains(t, c.Verify(nil), "no valid public key")
+}
+
+func TestKeyConfigLoadKeySet(t *testing.T) {
+	t.Parallel()
+	old1, old2, cur := testSigner(t, "old-1"), testSigner(t, "old-2"), testSigner(t, "current")
+	pem2, err := auditchain.MarshalPublicKeyPEM(old2.PublicKey())
+	require.NoError(t, err)
+	pemCur, err := auditchain.MarshalPublicKeyPEM(cur.PublicKey())
+	require.NoError(t, err)
+	file := filepath.Join(t.TempDir(), "verify-keys.pem")
+	require.NoError(t, os.WriteFile(file, append(pem2, pemCur...), 0o600))
+	env := map[string]string{
+		auditchain.EnvSigningKey:     base64.StdEncoding.EncodeToString(testSeed(t, "current")),
+		auditchain.EnvVerifyKeys:     auditchain.EncodePublicKeyBase64(old1.PublicKey()),
+		auditchain.EnvVerifyKeysFile: file,
+	}
+	cfg := auditchain.KeyConfigFromEnv(func(k string) string { return env[k] })
+	ks, err := cfg.LoadKeySet(nil)
+	require.NoError(t, err)
+	require.Equal(t, 3, ks.Len())
+	for _, s := range []*auditchain.Signer{old1, old2, cur} {
+		c := s.Sign(auditchain.Head{Sequence: 1}, baseTime)
+		require.NoError(t, ks.VerifyCheckpoint(&c), s.KeyID())
+	}
+	other := testSigner(t, "other").Sign(auditchain.Head{Sequence: 1}, baseTime)
+	require.ErrorContains(t, ks.VerifyCheckpoint(&other), "is not among the verifying keys")
+
+	env[auditchain.EnvVerifyKeys] = "not-a-key"
+	_, err = auditchain.KeyConfigFromEnv(func(k string) string { return env[k] }).LoadKeySet(nil)
+	require.ErrorContains(t, err, "AUDIT_VERIFY_KEYS")
+	_, err = auditchain.KeyConfig{}.LoadKeySet(nil)
+	require.ErrorContains(t, err, "no public key configured")
+}
+
+func testSeed(t *testing.T, name string) []byte {
+	t.Helper()
+	seed := sha256.Sum256([]byte("auditchain test key " + name))
+	return seed[:]
 }

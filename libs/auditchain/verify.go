@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"iter"
 	"slices"
+	"time"
 )
 
 // Reason says why a chain does not verify.
@@ -40,6 +41,17 @@ const (
 	// ReasonUnanchored: a range starts after sequence 1 and nothing vouches for the
 	// prev_hash of its first record.
 	ReasonUnanchored
+	// ReasonHeadMismatch: the chain does not end at the head the store records
+	// (VerifyOptions.Head): records after the last one present were removed, or
+	// the head was rewritten.
+	ReasonHeadMismatch
+	// ReasonUnsealed: no signed checkpoint covers the last record
+	// (VerifyOptions.RequireSealed), so nothing proves that the chain ended there.
+	ReasonUnsealed
+	// ReasonAnchorTooRecent: the checkpoint anchoring a chain shortened by
+	// retention was signed within the retention period
+	// (VerifyOptions.MinAnchorAge): the records before it were removed early.
+	ReasonAnchorTooRecent
 )
 
 var reasonText = [...]string{
@@ -53,6 +65,9 @@ var reasonText = [...]string{
 	ReasonCheckpointOrder:     "checkpoint out of order",
 	ReasonTruncated:           "truncated after checkpoint",
 	ReasonUnanchored:          "unanchored range",
+	ReasonHeadMismatch:        "chain does not end at the head",
+	ReasonUnsealed:            "head not covered by a checkpoint",
+	ReasonAnchorTooRecent:     "retention anchor younger than the retention period",
 }
 
 // String returns the reason in words, for example "hash mismatch".
@@ -71,20 +86,38 @@ type Entry struct {
 
 // VerifyOptions configure a Verifier.
 type VerifyOptions struct {
-	// PublicKey verifies checkpoint signatures. Without it every checkpoint fails
-	// with ReasonCheckpointSignature.
+	// PublicKey verifies checkpoint signatures. Without it (and without Keys)
+	// every checkpoint fails with ReasonCheckpointSignature.
 	PublicKey ed25519.PublicKey
+	// Keys verify checkpoint signatures besides PublicKey, each checkpoint with
+	// the key its key id names: the current key and the keys it replaced.
+	Keys KeySet
 	// From is the first sequence to verify; 0 means the start of the chain. Records
 	// before it are skipped, except that the one at From-1 supplies the expected
 	// prev_hash of record From (its own hash is taken as given).
 	From uint64
 	// To is the last sequence to verify; 0 means the end of the stream. The stream
-	// is not read past it.
+	// is read up to the first record after it (so a checkpoint of record To counts).
 	To uint64
 	// Base, when set, is a trusted head just before the range: the record at
 	// Base.Sequence has hash Base.Hash (for example read from the store). The first
 	// record verified is then Base.Sequence+1, and From may be 0 or equal to it.
 	Base *Head
+	// Head, when set, is the head the store records: the chain must end exactly
+	// there (the last record verified has its sequence and hash). A chain whose
+	// newest records were removed, or a head rewritten, fails with
+	// ReasonHeadMismatch.
+	Head *Head
+	// RequireSealed demands that a signed checkpoint covers the last record
+	// verified; without one the chain fails with ReasonUnsealed, because its
+	// newest records could have been removed with their checkpoint.
+	RequireSealed bool
+	// MinAnchorAge, when positive, is the retention period: a checkpoint that
+	// anchors a chain shortened by retention must have been signed at least
+	// that long before Now, or the chain fails with ReasonAnchorTooRecent.
+	MinAnchorAge time.Duration
+	// Now is the time MinAnchorAge counts back from; zero means time.Now().
+	Now time.Time
 }
 
 // Validate reports inconsistent bounds.
@@ -97,6 +130,9 @@ func (o VerifyOptions) Validate() error {
 	}
 	if o.PublicKey != nil && len(o.PublicKey) != ed25519.PublicKeySize {
 		return fmt.Errorf("verify: public key is %d bytes, want %d", len(o.PublicKey), ed25519.PublicKeySize)
+	}
+	if o.MinAnchorAge < 0 {
+		return fmt.Errorf("verify: negative minimum anchor age %s", o.MinAnchorAge)
 	}
 	return nil
 }
@@ -150,7 +186,14 @@ type Verifier struct {
 	pending  []Checkpoint
 	done     bool
 	res      Result
+	keys     KeySet
+	// sealed: a verified checkpoint covers the last record.
+	sealed bool
+	// anchorSignedAt is when the anchor checkpoint (baseFrom anchorFrom) was signed.
+	anchorSignedAt time.Time
 }
+
+const anchorFrom = "the anchor checkpoint"
 
 // NewVerifier returns a Verifier for opts.
 func NewVerifier(opts VerifyOptions) (*Verifier, error) {
@@ -160,7 +203,21 @@ func NewVerifier(opts VerifyOptions) (*Verifier, error) {
 	if opts.Base != nil && opts.From == 0 {
 		opts.From = opts.Base.Sequence + 1
 	}
-	v := &Verifier{opts: opts}
+	v := &Verifier{opts: opts, keys: opts.Keys}
+	if opts.PublicKey != nil {
+		ks, err := NewKeySet(opts.PublicKey)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range opts.Keys.IDs() {
+			k, _ := opts.Keys.Get(id)
+			_ = ks.Add(k)
+		}
+		v.keys = ks
+	}
+	if opts.MinAnchorAge > 0 && v.opts.Now.IsZero() {
+		v.opts.Now = time.Now()
+	}
 	if opts.Base != nil {
 		b := *opts.Base
 		v.base = &b
@@ -199,7 +256,7 @@ func (v *Verifier) begin() bool {
 	if v.base != nil {
 		v.expected = v.base.Sequence + 1
 		v.prev = v.base.Hash
-		return true
+		return v.checkAnchorAge()
 	}
 	v.expected = max(v.opts.From, 1)
 	v.prev = Hash{}
@@ -207,6 +264,21 @@ func (v *Verifier) begin() bool {
 		return v.fail(v.expected, ReasonUnanchored,
 			"neither record %d nor a checkpoint at %d vouches for the prev_hash of record %d",
 			v.expected-1, v.expected-1, v.expected)
+	}
+	return true
+}
+
+// checkAnchorAge fails a chain anchored by a checkpoint signed within
+// MinAnchorAge of Now: retention only drops records behind an anchor older
+// than the retention period, so a younger one means records were removed early.
+func (v *Verifier) checkAnchorAge() bool {
+	if v.opts.MinAnchorAge <= 0 || v.base == nil || v.baseFrom != anchorFrom {
+		return true
+	}
+	if limit := v.opts.Now.Add(-v.opts.MinAnchorAge); v.anchorSignedAt.After(limit) {
+		return v.fail(v.base.Sequence, ReasonAnchorTooRecent,
+			"the records before %d were removed behind the checkpoint at %d signed %s, less than the retention period %s before %s",
+			v.base.Sequence+1, v.base.Sequence, v.anchorSignedAt.Format(time.RFC3339), v.opts.MinAnchorAge, v.opts.Now.UTC().Format(time.RFC3339))
 	}
 	return true
 }
@@ -262,6 +334,7 @@ func (v *Verifier) Record(r *Record) bool {
 	v.last = Head{Sequence: r.Sequence, Hash: r.Hash}
 	v.prev = r.Hash
 	v.expected = r.Sequence + 1
+	v.sealed = false
 	if len(v.pending) > 0 {
 		kept := v.pending[:0]
 		for _, c := range v.pending {
@@ -272,13 +345,12 @@ func (v *Verifier) Record(r *Record) bool {
 			if c.HeadHash != r.Hash {
 				return v.fail(c.Sequence, ReasonCheckpointHead, "checkpoint signs head %s, record %d has hash %s", c.HeadHash, r.Sequence, r.Hash)
 			}
+			v.sealed = true
 		}
 		v.pending = kept
 	}
-	if v.opts.To != 0 && r.Sequence >= v.opts.To {
-		v.done = true
-		return false
-	}
+	// At To the verifier still takes the checkpoint of record To, which comes
+	// right after it; the next record ends the range.
 	return true
 }
 
@@ -293,10 +365,7 @@ func (v *Verifier) Checkpoint(c *Checkpoint) bool {
 	if v.opts.From > 1 && c.Sequence+1 < v.opts.From {
 		return true
 	}
-	if v.opts.PublicKey == nil {
-		return v.fail(c.Sequence, ReasonCheckpointSignature, "no public key to verify the checkpoint with")
-	}
-	if err := c.Verify(v.opts.PublicKey); err != nil {
+	if err := v.keys.VerifyCheckpoint(c); err != nil {
 		return v.fail(c.Sequence, ReasonCheckpointSignature, "%v", err)
 	}
 	v.res.Checkpoints++
@@ -311,7 +380,8 @@ func (v *Verifier) Checkpoint(c *Checkpoint) bool {
 				return true
 			}
 			v.base = &Head{Sequence: c.Sequence, Hash: c.HeadHash}
-			v.baseFrom = "the anchor checkpoint"
+			v.baseFrom = anchorFrom
+			v.anchorSignedAt = c.SignedAt
 		case c.Sequence == v.base.Sequence && c.HeadHash != v.base.Hash:
 			return v.fail(c.Sequence, ReasonCheckpointHead, "checkpoint signs head %s, %s at %d has hash %s", c.HeadHash, v.baseFrom, v.base.Sequence, v.base.Hash)
 		}
@@ -322,6 +392,7 @@ func (v *Verifier) Checkpoint(c *Checkpoint) bool {
 		if c.HeadHash != v.last.Hash {
 			return v.fail(c.Sequence, ReasonCheckpointHead, "checkpoint signs head %s, record %d has hash %s", c.HeadHash, v.last.Sequence, v.last.Hash)
 		}
+		v.sealed = true
 	case c.Sequence >= v.expected:
 		v.pending = append(v.pending, *c)
 	default:
@@ -344,11 +415,52 @@ func (v *Verifier) Finish() Result {
 		}
 		v.fail(at, ReasonTruncated, "a checkpoint signs record %d, but the chain ends before record %d", c.Sequence, at)
 	}
+	v.finishHead()
 	v.done = true
 	res := v.res
 	res.Head = v.last
 	res.OK = res.Reason == ReasonNone
 	return res
+}
+
+// finishHead applies the checks on the end of the chain: the anchor's age when
+// no record followed it, VerifyOptions.Head and VerifyOptions.RequireSealed.
+func (v *Verifier) finishHead() {
+	if v.res.Reason != ReasonNone {
+		return
+	}
+	// The end of what was verified: the last record, or the anchor (or trusted
+	// base) when no record followed it.
+	last, sealed := v.last, v.sealed
+	if v.res.Records == 0 {
+		last, sealed = Head{}, true
+		if v.base != nil && v.opts.From <= v.base.Sequence+1 {
+			last = *v.base
+			if !v.checkAnchorAge() {
+				return
+			}
+		}
+	}
+	if h := v.opts.Head; h != nil && last != *h {
+		switch {
+		case last.Sequence < h.Sequence:
+			v.fail(last.Sequence+1, ReasonHeadMismatch, "the chain ends at record %d, but the head is record %d: the records after %d are missing",
+				last.Sequence, h.Sequence, last.Sequence)
+		case last.Sequence > h.Sequence:
+			v.fail(h.Sequence+1, ReasonHeadMismatch, "the chain goes on to record %d, past the head at record %d", last.Sequence, h.Sequence)
+		default:
+			v.fail(h.Sequence, ReasonHeadMismatch, "the head names hash %s for record %d, the record has hash %s", h.Hash, h.Sequence, last.Hash)
+		}
+		return
+	}
+	if v.opts.RequireSealed && !sealed {
+		lastCP := "there is none"
+		if v.res.LastCheckpoint != 0 {
+			lastCP = fmt.Sprintf("the last one covers record %d", v.res.LastCheckpoint)
+		}
+		v.fail(last.Sequence, ReasonUnsealed, "no signed checkpoint covers record %d, the last record (%s): records after it could have been removed with their checkpoint",
+			last.Sequence, lastCP)
+	}
 }
 
 // Verify runs a Verifier over entries. The error is for a failure to read entries

@@ -179,3 +179,39 @@ func MustExec(t testing.TB, db *sqlstore.DB, query string, args ...any) {
 		t.Fatalf("%s: %v", fmt.Sprintf("%.80s", query), err)
 	}
 }
+
+// RowCounts returns the number of rows of every table of db, by table name:
+// a snapshot to compare before and after a call that must write nothing.
+func RowCounts(t testing.TB, db *sqlstore.DB) map[string]int64 {
+	t.Helper()
+	ctx := context.Background()
+	q := `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`
+	if db.Dialect() == sqlstore.DialectPostgres {
+		q = `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`
+	}
+	rows, err := db.Writer().QueryContext(ctx, q)
+	if err != nil {
+		t.Fatalf("list tables: %v", err)
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatalf("list tables: %v", err)
+		}
+		names = append(names, n)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("list tables: %v", err)
+	}
+	_ = rows.Close()
+	out := make(map[string]int64, len(names))
+	for _, n := range names {
+		var c int64
+		if err := db.Writer().QueryRowContext(ctx, `SELECT count(*) FROM "`+n+`"`).Scan(&c); err != nil {
+			t.Fatalf("count %s: %v", n, err)
+		}
+		out[n] = c
+	}
+	return out
+}

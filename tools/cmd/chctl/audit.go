@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -33,10 +34,14 @@ const auditUsage = `usage:
       "-out -" writes to stdout; a file is written as FILE.partial and renamed
       only once complete. Needs an admin token (-token or $` + envToken + `);
       -addr defaults to $` + envAuditAddr + ` or ` + defaultAuditAddr + `.
-  chctl audit verify (-pubkey FILE | -pubkey-b64 KEY) [-from N] [-to N] EXPORT.ndjson
+  chctl audit verify (-pubkey FILE | -pubkey-b64 KEY)... [-from N] [-to N] [-retention D] EXPORT.ndjson
       verify an audit export offline: every hash, every link and every
-      checkpoint signature. "-" reads the export from stdin. Exits 1 when the
-      export does not verify, naming the first bad sequence.
+      checkpoint signature, each with the key its key id names (repeat -pubkey
+      for the keys of earlier rotations). A whole export must end on a
+      checkpoint, and one that starts after sequence 1 must start at a
+      checkpoint older than -retention (default 2160h, the auditor's default).
+      "-" reads the export from stdin. Exits 1 when the export does not
+      verify, naming the first bad sequence.
   chctl audit keygen -out DIR
       write a new Ed25519 checkpoint key pair to DIR/` + auditPrivateKeyFile + ` (0600)
       and DIR/` + auditPublicKeyFile
@@ -119,7 +124,7 @@ func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer
 		return fmt.Errorf("audit export: %w", err)
 	}
 	defer abort()
-	w, err := auditchain.NewWriter(dst, keyID)
+	w, err := auditchain.NewWriterHeader(dst, auditchain.Header{KeyID: keyID, From: uint64(*from), To: uint64(*to)})
 	if err != nil {
 		return fmt.Errorf("audit export: %w", err)
 	}
@@ -183,29 +188,67 @@ func createOutput(path string, stdout io.Writer) (w io.Writer, commit, abort fun
 	return f, commit, abort, nil
 }
 
+// keyFlag collects the values of a repeatable flag.
+type keyFlag []string
+
+func (k *keyFlag) String() string { return strings.Join(*k, ",") }
+
+func (k *keyFlag) Set(v string) error {
+	*k = append(*k, v)
+	return nil
+}
+
+// defaultAuditRetention is the compliance-auditor's default AUDIT_RETENTION.
+const defaultAuditRetention = 90 * 24 * time.Hour
+
 func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	pubFile := fs.String("pubkey", "", "file with the Ed25519 public key (PEM or base64)")
-	pubB64 := fs.String("pubkey-b64", "", "the Ed25519 public key as base64 of its 32 bytes")
+	var pubFiles, pubB64s keyFlag
+	fs.Var(&pubFiles, "pubkey", "file with Ed25519 public keys (PEM blocks or base64); repeat for the keys of earlier rotations")
+	fs.Var(&pubB64s, "pubkey-b64", "an Ed25519 public key as base64 of its 32 bytes (comma separated for several); repeatable")
 	from := fs.Uint64("from", 0, "first sequence to verify (0: the start of the export)")
 	to := fs.Uint64("to", 0, "last sequence to verify (0: the end of the export)")
+	retention := fs.Duration("retention", defaultAuditRetention,
+		"the auditor's AUDIT_RETENTION: a whole export starting after sequence 1 must begin at a checkpoint older than this (0: do not check)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
 	if fs.NArg() != 1 {
 		return usageError{"audit verify: want exactly one export file"}
 	}
-	keys := auditchain.KeyConfig{PublicKey: *pubB64, PublicKeyFile: *pubFile}
-	if *pubB64 == "" && *pubFile == "" {
+	if len(pubFiles) == 0 && len(pubB64s) == 0 {
 		return usageError{"audit verify: set -pubkey or -pubkey-b64"}
 	}
-	if err := keys.Validate(); err != nil {
-		return usageError{"audit verify: set only one of -pubkey and -pubkey-b64"}
+	if *retention < 0 {
+		return usageError{"audit verify: -retention must not be negative"}
 	}
-	pub, err := keys.LoadPublicKey()
-	if err != nil {
-		return fmt.Errorf("audit verify: %w", err)
+	var keys auditchain.KeySet
+	add := func(src string, data []byte) error {
+		pubs, err := auditchain.ParsePublicKeys(data)
+		if err != nil {
+			return fmt.Errorf("audit verify: public key %s: %w", src, err)
+		}
+		for _, p := range pubs {
+			if err := keys.Add(p); err != nil {
+				return fmt.Errorf("audit verify: %w", err)
+			}
+		}
+		return nil
+	}
+	for _, f := range pubFiles {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("audit verify: %w", err)
+		}
+		if err := add(f, data); err != nil {
+			return err
+		}
+	}
+	for _, b := range pubB64s {
+		if err := add("-pubkey-b64", []byte(b)); err != nil {
+			return err
+		}
 	}
 	name := fs.Arg(0)
 	var in io.Reader = os.Stdin
@@ -217,16 +260,13 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		defer f.Close()
 		in = f
 	}
-	r := auditchain.NewReader(ctxReader{ctx: ctx, r: in}, auditchain.ReaderOptions{})
-	header, err := r.Header()
-	if err != nil {
-		return fmt.Errorf("audit verify %s: %w", name, err)
-	}
-	if header.KeyID != "" && header.KeyID != auditchain.KeyID(pub) {
-		fmt.Fprintf(stdout, "FAIL: the export names key %s, the public key given is %s\n", header.KeyID, auditchain.KeyID(pub))
+	header, res, err := auditchain.VerifyExport(ctxReader{ctx: ctx, r: in}, auditchain.ExportVerifyOptions{
+		Keys: keys, From: *from, To: *to, Retention: *retention,
+	})
+	if errors.Is(err, auditchain.ErrUnknownKey) {
+		fmt.Fprintf(stdout, "FAIL: the export names key %s, the public keys given are %s\n", header.KeyID, keys)
 		return errAuditNotVerified
 	}
-	res, err := auditchain.Verify(r.Entries(), auditchain.VerifyOptions{PublicKey: pub, From: *from, To: *to})
 	if err != nil {
 		return fmt.Errorf("audit verify %s: %w", name, err)
 	}
@@ -236,14 +276,18 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	fmt.Fprintln(stdout, res.String())
 	if res.Records > 0 {
-		fmt.Fprintf(stdout, "records %d..%d, key %s\n", res.First, res.Head.Sequence, auditchain.KeyID(pub))
+		fmt.Fprintf(stdout, "records %d..%d, keys %s\n", res.First, res.Head.Sequence, keys)
 	}
 	switch {
+	case res.Records == 0:
 	case res.Checkpoints == 0:
-		fmt.Fprintln(stderr, "warning: no checkpoint in the export: removal of its newest records cannot be detected")
+		fmt.Fprintln(stderr, "warning: no checkpoint in the range: removal of its newest records cannot be detected")
 	case res.LastCheckpoint < res.Head.Sequence:
-		fmt.Fprintf(stderr, "warning: records %d..%d come after the last checkpoint and are not covered by a signature\n",
+		fmt.Fprintf(stderr, "warning: records %d..%d of the range come after its last checkpoint and are not covered by a signature\n",
 			res.LastCheckpoint+1, res.Head.Sequence)
+	}
+	if header.IsRange() {
+		fmt.Fprintf(stderr, "note: a range export (from %d to %d): records outside it, and the retention anchor, are not checked\n", header.From, header.To)
 	}
 	return nil
 }

@@ -114,6 +114,16 @@ func TestAuditVerify(t *testing.T) {
 			i := recordLine(t, ls, 46)
 			return append(ls[:i:i], ls[len(ls)-1])
 		}, wantOut: "FAIL at sequence 46: truncated after checkpoint", wantErr: "does not verify"},
+		{name: "newest records deleted with their checkpoint", edit: func(ls []string) []string {
+			return ls[:recordLine(t, ls, 46)]
+		}, wantOut: "FAIL at sequence 45: head not covered by a checkpoint", wantErr: "does not verify"},
+		{name: "oldest records deleted with their checkpoints, within the retention period", edit: func(ls []string) []string {
+			return append(ls[:1:1], ls[recordLine(t, ls, 20)+1:]...)
+		}, keyArgs: []string{"-pubkey", pubFile, "-retention", "876000h"},
+			wantOut: "FAIL at sequence 20: retention anchor younger than the retention period", wantErr: "does not verify"},
+		{name: "oldest records removed by a retention of 90 days", edit: func(ls []string) []string {
+			return append(ls[:1:1], ls[recordLine(t, ls, 20)+1:]...)
+		}, wantOut: "ok: 30 records, 4 checkpoints"},
 		{name: "another key", keyArgs: []string{"-pubkey", filepath.Join(otherDir, auditPublicKeyFile)},
 			wantOut: "FAIL: the export names key", wantErr: "does not verify"},
 		{name: "another key, header key id removed", keyArgs: []string{"-pubkey", filepath.Join(otherDir, auditPublicKeyFile)},
@@ -184,7 +194,7 @@ func TestAuditUsage(t *testing.T) {
 		{name: "unknown subcommand", args: []string{"audit", "shred"}, wantErr: `unknown subcommand "shred"`},
 		{name: "verify without file", args: []string{"audit", "verify", "-pubkey-b64", "x"}, wantErr: "exactly one export file"},
 		{name: "verify without key", args: []string{"audit", "verify", "f"}, wantErr: "set -pubkey or -pubkey-b64"},
-		{name: "verify with two keys", args: []string{"audit", "verify", "-pubkey", "a", "-pubkey-b64", "b", "f"}, wantErr: "only one of"},
+		{name: "verify with a negative retention", args: []string{"audit", "verify", "-pubkey", "a", "-retention", "-1h", "f"}, wantErr: "-retention must not be negative"},
 		{name: "keygen without dir", args: []string{"audit", "keygen"}, wantErr: "want -out DIR"},
 		{name: "unknown flag", args: []string{"audit", "verify", "-nope"}, wantErr: "flag provided but not defined"},
 	}
@@ -198,4 +208,61 @@ func TestAuditUsage(t *testing.T) {
 			require.ErrorAs(t, err, &usage)
 		})
 	}
+}
+
+// TestAuditVerifyAfterKeyRotation: checkpoints signed with key A, then with
+// key B after a rotation; the export verifies with both public keys, given as
+// two -pubkey flags or as one file holding both, and not with B alone.
+func TestAuditVerifyAfterKeyRotation(t *testing.T) {
+	t.Parallel()
+	dirA, dirB := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
+	for _, d := range []string{dirA, dirB} {
+		var out bytes.Buffer
+		require.NoError(t, run(context.Background(), []string{"audit", "keygen", "-out", d}, &out, &out), out.String())
+	}
+	signerA, err := auditchain.KeyConfig{PrivateKeyFile: filepath.Join(dirA, auditPrivateKeyFile)}.LoadSigner()
+	require.NoError(t, err)
+	signerB, err := auditchain.KeyConfig{PrivateKeyFile: filepath.Join(dirB, auditPrivateKeyFile)}.LoadSigner()
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	w, err := auditchain.NewWriter(&buf, signerB.KeyID())
+	require.NoError(t, err)
+	chain := auditchain.NewChain(auditchain.Head{})
+	at := time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC)
+	for i := 1; i <= 20; i++ {
+		r, err := chain.Append(auditchain.Record{
+			EventID: fmt.Sprintf("0190d2c4-0000-7000-8000-%012d", i), OccurredAt: at, RecordedAt: at,
+			Actor: "alice", ActorRole: "user", Action: "job.submit", ResourceType: "job", ResourceID: fmt.Sprintf("job-%d", i),
+		})
+		require.NoError(t, err)
+		require.NoError(t, w.WriteRecord(&r))
+		if i%5 == 0 {
+			signer := signerA
+			if i > 10 {
+				signer = signerB
+			}
+			c := signer.Sign(chain.Head(), at)
+			require.NoError(t, w.WriteCheckpoint(&c))
+		}
+	}
+	require.NoError(t, w.Flush())
+	file := filepath.Join(t.TempDir(), "export.ndjson")
+	require.NoError(t, os.WriteFile(file, buf.Bytes(), 0o644))
+	pubA, pubB := filepath.Join(dirA, auditPublicKeyFile), filepath.Join(dirB, auditPublicKeyFile)
+	both := filepath.Join(t.TempDir(), "keys.pem")
+	a, err := os.ReadFile(pubA)
+	require.NoError(t, err)
+	b, err := os.ReadFile(pubB)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(both, append(a, b...), 0o644))
+
+	for _, keyArgs := range [][]string{{"-pubkey", pubA, "-pubkey", pubB}, {"-pubkey", both}} {
+		out, errOut, err := runSplit(append(append([]string{"audit", "verify"}, keyArgs...), file)...)
+		require.NoError(t, err, out+errOut)
+		require.Contains(t, out, "ok: 20 records, 4 checkpoints")
+	}
+	out, _, err := runSplit("audit", "verify", "-pubkey", pubB, file)
+	require.ErrorIs(t, err, errAuditNotVerified)
+	require.Contains(t, out, "FAIL at sequence 5: bad checkpoint signature")
+	require.Contains(t, out, signerA.KeyID())
 }

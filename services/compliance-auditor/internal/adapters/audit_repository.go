@@ -97,7 +97,7 @@ WHERE job_id = ? AND first_missing <= ? AND last_missing >= ? AND resolved_at IS
 WHERE resolved_at IS NOT NULL AND alerted_at IS NOT NULL AND resolve_alerted_at IS NULL ORDER BY resolved_at LIMIT ?`),
 		markGapResolveAlerted: rb(`UPDATE audit_sequence_gaps SET resolve_alerted_at = ? WHERE job_id = ? AND first_missing = ?`),
 		retentionAnchor: rb(`SELECT c.sequence FROM audit_checkpoints c JOIN audit_records r ON r.sequence = c.sequence
-WHERE r.recorded_at < ? ORDER BY c.sequence DESC LIMIT 1`),
+WHERE c.signed_at < ? ORDER BY c.sequence DESC LIMIT 1`),
 		openWindow:    `INSERT INTO audit_retention_window (id) VALUES (1)`,
 		closeWindow:   `DELETE FROM audit_retention_window`,
 		deleteRecords: rb(`DELETE FROM audit_records WHERE sequence <= ?`),
@@ -431,9 +431,10 @@ func scanCheckpoints(rows *sql.Rows) ([]auditchain.Checkpoint, error) {
 }
 
 // ApplyRetention deletes the records recorded before cutoff, but only up to
-// the newest signed checkpoint whose record is older than cutoff: that
-// checkpoint (the anchor) is kept, with every later one, so what remains still
-// verifies. It returns the number of records deleted and the anchor's sequence
+// the newest checkpoint signed before cutoff (so its record is older too):
+// that checkpoint (the anchor) is kept, with every later one, so what remains
+// still verifies, and its signed time proves to a verifier that the records
+// behind it were older than the retention period when they were removed. It returns the number of records deleted and the anchor's sequence
 // (0 and 0 when nothing qualifies). It is the only deletion path of the trail.
 func (r *Repository) ApplyRetention(ctx context.Context, cutoff time.Time) (deleted int64, anchor uint64, err error) {
 	err = r.db.InTx(ctx, func(tx *sql.Tx) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,9 +18,19 @@ import (
 
 // Checkpointer signs the chain head periodically: every Interval, and as
 // soon as Every records were appended since the last checkpoint.
+//
+// It never signs a head that does not verify: before signing, it checks the
+// newest stored checkpoint (signature and key id), then every record after it
+// up to the head, and that the chain ends at the head. It also remembers the
+// newest checkpoint it has signed or seen (its witness): when that checkpoint
+// is no longer stored, or the head went back behind it, the newest records
+// were removed with their checkpoint, and it refuses to sign the shortened
+// chain. The witness lives in memory, so it holds for the life of the process
+// (see docs/security-audit.md).
 type Checkpointer struct {
 	repo     *adapters.Repository
 	signer   *auditchain.Signer
+	keys     auditchain.KeySet
 	interval time.Duration
 	every    int64
 	logger   *slog.Logger
@@ -27,15 +38,39 @@ type Checkpointer struct {
 
 	pending atomic.Int64
 	kick    chan struct{}
+
+	mu      sync.Mutex
+	witness *auditchain.Checkpoint
 }
 
-// NewCheckpointer returns a checkpointer signing with signer. interval and
-// every must be positive.
-func NewCheckpointer(repo *adapters.Repository, signer *auditchain.Signer, interval time.Duration, every int64, logger *slog.Logger, now func() time.Time) *Checkpointer {
+// NewCheckpointer returns a checkpointer signing with signer. keys verify the
+// stored checkpoints (the signer's key and the ones it replaced; the signer's
+// key is added when missing). interval and every must be positive.
+func NewCheckpointer(repo *adapters.Repository, signer *auditchain.Signer, keys auditchain.KeySet, interval time.Duration, every int64, logger *slog.Logger, now func() time.Time) *Checkpointer {
 	if now == nil {
 		now = time.Now
 	}
-	return &Checkpointer{repo: repo, signer: signer, interval: interval, every: every, logger: logger, now: now, kick: make(chan struct{}, 1)}
+	var ks auditchain.KeySet
+	for _, id := range keys.IDs() {
+		k, _ := keys.Get(id)
+		_ = ks.Add(k)
+	}
+	_ = ks.Add(signer.PublicKey())
+	return &Checkpointer{repo: repo, signer: signer, keys: ks, interval: interval, every: every, logger: logger, now: now, kick: make(chan struct{}, 1)}
+}
+
+// UnverifiedError is returned by Checkpoint when the stored chain does not
+// verify from the last checkpoint, so the head is not signed.
+type UnverifiedError struct {
+	Result auditchain.Result
+}
+
+func (e *UnverifiedError) Error() string {
+	return "refusing to sign the audit head: " + e.Result.String()
+}
+
+func unverified(seq uint64, reason auditchain.Reason, format string, args ...any) error {
+	return &UnverifiedError{Result: auditchain.Result{BadSequence: seq, Reason: reason, Detail: fmt.Sprintf(format, args...)}}
 }
 
 // Appended counts n newly committed records and wakes Run once Every are pending.
@@ -53,29 +88,91 @@ func (c *Checkpointer) Appended(n int) {
 
 // Checkpoint signs and stores a checkpoint of the committed head, unless the
 // trail is empty or the newest checkpoint already covers the head. It
-// reports whether it stored a new one.
+// reports whether it stored a new one. When the chain from the newest
+// checkpoint to the head does not verify, it signs nothing and returns an
+// *UnverifiedError.
 func (c *Checkpointer) Checkpoint(ctx context.Context) (auditchain.Checkpoint, bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.pending.Store(0)
+	// The newest checkpoint first, then the head: a head read later is never
+	// behind a checkpoint stored earlier, also with several replicas.
+	var latest *auditchain.Checkpoint
+	switch cp, err := c.repo.LatestCheckpoint(ctx, 0); {
+	case err == nil:
+		latest = &cp
+	case !errors.Is(err, adapters.ErrNotFound):
+		return auditchain.Checkpoint{}, false, err
+	}
 	head, err := c.repo.Head(ctx)
 	if err != nil {
 		return auditchain.Checkpoint{}, false, err
 	}
-	if head.Sequence == 0 {
-		return auditchain.Checkpoint{}, false, nil
-	}
-	latest, err := c.repo.LatestCheckpoint(ctx, 0)
-	switch {
-	case err == nil && latest.Sequence >= head.Sequence:
-		return latest, false, nil
-	case err != nil && !errors.Is(err, adapters.ErrNotFound):
+	if err := c.check(ctx, latest, head); err != nil {
+		c.logger.ErrorContext(ctx, "audit head not signed", "error", err, "head_sequence", head.Sequence)
 		return auditchain.Checkpoint{}, false, err
+	}
+	if latest != nil {
+		c.witness = latest
+	}
+	if head.Sequence == 0 || (latest != nil && latest.Sequence == head.Sequence) {
+		if latest != nil {
+			return *latest, false, nil
+		}
+		return auditchain.Checkpoint{}, false, nil
 	}
 	cp := c.signer.Sign(head, c.now())
 	if err := c.repo.SaveCheckpoint(ctx, cp); err != nil {
 		return auditchain.Checkpoint{}, false, err
 	}
+	c.witness = &cp
 	c.logger.DebugContext(ctx, "checkpoint signed", "sequence", cp.Sequence, "head_hash", cp.HeadHash.String())
 	return cp, true, nil
+}
+
+// check verifies what Checkpoint is about to sign: the witness is still
+// stored, the newest checkpoint is signed by a known key, the head is not
+// behind it, and the records from it to the head chain up to the head.
+func (c *Checkpointer) check(ctx context.Context, latest *auditchain.Checkpoint, head auditchain.Head) error {
+	if w := c.witness; w != nil {
+		switch {
+		case latest == nil || latest.Sequence < w.Sequence:
+			newest := "none is stored"
+			if latest != nil {
+				newest = fmt.Sprintf("the newest stored is at %d", latest.Sequence)
+			}
+			return unverified(w.Sequence, auditchain.ReasonTruncated,
+				"the checkpoint at %d signed %s is gone (%s): the records after it were removed with their checkpoint",
+				w.Sequence, w.SignedAt.Format(time.RFC3339), newest)
+		case latest.Sequence == w.Sequence && latest.HeadHash != w.HeadHash:
+			return unverified(w.Sequence, auditchain.ReasonCheckpointHead,
+				"the checkpoint at %d now signs head %s, it signed %s", w.Sequence, latest.HeadHash, w.HeadHash)
+		}
+	}
+	opts := auditchain.VerifyOptions{Keys: c.keys, Head: &head}
+	from := uint64(0)
+	if latest != nil {
+		if err := c.keys.VerifyCheckpoint(latest); err != nil {
+			return unverified(latest.Sequence, auditchain.ReasonCheckpointSignature, "%v", err)
+		}
+		if head.Sequence < latest.Sequence {
+			return unverified(head.Sequence+1, auditchain.ReasonTruncated,
+				"the head is at record %d, behind the checkpoint at %d: the records after %d were removed", head.Sequence, latest.Sequence, head.Sequence)
+		}
+		opts.Base = &auditchain.Head{Sequence: latest.Sequence, Hash: latest.HeadHash}
+		from = latest.Sequence + 1
+	}
+	if head.Sequence == 0 && latest == nil {
+		return nil
+	}
+	res, err := auditchain.Verify(auditchain.Interleave(c.repo.Records(ctx, from, head.Sequence), nil), opts)
+	if err != nil {
+		return fmt.Errorf("verify audit head: %w", err)
+	}
+	if !res.OK {
+		return &UnverifiedError{Result: res}
+	}
+	return nil
 }
 
 // Run checkpoints until ctx is done, then once more so that a clean shutdown

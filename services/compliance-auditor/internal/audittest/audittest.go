@@ -26,10 +26,12 @@ const Consumer = "compliance-auditor"
 
 // Fixture is the auditor over one migrated database.
 type Fixture struct {
-	DB           *sqlstore.DB
-	Repo         *adapters.Repository
-	Codec        *events.Codec
-	Signer       *auditchain.Signer
+	DB     *sqlstore.DB
+	Repo   *adapters.Repository
+	Codec  *events.Codec
+	Signer *auditchain.Signer
+	// Keys verify the checkpoints: the signer's key and, after Rotate, the earlier ones.
+	Keys         auditchain.KeySet
 	Recorder     *app.Recorder
 	Checkpointer *app.Checkpointer
 	Trail        *app.Trail
@@ -54,10 +56,29 @@ func New(t testing.TB, db *sqlstore.DB) *Fixture {
 	clock := func() time.Time { return f.Now }
 	logger := slog.New(slog.DiscardHandler)
 	ib := inbox.New(db, Consumer, logger, nil)
-	f.Checkpointer = app.NewCheckpointer(f.Repo, signer, time.Hour, 1<<40, logger, clock)
+	f.Keys, err = auditchain.NewKeySet(signer.PublicKey())
+	require.NoError(t, err)
+	f.Checkpointer = app.NewCheckpointer(f.Repo, signer, f.Keys, time.Hour, 1<<40, logger, clock)
 	f.Recorder = app.NewRecorder(f.Repo, ib, codec, logger, clock, f.Checkpointer.Appended)
-	f.Trail = app.NewTrail(f.Repo, signer.PublicKey(), f.Checkpointer)
+	f.Trail = app.NewTrail(f.Repo, f.Checkpointer, app.TrailConfig{Keys: f.Keys, Retention: Retention, Now: clock})
 	return f
+}
+
+// Retention is the retention period of the fixture's trail.
+const Retention = 24 * time.Hour
+
+// Rotate switches the fixture to a new signing key, as the documented key
+// rotation does: a new checkpointer signs with next, and the trail verifies
+// with next and every key before it (the previous public keys listed in
+// AUDIT_VERIFY_KEYS). The recorder keeps appending to the same store.
+func (f *Fixture) Rotate(t testing.TB, next *auditchain.Signer) {
+	t.Helper()
+	require.NoError(t, f.Keys.Add(next.PublicKey()))
+	clock := func() time.Time { return f.Now }
+	logger := slog.New(slog.DiscardHandler)
+	f.Signer = next
+	f.Checkpointer = app.NewCheckpointer(f.Repo, next, f.Keys, time.Hour, 1<<40, logger, clock)
+	f.Trail = app.NewTrail(f.Repo, f.Checkpointer, app.TrailConfig{Keys: f.Keys, Retention: Retention, Now: clock})
 }
 
 // Message encodes ev as the bus message the consumer receives at offset.

@@ -67,6 +67,11 @@ func (s *AuditServer) statusOf(ctx context.Context, op string, err error) error 
 	switch {
 	case errors.Is(err, app.ErrNoCheckpoint):
 		return status.Error(codes.NotFound, err.Error())
+	case errors.As(err, new(*app.UnverifiedError)):
+		// The stored trail does not verify: nothing is exported under a new
+		// checkpoint. The reason names sequences and hashes, not database text.
+		s.logger.ErrorContext(ctx, op+" refused: the audit trail does not verify", "error", err)
+		return status.Error(codes.DataLoss, op+": the audit trail does not verify; run Verify for the first bad sequence")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "call cancelled")
 	case errors.Is(err, context.DeadlineExceeded):

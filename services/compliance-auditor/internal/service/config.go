@@ -14,8 +14,9 @@ import (
 )
 
 // Environment variables of the compliance-auditor (besides the runtime's, the
-// auditchain key variables AUDIT_SIGNING_KEY[_FILE], AUDIT_PUBLIC_KEY[_FILE]
-// and the AUTH_* variables read by auth.LoadConfig).
+// auditchain key variables AUDIT_SIGNING_KEY[_FILE], AUDIT_PUBLIC_KEY[_FILE],
+// AUDIT_VERIFY_KEYS[_FILE] (the public keys of earlier signing keys) and the
+// AUTH_* variables read by auth.LoadConfig).
 const (
 	EnvDatabaseURL        = "DATABASE_URL"
 	EnvKafkaBrokers       = "KAFKA_BROKERS"

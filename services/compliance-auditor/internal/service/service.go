@@ -123,7 +123,12 @@ func (a *auditor) wire(ctx context.Context, deps svcruntime.Deps) error {
 		rt.Go("gap alerter", alerter.Run)
 	}
 
-	checkpointer := app.NewCheckpointer(repo, sign, cfg.CheckpointInterval, int64(cfg.CheckpointRecords), logger.With("component", "checkpointer"), nil)
+	keys, err := cfg.Keys.LoadKeySet(sign.PublicKey())
+	if err != nil {
+		return fmt.Errorf("checkpoint keys: %w", err)
+	}
+	logger.Info("audit checkpoint keys", slog.String("signing_key_id", sign.KeyID()), slog.String("verifying_key_ids", keys.String()))
+	checkpointer := app.NewCheckpointer(repo, sign, keys, cfg.CheckpointInterval, int64(cfg.CheckpointRecords), logger.With("component", "checkpointer"), nil)
 	rt.Go("checkpointer", checkpointer.Run)
 	retention := app.NewRetention(repo, cfg.Retention, cfg.RetentionInterval, logger.With("component", "retention"), nil)
 	rt.Go("retention", retention.Run)
@@ -144,7 +149,7 @@ func (a *auditor) wire(ctx context.Context, deps svcruntime.Deps) error {
 		logger.Warn("no Kafka brokers configured; serving the stored trail without consuming", slog.String("set", EnvKafkaBrokers))
 	}
 
-	trail := app.NewTrail(repo, sign.PublicKey(), checkpointer)
+	trail := app.NewTrail(repo, checkpointer, app.TrailConfig{Keys: keys, Retention: cfg.Retention})
 	auditpb.RegisterAuditServiceServer(rt.GRPCServer(), ports.NewAuditServer(trail, logger.With("component", "audit-service")))
 	return ctx.Err()
 }
