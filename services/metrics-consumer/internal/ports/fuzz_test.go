@@ -51,8 +51,8 @@ func fuzzMetrics(f *testing.F, method string, seeds ...*metricspb.TimeWindow) (*
 		msg.Offset = int64(i)
 		require.NoError(f, ingest.Handle(ctx, msg))
 	}
-	srv := servicefuzz.InProcess(f, "metrics-consumer", func(s *grpc.Server, _ *slog.Logger) {
-		metricspb.RegisterMetricsServiceServer(s, ports.NewMetricsServer(app.NewQueries(jobs)))
+	srv := servicefuzz.InProcess(f, "metrics-consumer", func(s *grpc.Server, logger *slog.Logger) {
+		metricspb.RegisterMetricsServiceServer(s, ports.NewMetricsServer(app.NewQueries(jobs), logger))
 	})
 	md := servicefuzz.Methods(f, metricspb.File_fleet_metrics_v1_metrics_proto.Services().Get(0).FullName()).ByName(protoreflect.Name(method))
 	require.NotNil(f, md, method)

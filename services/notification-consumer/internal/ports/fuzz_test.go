@@ -53,7 +53,7 @@ func fuzzNotifications(f *testing.F, method string) (*servicefuzz.Server, protor
 			}))
 		}
 	}
-	rules := domain.ValidationRules{SecretExists: func(ref string) bool { return ref == "team-hook" }}
+	rules := domain.ValidationRules{SecretUsable: func(ref, _ string) bool { return ref == "team-hook" }}
 	srv := servicefuzz.InProcess(f, "notification-consumer", func(s *grpc.Server, _ *slog.Logger) {
 		notificationpb.RegisterNotificationServiceServer(s, ports.NewServer(app.NewNotifications(st, rules), ports.JWTAuthenticator{}))
 	})
