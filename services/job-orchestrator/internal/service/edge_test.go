@@ -18,7 +18,7 @@ import (
 func TestUnboundedStatusesOnTheRealStore(t *testing.T) {
 	t.Parallel()
 	prefix := relaytest.RandomName(t, "orchtest-") + "-"
-	p := servicetest.RunBinary(t, "../../cmd/job-orchestrator", env(t, prefix, t.TempDir()))
+	p := servicetest.RunBinary(t, "../../cmd/job-orchestrator", env(t, prefix, stateDir(t)))
 	c := client(t, p.GRPCAddr)
 	many := make([]jobpb.JobStatus, 100_000)
 	for i := range many {
