@@ -62,7 +62,7 @@ func startEdgeFleet(t *testing.T) *edgeFleet {
 	orch := servicetest.RunBinary(t, servicesDir+"job-orchestrator/cmd/job-orchestrator", map[string]string{
 		"KAFKA_BROKERS":              kafka,
 		"DATABASE_URL":               "sqlite:" + filepath.Join(t.TempDir(), "orchestrator.db"),
-		"STATE_DIRECTORY":            t.TempDir(),
+		"STATE_DIRECTORY":            stateDir(t),
 		"AUTH_HS256_SECRET":          authSecret,
 		"PAGE_TOKEN_KEY":             "edge-page-token-key-0123456789abcdef",
 		"RECONCILE_INTERVAL":         "200ms",
