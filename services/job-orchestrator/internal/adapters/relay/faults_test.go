@@ -72,8 +72,8 @@ func TestRabbitMQOutageNeverDelaysKafka(t *testing.T) {
 		return sqlstoretest.Count(t, db, "SELECT COUNT(*) FROM outbox WHERE published_kafka_at IS NULL") == 0
 	}, 30*time.Second, 20*time.Millisecond, "every event reaches Kafka while RabbitMQ is down")
 	w.verifyKafka(t, b.kafka, prefix)
-	require.Zero(t, sqlstoretest.Count(t, db, "SELECT COUNT(*) FROM outbox WHERE published_amqp_at IS NOT NULL"))
-	require.Positive(t, sqlstoretest.Count(t, db, "SELECT SUM(amqp_attempts) FROM outbox"))
+	require.Zero(t, sqlstoretest.Count(t, db, "SELECT COUNT(*) FROM outbox_amqp WHERE published_at IS NOT NULL"))
+	require.Positive(t, sqlstoretest.Count(t, db, "SELECT SUM(attempts) FROM outbox_amqp"))
 	require.Zero(t, sqlstoretest.Count(t, db, "SELECT SUM(attempts) FROM outbox"), "Kafka never failed")
 	require.NoError(t, r.Check(ctx), "a RabbitMQ outage leaves the relay ready")
 

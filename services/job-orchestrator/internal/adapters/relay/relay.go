@@ -12,8 +12,9 @@
 //     their outbox sequence: row n+1 is handed to the broker only after row n
 //     was acknowledged. A failure stops the job on that leg and holds it back
 //     for a backoff of its own; other jobs go on at full speed.
-//   - No waiting on the slowest job. Each leg keeps up to Concurrency jobs
-//     publishing and claims more as soon as one is done.
+//   - No waiting on the slowest job. Each leg's Concurrency workers take
+//     claimed jobs one at a time from a local queue, which a claim of up to
+//     BatchJobs jobs refills whenever fewer jobs than workers wait in it.
 //   - Marked as acknowledged. Rows are marked done as their
 //     acknowledgements arrive (in small batches, at most MarkInterval
 //     apart), so a crash re-publishes only what was in flight.
@@ -99,7 +100,8 @@ type Config struct {
 	// and nobody wakes the relay.
 	PollInterval time.Duration
 	// Concurrency is how many jobs each leg publishes at once (each job's
-	// events one after the other); BatchJobs the most jobs one claim takes.
+	// events one after the other); BatchJobs the most jobs one claim takes
+	// and the most a leg holds claimed.
 	BatchJobs, Concurrency int
 	// Lease is how long a claim keeps other relays off a job; the relay
 	// stops publishing LeaseMargin before it ends.
@@ -282,9 +284,19 @@ func (r *Relay) housekeeping(ctx context.Context) {
 	}
 }
 
-// run keeps up to Concurrency jobs of the leg publishing, claiming more as
-// soon as one is done, until ctx ends; then it lets the jobs in flight
-// finish and marks what they published.
+// claimedJob is one job's rows of a claim, with the end of the claim's
+// publishing window.
+type claimedJob struct {
+	rows     []store.PendingEvent
+	deadline time.Time
+}
+
+// run publishes the leg until ctx ends: Concurrency workers take claimed
+// jobs one at a time from a local queue, and the claimer refills the queue
+// (up to BatchJobs jobs per claim) whenever fewer jobs than workers wait in
+// it, so no worker waits for another's job and claims stay batched. When
+// ctx ends the workers finish the jobs they hold and every job still
+// queued is released; then what was published is marked.
 func (l *leg) run(ctx context.Context) {
 	r := l.r
 	marks := make(chan store.Result, markBatch)
@@ -295,27 +307,35 @@ func (l *leg) run(ctx context.Context) {
 	}()
 	mark := func(res store.Result) { marks <- res }
 
-	done := make(chan struct{}, r.cfg.Concurrency)
-	inflight := 0
-	var backoff time.Duration
-	for {
-		if ctx.Err() != nil {
-			if inflight == 0 {
-				break
+	queue := make(chan claimedJob, r.cfg.BatchJobs)
+	idle := make(chan struct{}, 1)
+	var workers sync.WaitGroup
+	for range r.cfg.Concurrency {
+		workers.Go(func() {
+			for job := range queue {
+				l.work(ctx, job, mark)
+				select {
+				case idle <- struct{}{}:
+				default:
+				}
 			}
-			<-done
-			inflight--
-			continue
-		}
+		})
+	}
+
+	var backoff time.Duration
+	for ctx.Err() == nil {
 		wait := r.cfg.PollInterval
-		if inflight < r.cfg.Concurrency {
-			n, err := l.claim(ctx, r.cfg.Concurrency-inflight, mark, func() { done <- struct{}{} })
-			inflight += n
+		if len(queue) < r.cfg.Concurrency {
+			want := cap(queue) - len(queue)
+			jobs, err := l.claimJobs(ctx, want)
+			for _, j := range jobs {
+				queue <- j
+			}
 			switch {
 			case err != nil:
 				backoff = min(max(backoff*2, r.cfg.BackoffMin), r.cfg.BackoffMax)
 				wait = jitter(backoff)
-			case n > 0 && inflight < r.cfg.Concurrency:
+			case len(jobs) == want:
 				backoff = 0
 				continue // more may be waiting
 			default:
@@ -324,61 +344,53 @@ func (l *leg) run(ctx context.Context) {
 		}
 		timer := time.NewTimer(wait)
 		select {
-		case <-done:
-			inflight--
+		case <-idle:
 		case <-l.wake:
 		case <-timer.C:
 		case <-ctx.Done():
 		}
 		timer.Stop()
 	}
+	close(queue)
+	workers.Wait()
 	close(marks)
 	<-marked
 }
 
-// claim takes up to free jobs of the leg and starts publishing each; finish
-// is called once per job when it is done. It returns how many jobs started.
-func (l *leg) claim(ctx context.Context, free int, mark func(store.Result), finish func()) (int, error) {
-	r := l.r
-	jobs, start, err := l.claimJobs(ctx, min(free, r.cfg.BatchJobs))
-	if err != nil {
-		return 0, err
+// work publishes one claimed job; a job whose window closed while it
+// waited in the queue (or that is still queued at shutdown) is released.
+func (l *leg) work(ctx context.Context, job claimedJob, mark func(store.Result)) {
+	if ctx.Err() != nil || !l.r.now().Before(job.deadline) {
+		for _, row := range job.rows {
+			mark(store.Result{ID: row.ID, JobID: row.JobID})
+		}
+		return
 	}
-	// Publishing ends before the lease does, whatever the brokers do, and
-	// goes on when ctx ends so that what was handed over is also marked.
-	pubCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), start.Add(r.cfg.Lease-r.cfg.LeaseMargin))
-	var wg sync.WaitGroup
-	for _, job := range jobs {
-		wg.Go(func() {
-			defer finish()
-			l.publishJob(pubCtx, job, mark)
-		})
-	}
-	go func() {
-		wg.Wait()
-		cancel()
-	}()
-	return len(jobs), nil
+	// Publishing ends before the lease does, whatever the brokers do, and is
+	// not cut short by shutdown, so that what was handed over is marked.
+	pubCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), job.deadline)
+	defer cancel()
+	l.publishJob(pubCtx, job.rows, mark)
 }
 
 // claimJobs claims rows of up to maxJobs jobs, grouped by job in seq order.
-func (l *leg) claimJobs(ctx context.Context, maxJobs int) ([][]store.PendingEvent, time.Time, error) {
+func (l *leg) claimJobs(ctx context.Context, maxJobs int) ([]claimedJob, error) {
 	r := l.r
-	start := r.now()
+	deadline := r.now().Add(r.cfg.Lease - r.cfg.LeaseMargin)
 	rows, err := r.outbox.ClaimOutbox(context.WithoutCancel(ctx), l.id, r.cfg.ID, maxJobs, r.cfg.Lease)
 	if err != nil {
 		r.log.ErrorContext(ctx, "relay: claim outbox rows", "leg", l.id.String(), "error", err)
 		l.failed(err)
-		return nil, start, err
+		return nil, err
 	}
-	var jobs [][]store.PendingEvent
+	var jobs []claimedJob
 	for i, row := range rows {
 		if i == 0 || row.JobID != rows[i-1].JobID {
-			jobs = append(jobs, nil)
+			jobs = append(jobs, claimedJob{deadline: deadline})
 		}
-		jobs[len(jobs)-1] = append(jobs[len(jobs)-1], row)
+		jobs[len(jobs)-1].rows = append(jobs[len(jobs)-1].rows, row)
 	}
-	return jobs, start, nil
+	return jobs, nil
 }
 
 // markLoop marks the results it receives in batches: at most markBatch rows
@@ -496,14 +508,13 @@ type PassResult struct {
 func (r *Relay) Pass(ctx context.Context) PassResult {
 	var res PassResult
 	for _, l := range r.legs {
-		jobs, start, err := l.claimJobs(ctx, r.cfg.BatchJobs)
+		jobs, err := l.claimJobs(ctx, r.cfg.BatchJobs)
 		if err != nil {
 			res.Errors++
 			res.Err = err
 			continue
 		}
 		res.Jobs += len(jobs)
-		pubCtx, cancel := context.WithDeadline(ctx, start.Add(r.cfg.Lease-r.cfg.LeaseMargin))
 		var (
 			mu  sync.Mutex
 			all []store.Result
@@ -514,7 +525,7 @@ func (r *Relay) Pass(ctx context.Context) PassResult {
 			sem <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-sem }()
-				l.publishJob(pubCtx, job, func(x store.Result) {
+				l.work(ctx, job, func(x store.Result) {
 					mu.Lock()
 					all = append(all, x)
 					mu.Unlock()
@@ -522,7 +533,6 @@ func (r *Relay) Pass(ctx context.Context) PassResult {
 			})
 		}
 		wg.Wait()
-		cancel()
 		published := 0
 		for _, x := range all {
 			switch {

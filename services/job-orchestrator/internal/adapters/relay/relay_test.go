@@ -255,7 +255,7 @@ func TestRelayPublishesEveryEventOnceInJobOrder(t *testing.T) {
 			w.verifyAMQP(t, q)
 			total := int64(len(w.all))
 			require.Equal(t, total, sqlstoretest.Count(t, db, "SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL AND published_kafka_at IS NOT NULL AND claimed_by IS NULL"))
-			require.EqualValues(t, 6*4, sqlstoretest.Count(t, db, "SELECT COUNT(*) FROM outbox WHERE published_amqp_at IS NOT NULL"))
+			require.EqualValues(t, 6*4, sqlstoretest.Count(t, db, "SELECT COUNT(*) FROM outbox_amqp WHERE published_at IS NOT NULL"))
 			require.Zero(t, sqlstoretest.Count(t, db, "SELECT COUNT(*) FROM outbox WHERE attempts > 0"))
 		})
 	}

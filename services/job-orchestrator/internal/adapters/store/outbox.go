@@ -65,6 +65,7 @@ func (s *Store) appendOutbox(ctx context.Context, tx *sql.Tx, jobID string, last
 	q := s.db.Rebind(`INSERT INTO outbox
 		(event_id, event_type, job_id, seq, topic, msg_key, payload, headers, amqp_routing_key, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	amqp := s.db.Rebind(`INSERT INTO outbox_amqp (id, job_id, seq) SELECT id, job_id, seq FROM outbox WHERE event_id = ?`)
 	for i, r := range rows {
 		var rk sql.NullString
 		if r.routingKey != "" {
@@ -73,6 +74,11 @@ func (s *Store) appendOutbox(ctx context.Context, tx *sql.Tx, jobID string, last
 		if _, err := tx.ExecContext(ctx, q, r.eventID, r.eventType, jobID, last+int64(i)+1,
 			r.msg.Topic, r.msg.Key, r.msg.Value, r.headers, rk, now); err != nil {
 			return err
+		}
+		if r.routingKey != "" {
+			if _, err := tx.ExecContext(ctx, amqp, r.eventID); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -97,25 +103,21 @@ func (l Leg) String() string {
 	return "kafka"
 }
 
-// legColumns name a leg's state columns.
-type legColumns struct {
-	done, claimedBy, claimedUntil, attempts, lastError, parked string
-	// pending selects the rows the leg still has to publish; other is the
-	// condition under which a row is sent once this leg is done.
-	pending, otherDone string
+// legSQL names where a leg keeps its state: the Kafka leg in outbox (whose
+// sent_at marks it done), the RabbitMQ leg in outbox_amqp, one row per
+// outbox row with a routing key. The legs never update each other's rows.
+type legSQL struct {
+	table, pending string
+	// doneSet marks a row done; v.column2 is its acknowledgement time.
+	doneSet string
 }
 
-func (l Leg) columns() legColumns {
+func (l Leg) sql() legSQL {
 	if l == LegAMQP {
-		return legColumns{done: "published_amqp_at", claimedBy: "amqp_claimed_by", claimedUntil: "amqp_claimed_until",
-			attempts: "amqp_attempts", lastError: "amqp_last_error", parked: "amqp_parked_at",
-			pending:   "sent_at IS NULL AND amqp_routing_key IS NOT NULL AND published_amqp_at IS NULL",
-			otherDone: "published_kafka_at IS NOT NULL"}
+		return legSQL{table: "outbox_amqp", pending: "published_at IS NULL", doneSet: "published_at = v.column2"}
 	}
-	return legColumns{done: "published_kafka_at", claimedBy: "claimed_by", claimedUntil: "claimed_until",
-		attempts: "attempts", lastError: "last_error", parked: "parked_at",
-		pending:   "sent_at IS NULL AND published_kafka_at IS NULL",
-		otherDone: "(amqp_routing_key IS NULL OR published_amqp_at IS NOT NULL)"}
+	return legSQL{table: "outbox", pending: "sent_at IS NULL",
+		doneSet: "published_kafka_at = COALESCE(published_kafka_at, v.column2), sent_at = v.column2"}
 }
 
 // PendingEvent is one outbox row a relay claimed for a leg.
@@ -180,16 +182,16 @@ func (s *Store) ClaimOutbox(ctx context.Context, leg Leg, owner string, maxJobs 
 	if owner == "" || maxJobs < 1 || lease <= 0 {
 		return nil, errors.New("claim outbox: need an owner, maxJobs >= 1 and a positive lease")
 	}
-	c := leg.columns()
+	l := leg.sql()
 	now := s.cfg.Now()
 	until := nanos(now.Add(lease))
-	headQuery := `SELECT o.job_id FROM outbox o
-		WHERE ` + prefixed("o.", c.pending) + ` AND o.` + c.parked + ` IS NULL
-		  AND (o.` + c.claimedUntil + ` IS NULL OR o.` + c.claimedUntil + ` < ?)
-		  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.job_id = o.job_id AND ` + prefixed("p.", c.pending) + ` AND p.seq < o.seq)
-		ORDER BY o.id LIMIT ?`
+	headQuery := `SELECT h.job_id FROM ` + l.table + ` h
+		WHERE h.` + l.pending + ` AND h.parked_at IS NULL
+		  AND (h.claimed_until IS NULL OR h.claimed_until < ?)
+		  AND NOT EXISTS (SELECT 1 FROM ` + l.table + ` p WHERE p.job_id = h.job_id AND p.` + l.pending + ` AND p.seq < h.seq)
+		ORDER BY h.id LIMIT ?`
 	if s.pg {
-		headQuery += " FOR UPDATE OF o SKIP LOCKED"
+		headQuery += " FOR UPDATE OF h SKIP LOCKED"
 	}
 	var out []PendingEvent
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
@@ -203,14 +205,15 @@ func (s *Store) ClaimOutbox(ctx context.Context, leg Leg, owner string, maxJobs 
 		for _, j := range jobs {
 			args = append(args, j)
 		}
-		if _, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE outbox SET `+c.claimedBy+` = ?, `+c.claimedUntil+` = ?
-			WHERE `+c.pending+` AND `+c.parked+` IS NULL AND job_id IN (`+in+`)`), args...); err != nil {
+		if _, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE `+l.table+` SET claimed_by = ?, claimed_until = ?
+			WHERE `+l.pending+` AND parked_at IS NULL AND job_id IN (`+in+`)`), args...); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, s.db.Rebind(`SELECT id, event_id, event_type, job_id, seq, topic, msg_key, payload, headers,
-				amqp_routing_key, created_at, `+c.attempts+`
-			FROM outbox WHERE `+c.pending+` AND `+c.claimedBy+` = ? AND job_id IN (`+in+`)
-			ORDER BY job_id, seq`), append([]any{owner}, args[2:]...)...)
+		rows, err := tx.QueryContext(ctx, s.db.Rebind(`SELECT o.id, o.event_id, o.event_type, o.job_id, o.seq, o.topic, o.msg_key,
+				o.payload, o.headers, o.amqp_routing_key, o.created_at, l.attempts
+			FROM `+l.table+` l JOIN outbox o ON o.id = l.id
+			WHERE l.`+l.pending+` AND l.claimed_by = ? AND l.job_id IN (`+in+`)
+			ORDER BY l.job_id, l.seq`), append([]any{owner}, args[2:]...)...)
 		if err != nil {
 			return err
 		}
@@ -244,14 +247,6 @@ func (s *Store) ClaimOutbox(ctx context.Context, leg Leg, owner string, maxJobs 
 	return out, nil
 }
 
-// prefixed qualifies the column names of a leg's pending condition.
-func prefixed(alias, cond string) string {
-	for _, col := range []string{"sent_at", "amqp_routing_key", "published_amqp_at", "published_kafka_at"} {
-		cond = strings.ReplaceAll(cond, col, alias+col)
-	}
-	return cond
-}
-
 func queryStrings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]string, error) {
 	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
@@ -271,24 +266,23 @@ func queryStrings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([
 
 // CompleteOutbox records what relay owner did on leg with its claimed rows,
 // in one transaction: a row the leg's broker acknowledged is marked done on
-// the leg and released, and sent once the other leg is done too (or has
-// nothing to do); a failed row counts an attempt and records the error, and
-// is held back until its RetryAt or parked; every row of a failed job that
-// is still claimed is released, so that the next claim (by any relay)
-// retries the job in order. Rows whose lease owner has meanwhile changed are
-// left alone; lost counts them.
+// the leg and released; a failed row counts an attempt and records the
+// error, and is held back until its RetryAt, or parked; every row of a
+// failed job that is still claimed is released, so that the next claim (by
+// any relay) retries the job in order. Rows whose lease owner has meanwhile
+// changed are left alone; lost counts them.
 func (s *Store) CompleteOutbox(ctx context.Context, leg Leg, owner string, results []Result) (lost int, err error) {
 	if len(results) == 0 {
 		return 0, nil
 	}
-	c := leg.columns()
+	l := leg.sql()
 	now := nanos(s.cfg.Now())
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
 		lost = 0
-		var done []any
+		var done []Result
 		for _, r := range results {
 			if r.Err == nil && !r.At.IsZero() {
-				done = append(done, r.ID)
+				done = append(done, r)
 			}
 		}
 		count := func(res sql.Result) error {
@@ -302,12 +296,18 @@ func (s *Store) CompleteOutbox(ctx context.Context, leg Leg, owner string, resul
 		for start := 0; start < len(done); start += 500 {
 			chunk := done[start:min(start+500, len(done))]
 			lost += len(chunk)
-			res, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE outbox SET
-					`+c.done+` = COALESCE(`+c.done+`, ?),
-					sent_at = CASE WHEN `+c.otherDone+` THEN CAST(? AS BIGINT) ELSE NULL END,
-					`+c.claimedBy+` = NULL, `+c.claimedUntil+` = NULL
-				WHERE `+c.claimedBy+` = ? AND `+c.pending+` AND id IN (`+placeholders(len(chunk))+`)`),
-				append([]any{now, now, owner}, chunk...)...)
+			// Each row gets its own acknowledgement time: (id, at) pairs
+			// joined as v(column1, column2).
+			values := make([]string, len(chunk))
+			args := make([]any, 0, 2*len(chunk)+1)
+			for i, r := range chunk {
+				values[i] = "(CAST(? AS BIGINT), CAST(? AS BIGINT))"
+				args = append(args, r.ID, nanos(r.At))
+			}
+			args = append(args, owner)
+			res, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE `+l.table+` SET `+l.doneSet+`, claimed_by = NULL, claimed_until = NULL
+				FROM (VALUES `+strings.Join(values, ", ")+`) AS v
+				WHERE `+l.table+`.id = v.column1 AND `+l.table+`.claimed_by = ? AND `+l.table+`.`+l.pending), args...)
 			if err != nil {
 				return err
 			}
@@ -327,10 +327,9 @@ func (s *Store) CompleteOutbox(ctx context.Context, leg Leg, owner string, resul
 					retryAt = sql.NullInt64{Int64: nanos(r.RetryAt), Valid: true}
 				}
 				lost++
-				res, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE outbox SET
-						`+c.attempts+` = `+c.attempts+` + 1, `+c.lastError+` = ?, `+c.parked+` = ?,
-						`+c.claimedBy+` = NULL, `+c.claimedUntil+` = ?
-					WHERE id = ? AND `+c.claimedBy+` = ? AND `+c.pending),
+				res, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE `+l.table+` SET
+						attempts = attempts + 1, last_error = ?, parked_at = ?, claimed_by = NULL, claimed_until = ?
+					WHERE id = ? AND claimed_by = ? AND `+l.pending),
 					truncate(r.Err.Error(), 1000), parked, retryAt, r.ID, owner)
 				if err != nil {
 					return err
@@ -340,8 +339,8 @@ func (s *Store) CompleteOutbox(ctx context.Context, leg Leg, owner string, resul
 				}
 			}
 			// Failed or not attempted: release the job's claimed rows.
-			if _, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE outbox SET `+c.claimedBy+` = NULL, `+c.claimedUntil+` = NULL
-				WHERE job_id = ? AND `+c.claimedBy+` = ? AND `+c.pending), r.JobID, owner); err != nil {
+			if _, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE `+l.table+` SET claimed_by = NULL, claimed_until = NULL
+				WHERE job_id = ? AND claimed_by = ? AND `+l.pending), r.JobID, owner); err != nil {
 				return err
 			}
 		}
@@ -370,9 +369,9 @@ type ParkedEvent struct {
 func (s *Store) ListParked(ctx context.Context) ([]ParkedEvent, error) {
 	var out []ParkedEvent
 	for _, leg := range []Leg{LegKafka, LegAMQP} {
-		c := leg.columns()
-		rows, err := s.db.QueryContext(ctx, `SELECT id, event_id, event_type, job_id, seq, `+c.attempts+`, COALESCE(`+c.lastError+`, ''), `+c.parked+`
-			FROM outbox WHERE `+c.parked+` IS NOT NULL AND `+c.pending+` ORDER BY id`)
+		l := leg.sql()
+		rows, err := s.db.QueryContext(ctx, `SELECT o.id, o.event_id, o.event_type, o.job_id, o.seq, l.attempts, COALESCE(l.last_error, ''), l.parked_at
+			FROM `+l.table+` l JOIN outbox o ON o.id = l.id WHERE l.parked_at IS NOT NULL AND l.`+l.pending+` ORDER BY o.id`)
 		if err != nil {
 			return nil, dbErr("list parked outbox rows", err)
 		}
@@ -399,11 +398,11 @@ func (s *Store) ListParked(ctx context.Context) ([]ParkedEvent, error) {
 func (s *Store) RetryParked(ctx context.Context, ids ...string) (int64, error) {
 	var total int64
 	for _, leg := range []Leg{LegKafka, LegAMQP} {
-		c := leg.columns()
-		q := `UPDATE outbox SET ` + c.parked + ` = NULL, ` + c.claimedUntil + ` = NULL WHERE ` + c.parked + ` IS NOT NULL AND ` + c.pending
-		args := []any{}
+		l := leg.sql()
+		q := `UPDATE ` + l.table + ` SET parked_at = NULL, claimed_until = NULL WHERE parked_at IS NOT NULL AND ` + l.pending
+		var args []any
 		if len(ids) > 0 {
-			q += ` AND event_id IN (` + placeholders(len(ids)) + `)`
+			q += ` AND id IN (SELECT id FROM outbox WHERE event_id IN (` + placeholders(len(ids)) + `))`
 			for _, id := range ids {
 				args = append(args, id)
 			}
@@ -428,18 +427,30 @@ func truncate(s string, n int) string {
 	return strings.ToValidUTF8(s[:n], "")
 }
 
-// OutboxBacklog counts the rows not yet sent.
+// OutboxBacklog counts what the legs have still to publish: rows not yet
+// on Kafka plus rows not yet on RabbitMQ.
 func (s *Store) OutboxBacklog(ctx context.Context) (int64, error) {
 	var n int64
-	if err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").Scan(&n); err != nil {
+	if err := s.db.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL)
+		+ (SELECT COUNT(*) FROM outbox_amqp WHERE published_at IS NULL)`).Scan(&n); err != nil {
 		return 0, dbErr("outbox backlog", err)
 	}
 	return n, nil
 }
 
-// PurgeOutbox deletes rows sent before cutoff and returns how many.
+// PurgeOutbox deletes the rows both legs finished before cutoff and returns
+// how many outbox rows it deleted.
 func (s *Store) PurgeOutbox(ctx context.Context, cutoff time.Time) (int64, error) {
-	res, err := s.db.ExecContext(ctx, s.db.Rebind("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?"), nanos(cutoff))
+	var res sql.Result
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.db.Rebind(`DELETE FROM outbox_amqp WHERE published_at IS NOT NULL AND published_at < ?`), nanos(cutoff)); err != nil {
+			return err
+		}
+		var err error
+		res, err = tx.ExecContext(ctx, s.db.Rebind(`DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?
+			AND NOT EXISTS (SELECT 1 FROM outbox_amqp a WHERE a.id = outbox.id)`), nanos(cutoff))
+		return err
+	})
 	if err != nil {
 		return 0, dbErr("purge outbox", err)
 	}
