@@ -26,7 +26,7 @@ import (
 // is no longer stored, or the head went back behind it, the newest records
 // were removed with their checkpoint, and it refuses to sign the shortened
 // chain. The witness lives in memory, so it holds for the life of the process
-// (see docs/security-audit.md).
+// (see docs/security.md).
 type Checkpointer struct {
 	repo     *adapters.Repository
 	signer   *auditchain.Signer

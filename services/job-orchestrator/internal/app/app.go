@@ -50,7 +50,7 @@ type Config struct {
 	// Allocations maps a user to the allocations they may charge (from
 	// ALLOCATIONS_FILE). A token's allocations claim takes precedence; a
 	// user with neither may charge none while the map is set. With no map
-	// and no claim any allocation is accepted (see docs/security-edge.md).
+	// and no claim any allocation is accepted (see docs/security.md).
 	Allocations map[string][]string
 }
 

@@ -29,7 +29,7 @@ const (
 	EnvScheduler      = "SCHEDULER"       // local (default) or slurm
 	EnvJobWorkDir     = "JOB_WORK_DIR"    // job output directories; default <state dir>/jobs
 	EnvLocalMaxJobs   = "LOCAL_MAX_JOBS"  // local backend: jobs run at once; default the CPU count
-	// Local backend isolation (docs/local-isolation.md).
+	// Local backend isolation (docs/security.md).
 	EnvLocalSingleUser    = "LOCAL_SINGLE_USER"           // true: run jobs unisolated as the service's user
 	EnvLocalUIDRange      = "LOCAL_JOB_UID_RANGE"         // first-last; default 61000-61999
 	EnvLocalGIDRange      = "LOCAL_JOB_GID_RANGE"         // first-last; default the uid range
