@@ -18,7 +18,7 @@ const (
 	DefaultReconcileMaxInterval = time.Minute
 	DefaultReconcileJitter      = 0.2
 	DefaultReconcileBatch       = 500
-	DefaultDispatchLease        = 2 * time.Minute
+	DefaultDispatchLease        = 15 * time.Second
 	DefaultLostAfter            = 3
 	DefaultSampleInterval       = 30 * time.Second
 )
@@ -36,7 +36,10 @@ type ReconcilerConfig struct {
 	// Batch is the most active jobs looked at in one pass.
 	Batch int
 	// DispatchLease is how long a replica's claim on a SUBMITTED job keeps
-	// others from handing it to the scheduler.
+	// others from handing it to the scheduler: a dead replica's claims are
+	// taken over after it. A claim taken over while its submission may have
+	// reached the scheduler is resubmitted as uncertain (the scheduler is
+	// asked first), so a short lease never submits a job twice.
 	DispatchLease time.Duration
 	// LostAfter is how many passes in a row the scheduler must not know a
 	// job before it is failed as LOST_BY_SCHEDULER.
