@@ -225,8 +225,10 @@ func (c Config) Validate() error {
 	if err := c.Auth.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.Dispatcher.Lease <= c.SMTP.SendTimeout || c.Dispatcher.Lease <= c.Webhook.Timeout {
-		errs = append(errs, fmt.Errorf("%s (%s) must exceed %s and %s", EnvLease, c.Dispatcher.Lease, EnvSMTPTimeout, EnvWebhookTimeout))
+	// The lease is renewed every third of it while a send runs, so it need
+	// not outlast the send timeouts; it must leave the renewal time.
+	if c.Dispatcher.Lease < 3*time.Second {
+		errs = append(errs, fmt.Errorf("%s (%s) must be at least 3s: it is renewed every third of it while a delivery is sent", EnvLease, c.Dispatcher.Lease))
 	}
 	return errors.Join(errs...)
 }

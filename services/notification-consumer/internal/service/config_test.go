@@ -32,3 +32,16 @@ func TestLoadConfigWebhookOwners(t *testing.T) {
 	_, err = load(map[string]string{service.EnvWebhookOwners: `["ada"]`})
 	require.ErrorContains(t, err, service.EnvWebhookOwners)
 }
+
+func TestLoadConfigDeliveryLease(t *testing.T) {
+	t.Parallel()
+	load := func(lease string) error {
+		env := map[string]string{"DATABASE_URL": "sqlite:" + t.TempDir() + "/n.db", "KAFKA_BROKERS": "127.0.0.1:9092",
+			"AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/", "SMTP_ADDR": "127.0.0.1:1025",
+			"AUTH_HS256_SECRET": "notification-config-test-secret-0123456789", service.EnvLease: lease}
+		_, err := service.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+		return err
+	}
+	require.NoError(t, load("15s"), "shorter than the send timeouts: it is renewed while sending")
+	require.ErrorContains(t, load("2s"), service.EnvLease)
+}
