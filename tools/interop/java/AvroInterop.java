@@ -68,7 +68,7 @@ public class AvroInterop {
       SchemaStore.Cache store = new SchemaStore.Cache();
       Map<String, Schema> newestByTopic = new HashMap<>();
       Map<String, Integer> versionByTopic = new HashMap<>();
-      int schemas = 0;
+      Set<String> schemas = new HashSet<>();
       for (ConsumerRecord<byte[], byte[]> r : readAll(consumer, schemasTopic)) {
         Schema s = new Schema.Parser().parse(new String(r.value(), StandardCharsets.UTF_8));
         String key = new String(r.key(), StandardCharsets.UTF_8);
@@ -78,7 +78,7 @@ public class AvroInterop {
           return 1;
         }
         store.addSchema(s);
-        schemas++;
+        schemas.add(key);
         String topic = header(r, "schema.topic");
         int version = Integer.parseInt(header(r, "schema.version"));
         if (version > versionByTopic.getOrDefault(topic, 0)) {
@@ -86,7 +86,7 @@ public class AvroInterop {
           newestByTopic.put(topic, s);
         }
       }
-      System.out.printf("%s schemas=%d%n", schemasTopic, schemas);
+      System.out.printf("%s schemas=%d%n", schemasTopic, schemas.size());
       int failed = 0;
       for (String topic : topics) {
         String source = topic.endsWith(".dlq") ? topic.substring(0, topic.length() - 4) : topic;
