@@ -154,17 +154,7 @@ func sharedWorkDir(t *testing.T) string {
 	return dir
 }
 
-// stateDir returns a new orchestrator state directory below one that the
-// local backend's job users can search (the job directories are in it;
-// t.TempDir's parent is private to its owner).
-func stateDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "fleet-e2e-state-")
-	require.NoError(t, err)
-	require.NoError(t, os.Chmod(dir, 0o711))
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return filepath.Join(dir, "state")
-}
+func stateDir(t *testing.T) string { return servicetest.StateDir(t) }
 
 func startFleet(t *testing.T) *fleet {
 	t.Helper()

@@ -262,3 +262,16 @@ func (w *logWriter) String() string {
 	defer w.mu.Unlock()
 	return w.all.String()
 }
+
+// StateDir returns a new, not yet created state directory for a service
+// whose local scheduler isolates jobs: it lies below a directory that other
+// users (the jobs' own uids) can search, which t.TempDir's parent is not.
+// It is removed when t ends.
+func StateDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "fleet-test-state-")
+	require.NoError(t, err)
+	require.NoError(t, os.Chmod(dir, 0o711))
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return filepath.Join(dir, "state")
+}

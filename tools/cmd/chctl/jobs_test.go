@@ -30,7 +30,7 @@ func startOrchestrator(t *testing.T) string {
 	p := servicetest.RunBinary(t, "../../../services/job-orchestrator/cmd/job-orchestrator", map[string]string{
 		"KAFKA_BROKERS":              strings.Join(testinfra.KafkaBrokers(t), ","),
 		"AMQP_URL":                   "",
-		"STATE_DIRECTORY":            t.TempDir(),
+		"STATE_DIRECTORY":            servicetest.StateDir(t),
 		"DATABASE_URL":               "",
 		"SCHEDULER":                  "local",
 		"AUTH_HS256_SECRET":          testSecret,

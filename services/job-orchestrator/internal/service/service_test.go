@@ -26,17 +26,8 @@ import (
 
 const secret = "0123456789abcdef0123456789abcdef-test-secret"
 
-// stateDir returns a new state directory below one the local backend's job
-// users can search, as the isolated backend requires of the job directories
-// in it (t.TempDir's parent is private to its owner).
-func stateDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "orchestrator-test-")
-	require.NoError(t, err)
-	require.NoError(t, os.Chmod(dir, 0o711))
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return filepath.Join(dir, "state")
-}
+// stateDir returns a state directory the isolated local backend accepts.
+func stateDir(t *testing.T) string { return servicetest.StateDir(t) }
 
 // env returns the environment of an orchestrator on the real brokers with
 // its own state directory and topics.
