@@ -14,11 +14,43 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/amqpbus"
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/sqlstore"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay/relaytest"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/store"
 )
+
+// faultFixture is a SQLite store with its own topics and a queue bound to
+// its owner's events, for one relay test.
+type faultFixture struct {
+	b      brokers
+	prefix string
+	owner  string
+	q      *relaytest.Queue
+	db     *sqlstore.DB
+	s      *store.Store
+	wake   chan struct{}
+	w      *writer
+}
+
+func newFaultFixture(t *testing.T) *faultFixture {
+	t.Helper()
+	f := &faultFixture{b: connect(t), wake: make(chan struct{}, 1), w: newWriter()}
+	f.prefix = relaytest.RandomName(t, "relaytest-") + "-"
+	relaytest.EnsureTopics(t, f.b.kafka, f.prefix)
+	f.owner = relaytest.RandomName(t, "user-")
+	f.q = relaytest.BindQueue(t, f.b.amqpURL, amqpbus.UserPattern(f.owner))
+	f.db = sqlstoretest.Databases(t)[0].Open(t)
+	f.s = openStore(t, f.db, f.wake)
+	return f
+}
+
+func (f *faultFixture) config() relay.Config {
+	cfg := relay.DefaultConfig()
+	cfg.TopicPrefix, cfg.Wake = f.prefix, f.wake
+	return cfg
+}
 
 // outageAMQP is the real publisher behind a switch that fails every publish
 // while down, as a RabbitMQ outage does.
@@ -39,47 +71,28 @@ func (o *outageAMQP) Publish(ctx context.Context, exchange, key string, m *bus.M
 // order, with every lifecycle event; the relay stays ready throughout.
 func TestRabbitMQOutageNeverDelaysKafka(t *testing.T) {
 	t.Parallel()
-	b := connect(t)
-	d := sqlstoretest.Databases(t)[0]
-	prefix := relaytest.RandomName(t, "relaytest-") + "-"
-	relaytest.EnsureTopics(t, b.kafka, prefix)
-	owner := relaytest.RandomName(t, "user-")
-	q := relaytest.BindQueue(t, b.amqpURL, amqpbus.UserPattern(owner))
-	db := d.Open(t)
-	wake := make(chan struct{}, 1)
-	s := openStore(t, db, wake)
-
-	amqp := &outageAMQP{AMQPPublisher: b.publisher}
+	f := newFaultFixture(t)
+	amqp := &outageAMQP{AMQPPublisher: f.b.publisher}
 	amqp.down.Store(true)
-	cfg := relay.DefaultConfig()
-	cfg.TopicPrefix, cfg.Wake = prefix, wake
+	cfg := f.config()
 	cfg.BackoffMin, cfg.BackoffMax = 20*time.Millisecond, 200*time.Millisecond
-	r, err := relay.New(cfg, s, b.producer, amqp, discard(), nil)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
+	r := runRelay(t, cfg, f.s, f.b.producer, amqp)
 
-	w := newWriter()
 	for i := range 6 {
-		w.job(t, s, fmt.Sprintf("%s-%d", owner, i), owner)
+		f.w.job(t, f.s, fmt.Sprintf("%s-%d", f.owner, i), f.owner)
 	}
 	require.Eventually(t, func() bool {
-		return sqlstoretest.Count(t, db, "SELECT COUNT(*) FROM outbox WHERE published_kafka_at IS NULL") == 0
+		return sqlstoretest.Count(t, f.db, "SELECT COUNT(*) FROM outbox WHERE published_kafka_at IS NULL") == 0
 	}, 30*time.Second, 20*time.Millisecond, "every event reaches Kafka while RabbitMQ is down")
-	w.verifyKafka(t, b.kafka, prefix)
-	require.Zero(t, sqlstoretest.Count(t, db, "SELECT COUNT(*) FROM outbox_amqp WHERE published_at IS NOT NULL"))
-	require.Positive(t, sqlstoretest.Count(t, db, "SELECT SUM(attempts) FROM outbox_amqp"))
-	require.Zero(t, sqlstoretest.Count(t, db, "SELECT SUM(attempts) FROM outbox"), "Kafka never failed")
-	require.NoError(t, r.Check(ctx), "a RabbitMQ outage leaves the relay ready")
+	f.w.verifyKafka(t, f.b.kafka, f.prefix)
+	require.Zero(t, sqlstoretest.Count(t, f.db, "SELECT COUNT(*) FROM outbox_amqp WHERE published_at IS NOT NULL"))
+	require.Positive(t, sqlstoretest.Count(t, f.db, "SELECT SUM(attempts) FROM outbox_amqp"))
+	require.Zero(t, sqlstoretest.Count(t, f.db, "SELECT SUM(attempts) FROM outbox"), "Kafka never failed")
+	require.NoError(t, r.Check(context.Background()), "a RabbitMQ outage leaves the relay ready")
 
 	amqp.down.Store(false)
-	waitDrained(t, s)
-	w.verifyAMQP(t, q)
+	waitDrained(t, f.s)
+	f.w.verifyAMQP(t, f.q)
 }
 
 // permanentKafka refuses one event for good (as the broker refuses a record
@@ -104,45 +117,26 @@ func (k *permanentKafka) Publish(ctx context.Context, m *bus.Message) error {
 // in order.
 func TestUnpublishableRowIsParkedAndHoldsBackOnlyItsJob(t *testing.T) {
 	t.Parallel()
-	b := connect(t)
-	d := sqlstoretest.Databases(t)[0]
-	prefix := relaytest.RandomName(t, "relaytest-") + "-"
-	relaytest.EnsureTopics(t, b.kafka, prefix)
-	owner := relaytest.RandomName(t, "user-")
-	q := relaytest.BindQueue(t, b.amqpURL, amqpbus.UserPattern(owner))
-	db := d.Open(t)
-	wake := make(chan struct{}, 1)
-	s := openStore(t, db, wake)
-	w := newWriter()
+	f := newFaultFixture(t)
 	for i := range 5 {
-		w.job(t, s, fmt.Sprintf("%s-%d", owner, i), owner)
+		f.w.job(t, f.s, fmt.Sprintf("%s-%d", f.owner, i), f.owner)
 	}
-	stuckJob := fmt.Sprintf("%s-%d", owner, 2)
-	poison := w.order[stuckJob][2] // the job's second lifecycle event
-	kafka := &permanentKafka{KafkaPublisher: b.producer}
+	stuckJob := fmt.Sprintf("%s-%d", f.owner, 2)
+	poison := f.w.order[stuckJob][2] // the job's second lifecycle event
+	kafka := &permanentKafka{KafkaPublisher: f.b.producer}
 	kafka.refuse.Store(poison)
-
-	cfg := relay.DefaultConfig()
-	cfg.TopicPrefix, cfg.Wake = prefix, wake
-	r, err := relay.New(cfg, s, kafka, b.publisher, discard(), nil)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
+	r := runRelay(t, f.config(), f.s, kafka, f.b.publisher)
+	ctx := context.Background()
 
 	// Everything but the stuck job's tail reaches Kafka.
-	stuckTail := len(w.order[stuckJob]) - 2
+	stuckTail := len(f.w.order[stuckJob]) - 2
 	require.Eventually(t, func() bool {
-		return sqlstoretest.Count(t, db, "SELECT COUNT(*) FROM outbox WHERE published_kafka_at IS NULL") == int64(stuckTail)
+		return sqlstoretest.Count(t, f.db, "SELECT COUNT(*) FROM outbox WHERE published_kafka_at IS NULL") == int64(stuckTail)
 	}, 30*time.Second, 20*time.Millisecond)
 	time.Sleep(200 * time.Millisecond)
 	require.EqualValues(t, 1, kafka.refused.Load(), "a permanent failure is not retried")
 	require.NoError(t, r.Check(ctx), "one stuck row leaves the relay ready")
-	parked, err := s.ListParked(ctx)
+	parked, err := f.s.ListParked(ctx)
 	require.NoError(t, err)
 	require.Len(t, parked, 1)
 	require.Equal(t, poison, parked[0].EventID)
@@ -150,16 +144,16 @@ func TestUnpublishableRowIsParkedAndHoldsBackOnlyItsJob(t *testing.T) {
 	require.Contains(t, parked[0].LastError, "too large")
 
 	kafka.refuse.Store("")
-	n, err := s.RetryParked(ctx)
+	n, err := f.s.RetryParked(ctx)
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n)
 	select {
-	case wake <- struct{}{}:
+	case f.wake <- struct{}{}:
 	default:
 	}
-	waitDrained(t, s)
-	w.verifyKafka(t, b.kafka, prefix)
-	w.verifyAMQP(t, q)
+	waitDrained(t, f.s)
+	f.w.verifyKafka(t, f.b.kafka, f.prefix)
+	f.w.verifyAMQP(t, f.q)
 }
 
 // slowKafka delays every publish of one job.
@@ -182,45 +176,28 @@ func (k *slowKafka) Publish(ctx context.Context, m *bus.Message) error {
 // pass.
 func TestSlowJobHoldsBackNoOtherJob(t *testing.T) {
 	t.Parallel()
-	b := connect(t)
-	d := sqlstoretest.Databases(t)[0]
-	prefix := relaytest.RandomName(t, "relaytest-") + "-"
-	relaytest.EnsureTopics(t, b.kafka, prefix)
-	owner := relaytest.RandomName(t, "user-")
-	relaytest.BindQueue(t, b.amqpURL, amqpbus.UserPattern(owner))
-	db := d.Open(t)
-	s := openStore(t, db, nil)
-	w := newWriter()
-	slow := owner + "-slow"
-	w.job(t, s, slow, owner)
-	cfg := relay.DefaultConfig()
-	cfg.TopicPrefix, cfg.PollInterval = prefix, 10*time.Millisecond
-	r, err := relay.New(cfg, s, &slowKafka{KafkaPublisher: b.producer, slowJob: slow, delay: 300 * time.Millisecond}, b.publisher, discard(), nil)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
+	f := newFaultFixture(t)
+	slow := f.owner + "-slow"
+	f.w.job(t, f.s, slow, f.owner)
+	cfg := f.config()
+	cfg.Wake, cfg.PollInterval = nil, 10*time.Millisecond
+	runRelay(t, cfg, f.s, &slowKafka{KafkaPublisher: f.b.producer, slowJob: slow, delay: 300 * time.Millisecond}, f.b.publisher)
 
 	var wg sync.WaitGroup
 	for i := range 5 {
-		wg.Go(func() { w.job(t, s, fmt.Sprintf("%s-%d", owner, i), owner) })
+		wg.Go(func() { f.w.job(t, f.s, fmt.Sprintf("%s-%d", f.owner, i), f.owner) })
 	}
 	wg.Wait()
+	count := func(query string) int64 { return sqlstoretest.Count(t, f.db, query, slow) }
 	// The slow job needs 9 x 300 ms; the others are sent long before.
 	require.Eventually(t, func() bool {
-		return sqlstoretest.Count(t, db, db.Rebind("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND job_id <> ?"), slow) == 0
+		return count("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND job_id <> ?") == 0
 	}, 2*time.Second, 10*time.Millisecond, "the other jobs' events are sent while the slow job publishes")
-	require.Positive(t, sqlstoretest.Count(t, db, db.Rebind("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND job_id = ?"), slow),
-		"the slow job is still publishing")
+	require.Positive(t, count("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND job_id = ?"), "the slow job is still publishing")
 	require.Eventually(t, func() bool {
-		sent := sqlstoretest.Count(t, db, db.Rebind("SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL AND job_id = ?"), slow)
-		pending := sqlstoretest.Count(t, db, db.Rebind("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND job_id = ?"), slow)
-		return sent > 0 && pending > 0
+		return count("SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL AND job_id = ?") > 0 &&
+			count("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND job_id = ?") > 0
 	}, 3*time.Second, 10*time.Millisecond, "the slow job's acknowledged events are marked while it still publishes")
-	waitDrained(t, s)
-	w.verifyKafka(t, b.kafka, prefix)
+	waitDrained(t, f.s)
+	f.w.verifyKafka(t, f.b.kafka, f.prefix)
 }

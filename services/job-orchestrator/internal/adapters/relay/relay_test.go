@@ -205,7 +205,13 @@ func connect(t testing.TB) brokers {
 
 func startRelay(t testing.TB, cfg relay.Config, s *store.Store, b brokers) *relay.Relay {
 	t.Helper()
-	r, err := relay.New(cfg, s, b.producer, b.publisher, discard(), nil)
+	return runRelay(t, cfg, s, b.producer, b.publisher)
+}
+
+// runRelay starts a relay over the given publishers and stops it when t ends.
+func runRelay(t testing.TB, cfg relay.Config, s *store.Store, kafka relay.KafkaPublisher, amqp relay.AMQPPublisher) *relay.Relay {
+	t.Helper()
+	r, err := relay.New(cfg, s, kafka, amqp, discard(), nil)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
