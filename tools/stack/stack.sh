@@ -1213,6 +1213,8 @@ MpiDefault=none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
+# Memory is a consumable resource; a job that asks for none gets 1 GB per CPU.
+DefMemPerCPU=1024
 StateSaveLocation=/var/spool/slurm/$c/state
 SlurmdSpoolDir=/var/spool/slurm/$c/spool
 SlurmctldPidFile=/run/slurm/$c-slurmctld.pid

@@ -244,6 +244,13 @@ func newScheduler(cfg Config, log *slog.Logger) (scheduler, error) {
 		if err != nil {
 			return scheduler{}, err
 		}
+		// The API version is chosen (and logged) now when slurmrestd answers,
+		// else at the first request that reaches it.
+		vctx, cancel := context.WithTimeout(context.Background(), sc.WithDefaults().HTTPTimeout)
+		if _, err := s.APIVersion(vctx); err != nil {
+			log.Warn("slurmrestd API version not chosen yet", "error", err)
+		}
+		cancel()
 		return scheduler{Scheduler: s, close: func(context.Context) error { s.Close(); return nil }}, nil
 	default:
 		s, err := local.New(local.Config{WorkRoot: filepath.Clean(cfg.WorkDir), Logger: log, MaxConcurrent: cfg.LocalMax})

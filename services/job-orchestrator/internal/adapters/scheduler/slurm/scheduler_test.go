@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,7 +25,7 @@ import (
 
 const testToken = "test-jwt-value-never-logged"
 
-// The fixtures in testdata are answers of slurmrestd 22.05.8 (openapi/v0.0.38)
+// The fixtures in testdata are answers of slurmrestd 24.11.5 (v0.0.42)
 // recorded from the local stack, with the HTTP status each came with.
 var fixtureStatus = map[string]int{
 	"job_unknown.json":          http.StatusInternalServerError,
@@ -85,7 +86,24 @@ type recorded struct {
 	body         []byte
 }
 
-func newFake() *fakeRestd { return &fakeRestd{answers: map[string]answer{}} }
+// servedSpec is a GET /openapi/v3 answer listing the given versions.
+func servedSpec(versions ...string) []byte {
+	paths := map[string]any{}
+	for _, v := range versions {
+		paths["/slurm/"+v+"/job/submit"] = map[string]any{}
+		paths["/slurm/"+v+"/jobs/"] = map[string]any{}
+		paths["/slurmdb/"+v+"/jobs/"] = map[string]any{}
+	}
+	b, _ := json.Marshal(map[string]any{"openapi": "3.0.2", "paths": paths})
+	return b
+}
+
+// newFake answers GET /openapi/v3 as Slurm 24.11 does (v0.0.40 to v0.0.42).
+func newFake() *fakeRestd {
+	f := &fakeRestd{answers: map[string]answer{}}
+	f.set(http.MethodGet, "/openapi/v3", http.StatusOK, servedSpec("v0.0.40", "v0.0.41", "v0.0.42"))
+	return f
+}
 
 func (f *fakeRestd) set(method, path string, status int, body []byte) {
 	f.mu.Lock()
@@ -122,7 +140,7 @@ func (f *fakeRestd) recorded(method string) []recorded {
 	defer f.mu.Unlock()
 	var out []recorded
 	for _, r := range f.requests {
-		if r.method == method {
+		if r.method == method && r.path != "/openapi/v3" && !strings.HasPrefix(r.path, "/slurmdb/") {
 			out = append(out, r)
 		}
 	}
@@ -144,6 +162,10 @@ func newBackend(t *testing.T, baseURL string, logOut io.Writer) *slurm.Scheduler
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
 	return s
+}
+
+func newJSONLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 func startFake(t *testing.T) (*fakeRestd, *httptest.Server) {
@@ -193,7 +215,7 @@ func TestStatusFromRecordedAnswers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f, srv := startFake(t)
-			f.setFixture(t, http.MethodGet, "/slurm/v0.0.38/job/"+tc.id, tc.fixture)
+			f.setFixture(t, http.MethodGet, "/slurm/v0.0.42/job/"+tc.id, tc.fixture)
 			s := newBackend(t, srv.URL, nil)
 
 			st, err := s.Status(context.Background(), app.SchedulerRef{ID: tc.id, SubmittedAt: submittedAt(tc.submitted)})
@@ -269,7 +291,7 @@ func TestEveryStateMapping(t *testing.T) {
 				{name: "newer list", state: []string{tc.state}},
 			} {
 				f, srv := startFake(t)
-				f.set(http.MethodGet, "/slurm/v0.0.38/job/11", http.StatusOK, withJobState(t, "job_completed.json", form.state, tc.exitCode))
+				f.set(http.MethodGet, "/slurm/v0.0.42/job/11", http.StatusOK, withJobState(t, "job_completed.json", form.state, tc.exitCode))
 				s := newBackend(t, srv.URL, nil)
 				st, err := s.Status(context.Background(), app.SchedulerRef{ID: "11", SubmittedAt: submittedAt(1795934977)})
 				require.NoError(t, err, form.name)
@@ -287,7 +309,7 @@ func TestEveryStateMapping(t *testing.T) {
 	t.Run("COMPLETING flag of newer versions is not terminal", func(t *testing.T) {
 		t.Parallel()
 		f, srv := startFake(t)
-		f.set(http.MethodGet, "/slurm/v0.0.38/job/11", http.StatusOK,
+		f.set(http.MethodGet, "/slurm/v0.0.42/job/11", http.StatusOK,
 			withJobState(t, "job_completed.json", []string{"COMPLETED", "COMPLETING"}, nil))
 		s := newBackend(t, srv.URL, nil)
 		st, err := s.Status(context.Background(), app.SchedulerRef{ID: "11"})
@@ -298,7 +320,7 @@ func TestEveryStateMapping(t *testing.T) {
 	t.Run("unknown state is an error, not a guess", func(t *testing.T) {
 		t.Parallel()
 		f, srv := startFake(t)
-		f.set(http.MethodGet, "/slurm/v0.0.38/job/11", http.StatusOK, withJobState(t, "job_completed.json", "LAUNCHED_TO_MARS", nil))
+		f.set(http.MethodGet, "/slurm/v0.0.42/job/11", http.StatusOK, withJobState(t, "job_completed.json", "LAUNCHED_TO_MARS", nil))
 		s := newBackend(t, srv.URL, nil)
 		_, err := s.Status(context.Background(), app.SchedulerRef{ID: "11"})
 		require.ErrorContains(t, err, "LAUNCHED_TO_MARS")
@@ -338,8 +360,8 @@ func TestParseExitCode(t *testing.T) {
 func TestSubmitRequestBody(t *testing.T) {
 	t.Parallel()
 	f, srv := startFake(t)
-	f.setFixture(t, http.MethodPost, "/slurm/v0.0.38/job/submit", "submit_ok.json")
-	f.set(http.MethodGet, "/slurm/v0.0.38/job/15", http.StatusOK, withJobID(t, "job_pending_held.json", 15))
+	f.setFixture(t, http.MethodPost, "/slurm/v0.0.42/job/submit", "submit_ok.json")
+	f.set(http.MethodGet, "/slurm/v0.0.42/job/15", http.StatusOK, withJobID(t, "job_pending_held.json", 15))
 	var logs bytes.Buffer
 	s := newBackend(t, srv.URL, &logs)
 
@@ -369,29 +391,34 @@ func TestSubmitRequestBody(t *testing.T) {
 	require.Equal(t, "application/json", posts[0].header.Get("Content-Type"))
 
 	var body struct {
-		Job    map[string]any `json:"job"`
-		Script string         `json:"script"`
+		Job map[string]any `json:"job"`
 	}
 	require.NoError(t, json.Unmarshal(posts[0].body, &body))
-	require.Equal(t, "#!/bin/bash\necho hi\n", body.Script)
+	require.Equal(t, "#!/bin/bash\necho hi\n", body.Job["script"], "the script travels inside the job (top-level script is deprecated)")
 	require.Equal(t, "calib-job-1", body.Job["name"])
 	require.Equal(t, "/scratch/job-1", body.Job["current_working_directory"])
 	require.Equal(t, "/scratch/job-1/job-1.out", body.Job["standard_output"])
 	require.Equal(t, "/scratch/job-1/job-1.err", body.Job["standard_error"])
-	require.EqualValues(t, 2, body.Job["time_limit"], "minutes, rounded up")
+	require.Equal(t, map[string]any{"set": true, "infinite": false, "number": 2.0}, body.Job["time_limit"], "minutes, rounded up")
 	require.Equal(t, "normal", body.Job["partition"])
-	require.EqualValues(t, 2, body.Job["nodes"])
+	require.Equal(t, "2", body.Job["nodes"], "a node count string")
 	require.EqualValues(t, 1, body.Job["tasks_per_node"])
 	require.EqualValues(t, 8, body.Job["cpus_per_task"])
-	require.EqualValues(t, 4096, body.Job["memory_per_node"])
-	require.Equal(t, "4", body.Job["gpus_per_node"])
+	require.Equal(t, map[string]any{"set": true, "infinite": false, "number": 4096.0}, body.Job["memory_per_node"])
+	require.Equal(t, "gres/gpu:4", body.Job["tres_per_node"])
 	require.Equal(t, "AST123", body.Job["account"])
-	require.NotContains(t, body.Job, "tres_per_node", "v0.0.38 rejects tres_per_node")
-	env := body.Job["environment"].(map[string]any)
-	require.Equal(t, hostile, env["DATASET"], "environment values travel verbatim")
-	require.Equal(t, slurm.DefaultPath, env["PATH"])
-	require.Equal(t, "job-1", env["FLEET_JOB_ID"])
-	require.Equal(t, "/scratch/job-1", env["FLEET_WORK_DIR"])
+	require.NotContains(t, body.Job, "gpus_per_node", "v0.0.40+ have no gpus_per_node")
+	var env []string
+	for _, e := range body.Job["environment"].([]any) {
+		env = append(env, e.(string))
+	}
+	require.Equal(t, []string{
+		"DATASET=" + hostile, // environment values travel verbatim
+		"FLEET_JOB_ID=job-1",
+		"FLEET_JOB_NAME=calib",
+		"FLEET_WORK_DIR=/scratch/job-1",
+		"PATH=" + slurm.DefaultPath,
+	}, env, "a sorted list of NAME=value")
 
 	require.NotContains(t, logs.String(), testToken, "the token is never logged")
 	require.Contains(t, logs.String(), "slurmrestd request", "requests are logged at debug level")
@@ -406,17 +433,17 @@ func TestSubmitFieldsOmittedWhenUnset(t *testing.T) {
 		want     map[string]any
 		absent   []string
 	}{
-		{name: "exactly one minute", walltime: time.Minute, want: map[string]any{"time_limit": 1.0}, absent: []string{"gpus_per_node"}},
-		{name: "one second rounds up", walltime: time.Second, want: map[string]any{"time_limit": 1.0}},
-		{name: "no walltime, no gpus", absent: []string{"time_limit", "gpus_per_node", "partition", "account", "nodes", "memory_per_node", "cpus_per_task"}},
-		{name: "one gpu", gpus: 1, want: map[string]any{"gpus_per_node": "1"}},
+		{name: "exactly one minute", walltime: time.Minute, want: map[string]any{"time_limit": map[string]any{"set": true, "infinite": false, "number": 1.0}}, absent: []string{"tres_per_node"}},
+		{name: "one second rounds up", walltime: time.Second, want: map[string]any{"time_limit": map[string]any{"set": true, "infinite": false, "number": 1.0}}},
+		{name: "no walltime, no gpus", absent: []string{"time_limit", "tres_per_node", "partition", "account", "nodes", "memory_per_node", "cpus_per_task"}},
+		{name: "one gpu", gpus: 1, want: map[string]any{"tres_per_node": "gres/gpu:1"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f, srv := startFake(t)
-			f.setFixture(t, http.MethodPost, "/slurm/v0.0.38/job/submit", "submit_ok.json")
-			f.setFixture(t, http.MethodGet, "/slurm/v0.0.38/job/15", "job_pending_held.json")
+			f.setFixture(t, http.MethodPost, "/slurm/v0.0.42/job/submit", "submit_ok.json")
+			f.setFixture(t, http.MethodGet, "/slurm/v0.0.42/job/15", "job_pending_held.json")
 			s := newBackend(t, srv.URL, nil)
 			_, err := s.Submit(context.Background(), app.SubmitRequest{
 				JobID: "j", Script: "#!/bin/sh\n", WorkDir: "/tmp", Walltime: tc.walltime, GPUsPerNode: tc.gpus,
@@ -500,9 +527,9 @@ func TestErrorPaths(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f, srv := startFake(t)
-			path := "/slurm/v0.0.38/job/7"
+			path := "/slurm/v0.0.42/job/7"
 			if tc.method == http.MethodPost {
-				path = "/slurm/v0.0.38/job/submit"
+				path = "/slurm/v0.0.42/job/submit"
 			}
 			if tc.fixture != "" {
 				f.setFixture(t, tc.method, path, tc.fixture)
@@ -599,9 +626,9 @@ func TestCancel(t *testing.T) {
 			if len(jobDoc.Jobs) > 0 {
 				id = jsonInt(jobDoc.Jobs[0].JobID)
 			}
-			f.setFixture(t, http.MethodGet, "/slurm/v0.0.38/job/"+id, tc.getFixture)
+			f.setFixture(t, http.MethodGet, "/slurm/v0.0.42/job/"+id, tc.getFixture)
 			if tc.deleteBody != nil {
-				f.set(http.MethodDelete, "/slurm/v0.0.38/job/"+id, tc.deleteCode, tc.deleteBody)
+				f.set(http.MethodDelete, "/slurm/v0.0.42/job/"+id, tc.deleteCode, tc.deleteBody)
 			}
 			s := newBackend(t, srv.URL, nil)
 			err := s.Cancel(context.Background(), app.SchedulerRef{ID: id, SubmittedAt: submittedAt(tc.submitted)})
@@ -629,7 +656,7 @@ func TestNonNumericIDIsUnknownWithoutCalling(t *testing.T) {
 func TestTokenFileIsReReadWhenItChanges(t *testing.T) {
 	t.Parallel()
 	f, srv := startFake(t)
-	f.setFixture(t, http.MethodGet, "/slurm/v0.0.38/job/11", "job_completed.json")
+	f.setFixture(t, http.MethodGet, "/slurm/v0.0.42/job/11", "job_completed.json")
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	require.NoError(t, os.WriteFile(tokenFile, []byte("SLURM_JWT=first-token\n"), 0o600))
 	var logs bytes.Buffer
@@ -660,7 +687,7 @@ func TestUnixSocketTransport(t *testing.T) {
 	ln, err := net.Listen("unix", sock)
 	require.NoError(t, err)
 	f := newFake()
-	f.setFixture(t, http.MethodGet, "/slurm/v0.0.38/job/11", "job_completed.json")
+	f.setFixture(t, http.MethodGet, "/slurm/v0.0.42/job/11", "job_completed.json")
 	srv := &http.Server{Handler: f, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
