@@ -29,7 +29,9 @@ const (
 	errAlreadyDone  = 2021 // ESLURM_ALREADY_DONE
 )
 
-const maxResponseBytes = 16 << 20
+// maxResponseBytes bounds an answer: GET /jobs lists every job slurmctld
+// holds (a few kB each).
+const maxResponseBytes = 512 << 20
 
 // ErrorEntry is one element of the "errors" array of a slurmrestd answer.
 type ErrorEntry struct {
@@ -199,8 +201,12 @@ func newClient(cfg Config) (*client, error) {
 			tr.TLSHandshakeTimeout = 10 * time.Second
 		}
 	}
+	var rt http.RoundTripper = tr
+	if cfg.WrapTransport != nil {
+		rt = cfg.WrapTransport(tr)
+	}
 	return &client{
-		http:       &http.Client{Transport: tr, Timeout: cfg.HTTPTimeout},
+		http:       &http.Client{Transport: rt, Timeout: cfg.HTTPTimeout},
 		base:       base,
 		configured: cfg.APIVersion,
 		user:       cfg.UserName,
@@ -336,7 +342,8 @@ func (c *client) send(ctx context.Context, method, full string, body, out any) (
 		rdr = bytes.NewReader(data)
 	}
 	u := *c.base
-	u.Path = c.base.Path + full
+	path, query, _ := strings.Cut(full, "?")
+	u.Path, u.RawQuery = c.base.Path+path, query
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), rdr)
 	if err != nil {
 		return 0, fmt.Errorf("build %s %s: %w", method, full, err)
@@ -362,9 +369,12 @@ func (c *client) send(ctx context.Context, method, full string, body, out any) (
 		return 0, fmt.Errorf("%w: slurmrestd %s %s: %w", app.ErrSchedulerUnavailable, method, full, err)
 	}
 	defer res.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(res.Body, maxResponseBytes))
+	data, err := io.ReadAll(io.LimitReader(res.Body, maxResponseBytes+1))
 	if err != nil {
 		return 0, fmt.Errorf("%w: read slurmrestd %s %s: %w", app.ErrSchedulerUnavailable, method, full, err)
+	}
+	if len(data) > maxResponseBytes {
+		return 0, fmt.Errorf("slurmrestd %s %s: answer larger than %d bytes", method, full, maxResponseBytes)
 	}
 	c.log.DebugContext(ctx, "slurmrestd request", "method", method, "path", full,
 		"status", res.StatusCode, "duration", time.Since(start))

@@ -1,5 +1,5 @@
 // Package slurm implements the app.Scheduler port over slurmrestd's REST API
-// (OpenAPI plugin v0.0.38, Slurm 22.05).
+// (OpenAPI versions v0.0.40, v0.0.41 and v0.0.42, as Slurm 24.11 serves them).
 //
 // Transport: plain net/http with keep-alive, to http(s)://host:port, or to a
 // unix socket when BaseURL is unix:///path/to/socket. Requests carry

@@ -37,14 +37,14 @@ func TestAPIVersionNegotiation(t *testing.T) {
 			f, srv := startFake(t)
 			f.set(http.MethodGet, "/openapi/v3", http.StatusOK, servedSpec(tc.served...))
 			if tc.want != "" {
-				f.setFixture(t, http.MethodGet, "/slurm/"+tc.want+"/job/11", "job_completed.json")
+				f.setFixture(t, http.MethodGet, "/slurm/"+tc.want+"/job/34", "job_completed.json")
 			}
 			var logs bytes.Buffer
 			s, err := slurm.New(slurm.Config{BaseURL: srv.URL, UserName: "fleetjob", Token: telemetry.Secret(testToken),
 				APIVersion: tc.configured, Logger: newJSONLogger(&logs)})
 			require.NoError(t, err)
 			t.Cleanup(s.Close)
-			_, err = s.Status(context.Background(), app.SchedulerRef{ID: "11"})
+			_, err = s.Status(context.Background(), app.SchedulerRef{ID: "34"})
 			if tc.wantErr != "" {
 				require.ErrorContains(t, err, tc.wantErr)
 				require.Empty(t, f.recorded(http.MethodGet), "no job request is sent")
@@ -56,7 +56,7 @@ func TestAPIVersionNegotiation(t *testing.T) {
 			require.Equal(t, tc.want, got)
 			gets := f.recorded(http.MethodGet)
 			require.Len(t, gets, 1)
-			require.Equal(t, "/slurm/"+tc.want+"/job/11", gets[0].path)
+			require.Equal(t, "/slurm/"+tc.want+"/job/34", gets[0].path)
 			require.Contains(t, logs.String(), `"msg":"slurmrestd API version chosen"`)
 			require.Contains(t, logs.String(), `"version":"`+tc.want+`"`)
 		})
@@ -66,13 +66,13 @@ func TestAPIVersionNegotiation(t *testing.T) {
 		t.Parallel()
 		f, srv := startFake(t)
 		f.set(http.MethodGet, "/openapi/v3", http.StatusServiceUnavailable, []byte(`{"errors":[]}`))
-		f.setFixture(t, http.MethodGet, "/slurm/v0.0.42/job/11", "job_completed.json")
+		f.setFixture(t, http.MethodGet, "/slurm/v0.0.42/job/34", "job_completed.json")
 		s := newBackend(t, srv.URL, nil)
-		_, err := s.Status(context.Background(), app.SchedulerRef{ID: "11"})
+		_, err := s.Status(context.Background(), app.SchedulerRef{ID: "34"})
 		require.ErrorIs(t, err, app.ErrSchedulerUnavailable)
 		f.set(http.MethodGet, "/openapi/v3", http.StatusOK, servedSpec("v0.0.42"))
 		for range 3 {
-			_, err = s.Status(context.Background(), app.SchedulerRef{ID: "11"})
+			_, err = s.Status(context.Background(), app.SchedulerRef{ID: "34"})
 			require.NoError(t, err)
 		}
 		f.mu.Lock()
