@@ -235,9 +235,8 @@ func TestSlurmEndToEnd(t *testing.T) {
 		partition: slurmPartition,
 		timeLimit: time.Minute, overrun: 2 * time.Minute,
 		wait: 4 * time.Minute,
-		// slurmrestd v0.0.38 reports no CPU time or max RSS without accounting
-		// (jobacct_gather/none, no slurmdbd).
-		resourceUse: false,
+		// CPU time and max RSS come from slurmdbd's record of the job.
+		accounting:  true,
 		holdPending: s.holdPending,
 		pending: func(t *testing.T, job *jobpb.Job) {
 			id := job.GetSchedulerJobId()
