@@ -1225,7 +1225,7 @@ ReturnToService=2
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStoragePort=$SLURMDBD_PORT
-AccountingStorageEnforce=associations
+# Associations are recorded, not enforced: a job may name any allocation (account).
 JobAcctGatherType=jobacct_gather/linux
 # Sample every second: the default 30 s leaves short jobs without MaxRSS.
 JobAcctGatherFrequency=task=1
