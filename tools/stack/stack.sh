@@ -51,9 +51,10 @@
 # Exports printed by `up` / `env`:
 #   KAFKA_BROKERS, KAFKA_CLASSPATH, AMQP_URL, RABBITMQ_MGMT_URL, DATABASE_URL_POSTGRES,
 #   SMTP_ADDR, MAILPIT_URL, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL,
-#   JAEGER_QUERY_URL, SLURMRESTD_URL, SLURM_USER, SLURM_JWT_TOKEN, SLURM_CLUSTER,
-#   SLURM_CLUSTERS, SLURM_BIN_DIR (scontrol, sacct, ... of Slurm 24.11 for the first cluster),
-#   SLURM_ACCOUNT, and per cluster SLURMRESTD_URL_<C>, SLURM_JWT_TOKEN_<C>, SLURM_BIN_DIR_<C>,
+#   JAEGER_QUERY_URL, SLURMRESTD_URL, SLURM_USER, SLURM_JWT_TOKEN, FLEET_SLURM_CLUSTER,
+#   FLEET_SLURM_CLUSTERS, SLURM_BIN_DIR (scontrol, sacct, ... of Slurm 24.11 for the first
+#   cluster), FLEET_SLURM_ACCOUNT (not SLURM_CLUSTERS / SLURM_ACCOUNT: Slurm's own commands
+#   read those as options), and per cluster SLURMRESTD_URL_<C>, SLURM_JWT_TOKEN_<C>, SLURM_BIN_DIR_<C>,
 #   CHROMIUM_PATH
 #
 # Adding a component: write install_X, start_X, ready_X, stop_X, status_X, env_X and logs_X,
@@ -1471,7 +1472,7 @@ slurm_associations() {
 		# slurmctld may hold the cluster name of a run without slurmdbd; it must not refuse.
 		rm -f "$SLURM_ROOT/var/spool/slurm/$c/state/clustername"
 	fi
-	if ! in_cluster "$c" sacctmgr -n -P list account "$SLURM_ACCOUNT" format=account 2>/dev/null | grep -qx "$SLURM_ACCOUNT"; then
+	if ! in_cluster "$c" sacctmgr -n -P list assoc cluster="$c" account="$SLURM_ACCOUNT" format=account 2>/dev/null | grep -qx "$SLURM_ACCOUNT"; then
 		in_cluster "$c" sacctmgr -i add account "$SLURM_ACCOUNT" cluster="$c" description=fleet organization=fleet >&2 ||
 			die "sacctmgr add account $SLURM_ACCOUNT failed"
 	fi
@@ -1637,10 +1638,10 @@ env_slurm() {
 	# SLURMRESTD_URL_<CLUSTER>, SLURM_JWT_TOKEN_<CLUSTER> and SLURM_BIN_DIR_<CLUSTER>.
 	emit_export SLURMRESTD_URL "http://127.0.0.1:$(slurmrestd_port "$first")"
 	emit_export SLURM_USER "$SLURM_JOB_USER"
-	emit_export SLURM_CLUSTER "$first"
-	emit_export SLURM_CLUSTERS "$SLURM_CLUSTERS"
+	emit_export FLEET_SLURM_CLUSTER "$first"
+	emit_export FLEET_SLURM_CLUSTERS "$SLURM_CLUSTERS"
 	emit_export SLURM_BIN_DIR "$(slurm_bin_dir "$first")"
-	emit_export SLURM_ACCOUNT "$SLURM_ACCOUNT"
+	emit_export FLEET_SLURM_ACCOUNT "$SLURM_ACCOUNT"
 	for c in $SLURM_CLUSTERS; do
 		port_open "$(slurmrestd_port "$c")" || continue
 		local up=${c^^}
