@@ -296,7 +296,7 @@ func (a *App) submitRequest(j *domain.Job) (SubmitRequest, error) {
 	}
 	r := j.Spec.Resources
 	return SubmitRequest{
-		JobID: j.ID, Name: j.Spec.Name, Script: plan.Script, Environment: plan.Environment,
+		JobID: j.ID, System: j.Spec.System, Name: j.Spec.Name, Script: plan.Script, Environment: plan.Environment,
 		WorkDir: a.workDir(j.ID), Partition: j.Spec.Partition,
 		Nodes: r.Nodes, CoresPerNode: r.CoresPerNode, GPUsPerNode: r.GPUsPerNode, MemoryMB: r.MemoryMB,
 		Walltime: r.Walltime, Account: j.Spec.Allocation,

@@ -45,6 +45,7 @@ var ErrSchedulerUnavailable = errors.New("scheduler unavailable")
 // into a shell command line.
 type SubmitRequest struct {
 	JobID        string // the fleet's job id, also used as the scheduler job name suffix
+	System       string // the TACC system (cluster) the job runs on
 	Name         string
 	Script       string // full script text beginning with #!
 	Environment  map[string]string
