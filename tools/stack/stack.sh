@@ -20,8 +20,8 @@
 #               root file system ($FLEET_STACK_HOME/slurm24/root, mirror from the host's apt
 #               sources), every daemon run with chroot: munged, MariaDB (127.0.0.1:3307) and
 #               slurmdbd (7819) shared; per cluster (FLEET_STACK_SLURM_CLUSTERS, default
-#               frontera) slurmctld 7817, slurmd 7818 and slurmrestd (user slurmrest, JWT)
-#               127.0.0.1:7820, +10 per further cluster; jobs run as the user fleetjob.
+#               "frontera vista") slurmctld 7817, slurmd 7818 and slurmrestd (user slurmrest,
+#               JWT) 127.0.0.1:7820, +10 per further cluster; jobs run as the user fleetjob.
 #
 # Usage:  stack.sh up [--kafka-brokers 1|3] [--components kafka,rabbitmq,...]
 #         stack.sh down [--components ...]
@@ -42,7 +42,7 @@
 #   FLEET_STACK_KAFKA_GC       the brokers' garbage collector options (default ZGC: pauses well
 #                              under a millisecond, so they do not show in publish latency)
 #   FLEET_STACK_SLURM_TOKEN_LIFESPAN  seconds SLURM_JWT_TOKEN stays valid (default 86400)
-#   FLEET_STACK_SLURM_CLUSTERS  Slurm clusters, space-separated (default frontera); cluster I
+#   FLEET_STACK_SLURM_CLUSTERS  Slurm clusters, space-separated (default "frontera vista"); cluster I
 #                              gets the ports above + 10*I
 #   FLEET_STACK_SLURM_SUITE    Debian suite of the Slurm root file system (default trixie)
 #   FLEET_STACK_TIMEOUT        seconds to wait for a component to become ready (default 180)
