@@ -1465,7 +1465,12 @@ start_slurm_shared() {
 
 # slurm_associations CLUSTER: the cluster, the account and the job user in slurmdbd (once).
 slurm_associations() {
-	local c=$1
+	local c=$1 t0=$SECONDS
+	# slurmdbd listens a moment before it answers; sacctmgr fails until then.
+	until in_cluster "$c" sacctmgr -n -P list cluster format=cluster >/dev/null 2>&1; do
+		((SECONDS - t0 < TIMEOUT)) || die "sacctmgr cannot reach slurmdbd after ${TIMEOUT}s; see $SLURM_ROOT/var/log/slurm/slurmdbd.log"
+		sleep 0.5
+	done
 	if ! in_cluster "$c" sacctmgr -n -P list cluster format=cluster 2>/dev/null | grep -qx "$c"; then
 		say "registering cluster $c in slurmdbd"
 		in_cluster "$c" sacctmgr -i add cluster "$c" >&2 || die "sacctmgr add cluster $c failed"
@@ -1650,7 +1655,7 @@ env_slurm() {
 		emit_export "SLURM_BIN_DIR_$up" "$(slurm_bin_dir "$c")"
 		if token=$(slurm_token "" "$c"); then
 			emit_export "SLURM_JWT_TOKEN_$up" "$token"
-			[[ $c == "$first" ]] && emit_export SLURM_JWT_TOKEN "$token"
+			if [[ $c == "$first" ]]; then emit_export SLURM_JWT_TOKEN "$token"; fi
 		else
 			note "could not get a Slurm token for $SLURM_JOB_USER on $c; SLURM_JWT_TOKEN_$up not exported"
 		fi
