@@ -100,7 +100,7 @@ func (p *switchableProxy) up(t *testing.T) {
 // running job keeps its state and frontera keeps working; once vista is
 // back its job is reconciled and a cancel reaches vista only.
 func TestSlurmTwoClustersEndToEnd(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it runs before the tests that fill a cluster's node.
 	s := requireSlurm(t)
 	for _, v := range []string{"SLURMRESTD_URL_FRONTERA", "SLURMRESTD_URL_VISTA", "SLURM_JWT_TOKEN_FRONTERA",
 		"SLURM_JWT_TOKEN_VISTA", "SLURM_BIN_DIR_FRONTERA", "SLURM_BIN_DIR_VISTA"} {

@@ -24,7 +24,7 @@ import (
 // CPU time and max RSS its final status carries) with `sacct` for the same
 // job, and the efficiencies with seff's formulas over sacct's numbers.
 func TestSlurmAccounting(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it runs before the tests that fill a cluster's node.
 	baseURL, user, token := os.Getenv("SLURMRESTD_URL"), os.Getenv("SLURM_USER"), os.Getenv("SLURM_JWT_TOKEN")
 	if baseURL == "" || user == "" || token == "" {
 		testinfra.Unavailable(t, "SLURMRESTD_URL, SLURM_USER and SLURM_JWT_TOKEN are unset (tools/stack/stack.sh env)")

@@ -24,7 +24,7 @@ import (
 // checks with each cluster's own squeue where every job runs, cancels one
 // on its cluster only, and polls both with one request per cluster.
 func TestSlurmTwoClusters(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it runs before the tests that fill a cluster's node.
 	user := os.Getenv("SLURM_USER")
 	clusters := map[string]slurm.Config{}
 	bins := map[string]string{}
