@@ -16,9 +16,12 @@
 #   jaeger      Jaeger v1.76.0 all-in-one, in-memory (built from tools/stack/jaeger/go.mod,
 #               config tools/stack/jaeger/config.yaml): OTLP gRPC 127.0.0.1:4317, OTLP HTTP
 #               127.0.0.1:4318, UI and query API 127.0.0.1:16686.
-#   slurm       Debian's slurm-wlm, slurmrestd and munge: one node (this host), munged,
-#               slurmctld, slurmd, and slurmrestd (user slurmrest) with JWT on 127.0.0.1:6820;
-#               jobs run as the user fleetjob.
+#   slurm       Slurm 24.11 from Debian 13 (trixie), installed with debootstrap into its own
+#               root file system ($FLEET_STACK_HOME/slurm24/root, mirror from the host's apt
+#               sources), every daemon run with chroot: munged, MariaDB (127.0.0.1:3307) and
+#               slurmdbd (7819) shared; per cluster (FLEET_STACK_SLURM_CLUSTERS, default
+#               "frontera vista") slurmctld 7817, slurmd 7818 and slurmrestd (user slurmrest,
+#               JWT) 127.0.0.1:7820, +10 per further cluster; jobs run as the user fleetjob.
 #
 # Usage:  stack.sh up [--kafka-brokers 1|3] [--components kafka,rabbitmq,...]
 #         stack.sh down [--components ...]
@@ -26,7 +29,7 @@
 #         stack.sh kafka-topics ARGS...   (TopicCommand against the running cluster)
 #         stack.sh kafka-tool MAIN_CLASS ARGS...
 #         stack.sh pg-fresh-db [NAME]     (new empty database owned by fleet; prints its URL)
-#         stack.sh slurm-token [SECONDS]  (a slurmrestd JWT for fleetjob)
+#         stack.sh slurm-token [SECONDS [CLUSTER]]  (a slurmrestd JWT for fleetjob)
 #   eval "$(tools/stack/stack.sh up)"   exports the addresses (progress goes to stderr).
 #
 # Environment:
@@ -39,13 +42,20 @@
 #   FLEET_STACK_KAFKA_GC       the brokers' garbage collector options (default ZGC: pauses well
 #                              under a millisecond, so they do not show in publish latency)
 #   FLEET_STACK_SLURM_TOKEN_LIFESPAN  seconds SLURM_JWT_TOKEN stays valid (default 86400)
+#   FLEET_STACK_SLURM_CLUSTERS  Slurm clusters, space-separated (default "frontera vista"); cluster I
+#                              gets the ports above + 10*I
+#   FLEET_STACK_SLURM_SUITE    Debian suite of the Slurm root file system (default trixie)
 #   FLEET_STACK_TIMEOUT        seconds to wait for a component to become ready (default 180)
 #   FLEET_STACK_LOG_LINES      lines shown per file by `logs` (default 40)
 #
 # Exports printed by `up` / `env`:
 #   KAFKA_BROKERS, KAFKA_CLASSPATH, AMQP_URL, RABBITMQ_MGMT_URL, DATABASE_URL_POSTGRES,
 #   SMTP_ADDR, MAILPIT_URL, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL,
-#   JAEGER_QUERY_URL, SLURMRESTD_URL, SLURM_USER, SLURM_JWT_TOKEN, CHROMIUM_PATH
+#   JAEGER_QUERY_URL, SLURMRESTD_URL, SLURM_USER, SLURM_JWT_TOKEN, FLEET_SLURM_CLUSTER,
+#   FLEET_SLURM_CLUSTERS, SLURM_BIN_DIR (scontrol, sacct, ... of Slurm 24.11 for the first
+#   cluster), FLEET_SLURM_ACCOUNT (not SLURM_CLUSTERS / SLURM_ACCOUNT: Slurm's own commands
+#   read those as options), and per cluster SLURMRESTD_URL_<C>, SLURM_JWT_TOKEN_<C>, SLURM_BIN_DIR_<C>,
+#   CHROMIUM_PATH
 #
 # Adding a component: write install_X, start_X, ready_X, stop_X, status_X, env_X and logs_X,
 # and add X to KNOWN_COMPONENTS (and DEFAULT_COMPONENTS when `up` should start it).
@@ -101,14 +111,22 @@ readonly JAEGER_QUERY_PORT=16686
 readonly JAEGER_QUERY_URL="http://127.0.0.1:$JAEGER_QUERY_PORT"
 readonly JAEGER_PIDFILE="$RUN_DIR/jaeger.pid"
 
-readonly SLURM_DIR="$STACK_HOME/slurm"
-readonly SLURM_CONF=/etc/slurm/slurm.conf
-readonly SLURM_JWT_KEY="$SLURM_DIR/jwt_hs256.key"
-readonly SLURMRESTD_PORT=6820
+readonly SLURM_HOME="$STACK_HOME/slurm24"
+readonly SLURM_ROOT="$SLURM_HOME/root"
+readonly SLURM_SUITE="${FLEET_STACK_SLURM_SUITE:-trixie}"
+readonly SLURM_BASE_PKGS=slurmctld,slurmd,slurmrestd,slurm-client,munge,slurm-wlm-jwt-plugin,curl
+readonly SLURM_ROOT_PKGS="slurmctld slurmd slurmrestd slurm-client munge slurm-wlm-jwt-plugin mariadb-server slurmdbd"
+readonly SLURM_CLUSTERS="${FLEET_STACK_SLURM_CLUSTERS:-frontera vista}"
+readonly SLURMCTLD_BASE_PORT=7817
+readonly SLURMD_BASE_PORT=7818
+readonly SLURMRESTD_BASE_PORT=7820
+readonly SLURMDBD_PORT=7819
+readonly MARIADB_PORT=3307
 readonly SLURMREST_USER=slurmrest
 readonly SLURM_JOB_USER=fleetjob
+readonly SLURM_ACCOUNT=fleet
 readonly SLURM_TOKEN_LIFESPAN="${FLEET_STACK_SLURM_TOKEN_LIFESPAN:-86400}"
-readonly MUNGE_MARKER="$RUN_DIR/munge.started"
+SLURMDBD_DB_PASSWORD=""
 
 readonly DEFAULT_COMPONENTS=kafka,rabbitmq,postgresql,mailpit,jaeger,slurm,chromium
 COMPONENTS="${FLEET_STACK_COMPONENTS:-$DEFAULT_COMPONENTS}"
@@ -1077,59 +1095,314 @@ env_jaeger() {
 logs_jaeger() { if [[ -f $LOG_DIR/jaeger.log ]]; then echo "$LOG_DIR/jaeger.log"; fi; }
 
 # ---------------------------------------------------------------------------------------
-# slurm (munged, slurmctld, slurmd, slurmrestd with JWT over HTTP; one node, no slurmdbd)
+# slurm (Slurm 24.11 from Debian 13 in its own root file system: munged, MariaDB and slurmdbd
+# shared by every cluster; per cluster slurmctld, slurmd and slurmrestd with JWT over HTTP)
+#
+# Debian 12 ships Slurm 22.05, whose slurmrestd speaks only v0.0.36-v0.0.38 (removed upstream
+# in 24.05). Debian 13's packages need its libc, so they live in $SLURM_ROOT (debootstrap) and
+# every daemon and client runs with chroot. The network is the host's; /tmp is bind-mounted so
+# a job's working directory has the same path inside and outside.
 
 slurm_host() { hostname -s; }
 
 # Memory for the node line: 90% of MemTotal in MB (slurmd rejects a node that claims more).
 slurm_mem_mb() { awk '/^MemTotal:/ { printf "%d\n", $2 / 1024 * 0.9 }' /proc/meminfo; }
 
+# Per-cluster names and ports: cluster I (0-based, in SLURM_CLUSTERS order) uses the base
+# ports + 10*I, so a second cluster is one more word in SLURM_CLUSTERS.
+slurm_index() {
+	local c i=0
+	for c in $SLURM_CLUSTERS; do
+		[[ $c == "$1" ]] && { echo "$i"; return 0; }
+		i=$((i + 1))
+	done
+	die "unknown Slurm cluster '$1' (clusters: $SLURM_CLUSTERS)"
+}
+slurmctld_port() { echo $((SLURMCTLD_BASE_PORT + 10 * $(slurm_index "$1"))); }
+slurmd_port() { echo $((SLURMD_BASE_PORT + 10 * $(slurm_index "$1"))); }
+slurmrestd_port() { echo $((SLURMRESTD_BASE_PORT + 10 * $(slurm_index "$1"))); }
+slurm_first_cluster() { set -- $SLURM_CLUSTERS; echo "$1"; }
+# Paths inside the root.
+slurm_conf_path() { echo "/etc/slurm/$1/slurm.conf"; }
+slurm_pidfile() { echo "$RUN_DIR/slurm24-$1.pid"; }
+slurm_bin_dir() { echo "$SLURM_HOME/bin/$1"; }
+
+# in_root CMD...: run a command of the root file system.
+in_root() { chroot "$SLURM_ROOT" "$@"; }
+
+# in_cluster CLUSTER CMD...: run a Slurm client of the root against CLUSTER (bounded in time,
+# stdin closed: sacctmgr reads commands from stdin when its arguments do not parse).
+in_cluster() {
+	local c=$1
+	shift
+	timeout 60 chroot "$SLURM_ROOT" /usr/bin/env SLURM_CONF="$(slurm_conf_path "$c")" "$@" </dev/null
+}
+
+# debian_mirror: the Debian archive the host's own apt sources use (deb822 .sources files or
+# one-line sources.list), without the security archive; deb.debian.org when none is found.
+debian_mirror() {
+	local f url=""
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[[ -f $f ]] || continue
+		url=$(awk '
+			/^[[:space:]]*$/ { if (uri != "" && suites !~ /-security/) { print uri; exit } uri = ""; suites = ""; next }
+			/^URIs:/ { uri = $2 }
+			/^Suites:/ { suites = $0 }
+			END { if (uri != "" && suites !~ /-security/) print uri }' "$f" | grep -m1 '/debian/\{0,1\}$' || true)
+		[[ -n $url ]] && break
+	done
+	if [[ -z $url && -f /etc/apt/sources.list ]]; then
+		url=$(awk '$1 == "deb" && $2 !~ /^\[/ && $3 !~ /-security/ && $2 ~ /\/debian\/?$/ { print $2; exit }' /etc/apt/sources.list)
+	fi
+	printf '%s\n' "${url:-http://deb.debian.org/debian}"
+}
+
+# slurm_mount: /proc, /dev, /sys and /tmp of the host inside the root (once).
+slurm_mount() {
+	local d
+	for d in proc dev sys tmp; do
+		mkdir -p "$SLURM_ROOT/$d"
+		mountpoint -q "$SLURM_ROOT/$d" && continue
+		case $d in
+		proc) mount -t proc proc "$SLURM_ROOT/proc" ;;
+		*) mount --rbind "/$d" "$SLURM_ROOT/$d" && mount --make-rslave "$SLURM_ROOT/$d" ;;
+		esac
+	done
+}
+
+slurm_umount() {
+	local d
+	for d in tmp sys dev proc; do
+		if mountpoint -q "$SLURM_ROOT/$d"; then
+			umount -R "$SLURM_ROOT/$d" 2>/dev/null || umount -lR "$SLURM_ROOT/$d" 2>/dev/null || true
+		fi
+	done
+}
+
+# slurm_root_user NAME [HOST_USER]: a user inside the root; with the uid and gid of the host
+# user of the same name when the host has one (jobs write files the host reads).
+slurm_root_user() {
+	local name=$1 uid gid
+	in_root getent passwd "$name" >/dev/null 2>&1 && return 0
+	if uid=$(id -u "$name" 2>/dev/null); then
+		gid=$(id -g "$name")
+		in_root getent group "$gid" >/dev/null 2>&1 || in_root groupadd --gid "$gid" "$name"
+		in_root useradd --uid "$uid" --gid "$gid" --no-create-home --home-dir /tmp --shell /bin/sh "$name"
+	else
+		in_root useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$name"
+	fi
+}
+
 slurm_conf_text() {
-	local host
+	local c=$1 host
 	host=$(slurm_host)
 	cat <<EOT
 # Generated by the fleet's tools/stack/stack.sh (rewritten on \`up\` when it changes).
-# One node: this host ($host); jobs run as ordinary users; no accounting (slurmdbd).
-ClusterName=local
+# Cluster $c: one node on this host, inside $SLURM_ROOT; accounting in slurmdbd.
+ClusterName=$c
 SlurmctldHost=$host(127.0.0.1)
+SlurmctldPort=$(slurmctld_port "$c")
+SlurmdPort=$(slurmd_port "$c")
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 AuthAltTypes=auth/jwt
-AuthAltParameters=jwt_key=$SLURM_JWT_KEY
+AuthAltParameters=jwt_key=/etc/slurm/jwt.key
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 MpiDefault=none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-StateSaveLocation=$SLURM_DIR/state
-SlurmdSpoolDir=$SLURM_DIR/spool
-SlurmctldPidFile=$SLURM_DIR/slurmctld.pid
-SlurmdPidFile=$SLURM_DIR/slurmd.pid
-SlurmctldLogFile=$LOG_DIR/slurm/slurmctld.log
-SlurmdLogFile=$LOG_DIR/slurm/slurmd.log
+SelectTypeParameters=CR_Core_Memory
+# Memory is a consumable resource; a job that asks for none gets 1 GB per CPU.
+DefMemPerCPU=1024
+StateSaveLocation=/var/spool/slurm/$c/state
+SlurmdSpoolDir=/var/spool/slurm/$c/spool
+SlurmctldPidFile=/run/slurm/$c-slurmctld.pid
+SlurmdPidFile=/run/slurm/$c-slurmd.pid
+SlurmctldLogFile=/var/log/slurm/$c/slurmctld.log
+SlurmdLogFile=/var/log/slurm/$c/slurmd.log
 ReturnToService=2
-JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
+AccountingStoragePort=$SLURMDBD_PORT
+# Associations are recorded, not enforced: a job may name any allocation (account).
+JobAcctGatherType=jobacct_gather/linux
+# Sample every second: the default 30 s leaves short jobs without MaxRSS.
+JobAcctGatherFrequency=task=1
+# A job above its memory is killed and ends OUT_OF_MEMORY (no cgroups here).
+JobAcctGatherParams=OverMemoryKill
 # No mail from the scheduler (the fleet notifies users itself).
 MailProg=/bin/true
 # Finished jobs stay visible to scontrol / slurmrestd for 30 minutes.
 MinJobAge=1800
-NodeName=$host NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$(slurm_mem_mb) State=UNKNOWN
-PartitionName=normal Nodes=$host Default=YES MaxTime=INFINITE State=UP
+NodeName=$c-n1 NodeHostname=$host NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$(slurm_mem_mb) State=UNKNOWN
+PartitionName=normal Nodes=$c-n1 Default=YES MaxTime=INFINITE State=UP
 EOT
 }
 
-munge_ok() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
+slurmdbd_conf_text() {
+	cat <<EOT
+# Generated by the fleet's tools/stack/stack.sh: one slurmdbd for every cluster of the stack.
+AuthType=auth/munge
+# slurmrestd passes the caller's JWT on to slurmdbd: one key for every cluster of the stack.
+AuthAltTypes=auth/jwt
+AuthAltParameters=jwt_key=/etc/slurm/jwt.key
+DbdHost=localhost
+DbdPort=$SLURMDBD_PORT
+SlurmUser=root
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort=$MARIADB_PORT
+StorageUser=slurm
+StoragePass=$SLURMDBD_DB_PASSWORD
+StorageLoc=slurm_acct_db
+LogFile=/var/log/slurm/slurmdbd.log
+PidFile=/run/slurm/slurmdbd.pid
+EOT
+}
 
-slurmctld_ok() { timeout 10 scontrol ping 2>/dev/null | grep -q 'is UP'; }
+# write_root_file PATH MODE TEXT: write TEXT to PATH inside the root when it differs; true
+# when it was written.
+write_root_file() {
+	local f=$SLURM_ROOT$1 mode=$2 text=$3
+	[[ -f $f && $(<"$f") == "$text" ]] && return 1
+	mkdir -p "$(dirname "$f")"
+	(umask 077 && printf '%s\n' "$text" >"$f.tmp")
+	chmod "$mode" "$f.tmp"
+	mv -f "$f.tmp" "$f"
+}
 
-slurm_pid_ours() { pid_matches "$(read_file "$RUN_DIR/$1.pid")" "$1"; }
+# slurm_wrappers CLUSTER: $SLURM_HOME/bin/CLUSTER/<tool> runs the root's tool against CLUSTER,
+# so that tests and people can call scontrol, sacct, ... of Slurm 24.11 from the host.
+slurm_wrappers() {
+	local c=$1 dir t
+	dir=$(slurm_bin_dir "$c")
+	mkdir -p "$dir"
+	for t in scontrol squeue sinfo sacct sacctmgr sbatch scancel sstat sreport; do
+		cat >"$dir/$t.tmp" <<EOT
+#!/bin/sh
+# Generated by tools/stack/stack.sh: Slurm 24.11's $t for cluster $c (chroot $SLURM_ROOT).
+exec chroot $SLURM_ROOT /usr/bin/env SLURM_CONF=$(slurm_conf_path "$c") /usr/bin/$t "\$@"
+EOT
+		chmod 755 "$dir/$t.tmp"
+		mv -f "$dir/$t.tmp" "$dir/$t"
+	done
+}
 
-# slurm_token [LIFESPAN]: a JWT for the job user, from slurmctld.
+install_slurm() {
+	if [[ ! -f $SLURM_ROOT/.fleet-debootstrap ]]; then
+		need_pkgs debootstrap
+		local mirror t0=$SECONDS
+		mirror=$(debian_mirror)
+		say "installing Slurm 24.11 (Debian $SLURM_SUITE) into $SLURM_ROOT with debootstrap from $mirror"
+		slurm_umount
+		rm -rf "$SLURM_ROOT.tmp"
+		mkdir -p "$SLURM_HOME"
+		debootstrap --variant=minbase --include="$SLURM_BASE_PKGS" "$SLURM_SUITE" "$SLURM_ROOT.tmp" "$mirror" \
+			>"$SLURM_HOME/debootstrap.log" 2>&1 || {
+			tail -n 20 "$SLURM_HOME/debootstrap.log" >&2
+			die "debootstrap of $SLURM_SUITE failed; see $SLURM_HOME/debootstrap.log"
+		}
+		rm -rf "$SLURM_ROOT"
+		mv "$SLURM_ROOT.tmp" "$SLURM_ROOT"
+		touch "$SLURM_ROOT/.fleet-debootstrap"
+		note "root file system ready in $((SECONDS - t0))s ($(du -sh "$SLURM_ROOT" 2>/dev/null | cut -f1))"
+	fi
+	slurm_mount
+	# The root's hosts file names this host (slurmdbd and MariaDB resolve it).
+	write_root_file /etc/hosts 644 "127.0.0.1 localhost
+127.0.1.1 $(hostname) $(slurm_host)" || true
+	local p missing=()
+	for p in $SLURM_ROOT_PKGS; do
+		in_root dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+	done
+	if ((${#missing[@]})); then
+		say "installing ${missing[*]} inside $SLURM_ROOT"
+		# policy-rc.d: the packages' scripts must not start their daemons; stack.sh does.
+		printf '#!/bin/sh\nexit 101\n' >"$SLURM_ROOT/usr/sbin/policy-rc.d"
+		chmod 755 "$SLURM_ROOT/usr/sbin/policy-rc.d"
+		in_root /usr/bin/env DEBIAN_FRONTEND=noninteractive apt-get update >&2 9>&- ||
+			die "apt-get update inside $SLURM_ROOT failed"
+		in_root /usr/bin/env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+			"${missing[@]}" >&2 9>&- || die "installing ${missing[*]} inside $SLURM_ROOT failed"
+	fi
+	# Users: jobs run as the job user (same uid as on the host, whose tests read its files);
+	# slurmrestd refuses to run as root.
+	if ! id -u "$SLURM_JOB_USER" >/dev/null 2>&1; then
+		say "creating user $SLURM_JOB_USER (jobs submitted through slurmrestd run as this user)"
+		useradd --create-home --user-group --shell /bin/bash "$SLURM_JOB_USER"
+	fi
+	slurm_root_user "$SLURM_JOB_USER"
+	slurm_root_user "$SLURMREST_USER"
+	if [[ ! -s $SLURM_ROOT/etc/munge/munge.key ]]; then
+		say "creating the munge key of $SLURM_ROOT"
+		in_root mungekey -c -f -k /etc/munge/munge.key
+		in_root chown munge:munge /etc/munge/munge.key
+		in_root chmod 400 /etc/munge/munge.key
+	fi
+	install -d -m 755 "$SLURM_ROOT/run/slurm" "$SLURM_ROOT/var/log/slurm" "$SLURM_ROOT/var/spool/slurm"
+	if [[ ! -s $SLURM_HOME/db.password ]]; then
+		(umask 077 && head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$SLURM_HOME/db.password")
+	fi
+	SLURMDBD_DB_PASSWORD=$(<"$SLURM_HOME/db.password")
+	if [[ ! -s $SLURM_ROOT/etc/slurm/jwt.key ]]; then
+		say "creating the Slurm JWT key of $SLURM_ROOT"
+		mkdir -p "$SLURM_ROOT/etc/slurm"
+		(umask 077 && head -c 64 /dev/urandom >"$SLURM_ROOT/etc/slurm/jwt.key")
+	fi
+	chmod 600 "$SLURM_ROOT/etc/slurm/jwt.key"
+	write_root_file /etc/slurm/slurmdbd.conf 600 "$(slurmdbd_conf_text)" && SLURMDBD_RECONFIGURED=1
+	local c
+	for c in $SLURM_CLUSTERS; do
+		# The spool must stay traversable: slurmstepd runs the job's script from it as the job's user.
+		install -d -m 755 "$SLURM_ROOT/etc/slurm/$c" "$SLURM_ROOT/var/spool/slurm/$c/spool" "$SLURM_ROOT/var/log/slurm/$c"
+		install -d -m 700 "$SLURM_ROOT/var/spool/slurm/$c/state"
+		# cgroups are not mounted in the root; without this slurmd 24.11 exits.
+		write_root_file "/etc/slurm/$c/cgroup.conf" 644 "CgroupPlugin=disabled" || true
+		if write_root_file "$(slurm_conf_path "$c")" 644 "$(slurm_conf_text "$c")"; then
+			note "wrote $(slurm_conf_path "$c") in $SLURM_ROOT"
+			printf -v "SLURM_RECONFIGURED_${c//[^A-Za-z0-9]/_}" 1
+		fi
+		slurm_wrappers "$c"
+	done
+}
+
+munge24_ok() { in_root /usr/bin/munge -n 2>/dev/null | in_root /usr/bin/unmunge >/dev/null 2>&1; }
+
+mariadb_ok() { in_root mariadb-admin --socket=/run/mysqld/mysqld.sock ping >/dev/null 2>&1; }
+
+slurmctld24_ok() { in_cluster "$1" scontrol ping 2>/dev/null | grep -q 'is UP'; }
+
+# slurm_daemon_ours NAME WORD: the pidfile's process is alive and its command line has WORD.
+slurm_daemon_ours() { pid_matches "$(read_file "$(slurm_pidfile "$1")")" "$2"; }
+
+# slurm_word CLUSTER DAEMON: what the daemon's command line holds (slurmrestd its address).
+slurm_word() {
+	if [[ $2 == slurmrestd ]]; then echo "127.0.0.1:$(slurmrestd_port "$1")"; else slurm_conf_path "$1"; fi
+}
+
+# wait_until SECONDS PIDFILE LOG WHAT CMD...: poll CMD; fail early when the process dies.
+wait_until() {
+	local secs=$1 pidfile=$2 log=$3 what=$4 deadline pid
+	shift 4
+	deadline=$((SECONDS + secs))
+	until "$@"; do
+		pid=$(read_file "$pidfile")
+		if [[ -n $pid ]] && ! pid_alive "$pid"; then
+			tail -n 30 "$log" >&2 2>/dev/null || true
+			die "$what exited during startup; see $log"
+		fi
+		((SECONDS < deadline)) || die "$what is not ready after ${secs}s; see $log"
+		sleep 0.5
+	done
+}
+
+# slurm_token [LIFESPAN [CLUSTER]]: a JWT for the job user, from the cluster's slurmctld.
 slurm_token() {
-	local out
-	out=$(timeout 20 scontrol token username="$SLURM_JOB_USER" lifespan="${1:-$SLURM_TOKEN_LIFESPAN}" 2>&1) || {
+	local out c=${2:-$(slurm_first_cluster)}
+	out=$(timeout 20 chroot "$SLURM_ROOT" /usr/bin/env SLURM_CONF="$(slurm_conf_path "$c")" \
+		scontrol token username="$SLURM_JOB_USER" lifespan="${1:-$SLURM_TOKEN_LIFESPAN}" 2>&1) || {
 		printf '%s\n' "$out" >&2
 		return 1
 	}
@@ -1138,236 +1411,266 @@ slurm_token() {
 	printf '%s' "$out"
 }
 
-install_slurm() {
-	# slurm-wlm-jwt-plugin (auth/jwt) is only a Recommends of slurm-wlm; without it slurmctld
-	# refuses AuthAltTypes=auth/jwt.
-	need_pkgs slurm-wlm slurm-wlm-jwt-plugin slurmrestd munge curl
-	if ! id -u "$SLURMREST_USER" >/dev/null 2>&1; then
-		say "creating system user $SLURMREST_USER (slurmrestd refuses to run as root)"
-		useradd --system --user-group --no-create-home --home-dir /nonexistent \
-			--shell /usr/sbin/nologin "$SLURMREST_USER"
+start_slurm_shared() {
+	slurm_mount
+	SLURMDBD_DB_PASSWORD=$(<"$SLURM_HOME/db.password")
+	if munge24_ok; then
+		note "munged of $SLURM_ROOT already running"
+	else
+		say "starting munged in $SLURM_ROOT"
+		install -d -m 755 "$SLURM_ROOT/run/munge"
+		in_root chown munge:munge /run/munge /var/lib/munge /var/log/munge 2>/dev/null || true
+		start_daemon munged "$(slurm_pidfile munged)" "$LOG_DIR/slurm24-munged.log" \
+			chroot --userspec=munge:munge "$SLURM_ROOT" /usr/sbin/munged --foreground
+		wait_until 20 "$(slurm_pidfile munged)" "$LOG_DIR/slurm24-munged.log" munged munge24_ok
 	fi
-	if ! id -u "$SLURM_JOB_USER" >/dev/null 2>&1; then
-		say "creating user $SLURM_JOB_USER (jobs submitted through slurmrestd run as this user)"
-		useradd --create-home --user-group --shell /bin/bash "$SLURM_JOB_USER"
+	if mariadb_ok; then
+		note "MariaDB of $SLURM_ROOT already running on 127.0.0.1:$MARIADB_PORT"
+	else
+		if [[ ! -d $SLURM_ROOT/var/lib/mysql/mysql ]]; then
+			say "initialising MariaDB's data directory in $SLURM_ROOT"
+			in_root mariadb-install-db --user=mysql --datadir=/var/lib/mysql >"$LOG_DIR/slurm24-mariadb-install.log" 2>&1 ||
+				die "mariadb-install-db failed; see $LOG_DIR/slurm24-mariadb-install.log"
+		fi
+		install -d -m 755 "$SLURM_ROOT/run/mysqld"
+		in_root chown mysql:mysql /run/mysqld
+		say "starting MariaDB on 127.0.0.1:$MARIADB_PORT"
+		start_daemon mariadbd "$(slurm_pidfile mariadbd)" "$LOG_DIR/slurm24-mariadbd.log" \
+			chroot "$SLURM_ROOT" /usr/sbin/mariadbd --user=mysql --bind-address=127.0.0.1 \
+			--port="$MARIADB_PORT" --socket=/run/mysqld/mysqld.sock --skip-log-bin
+		wait_until "$TIMEOUT" "$(slurm_pidfile mariadbd)" "$LOG_DIR/slurm24-mariadbd.log" MariaDB mariadb_ok
 	fi
-	if [[ ! -s /etc/munge/munge.key ]]; then
-		say "creating the munge key"
-		install -d -o munge -g munge -m 700 /etc/munge
-		head -c 1024 /dev/urandom >/etc/munge/munge.key
-		chown munge:munge /etc/munge/munge.key
-		chmod 400 /etc/munge/munge.key
+	in_root mariadb --socket=/run/mysqld/mysqld.sock -e "
+		CREATE DATABASE IF NOT EXISTS slurm_acct_db;
+		CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '$SLURMDBD_DB_PASSWORD';
+		CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$SLURMDBD_DB_PASSWORD';
+		ALTER USER 'slurm'@'127.0.0.1' IDENTIFIED BY '$SLURMDBD_DB_PASSWORD';
+		ALTER USER 'slurm'@'localhost' IDENTIFIED BY '$SLURMDBD_DB_PASSWORD';
+		GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';
+		GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';" ||
+		die "creating the accounting database in MariaDB failed"
+	if [[ ${SLURMDBD_RECONFIGURED:-0} == 1 ]] && slurm_daemon_ours slurmdbd slurmdbd; then
+		note "restarting slurmdbd for the new slurmdbd.conf"
+		stop_pidfile slurmdbd "$(slurm_pidfile slurmdbd)" slurmdbd 60
 	fi
-	# The spool must stay traversable: slurmstepd runs the job's script from it as the job's user.
-	install -d -m 755 "$SLURM_DIR" "$LOG_DIR/slurm" "$SLURM_DIR/spool"
-	install -d -m 700 "$SLURM_DIR/state"
-	if [[ ! -s $SLURM_JWT_KEY ]]; then
-		say "creating the Slurm JWT key $SLURM_JWT_KEY"
-		(umask 077 && head -c 64 /dev/urandom >"$SLURM_JWT_KEY")
+	if slurm_daemon_ours slurmdbd slurmdbd; then
+		note "slurmdbd already running (pid $(<"$(slurm_pidfile slurmdbd)"))"
+	else
+		say "starting slurmdbd on 127.0.0.1:$SLURMDBD_PORT"
+		start_daemon slurmdbd "$(slurm_pidfile slurmdbd)" "$LOG_DIR/slurm24-slurmdbd.out" \
+			chroot "$SLURM_ROOT" /usr/sbin/slurmdbd -D
 	fi
-	chmod 600 "$SLURM_JWT_KEY"
-	local want
-	want=$(slurm_conf_text)
-	if [[ ! -f $SLURM_CONF || $(<"$SLURM_CONF") != "$want" ]]; then
-		[[ ! -f $SLURM_CONF ]] || note "rewriting $SLURM_CONF (host, CPUs, memory or paths changed)"
-		mkdir -p "$(dirname "$SLURM_CONF")"
-		printf '%s\n' "$want" >"$SLURM_CONF.tmp"
-		chmod 644 "$SLURM_CONF.tmp"
-		mv -f "$SLURM_CONF.tmp" "$SLURM_CONF"
-		SLURM_RECONFIGURED=1
-	fi
+	wait_until "$TIMEOUT" "$(slurm_pidfile slurmdbd)" "$SLURM_ROOT/var/log/slurm/slurmdbd.log" slurmdbd port_open "$SLURMDBD_PORT"
 }
 
-start_munge() {
-	if munge_ok; then
-		note "munged already running$([[ -f $MUNGE_MARKER ]] && echo " (started by this script)")"
-		return 0
-	fi
-	install -d -o munge -g munge -m 755 /run/munge
-	install -d -o munge -g munge -m 700 /var/lib/munge /var/log/munge 2>/dev/null || true
-	say "starting munged as the munge user"
-	runuser -u munge -- /usr/sbin/munged >"$LOG_DIR/slurm/munged-start.log" 2>&1 </dev/null 9>&- || {
-		cat "$LOG_DIR/slurm/munged-start.log" >&2
-		die "munged did not start; see /var/log/munge/munged.log"
-	}
-	echo "pid=$(read_file /run/munge/munged.pid)" >"$MUNGE_MARKER"
-	local i
-	for ((i = 0; i < 20; i++)); do
-		munge_ok && return 0
-		sleep 0.25
+# slurm_associations CLUSTER: the cluster, the account and the job user in slurmdbd (once).
+slurm_associations() {
+	local c=$1 t0=$SECONDS
+	# slurmdbd listens a moment before it answers; sacctmgr fails until then.
+	until in_cluster "$c" sacctmgr -n -P list cluster format=cluster >/dev/null 2>&1; do
+		((SECONDS - t0 < TIMEOUT)) || die "sacctmgr cannot reach slurmdbd after ${TIMEOUT}s; see $SLURM_ROOT/var/log/slurm/slurmdbd.log"
+		sleep 0.5
 	done
-	die "munged runs but 'munge -n | unmunge' fails; see /var/log/munge/munged.log"
+	if ! in_cluster "$c" sacctmgr -n -P list cluster format=cluster 2>/dev/null | grep -qx "$c"; then
+		say "registering cluster $c in slurmdbd"
+		in_cluster "$c" sacctmgr -i add cluster "$c" >&2 || die "sacctmgr add cluster $c failed"
+		# slurmctld may hold the cluster name of a run without slurmdbd; it must not refuse.
+		rm -f "$SLURM_ROOT/var/spool/slurm/$c/state/clustername"
+	fi
+	if ! in_cluster "$c" sacctmgr -n -P list assoc cluster="$c" account="$SLURM_ACCOUNT" format=account 2>/dev/null | grep -qx "$SLURM_ACCOUNT"; then
+		in_cluster "$c" sacctmgr -i add account "$SLURM_ACCOUNT" cluster="$c" description=fleet organization=fleet >&2 ||
+			die "sacctmgr add account $SLURM_ACCOUNT failed"
+	fi
+	if ! in_cluster "$c" sacctmgr -n -P list assoc cluster="$c" user="$SLURM_JOB_USER" format=user 2>/dev/null | grep -qx "$SLURM_JOB_USER"; then
+		in_cluster "$c" sacctmgr -i add user "$SLURM_JOB_USER" account="$SLURM_ACCOUNT" cluster="$c" >&2 ||
+			die "sacctmgr add user $SLURM_JOB_USER failed"
+	fi
 }
 
-start_slurm() {
-	local host
+start_slurm_cluster() {
+	local c=$1 conf host reconf d
+	conf=$(slurm_conf_path "$c")
 	host=$(slurm_host)
-	start_munge
-	# A changed slurm.conf (e.g. AuthAltTypes) needs the daemons that this script runs restarted.
-	if [[ ${SLURM_RECONFIGURED:-0} == 1 ]]; then
-		local d
+	slurm_associations "$c"
+	reconf="SLURM_RECONFIGURED_${c//[^A-Za-z0-9]/_}"
+	if [[ ${!reconf:-0} == 1 ]]; then
 		for d in slurmrestd slurmd slurmctld; do
-			if slurm_pid_ours "$d"; then
-				note "restarting $d for the new $SLURM_CONF"
-				stop_pidfile "$d" "$RUN_DIR/$d.pid" "$d" 60
+			if slurm_daemon_ours "$c-$d" "$(slurm_word "$c" "$d")"; then
+				note "restarting $d of cluster $c for the new slurm.conf"
+				stop_pidfile "$c-$d" "$(slurm_pidfile "$c-$d")" "$(slurm_word "$c" "$d")" 60
 			fi
 		done
 	fi
-	if slurm_pid_ours slurmctld; then
-		note "slurmctld already running (pid $(<"$RUN_DIR/slurmctld.pid"))"
-	elif slurmctld_ok; then
-		note "slurmctld already answers (not started by this script); leaving it alone"
+	if slurm_daemon_ours "$c-slurmctld" "$conf"; then
+		note "slurmctld of $c already running (pid $(<"$(slurm_pidfile "$c-slurmctld")"))"
 	else
-		say "starting slurmctld for cluster 'local' on $host (state $SLURM_DIR/state)"
+		say "starting slurmctld of cluster $c on 127.0.0.1:$(slurmctld_port "$c")"
 		# Without -c slurmctld recovers jobs and node state saved by the previous run.
-		start_daemon slurmctld "$RUN_DIR/slurmctld.pid" "$LOG_DIR/slurm/slurmctld.out" \
-			slurmctld -D -f "$SLURM_CONF"
+		start_daemon "$c-slurmctld" "$(slurm_pidfile "$c-slurmctld")" "$LOG_DIR/slurm24-$c-slurmctld.out" \
+			chroot "$SLURM_ROOT" /usr/bin/env SLURM_CONF="$conf" /usr/sbin/slurmctld -D -f "$conf"
 		SLURM_FRESH=1
 	fi
-	if slurm_pid_ours slurmd; then
-		note "slurmd already running (pid $(<"$RUN_DIR/slurmd.pid"))"
-	elif pgrep -x slurmd >/dev/null 2>&1; then
-		note "a slurmd runs that this script did not start; leaving it alone"
+	if slurm_daemon_ours "$c-slurmd" "$conf"; then
+		note "slurmd of $c already running (pid $(<"$(slurm_pidfile "$c-slurmd")"))"
 	else
-		say "starting slurmd for node $host"
-		start_daemon slurmd "$RUN_DIR/slurmd.pid" "$LOG_DIR/slurm/slurmd.out" slurmd -D -f "$SLURM_CONF"
+		say "starting slurmd of cluster $c (node $c-n1 on 127.0.0.1:$(slurmd_port "$c"))"
+		start_daemon "$c-slurmd" "$(slurm_pidfile "$c-slurmd")" "$LOG_DIR/slurm24-$c-slurmd.out" \
+			chroot "$SLURM_ROOT" /usr/bin/env SLURM_CONF="$conf" /usr/sbin/slurmd -D -f "$conf" -N "$c-n1"
 		SLURM_FRESH=1
 	fi
-	if slurm_pid_ours slurmrestd; then
-		note "slurmrestd already running (pid $(<"$RUN_DIR/slurmrestd.pid"))"
-	elif port_open "$SLURMRESTD_PORT"; then
-		note "127.0.0.1:$SLURMRESTD_PORT already answers (not started by this script); leaving it alone"
+	if slurm_daemon_ours "$c-slurmrestd" "127.0.0.1:$(slurmrestd_port "$c")"; then
+		note "slurmrestd of $c already running (pid $(<"$(slurm_pidfile "$c-slurmrestd")"))"
+	elif port_open "$(slurmrestd_port "$c")"; then
+		die "127.0.0.1:$(slurmrestd_port "$c") already answers (not slurmrestd of cluster $c started by this script)"
 	else
-		say "starting slurmrestd as $SLURMREST_USER on 127.0.0.1:$SLURMRESTD_PORT (JWT)"
+		say "starting slurmrestd of cluster $c as $SLURMREST_USER on 127.0.0.1:$(slurmrestd_port "$c") (JWT)"
 		# SLURM_JWT=daemon: every request brings its own user and token in X-SLURM-USER-* headers.
-		start_daemon slurmrestd "$RUN_DIR/slurmrestd.pid" "$LOG_DIR/slurm/slurmrestd.log" \
-			env SLURM_JWT=daemon SLURM_CONF="$SLURM_CONF" \
-			setpriv --reuid="$SLURMREST_USER" --regid="$SLURMREST_USER" --clear-groups \
-			slurmrestd -s openapi/v0.0.38 -a rest_auth/jwt "127.0.0.1:$SLURMRESTD_PORT"
+		start_daemon "$c-slurmrestd" "$(slurm_pidfile "$c-slurmrestd")" "$LOG_DIR/slurm24-$c-slurmrestd.log" \
+			chroot --userspec="$SLURMREST_USER:$SLURMREST_USER" "$SLURM_ROOT" \
+			/usr/bin/env SLURM_JWT=daemon SLURM_CONF="$conf" \
+			/usr/sbin/slurmrestd -a rest_auth/jwt "127.0.0.1:$(slurmrestd_port "$c")"
 	fi
 }
 
-ready_slurm() {
-	local host deadline state resumed=0 token code pid t0=$SECONDS
-	host=$(slurm_host)
-	deadline=$((SECONDS + TIMEOUT))
-	until slurmctld_ok; do
-		pid=$(read_file "$RUN_DIR/slurmctld.pid")
-		if [[ -n $pid ]] && ! pid_alive "$pid"; then
-			tail -n 30 "$LOG_DIR/slurm/slurmctld.log" "$LOG_DIR/slurm/slurmctld.out" >&2 2>/dev/null || true
-			die "slurmctld exited during startup; see $LOG_DIR/slurm/slurmctld.log"
-		fi
-		((SECONDS < deadline)) || die "slurmctld did not answer 'scontrol ping' within ${TIMEOUT}s; see $LOG_DIR/slurm/slurmctld.log"
-		sleep 0.5
-	done
-	[[ ${SLURM_FRESH:-0} == 1 ]] && say "waiting for node $host to be idle"
+start_slurm() {
+	local c
+	start_slurm_shared
+	for c in $SLURM_CLUSTERS; do start_slurm_cluster "$c"; done
+}
+
+ready_slurm_cluster() {
+	local c=$1 conf node state resumed=0 token code t0=$SECONDS port
+	conf=$(slurm_conf_path "$c")
+	node="$c-n1"
+	port=$(slurmrestd_port "$c")
+	wait_until "$TIMEOUT" "$(slurm_pidfile "$c-slurmctld")" "$SLURM_ROOT/var/log/slurm/$c/slurmctld.log" \
+		"slurmctld of $c" slurmctld24_ok "$c"
+	[[ ${SLURM_FRESH:-0} == 1 ]] && say "waiting for node $node of $c to be idle"
 	while :; do
-		state=$(sinfo -h -n "$host" -o %T 2>/dev/null | head -n1)
+		state=$(in_cluster "$c" sinfo -h -n "$node" -o %T 2>/dev/null | head -n1)
 		case $state in
 		idle | mixed | allocated | completing) break ;;
 		esac
-		pid=$(read_file "$RUN_DIR/slurmd.pid")
-		if [[ -n $pid ]] && ! pid_alive "$pid"; then
-			tail -n 30 "$LOG_DIR/slurm/slurmd.log" "$LOG_DIR/slurm/slurmd.out" >&2 2>/dev/null || true
-			die "slurmd exited during startup; see $LOG_DIR/slurm/slurmd.log"
+		if ! slurm_daemon_ours "$c-slurmd" "$conf"; then
+			tail -n 30 "$SLURM_ROOT/var/log/slurm/$c/slurmd.log" "$LOG_DIR/slurm24-$c-slurmd.out" >&2 2>/dev/null || true
+			die "slurmd of $c exited during startup; see $SLURM_ROOT/var/log/slurm/$c/slurmd.log"
 		fi
 		# A node left down or drained by an earlier run (e.g. killed slurmd) comes back once.
 		if ((resumed == 0 && SECONDS - t0 > 5)) && [[ $state =~ ^(down|drain|drained|draining)$ ]]; then
-			note "node $host is $state; resuming it"
-			scontrol update nodename="$host" state=resume >&2 2>/dev/null || true
+			note "node $node is $state; resuming it"
+			in_cluster "$c" scontrol update nodename="$node" state=resume >&2 2>/dev/null || true
 			resumed=1
 		fi
-		((SECONDS < deadline)) || die "node $host is '${state:-unknown}' after ${TIMEOUT}s; see $LOG_DIR/slurm/slurmd.log ('scontrol show node $host' tells the reason)"
+		((SECONDS - t0 < TIMEOUT)) || die "node $node is '${state:-unknown}' after ${TIMEOUT}s; see $SLURM_ROOT/var/log/slurm/$c/slurmd.log"
 		sleep 1
 	done
-	token=$(slurm_token 600) || die "scontrol token username=$SLURM_JOB_USER failed (is AuthAltTypes=auth/jwt in $SLURM_CONF?)"
+	token=$(slurm_token 600 "$c") || die "scontrol token username=$SLURM_JOB_USER on $c failed"
 	while :; do
-		code=$(curl -s -o "$RUN_DIR/slurmrestd-ready.out" -w '%{http_code}' --max-time 5 \
+		code=$(curl -s -o "$RUN_DIR/slurm24-$c-ready.out" -w '%{http_code}' --max-time 5 \
 			-H "X-SLURM-USER-NAME: $SLURM_JOB_USER" -H "X-SLURM-USER-TOKEN: $token" \
-			"http://127.0.0.1:$SLURMRESTD_PORT/slurm/v0.0.38/diag" 2>/dev/null || true)
+			"http://127.0.0.1:$port/slurmdb/v0.0.42/qos" 2>/dev/null || true)
 		[[ $code == 200 ]] && break
-		pid=$(read_file "$RUN_DIR/slurmrestd.pid")
-		if [[ -n $pid ]] && ! pid_alive "$pid"; then
-			tail -n 30 "$LOG_DIR/slurm/slurmrestd.log" >&2 2>/dev/null || true
-			die "slurmrestd exited during startup; see $LOG_DIR/slurm/slurmrestd.log"
+		if ! slurm_daemon_ours "$c-slurmrestd" "127.0.0.1:$port"; then
+			tail -n 30 "$LOG_DIR/slurm24-$c-slurmrestd.log" >&2 2>/dev/null || true
+			die "slurmrestd of $c exited during startup; see $LOG_DIR/slurm24-$c-slurmrestd.log"
 		fi
-		((SECONDS < deadline)) || {
-			cat "$RUN_DIR/slurmrestd-ready.out" >&2 2>/dev/null || true
-			die "slurmrestd /slurm/v0.0.38/diag answered HTTP ${code:-nothing} after ${TIMEOUT}s; see $LOG_DIR/slurm/slurmrestd.log"
+		((SECONDS - t0 < TIMEOUT)) || {
+			cat "$RUN_DIR/slurm24-$c-ready.out" >&2 2>/dev/null || true
+			die "slurmrestd of $c: /slurmdb/v0.0.42/qos answered HTTP ${code:-nothing} after ${TIMEOUT}s"
 		}
 		sleep 0.5
 	done
-	note "Slurm ready: node $host $state, slurmrestd http://127.0.0.1:$SLURMRESTD_PORT (JWT, user $SLURM_JOB_USER)"
+	note "Slurm 24.11 cluster $c ready: node $node $state, slurmrestd http://127.0.0.1:$port (JWT, user $SLURM_JOB_USER)"
+}
+
+ready_slurm() {
+	local c
+	for c in $SLURM_CLUSTERS; do ready_slurm_cluster "$c"; done
 }
 
 stop_slurm() {
-	local d
-	for d in slurmrestd slurmd slurmctld; do
-		# slurmctld writes its state (jobs, node states) to StateSaveLocation on SIGTERM.
-		stop_pidfile "$d" "$RUN_DIR/$d.pid" "$d" 60
+	local c d
+	for c in $SLURM_CLUSTERS; do
+		for d in slurmrestd slurmd slurmctld; do
+			# slurmctld writes its state (jobs, node states) to StateSaveLocation on SIGTERM.
+			stop_pidfile "$c-$d" "$(slurm_pidfile "$c-$d")" "$(slurm_word "$c" "$d")" 60
+		done
 	done
-	if [[ -f $MUNGE_MARKER ]]; then
-		local pid
-		pid=$(sed -n 's/^pid=//p' "$MUNGE_MARKER")
-		if pid_matches "$pid" munged; then
-			say "stopping munged (pid $pid)"
-			kill -TERM "$pid" 2>/dev/null || true
-			while pid_alive "$pid"; do sleep 0.2; done
-		fi
-		rm -f "$MUNGE_MARKER"
-	else
-		note "munged: not started by this script; leaving it alone"
-	fi
+	stop_pidfile slurmdbd "$(slurm_pidfile slurmdbd)" slurmdbd 60
+	stop_pidfile mariadbd "$(slurm_pidfile mariadbd)" mariadbd 60
+	stop_pidfile munged "$(slurm_pidfile munged)" munged 30
+	slurm_umount
 }
 
+status_line() { printf '%-17s %-5s %-22s %s\n' "$@"; }
+
 status_slurm() {
-	local d state by pid addr host
-	host=$(slurm_host)
-	state=down
-	munge_ok && state=up
-	by="-"
-	if [[ $state == up ]]; then
-		pid=$(sed -n 's/^pid=//p' "$MUNGE_MARKER" 2>/dev/null || true)
-		if pid_matches "$pid" munged; then by="stack.sh (pid $pid)"; else by=external; fi
-	fi
-	printf '%-17s %-5s %-22s %s\n' munged "$state" /run/munge "$by"
-	for d in slurmctld slurmd slurmrestd; do
+	local c d pid state by addr
+	for d in munged mariadbd slurmdbd; do
+		pid=$(read_file "$(slurm_pidfile "$d")")
+		state=down by="-"
+		pid_matches "$pid" "$d" && state=up by="stack.sh (pid $pid)"
 		case $d in
-		slurmctld) addr="$host:6817" ;;
-		slurmd) addr="$host:6818" ;;
-		slurmrestd) addr="127.0.0.1:$SLURMRESTD_PORT" ;;
+		munged) addr="chroot:/run/munge" ;;
+		mariadbd) addr="127.0.0.1:$MARIADB_PORT" ;;
+		slurmdbd) addr="127.0.0.1:$SLURMDBD_PORT" ;;
 		esac
-		pid=$(read_file "$RUN_DIR/$d.pid")
-		state=down
-		by="-"
-		if pid_matches "$pid" "$d"; then
-			state=up
-			by="stack.sh (pid $pid)"
-		elif pgrep -x "$d" >/dev/null 2>&1; then
-			state=up
-			by=external
-		fi
-		[[ $d == slurmd && $state == up ]] && state=$(sinfo -h -n "$host" -o %T 2>/dev/null | head -n1 || true)
-		printf '%-17s %-5s %-22s %s\n' "$d" "${state:-?}" "$addr" "$by"
+		status_line "$d" "$state" "$addr" "$by"
+	done
+	for c in $SLURM_CLUSTERS; do
+		for d in slurmctld slurmd slurmrestd; do
+			case $d in
+			slurmctld) addr="127.0.0.1:$(slurmctld_port "$c")" ;;
+			slurmd) addr="127.0.0.1:$(slurmd_port "$c")" ;;
+			slurmrestd) addr="127.0.0.1:$(slurmrestd_port "$c")" ;;
+			esac
+			pid=$(read_file "$(slurm_pidfile "$c-$d")")
+			state=down by="-"
+			if pid_matches "$pid" "$(slurm_word "$c" "$d")"; then
+				state=up by="stack.sh (pid $pid)"
+				[[ $d == slurmd ]] && state=$(in_cluster "$c" sinfo -h -n "$c-n1" -o %T 2>/dev/null | head -n1 || true)
+			fi
+			status_line "$c/$d" "${state:-?}" "$addr" "$by"
+		done
 	done
 }
 
 env_slurm() {
-	port_open "$SLURMRESTD_PORT" || return 0
-	emit_export SLURMRESTD_URL "http://127.0.0.1:$SLURMRESTD_PORT"
+	local c first token
+	first=$(slurm_first_cluster)
+	port_open "$(slurmrestd_port "$first")" || return 0
+	# The first cluster is the default backend; every cluster also has its own variables
+	# SLURMRESTD_URL_<CLUSTER>, SLURM_JWT_TOKEN_<CLUSTER> and SLURM_BIN_DIR_<CLUSTER>.
+	emit_export SLURMRESTD_URL "http://127.0.0.1:$(slurmrestd_port "$first")"
 	emit_export SLURM_USER "$SLURM_JOB_USER"
-	local token
-	if token=$(slurm_token); then
-		emit_export SLURM_JWT_TOKEN "$token"
-	else
-		note "could not get a Slurm token for $SLURM_JOB_USER; SLURM_JWT_TOKEN not exported"
-	fi
+	emit_export FLEET_SLURM_CLUSTER "$first"
+	emit_export FLEET_SLURM_CLUSTERS "$SLURM_CLUSTERS"
+	emit_export SLURM_BIN_DIR "$(slurm_bin_dir "$first")"
+	emit_export FLEET_SLURM_ACCOUNT "$SLURM_ACCOUNT"
+	for c in $SLURM_CLUSTERS; do
+		port_open "$(slurmrestd_port "$c")" || continue
+		local up=${c^^}
+		up=${up//[^A-Z0-9]/_}
+		emit_export "SLURMRESTD_URL_$up" "http://127.0.0.1:$(slurmrestd_port "$c")"
+		emit_export "SLURM_BIN_DIR_$up" "$(slurm_bin_dir "$c")"
+		if token=$(slurm_token "" "$c"); then
+			emit_export "SLURM_JWT_TOKEN_$up" "$token"
+			if [[ $c == "$first" ]]; then emit_export SLURM_JWT_TOKEN "$token"; fi
+		else
+			note "could not get a Slurm token for $SLURM_JOB_USER on $c; SLURM_JWT_TOKEN_$up not exported"
+		fi
+	done
 }
 
 logs_slurm() {
-	local f
-	for f in slurmctld.log slurmd.log slurmrestd.log; do
-		if [[ -f $LOG_DIR/slurm/$f ]]; then echo "$LOG_DIR/slurm/$f"; fi
+	local f c
+	for f in "$SLURM_ROOT/var/log/slurm/slurmdbd.log" "$LOG_DIR/slurm24-mariadbd.log"; do
+		if [[ -f $f ]]; then echo "$f"; fi
+	done
+	for c in $SLURM_CLUSTERS; do
+		for f in "$SLURM_ROOT/var/log/slurm/$c/slurmctld.log" "$SLURM_ROOT/var/log/slurm/$c/slurmd.log" "$LOG_DIR/slurm24-$c-slurmrestd.log"; do
+			if [[ -f $f ]]; then echo "$f"; fi
+		done
 	done
 }
 

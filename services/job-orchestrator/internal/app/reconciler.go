@@ -164,6 +164,7 @@ func (r *Reconciler) Pass(ctx context.Context) PassResult {
 		res.Errors++
 		return res
 	}
+	bulk, bulkErr := r.bulkStatus(ctx, jobs)
 	for _, j := range jobs {
 		if ctx.Err() != nil {
 			return res
@@ -172,8 +173,14 @@ func (r *Reconciler) Pass(ctx context.Context) PassResult {
 		switch {
 		case j.Status == domain.StatusSubmitted:
 			err = r.dispatch(ctx, j, &res)
+		case !j.SchedulerRef.IsZero() && bulkErr != nil:
+			err = fmt.Errorf("status: %w", bulkErr)
 		case !j.SchedulerRef.IsZero():
-			err = r.poll(ctx, j, &res)
+			if st, ok := bulk[j.SchedulerRef.ID]; ok {
+				err = r.apply(ctx, j, st, &res)
+			} else {
+				err = r.poll(ctx, j, &res)
+			}
 		}
 		switch {
 		case errors.Is(err, ErrVersionConflict):
@@ -184,6 +191,25 @@ func (r *Reconciler) Pass(ctx context.Context) PassResult {
 		}
 	}
 	return res
+}
+
+// bulkStatus asks a BulkStatuser scheduler about every polled job of the
+// pass in one call. Jobs missing from its answer are polled one by one.
+func (r *Reconciler) bulkStatus(ctx context.Context, jobs []*domain.Job) (map[string]SchedulerStatus, error) {
+	bs, ok := r.app.sched.(BulkStatuser)
+	if !ok {
+		return nil, nil
+	}
+	var refs []SchedulerRef
+	for _, j := range jobs {
+		if j.Status != domain.StatusSubmitted && !j.SchedulerRef.IsZero() {
+			refs = append(refs, SchedulerRef{ID: j.SchedulerRef.ID, SubmittedAt: j.SchedulerRef.SubmittedAt})
+		}
+	}
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	return bs.StatusMany(ctx, refs)
 }
 
 var errSkip = errors.New("skip")
@@ -273,7 +299,7 @@ func (a *App) submitRequest(j *domain.Job) (SubmitRequest, error) {
 	}
 	r := j.Spec.Resources
 	return SubmitRequest{
-		JobID: j.ID, Name: j.Spec.Name, Script: plan.Script, Environment: plan.Environment,
+		JobID: j.ID, System: j.Spec.System, Name: j.Spec.Name, Script: plan.Script, Environment: plan.Environment,
 		WorkDir: a.workDir(j.ID), Partition: j.Spec.Partition,
 		Nodes: r.Nodes, CoresPerNode: r.CoresPerNode, GPUsPerNode: r.GPUsPerNode, MemoryMB: r.MemoryMB,
 		Walltime: r.Walltime, Account: j.Spec.Allocation,
@@ -299,6 +325,12 @@ func (r *Reconciler) poll(ctx context.Context, j *domain.Job, res *PassResult) e
 	} else if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
+	return r.apply(ctx, j, st, res)
+}
+
+// apply records the status st of the polled job j (or samples its metrics
+// while it keeps running).
+func (r *Reconciler) apply(ctx context.Context, j *domain.Job, st SchedulerStatus, res *PassResult) error {
 	r.mu.Lock()
 	delete(r.unknown, j.ID)
 	r.mu.Unlock()

@@ -22,6 +22,16 @@ type Scheduler interface {
 	Cancel(ctx context.Context, ref SchedulerRef) error
 }
 
+// BulkStatuser is a Scheduler that reports many jobs with one request, so
+// that a reconciler pass costs one request per cluster instead of one per
+// job. StatusMany returns the status of each ref it found, by ref ID; a ref
+// it did not find is absent (it may have ended and been purged, or its id
+// been reused), and the caller asks Status for it before declaring it lost.
+// An error means the scheduler could not be asked at all.
+type BulkStatuser interface {
+	StatusMany(ctx context.Context, refs []SchedulerRef) (map[string]SchedulerStatus, error)
+}
+
 // ErrUnknownJob is returned by Status for a job the scheduler does not know,
 // including a reused id whose submit time does not match.
 var ErrUnknownJob = errors.New("scheduler does not know the job")
@@ -35,6 +45,7 @@ var ErrSchedulerUnavailable = errors.New("scheduler unavailable")
 // into a shell command line.
 type SubmitRequest struct {
 	JobID        string // the fleet's job id, also used as the scheduler job name suffix
+	System       string // the TACC system (cluster) the job runs on
 	Name         string
 	Script       string // full script text beginning with #!
 	Environment  map[string]string

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -32,6 +33,20 @@ type Partition struct {
 type System struct {
 	Name       string
 	Partitions []Partition
+	// Slurm is the system's own slurmrestd; zero when the orchestrator's
+	// default Slurm (SLURMRESTD_URL) serves it.
+	Slurm SlurmEndpoint
+}
+
+// SlurmEndpoint is where and as whom the orchestrator reaches a system's
+// Slurm cluster. The token itself is never in the catalogue: TokenFile
+// names a file holding it, TokenEnv an environment variable.
+type SlurmEndpoint struct {
+	URL        string
+	User       string
+	TokenFile  string
+	TokenEnv   string
+	APIVersion string
 }
 
 // Partition returns the named partition.
@@ -90,7 +105,14 @@ func DefaultCatalogueJSON() []byte { return slices.Clone(defaultCatalogueJSON) }
 
 type catalogueDoc struct {
 	Systems []struct {
-		Name       string `json:"name"`
+		Name  string `json:"name"`
+		Slurm *struct {
+			URL        string `json:"url"`
+			User       string `json:"user"`
+			TokenFile  string `json:"token_file"`
+			TokenEnv   string `json:"token_env"`
+			APIVersion string `json:"api_version"`
+		} `json:"slurm"`
 		Partitions []struct {
 			Name         string `json:"name"`
 			MaxNodes     int32  `json:"max_nodes"`
@@ -126,6 +148,15 @@ func ParseCatalogue(data []byte) (*Catalogue, error) {
 		}
 		seenSys[ds.Name] = true
 		sys := System{Name: ds.Name}
+		if ep := ds.Slurm; ep != nil {
+			sys.Slurm = SlurmEndpoint{URL: ep.URL, User: ep.User, TokenFile: ep.TokenFile, TokenEnv: ep.TokenEnv, APIVersion: ep.APIVersion}
+			switch {
+			case !strings.HasPrefix(ep.URL, "http://") && !strings.HasPrefix(ep.URL, "https://") && !strings.HasPrefix(ep.URL, "unix://"):
+				errs = append(errs, fmt.Errorf("system %q: slurm.url %q must be http(s):// or unix://", ds.Name, ep.URL))
+			case ep.TokenFile != "" && ep.TokenEnv != "":
+				errs = append(errs, fmt.Errorf("system %q: set slurm.token_file or slurm.token_env, not both", ds.Name))
+			}
+		}
 		seenPart := map[string]bool{}
 		for _, dp := range ds.Partitions {
 			wt, err := time.ParseDuration(dp.MaxWalltime)

@@ -56,3 +56,32 @@ func TestParseCatalogue(t *testing.T) {
 	_, err := domain.ParseCatalogue(domain.DefaultCatalogueJSON())
 	require.NoError(t, err)
 }
+
+func TestCatalogueSlurmEndpoints(t *testing.T) {
+	t.Parallel()
+	doc := `{"systems": [
+		{"name": "frontera", "slurm": {"url": "https://frontera.example:6820", "user": "ast", "token_file": "/run/frontera.jwt", "api_version": "v0.0.42"},
+		 "partitions": [{"name": "normal", "max_nodes": 1, "max_walltime": "1h", "cores_per_node": 1, "gpus_per_node": 0, "memory_mb": 1024}]},
+		{"name": "vista", "slurm": {"url": "http://127.0.0.1:7830", "user": "ast", "token_env": "VISTA_JWT"},
+		 "partitions": [{"name": "gh", "max_nodes": 1, "max_walltime": "1h", "cores_per_node": 1, "gpus_per_node": 1, "memory_mb": 1024}]},
+		{"name": "lonestar6",
+		 "partitions": [{"name": "normal", "max_nodes": 1, "max_walltime": "1h", "cores_per_node": 1, "gpus_per_node": 0, "memory_mb": 1024}]}
+	]}`
+	c, err := domain.ParseCatalogue([]byte(doc))
+	require.NoError(t, err)
+	f, _ := c.System("frontera")
+	require.Equal(t, domain.SlurmEndpoint{URL: "https://frontera.example:6820", User: "ast", TokenFile: "/run/frontera.jwt", APIVersion: "v0.0.42"}, f.Slurm)
+	v, _ := c.System("vista")
+	require.Equal(t, "VISTA_JWT", v.Slurm.TokenEnv)
+	l, _ := c.System("lonestar6")
+	require.Zero(t, l.Slurm, "no endpoint: the default Slurm")
+
+	for name, bad := range map[string]string{
+		"scheme":     `{"url": "ftp://x", "user": "u"}`,
+		"two tokens": `{"url": "http://x:1", "user": "u", "token_file": "/f", "token_env": "E"}`,
+	} {
+		_, err := domain.ParseCatalogue([]byte(`{"systems": [{"name": "frontera", "slurm": ` + bad +
+			`, "partitions": [{"name": "normal", "max_nodes": 1, "max_walltime": "1h", "cores_per_node": 1, "gpus_per_node": 0, "memory_mb": 1024}]}]}`))
+		require.Error(t, err, name)
+	}
+}

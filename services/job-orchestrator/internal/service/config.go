@@ -42,7 +42,8 @@ const (
 	EnvSlurmUser          = "SLURM_USER"                  // X-SLURM-USER-NAME
 	EnvSlurmToken         = "SLURM_JWT_TOKEN"             // the slurmrestd JWT, or:
 	EnvSlurmTokenFile     = "SLURM_JWT_TOKEN_FILE"
-	EnvPageTokenKey       = "PAGE_TOKEN_KEY" // or PAGE_TOKEN_KEY_FILE; replicas must share it
+	EnvSlurmAPIVersion    = "SLURM_API_VERSION" // v0.0.40, v0.0.41 or v0.0.42; default the newest slurmrestd serves
+	EnvPageTokenKey       = "PAGE_TOKEN_KEY"    // or PAGE_TOKEN_KEY_FILE; replicas must share it
 	EnvCatalogueFile      = "SYSTEM_CATALOGUE_FILE"
 	// EnvAllocationsFile names a JSON object from each user to the
 	// allocations they may charge, e.g. {"alice": ["AST21001"]}.
@@ -163,7 +164,8 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 	}
 	c.Local = loadLocal(get, &errs)
 	c.Slurm = slurm.Config{BaseURL: get(EnvSlurmURL), UserName: get(EnvSlurmUser),
-		Token: telemetry.Secret(get(EnvSlurmToken)), TokenFile: get(EnvSlurmTokenFile)}
+		Token: telemetry.Secret(get(EnvSlurmToken)), TokenFile: get(EnvSlurmTokenFile),
+		APIVersion: get(EnvSlurmAPIVersion)}
 
 	authCfg, err := auth.LoadConfig(lookup)
 	if err != nil {

@@ -31,6 +31,9 @@ type backend struct {
 	// resourceUse says whether job.metrics_recorded carries CPU time and
 	// max RSS.
 	resourceUse bool
+	// accounting says the final job.metrics_recorded carries CPU time from
+	// the scheduler's accounting, and max RSS when it was sampled.
+	accounting bool
 	// holdPending, when set, makes the scheduler keep the next job pending
 	// and returns the function that lets it run again; the table then
 	// includes the case of a job cancelled while pending.
@@ -273,11 +276,19 @@ func (h *e2eHarness) checkMetrics(t *testing.T, job *jobpb.Job, ev events.Event)
 		require.Positive(t, m.NodeHours, "node-hours")
 	}
 	require.Zero(t, m.GPUHours)
-	if h.b.resourceUse {
+	switch {
+	case h.b.accounting:
+		// Slurm's accounting: CPU time for every job; max RSS once a
+		// sample of a running step was taken (1 s here).
+		require.NotNil(t, m.CPUTimeMS, "cpu time from slurmdbd")
+		if m.MaxRSSBytes != nil {
+			require.Positive(t, *m.MaxRSSBytes)
+		}
+	case h.b.resourceUse:
 		require.NotNil(t, m.CPUTimeMS, "cpu time")
 		require.NotNil(t, m.MaxRSSBytes, "max rss")
 		require.Positive(t, *m.MaxRSSBytes)
-	} else {
+	default:
 		require.Nil(t, m.CPUTimeMS, "the backend does not measure cpu time")
 		require.Nil(t, m.MaxRSSBytes, "the backend does not measure max rss")
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore"
+	"github.com/cosmic-horizons/fleet/libs/telemetry"
 	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/local"
@@ -35,6 +36,7 @@ import (
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/store"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/watchfeed"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/ports"
 )
 
@@ -143,15 +145,15 @@ func (o *orchestrator) wire(ctx context.Context, deps svcruntime.Deps) error {
 	}
 
 	// Scheduler and use cases.
-	sched, err := newScheduler(cfg, log)
-	if err != nil {
-		return err
-	}
-	rt.OnShutdown("scheduler", sched.close)
 	cat, err := app.LoadCatalogue(cfg.Catalogue)
 	if err != nil {
 		return err
 	}
+	sched, err := newScheduler(cfg, cat, log)
+	if err != nil {
+		return err
+	}
+	rt.OnShutdown("scheduler", sched.close)
 	a, err := app.New(cfg.App, app.Deps{Repo: st, Scheduler: sched, Catalogue: cat, Logger: log})
 	if err != nil {
 		return err
@@ -236,21 +238,70 @@ func ensureTopics(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return nil
 }
 
+// slurmClusters is the Slurm configuration of every system of the
+// catalogue when at least one system names its own slurmrestd (the others
+// use SLURMRESTD_URL, when set); nil when none does.
+func slurmClusters(cfg Config, cat *domain.Catalogue) map[string]slurm.Config {
+	own := false
+	for _, sys := range cat.Systems() {
+		own = own || sys.Slurm.URL != ""
+	}
+	if !own {
+		return nil
+	}
+	out := map[string]slurm.Config{}
+	for _, sys := range cat.Systems() {
+		ep := sys.Slurm
+		if ep.URL == "" {
+			if cfg.Slurm.BaseURL != "" {
+				out[sys.Name] = cfg.Slurm
+			}
+			continue
+		}
+		sc := slurm.Config{BaseURL: ep.URL, UserName: ep.User, TokenFile: ep.TokenFile,
+			APIVersion: ep.APIVersion, HTTPTimeout: cfg.Slurm.HTTPTimeout, Path: cfg.Slurm.Path}
+		if ep.TokenEnv != "" {
+			sc.Token = telemetry.Secret(os.Getenv(ep.TokenEnv))
+		}
+		out[sys.Name] = sc
+	}
+	return out
+}
+
 // scheduler is the chosen backend with its way of closing.
 type scheduler struct {
 	app.Scheduler
 	close func(context.Context) error
 }
 
-func newScheduler(cfg Config, log *slog.Logger) (scheduler, error) {
+func newScheduler(cfg Config, cat *domain.Catalogue, log *slog.Logger) (scheduler, error) {
 	switch cfg.Scheduler {
 	case "slurm":
+		if clusters := slurmClusters(cfg, cat); clusters != nil {
+			c, err := slurm.NewClusters(clusters, log)
+			if err != nil {
+				return scheduler{}, err
+			}
+			vctx, cancel := context.WithTimeout(context.Background(), cfg.Slurm.WithDefaults().HTTPTimeout)
+			if err := c.APIVersions(vctx); err != nil {
+				log.Warn("slurmrestd API version not chosen yet", "error", err)
+			}
+			cancel()
+			return scheduler{Scheduler: c, close: func(context.Context) error { c.Close(); return nil }}, nil
+		}
 		sc := cfg.Slurm
 		sc.Logger = log
 		s, err := slurm.New(sc)
 		if err != nil {
 			return scheduler{}, err
 		}
+		// The API version is chosen (and logged) now when slurmrestd answers,
+		// else at the first request that reaches it.
+		vctx, cancel := context.WithTimeout(context.Background(), sc.WithDefaults().HTTPTimeout)
+		if _, err := s.APIVersion(vctx); err != nil {
+			log.Warn("slurmrestd API version not chosen yet", "error", err)
+		}
+		cancel()
 		return scheduler{Scheduler: s, close: func(context.Context) error { s.Close(); return nil }}, nil
 	default:
 		lc := cfg.Local

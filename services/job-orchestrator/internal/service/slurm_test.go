@@ -41,10 +41,20 @@ func requireSlurm(t *testing.T) slurmStack {
 		testinfra.Unavailable(t, "SLURMRESTD_URL, SLURM_USER and SLURM_JWT_TOKEN are unset (tools/stack/stack.sh env)")
 	}
 	for _, tool := range []string{"scontrol", "squeue", "sinfo"} {
-		_, err := exec.LookPath(tool)
+		_, err := exec.LookPath(slurmTool(tool))
 		require.NoError(t, err, "%s checks Slurm's own view", tool)
 	}
 	return s
+}
+
+// slurmTool is the path of a Slurm command of the stack's cluster:
+// SLURM_BIN_DIR holds wrappers that run Slurm 24.11's tools in its root
+// file system; without it the tool is looked up in PATH.
+func slurmTool(name string) string {
+	if dir := os.Getenv("SLURM_BIN_DIR"); dir != "" {
+		return filepath.Join(dir, name)
+	}
+	return name
 }
 
 // orchestratorEnv is the Slurm part of the orchestrator's environment: the
@@ -129,7 +139,7 @@ func (s slurmStack) holdPending(t *testing.T) func() {
 // allocated/idle/other/total).
 func nodeCPUs(t *testing.T) int {
 	t.Helper()
-	out, err := exec.Command("sinfo", "-h", "-p", slurmPartition, "-o", "%C").Output()
+	out, err := exec.Command(slurmTool("sinfo"), "-h", "-p", slurmPartition, "-o", "%C").Output()
 	require.NoError(t, err, "sinfo")
 	fields := strings.Split(strings.TrimSpace(strings.Split(string(out), "\n")[0]), "/")
 	require.Len(t, fields, 4, "sinfo %%C output %q", out)
@@ -143,7 +153,7 @@ func scontrolJob(t *testing.T, id string) map[string]string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "scontrol", "show", "job", "-o", id).CombinedOutput()
+	out, err := exec.CommandContext(ctx, slurmTool("scontrol"), "show", "job", "-o", id).CombinedOutput()
 	require.NoError(t, err, "scontrol show job %s: %s", id, out)
 	fields := map[string]string{}
 	for _, f := range strings.Fields(string(out)) {
@@ -158,7 +168,7 @@ func scontrolJob(t *testing.T, id string) map[string]string {
 // squeueState is the state squeue reports for a job Slurm still lists.
 func squeueState(t *testing.T, id string) string {
 	t.Helper()
-	out, err := exec.Command("squeue", "-h", "-j", id, "-o", "%T").CombinedOutput()
+	out, err := exec.Command(slurmTool("squeue"), "-h", "-j", id, "-o", "%T").CombinedOutput()
 	require.NoError(t, err, "squeue -j %s: %s", id, out)
 	return strings.TrimSpace(string(out))
 }
@@ -225,9 +235,8 @@ func TestSlurmEndToEnd(t *testing.T) {
 		partition: slurmPartition,
 		timeLimit: time.Minute, overrun: 2 * time.Minute,
 		wait: 4 * time.Minute,
-		// slurmrestd v0.0.38 reports no CPU time or max RSS without accounting
-		// (jobacct_gather/none, no slurmdbd).
-		resourceUse: false,
+		// CPU time and max RSS come from slurmdbd's record of the job.
+		accounting:  true,
 		holdPending: s.holdPending,
 		pending: func(t *testing.T, job *jobpb.Job) {
 			id := job.GetSchedulerJobId()

@@ -296,3 +296,49 @@ func (s *FakeScheduler) SetErrors(status, submit error) {
 	defer s.mu.Unlock()
 	s.statusErr, s.submitErr = status, submit
 }
+
+// BulkFakeScheduler is a FakeScheduler that also answers StatusMany, from
+// which the test can hide jobs (as when a job drops out of a bulk answer).
+type BulkFakeScheduler struct {
+	*FakeScheduler
+	hidden    map[string]bool
+	BulkCalls int
+}
+
+var _ app.BulkStatuser = (*BulkFakeScheduler)(nil)
+
+// NewBulkFakeScheduler returns a bulk scheduler that knows no job.
+func NewBulkFakeScheduler() *BulkFakeScheduler {
+	return &BulkFakeScheduler{FakeScheduler: NewFakeScheduler(), hidden: map[string]bool{}}
+}
+
+// StatusMany implements app.BulkStatuser.
+func (s *BulkFakeScheduler) StatusMany(_ context.Context, refs []app.SchedulerRef) (map[string]app.SchedulerStatus, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.BulkCalls++
+	if s.statusErr != nil {
+		return nil, s.statusErr
+	}
+	out := map[string]app.SchedulerStatus{}
+	for _, ref := range refs {
+		if st, ok := s.status[ref.ID]; ok && !s.hidden[ref.ID] {
+			out[ref.ID] = st
+		}
+	}
+	return out, nil
+}
+
+// Hide leaves the job out of StatusMany answers (Status still knows it).
+func (s *BulkFakeScheduler) Hide(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hidden[id] = true
+}
+
+// Counts returns the StatusMany and Status calls so far.
+func (s *BulkFakeScheduler) Counts() (bulk, single int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.BulkCalls, s.Calls
+}

@@ -12,6 +12,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,7 +29,9 @@ const (
 	errAlreadyDone  = 2021 // ESLURM_ALREADY_DONE
 )
 
-const maxResponseBytes = 16 << 20
+// maxResponseBytes bounds an answer: GET /jobs lists every job slurmctld
+// holds (a few kB each).
+const maxResponseBytes = 512 << 20
 
 // ErrorEntry is one element of the "errors" array of a slurmrestd answer.
 type ErrorEntry struct {
@@ -138,17 +143,36 @@ type response struct {
 	Errors []ErrorEntry `json:"errors"`
 	JobID  *int64       `json:"job_id"`
 	Jobs   []jobInfo    `json:"jobs"`
+	// Status is the per-job outcome of DELETE /job/{id} (v0.0.42).
+	Status []struct {
+		Error struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	} `json:"status"`
+	// LastUpdate is when slurmctld's job table last changed (GET /jobs).
+	LastUpdate json.RawMessage `json:"last_update"`
 }
+
+// Plugins of slurmrestd, the first element of a request path.
+const (
+	apiSlurm   = "slurm"
+	apiSlurmDB = "slurmdb"
+)
 
 // client talks HTTP to slurmrestd.
 type client struct {
 	http    *http.Client
 	base    *url.URL
-	prefix  string
 	user    string
 	token   *tokenSource
 	log     *slog.Logger
 	timeout time.Duration
+
+	// configured is Config.APIVersion; version the one in use once known.
+	configured string
+	mu         sync.Mutex
+	version    string
 }
 
 func newClient(cfg Config) (*client, error) {
@@ -177,35 +201,152 @@ func newClient(cfg Config) (*client, error) {
 			tr.TLSHandshakeTimeout = 10 * time.Second
 		}
 	}
+	var rt http.RoundTripper = tr
+	if cfg.WrapTransport != nil {
+		rt = cfg.WrapTransport(tr)
+	}
 	return &client{
-		http:    &http.Client{Transport: tr, Timeout: cfg.HTTPTimeout},
-		base:    base,
-		prefix:  "/slurm/" + cfg.APIVersion,
-		user:    cfg.UserName,
-		token:   &tokenSource{static: cfg.Token, file: cfg.TokenFile},
-		log:     cfg.Logger,
-		timeout: cfg.HTTPTimeout,
+		http:       &http.Client{Transport: rt, Timeout: cfg.HTTPTimeout},
+		base:       base,
+		configured: cfg.APIVersion,
+		user:       cfg.UserName,
+		token:      &tokenSource{static: cfg.Token, file: cfg.TokenFile},
+		log:        cfg.Logger,
+		timeout:    cfg.HTTPTimeout,
 	}, nil
 }
 
-// do sends one request and decodes the answer. Transport failures and
-// answers with an HTTP error status return an error classified by classify;
-// a 200 answer is returned with its errors array for the caller to judge.
+// apiVersion returns the OpenAPI version requests use: the configured one,
+// or the newest of SupportedVersions that slurmrestd's GET /openapi/v3
+// lists. The choice is made once, at the first request that succeeds in
+// reading the specification, and logged; a configured version that
+// slurmrestd does not serve is an error.
+func (c *client) apiVersion(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.version != "" {
+		return c.version, nil
+	}
+	served, err := c.servedVersions(ctx)
+	if err != nil {
+		return "", fmt.Errorf("read slurmrestd's OpenAPI versions: %w", err)
+	}
+	chosen := ""
+	if c.configured != "" {
+		if !slices.Contains(served, c.configured) {
+			return "", fmt.Errorf("slurmrestd does not serve the configured API version %s (it serves %s)",
+				c.configured, strings.Join(served, ", "))
+		}
+		chosen = c.configured
+	} else {
+		for _, v := range SupportedVersions {
+			if slices.Contains(served, v) {
+				chosen = v
+				break
+			}
+		}
+		if chosen == "" {
+			return "", fmt.Errorf("slurmrestd serves none of the API versions this backend speaks (%s); it serves %s",
+				strings.Join(SupportedVersions, ", "), strings.Join(served, ", "))
+		}
+	}
+	c.version = chosen
+	c.log.InfoContext(ctx, "slurmrestd API version chosen", "version", chosen,
+		"configured", c.configured, "served", served, "supported", SupportedVersions)
+	return chosen, nil
+}
+
+var versionInPath = regexp.MustCompile(`^/slurm/(v[0-9]+\.[0-9]+\.[0-9]+)/`)
+
+// servedVersions reads GET /openapi/v3 and returns the versions of the
+// slurm plugin it lists, newest first.
+func (c *client) servedVersions(ctx context.Context) ([]string, error) {
+	var spec struct {
+		Paths map[string]json.RawMessage `json:"paths"`
+	}
+	status, err := c.send(ctx, http.MethodGet, "/openapi/v3", nil, &spec)
+	if err != nil {
+		return nil, err
+	}
+	if status >= 300 {
+		return nil, classify(&APIError{Method: http.MethodGet, Path: "/openapi/v3", StatusCode: status})
+	}
+	var served []string
+	for p := range spec.Paths {
+		if m := versionInPath.FindStringSubmatch(p); m != nil && !slices.Contains(served, m[1]) {
+			served = append(served, m[1])
+		}
+	}
+	slices.SortFunc(served, func(a, b string) int { return compareVersions(b, a) })
+	return served, nil
+}
+
+// compareVersions orders "v0.0.40" < "v0.0.42" < "v0.1.0" numerically.
+func compareVersions(a, b string) int {
+	pa := strings.Split(strings.TrimPrefix(a, "v"), ".")
+	pb := strings.Split(strings.TrimPrefix(b, "v"), ".")
+	for i := 0; i < len(pa) && i < len(pb); i++ {
+		x, _ := strconv.Atoi(pa[i])
+		y, _ := strconv.Atoi(pb[i])
+		if x != y {
+			return x - y
+		}
+	}
+	return len(pa) - len(pb)
+}
+
+// path is the full request path of rest under api ("slurm" or "slurmdb").
+func (c *client) path(ctx context.Context, api, rest string) (string, error) {
+	v, err := c.apiVersion(ctx)
+	if err != nil {
+		return "", err
+	}
+	return "/" + api + "/" + v + rest, nil
+}
+
+// do sends one request to the slurm plugin and decodes the answer.
+// Transport failures and answers with an HTTP error status return an error
+// classified by classify; a 200 answer is returned with its errors array
+// for the caller to judge.
 func (c *client) do(ctx context.Context, method, path string, body any) (*response, error) {
-	full := c.prefix + path
+	return c.doAPI(ctx, apiSlurm, method, path, body)
+}
+
+// doAPI is do for a plugin: apiSlurm or apiSlurmDB.
+func (c *client) doAPI(ctx context.Context, api, method, path string, body any) (*response, error) {
+	full, err := c.path(ctx, api, path)
+	if err != nil {
+		return nil, err
+	}
+	var out response
+	status, err := c.send(ctx, method, full, body, &out)
+	if err != nil {
+		return nil, err
+	}
+	if status >= 300 {
+		return nil, classify(&APIError{Method: method, Path: full, StatusCode: status, Errors: out.Errors})
+	}
+	return &out, nil
+}
+
+// send sends one request to full and decodes the answer into out; it
+// returns the HTTP status. Transport failures and undecodable 5xx answers
+// wrap app.ErrSchedulerUnavailable.
+func (c *client) send(ctx context.Context, method, full string, body, out any) (int, error) {
 	var rdr io.Reader
 	if body != nil {
 		data, err := json.Marshal(body)
 		if err != nil {
-			return nil, fmt.Errorf("encode %s %s: %w", method, full, err)
+			return 0, fmt.Errorf("encode %s %s: %w", method, full, err)
 		}
 		rdr = bytes.NewReader(data)
 	}
 	u := *c.base
-	u.Path = c.base.Path + full
+	path, query, _ := strings.Cut(full, "?")
+	u.Path, u.RawQuery = c.base.Path+path, query
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), rdr)
 	if err != nil {
-		return nil, fmt.Errorf("build %s %s: %w", method, full, err)
+		return 0, fmt.Errorf("build %s %s: %w", method, full, err)
 	}
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
@@ -213,7 +354,7 @@ func (c *client) do(ctx context.Context, method, path string, body any) (*respon
 	}
 	tok, err := c.token.get()
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, full, err)
+		return 0, fmt.Errorf("%s %s: %w", method, full, err)
 	}
 	if tok != "" {
 		req.Header.Set("X-SLURM-USER-NAME", c.user)
@@ -223,30 +364,29 @@ func (c *client) do(ctx context.Context, method, path string, body any) (*respon
 	res, err := c.http.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("slurmrestd %s %s: %w", method, full, ctx.Err())
+			return 0, fmt.Errorf("slurmrestd %s %s: %w", method, full, ctx.Err())
 		}
-		return nil, fmt.Errorf("%w: slurmrestd %s %s: %w", app.ErrSchedulerUnavailable, method, full, err)
+		return 0, fmt.Errorf("%w: slurmrestd %s %s: %w", app.ErrSchedulerUnavailable, method, full, err)
 	}
 	defer res.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(res.Body, maxResponseBytes))
+	data, err := io.ReadAll(io.LimitReader(res.Body, maxResponseBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: read slurmrestd %s %s: %w", app.ErrSchedulerUnavailable, method, full, err)
+		return 0, fmt.Errorf("%w: read slurmrestd %s %s: %w", app.ErrSchedulerUnavailable, method, full, err)
+	}
+	if len(data) > maxResponseBytes {
+		return 0, fmt.Errorf("slurmrestd %s %s: answer larger than %d bytes", method, full, maxResponseBytes)
 	}
 	c.log.DebugContext(ctx, "slurmrestd request", "method", method, "path", full,
 		"status", res.StatusCode, "duration", time.Since(start))
 
-	var out response
-	if err := json.Unmarshal(data, &out); err != nil {
+	if err := json.Unmarshal(data, out); err != nil {
 		perr := fmt.Errorf("slurmrestd %s %s: HTTP %d: malformed answer: %w", method, full, res.StatusCode, err)
 		if res.StatusCode >= 500 {
-			return nil, fmt.Errorf("%w: %w", app.ErrSchedulerUnavailable, perr)
+			return 0, fmt.Errorf("%w: %w", app.ErrSchedulerUnavailable, perr)
 		}
-		return nil, perr
+		return 0, perr
 	}
-	if res.StatusCode >= 300 {
-		return nil, classify(&APIError{Method: method, Path: full, StatusCode: res.StatusCode, Errors: out.Errors})
-	}
-	return &out, nil
+	return res.StatusCode, nil
 }
 
 // tokenSource yields the JWT: a fixed one, or the content of a file that is

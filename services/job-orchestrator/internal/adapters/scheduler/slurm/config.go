@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
-	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
@@ -13,12 +15,14 @@ import (
 
 // Defaults applied by New to zero Config fields.
 const (
-	DefaultAPIVersion  = "v0.0.38"
 	DefaultHTTPTimeout = 30 * time.Second
 	DefaultPath        = "/usr/local/bin:/usr/bin:/bin"
 )
 
-var apiVersionPattern = regexp.MustCompile(`^v0\.0\.[0-9]+$`)
+// SupportedVersions are the slurmrestd OpenAPI versions the backend speaks,
+// newest first: the ones Slurm 24.11 serves (v0.0.38 and older were removed
+// upstream in 24.05).
+var SupportedVersions = []string{"v0.0.42", "v0.0.41", "v0.0.40"}
 
 // Config configures the Slurm backend.
 type Config struct {
@@ -33,21 +37,23 @@ type Config struct {
 	// TokenFile holds the JWT (optionally as SLURM_JWT=<token>); it is re-read
 	// when it changes.
 	TokenFile string
-	// APIVersion is the OpenAPI plugin version in the URL path.
+	// APIVersion is the OpenAPI plugin version in the URL path, one of
+	// SupportedVersions. Empty: the newest version both slurmrestd (its
+	// GET /openapi/v3) and the backend know, chosen at the first request.
 	APIVersion string
 	// HTTPTimeout bounds each request.
 	HTTPTimeout time.Duration
 	// Path is the PATH a job gets when its environment has none.
 	Path string
+	// WrapTransport, when set, wraps the backend's HTTP transport (e.g. to
+	// count requests in a benchmark).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 	// Logger receives the backend's logs; slog.Default() when nil.
 	Logger *slog.Logger
 }
 
 // WithDefaults returns c with every zero field set to its default.
 func (c Config) WithDefaults() Config {
-	if c.APIVersion == "" {
-		c.APIVersion = DefaultAPIVersion
-	}
 	if c.HTTPTimeout == 0 {
 		c.HTTPTimeout = DefaultHTTPTimeout
 	}
@@ -89,8 +95,8 @@ func (c Config) Validate() error {
 	if (c.Token != "" || c.TokenFile != "") && c.UserName == "" {
 		errs = append(errs, errors.New("UserName is required with a token"))
 	}
-	if !apiVersionPattern.MatchString(c.APIVersion) {
-		errs = append(errs, fmt.Errorf("APIVersion %q must look like v0.0.38", c.APIVersion))
+	if c.APIVersion != "" && !slices.Contains(SupportedVersions, c.APIVersion) {
+		errs = append(errs, fmt.Errorf("APIVersion %q is not one of %s", c.APIVersion, strings.Join(SupportedVersions, ", ")))
 	}
 	if c.HTTPTimeout < 0 {
 		errs = append(errs, fmt.Errorf("HTTPTimeout %s must not be negative", c.HTTPTimeout))

@@ -1,5 +1,5 @@
 // Package slurm implements the app.Scheduler port over slurmrestd's REST API
-// (OpenAPI plugin v0.0.38, Slurm 22.05).
+// (OpenAPI versions v0.0.40, v0.0.41 and v0.0.42, as Slurm 24.11 serves them).
 //
 // Transport: plain net/http with keep-alive, to http(s)://host:port, or to a
 // unix socket when BaseURL is unix:///path/to/socket. Requests carry
@@ -7,6 +7,10 @@
 // a TokenFile is re-read whenever its size or modification time changes, so
 // a rotated token is picked up without a restart. The token is held as a
 // telemetry.Secret and never logged.
+//
+// Version: Config.APIVersion, or else the newest of SupportedVersions that
+// GET /openapi/v3 lists, chosen at start (Scheduler.APIVersion) or at the
+// first request that reaches slurmrestd, and logged.
 //
 // Submit posts /slurm/{version}/job/submit. The job is named
 // "<Name>-<JobID>", runs in the request's WorkDir (which the Slurm job user
@@ -19,8 +23,12 @@
 // job is read back once to learn its submit time, which becomes part of the
 // SchedulerRef.
 //
-// Status reads /slurm/{version}/job/{id} and maps job_state onto the fleet's
-// phases (see MapState). A job whose submit_time differs from the
+// Status reads /slurm/{version}/job/{id} and maps job_state (a flag list)
+// onto the fleet's phases (see MapState); failure and pending reasons carry
+// one sentence of what to do (Advice). An ended job's status carries CPU
+// time and max RSS from its slurmdbd record (Accounting). StatusMany answers
+// for many jobs with one GET /jobs?update_time=... (app.BulkStatuser).
+// A job whose submit_time differs from the
 // reference's is a different job under a reused id and is reported as
 // app.ErrUnknownJob, as is a job slurmctld no longer knows (error 2017,
 // "Invalid job id specified"). A zero SubmittedAt in a reference is not

@@ -241,6 +241,12 @@ func toStatus(j jobInfo) (app.SchedulerStatus, error) {
 			st.Reason = strings.TrimSpace(st.Reason + fmt.Sprintf(" (signal %d)", exit.Signal))
 		}
 	}
+	if advice := Advice(state, strings.TrimSpace(j.StateReason)); advice != "" && (m.Phase == app.PhaseFailed || m.Phase == app.PhaseQueued) {
+		if st.Reason != "" {
+			st.Reason += ": "
+		}
+		st.Reason += advice
+	}
 	if st.SubmitTime, err = parseUnixTime(j.SubmitTime); err != nil {
 		return app.SchedulerStatus{}, fmt.Errorf("submit_time: %w", err)
 	}

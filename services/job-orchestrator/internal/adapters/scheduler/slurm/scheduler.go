@@ -12,6 +12,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +35,7 @@ type Scheduler struct {
 	cfg    Config
 	client *client
 	log    *slog.Logger
+	table  jobTable // for StatusMany
 }
 
 var _ app.Scheduler = (*Scheduler)(nil)
@@ -53,6 +55,14 @@ func New(cfg Config) (*Scheduler, error) {
 
 // Name implements app.Scheduler.
 func (s *Scheduler) Name() string { return Name }
+
+// APIVersion returns the slurmrestd OpenAPI version the backend speaks,
+// choosing it first when that has not happened yet (see Config.APIVersion).
+// The orchestrator calls it at start so the choice is logged early; a
+// slurmrestd that is down then is asked again at the next request.
+func (s *Scheduler) APIVersion(ctx context.Context) (string, error) {
+	return s.client.apiVersion(ctx)
+}
 
 // Close releases idle connections.
 func (s *Scheduler) Close() {
@@ -85,7 +95,7 @@ func (s *Scheduler) Submit(ctx context.Context, req app.SubmitRequest) (app.Sche
 		return app.SchedulerRef{}, fmt.Errorf("submit job %s: %w", req.JobID, err)
 	}
 	if resp.JobID == nil || *resp.JobID <= 0 {
-		apiErr := &APIError{Method: http.MethodPost, Path: s.client.prefix + "/job/submit", StatusCode: http.StatusOK, Errors: resp.Errors}
+		apiErr := &APIError{Method: http.MethodPost, Path: "/job/submit", StatusCode: http.StatusOK, Errors: resp.Errors}
 		return app.SchedulerRef{}, fmt.Errorf("submit job %s: no job id in answer: %w", req.JobID, classify(apiErr))
 	}
 	id := strconv.FormatInt(*resp.JobID, 10)
@@ -195,7 +205,7 @@ func (s *Scheduler) Status(ctx context.Context, ref app.SchedulerRef) (app.Sched
 	if err != nil {
 		return app.SchedulerStatus{}, fmt.Errorf("status of slurm job %s: %w", ref.ID, err)
 	}
-	return st, nil
+	return s.withUsage(ctx, ref, st), nil
 }
 
 // Cancel implements app.Scheduler. The job is read first so that a reused
@@ -208,13 +218,23 @@ func (s *Scheduler) Cancel(ctx context.Context, ref app.SchedulerRef) error {
 	if st, err := toStatus(job); err == nil && st.Phase.Terminal() {
 		return nil
 	}
-	_, err = s.client.do(ctx, http.MethodDelete, "/job/"+ref.ID, nil)
+	resp, err := s.client.do(ctx, http.MethodDelete, "/job/"+ref.ID, nil)
 	var apiErr *APIError
 	if errors.As(err, &apiErr) && (apiErr.HasCode(errInvalidJobID) || apiErr.HasCode(errAlreadyDone)) {
 		return nil // ended and purged between the read and the cancel
 	}
 	if err != nil {
 		return fmt.Errorf("cancel slurm job %s: %w", ref.ID, err)
+	}
+	// v0.0.42 answers HTTP 200 with the outcome per job in "status".
+	for _, st := range resp.Status {
+		switch st.Error.Code {
+		case 0, errInvalidJobID, errAlreadyDone:
+		default:
+			return fmt.Errorf("cancel slurm job %s: %w", ref.ID, classify(&APIError{Method: http.MethodDelete,
+				Path: "/job/" + ref.ID, StatusCode: http.StatusOK,
+				Errors: []ErrorEntry{{Code: st.Error.Code, Error: st.Error.Message}}}))
+		}
 	}
 	s.log.InfoContext(ctx, "slurm job cancelled", "slurm_job_id", ref.ID)
 	return nil
@@ -254,12 +274,15 @@ func (s *Scheduler) getJob(ctx context.Context, id string) (jobInfo, error) {
 		}
 	}
 	if len(resp.Errors) > 0 {
-		return jobInfo{}, classify(&APIError{Method: http.MethodGet, Path: s.client.prefix + "/job/" + id, StatusCode: http.StatusOK, Errors: resp.Errors})
+		return jobInfo{}, classify(&APIError{Method: http.MethodGet, Path: "/job/" + id, StatusCode: http.StatusOK, Errors: resp.Errors})
 	}
 	return jobInfo{}, fmt.Errorf("job %s not in answer: %w", id, app.ErrUnknownJob)
 }
 
-// submitBody builds the job description of v0.0.38.
+// submitBody builds the job description of v0.0.40 to v0.0.42, which share
+// every field the backend sets: the script inside the job, the environment
+// as a list of NAME=value strings (sorted, so a request always produces the
+// same body), and limits as {"set": true, "number": N}.
 func (s *Scheduler) submitBody(req app.SubmitRequest) (map[string]any, error) {
 	if err := validateRequest(req); err != nil {
 		return nil, err
@@ -272,37 +295,48 @@ func (s *Scheduler) submitBody(req app.SubmitRequest) (map[string]any, error) {
 	env["FLEET_JOB_ID"] = req.JobID
 	env["FLEET_JOB_NAME"] = req.Name
 	env["FLEET_WORK_DIR"] = req.WorkDir
+	envList := make([]string, 0, len(env))
+	for k, v := range env {
+		envList = append(envList, k+"="+v)
+	}
+	slices.Sort(envList)
 
 	job := map[string]any{
 		"name":                      jobName(req),
+		"script":                    req.Script,
 		"current_working_directory": req.WorkDir,
-		"environment":               env,
+		"environment":               envList,
 		"standard_output":           filepath.Join(req.WorkDir, req.JobID+".out"),
 		"standard_error":            filepath.Join(req.WorkDir, req.JobID+".err"),
 	}
 	if req.Walltime > 0 {
-		job["time_limit"] = int64(math.Ceil(req.Walltime.Minutes()))
+		job["time_limit"] = setNumber(int64(math.Ceil(req.Walltime.Minutes())))
 	}
 	if req.Partition != "" {
 		job["partition"] = req.Partition
 	}
 	if req.Nodes > 0 {
-		job["nodes"] = req.Nodes
+		job["nodes"] = strconv.Itoa(int(req.Nodes))
 	}
 	if req.CoresPerNode > 0 {
 		job["tasks_per_node"] = 1
 		job["cpus_per_task"] = req.CoresPerNode
 	}
 	if req.MemoryMB > 0 {
-		job["memory_per_node"] = req.MemoryMB
+		job["memory_per_node"] = setNumber(req.MemoryMB)
 	}
 	if req.GPUsPerNode > 0 {
-		job["gpus_per_node"] = strconv.Itoa(int(req.GPUsPerNode))
+		job["tres_per_node"] = "gres/gpu:" + strconv.Itoa(int(req.GPUsPerNode))
 	}
 	if req.Account != "" {
 		job["account"] = req.Account
 	}
-	return map[string]any{"job": job, "script": req.Script}, nil
+	return map[string]any{"job": job}, nil
+}
+
+// setNumber is a number in the {set, infinite, number} form of v0.0.39 on.
+func setNumber(n int64) map[string]any {
+	return map[string]any{"set": true, "infinite": false, "number": n}
 }
 
 func validateRequest(req app.SubmitRequest) error {

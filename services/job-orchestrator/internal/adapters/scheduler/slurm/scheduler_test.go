@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,14 +25,12 @@ import (
 
 const testToken = "test-jwt-value-never-logged"
 
-// The fixtures in testdata are answers of slurmrestd 22.05.8 (openapi/v0.0.38)
+// The fixtures in testdata are answers of slurmrestd 24.11.5 (v0.0.42)
 // recorded from the local stack, with the HTTP status each came with.
 var fixtureStatus = map[string]int{
-	"job_unknown.json":          http.StatusInternalServerError,
-	"auth_rejected.json":        http.StatusInternalServerError,
-	"delete_unknown.json":       http.StatusInternalServerError,
+	"job_unknown.json":          http.StatusNotFound,
+	"auth_rejected.json":        http.StatusNetworkAuthenticationRequired,
 	"submit_bad_partition.json": http.StatusInternalServerError,
-	"submit_unknown_key.json":   http.StatusBadRequest,
 }
 
 func fixture(t *testing.T, name string) []byte {
@@ -85,7 +84,24 @@ type recorded struct {
 	body         []byte
 }
 
-func newFake() *fakeRestd { return &fakeRestd{answers: map[string]answer{}} }
+// servedSpec is a GET /openapi/v3 answer listing the given versions.
+func servedSpec(versions ...string) []byte {
+	paths := map[string]any{}
+	for _, v := range versions {
+		paths["/slurm/"+v+"/job/submit"] = map[string]any{}
+		paths["/slurm/"+v+"/jobs/"] = map[string]any{}
+		paths["/slurmdb/"+v+"/jobs/"] = map[string]any{}
+	}
+	b, _ := json.Marshal(map[string]any{"openapi": "3.0.2", "paths": paths})
+	return b
+}
+
+// newFake answers GET /openapi/v3 as Slurm 24.11 does (v0.0.40 to v0.0.42).
+func newFake() *fakeRestd {
+	f := &fakeRestd{answers: map[string]answer{}}
+	f.set(http.MethodGet, "/openapi/v3", http.StatusOK, servedSpec("v0.0.40", "v0.0.41", "v0.0.42"))
+	return f
+}
 
 func (f *fakeRestd) set(method, path string, status int, body []byte) {
 	f.mu.Lock()
@@ -122,7 +138,7 @@ func (f *fakeRestd) recorded(method string) []recorded {
 	defer f.mu.Unlock()
 	var out []recorded
 	for _, r := range f.requests {
-		if r.method == method {
+		if r.method == method && r.path != "/openapi/v3" && !strings.HasPrefix(r.path, "/slurmdb/") {
 			out = append(out, r)
 		}
 	}
@@ -144,6 +160,10 @@ func newBackend(t *testing.T, baseURL string, logOut io.Writer) *slurm.Scheduler
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
 	return s
+}
+
+func newJSONLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 func startFake(t *testing.T) (*fakeRestd, *httptest.Server) {
@@ -170,30 +190,28 @@ func TestStatusFromRecordedAnswers(t *testing.T) {
 		started   bool
 		ended     bool
 	}{
-		{name: "pending held", fixture: "job_pending_held.json", id: "4", submitted: 1795934672,
+		{name: "pending held", fixture: "job_pending_held.json", id: "33", submitted: 1796635920,
 			phase: app.PhaseQueued, state: "PENDING"},
-		{name: "running", fixture: "job_running.json", id: "14", submitted: 1795934978,
+		{name: "running", fixture: "job_running.json", id: "39", submitted: 1796635929,
 			phase: app.PhaseRunning, state: "RUNNING", started: true},
-		{name: "completed", fixture: "job_completed.json", id: "11", submitted: 1795934977,
+		{name: "completed", fixture: "job_completed.json", id: "34", submitted: 1796635921,
 			phase: app.PhaseCompleted, state: "COMPLETED", exitCode: ptr(0), started: true, ended: true},
-		{name: "failed exit 3", fixture: "job_failed_exit3.json", id: "12", submitted: 1795934977,
+		{name: "failed exit 3", fixture: "job_failed_exit3.json", id: "37", submitted: 1796635924,
 			phase: app.PhaseFailed, state: "FAILED", errorCode: app.ErrorCodeNonZeroExit, exitCode: ptr(3), started: true, ended: true},
-		{name: "failed exit 13 (script not executable)", fixture: "job_failed_exec_denied.json", id: "3", submitted: 1795934658,
-			phase: app.PhaseFailed, state: "FAILED", errorCode: app.ErrorCodeNonZeroExit, exitCode: ptr(13), started: true, ended: true},
-		{name: "killed by signal 9", fixture: "job_failed_signal9.json", id: "13", submitted: 1795934977,
+		{name: "killed by signal 9", fixture: "job_failed_signal9.json", id: "38", submitted: 1796635926,
 			phase: app.PhaseFailed, state: "FAILED", errorCode: app.ErrorCodeNonZeroExit, exitCode: ptr(128 + 9), started: true, ended: true},
-		{name: "cancelled while pending", fixture: "job_cancelled_pending.json", id: "4", submitted: 1795934672,
+		{name: "cancelled while pending", fixture: "job_cancelled_pending.json", id: "33", submitted: 1796635920,
 			phase: app.PhaseCancelled, state: "CANCELLED", exitCode: ptr(0), started: true, ended: true},
-		{name: "cancelled while running", fixture: "job_cancelled_running.json", id: "14", submitted: 1795934978,
+		{name: "cancelled while running", fixture: "job_cancelled_running.json", id: "39", submitted: 1796635929,
 			phase: app.PhaseCancelled, state: "CANCELLED", exitCode: ptr(128 + 15), started: true, ended: true},
-		{name: "timeout", fixture: "job_timeout.json", id: "10", submitted: 1795934977,
+		{name: "timeout", fixture: "job_timeout.json", id: "40", submitted: 1796635933,
 			phase: app.PhaseFailed, state: "TIMEOUT", errorCode: app.ErrorCodeTimeout, exitCode: ptr(128 + 15), started: true, ended: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f, srv := startFake(t)
-			f.setFixture(t, http.MethodGet, "/slurm/v0.0.38/job/"+tc.id, tc.fixture)
+			f.setFixture(t, http.MethodGet, "/slurm/v0.0.42/job/"+tc.id, tc.fixture)
 			s := newBackend(t, srv.URL, nil)
 
 			st, err := s.Status(context.Background(), app.SchedulerRef{ID: tc.id, SubmittedAt: submittedAt(tc.submitted)})
@@ -211,7 +229,7 @@ func TestStatusFromRecordedAnswers(t *testing.T) {
 			require.Equal(t, tc.started, !st.StartTime.IsZero(), "start time %s", st.StartTime)
 			require.Equal(t, tc.ended, !st.EndTime.IsZero(), "end time %s", st.EndTime)
 			if tc.started && tc.fixture != "job_cancelled_pending.json" {
-				require.Equal(t, []string{"vm"}, st.NodeList)
+				require.Equal(t, []string{"frontera-n1"}, st.NodeList)
 			}
 
 			// The same id with another submit time is a different job.
@@ -224,6 +242,23 @@ func TestStatusFromRecordedAnswers(t *testing.T) {
 func jsonInt(n int64) string { b, _ := json.Marshal(n); return string(b) }
 
 func ptr(v int32) *int32 { return &v }
+
+// exitObject is a v0.0.40+ exit_code: a return code, or a signal when sig > 0.
+func exitObject(rc, sig int) map[string]any {
+	num := func(set bool, n int) map[string]any {
+		return map[string]any{"set": set, "infinite": false, "number": n}
+	}
+	if sig > 0 {
+		return map[string]any{"status": []string{"SIGNALED"}, "return_code": num(false, 0),
+			"signal": map[string]any{"id": num(true, sig), "name": ""}}
+	}
+	status := "SUCCESS"
+	if rc != 0 {
+		status = "ERROR"
+	}
+	return map[string]any{"status": []string{status}, "return_code": num(true, rc),
+		"signal": map[string]any{"id": num(false, 0), "name": ""}}
+}
 
 func TestEveryStateMapping(t *testing.T) {
 	t.Parallel()
@@ -248,10 +283,10 @@ func TestEveryStateMapping(t *testing.T) {
 		{state: "STAGE_OUT", phase: app.PhaseRunning},
 		{state: "RESIZING", phase: app.PhaseRunning},
 		{state: "COMPLETED", phase: app.PhaseCompleted},
-		{state: "COMPLETED", exitCode: 256, phase: app.PhaseFailed, errorCode: app.ErrorCodeNonZeroExit},
-		{state: "FAILED", exitCode: 512, phase: app.PhaseFailed, errorCode: app.ErrorCodeNonZeroExit},
-		{state: "TIMEOUT", exitCode: 15, phase: app.PhaseFailed, errorCode: app.ErrorCodeTimeout},
-		{state: "OUT_OF_MEMORY", exitCode: 9, phase: app.PhaseFailed, errorCode: app.ErrorCodeOutOfMemory},
+		{state: "COMPLETED", exitCode: exitObject(1, 0), phase: app.PhaseFailed, errorCode: app.ErrorCodeNonZeroExit},
+		{state: "FAILED", exitCode: exitObject(2, 0), phase: app.PhaseFailed, errorCode: app.ErrorCodeNonZeroExit},
+		{state: "TIMEOUT", exitCode: exitObject(0, 15), phase: app.PhaseFailed, errorCode: app.ErrorCodeTimeout},
+		{state: "OUT_OF_MEMORY", exitCode: exitObject(0, 9), phase: app.PhaseFailed, errorCode: app.ErrorCodeOutOfMemory},
 		{state: "NODE_FAIL", phase: app.PhaseFailed, errorCode: app.ErrorCodeNodeFail},
 		{state: "BOOT_FAIL", phase: app.PhaseFailed, errorCode: app.ErrorCodeBootFail},
 		{state: "DEADLINE", phase: app.PhaseFailed, errorCode: app.ErrorCodeDeadline},
@@ -265,13 +300,14 @@ func TestEveryStateMapping(t *testing.T) {
 				name  string
 				state any
 			}{
-				{name: "v0.0.38 string", state: tc.state},
-				{name: "newer list", state: []string{tc.state}},
+				{name: "plain string", state: tc.state},
+				{name: "flag list", state: []string{tc.state}},
+				{name: "flag list with flags", state: []string{tc.state, "REQUEUED_FLAG_UNKNOWN"}},
 			} {
 				f, srv := startFake(t)
-				f.set(http.MethodGet, "/slurm/v0.0.38/job/11", http.StatusOK, withJobState(t, "job_completed.json", form.state, tc.exitCode))
+				f.set(http.MethodGet, "/slurm/v0.0.42/job/34", http.StatusOK, withJobState(t, "job_completed.json", form.state, tc.exitCode))
 				s := newBackend(t, srv.URL, nil)
-				st, err := s.Status(context.Background(), app.SchedulerRef{ID: "11", SubmittedAt: submittedAt(1795934977)})
+				st, err := s.Status(context.Background(), app.SchedulerRef{ID: "34", SubmittedAt: submittedAt(1796635921)})
 				require.NoError(t, err, form.name)
 				require.Equal(t, tc.phase, st.Phase, form.name)
 				require.Equal(t, tc.errorCode, st.ErrorCode, form.name)
@@ -287,10 +323,10 @@ func TestEveryStateMapping(t *testing.T) {
 	t.Run("COMPLETING flag of newer versions is not terminal", func(t *testing.T) {
 		t.Parallel()
 		f, srv := startFake(t)
-		f.set(http.MethodGet, "/slurm/v0.0.38/job/11", http.StatusOK,
+		f.set(http.MethodGet, "/slurm/v0.0.42/job/34", http.StatusOK,
 			withJobState(t, "job_completed.json", []string{"COMPLETED", "COMPLETING"}, nil))
 		s := newBackend(t, srv.URL, nil)
-		st, err := s.Status(context.Background(), app.SchedulerRef{ID: "11"})
+		st, err := s.Status(context.Background(), app.SchedulerRef{ID: "34"})
 		require.NoError(t, err)
 		require.Equal(t, app.PhaseRunning, st.Phase)
 	})
@@ -298,9 +334,9 @@ func TestEveryStateMapping(t *testing.T) {
 	t.Run("unknown state is an error, not a guess", func(t *testing.T) {
 		t.Parallel()
 		f, srv := startFake(t)
-		f.set(http.MethodGet, "/slurm/v0.0.38/job/11", http.StatusOK, withJobState(t, "job_completed.json", "LAUNCHED_TO_MARS", nil))
+		f.set(http.MethodGet, "/slurm/v0.0.42/job/34", http.StatusOK, withJobState(t, "job_completed.json", "LAUNCHED_TO_MARS", nil))
 		s := newBackend(t, srv.URL, nil)
-		_, err := s.Status(context.Background(), app.SchedulerRef{ID: "11"})
+		_, err := s.Status(context.Background(), app.SchedulerRef{ID: "34"})
 		require.ErrorContains(t, err, "LAUNCHED_TO_MARS")
 	})
 }
@@ -338,8 +374,8 @@ func TestParseExitCode(t *testing.T) {
 func TestSubmitRequestBody(t *testing.T) {
 	t.Parallel()
 	f, srv := startFake(t)
-	f.setFixture(t, http.MethodPost, "/slurm/v0.0.38/job/submit", "submit_ok.json")
-	f.set(http.MethodGet, "/slurm/v0.0.38/job/15", http.StatusOK, withJobID(t, "job_pending_held.json", 15))
+	f.setFixture(t, http.MethodPost, "/slurm/v0.0.42/job/submit", "submit_ok.json")
+	f.set(http.MethodGet, "/slurm/v0.0.42/job/34", http.StatusOK, withJobID(t, "job_pending_held.json", 34))
 	var logs bytes.Buffer
 	s := newBackend(t, srv.URL, &logs)
 
@@ -359,8 +395,8 @@ func TestSubmitRequestBody(t *testing.T) {
 		Account:      "AST123",
 	})
 	require.NoError(t, err)
-	require.Equal(t, "15", ref.ID)
-	require.Equal(t, int64(1795934672), ref.SubmittedAt.Unix(), "submit time read back from slurmrestd")
+	require.Equal(t, "34", ref.ID)
+	require.Equal(t, int64(1796635920), ref.SubmittedAt.Unix(), "submit time read back from slurmrestd")
 
 	posts := f.recorded(http.MethodPost)
 	require.Len(t, posts, 1)
@@ -369,29 +405,34 @@ func TestSubmitRequestBody(t *testing.T) {
 	require.Equal(t, "application/json", posts[0].header.Get("Content-Type"))
 
 	var body struct {
-		Job    map[string]any `json:"job"`
-		Script string         `json:"script"`
+		Job map[string]any `json:"job"`
 	}
 	require.NoError(t, json.Unmarshal(posts[0].body, &body))
-	require.Equal(t, "#!/bin/bash\necho hi\n", body.Script)
+	require.Equal(t, "#!/bin/bash\necho hi\n", body.Job["script"], "the script travels inside the job (top-level script is deprecated)")
 	require.Equal(t, "calib-job-1", body.Job["name"])
 	require.Equal(t, "/scratch/job-1", body.Job["current_working_directory"])
 	require.Equal(t, "/scratch/job-1/job-1.out", body.Job["standard_output"])
 	require.Equal(t, "/scratch/job-1/job-1.err", body.Job["standard_error"])
-	require.EqualValues(t, 2, body.Job["time_limit"], "minutes, rounded up")
+	require.Equal(t, map[string]any{"set": true, "infinite": false, "number": 2.0}, body.Job["time_limit"], "minutes, rounded up")
 	require.Equal(t, "normal", body.Job["partition"])
-	require.EqualValues(t, 2, body.Job["nodes"])
+	require.Equal(t, "2", body.Job["nodes"], "a node count string")
 	require.EqualValues(t, 1, body.Job["tasks_per_node"])
 	require.EqualValues(t, 8, body.Job["cpus_per_task"])
-	require.EqualValues(t, 4096, body.Job["memory_per_node"])
-	require.Equal(t, "4", body.Job["gpus_per_node"])
+	require.Equal(t, map[string]any{"set": true, "infinite": false, "number": 4096.0}, body.Job["memory_per_node"])
+	require.Equal(t, "gres/gpu:4", body.Job["tres_per_node"])
 	require.Equal(t, "AST123", body.Job["account"])
-	require.NotContains(t, body.Job, "tres_per_node", "v0.0.38 rejects tres_per_node")
-	env := body.Job["environment"].(map[string]any)
-	require.Equal(t, hostile, env["DATASET"], "environment values travel verbatim")
-	require.Equal(t, slurm.DefaultPath, env["PATH"])
-	require.Equal(t, "job-1", env["FLEET_JOB_ID"])
-	require.Equal(t, "/scratch/job-1", env["FLEET_WORK_DIR"])
+	require.NotContains(t, body.Job, "gpus_per_node", "v0.0.40+ have no gpus_per_node")
+	var env []string
+	for _, e := range body.Job["environment"].([]any) {
+		env = append(env, e.(string))
+	}
+	require.Equal(t, []string{
+		"DATASET=" + hostile, // environment values travel verbatim
+		"FLEET_JOB_ID=job-1",
+		"FLEET_JOB_NAME=calib",
+		"FLEET_WORK_DIR=/scratch/job-1",
+		"PATH=" + slurm.DefaultPath,
+	}, env, "a sorted list of NAME=value")
 
 	require.NotContains(t, logs.String(), testToken, "the token is never logged")
 	require.Contains(t, logs.String(), "slurmrestd request", "requests are logged at debug level")
@@ -406,17 +447,17 @@ func TestSubmitFieldsOmittedWhenUnset(t *testing.T) {
 		want     map[string]any
 		absent   []string
 	}{
-		{name: "exactly one minute", walltime: time.Minute, want: map[string]any{"time_limit": 1.0}, absent: []string{"gpus_per_node"}},
-		{name: "one second rounds up", walltime: time.Second, want: map[string]any{"time_limit": 1.0}},
-		{name: "no walltime, no gpus", absent: []string{"time_limit", "gpus_per_node", "partition", "account", "nodes", "memory_per_node", "cpus_per_task"}},
-		{name: "one gpu", gpus: 1, want: map[string]any{"gpus_per_node": "1"}},
+		{name: "exactly one minute", walltime: time.Minute, want: map[string]any{"time_limit": map[string]any{"set": true, "infinite": false, "number": 1.0}}, absent: []string{"tres_per_node"}},
+		{name: "one second rounds up", walltime: time.Second, want: map[string]any{"time_limit": map[string]any{"set": true, "infinite": false, "number": 1.0}}},
+		{name: "no walltime, no gpus", absent: []string{"time_limit", "tres_per_node", "partition", "account", "nodes", "memory_per_node", "cpus_per_task"}},
+		{name: "one gpu", gpus: 1, want: map[string]any{"tres_per_node": "gres/gpu:1"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f, srv := startFake(t)
-			f.setFixture(t, http.MethodPost, "/slurm/v0.0.38/job/submit", "submit_ok.json")
-			f.setFixture(t, http.MethodGet, "/slurm/v0.0.38/job/15", "job_pending_held.json")
+			f.setFixture(t, http.MethodPost, "/slurm/v0.0.42/job/submit", "submit_ok.json")
+			f.set(http.MethodGet, "/slurm/v0.0.42/job/34", http.StatusOK, withJobID(t, "job_pending_held.json", 34))
 			s := newBackend(t, srv.URL, nil)
 			_, err := s.Submit(context.Background(), app.SubmitRequest{
 				JobID: "j", Script: "#!/bin/sh\n", WorkDir: "/tmp", Walltime: tc.walltime, GPUsPerNode: tc.gpus,
@@ -473,10 +514,10 @@ func TestErrorPaths(t *testing.T) {
 		unknown     bool
 		contains    string
 	}{
-		{name: "unknown job (recorded 500 with error 2017)", method: http.MethodGet, fixture: "job_unknown.json",
+		{name: "unknown job (recorded 404 with error 2017)", method: http.MethodGet, fixture: "job_unknown.json",
 			unknown: true, contains: "Invalid job id specified"},
-		{name: "rejected token (recorded 500, error -1)", method: http.MethodGet, fixture: "auth_rejected.json",
-			unavailable: true, contains: "Unspecified error"},
+		{name: "rejected token (recorded 511, error 1007)", method: http.MethodGet, fixture: "auth_rejected.json",
+			unavailable: true, contains: "Protocol authentication error"},
 		{name: "500 without body", method: http.MethodGet, status: 500, body: []byte(""), unavailable: true, contains: "malformed"},
 		{name: "500 malformed JSON", method: http.MethodGet, status: 500, body: []byte("<html>oops"), unavailable: true, contains: "malformed"},
 		{name: "502", method: http.MethodGet, status: 502, body: []byte(`{"errors":[]}`), unavailable: true, contains: "HTTP 502"},
@@ -489,8 +530,6 @@ func TestErrorPaths(t *testing.T) {
 			body: []byte(`{"errors":[{"error_number":2017,"error":"Invalid job id specified"}],"jobs":[]}`), unknown: true},
 		{name: "submit: invalid partition (recorded 500, error 2000)", method: http.MethodPost, fixture: "submit_bad_partition.json",
 			contains: "Invalid partition name specified"},
-		{name: "submit: unknown field (recorded 400)", method: http.MethodPost, fixture: "submit_unknown_key.json",
-			contains: `Unknown key "tres_per_node"`},
 		{name: "submit: 500 without errors", method: http.MethodPost, status: 500, body: []byte(`{"errors":[]}`), unavailable: true},
 		{name: "submit: 200 without job id", method: http.MethodPost, status: 200,
 			body:     []byte(`{"errors":[{"error_code":2001,"error":"No partition specified or system default partition"}]}`),
@@ -500,9 +539,9 @@ func TestErrorPaths(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f, srv := startFake(t)
-			path := "/slurm/v0.0.38/job/7"
+			path := "/slurm/v0.0.42/job/7"
 			if tc.method == http.MethodPost {
-				path = "/slurm/v0.0.38/job/submit"
+				path = "/slurm/v0.0.42/job/submit"
 			}
 			if tc.fixture != "" {
 				f.setFixture(t, tc.method, path, tc.fixture)
@@ -567,23 +606,27 @@ func TestConnectionRefusedIsUnavailable(t *testing.T) {
 func TestCancel(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name       string
-		getFixture string
-		submitted  int64
-		deleteBody []byte
-		deleteCode int
-		wantDelete bool
-		wantErr    error
+		name        string
+		getFixture  string
+		submitted   int64
+		deleteBody  []byte
+		deleteCode  int
+		wantDelete  bool
+		wantErr     error
+		wantErrText string
 	}{
-		{name: "running job is cancelled", getFixture: "job_running.json", submitted: 1795934978,
+		{name: "running job is cancelled", getFixture: "job_running.json", submitted: 1796635929,
 			deleteBody: fixture(t, "delete_ok.json"), deleteCode: 200, wantDelete: true},
-		{name: "pending job is cancelled", getFixture: "job_pending_held.json", submitted: 1795934672,
+		{name: "pending job is cancelled", getFixture: "job_pending_held.json", submitted: 1796635920,
 			deleteBody: fixture(t, "delete_ok.json"), deleteCode: 200, wantDelete: true},
-		{name: "ended job is left alone", getFixture: "job_completed.json", submitted: 1795934977},
-		{name: "job purged between read and cancel", getFixture: "job_running.json", submitted: 1795934978,
-			deleteBody: fixture(t, "delete_unknown.json"), deleteCode: 500, wantDelete: true},
-		{name: "reused id is never cancelled", getFixture: "job_running.json", submitted: 1795934000, wantErr: app.ErrUnknownJob},
-		{name: "unknown job", getFixture: "job_unknown.json", submitted: 1795934978, wantErr: app.ErrUnknownJob},
+		{name: "ended job is left alone", getFixture: "job_completed.json", submitted: 1796635921},
+		{name: "job purged between read and cancel (recorded 200, status 2017)", getFixture: "job_running.json", submitted: 1796635929,
+			deleteBody: fixture(t, "delete_unknown.json"), deleteCode: 200, wantDelete: true},
+		{name: "cancel refused", getFixture: "job_running.json", submitted: 1796635929,
+			deleteBody: []byte(`{"status":[{"error":{"string":"Access/permission denied","code":2002,"message":"Access/permission denied"},"step_id":"39"}],"errors":[]}`),
+			deleteCode: 200, wantDelete: true, wantErrText: "Access/permission denied"},
+		{name: "reused id is never cancelled", getFixture: "job_running.json", submitted: 1796635000, wantErr: app.ErrUnknownJob},
+		{name: "unknown job", getFixture: "job_unknown.json", submitted: 1796635929, wantErr: app.ErrUnknownJob},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -599,15 +642,18 @@ func TestCancel(t *testing.T) {
 			if len(jobDoc.Jobs) > 0 {
 				id = jsonInt(jobDoc.Jobs[0].JobID)
 			}
-			f.setFixture(t, http.MethodGet, "/slurm/v0.0.38/job/"+id, tc.getFixture)
+			f.setFixture(t, http.MethodGet, "/slurm/v0.0.42/job/"+id, tc.getFixture)
 			if tc.deleteBody != nil {
-				f.set(http.MethodDelete, "/slurm/v0.0.38/job/"+id, tc.deleteCode, tc.deleteBody)
+				f.set(http.MethodDelete, "/slurm/v0.0.42/job/"+id, tc.deleteCode, tc.deleteBody)
 			}
 			s := newBackend(t, srv.URL, nil)
 			err := s.Cancel(context.Background(), app.SchedulerRef{ID: id, SubmittedAt: submittedAt(tc.submitted)})
-			if tc.wantErr != nil {
+			switch {
+			case tc.wantErr != nil:
 				require.ErrorIs(t, err, tc.wantErr)
-			} else {
+			case tc.wantErrText != "":
+				require.ErrorContains(t, err, tc.wantErrText)
+			default:
 				require.NoError(t, err)
 			}
 			require.Equal(t, tc.wantDelete, len(f.recorded(http.MethodDelete)) == 1)
@@ -629,7 +675,7 @@ func TestNonNumericIDIsUnknownWithoutCalling(t *testing.T) {
 func TestTokenFileIsReReadWhenItChanges(t *testing.T) {
 	t.Parallel()
 	f, srv := startFake(t)
-	f.setFixture(t, http.MethodGet, "/slurm/v0.0.38/job/11", "job_completed.json")
+	f.setFixture(t, http.MethodGet, "/slurm/v0.0.42/job/34", "job_completed.json")
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	require.NoError(t, os.WriteFile(tokenFile, []byte("SLURM_JWT=first-token\n"), 0o600))
 	var logs bytes.Buffer
@@ -640,10 +686,10 @@ func TestTokenFileIsReReadWhenItChanges(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
 
-	_, err = s.Status(context.Background(), app.SchedulerRef{ID: "11"})
+	_, err = s.Status(context.Background(), app.SchedulerRef{ID: "34"})
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(tokenFile, []byte("second-token-longer"), 0o600))
-	_, err = s.Status(context.Background(), app.SchedulerRef{ID: "11"})
+	_, err = s.Status(context.Background(), app.SchedulerRef{ID: "34"})
 	require.NoError(t, err)
 
 	gets := f.recorded(http.MethodGet)
@@ -660,7 +706,7 @@ func TestUnixSocketTransport(t *testing.T) {
 	ln, err := net.Listen("unix", sock)
 	require.NoError(t, err)
 	f := newFake()
-	f.setFixture(t, http.MethodGet, "/slurm/v0.0.38/job/11", "job_completed.json")
+	f.setFixture(t, http.MethodGet, "/slurm/v0.0.42/job/34", "job_completed.json")
 	srv := &http.Server{Handler: f, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
@@ -668,7 +714,7 @@ func TestUnixSocketTransport(t *testing.T) {
 	s, err := slurm.New(slurm.Config{BaseURL: "unix://" + sock})
 	require.NoError(t, err, "local auth over a unix socket needs no token")
 	t.Cleanup(s.Close)
-	st, err := s.Status(context.Background(), app.SchedulerRef{ID: "11", SubmittedAt: submittedAt(1795934977)})
+	st, err := s.Status(context.Background(), app.SchedulerRef{ID: "34", SubmittedAt: submittedAt(1796635921)})
 	require.NoError(t, err)
 	require.Equal(t, app.PhaseCompleted, st.Phase)
 	gets := f.recorded(http.MethodGet)
