@@ -342,3 +342,32 @@ func TestDecodeJSONIsAvroJSON(t *testing.T) {
 		require.Equal(t, "s3://out/j1", payload["output_location"])
 	}
 }
+
+// job-metrics v2 adds seff's efficiencies; a v1 reader drops them, a v2
+// reader of v1 data finds them absent.
+func TestJobMetricsEfficienciesAcrossVersions(t *testing.T) {
+	t.Parallel()
+	cpu, mem := 23.26, 12.49
+	ev := sampleEvent(t, events.JobMetricsRecorded{JobID: "j", TaccSystem: events.TaccSystemFrontera, UserID: "u", Agent: "AlphaCal",
+		RunTimeMS: 6000, CPUTimeMS: ptr(int64(1396)), MaxRSSBytes: ptr(int64(33529856)), CPUEfficiencyPercent: &cpu, MemoryEfficiencyPercent: &mem, Final: true})
+	v2 := newCodec(t, events.CodecConfig{})
+	b, err := v2.Encode(ev)
+	require.NoError(t, err)
+	got, err := v2.Decode(events.TopicJobMetrics, b)
+	require.NoError(t, err)
+	require.Equal(t, ev, got)
+
+	v1 := newCodec(t, events.CodecConfig{ReaderVersions: map[string]int{events.TopicJobMetrics: 1}})
+	old, err := v1.Decode(events.TopicJobMetrics, b)
+	require.NoError(t, err)
+	p := old.Payload.(events.JobMetricsRecorded)
+	require.Nil(t, p.CPUEfficiencyPercent, "v1 has no such field")
+	require.Equal(t, int64(1396), *p.CPUTimeMS)
+
+	v1Writer := newCodec(t, events.CodecConfig{WriterVersions: map[string]int{events.TopicJobMetrics: 1}})
+	b1, err := v1Writer.Encode(ev)
+	require.NoError(t, err)
+	fromV1, err := v2.Decode(events.TopicJobMetrics, b1)
+	require.NoError(t, err)
+	require.Nil(t, fromV1.Payload.(events.JobMetricsRecorded).MemoryEfficiencyPercent, "the v2 default for v1 data")
+}

@@ -159,6 +159,8 @@ func TestEventsWithTheLegacyFingerprintStillDecode(t *testing.T) {
 				if p.EventType() == eventType {
 					want := sampleEvent(t, p)
 					want.EventID = ev.EventID // fresh per sample
+					require.Equal(t, int32(1), ev.SchemaVersion, "the earlier release wrote v1")
+					want.SchemaVersion = ev.SchemaVersion
 					require.Equal(t, want, ev)
 				}
 			}

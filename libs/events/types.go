@@ -248,7 +248,11 @@ type JobMetricsRecorded struct {
 	GPUHours    float64    `avro:"gpu_hours"`
 	CPUTimeMS   *int64     `avro:"cpu_time_ms"`
 	MaxRSSBytes *int64     `avro:"max_rss_bytes"`
-	Final       bool       `avro:"final"`
+	// CPUEfficiencyPercent and MemoryEfficiencyPercent are seff's figures
+	// (schema v2); nil when unknown and in events written with v1.
+	CPUEfficiencyPercent    *float64 `avro:"cpu_efficiency_percent"`
+	MemoryEfficiencyPercent *float64 `avro:"memory_efficiency_percent"`
+	Final                   bool     `avro:"final"`
 }
 
 // NotificationSent: a notification was delivered.

@@ -170,8 +170,25 @@ func (a *App) metricsPayload(j *domain.Job, st *SchedulerStatus) events.JobMetri
 			v := *st.MaxRSSBytes
 			p.MaxRSSBytes = &v
 		}
+		p.CPUEfficiencyPercent, p.MemoryEfficiencyPercent = efficiencies(j.Spec.Resources, j.RunTime(), st)
 	}
 	return p
+}
+
+// efficiencies are Slurm's seff figures for a job that ran for run with
+// the resources r requested: CPU time over run time times the CPUs, and peak
+// resident memory over the memory, in percent; nil where the scheduler did
+// not report the use or the request names no amount.
+func efficiencies(r domain.Resources, run time.Duration, st *SchedulerStatus) (cpu, mem *float64) {
+	if cpus := float64(r.Nodes) * float64(r.CoresPerNode); st.CPUTime != nil && run > 0 && cpus > 0 {
+		v := st.CPUTime.Seconds() / (run.Seconds() * cpus) * 100
+		cpu = &v
+	}
+	if bytes := float64(r.Nodes) * float64(r.MemoryMB) * (1 << 20); st.MaxRSSBytes != nil && bytes > 0 {
+		v := float64(*st.MaxRSSBytes) / bytes * 100
+		mem = &v
+	}
+	return cpu, mem
 }
 
 // runningSample is the job.metrics_recorded of the RUNNING job j at now:
@@ -183,6 +200,7 @@ func (a *App) runningSample(ctx context.Context, j *domain.Job, st *SchedulerSta
 	cost := a.cfg.Rates.Estimate(j.Spec.Resources, run)
 	p := a.metricsPayload(j, st)
 	p.Final, p.RunTimeMS, p.NodeHours, p.GPUHours, p.ExitCode = false, run.Milliseconds(), cost.NodeHours, cost.GPUHours, nil
+	p.CPUEfficiencyPercent, p.MemoryEfficiencyPercent = nil, nil // final sample only
 	var causation string
 	if n := len(j.History); n > 0 {
 		causation = j.History[n-1].EventID

@@ -100,6 +100,13 @@ func TestReconcilerHappyPathExactlyOnce(t *testing.T) {
 	require.Equal(t, int64(30*time.Minute/time.Millisecond), metrics.RunTimeMS)
 	require.Equal(t, cpu.Milliseconds(), *metrics.CPUTimeMS)
 	require.Equal(t, rss, *metrics.MaxRSSBytes)
+	// seff's figures from the request: CPU time / (run time x CPUs), peak
+	// RSS / memory.
+	want := c.Spec.Resources
+	require.Positive(t, want.Nodes*want.CoresPerNode)
+	require.Positive(t, want.MemoryMB)
+	require.InDelta(t, 90.0/(30.0*float64(want.Nodes*want.CoresPerNode))*100, *metrics.CPUEfficiencyPercent, 1e-9)
+	require.InDelta(t, float64(rss)/(float64(want.Nodes)*float64(want.MemoryMB)*(1<<20))*100, *metrics.MemoryEfficiencyPercent, 1e-9)
 	require.True(t, metrics.Final)
 	requireEncodable(t, recs)
 }
