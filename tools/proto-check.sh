@@ -44,7 +44,9 @@ else
     echo "proto-check: breaking check skipped: $ref ($commit) has no proto/buf.yaml, nothing to compare against" >&2
     exit 0
   fi
-  against="$(git rev-parse --absolute-git-dir)#ref=$commit,subdir=proto"
+  # The common git directory (the repository's .git, also from a linked worktree, whose own
+  # git directory buf does not recognise as a repository).
+  against="$(git rev-parse --path-format=absolute --git-common-dir)#ref=$commit,subdir=proto"
 fi
 echo "proto-check: buf breaking against $against" >&2
 buf breaking proto --against "$against"

@@ -449,6 +449,7 @@ func printJob(w io.Writer, j *jobpb.Job) {
 	r := s.GetResources()
 	row("resources", fmt.Sprintf("%d node(s) x %d cores, %d GPUs, walltime %s", r.GetNodes(), r.GetCoresPerNode(), r.GetGpusPerNode(), r.GetWalltime().AsDuration()))
 	row("scheduler id", j.GetSchedulerJobId())
+	row("waiting", j.GetSchedulerDetail())
 	if j.ExitCode != nil {
 		row("exit code", fmt.Sprint(j.GetExitCode()))
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
+	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
 )
 
 const testSecret = "chctl-test-secret-0123456789abcdef0123"
@@ -216,4 +217,16 @@ func TestJobsAgainstOrchestrator(t *testing.T) {
 		require.Regexp(t, `exit code\s+1`, got)
 		require.Contains(t, got, "NON_ZERO_EXIT")
 	})
+}
+
+func TestPrintJobShowsWhyItWaits(t *testing.T) {
+	t.Parallel()
+	const detail = "QOSMaxJobsPerUserLimit: you have as many jobs running as your QOS allows; it starts when one of them ends"
+	var out bytes.Buffer
+	printJob(&out, &jobpb.Job{JobId: "j-1", Status: jobpb.JobStatus_JOB_STATUS_QUEUED, SchedulerJobId: "42", SchedulerDetail: detail})
+	require.Regexp(t, `(?m)^waiting\s+`+regexp.QuoteMeta(detail)+`$`, out.String())
+
+	out.Reset()
+	printJob(&out, &jobpb.Job{JobId: "j-1", Status: jobpb.JobStatus_JOB_STATUS_RUNNING, SchedulerJobId: "42"})
+	require.NotContains(t, out.String(), "waiting")
 }

@@ -649,8 +649,12 @@ type Job struct {
 	// correlation_id ties together the logs, traces and events caused by the submission. It is
 	// taken from the request's x-correlation-id metadata or generated when absent.
 	CorrelationId string `protobuf:"bytes,14,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// scheduler_detail is the scheduler's current reason why a QUEUED job waits, with what to do
+	// about it, for example that the user's per-QOS job limit is reached; empty when the scheduler
+	// gives none and once the job left QUEUED.
+	SchedulerDetail string `protobuf:"bytes,15,opt,name=scheduler_detail,json=schedulerDetail,proto3" json:"scheduler_detail,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -777,6 +781,13 @@ func (x *Job) GetFinishedAt() *timestamppb.Timestamp {
 func (x *Job) GetCorrelationId() string {
 	if x != nil {
 		return x.CorrelationId
+	}
+	return ""
+}
+
+func (x *Job) GetSchedulerDetail() string {
+	if x != nil {
+		return x.SchedulerDetail
 	}
 	return ""
 }
@@ -1480,7 +1491,7 @@ const file_fleet_job_v1_job_proto_rawDesc = "" +
 	"\n" +
 	"node_hours\x18\x01 \x01(\x01R\tnodeHours\x12\x1b\n" +
 	"\tgpu_hours\x18\x02 \x01(\x01R\bgpuHours\x12\x10\n" +
-	"\x03usd\x18\x03 \x01(\x01R\x03usd\"\x83\x05\n" +
+	"\x03usd\x18\x03 \x01(\x01R\x03usd\"\xae\x05\n" +
 	"\x03Job\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12)\n" +
@@ -1500,7 +1511,8 @@ const file_fleet_job_v1_job_proto_rawDesc = "" +
 	"started_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12%\n" +
-	"\x0ecorrelation_id\x18\x0e \x01(\tR\rcorrelationIdB\f\n" +
+	"\x0ecorrelation_id\x18\x0e \x01(\tR\rcorrelationId\x12)\n" +
+	"\x10scheduler_detail\x18\x0f \x01(\tR\x0fschedulerDetailB\f\n" +
 	"\n" +
 	"_exit_code\"\x9d\x02\n" +
 	"\bJobEvent\x12\x15\n" +

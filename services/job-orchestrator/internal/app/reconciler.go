@@ -383,8 +383,14 @@ func (r *Reconciler) record(ctx context.Context, j *domain.Job, st *SchedulerSta
 	a := r.app
 	probe := j.Clone()
 	trs, err := a.applyStatus(probe, st)
-	if err != nil || len(trs) == 0 {
+	if err != nil {
 		return err
+	}
+	if len(trs) == 0 {
+		if st.Phase == PhaseQueued {
+			return r.recordDetail(ctx, j, st.Reason)
+		}
+		return nil
 	}
 	ctx, end := jobContext(ctx, j, "record job status")
 	defer func() { end(err) }()
@@ -402,6 +408,29 @@ func (r *Reconciler) record(ctx context.Context, j *domain.Job, st *SchedulerSta
 	r.log.InfoContext(ctx, "job status changed", "job_id", j.ID, "from_status", string(j.Status),
 		"to_status", string(stored.Status), "scheduler_state", st.State)
 	a.changed(stored)
+	return nil
+}
+
+// recordDetail stores the scheduler's reason why the QUEUED job j waits
+// when it changed, with j's version. It is no transition and emits no event.
+func (r *Reconciler) recordDetail(ctx context.Context, j *domain.Job, detail string) error {
+	if !j.Clone().SetSchedulerDetail(detail) {
+		return nil
+	}
+	stored, err := r.app.repo.Transition(ctx, j.ID, j.Version, func(cur *domain.Job) ([]OutboxRecord, error) {
+		if !cur.SetSchedulerDetail(detail) {
+			return nil, errSkip
+		}
+		return nil, nil
+	})
+	if errors.Is(err, errSkip) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("record scheduler detail: %w", err)
+	}
+	r.log.InfoContext(ctx, "job waits", "job_id", j.ID, "scheduler_job_id", j.SchedulerRef.ID, "detail", detail)
+	r.app.changed(stored)
 	return nil
 }
 

@@ -421,3 +421,48 @@ func TestReconcilerSampleIntervalZeroSendsNone(t *testing.T) {
 	_, err = app.NewReconciler(f.app, rcfg, slog.New(slog.DiscardHandler))
 	require.ErrorContains(t, err, "sample interval must not be negative")
 }
+
+func TestReconcilerRecordsSchedulerDetailOfWaitingJob(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	j := f.submit(t, alice, "k")
+	require.Equal(t, 1, f.rec.Pass(ctx).Dispatched)
+	q := f.job(t, j.ID)
+	require.Equal(t, domain.StatusQueued, q.Status)
+	require.Empty(t, q.SchedulerDetail)
+	events := len(jobEvents(f.repo.Events(), j.ID))
+
+	const limit = "QOSMaxJobsPerUserLimit: you have as many jobs running as your QOS allows; it starts when one of them ends"
+	f.sched.Set(q.SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseQueued, State: "PENDING", Reason: limit})
+	res := f.rec.Pass(ctx)
+	require.Zero(t, res.Applied, "a reason is no transition")
+	require.Zero(t, res.Errors)
+	w := f.job(t, j.ID)
+	require.Equal(t, domain.StatusQueued, w.Status)
+	require.Equal(t, limit, w.SchedulerDetail)
+	require.Equal(t, q.Sequence, w.Sequence)
+	require.Greater(t, w.Version, q.Version)
+	require.Len(t, jobEvents(f.repo.Events(), j.ID), events, "a reason emits no event")
+
+	// The same reason again writes nothing; a new one replaces it.
+	f.rec.Pass(ctx)
+	require.Equal(t, w.Version, f.job(t, j.ID).Version)
+	const prio = "Priority: jobs of higher priority wait before it; nothing to do"
+	f.sched.Set(q.SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseQueued, State: "PENDING", Reason: prio})
+	f.rec.Pass(ctx)
+	require.Equal(t, prio, f.job(t, j.ID).SchedulerDetail)
+
+	// It clears when the job runs.
+	f.sched.Set(q.SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseRunning, State: "RUNNING",
+		StartTime: time.Date(2026, 3, 1, 12, 5, 0, 0, time.UTC)})
+	require.Equal(t, 1, f.rec.Pass(ctx).Applied)
+	r := f.job(t, j.ID)
+	require.Equal(t, domain.StatusRunning, r.Status)
+	require.Empty(t, r.SchedulerDetail)
+
+	// A requeued RUNNING job stays RUNNING and keeps no detail.
+	f.sched.Set(q.SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseQueued, State: "PENDING", Reason: limit})
+	f.rec.Pass(ctx)
+	require.Empty(t, f.job(t, j.ID).SchedulerDetail)
+}

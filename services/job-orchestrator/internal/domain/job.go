@@ -65,7 +65,11 @@ type Job struct {
 	ErrorCode    string
 	ErrorMessage string
 	CancelledBy  string
-	Cost         Cost
+	// SchedulerDetail is the scheduler's current reason why the QUEUED job
+	// waits, with what to do about it (e.g. a per-user job limit); empty when
+	// it gives none. Every transition clears it.
+	SchedulerDetail string `json:",omitempty"`
+	Cost            Cost
 
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
@@ -163,10 +167,22 @@ func (j *Job) transition(to Status, at time.Time, reason string) (Transition, er
 	j.History = append(j.History, t)
 	j.Status = to
 	j.UpdatedAt = at
+	j.SchedulerDetail = ""
 	if to.Terminal() {
 		j.FinishedAt = at
 	}
 	return t, nil
+}
+
+// SetSchedulerDetail records the scheduler's reason why the QUEUED job
+// waits. It reports whether the detail changed; a job in any other status
+// keeps none.
+func (j *Job) SetSchedulerDetail(detail string) bool {
+	if j.Status != StatusQueued || j.SchedulerDetail == detail {
+		return false
+	}
+	j.SchedulerDetail = detail
+	return true
 }
 
 // MarkQueued records that the scheduler accepted the job.

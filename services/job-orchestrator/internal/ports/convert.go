@@ -130,7 +130,7 @@ func jobToPB(j *domain.Job) *jobpb.Job {
 		ErrorCode: j.ErrorCode, ErrorMessage: j.ErrorMessage,
 		CostEstimate: &jobpb.CostEstimate{NodeHours: j.Cost.NodeHours, GpuHours: j.Cost.GPUHours, Usd: j.Cost.USD},
 		CreatedAt:    ts(j.CreatedAt), QueuedAt: ts(j.QueuedAt), StartedAt: ts(j.StartedAt), FinishedAt: ts(j.FinishedAt),
-		CorrelationId: j.CorrelationID,
+		CorrelationId: j.CorrelationID, SchedulerDetail: j.SchedulerDetail,
 	}
 }
 

@@ -557,3 +557,31 @@ func TestAllocationsChargedByMembersOnly(t *testing.T) {
 		})
 	}
 }
+
+func TestGetJobShowsWhyAQueuedJobWaits(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := as(t, "alice", false)
+	j, err := e.client.SubmitJob(ctx, validRequest("w1"))
+	require.NoError(t, err)
+	id := j.GetJob().GetJobId()
+	e.rec.Pass(context.Background())
+	got, err := e.client.GetJob(ctx, &jobpb.GetJobRequest{JobId: id})
+	require.NoError(t, err)
+	require.Equal(t, jobpb.JobStatus_JOB_STATUS_QUEUED, got.GetJob().GetStatus())
+	require.Empty(t, got.GetJob().GetSchedulerDetail())
+
+	const detail = "ReqNodeNotAvail: the nodes it asks for are down or reserved; ask for another partition or fewer nodes"
+	e.sched.Set(got.GetJob().GetSchedulerJobId(), app.SchedulerStatus{Phase: app.PhaseQueued, State: "PENDING", Reason: detail})
+	e.rec.Pass(context.Background())
+	got, err = e.client.GetJob(ctx, &jobpb.GetJobRequest{JobId: id})
+	require.NoError(t, err)
+	require.Equal(t, detail, got.GetJob().GetSchedulerDetail())
+
+	e.sched.Set(got.GetJob().GetSchedulerJobId(), app.SchedulerStatus{Phase: app.PhaseRunning, State: "RUNNING"})
+	e.rec.Pass(context.Background())
+	got, err = e.client.GetJob(ctx, &jobpb.GetJobRequest{JobId: id})
+	require.NoError(t, err)
+	require.Equal(t, jobpb.JobStatus_JOB_STATUS_RUNNING, got.GetJob().GetStatus())
+	require.Empty(t, got.GetJob().GetSchedulerDetail())
+}

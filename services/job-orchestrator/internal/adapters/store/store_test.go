@@ -262,6 +262,19 @@ func testTransition(t *testing.T, db *sqlstore.DB, s *store.Store) {
 	require.EqualValues(t, 3, claimed.Version)
 	require.Equal(t, "t", claimed.Dispatch.Token)
 
+	const detail = "Priority: jobs of higher priority wait before it"
+	waiting, err := s.Transition(ctx, "job-1", claimed.Version, func(cur *domain.Job) ([]app.OutboxRecord, error) {
+		require.True(t, cur.SetSchedulerDetail(detail))
+		return nil, nil
+	})
+	require.NoError(t, err)
+	require.EqualValues(t, 4, waiting.Version)
+	got, err = s.Get(ctx, "job-1")
+	require.NoError(t, err)
+	require.Equal(t, detail, got.SchedulerDetail, "the scheduler's detail is stored with the job")
+	require.Equal(t, waiting, got)
+	require.EqualValues(t, 4, count(t, db, "SELECT COUNT(*) FROM outbox"), "a detail adds no outbox record")
+
 	_, err = s.Transition(ctx, "missing", app.AnyVersion, func(*domain.Job) ([]app.OutboxRecord, error) { return nil, nil })
 	require.ErrorIs(t, err, domain.ErrNotFound)
 }
