@@ -145,14 +145,7 @@ func slurmCatalogue(t *testing.T) string {
 }
 
 // sharedWorkDir is a job output directory the Slurm job user can write.
-func sharedWorkDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "fleet-e2e-jobs-")
-	require.NoError(t, err)
-	require.NoError(t, os.Chmod(dir, 0o1777))
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
-}
+func sharedWorkDir(t *testing.T) string { return testinfra.DirFor(t, testinfra.Shared) }
 
 func stateDir(t *testing.T) string { return servicetest.StateDir(t) }
 

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cosmic-horizons/fleet/libs/testinfra"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -269,9 +270,5 @@ func (w *logWriter) String() string {
 // It is removed when t ends.
 func StateDir(t testing.TB) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "fleet-test-state-")
-	require.NoError(t, err)
-	require.NoError(t, os.Chmod(dir, 0o711))
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return filepath.Join(dir, "state")
+	return filepath.Join(testinfra.DirFor(t, testinfra.Searchable), "state")
 }

@@ -85,14 +85,7 @@ func (s slurmStack) orchestratorEnv(t *testing.T) map[string]string {
 }
 
 // sharedDir makes a directory the Slurm job user can write.
-func sharedDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "fleet-e2e-slurm-")
-	require.NoError(t, err)
-	require.NoError(t, os.Chmod(dir, 0o1777))
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
-}
+func sharedDir(t *testing.T) string { return testinfra.DirFor(t, testinfra.Shared) }
 
 // holdPending fills the node with one-core blockers submitted straight to
 // Slurm, so that the next job stays PENDING until release cancels them.

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/cosmic-horizons/fleet/libs/testinfra"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/local"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/schedulertest"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
@@ -49,25 +50,11 @@ func TestMain(m *testing.M) {
 
 // workRoot returns a new work root that job users can reach (t.TempDir's
 // parent is private to root).
-func workRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "local-scheduler-")
-	require.NoError(t, err)
-	require.NoError(t, os.Chmod(dir, 0o711))
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
-}
+func workRoot(t testing.TB) string { return testinfra.DirFor(t, testinfra.Searchable) }
 
 // sharedDir returns a new directory every job user can write, like a
 // shared scratch directory.
-func sharedDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "local-scheduler-shared-")
-	require.NoError(t, err)
-	require.NoError(t, os.Chmod(dir, 0o1777))
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
-}
+func sharedDir(t *testing.T) string { return testinfra.DirFor(t, testinfra.Shared) }
 
 func newScheduler(t *testing.T, root string, maxConcurrent int) *local.Scheduler {
 	t.Helper()

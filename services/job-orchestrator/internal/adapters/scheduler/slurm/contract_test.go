@@ -106,14 +106,7 @@ func countWithSqueue(t *testing.T, req app.SubmitRequest) int {
 }
 
 // sharedWorkDir makes a directory the Slurm job user can write.
-func sharedWorkDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "fleet-slurm-contract-")
-	require.NoError(t, err)
-	require.NoError(t, os.Chmod(dir, 0o1777))
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
-}
+func sharedWorkDir(t *testing.T) string { return testinfra.DirFor(t, testinfra.Shared) }
 
 // clusterCPUs is the number of CPUs of the default partition (sinfo's
 // allocated/idle/other/total), which one-core jobs fill.
