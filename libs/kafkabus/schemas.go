@@ -115,13 +115,6 @@ func (r *SchemaRegistry) LookupSchema(fp uint64) (events.Schema, error) {
 	return events.Schema{}, fmt.Errorf("%s in %s: %w", events.FingerprintHex(fp), r.topic, events.ErrSchemaNotFound)
 }
 
-// Load reads the registry topic to its end, e.g. at start.
-func (r *SchemaRegistry) Load() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.refresh()
-}
-
 // refresh reads every partition from where the last read stopped to its
 // current end. r.mu is held.
 func (r *SchemaRegistry) refresh() error {
