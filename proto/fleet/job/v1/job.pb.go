@@ -13,6 +13,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -25,6 +26,59 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// OutputStream names one of a job's two output streams.
+type OutputStream int32
+
+const (
+	// OUTPUT_STREAM_UNSPECIFIED is the zero value; in a request it means OUTPUT_STREAM_STDOUT.
+	OutputStream_OUTPUT_STREAM_UNSPECIFIED OutputStream = 0
+	// OUTPUT_STREAM_STDOUT is the job's standard output.
+	OutputStream_OUTPUT_STREAM_STDOUT OutputStream = 1
+	// OUTPUT_STREAM_STDERR is the job's standard error.
+	OutputStream_OUTPUT_STREAM_STDERR OutputStream = 2
+)
+
+// Enum value maps for OutputStream.
+var (
+	OutputStream_name = map[int32]string{
+		0: "OUTPUT_STREAM_UNSPECIFIED",
+		1: "OUTPUT_STREAM_STDOUT",
+		2: "OUTPUT_STREAM_STDERR",
+	}
+	OutputStream_value = map[string]int32{
+		"OUTPUT_STREAM_UNSPECIFIED": 0,
+		"OUTPUT_STREAM_STDOUT":      1,
+		"OUTPUT_STREAM_STDERR":      2,
+	}
+)
+
+func (x OutputStream) Enum() *OutputStream {
+	p := new(OutputStream)
+	*p = x
+	return p
+}
+
+func (x OutputStream) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (OutputStream) Descriptor() protoreflect.EnumDescriptor {
+	return file_fleet_job_v1_job_proto_enumTypes[0].Descriptor()
+}
+
+func (OutputStream) Type() protoreflect.EnumType {
+	return &file_fleet_job_v1_job_proto_enumTypes[0]
+}
+
+func (x OutputStream) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use OutputStream.Descriptor instead.
+func (OutputStream) EnumDescriptor() ([]byte, []int) {
+	return file_fleet_job_v1_job_proto_rawDescGZIP(), []int{0}
+}
 
 // Agent names the processing pipeline a job runs.
 type Agent int32
@@ -71,11 +125,11 @@ func (x Agent) String() string {
 }
 
 func (Agent) Descriptor() protoreflect.EnumDescriptor {
-	return file_fleet_job_v1_job_proto_enumTypes[0].Descriptor()
+	return file_fleet_job_v1_job_proto_enumTypes[1].Descriptor()
 }
 
 func (Agent) Type() protoreflect.EnumType {
-	return &file_fleet_job_v1_job_proto_enumTypes[0]
+	return &file_fleet_job_v1_job_proto_enumTypes[1]
 }
 
 func (x Agent) Number() protoreflect.EnumNumber {
@@ -84,7 +138,7 @@ func (x Agent) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Agent.Descriptor instead.
 func (Agent) EnumDescriptor() ([]byte, []int) {
-	return file_fleet_job_v1_job_proto_rawDescGZIP(), []int{0}
+	return file_fleet_job_v1_job_proto_rawDescGZIP(), []int{1}
 }
 
 // TaccSystem names the TACC supercomputer a job runs on.
@@ -133,11 +187,11 @@ func (x TaccSystem) String() string {
 }
 
 func (TaccSystem) Descriptor() protoreflect.EnumDescriptor {
-	return file_fleet_job_v1_job_proto_enumTypes[1].Descriptor()
+	return file_fleet_job_v1_job_proto_enumTypes[2].Descriptor()
 }
 
 func (TaccSystem) Type() protoreflect.EnumType {
-	return &file_fleet_job_v1_job_proto_enumTypes[1]
+	return &file_fleet_job_v1_job_proto_enumTypes[2]
 }
 
 func (x TaccSystem) Number() protoreflect.EnumNumber {
@@ -146,7 +200,7 @@ func (x TaccSystem) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaccSystem.Descriptor instead.
 func (TaccSystem) EnumDescriptor() ([]byte, []int) {
-	return file_fleet_job_v1_job_proto_rawDescGZIP(), []int{1}
+	return file_fleet_job_v1_job_proto_rawDescGZIP(), []int{2}
 }
 
 // Priority orders jobs of one user against each other before they reach the scheduler.
@@ -191,11 +245,11 @@ func (x Priority) String() string {
 }
 
 func (Priority) Descriptor() protoreflect.EnumDescriptor {
-	return file_fleet_job_v1_job_proto_enumTypes[2].Descriptor()
+	return file_fleet_job_v1_job_proto_enumTypes[3].Descriptor()
 }
 
 func (Priority) Type() protoreflect.EnumType {
-	return &file_fleet_job_v1_job_proto_enumTypes[2]
+	return &file_fleet_job_v1_job_proto_enumTypes[3]
 }
 
 func (x Priority) Number() protoreflect.EnumNumber {
@@ -204,7 +258,7 @@ func (x Priority) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Priority.Descriptor instead.
 func (Priority) EnumDescriptor() ([]byte, []int) {
-	return file_fleet_job_v1_job_proto_rawDescGZIP(), []int{2}
+	return file_fleet_job_v1_job_proto_rawDescGZIP(), []int{3}
 }
 
 // JobStatus is a job's place in its lifecycle. The allowed transitions are
@@ -266,11 +320,11 @@ func (x JobStatus) String() string {
 }
 
 func (JobStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_fleet_job_v1_job_proto_enumTypes[3].Descriptor()
+	return file_fleet_job_v1_job_proto_enumTypes[4].Descriptor()
 }
 
 func (JobStatus) Type() protoreflect.EnumType {
-	return &file_fleet_job_v1_job_proto_enumTypes[3]
+	return &file_fleet_job_v1_job_proto_enumTypes[4]
 }
 
 func (x JobStatus) Number() protoreflect.EnumNumber {
@@ -279,7 +333,7 @@ func (x JobStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use JobStatus.Descriptor instead.
 func (JobStatus) EnumDescriptor() ([]byte, []int) {
-	return file_fleet_job_v1_job_proto_rawDescGZIP(), []int{3}
+	return file_fleet_job_v1_job_proto_rawDescGZIP(), []int{4}
 }
 
 // Resources is what a job asks the scheduler for.
@@ -653,6 +707,9 @@ type Job struct {
 	// about it, for example that the user's per-QOS job limit is reached; empty when the scheduler
 	// gives none and once the job left QUEUED.
 	SchedulerDetail string `protobuf:"bytes,15,opt,name=scheduler_detail,json=schedulerDetail,proto3" json:"scheduler_detail,omitempty"`
+	// resubmitted_from is the job_id of the job this one was created from by ResubmitJob; empty
+	// for a job submitted with SubmitJob.
+	ResubmittedFrom string `protobuf:"bytes,16,opt,name=resubmitted_from,json=resubmittedFrom,proto3" json:"resubmitted_from,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -792,6 +849,13 @@ func (x *Job) GetSchedulerDetail() string {
 	return ""
 }
 
+func (x *Job) GetResubmittedFrom() string {
+	if x != nil {
+		return x.ResubmittedFrom
+	}
+	return ""
+}
+
 // JobEvent is one status transition of a job.
 type JobEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -811,7 +875,17 @@ type JobEvent struct {
 	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
 	// event_id is the UUID of the lifecycle event published for this transition, the same id as
 	// on the job-lifecycle topic, so consumers can deduplicate.
-	EventId       string `protobuf:"bytes,7,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	EventId string `protobuf:"bytes,7,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// actor is who caused the transition: a user's subject for a submission or cancellation, or
+	// "scheduler" and "orchestrator" for the transitions the fleet makes itself.
+	Actor string `protobuf:"bytes,8,opt,name=actor,proto3" json:"actor,omitempty"`
+	// scheduler_code is the scheduler's own code for the transition when it gave one, for example
+	// Slurm's job state reason "OUT_OF_MEMORY", "TimeLimit" or "NodeFail"; empty otherwise. The
+	// reason field says the same in a sentence.
+	SchedulerCode string `protobuf:"bytes,9,opt,name=scheduler_code,json=schedulerCode,proto3" json:"scheduler_code,omitempty"`
+	// error_code is the job's error_code set by this transition (see Job.error_code); empty for a
+	// transition that is not into FAILED.
+	ErrorCode     string `protobuf:"bytes,10,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -891,6 +965,27 @@ func (x *JobEvent) GetReason() string {
 func (x *JobEvent) GetEventId() string {
 	if x != nil {
 		return x.EventId
+	}
+	return ""
+}
+
+func (x *JobEvent) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *JobEvent) GetSchedulerCode() string {
+	if x != nil {
+		return x.SchedulerCode
+	}
+	return ""
+}
+
+func (x *JobEvent) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
 	}
 	return ""
 }
@@ -1118,7 +1213,9 @@ type ListJobsRequest struct {
 	PageSize int32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// page_token continues a previous listing; the next_page_token of the previous response,
 	// with the same filters. Empty for the first page.
-	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// tags keeps jobs that carry every one of these tags (see JobSpec.tags); at most 16.
+	Tags          []string `protobuf:"bytes,7,rep,name=tags,proto3" json:"tags,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1193,6 +1290,13 @@ func (x *ListJobsRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListJobsRequest) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
 }
 
 // ListJobsResponse is the output of ListJobs.
@@ -1454,11 +1558,703 @@ func (x *WatchJobResponse) GetEvent() *JobEvent {
 	return nil
 }
 
+// StreamJobOutputRequest is the input of StreamJobOutput.
+type StreamJobOutputRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// job_id is the job whose output to stream; required.
+	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// stream is the output stream; unset means OUTPUT_STREAM_STDOUT.
+	Stream OutputStream `protobuf:"varint,2,opt,name=stream,proto3,enum=fleet.job.v1.OutputStream" json:"stream,omitempty"`
+	// offset is the byte offset to start from; 0 is the beginning, and it must not be negative.
+	Offset int64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	// follow keeps the stream open and sends new output as the job writes it, until the job has
+	// reached a terminal status and all of its output has been sent.
+	Follow        bool `protobuf:"varint,4,opt,name=follow,proto3" json:"follow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamJobOutputRequest) Reset() {
+	*x = StreamJobOutputRequest{}
+	mi := &file_fleet_job_v1_job_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamJobOutputRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamJobOutputRequest) ProtoMessage() {}
+
+func (x *StreamJobOutputRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_job_v1_job_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamJobOutputRequest.ProtoReflect.Descriptor instead.
+func (*StreamJobOutputRequest) Descriptor() ([]byte, []int) {
+	return file_fleet_job_v1_job_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *StreamJobOutputRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *StreamJobOutputRequest) GetStream() OutputStream {
+	if x != nil {
+		return x.Stream
+	}
+	return OutputStream_OUTPUT_STREAM_UNSPECIFIED
+}
+
+func (x *StreamJobOutputRequest) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *StreamJobOutputRequest) GetFollow() bool {
+	if x != nil {
+		return x.Follow
+	}
+	return false
+}
+
+// StreamJobOutputResponse is one chunk of a job's output.
+type StreamJobOutputResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// data is the next bytes of the stream, at most 64 KiB; never split at a fixed line boundary,
+	// so a chunk may end within a line or a UTF-8 sequence.
+	Data []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// offset is the byte offset of data's first byte in the stream; the next request that resumes
+	// after this chunk uses offset plus the length of data.
+	Offset        int64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamJobOutputResponse) Reset() {
+	*x = StreamJobOutputResponse{}
+	mi := &file_fleet_job_v1_job_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamJobOutputResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamJobOutputResponse) ProtoMessage() {}
+
+func (x *StreamJobOutputResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_job_v1_job_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamJobOutputResponse.ProtoReflect.Descriptor instead.
+func (*StreamJobOutputResponse) Descriptor() ([]byte, []int) {
+	return file_fleet_job_v1_job_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *StreamJobOutputResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *StreamJobOutputResponse) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+// OutputFile describes one regular file of a job's output directory.
+type OutputFile struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// path is the file's path relative to the job's output directory, with '/' separators.
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// size_bytes is the file's size when it was listed.
+	SizeBytes int64 `protobuf:"varint,2,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// modified_at is the file's last modification time.
+	ModifiedAt    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=modified_at,json=modifiedAt,proto3" json:"modified_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutputFile) Reset() {
+	*x = OutputFile{}
+	mi := &file_fleet_job_v1_job_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutputFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutputFile) ProtoMessage() {}
+
+func (x *OutputFile) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_job_v1_job_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutputFile.ProtoReflect.Descriptor instead.
+func (*OutputFile) Descriptor() ([]byte, []int) {
+	return file_fleet_job_v1_job_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *OutputFile) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *OutputFile) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *OutputFile) GetModifiedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ModifiedAt
+	}
+	return nil
+}
+
+// ListJobOutputsRequest is the input of ListJobOutputs.
+type ListJobOutputsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// job_id is the job whose outputs to list; required.
+	JobId         string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJobOutputsRequest) Reset() {
+	*x = ListJobOutputsRequest{}
+	mi := &file_fleet_job_v1_job_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJobOutputsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJobOutputsRequest) ProtoMessage() {}
+
+func (x *ListJobOutputsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_job_v1_job_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJobOutputsRequest.ProtoReflect.Descriptor instead.
+func (*ListJobOutputsRequest) Descriptor() ([]byte, []int) {
+	return file_fleet_job_v1_job_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListJobOutputsRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+// ListJobOutputsResponse is the output of ListJobOutputs.
+type ListJobOutputsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// files are the regular files under the job's output directory, in path order; symbolic links
+	// and other special files are left out.
+	Files []*OutputFile `protobuf:"bytes,1,rep,name=files,proto3" json:"files,omitempty"`
+	// truncated is true when the directory held more files than one response lists (10,000).
+	Truncated     bool `protobuf:"varint,2,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJobOutputsResponse) Reset() {
+	*x = ListJobOutputsResponse{}
+	mi := &file_fleet_job_v1_job_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJobOutputsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJobOutputsResponse) ProtoMessage() {}
+
+func (x *ListJobOutputsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_job_v1_job_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJobOutputsResponse.ProtoReflect.Descriptor instead.
+func (*ListJobOutputsResponse) Descriptor() ([]byte, []int) {
+	return file_fleet_job_v1_job_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListJobOutputsResponse) GetFiles() []*OutputFile {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+func (x *ListJobOutputsResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+// DownloadJobOutputRequest is the input of DownloadJobOutput.
+type DownloadJobOutputRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// job_id is the job whose output file to download; required.
+	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// path is the file's path relative to the job's output directory, as ListJobOutputs gives it;
+	// required.
+	Path          string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DownloadJobOutputRequest) Reset() {
+	*x = DownloadJobOutputRequest{}
+	mi := &file_fleet_job_v1_job_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DownloadJobOutputRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DownloadJobOutputRequest) ProtoMessage() {}
+
+func (x *DownloadJobOutputRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_job_v1_job_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DownloadJobOutputRequest.ProtoReflect.Descriptor instead.
+func (*DownloadJobOutputRequest) Descriptor() ([]byte, []int) {
+	return file_fleet_job_v1_job_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *DownloadJobOutputRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *DownloadJobOutputRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+// DownloadJobOutputResponse is one message of a download: the file's description first, then its
+// content in order, then the checksum.
+type DownloadJobOutputResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// part is what this message carries.
+	//
+	// Types that are valid to be assigned to Part:
+	//
+	//	*DownloadJobOutputResponse_File
+	//	*DownloadJobOutputResponse_Chunk
+	//	*DownloadJobOutputResponse_Sha256
+	Part          isDownloadJobOutputResponse_Part `protobuf_oneof:"part"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DownloadJobOutputResponse) Reset() {
+	*x = DownloadJobOutputResponse{}
+	mi := &file_fleet_job_v1_job_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DownloadJobOutputResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DownloadJobOutputResponse) ProtoMessage() {}
+
+func (x *DownloadJobOutputResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_job_v1_job_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DownloadJobOutputResponse.ProtoReflect.Descriptor instead.
+func (*DownloadJobOutputResponse) Descriptor() ([]byte, []int) {
+	return file_fleet_job_v1_job_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *DownloadJobOutputResponse) GetPart() isDownloadJobOutputResponse_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *DownloadJobOutputResponse) GetFile() *OutputFile {
+	if x != nil {
+		if x, ok := x.Part.(*DownloadJobOutputResponse_File); ok {
+			return x.File
+		}
+	}
+	return nil
+}
+
+func (x *DownloadJobOutputResponse) GetChunk() []byte {
+	if x != nil {
+		if x, ok := x.Part.(*DownloadJobOutputResponse_Chunk); ok {
+			return x.Chunk
+		}
+	}
+	return nil
+}
+
+func (x *DownloadJobOutputResponse) GetSha256() string {
+	if x != nil {
+		if x, ok := x.Part.(*DownloadJobOutputResponse_Sha256); ok {
+			return x.Sha256
+		}
+	}
+	return ""
+}
+
+type isDownloadJobOutputResponse_Part interface {
+	isDownloadJobOutputResponse_Part()
+}
+
+type DownloadJobOutputResponse_File struct {
+	// file describes the file being sent; only in the first message.
+	File *OutputFile `protobuf:"bytes,1,opt,name=file,proto3,oneof"`
+}
+
+type DownloadJobOutputResponse_Chunk struct {
+	// chunk is the next bytes of the file, at most 64 KiB.
+	Chunk []byte `protobuf:"bytes,2,opt,name=chunk,proto3,oneof"`
+}
+
+type DownloadJobOutputResponse_Sha256 struct {
+	// sha256 is the lower-case hexadecimal SHA-256 of all chunks; only in the last message.
+	Sha256 string `protobuf:"bytes,3,opt,name=sha256,proto3,oneof"`
+}
+
+func (*DownloadJobOutputResponse_File) isDownloadJobOutputResponse_Part() {}
+
+func (*DownloadJobOutputResponse_Chunk) isDownloadJobOutputResponse_Part() {}
+
+func (*DownloadJobOutputResponse_Sha256) isDownloadJobOutputResponse_Part() {}
+
+// GetJobHistoryRequest is the input of GetJobHistory.
+type GetJobHistoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// job_id is the job whose history to return; required.
+	JobId         string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetJobHistoryRequest) Reset() {
+	*x = GetJobHistoryRequest{}
+	mi := &file_fleet_job_v1_job_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetJobHistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetJobHistoryRequest) ProtoMessage() {}
+
+func (x *GetJobHistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_job_v1_job_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetJobHistoryRequest.ProtoReflect.Descriptor instead.
+func (*GetJobHistoryRequest) Descriptor() ([]byte, []int) {
+	return file_fleet_job_v1_job_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetJobHistoryRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+// GetJobHistoryResponse is the output of GetJobHistory.
+type GetJobHistoryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// job is the job in its current state.
+	Job *Job `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	// events are all of the job's transitions, in sequence order.
+	Events        []*JobEvent `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetJobHistoryResponse) Reset() {
+	*x = GetJobHistoryResponse{}
+	mi := &file_fleet_job_v1_job_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetJobHistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetJobHistoryResponse) ProtoMessage() {}
+
+func (x *GetJobHistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_job_v1_job_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetJobHistoryResponse.ProtoReflect.Descriptor instead.
+func (*GetJobHistoryResponse) Descriptor() ([]byte, []int) {
+	return file_fleet_job_v1_job_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *GetJobHistoryResponse) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+func (x *GetJobHistoryResponse) GetEvents() []*JobEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// ResubmitJobRequest is the input of ResubmitJob.
+type ResubmitJobRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// job_id is the earlier job whose specification is copied; required. It may be in any status.
+	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// idempotency_key makes retries safe, as in SubmitJobRequest; required.
+	IdempotencyKey string `protobuf:"bytes,2,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	// overrides holds the new values of the fields named in update_mask; its other fields are
+	// ignored.
+	Overrides *JobSpec `protobuf:"bytes,3,opt,name=overrides,proto3" json:"overrides,omitempty"`
+	// update_mask names the fields of JobSpec taken from overrides, as paths such as
+	// "resources.walltime", "partition" or "environment"; empty means resubmit unchanged. An
+	// unknown path is INVALID_ARGUMENT. The resulting specification is validated like a new
+	// submission.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,4,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResubmitJobRequest) Reset() {
+	*x = ResubmitJobRequest{}
+	mi := &file_fleet_job_v1_job_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResubmitJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResubmitJobRequest) ProtoMessage() {}
+
+func (x *ResubmitJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_job_v1_job_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResubmitJobRequest.ProtoReflect.Descriptor instead.
+func (*ResubmitJobRequest) Descriptor() ([]byte, []int) {
+	return file_fleet_job_v1_job_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ResubmitJobRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ResubmitJobRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *ResubmitJobRequest) GetOverrides() *JobSpec {
+	if x != nil {
+		return x.Overrides
+	}
+	return nil
+}
+
+func (x *ResubmitJobRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+// ResubmitJobResponse is the output of ResubmitJob.
+type ResubmitJobResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// job is the new job.
+	Job *Job `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	// replayed is true when the idempotency_key had been used before and job is the job created
+	// then.
+	Replayed      bool `protobuf:"varint,2,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResubmitJobResponse) Reset() {
+	*x = ResubmitJobResponse{}
+	mi := &file_fleet_job_v1_job_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResubmitJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResubmitJobResponse) ProtoMessage() {}
+
+func (x *ResubmitJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_job_v1_job_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResubmitJobResponse.ProtoReflect.Descriptor instead.
+func (*ResubmitJobResponse) Descriptor() ([]byte, []int) {
+	return file_fleet_job_v1_job_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ResubmitJobResponse) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+func (x *ResubmitJobResponse) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
 var File_fleet_job_v1_job_proto protoreflect.FileDescriptor
 
 const file_fleet_job_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x16fleet/job/v1/job.proto\x12\ffleet.job.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbf\x01\n" +
+	"\x16fleet/job/v1/job.proto\x12\ffleet.job.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbf\x01\n" +
 	"\tResources\x12\x14\n" +
 	"\x05nodes\x18\x01 \x01(\x05R\x05nodes\x12$\n" +
 	"\x0ecores_per_node\x18\x02 \x01(\x05R\fcoresPerNode\x12\"\n" +
@@ -1491,7 +2287,7 @@ const file_fleet_job_v1_job_proto_rawDesc = "" +
 	"\n" +
 	"node_hours\x18\x01 \x01(\x01R\tnodeHours\x12\x1b\n" +
 	"\tgpu_hours\x18\x02 \x01(\x01R\bgpuHours\x12\x10\n" +
-	"\x03usd\x18\x03 \x01(\x01R\x03usd\"\xae\x05\n" +
+	"\x03usd\x18\x03 \x01(\x01R\x03usd\"\xd9\x05\n" +
 	"\x03Job\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12)\n" +
@@ -1512,9 +2308,10 @@ const file_fleet_job_v1_job_proto_rawDesc = "" +
 	"\vfinished_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12%\n" +
 	"\x0ecorrelation_id\x18\x0e \x01(\tR\rcorrelationId\x12)\n" +
-	"\x10scheduler_detail\x18\x0f \x01(\tR\x0fschedulerDetailB\f\n" +
+	"\x10scheduler_detail\x18\x0f \x01(\tR\x0fschedulerDetail\x12)\n" +
+	"\x10resubmitted_from\x18\x10 \x01(\tR\x0fresubmittedFromB\f\n" +
 	"\n" +
-	"_exit_code\"\x9d\x02\n" +
+	"_exit_code\"\xf9\x02\n" +
 	"\bJobEvent\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x03R\bsequence\x128\n" +
@@ -1524,7 +2321,12 @@ const file_fleet_job_v1_job_proto_rawDesc = "" +
 	"\voccurred_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x19\n" +
-	"\bevent_id\x18\a \x01(\tR\aeventId\"f\n" +
+	"\bevent_id\x18\a \x01(\tR\aeventId\x12\x14\n" +
+	"\x05actor\x18\b \x01(\tR\x05actor\x12%\n" +
+	"\x0escheduler_code\x18\t \x01(\tR\rschedulerCode\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\n" +
+	" \x01(\tR\terrorCode\"f\n" +
 	"\x10SubmitJobRequest\x12'\n" +
 	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12)\n" +
 	"\x04spec\x18\x02 \x01(\v2\x15.fleet.job.v1.JobSpecR\x04spec\"T\n" +
@@ -1534,7 +2336,7 @@ const file_fleet_job_v1_job_proto_rawDesc = "" +
 	"\rGetJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"5\n" +
 	"\x0eGetJobResponse\x12#\n" +
-	"\x03job\x18\x01 \x01(\v2\x11.fleet.job.v1.JobR\x03job\"\xc1\x02\n" +
+	"\x03job\x18\x01 \x01(\v2\x11.fleet.job.v1.JobR\x03job\"\xd5\x02\n" +
 	"\x0fListJobsRequest\x123\n" +
 	"\bstatuses\x18\x01 \x03(\x0e2\x17.fleet.job.v1.JobStatusR\bstatuses\x129\n" +
 	"\vtacc_system\x18\x02 \x01(\x0e2\x18.fleet.job.v1.TaccSystemR\n" +
@@ -1543,7 +2345,8 @@ const file_fleet_job_v1_job_proto_rawDesc = "" +
 	"\x0ecreated_before\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rcreatedBefore\x12\x1b\n" +
 	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x06 \x01(\tR\tpageToken\"a\n" +
+	"page_token\x18\x06 \x01(\tR\tpageToken\x12\x12\n" +
+	"\x04tags\x18\a \x03(\tR\x04tags\"a\n" +
 	"\x10ListJobsResponse\x12%\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x11.fleet.job.v1.JobR\x04jobs\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"A\n" +
@@ -1556,7 +2359,53 @@ const file_fleet_job_v1_job_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12%\n" +
 	"\x0ereplay_history\x18\x02 \x01(\bR\rreplayHistory\"@\n" +
 	"\x10WatchJobResponse\x12,\n" +
-	"\x05event\x18\x01 \x01(\v2\x16.fleet.job.v1.JobEventR\x05event*\x82\x01\n" +
+	"\x05event\x18\x01 \x01(\v2\x16.fleet.job.v1.JobEventR\x05event\"\x93\x01\n" +
+	"\x16StreamJobOutputRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x122\n" +
+	"\x06stream\x18\x02 \x01(\x0e2\x1a.fleet.job.v1.OutputStreamR\x06stream\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x16\n" +
+	"\x06follow\x18\x04 \x01(\bR\x06follow\"E\n" +
+	"\x17StreamJobOutputResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\"|\n" +
+	"\n" +
+	"OutputFile\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x02 \x01(\x03R\tsizeBytes\x12;\n" +
+	"\vmodified_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"modifiedAt\".\n" +
+	"\x15ListJobOutputsRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"f\n" +
+	"\x16ListJobOutputsResponse\x12.\n" +
+	"\x05files\x18\x01 \x03(\v2\x18.fleet.job.v1.OutputFileR\x05files\x12\x1c\n" +
+	"\ttruncated\x18\x02 \x01(\bR\ttruncated\"E\n" +
+	"\x18DownloadJobOutputRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\"\x85\x01\n" +
+	"\x19DownloadJobOutputResponse\x12.\n" +
+	"\x04file\x18\x01 \x01(\v2\x18.fleet.job.v1.OutputFileH\x00R\x04file\x12\x16\n" +
+	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunk\x12\x18\n" +
+	"\x06sha256\x18\x03 \x01(\tH\x00R\x06sha256B\x06\n" +
+	"\x04part\"-\n" +
+	"\x14GetJobHistoryRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"l\n" +
+	"\x15GetJobHistoryResponse\x12#\n" +
+	"\x03job\x18\x01 \x01(\v2\x11.fleet.job.v1.JobR\x03job\x12.\n" +
+	"\x06events\x18\x02 \x03(\v2\x16.fleet.job.v1.JobEventR\x06events\"\xc6\x01\n" +
+	"\x12ResubmitJobRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12'\n" +
+	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x123\n" +
+	"\toverrides\x18\x03 \x01(\v2\x15.fleet.job.v1.JobSpecR\toverrides\x12;\n" +
+	"\vupdate_mask\x18\x04 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"V\n" +
+	"\x13ResubmitJobResponse\x12#\n" +
+	"\x03job\x18\x01 \x01(\v2\x11.fleet.job.v1.JobR\x03job\x12\x1a\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed*a\n" +
+	"\fOutputStream\x12\x1d\n" +
+	"\x19OUTPUT_STREAM_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14OUTPUT_STREAM_STDOUT\x10\x01\x12\x18\n" +
+	"\x14OUTPUT_STREAM_STDERR\x10\x02*\x82\x01\n" +
 	"\x05Agent\x12\x15\n" +
 	"\x11AGENT_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fAGENT_ALPHA_CAL\x10\x01\x12\x1e\n" +
@@ -1582,14 +2431,19 @@ const file_fleet_job_v1_job_proto_rawDesc = "" +
 	"\x12JOB_STATUS_RUNNING\x10\x03\x12\x18\n" +
 	"\x14JOB_STATUS_COMPLETED\x10\x04\x12\x15\n" +
 	"\x11JOB_STATUS_FAILED\x10\x05\x12\x18\n" +
-	"\x14JOB_STATUS_CANCELLED\x10\x062\x85\x03\n" +
+	"\x14JOB_STATUS_CANCELLED\x10\x062\xda\x06\n" +
 	"\n" +
 	"JobService\x12L\n" +
 	"\tSubmitJob\x12\x1e.fleet.job.v1.SubmitJobRequest\x1a\x1f.fleet.job.v1.SubmitJobResponse\x12C\n" +
 	"\x06GetJob\x12\x1b.fleet.job.v1.GetJobRequest\x1a\x1c.fleet.job.v1.GetJobResponse\x12I\n" +
 	"\bListJobs\x12\x1d.fleet.job.v1.ListJobsRequest\x1a\x1e.fleet.job.v1.ListJobsResponse\x12L\n" +
 	"\tCancelJob\x12\x1e.fleet.job.v1.CancelJobRequest\x1a\x1f.fleet.job.v1.CancelJobResponse\x12K\n" +
-	"\bWatchJob\x12\x1d.fleet.job.v1.WatchJobRequest\x1a\x1e.fleet.job.v1.WatchJobResponse0\x01B;Z9github.com/cosmic-horizons/fleet/proto/fleet/job/v1;jobpbb\x06proto3"
+	"\bWatchJob\x12\x1d.fleet.job.v1.WatchJobRequest\x1a\x1e.fleet.job.v1.WatchJobResponse0\x01\x12`\n" +
+	"\x0fStreamJobOutput\x12$.fleet.job.v1.StreamJobOutputRequest\x1a%.fleet.job.v1.StreamJobOutputResponse0\x01\x12[\n" +
+	"\x0eListJobOutputs\x12#.fleet.job.v1.ListJobOutputsRequest\x1a$.fleet.job.v1.ListJobOutputsResponse\x12f\n" +
+	"\x11DownloadJobOutput\x12&.fleet.job.v1.DownloadJobOutputRequest\x1a'.fleet.job.v1.DownloadJobOutputResponse0\x01\x12X\n" +
+	"\rGetJobHistory\x12\".fleet.job.v1.GetJobHistoryRequest\x1a#.fleet.job.v1.GetJobHistoryResponse\x12R\n" +
+	"\vResubmitJob\x12 .fleet.job.v1.ResubmitJobRequest\x1a!.fleet.job.v1.ResubmitJobResponseB;Z9github.com/cosmic-horizons/fleet/proto/fleet/job/v1;jobpbb\x06proto3"
 
 var (
 	file_fleet_job_v1_job_proto_rawDescOnce sync.Once
@@ -1603,74 +2457,106 @@ func file_fleet_job_v1_job_proto_rawDescGZIP() []byte {
 	return file_fleet_job_v1_job_proto_rawDescData
 }
 
-var file_fleet_job_v1_job_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_fleet_job_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_fleet_job_v1_job_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_fleet_job_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_fleet_job_v1_job_proto_goTypes = []any{
-	(Agent)(0),                    // 0: fleet.job.v1.Agent
-	(TaccSystem)(0),               // 1: fleet.job.v1.TaccSystem
-	(Priority)(0),                 // 2: fleet.job.v1.Priority
-	(JobStatus)(0),                // 3: fleet.job.v1.JobStatus
-	(*Resources)(nil),             // 4: fleet.job.v1.Resources
-	(*JobSpec)(nil),               // 5: fleet.job.v1.JobSpec
-	(*CostEstimate)(nil),          // 6: fleet.job.v1.CostEstimate
-	(*Job)(nil),                   // 7: fleet.job.v1.Job
-	(*JobEvent)(nil),              // 8: fleet.job.v1.JobEvent
-	(*SubmitJobRequest)(nil),      // 9: fleet.job.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),     // 10: fleet.job.v1.SubmitJobResponse
-	(*GetJobRequest)(nil),         // 11: fleet.job.v1.GetJobRequest
-	(*GetJobResponse)(nil),        // 12: fleet.job.v1.GetJobResponse
-	(*ListJobsRequest)(nil),       // 13: fleet.job.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 14: fleet.job.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),      // 15: fleet.job.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),     // 16: fleet.job.v1.CancelJobResponse
-	(*WatchJobRequest)(nil),       // 17: fleet.job.v1.WatchJobRequest
-	(*WatchJobResponse)(nil),      // 18: fleet.job.v1.WatchJobResponse
-	nil,                           // 19: fleet.job.v1.JobSpec.EnvironmentEntry
-	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(OutputStream)(0),                 // 0: fleet.job.v1.OutputStream
+	(Agent)(0),                        // 1: fleet.job.v1.Agent
+	(TaccSystem)(0),                   // 2: fleet.job.v1.TaccSystem
+	(Priority)(0),                     // 3: fleet.job.v1.Priority
+	(JobStatus)(0),                    // 4: fleet.job.v1.JobStatus
+	(*Resources)(nil),                 // 5: fleet.job.v1.Resources
+	(*JobSpec)(nil),                   // 6: fleet.job.v1.JobSpec
+	(*CostEstimate)(nil),              // 7: fleet.job.v1.CostEstimate
+	(*Job)(nil),                       // 8: fleet.job.v1.Job
+	(*JobEvent)(nil),                  // 9: fleet.job.v1.JobEvent
+	(*SubmitJobRequest)(nil),          // 10: fleet.job.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),         // 11: fleet.job.v1.SubmitJobResponse
+	(*GetJobRequest)(nil),             // 12: fleet.job.v1.GetJobRequest
+	(*GetJobResponse)(nil),            // 13: fleet.job.v1.GetJobResponse
+	(*ListJobsRequest)(nil),           // 14: fleet.job.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),          // 15: fleet.job.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),          // 16: fleet.job.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),         // 17: fleet.job.v1.CancelJobResponse
+	(*WatchJobRequest)(nil),           // 18: fleet.job.v1.WatchJobRequest
+	(*WatchJobResponse)(nil),          // 19: fleet.job.v1.WatchJobResponse
+	(*StreamJobOutputRequest)(nil),    // 20: fleet.job.v1.StreamJobOutputRequest
+	(*StreamJobOutputResponse)(nil),   // 21: fleet.job.v1.StreamJobOutputResponse
+	(*OutputFile)(nil),                // 22: fleet.job.v1.OutputFile
+	(*ListJobOutputsRequest)(nil),     // 23: fleet.job.v1.ListJobOutputsRequest
+	(*ListJobOutputsResponse)(nil),    // 24: fleet.job.v1.ListJobOutputsResponse
+	(*DownloadJobOutputRequest)(nil),  // 25: fleet.job.v1.DownloadJobOutputRequest
+	(*DownloadJobOutputResponse)(nil), // 26: fleet.job.v1.DownloadJobOutputResponse
+	(*GetJobHistoryRequest)(nil),      // 27: fleet.job.v1.GetJobHistoryRequest
+	(*GetJobHistoryResponse)(nil),     // 28: fleet.job.v1.GetJobHistoryResponse
+	(*ResubmitJobRequest)(nil),        // 29: fleet.job.v1.ResubmitJobRequest
+	(*ResubmitJobResponse)(nil),       // 30: fleet.job.v1.ResubmitJobResponse
+	nil,                               // 31: fleet.job.v1.JobSpec.EnvironmentEntry
+	(*durationpb.Duration)(nil),       // 32: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 33: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),     // 34: google.protobuf.FieldMask
 }
 var file_fleet_job_v1_job_proto_depIdxs = []int32{
-	20, // 0: fleet.job.v1.Resources.walltime:type_name -> google.protobuf.Duration
-	0,  // 1: fleet.job.v1.JobSpec.agent:type_name -> fleet.job.v1.Agent
-	1,  // 2: fleet.job.v1.JobSpec.tacc_system:type_name -> fleet.job.v1.TaccSystem
-	4,  // 3: fleet.job.v1.JobSpec.resources:type_name -> fleet.job.v1.Resources
-	19, // 4: fleet.job.v1.JobSpec.environment:type_name -> fleet.job.v1.JobSpec.EnvironmentEntry
-	2,  // 5: fleet.job.v1.JobSpec.priority:type_name -> fleet.job.v1.Priority
-	5,  // 6: fleet.job.v1.Job.spec:type_name -> fleet.job.v1.JobSpec
-	3,  // 7: fleet.job.v1.Job.status:type_name -> fleet.job.v1.JobStatus
-	6,  // 8: fleet.job.v1.Job.cost_estimate:type_name -> fleet.job.v1.CostEstimate
-	21, // 9: fleet.job.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	21, // 10: fleet.job.v1.Job.queued_at:type_name -> google.protobuf.Timestamp
-	21, // 11: fleet.job.v1.Job.started_at:type_name -> google.protobuf.Timestamp
-	21, // 12: fleet.job.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	3,  // 13: fleet.job.v1.JobEvent.from_status:type_name -> fleet.job.v1.JobStatus
-	3,  // 14: fleet.job.v1.JobEvent.to_status:type_name -> fleet.job.v1.JobStatus
-	21, // 15: fleet.job.v1.JobEvent.occurred_at:type_name -> google.protobuf.Timestamp
-	5,  // 16: fleet.job.v1.SubmitJobRequest.spec:type_name -> fleet.job.v1.JobSpec
-	7,  // 17: fleet.job.v1.SubmitJobResponse.job:type_name -> fleet.job.v1.Job
-	7,  // 18: fleet.job.v1.GetJobResponse.job:type_name -> fleet.job.v1.Job
-	3,  // 19: fleet.job.v1.ListJobsRequest.statuses:type_name -> fleet.job.v1.JobStatus
-	1,  // 20: fleet.job.v1.ListJobsRequest.tacc_system:type_name -> fleet.job.v1.TaccSystem
-	21, // 21: fleet.job.v1.ListJobsRequest.created_after:type_name -> google.protobuf.Timestamp
-	21, // 22: fleet.job.v1.ListJobsRequest.created_before:type_name -> google.protobuf.Timestamp
-	7,  // 23: fleet.job.v1.ListJobsResponse.jobs:type_name -> fleet.job.v1.Job
-	7,  // 24: fleet.job.v1.CancelJobResponse.job:type_name -> fleet.job.v1.Job
-	8,  // 25: fleet.job.v1.WatchJobResponse.event:type_name -> fleet.job.v1.JobEvent
-	9,  // 26: fleet.job.v1.JobService.SubmitJob:input_type -> fleet.job.v1.SubmitJobRequest
-	11, // 27: fleet.job.v1.JobService.GetJob:input_type -> fleet.job.v1.GetJobRequest
-	13, // 28: fleet.job.v1.JobService.ListJobs:input_type -> fleet.job.v1.ListJobsRequest
-	15, // 29: fleet.job.v1.JobService.CancelJob:input_type -> fleet.job.v1.CancelJobRequest
-	17, // 30: fleet.job.v1.JobService.WatchJob:input_type -> fleet.job.v1.WatchJobRequest
-	10, // 31: fleet.job.v1.JobService.SubmitJob:output_type -> fleet.job.v1.SubmitJobResponse
-	12, // 32: fleet.job.v1.JobService.GetJob:output_type -> fleet.job.v1.GetJobResponse
-	14, // 33: fleet.job.v1.JobService.ListJobs:output_type -> fleet.job.v1.ListJobsResponse
-	16, // 34: fleet.job.v1.JobService.CancelJob:output_type -> fleet.job.v1.CancelJobResponse
-	18, // 35: fleet.job.v1.JobService.WatchJob:output_type -> fleet.job.v1.WatchJobResponse
-	31, // [31:36] is the sub-list for method output_type
-	26, // [26:31] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	32, // 0: fleet.job.v1.Resources.walltime:type_name -> google.protobuf.Duration
+	1,  // 1: fleet.job.v1.JobSpec.agent:type_name -> fleet.job.v1.Agent
+	2,  // 2: fleet.job.v1.JobSpec.tacc_system:type_name -> fleet.job.v1.TaccSystem
+	5,  // 3: fleet.job.v1.JobSpec.resources:type_name -> fleet.job.v1.Resources
+	31, // 4: fleet.job.v1.JobSpec.environment:type_name -> fleet.job.v1.JobSpec.EnvironmentEntry
+	3,  // 5: fleet.job.v1.JobSpec.priority:type_name -> fleet.job.v1.Priority
+	6,  // 6: fleet.job.v1.Job.spec:type_name -> fleet.job.v1.JobSpec
+	4,  // 7: fleet.job.v1.Job.status:type_name -> fleet.job.v1.JobStatus
+	7,  // 8: fleet.job.v1.Job.cost_estimate:type_name -> fleet.job.v1.CostEstimate
+	33, // 9: fleet.job.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	33, // 10: fleet.job.v1.Job.queued_at:type_name -> google.protobuf.Timestamp
+	33, // 11: fleet.job.v1.Job.started_at:type_name -> google.protobuf.Timestamp
+	33, // 12: fleet.job.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	4,  // 13: fleet.job.v1.JobEvent.from_status:type_name -> fleet.job.v1.JobStatus
+	4,  // 14: fleet.job.v1.JobEvent.to_status:type_name -> fleet.job.v1.JobStatus
+	33, // 15: fleet.job.v1.JobEvent.occurred_at:type_name -> google.protobuf.Timestamp
+	6,  // 16: fleet.job.v1.SubmitJobRequest.spec:type_name -> fleet.job.v1.JobSpec
+	8,  // 17: fleet.job.v1.SubmitJobResponse.job:type_name -> fleet.job.v1.Job
+	8,  // 18: fleet.job.v1.GetJobResponse.job:type_name -> fleet.job.v1.Job
+	4,  // 19: fleet.job.v1.ListJobsRequest.statuses:type_name -> fleet.job.v1.JobStatus
+	2,  // 20: fleet.job.v1.ListJobsRequest.tacc_system:type_name -> fleet.job.v1.TaccSystem
+	33, // 21: fleet.job.v1.ListJobsRequest.created_after:type_name -> google.protobuf.Timestamp
+	33, // 22: fleet.job.v1.ListJobsRequest.created_before:type_name -> google.protobuf.Timestamp
+	8,  // 23: fleet.job.v1.ListJobsResponse.jobs:type_name -> fleet.job.v1.Job
+	8,  // 24: fleet.job.v1.CancelJobResponse.job:type_name -> fleet.job.v1.Job
+	9,  // 25: fleet.job.v1.WatchJobResponse.event:type_name -> fleet.job.v1.JobEvent
+	0,  // 26: fleet.job.v1.StreamJobOutputRequest.stream:type_name -> fleet.job.v1.OutputStream
+	33, // 27: fleet.job.v1.OutputFile.modified_at:type_name -> google.protobuf.Timestamp
+	22, // 28: fleet.job.v1.ListJobOutputsResponse.files:type_name -> fleet.job.v1.OutputFile
+	22, // 29: fleet.job.v1.DownloadJobOutputResponse.file:type_name -> fleet.job.v1.OutputFile
+	8,  // 30: fleet.job.v1.GetJobHistoryResponse.job:type_name -> fleet.job.v1.Job
+	9,  // 31: fleet.job.v1.GetJobHistoryResponse.events:type_name -> fleet.job.v1.JobEvent
+	6,  // 32: fleet.job.v1.ResubmitJobRequest.overrides:type_name -> fleet.job.v1.JobSpec
+	34, // 33: fleet.job.v1.ResubmitJobRequest.update_mask:type_name -> google.protobuf.FieldMask
+	8,  // 34: fleet.job.v1.ResubmitJobResponse.job:type_name -> fleet.job.v1.Job
+	10, // 35: fleet.job.v1.JobService.SubmitJob:input_type -> fleet.job.v1.SubmitJobRequest
+	12, // 36: fleet.job.v1.JobService.GetJob:input_type -> fleet.job.v1.GetJobRequest
+	14, // 37: fleet.job.v1.JobService.ListJobs:input_type -> fleet.job.v1.ListJobsRequest
+	16, // 38: fleet.job.v1.JobService.CancelJob:input_type -> fleet.job.v1.CancelJobRequest
+	18, // 39: fleet.job.v1.JobService.WatchJob:input_type -> fleet.job.v1.WatchJobRequest
+	20, // 40: fleet.job.v1.JobService.StreamJobOutput:input_type -> fleet.job.v1.StreamJobOutputRequest
+	23, // 41: fleet.job.v1.JobService.ListJobOutputs:input_type -> fleet.job.v1.ListJobOutputsRequest
+	25, // 42: fleet.job.v1.JobService.DownloadJobOutput:input_type -> fleet.job.v1.DownloadJobOutputRequest
+	27, // 43: fleet.job.v1.JobService.GetJobHistory:input_type -> fleet.job.v1.GetJobHistoryRequest
+	29, // 44: fleet.job.v1.JobService.ResubmitJob:input_type -> fleet.job.v1.ResubmitJobRequest
+	11, // 45: fleet.job.v1.JobService.SubmitJob:output_type -> fleet.job.v1.SubmitJobResponse
+	13, // 46: fleet.job.v1.JobService.GetJob:output_type -> fleet.job.v1.GetJobResponse
+	15, // 47: fleet.job.v1.JobService.ListJobs:output_type -> fleet.job.v1.ListJobsResponse
+	17, // 48: fleet.job.v1.JobService.CancelJob:output_type -> fleet.job.v1.CancelJobResponse
+	19, // 49: fleet.job.v1.JobService.WatchJob:output_type -> fleet.job.v1.WatchJobResponse
+	21, // 50: fleet.job.v1.JobService.StreamJobOutput:output_type -> fleet.job.v1.StreamJobOutputResponse
+	24, // 51: fleet.job.v1.JobService.ListJobOutputs:output_type -> fleet.job.v1.ListJobOutputsResponse
+	26, // 52: fleet.job.v1.JobService.DownloadJobOutput:output_type -> fleet.job.v1.DownloadJobOutputResponse
+	28, // 53: fleet.job.v1.JobService.GetJobHistory:output_type -> fleet.job.v1.GetJobHistoryResponse
+	30, // 54: fleet.job.v1.JobService.ResubmitJob:output_type -> fleet.job.v1.ResubmitJobResponse
+	45, // [45:55] is the sub-list for method output_type
+	35, // [35:45] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_fleet_job_v1_job_proto_init() }
@@ -1683,13 +2569,18 @@ func file_fleet_job_v1_job_proto_init() {
 		(*JobSpec_Command)(nil),
 	}
 	file_fleet_job_v1_job_proto_msgTypes[3].OneofWrappers = []any{}
+	file_fleet_job_v1_job_proto_msgTypes[21].OneofWrappers = []any{
+		(*DownloadJobOutputResponse_File)(nil),
+		(*DownloadJobOutputResponse_Chunk)(nil),
+		(*DownloadJobOutputResponse_Sha256)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleet_job_v1_job_proto_rawDesc), len(file_fleet_job_v1_job_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   16,
+			NumEnums:      5,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,11 +22,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	JobService_SubmitJob_FullMethodName = "/fleet.job.v1.JobService/SubmitJob"
-	JobService_GetJob_FullMethodName    = "/fleet.job.v1.JobService/GetJob"
-	JobService_ListJobs_FullMethodName  = "/fleet.job.v1.JobService/ListJobs"
-	JobService_CancelJob_FullMethodName = "/fleet.job.v1.JobService/CancelJob"
-	JobService_WatchJob_FullMethodName  = "/fleet.job.v1.JobService/WatchJob"
+	JobService_SubmitJob_FullMethodName         = "/fleet.job.v1.JobService/SubmitJob"
+	JobService_GetJob_FullMethodName            = "/fleet.job.v1.JobService/GetJob"
+	JobService_ListJobs_FullMethodName          = "/fleet.job.v1.JobService/ListJobs"
+	JobService_CancelJob_FullMethodName         = "/fleet.job.v1.JobService/CancelJob"
+	JobService_WatchJob_FullMethodName          = "/fleet.job.v1.JobService/WatchJob"
+	JobService_StreamJobOutput_FullMethodName   = "/fleet.job.v1.JobService/StreamJobOutput"
+	JobService_ListJobOutputs_FullMethodName    = "/fleet.job.v1.JobService/ListJobOutputs"
+	JobService_DownloadJobOutput_FullMethodName = "/fleet.job.v1.JobService/DownloadJobOutput"
+	JobService_GetJobHistory_FullMethodName     = "/fleet.job.v1.JobService/GetJobHistory"
+	JobService_ResubmitJob_FullMethodName       = "/fleet.job.v1.JobService/ResubmitJob"
 )
 
 // JobServiceClient is the client API for JobService service.
@@ -53,6 +58,27 @@ type JobServiceClient interface {
 	// WatchJob streams a job's status transitions as they happen, optionally preceded by the ones
 	// already recorded. The stream ends after the transition into a terminal status.
 	WatchJob(ctx context.Context, in *WatchJobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchJobResponse], error)
+	// StreamJobOutput streams one of a job's output streams (stdout or stderr) from a byte offset,
+	// as the job writes it. Without follow the stream ends at the current end of the file; with
+	// follow it waits for more until the job has reached a terminal status and everything written
+	// has been sent. Resuming from the offset after the last byte received loses and repeats
+	// nothing. A job whose output does not exist yet (not started) streams nothing until it does.
+	StreamJobOutput(ctx context.Context, in *StreamJobOutputRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamJobOutputResponse], error)
+	// ListJobOutputs lists the regular files under a job's output directory (its working
+	// directory), with their sizes and modification times, in path order.
+	ListJobOutputs(ctx context.Context, in *ListJobOutputsRequest, opts ...grpc.CallOption) (*ListJobOutputsResponse, error)
+	// DownloadJobOutput streams one file of a job's output directory: first its description, then
+	// its content in chunks, then the SHA-256 of the bytes sent. The path is relative to the output
+	// directory; a path that leaves it (through "..", an absolute path or a symbolic link) is
+	// INVALID_ARGUMENT.
+	DownloadJobOutput(ctx context.Context, in *DownloadJobOutputRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DownloadJobOutputResponse], error)
+	// GetJobHistory returns every status transition of a job in sequence order, each with who
+	// caused it and why.
+	GetJobHistory(ctx context.Context, in *GetJobHistoryRequest, opts ...grpc.CallOption) (*GetJobHistoryResponse, error)
+	// ResubmitJob creates a new job from an earlier job's specification, with the fields named in
+	// update_mask taken from overrides. The new job records the earlier one in resubmitted_from.
+	// Retrying with the same idempotency_key returns the job created the first time.
+	ResubmitJob(ctx context.Context, in *ResubmitJobRequest, opts ...grpc.CallOption) (*ResubmitJobResponse, error)
 }
 
 type jobServiceClient struct {
@@ -122,6 +148,74 @@ func (c *jobServiceClient) WatchJob(ctx context.Context, in *WatchJobRequest, op
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobService_WatchJobClient = grpc.ServerStreamingClient[WatchJobResponse]
 
+func (c *jobServiceClient) StreamJobOutput(ctx context.Context, in *StreamJobOutputRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamJobOutputResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &JobService_ServiceDesc.Streams[1], JobService_StreamJobOutput_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StreamJobOutputRequest, StreamJobOutputResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type JobService_StreamJobOutputClient = grpc.ServerStreamingClient[StreamJobOutputResponse]
+
+func (c *jobServiceClient) ListJobOutputs(ctx context.Context, in *ListJobOutputsRequest, opts ...grpc.CallOption) (*ListJobOutputsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListJobOutputsResponse)
+	err := c.cc.Invoke(ctx, JobService_ListJobOutputs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) DownloadJobOutput(ctx context.Context, in *DownloadJobOutputRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DownloadJobOutputResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &JobService_ServiceDesc.Streams[2], JobService_DownloadJobOutput_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[DownloadJobOutputRequest, DownloadJobOutputResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type JobService_DownloadJobOutputClient = grpc.ServerStreamingClient[DownloadJobOutputResponse]
+
+func (c *jobServiceClient) GetJobHistory(ctx context.Context, in *GetJobHistoryRequest, opts ...grpc.CallOption) (*GetJobHistoryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetJobHistoryResponse)
+	err := c.cc.Invoke(ctx, JobService_GetJobHistory_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) ResubmitJob(ctx context.Context, in *ResubmitJobRequest, opts ...grpc.CallOption) (*ResubmitJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResubmitJobResponse)
+	err := c.cc.Invoke(ctx, JobService_ResubmitJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JobServiceServer is the server API for JobService service.
 // All implementations must embed UnimplementedJobServiceServer
 // for forward compatibility.
@@ -146,6 +240,27 @@ type JobServiceServer interface {
 	// WatchJob streams a job's status transitions as they happen, optionally preceded by the ones
 	// already recorded. The stream ends after the transition into a terminal status.
 	WatchJob(*WatchJobRequest, grpc.ServerStreamingServer[WatchJobResponse]) error
+	// StreamJobOutput streams one of a job's output streams (stdout or stderr) from a byte offset,
+	// as the job writes it. Without follow the stream ends at the current end of the file; with
+	// follow it waits for more until the job has reached a terminal status and everything written
+	// has been sent. Resuming from the offset after the last byte received loses and repeats
+	// nothing. A job whose output does not exist yet (not started) streams nothing until it does.
+	StreamJobOutput(*StreamJobOutputRequest, grpc.ServerStreamingServer[StreamJobOutputResponse]) error
+	// ListJobOutputs lists the regular files under a job's output directory (its working
+	// directory), with their sizes and modification times, in path order.
+	ListJobOutputs(context.Context, *ListJobOutputsRequest) (*ListJobOutputsResponse, error)
+	// DownloadJobOutput streams one file of a job's output directory: first its description, then
+	// its content in chunks, then the SHA-256 of the bytes sent. The path is relative to the output
+	// directory; a path that leaves it (through "..", an absolute path or a symbolic link) is
+	// INVALID_ARGUMENT.
+	DownloadJobOutput(*DownloadJobOutputRequest, grpc.ServerStreamingServer[DownloadJobOutputResponse]) error
+	// GetJobHistory returns every status transition of a job in sequence order, each with who
+	// caused it and why.
+	GetJobHistory(context.Context, *GetJobHistoryRequest) (*GetJobHistoryResponse, error)
+	// ResubmitJob creates a new job from an earlier job's specification, with the fields named in
+	// update_mask taken from overrides. The new job records the earlier one in resubmitted_from.
+	// Retrying with the same idempotency_key returns the job created the first time.
+	ResubmitJob(context.Context, *ResubmitJobRequest) (*ResubmitJobResponse, error)
 	mustEmbedUnimplementedJobServiceServer()
 }
 
@@ -170,6 +285,21 @@ func (UnimplementedJobServiceServer) CancelJob(context.Context, *CancelJobReques
 }
 func (UnimplementedJobServiceServer) WatchJob(*WatchJobRequest, grpc.ServerStreamingServer[WatchJobResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchJob not implemented")
+}
+func (UnimplementedJobServiceServer) StreamJobOutput(*StreamJobOutputRequest, grpc.ServerStreamingServer[StreamJobOutputResponse]) error {
+	return status.Error(codes.Unimplemented, "method StreamJobOutput not implemented")
+}
+func (UnimplementedJobServiceServer) ListJobOutputs(context.Context, *ListJobOutputsRequest) (*ListJobOutputsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListJobOutputs not implemented")
+}
+func (UnimplementedJobServiceServer) DownloadJobOutput(*DownloadJobOutputRequest, grpc.ServerStreamingServer[DownloadJobOutputResponse]) error {
+	return status.Error(codes.Unimplemented, "method DownloadJobOutput not implemented")
+}
+func (UnimplementedJobServiceServer) GetJobHistory(context.Context, *GetJobHistoryRequest) (*GetJobHistoryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetJobHistory not implemented")
+}
+func (UnimplementedJobServiceServer) ResubmitJob(context.Context, *ResubmitJobRequest) (*ResubmitJobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResubmitJob not implemented")
 }
 func (UnimplementedJobServiceServer) mustEmbedUnimplementedJobServiceServer() {}
 func (UnimplementedJobServiceServer) testEmbeddedByValue()                    {}
@@ -275,6 +405,82 @@ func _JobService_WatchJob_Handler(srv interface{}, stream grpc.ServerStream) err
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobService_WatchJobServer = grpc.ServerStreamingServer[WatchJobResponse]
 
+func _JobService_StreamJobOutput_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(StreamJobOutputRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(JobServiceServer).StreamJobOutput(m, &grpc.GenericServerStream[StreamJobOutputRequest, StreamJobOutputResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type JobService_StreamJobOutputServer = grpc.ServerStreamingServer[StreamJobOutputResponse]
+
+func _JobService_ListJobOutputs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListJobOutputsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).ListJobOutputs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_ListJobOutputs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).ListJobOutputs(ctx, req.(*ListJobOutputsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_DownloadJobOutput_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(DownloadJobOutputRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(JobServiceServer).DownloadJobOutput(m, &grpc.GenericServerStream[DownloadJobOutputRequest, DownloadJobOutputResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type JobService_DownloadJobOutputServer = grpc.ServerStreamingServer[DownloadJobOutputResponse]
+
+func _JobService_GetJobHistory_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetJobHistoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).GetJobHistory(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_GetJobHistory_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).GetJobHistory(ctx, req.(*GetJobHistoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_ResubmitJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResubmitJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).ResubmitJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_ResubmitJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).ResubmitJob(ctx, req.(*ResubmitJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // JobService_ServiceDesc is the grpc.ServiceDesc for JobService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -298,11 +504,33 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "CancelJob",
 			Handler:    _JobService_CancelJob_Handler,
 		},
+		{
+			MethodName: "ListJobOutputs",
+			Handler:    _JobService_ListJobOutputs_Handler,
+		},
+		{
+			MethodName: "GetJobHistory",
+			Handler:    _JobService_GetJobHistory_Handler,
+		},
+		{
+			MethodName: "ResubmitJob",
+			Handler:    _JobService_ResubmitJob_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "WatchJob",
 			Handler:       _JobService_WatchJob_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "StreamJobOutput",
+			Handler:       _JobService_StreamJobOutput_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "DownloadJobOutput",
+			Handler:       _JobService_DownloadJobOutput_Handler,
 			ServerStreams: true,
 		},
 	},
