@@ -126,6 +126,7 @@ func (a *App) StreamJobOutput(ctx context.Context, actor Actor, in StreamInput, 
 		ve = append(ve, domain.FieldViolation{Field: "offset", Description: "must not be negative"})
 	}
 	if len(ve) > 0 {
+		a.auditInvalid(ctx, actor, in.JobID, events.AuditActionRead, ve)
 		return &domain.ValidationError{Violations: ve}
 	}
 	if a.outputs == nil {
@@ -240,10 +241,7 @@ func (a *App) DownloadJobOutput(ctx context.Context, actor Actor, jobID, path st
 		ve = append(ve, violationsOf(err)...)
 	}
 	if len(ve) > 0 {
-		if j, gerr := a.repo.Get(ctx, jobID); gerr == nil && actor.canSee(j) {
-			a.auditOutput(ctx, actor, j.ID, events.AuditActionExport, events.AuditOutcomeFailure, map[string]string{
-				"path": truncate(path, 256), "refused": ve[0].Description})
-		}
+		a.auditInvalid(ctx, actor, jobID, events.AuditActionExport, ve, "path", truncate(path, 256))
 		return "", &domain.ValidationError{Violations: ve}
 	}
 	if a.outputs == nil {
@@ -305,6 +303,24 @@ func (a *App) outputJob(ctx context.Context, actor Actor, id string, action even
 		return nil, err
 	}
 	return j, nil
+}
+
+// auditInvalid records a request refused as invalid, when it names a job
+// the actor may see (requests about no job have nothing to be recorded
+// against), with the first violation and the given key/value pairs.
+func (a *App) auditInvalid(ctx context.Context, actor Actor, jobID string, action events.AuditAction, ve []domain.FieldViolation, kv ...string) {
+	if domain.ValidateJobID("job_id", jobID) != nil {
+		return
+	}
+	j, err := a.repo.Get(ctx, jobID)
+	if err != nil || !actor.canSee(j) {
+		return
+	}
+	after := map[string]string{"refused": ve[0].Field + ": " + ve[0].Description}
+	for i := 0; i+1 < len(kv); i += 2 {
+		after[kv[i]] = kv[i+1]
+	}
+	a.auditOutput(ctx, actor, j.ID, action, events.AuditOutcomeFailure, after)
 }
 
 // outputError maps an adapter's error onto the domain's: a path out of the

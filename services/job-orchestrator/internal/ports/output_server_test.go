@@ -190,6 +190,10 @@ func TestOutputRequestsAreValidated(t *testing.T) {
 		}
 	}
 	require.Equal(t, 3, failed, "the three refused downloads of an existing job")
+	reads := e.audits(id, events.AuditActionRead)
+	require.Len(t, reads, 1, "the refused stream of an existing job")
+	require.Equal(t, events.AuditOutcomeFailure, reads[0].Outcome)
+	require.Equal(t, "offset: must not be negative", reads[0].After["refused"])
 }
 
 func TestOutputOfAnotherUsersJobIsNotFound(t *testing.T) {
