@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -435,4 +436,66 @@ func TestListAndDownloadJobOutputs(t *testing.T) {
 	}
 	require.Equal(t, 2, ok, "each download is audited")
 	require.NotEmpty(t, e.audits(id, events.AuditActionRead), "the listing is audited")
+}
+
+// TestSlowFollowerHoldsBackNothingElse stalls one follower (it never
+// receives) while the job writes 64 MiB: another follower still gets every
+// byte, the writer is never blocked, and the service does not buffer the
+// stalled stream's backlog (the heap grows far less than the output). Once
+// the stalled client reads again it gets everything, in order. It runs
+// alone (not parallel) so that the heap it measures is its own.
+func TestSlowFollowerHoldsBackNothingElse(t *testing.T) {
+	e := newOutputEnv(t)
+	ctx := as(t, "alice", false)
+	id, dir := e.job(t)
+	out := filepath.Join(dir, "stdout.log")
+	require.NoError(t, os.WriteFile(out, nil, 0o644))
+
+	slow, err := e.client.StreamJobOutput(ctx, &jobpb.StreamJobOutputRequest{JobId: id, Follow: true})
+	require.NoError(t, err)
+	fast, err := e.client.StreamJobOutput(ctx, &jobpb.StreamJobOutputRequest{JobId: id, Follow: true})
+	require.NoError(t, err)
+
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+
+	const total = 64 << 20
+	block := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
+	f, err := os.OpenFile(out, os.O_WRONLY|os.O_APPEND, 0)
+	require.NoError(t, err)
+	start := time.Now()
+	for written := 0; written < total; written += len(block) {
+		_, err := f.Write(block)
+		require.NoError(t, err)
+	}
+	require.NoError(t, f.Close())
+	t.Logf("the job wrote %d MiB in %s with a stalled follower", total>>20, time.Since(start).Round(time.Millisecond))
+
+	var n int64
+	for n < total {
+		m, err := fast.Recv()
+		require.NoError(t, err)
+		require.Equal(t, n, m.GetOffset())
+		n += int64(len(m.GetData()))
+	}
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	growth := int64(after.HeapInuse) - int64(before.HeapInuse)
+	t.Logf("heap in use grew by %.1f MiB while %d MiB streamed past a stalled follower", float64(growth)/(1<<20), total>>20)
+	// What the stalled stream may hold is gRPC's flow-control window (its
+	// BDP estimate grows it up to 16 MiB), on the client's side; the
+	// service holds one 64 KiB buffer per stream.
+	require.Less(t, growth, int64(total/2), "the stalled stream's backlog is not buffered")
+
+	_, err = e.client.CancelJob(ctx, &jobpb.CancelJobRequest{JobId: id})
+	require.NoError(t, err)
+	got, err := readStream(t, slow, 0)
+	require.NoError(t, err)
+	require.Len(t, got, total, "the stalled follower gets everything once it reads")
+	require.True(t, bytes.Equal(block, got[total-len(block):]))
+	rest, err := readStream(t, fast, total)
+	require.NoError(t, err)
+	require.Empty(t, rest)
 }
