@@ -17,10 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
@@ -44,7 +46,7 @@ type outputEnv struct {
 	root   string
 }
 
-func newOutputEnv(t *testing.T) *outputEnv {
+func newOutputEnv(t testing.TB) *outputEnv {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	e := &outputEnv{repo: apptest.NewMemRepo(), root: t.TempDir()}
@@ -78,10 +80,19 @@ func newOutputEnv(t *testing.T) *outputEnv {
 	return e
 }
 
-// job submits a job as alice and makes its output directory.
-func (e *outputEnv) job(t *testing.T) (id, dir string) {
+// asUser is the context of a call by user (not an admin).
+func asUser(t testing.TB, user string) context.Context {
 	t.Helper()
-	resp, err := e.client.SubmitJob(as(t, "alice", false), validRequest(t.Name()))
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": user, "exp": time.Now().Add(time.Hour).Unix()}).
+		SignedString([]byte(secret))
+	require.NoError(t, err)
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+}
+
+// job submits a job as alice and makes its output directory.
+func (e *outputEnv) job(t testing.TB) (id, dir string) {
+	t.Helper()
+	resp, err := e.client.SubmitJob(asUser(t, "alice"), validRequest(t.Name()))
 	require.NoError(t, err)
 	id = resp.GetJob().GetJobId()
 	dir = filepath.Join(e.root, id)
