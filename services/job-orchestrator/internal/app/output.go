@@ -143,6 +143,7 @@ func (a *App) StreamJobOutput(ctx context.Context, actor Actor, in StreamInput, 
 	})
 
 	var f OutputFile
+	reopened := false
 	defer func() {
 		if f != nil {
 			_ = f.Close()
@@ -158,6 +159,13 @@ func (a *App) StreamJobOutput(ctx context.Context, actor Actor, in StreamInput, 
 		// The status is read before the file is read to its end: once it
 		// is terminal, that end is the end of the output.
 		ended := j.Status.Terminal()
+		if ended && f != nil && !reopened {
+			// Opened again after the job ended: a network file system
+			// (NFS's close-to-open consistency) then shows every byte the
+			// job wrote, which a descriptor opened earlier may not.
+			_ = f.Close()
+			f, reopened = nil, true
+		}
 		if f == nil {
 			f, err = a.outputs.OpenStream(ctx, j.ID, in.Stream)
 			switch {
