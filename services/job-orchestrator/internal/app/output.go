@@ -171,8 +171,12 @@ func (a *App) StreamJobOutput(ctx context.Context, actor Actor, in StreamInput, 
 			switch {
 			case errors.Is(err, fs.ErrNotExist):
 				f = nil
+			case errors.Is(err, ErrOutsideOutputs), errors.Is(err, ErrNotRegular):
+				// The job replaced the file with a link or a special file.
+				return fmt.Errorf("stream output of job %s: %w: %w", j.ID, domain.Invalid("stream",
+					"the job's %s file is not a regular file in its directory (a symbolic link or special file) and is not read", in.Stream), err)
 			case err != nil:
-				return fmt.Errorf("stream output of job %s: %w", j.ID, outputError(err))
+				return fmt.Errorf("stream output of job %s: %w", j.ID, err)
 			}
 		}
 		for f != nil {

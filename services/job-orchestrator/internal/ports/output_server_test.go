@@ -92,7 +92,9 @@ func asUser(t testing.TB, user string) context.Context {
 // job submits a job as alice and makes its output directory.
 func (e *outputEnv) job(t testing.TB) (id, dir string) {
 	t.Helper()
-	resp, err := e.client.SubmitJob(asUser(t, "alice"), validRequest(t.Name()))
+	key := make([]byte, 8)
+	_, _ = rand.Read(key)
+	resp, err := e.client.SubmitJob(asUser(t, "alice"), validRequest(hex.EncodeToString(key)))
 	require.NoError(t, err)
 	id = resp.GetJob().GetJobId()
 	dir = filepath.Join(e.root, id)
@@ -194,6 +196,12 @@ func TestOutputRequestsAreValidated(t *testing.T) {
 			require.Equal(t, tt.fields, fieldPaths(t, tt.err()))
 		})
 	}
+	// A job that replaced its stdout file with a link out of its directory.
+	linked, dir := e.job(t)
+	require.NoError(t, os.Symlink("/etc/passwd", filepath.Join(dir, "stdout.log")))
+	err := streamErr(&jobpb.StreamJobOutputRequest{JobId: linked})
+	require.Equal(t, []string{"stream"}, fieldPaths(t, err))
+	require.Contains(t, status.Convert(err).Message(), "not a regular file")
 	// Refused paths of a job the caller may read are audited as failures.
 	failed := 0
 	for _, a := range e.audits(id, events.AuditActionExport) {
