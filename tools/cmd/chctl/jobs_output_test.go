@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
 )
@@ -151,4 +153,59 @@ func TestJobsDownloadRefusesABadChecksum(t *testing.T) {
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	require.Len(t, entries, 1, "no temporary file is left")
+}
+
+// flakyLogs is a JobService whose first StreamJobOutput breaks off with
+// Unavailable after some bytes, as a restarting service would.
+type flakyLogs struct {
+	jobpb.UnimplementedJobServiceServer
+	offsets chan int64
+}
+
+func (f flakyLogs) StreamJobOutput(req *jobpb.StreamJobOutputRequest, s grpc.ServerStreamingServer[jobpb.StreamJobOutputResponse]) error {
+	f.offsets <- req.GetOffset()
+	const text = "hello world\n"
+	if req.GetOffset() == 0 {
+		if err := s.Send(&jobpb.StreamJobOutputResponse{Data: []byte(text[:6]), Offset: 0}); err != nil {
+			return err
+		}
+		return status.Error(codes.Unavailable, "shutting down")
+	}
+	return s.Send(&jobpb.StreamJobOutputResponse{Data: []byte(text[req.GetOffset():]), Offset: req.GetOffset()})
+}
+
+func TestJobsLogsFollowResumesWhereItBroke(t *testing.T) {
+	t.Parallel()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := grpc.NewServer()
+	fake := flakyLogs{offsets: make(chan int64, 10)}
+	jobpb.RegisterJobServiceServer(srv, fake)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errOut strings.Builder
+	err = run(ctx, []string{"jobs", "logs", "j-1", "-f", "-addr", lis.Addr().String(), "-token", "t"}, &out, &errOut)
+	require.NoError(t, err, errOut.String())
+	require.Equal(t, "hello world\n", out.String(), "nothing lost, nothing repeated")
+	require.Contains(t, errOut.String(), "resuming at byte 6")
+	close(fake.offsets)
+	var offsets []int64
+	for o := range fake.offsets {
+		offsets = append(offsets, o)
+	}
+	require.Equal(t, []int64{0, 6}, offsets)
+
+	// Without -f a broken stream is an error.
+	fake2 := flakyLogs{offsets: make(chan int64, 10)}
+	lis2, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv2 := grpc.NewServer()
+	jobpb.RegisterJobServiceServer(srv2, fake2)
+	go func() { _ = srv2.Serve(lis2) }()
+	t.Cleanup(srv2.Stop)
+	err = run(ctx, []string{"jobs", "logs", "j-1", "-addr", lis2.Addr().String(), "-token", "t"}, &out, &errOut)
+	require.ErrorContains(t, err, "Unavailable")
 }
