@@ -152,7 +152,14 @@ func openRegular(r *os.Root, name string) (*os.File, error) {
 	return f, nil
 }
 
-// List implements app.JobOutputs.
+// entriesPerFile bounds List's walk: it visits at most this many entries
+// (files, directories, links) per file it may return.
+const entriesPerFile = 10
+
+// List implements app.JobOutputs. It returns truncated when the directory
+// holds more than limit regular files, or more than limit*entriesPerFile
+// entries in all; the files returned are then the first found, in path
+// order among themselves.
 func (d *Dir) List(ctx context.Context, jobID string, limit int) ([]app.OutputInfo, bool, error) {
 	r, err := d.jobRoot(jobID)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -165,6 +172,9 @@ func (d *Dir) List(ctx context.Context, jobID string, limit int) ([]app.OutputIn
 	var out []app.OutputInfo
 	truncated := false
 	errFull := errors.New("full")
+	// A job may leave far more directories or links than files: the walk
+	// visits at most this many entries of any kind.
+	budget := max(limit, 1) * entriesPerFile
 	// WalkDir reports symbolic links as such (it never follows them), and
 	// os.Root keeps every read inside the directory.
 	err = fs.WalkDir(r.FS(), ".", func(p string, e fs.DirEntry, err error) error {
@@ -176,6 +186,10 @@ func (d *Dir) List(ctx context.Context, jobID string, limit int) ([]app.OutputIn
 		}
 		if cerr := ctx.Err(); cerr != nil {
 			return cerr
+		}
+		if budget--; budget < 0 {
+			truncated = true
+			return errFull
 		}
 		if !e.Type().IsRegular() {
 			return nil

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -175,4 +176,24 @@ func TestNewChecksItsArguments(t *testing.T) {
 	require.Error(t, err)
 	_, err = outputdir.New("/abs", nil)
 	require.Error(t, err)
+}
+
+func TestListBoundsItsWalk(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	dir := filepath.Join(root, jobID)
+	for i := range 50 {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, "empty", strconv.Itoa(i)), 0o755))
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "z.txt"), []byte("z"), 0o644))
+	d, err := outputdir.New(root, local.StreamFile)
+	require.NoError(t, err)
+	files, truncated, err := d.List(context.Background(), jobID, 2)
+	require.NoError(t, err)
+	require.True(t, truncated, "52 directories are more than 2 files' worth of walking")
+	require.Empty(t, files, "the walk stopped among the directories")
+	files, truncated, err = d.List(context.Background(), jobID, 100)
+	require.NoError(t, err)
+	require.False(t, truncated)
+	require.Len(t, files, 1)
 }
