@@ -12,7 +12,8 @@
 // Beyond that, symbolic links are not followed at all: a path with a link
 // in any component is refused (app.ErrOutsideOutputs), listings leave them
 // out, and an opened file must be the very regular file that was checked
-// (same device and inode). Files are opened non-blocking, so a FIFO planted
+// (same device and inode). A file with more than one hard link is treated
+// the same way, since it may be another user's file linked in. Files are opened non-blocking, so a FIFO planted
 // by a job cannot hang a request.
 package outputdir
 
@@ -132,6 +133,9 @@ func openRegular(r *os.Root, name string) (*os.File, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s: %w", name, app.ErrNotRegular)
 	}
+	if linkedElsewhere(fi) {
+		return nil, fmt.Errorf("%s has other hard links: %w", name, app.ErrOutsideOutputs)
+	}
 	f, err := r.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -155,6 +159,15 @@ func openRegular(r *os.Root, name string) (*os.File, error) {
 // entriesPerFile bounds List's walk: it visits at most this many entries
 // (files, directories, links) per file it may return.
 const entriesPerFile = 10
+
+// linkedElsewhere reports whether a file has more than one hard link: it
+// may be a file from outside the job's directory that the job linked in
+// (where the kernel allows linking others' files, fs.protected_hardlinks=0),
+// so it is neither listed nor read.
+func linkedElsewhere(fi fs.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Nlink > 1
+}
 
 // List implements app.JobOutputs. It returns truncated when the directory
 // holds more than limit regular files, or more than limit*entriesPerFile
@@ -199,8 +212,8 @@ func (d *Dir) List(ctx context.Context, jobID string, limit int) ([]app.OutputIn
 			return errFull
 		}
 		info, err := e.Info()
-		if err != nil || !info.Mode().IsRegular() {
-			return nil // removed or replaced meanwhile
+		if err != nil || !info.Mode().IsRegular() || linkedElsewhere(info) {
+			return nil // removed or replaced meanwhile, or a hard link
 		}
 		out = append(out, app.OutputInfo{Path: p, Size: info.Size(), ModifiedAt: info.ModTime()})
 		return nil

@@ -46,6 +46,9 @@ func tree(t *testing.T) (root string) {
 	require.NoError(t, os.Symlink("../other-job", filepath.Join(dir, "dir-link")))
 	require.NoError(t, os.Symlink("/etc", filepath.Join(dir, "etc")))
 	require.NoError(t, syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644))
+	// A hard link to a file outside the directory (as root, or where
+	// fs.protected_hardlinks is 0, a job could link others' files).
+	require.NoError(t, os.Link(filepath.Join(root, "secret"), filepath.Join(dir, "hard-link")))
 	return root
 }
 
@@ -102,6 +105,7 @@ func TestOpenIsConfinedToTheJobDirectory(t *testing.T) {
 		{name: "link inside is not followed either", path: "inner-link", wantErr: app.ErrOutsideOutputs},
 		{name: "directory", path: "results", wantErr: app.ErrNotRegular},
 		{name: "fifo", path: "fifo", wantErr: app.ErrNotRegular},
+		{name: "hard link", path: "hard-link", wantErr: app.ErrOutsideOutputs},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
