@@ -1,6 +1,7 @@
 // Package app holds the job-orchestrator's use cases: submit, get, list,
-// cancel and watch jobs, and the reconciler that drives jobs through the
-// scheduler. It depends on ports (JobRepository, Scheduler) only.
+// cancel and watch jobs, stream, list and download their outputs, and the
+// reconciler that drives jobs through the scheduler. It depends on ports
+// (JobRepository, Scheduler, JobOutputs) only.
 package app
 
 import (

@@ -4,9 +4,9 @@
 // Build order: configuration and the JWT interceptors (before the gRPC
 // server exists) → database → migrations → store (repository and outbox) →
 // topic catalogue (when ORCHESTRATOR_ENSURE_TOPICS) → Kafka producer →
-// RabbitMQ connection and publisher → scheduler backend → use cases →
-// reconciler and outbox relay (background) → gRPC JobService behind the JWT
-// interceptors → readiness checks. Shutdown runs the other way round: the
+// RabbitMQ connection and publisher → scheduler backend and job outputs
+// reader → use cases → reconciler and outbox relay (background) → gRPC
+// JobService behind the JWT interceptors → readiness checks. Shutdown runs the other way round: the
 // reconciler and relay stop (the relay finishes and marks its pass), the
 // scheduler closes, the producer flushes, RabbitMQ closes, the database
 // closes.
