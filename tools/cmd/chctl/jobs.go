@@ -45,6 +45,13 @@ const jobsUsage = `usage:
                                        list jobs, newest first
   chctl jobs cancel ID [-reason TEXT]  cancel a job that has not finished
   chctl jobs watch ID [-replay]        stream the job's transitions until it ends
+  chctl jobs logs ID [-f] [-stderr] [-offset N]
+                                       print the job's standard output (or error);
+                                       -f follows it live until the job ends
+  chctl jobs outputs ID                list the files of the job's output directory
+  chctl jobs download ID PATH [-o FILE]
+                                       download one of them; its SHA-256 is verified
+                                       before FILE (default: its name here) is written
 
 Every command takes -addr HOST:PORT (default $` + envJobAddr + ` or ` + defaultAddr + `)
 and -token JWT (default $` + envToken + `; "chctl token" mints a development token).
@@ -87,7 +94,7 @@ func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprintln(stdout, jobsUsage)
 		if len(args) == 0 {
-			return usageError{"jobs: missing subcommand (submit, get, list, cancel or watch)"}
+			return usageError{"jobs: missing subcommand (see chctl jobs help)"}
 		}
 		return nil
 	}
@@ -102,8 +109,14 @@ func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return runJobsCancel(ctx, args[1:], stdout, stderr)
 	case "watch":
 		return runJobsWatch(ctx, args[1:], stdout, stderr)
+	case "logs":
+		return runJobsLogs(ctx, args[1:], stdout, stderr)
+	case "outputs":
+		return runJobsOutputs(ctx, args[1:], stdout, stderr)
+	case "download":
+		return runJobsDownload(ctx, args[1:], stdout, stderr)
 	default:
-		return usageError{fmt.Sprintf("jobs: unknown subcommand %q (submit, get, list, cancel or watch)", args[0])}
+		return usageError{fmt.Sprintf("jobs: unknown subcommand %q (see chctl jobs help)", args[0])}
 	}
 }
 

@@ -52,7 +52,8 @@ Commands:
   topics    create missing topics of the catalogue and verify existing ones
   audit     export the audit trail (export), verify an export offline (verify),
             make a checkpoint key pair (keygen)
-  jobs      submit, get, list, cancel and watch jobs (chctl jobs help)
+  jobs      submit, get, list, cancel and watch jobs, read their output and
+            download their files (chctl jobs help)
   token     mint an HS256 development token (development only)
   notify    subscribe to job emails (notify subscribe)
   dlq       list a dead-letter topic or replay it to the original topics (chctl dlq help)

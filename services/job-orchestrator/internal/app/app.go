@@ -1,6 +1,7 @@
 // Package app holds the job-orchestrator's use cases: submit, get, list,
-// cancel and watch jobs, and the reconciler that drives jobs through the
-// scheduler. It depends on ports (JobRepository, Scheduler) only.
+// cancel and watch jobs, stream, list and download their outputs, and the
+// reconciler that drives jobs through the scheduler. It depends on ports
+// (JobRepository, Scheduler, JobOutputs) only.
 package app
 
 import (
@@ -26,6 +27,9 @@ const (
 	DefaultMaxPageSize       = 500
 	DefaultWatchPollInterval = time.Second
 	DefaultWorkDir           = "/var/lib/fleet/jobs"
+	// DefaultOutputPollInterval is how often a followed job output is
+	// checked for new bytes.
+	DefaultOutputPollInterval = 100 * time.Millisecond
 )
 
 // Config configures the use cases.
@@ -44,6 +48,9 @@ type Config struct {
 	// changes committed by other replicas whose wake-up (adapters/watchfeed,
 	// through RabbitMQ) did not arrive.
 	WatchPollInterval time.Duration
+	// OutputPollInterval is how often StreamJobOutput with follow looks
+	// for new bytes in the job's output file.
+	OutputPollInterval time.Duration
 	// WorkDir is the directory under which each job gets <WorkDir>/<job id>
 	// for its output files.
 	WorkDir string
@@ -58,12 +65,13 @@ type Config struct {
 // still be set.
 func DefaultConfig() Config {
 	return Config{
-		Producer:          DefaultProducer,
-		Rates:             domain.DefaultRates(),
-		DefaultPageSize:   DefaultPageSize,
-		MaxPageSize:       DefaultMaxPageSize,
-		WatchPollInterval: DefaultWatchPollInterval,
-		WorkDir:           DefaultWorkDir,
+		Producer:           DefaultProducer,
+		Rates:              domain.DefaultRates(),
+		DefaultPageSize:    DefaultPageSize,
+		MaxPageSize:        DefaultMaxPageSize,
+		WatchPollInterval:  DefaultWatchPollInterval,
+		OutputPollInterval: DefaultOutputPollInterval,
+		WorkDir:            DefaultWorkDir,
 	}
 }
 
@@ -85,6 +93,9 @@ func (c Config) Validate() error {
 	if c.WatchPollInterval <= 0 {
 		errs = append(errs, errors.New("watch poll interval must be positive"))
 	}
+	if c.OutputPollInterval <= 0 {
+		errs = append(errs, errors.New("output poll interval must be positive"))
+	}
 	if c.WorkDir == "" || !filepath.IsAbs(c.WorkDir) {
 		errs = append(errs, errors.New("work dir must be an absolute path"))
 	}
@@ -100,6 +111,9 @@ type Deps struct {
 	Scheduler Scheduler
 	Catalogue *domain.Catalogue
 	Logger    *slog.Logger
+	// Outputs reads jobs' output directories; nil makes the output RPCs
+	// answer Unavailable.
+	Outputs JobOutputs
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// NewID makes job ids; nil means UUIDv7.
@@ -154,6 +168,7 @@ type App struct {
 	newID    func() string
 	notifier *notifier
 	kick     chan struct{}
+	outputs  JobOutputs
 }
 
 // New checks cfg and deps and builds the App.
@@ -174,6 +189,7 @@ func New(cfg Config, deps Deps) (*App, error) {
 	a := &App{
 		cfg: cfg, repo: deps.Repo, sched: deps.Scheduler, cat: deps.Catalogue, log: deps.Logger,
 		now: deps.Now, newID: deps.NewID, notifier: newNotifier(), kick: make(chan struct{}, 1),
+		outputs: deps.Outputs,
 	}
 	if a.now == nil {
 		a.now = time.Now

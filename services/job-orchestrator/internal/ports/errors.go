@@ -27,6 +27,7 @@ var errorCodes = []struct {
 	generic string
 }{
 	{err: domain.ErrInvalidArgument, code: codes.InvalidArgument},
+	{err: domain.ErrOutputNotFound, code: codes.NotFound, generic: "no such file in the job's output directory"},
 	{err: domain.ErrNotFound, code: codes.NotFound, generic: "job not found"},
 	{err: domain.ErrUnauthenticated, code: codes.Unauthenticated, generic: "a bearer token is required"},
 	{err: domain.ErrPermissionDenied, code: codes.PermissionDenied},

@@ -18,6 +18,8 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
 	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/outputdir"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/local"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/store"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app/apptest"
@@ -47,9 +49,12 @@ func newFuzzJobs(f *testing.F) *fuzzJobs {
 	cfg := app.DefaultConfig()
 	cfg.PageTokenKey = telemetry.Secret("fuzz-page-token-key-0123456789")
 	cfg.WatchPollInterval = 20 * time.Millisecond
+	cfg.WorkDir = f.TempDir()
+	outputs, err := outputdir.New(cfg.WorkDir, local.StreamFile)
+	require.NoError(f, err)
 	fj := &fuzzJobs{db: db}
 	fj.srv = servicefuzz.InProcess(f, "job-orchestrator", func(s *grpc.Server, logger *slog.Logger) {
-		a, err := app.New(cfg, app.Deps{Repo: st, Scheduler: apptest.NewFakeScheduler(), Catalogue: domain.DefaultCatalogue(), Logger: logger})
+		a, err := app.New(cfg, app.Deps{Repo: st, Scheduler: apptest.NewFakeScheduler(), Catalogue: domain.DefaultCatalogue(), Logger: logger, Outputs: outputs})
 		require.NoError(f, err)
 		jobpb.RegisterJobServiceServer(s, ports.NewJobServer(a, logger))
 	})
@@ -129,7 +134,8 @@ func FuzzJobWatchJob(f *testing.F) {
 // TestEveryJobMethodIsFuzzed fails when JobService gains a method without a
 // fuzz target above.
 func TestEveryJobMethodIsFuzzed(t *testing.T) {
-	fuzzed := map[protoreflect.Name]bool{"SubmitJob": true, "GetJob": true, "ListJobs": true, "CancelJob": true, "WatchJob": true}
+	fuzzed := map[protoreflect.Name]bool{"SubmitJob": true, "GetJob": true, "ListJobs": true, "CancelJob": true, "WatchJob": true,
+		"StreamJobOutput": true, "ListJobOutputs": true, "DownloadJobOutput": true}
 	ms := servicefuzz.Methods(t, jobpb.File_fleet_job_v1_job_proto.Services().Get(0).FullName())
 	for i := range ms.Len() {
 		require.True(t, fuzzed[ms.Get(i).Name()], "no fuzz target for %s", ms.Get(i).FullName())

@@ -4,9 +4,9 @@
 // Build order: configuration and the JWT interceptors (before the gRPC
 // server exists) → database → migrations → store (repository and outbox) →
 // topic catalogue (when ORCHESTRATOR_ENSURE_TOPICS) → Kafka producer →
-// RabbitMQ connection and publisher → scheduler backend → use cases →
-// reconciler and outbox relay (background) → gRPC JobService behind the JWT
-// interceptors → readiness checks. Shutdown runs the other way round: the
+// RabbitMQ connection and publisher → scheduler backend and job outputs
+// reader → use cases → reconciler and outbox relay (background) → gRPC
+// JobService behind the JWT interceptors → readiness checks. Shutdown runs the other way round: the
 // reconciler and relay stop (the relay finishes and marks its pass), the
 // scheduler closes, the producer flushes, RabbitMQ closes, the database
 // closes.
@@ -30,6 +30,7 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/sqlstore"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
 	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/outputdir"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/local"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/slurm"
@@ -154,7 +155,11 @@ func (o *orchestrator) wire(ctx context.Context, deps svcruntime.Deps) error {
 		return err
 	}
 	rt.OnShutdown("scheduler", sched.close)
-	a, err := app.New(cfg.App, app.Deps{Repo: st, Scheduler: sched, Catalogue: cat, Logger: log})
+	outputs, err := newOutputs(cfg)
+	if err != nil {
+		return err
+	}
+	a, err := app.New(cfg.App, app.Deps{Repo: st, Scheduler: sched, Catalogue: cat, Logger: log, Outputs: outputs})
 	if err != nil {
 		return err
 	}
@@ -315,6 +320,18 @@ func newScheduler(cfg Config, cat *domain.Catalogue, log *slog.Logger) (schedule
 		}
 		return scheduler{Scheduler: s, close: s.Close}, nil
 	}
+}
+
+// newOutputs reads jobs' output directories, <JOB_WORK_DIR>/<job id>, with
+// the chosen backend's names of the stdout and stderr files. For Slurm the
+// directory is the jobs' working directory on the cluster's file system,
+// which this host must mount at the same path.
+func newOutputs(cfg Config) (*outputdir.Dir, error) {
+	names := local.StreamFile
+	if cfg.Scheduler == "slurm" {
+		names = slurm.StreamFile
+	}
+	return outputdir.New(filepath.Clean(cfg.WorkDir), names)
 }
 
 // secureStateDir makes the orchestrator's files private: everything it

@@ -137,3 +137,15 @@ func readJSON(path string, v any) error {
 	}
 	return nil
 }
+
+// StreamFile names a job's stdout or stderr file within its directory
+// (<WorkRoot>/<job id>), for reading the job's output (adapters/outputdir).
+func StreamFile(_ string, stream app.OutputStream) string {
+	switch stream {
+	case app.StreamStdout:
+		return stdoutFile
+	case app.StreamStderr:
+		return stderrFile
+	}
+	return ""
+}

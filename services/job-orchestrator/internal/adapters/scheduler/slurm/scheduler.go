@@ -279,6 +279,19 @@ func (s *Scheduler) getJob(ctx context.Context, id string) (jobInfo, error) {
 	return jobInfo{}, fmt.Errorf("job %s not in answer: %w", id, app.ErrUnknownJob)
 }
 
+// StreamFile names a job's stdout or stderr file within its working
+// directory (the request's WorkDir), for reading the job's output
+// (adapters/outputdir): <job id>.out and <job id>.err.
+func StreamFile(jobID string, stream app.OutputStream) string {
+	switch stream {
+	case app.StreamStdout:
+		return jobID + ".out"
+	case app.StreamStderr:
+		return jobID + ".err"
+	}
+	return ""
+}
+
 // submitBody builds the job description of v0.0.40 to v0.0.42, which share
 // every field the backend sets: the script inside the job, the environment
 // as a list of NAME=value strings (sorted, so a request always produces the
@@ -306,8 +319,8 @@ func (s *Scheduler) submitBody(req app.SubmitRequest) (map[string]any, error) {
 		"script":                    req.Script,
 		"current_working_directory": req.WorkDir,
 		"environment":               envList,
-		"standard_output":           filepath.Join(req.WorkDir, req.JobID+".out"),
-		"standard_error":            filepath.Join(req.WorkDir, req.JobID+".err"),
+		"standard_output":           filepath.Join(req.WorkDir, StreamFile(req.JobID, app.StreamStdout)),
+		"standard_error":            filepath.Join(req.WorkDir, StreamFile(req.JobID, app.StreamStderr)),
 	}
 	if req.Walltime > 0 {
 		job["time_limit"] = setNumber(int64(math.Ceil(req.Walltime.Minutes())))
