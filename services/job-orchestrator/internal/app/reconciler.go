@@ -508,14 +508,17 @@ func (a *App) applyStatus(j *domain.Job, st *SchedulerStatus) ([]domain.Transiti
 		return nil, err
 	}
 	trs = append(trs, tr)
-	actor, code := domain.ActorScheduler, st.Code
-	if code == "" {
-		code = st.State
-	}
+	// The scheduler reported the last transition; a RUNNING before it is
+	// implied (the job ended between two polls), with no code of its own.
+	actor := domain.ActorScheduler
 	if st.ErrorCode == ErrorCodeLost {
 		actor = domain.ActorOrchestrator
 	}
 	for i := range trs {
+		code := ""
+		if i == len(trs)-1 {
+			code = cmp.Or(st.Code, st.State)
+		}
 		j.SetTransitionSource(trs[i].Sequence, actor, code)
 		trs[i].Actor, trs[i].SchedulerCode = actor, code
 	}

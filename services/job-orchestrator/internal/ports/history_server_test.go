@@ -271,3 +271,32 @@ func TestListJobsByTags(t *testing.T) {
 	_, err = e.client.ListJobs(ctx, &jobpb.ListJobsRequest{Tags: []string{"sweep:s2"}, PageSize: 1, PageToken: r.GetNextPageToken()})
 	require.Equal(t, []string{"page_token"}, fieldPaths(t, err))
 }
+
+// A job that ended between two polls gets an implied RUNNING transition:
+// the scheduler's code is on the transition it reported only.
+func TestHistoryOfAJobThatEndedBetweenPolls(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := as(t, "alice", false)
+	j, err := e.client.SubmitJob(ctx, validRequest("p1"))
+	require.NoError(t, err)
+	id := j.GetJob().GetJobId()
+	e.rec.Pass(context.Background())
+	got, err := e.client.GetJob(ctx, &jobpb.GetJobRequest{JobId: id})
+	require.NoError(t, err)
+	start := time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
+	e.sched.Set(got.GetJob().GetSchedulerJobId(), app.SchedulerStatus{Phase: app.PhaseFailed, State: "TIMEOUT", Code: "TimeLimit",
+		ErrorCode: app.ErrorCodeTimeout, StartTime: start, EndTime: start.Add(30 * time.Second)})
+	e.rec.Pass(context.Background())
+	h, err := e.client.GetJobHistory(ctx, &jobpb.GetJobHistoryRequest{JobId: id})
+	require.NoError(t, err)
+	require.Len(t, h.GetEvents(), 4)
+	running, failed := h.GetEvents()[2], h.GetEvents()[3]
+	require.Equal(t, jobpb.JobStatus_JOB_STATUS_RUNNING, running.GetToStatus())
+	require.Equal(t, "scheduler", running.GetActor())
+	require.Empty(t, running.GetSchedulerCode())
+	require.Equal(t, "TimeLimit", failed.GetSchedulerCode())
+	require.Equal(t, "TIMEOUT", failed.GetErrorCode())
+	require.True(t, strings.HasPrefix(failed.GetReason(), "The job ran longer than its walltime and was stopped; resubmit with a longer walltime"), failed.GetReason())
+	require.Contains(t, failed.GetReason(), "job ended in scheduler state TIMEOUT", "the scheduler's words, made up when it gave none")
+}
