@@ -168,6 +168,7 @@ func TestOldWriterNewReader(t *testing.T) {
 	readerV2 := newCodec(t, events.CodecConfig{Schemas: evolution})
 	got, err := readerV2.Decode(events.TopicJobLifecycle, b)
 	require.NoError(t, err)
+	ev.SchemaVersion = 1 // the writer's version, whatever the embedded latest is
 	require.Equal(t, ev, got)
 
 	native, err := readerV2.DecodeNative(events.TopicJobLifecycle, b)
@@ -333,7 +334,7 @@ func TestDecodeJSONIsAvroJSON(t *testing.T) {
 		text, writer, err := c.DecodeJSON(topic, b)
 		require.NoError(t, err)
 		require.Equal(t, events.TopicJobLifecycle, writer.Topic)
-		require.Equal(t, 1, writer.Version)
+		require.Equal(t, 2, writer.Version, "the latest job-lifecycle schema")
 		var doc map[string]any
 		require.NoError(t, json.Unmarshal(text, &doc))
 		require.Equal(t, ev.EventID, doc["event_id"])
@@ -370,4 +371,34 @@ func TestJobMetricsEfficienciesAcrossVersions(t *testing.T) {
 	fromV1, err := v2.Decode(events.TopicJobMetrics, b1)
 	require.NoError(t, err)
 	require.Nil(t, fromV1.Payload.(events.JobMetricsRecorded).MemoryEfficiencyPercent, "the v2 default for v1 data")
+}
+
+// job-lifecycle v2 adds resubmitted_from to job.submitted; a v1 reader
+// drops it, a v2 reader of v1 data finds it absent.
+func TestJobSubmittedResubmittedFromAcrossVersions(t *testing.T) {
+	t.Parallel()
+	from, key := "0195f2a0-7c1e-7b3a-9c4d-000000000001", "k-1"
+	p := events.JobSubmitted{JobID: "j2", UserID: "u", JobName: "n", Agent: "Custom", TaccSystem: events.TaccSystemFrontera,
+		Partition: "normal", Priority: events.JobPriorityNormal, IdempotencyKey: &key, ResubmittedFrom: &from, ToStatus: events.JobStatusSubmitted}
+	ev := sampleEvent(t, p)
+	v2 := newCodec(t, events.CodecConfig{})
+	b, err := v2.Encode(ev)
+	require.NoError(t, err)
+	got, err := v2.Decode(events.TopicJobLifecycle, b)
+	require.NoError(t, err)
+	require.Equal(t, ev, got)
+	require.Equal(t, from, *got.Payload.(events.JobSubmitted).ResubmittedFrom)
+
+	v1 := newCodec(t, events.CodecConfig{ReaderVersions: map[string]int{events.TopicJobLifecycle: 1}})
+	old, err := v1.Decode(events.TopicJobLifecycle, b)
+	require.NoError(t, err)
+	require.Nil(t, old.Payload.(events.JobSubmitted).ResubmittedFrom, "v1 has no such field")
+	require.Equal(t, key, *old.Payload.(events.JobSubmitted).IdempotencyKey)
+
+	v1Writer := newCodec(t, events.CodecConfig{WriterVersions: map[string]int{events.TopicJobLifecycle: 1}})
+	b1, err := v1Writer.Encode(ev)
+	require.NoError(t, err)
+	fromV1, err := v2.Decode(events.TopicJobLifecycle, b1)
+	require.NoError(t, err)
+	require.Nil(t, fromV1.Payload.(events.JobSubmitted).ResubmittedFrom, "the v2 default for v1 data")
 }

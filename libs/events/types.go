@@ -176,8 +176,11 @@ type JobSubmitted struct {
 	EstimatedCostUSD   float64         `avro:"estimated_cost_usd"`
 	Priority           JobPriority     `avro:"priority"`
 	IdempotencyKey     *string         `avro:"idempotency_key"`
-	FromStatus         *JobStatus      `avro:"from_status"`
-	ToStatus           JobStatus       `avro:"to_status"`
+	// ResubmittedFrom is the job this one was resubmitted from (schema
+	// v2); nil for a job submitted anew and in events written with v1.
+	ResubmittedFrom *string    `avro:"resubmitted_from"`
+	FromStatus      *JobStatus `avro:"from_status"`
+	ToStatus        JobStatus  `avro:"to_status"`
 }
 
 // JobQueued: the scheduler accepted the job.

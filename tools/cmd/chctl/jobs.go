@@ -40,9 +40,17 @@ const jobsUsage = `usage:
       submit a job and print its id, status, cost estimate and trace id.
       AGENT is AlphaCal, ImageReconstruction, AnomalyDetection or custom;
       SYSTEM is frontera, stampede3, lonestar6 or vista.
+  chctl jobs submit -f FILE [-dry-run]
+      submit the job, or the sweep (one job per point of a parameter grid,
+      tagged sweep:NAME), of a YAML or JSON job file (docs/job-files.md);
+      running it again submits nothing twice.
   chctl jobs get ID [-json]            print one job
-  chctl jobs list [-status S,S] [-system SYSTEM] [-limit N] [-json]
-                                       list jobs, newest first
+  chctl jobs list [-status S,S] [-system SYSTEM] [-tag T ...] [-limit N] [-json]
+                                       list jobs, newest first; with -tag a
+                                       summary line counts them per status
+  chctl jobs history ID [-json]        every transition: when, who, why, the scheduler's code
+  chctl jobs resubmit ID [-walltime D] [-nodes N] [-memory-mb M] [-partition P] [-key K]
+                                       a new job from ID's spec with these changes
   chctl jobs cancel ID [-reason TEXT]  cancel a job that has not finished
   chctl jobs watch ID [-replay]        stream the job's transitions until it ends
   chctl jobs logs ID [-f] [-stderr] [-offset N]
@@ -115,6 +123,10 @@ func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return runJobsOutputs(ctx, args[1:], stdout, stderr)
 	case "download":
 		return runJobsDownload(ctx, args[1:], stdout, stderr)
+	case "history":
+		return runJobsHistory(ctx, args[1:], stdout, stderr)
+	case "resubmit":
+		return runJobsResubmit(ctx, args[1:], stdout, stderr)
 	default:
 		return usageError{fmt.Sprintf("jobs: unknown subcommand %q (see chctl jobs help)", args[0])}
 	}
@@ -150,6 +162,8 @@ func runJobsSubmit(ctx context.Context, args []string, stdout, stderr io.Writer)
 		allocation = fs.String("allocation", alloc, "TACC allocation (project) charged (default $"+envAllocation+")")
 		priority   = fs.String("priority", "", "low, normal or high")
 		idemKey    = fs.String("idempotency-key", "", "makes a retried submission return the same job (default: a new UUID)")
+		file       = fs.String("f", "", "YAML or JSON job file: one job or a sweep (docs/job-files.md)")
+		dryRun     = fs.Bool("dry-run", false, "with -f: print the jobs the file asks for, submit nothing")
 		envs, tags listFlag
 	)
 	fs.Var(&envs, "env", "KEY=VALUE for the job's environment (repeatable)")
@@ -158,6 +172,20 @@ func runJobsSubmit(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	} else if len(pos) > 0 {
 		return usageError{fmt.Sprintf("jobs submit: unexpected argument %q", pos[0])}
+	}
+	if *file != "" {
+		var specFlag string
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "f", "dry-run", "idempotency-key", "addr", "token":
+			default:
+				specFlag = f.Name
+			}
+		})
+		if specFlag != "" {
+			return usageError{fmt.Sprintf("jobs submit: -%s and -f: the job file holds the whole job", specFlag)}
+		}
+		return submitFile(ctx, cl, *file, *idemKey, *dryRun, stdout)
 	}
 
 	spec := &jobpb.JobSpec{
@@ -269,7 +297,9 @@ func runJobsList(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	cl := addClientFlags(fs)
 	statuses := fs.String("status", "", "comma-separated statuses to keep, e.g. queued,running")
 	system := fs.String("system", "", "keep jobs on this system")
-	limit := fs.Int("limit", 50, "the most jobs to print")
+	limit := fs.Int("limit", 0, "the most jobs to print (default 50, or 10000 with -tag)")
+	var tags listFlag
+	fs.Var(&tags, "tag", "keep jobs carrying this tag (repeatable: every one), e.g. sweep:NAME")
 	asJSON := fs.Bool("json", false, "print one JSON object per job")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -278,7 +308,7 @@ func runJobsList(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if len(pos) > 0 {
 		return usageError{fmt.Sprintf("jobs list: unexpected argument %q", pos[0])}
 	}
-	req := &jobpb.ListJobsRequest{}
+	req := &jobpb.ListJobsRequest{Tags: tags}
 	for s := range strings.SplitSeq(*statuses, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
@@ -294,7 +324,12 @@ func runJobsList(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return err
 		}
 	}
-	if *limit < 1 {
+	switch {
+	case *limit == 0 && len(tags) > 0:
+		*limit = 10000
+	case *limit == 0:
+		*limit = 50
+	case *limit < 1:
 		return usageError{"jobs list: -limit must be at least 1"}
 	}
 	ctx, client, done, err := cl.dial(ctx)
@@ -331,7 +366,13 @@ func runJobsList(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.GetJobId(), j.GetSpec().GetName(), agentName(j.GetSpec().GetAgent()),
 			systemName(j.GetSpec().GetTaccSystem()), statusName(j.GetStatus()), j.GetCreatedAt().AsTime().Local().Format(time.DateTime))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(tags) > 0 {
+		fmt.Fprintln(stdout, statusSummary(jobs))
+	}
+	return nil
 }
 
 func runJobsCancel(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -461,6 +502,7 @@ func printJob(w io.Writer, j *jobpb.Job) {
 	row("system", systemName(s.GetTaccSystem())+"/"+s.GetPartition())
 	r := s.GetResources()
 	row("resources", fmt.Sprintf("%d node(s) x %d cores, %d GPUs, walltime %s", r.GetNodes(), r.GetCoresPerNode(), r.GetGpusPerNode(), r.GetWalltime().AsDuration()))
+	row("resubmitted from", j.GetResubmittedFrom())
 	row("scheduler id", j.GetSchedulerJobId())
 	row("waiting", j.GetSchedulerDetail())
 	if j.ExitCode != nil {

@@ -15,6 +15,9 @@ import (
 type SubmitInput struct {
 	IdempotencyKey string
 	Spec           domain.Spec
+	// ResubmittedFrom is the earlier job a resubmission copies (see
+	// ResubmitJob); empty for a new submission.
+	ResubmittedFrom string
 }
 
 // SubmitJob validates the request, applies defaults and stores the job in
@@ -43,7 +46,8 @@ func (a *App) SubmitJob(ctx context.Context, actor Actor, in SubmitInput) (job *
 		return nil, false, fmt.Errorf("%w: you may not charge allocation %s", domain.ErrPermissionDenied, spec.Allocation)
 	}
 
-	if j, ok, err := a.replay(ctx, actor, in.IdempotencyKey, spec); err != nil || ok {
+	hash := requestHash(spec, in.ResubmittedFrom)
+	if j, ok, err := a.replay(ctx, actor, in.IdempotencyKey, hash); err != nil || ok {
 		return j, ok, err
 	}
 
@@ -53,6 +57,10 @@ func (a *App) SubmitJob(ctx context.Context, actor Actor, in SubmitInput) (job *
 	if j.CorrelationID == "" {
 		j.CorrelationID = j.ID
 	}
+	if in.ResubmittedFrom != "" {
+		j.ResubmittedFrom, j.RequestHash = in.ResubmittedFrom, hash
+		j.History[0].Reason = "resubmitted from job " + in.ResubmittedFrom
+	}
 	j.TraceParent = traceParent(ctx)
 	out, err := a.outboxFor(ctx, j, j.History, a.userChange(actor, events.AuditActionSubmit))
 	if err != nil {
@@ -61,7 +69,7 @@ func (a *App) SubmitJob(ctx context.Context, actor Actor, in SubmitInput) (job *
 	if err := a.repo.Create(ctx, j, out); err != nil {
 		if errors.Is(err, ErrDuplicateIdempotencyKey) {
 			// A concurrent retry won the race: answer as a replay.
-			if j, ok, rerr := a.replay(ctx, actor, in.IdempotencyKey, spec); rerr != nil || ok {
+			if j, ok, rerr := a.replay(ctx, actor, in.IdempotencyKey, hash); rerr != nil || ok {
 				return j, ok, rerr
 			}
 		}
@@ -78,14 +86,14 @@ func (a *App) SubmitJob(ctx context.Context, actor Actor, in SubmitInput) (job *
 }
 
 // replay returns the job stored under (user, key), if any.
-func (a *App) replay(ctx context.Context, actor Actor, key string, spec domain.Spec) (*domain.Job, bool, error) {
+func (a *App) replay(ctx context.Context, actor Actor, key, hash string) (*domain.Job, bool, error) {
 	j, err := a.repo.GetByIdempotencyKey(ctx, actor.UserID, key)
 	switch {
 	case errors.Is(err, domain.ErrNotFound):
 		return nil, false, nil
 	case err != nil:
 		return nil, false, fmt.Errorf("submit job: look up idempotency key: %w", err)
-	case j.RequestHash != spec.Hash():
+	case j.RequestHash != hash:
 		return nil, false, fmt.Errorf("submit job: key %q belongs to job %s: %w", key, j.ID, domain.ErrIdempotencyKeyReused)
 	}
 	return j, true, nil

@@ -18,6 +18,7 @@ import (
 type ListInput struct {
 	Statuses      []domain.Status
 	System        string
+	Tags          []string
 	CreatedAfter  time.Time
 	CreatedBefore time.Time
 	PageSize      int
@@ -49,6 +50,15 @@ func (a *App) ListJobs(ctx context.Context, actor Actor, in ListInput) ([]*domai
 			bad("tacc_system", "system %q is not in the catalogue", in.System)
 		}
 	}
+	if len(in.Tags) > domain.MaxTags {
+		bad("tags", "at most %d tags, got %d", domain.MaxTags, len(in.Tags))
+	} else {
+		for i, t := range in.Tags {
+			if !domain.ValidTag(t) {
+				bad(fmt.Sprintf("tags[%d]", i), "1 to %d printable characters without spaces", domain.MaxTagLen)
+			}
+		}
+	}
 	for _, t := range []struct {
 		field string
 		at    time.Time
@@ -68,7 +78,7 @@ func (a *App) ListJobs(ctx context.Context, actor Actor, in ListInput) ([]*domai
 		bad("page_size", "must be 0 (default %d) to %d", a.cfg.DefaultPageSize, a.cfg.MaxPageSize)
 	}
 	q := ListQuery{
-		Statuses: slices.Clone(in.Statuses), System: in.System,
+		Statuses: slices.Clone(in.Statuses), System: in.System, Tags: slices.Clone(in.Tags),
 		CreatedAfter: in.CreatedAfter, CreatedBefore: in.CreatedBefore, Limit: size + 1,
 	}
 	if !actor.Admin {
@@ -112,8 +122,14 @@ func (a *App) filterHash(q ListQuery) string {
 		st = append(st, string(s))
 	}
 	slices.Sort(st)
-	raw := strings.Join([]string{q.Owner, strings.Join(st, ","), q.System,
-		fmt.Sprint(q.CreatedAfter.UnixNano()), fmt.Sprint(q.CreatedBefore.UnixNano())}, "\x00")
+	parts := []string{q.Owner, strings.Join(st, ","), q.System,
+		fmt.Sprint(q.CreatedAfter.UnixNano()), fmt.Sprint(q.CreatedBefore.UnixNano())}
+	if len(q.Tags) > 0 {
+		tags := slices.Clone(q.Tags)
+		slices.Sort(tags)
+		parts = append(parts, "tags="+strings.Join(tags, "\x01"))
+	}
+	raw := strings.Join(parts, "\x00")
 	sum := sha256.Sum256([]byte(raw))
 	return base64.RawURLEncoding.EncodeToString(sum[:12])
 }

@@ -74,6 +74,9 @@ func (a *App) outboxFor(ctx context.Context, j *domain.Job, trs []domain.Transit
 		if tr.Reason != "" {
 			audit.After["reason"] = tr.Reason
 		}
+		if tr.Sequence == 1 && j.ResubmittedFrom != "" {
+			audit.After["resubmitted_from"] = j.ResubmittedFrom
+		}
 		if c.ip != "" {
 			ip := c.ip
 			audit.IPAddress = &ip
@@ -127,6 +130,10 @@ func (a *App) lifecyclePayload(j *domain.Job, tr domain.Transition, c change) ev
 		if j.IdempotencyKey != "" {
 			k := j.IdempotencyKey
 			p.IdempotencyKey = &k
+		}
+		if j.ResubmittedFrom != "" {
+			from := j.ResubmittedFrom
+			p.ResubmittedFrom = &from
 		}
 		return p
 	case domain.StatusQueued:

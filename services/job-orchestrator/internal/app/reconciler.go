@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -274,6 +275,8 @@ func (r *Reconciler) dispatch(ctx context.Context, j *domain.Job, res *PassResul
 		if err != nil {
 			return nil, err
 		}
+		cur.SetTransitionSource(tr.Sequence, domain.ActorOrchestrator, "")
+		tr.Actor = domain.ActorOrchestrator
 		return a.outboxFor(ctx, cur, []domain.Transition{tr}, a.systemChange(nil))
 	})
 	if err != nil {
@@ -463,7 +466,12 @@ func (a *App) applyStatus(j *domain.Job, st *SchedulerStatus) ([]domain.Transiti
 	case PhaseQueued:
 		return nil, nil // still waiting; a requeued RUNNING job stays RUNNING
 	case PhaseRunning:
-		return trs, run(or(st.StartTime))
+		if err := run(or(st.StartTime)); err != nil || len(trs) == 0 {
+			return nil, err
+		}
+		j.SetTransitionSource(trs[0].Sequence, domain.ActorScheduler, cmp.Or(st.Code, st.State))
+		trs[0].Actor, trs[0].SchedulerCode = domain.ActorScheduler, cmp.Or(st.Code, st.State)
+		return trs, nil
 	case PhaseCompleted:
 		if err := run(or(st.StartTime)); err != nil {
 			return nil, err
@@ -479,14 +487,14 @@ func (a *App) applyStatus(j *domain.Job, st *SchedulerStatus) ([]domain.Transiti
 		if code == "" {
 			code = ErrorCodeNonZeroExit
 		}
-		msg := st.Reason
-		if msg == "" {
-			msg = "job ended in scheduler state " + st.State
+		detail := st.Reason
+		if detail == "" {
+			detail = "job ended in scheduler state " + st.State
 			if st.ExitCode != nil {
-				msg += fmt.Sprintf(" with exit code %d", *st.ExitCode)
+				detail += fmt.Sprintf(" with exit code %d", *st.ExitCode)
 			}
 		}
-		tr, err = j.Fail(code, msg, st.ExitCode, or(st.EndTime), a.cfg.Rates)
+		tr, err = j.Fail(code, domain.FailureMessage(code, detail), st.ExitCode, or(st.EndTime), a.cfg.Rates)
 	case PhaseCancelled:
 		reason := "cancelled at the scheduler"
 		if st.Reason != "" {
@@ -499,5 +507,20 @@ func (a *App) applyStatus(j *domain.Job, st *SchedulerStatus) ([]domain.Transiti
 	if err != nil {
 		return nil, err
 	}
-	return append(trs, tr), nil
+	trs = append(trs, tr)
+	// The scheduler reported the last transition; a RUNNING before it is
+	// implied (the job ended between two polls), with no code of its own.
+	actor := domain.ActorScheduler
+	if st.ErrorCode == ErrorCodeLost {
+		actor = domain.ActorOrchestrator
+	}
+	for i := range trs {
+		code := ""
+		if i == len(trs)-1 {
+			code = cmp.Or(st.Code, st.State)
+		}
+		j.SetTransitionSource(trs[i].Sequence, actor, code)
+		trs[i].Actor, trs[i].SchedulerCode = actor, code
+	}
+	return trs, nil
 }

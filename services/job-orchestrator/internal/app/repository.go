@@ -38,6 +38,8 @@ type ListQuery struct {
 	Owner    string
 	Statuses []domain.Status
 	System   string
+	// Tags keeps the jobs that carry every one of these tags.
+	Tags []string
 	// CreatedAfter keeps jobs created at or after it; CreatedBefore keeps
 	// jobs created strictly before it.
 	CreatedAfter, CreatedBefore time.Time

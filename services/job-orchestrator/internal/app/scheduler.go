@@ -128,4 +128,7 @@ type SchedulerStatus struct {
 	// Resource use, when the backend measures it.
 	CPUTime     *time.Duration
 	MaxRSSBytes *int64
+	// Code is the backend's own code for the state (Slurm's state reason,
+	// such as TimeLimit or OutOfMemory, else its state); "" means State.
+	Code string
 }

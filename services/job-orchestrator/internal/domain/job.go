@@ -31,6 +31,16 @@ type Transition struct {
 	At       time.Time
 	Reason   string
 	EventID  string
+	// Actor is who caused the transition: the user for a submission or a
+	// cancellation, ActorScheduler or ActorOrchestrator for the changes the
+	// fleet records itself. Empty in transitions stored before it existed
+	// (see TransitionActor).
+	Actor string `json:",omitempty"`
+	// SchedulerCode is the scheduler's own code for the transition (Slurm's
+	// state reason or state, e.g. OUT_OF_MEMORY); empty when it gave none.
+	SchedulerCode string `json:",omitempty"`
+	// ErrorCode is the job's error code set by a transition into FAILED.
+	ErrorCode string `json:",omitempty"`
 }
 
 // DispatchClaim marks a SUBMITTED job that one orchestrator replica is
@@ -65,6 +75,9 @@ type Job struct {
 	ErrorCode    string
 	ErrorMessage string
 	CancelledBy  string
+	// ResubmittedFrom is the id of the job this one was created from by a
+	// resubmission; empty for a job submitted anew.
+	ResubmittedFrom string `json:",omitempty"`
 	// SchedulerDetail is the scheduler's current reason why the QUEUED job
 	// waits, with what to do about it (e.g. a per-user job limit); empty when
 	// it gives none. Every transition clears it.
@@ -103,7 +116,7 @@ func NewJob(id, owner string, spec Spec, idempotencyKey, correlationID string, c
 		CreatedAt:      now,
 		UpdatedAt:      now,
 		Sequence:       1,
-		History:        []Transition{{Sequence: 1, To: StatusSubmitted, At: now}},
+		History:        []Transition{{Sequence: 1, To: StatusSubmitted, At: now, Actor: owner}},
 	}
 }
 
@@ -227,6 +240,8 @@ func (j *Job) Fail(code, message string, exitCode *int32, at time.Time, rates Ra
 	}
 	t, err := j.transition(StatusFailed, at, message)
 	if err == nil {
+		j.History[len(j.History)-1].ErrorCode = code
+		t.ErrorCode = code
 		j.ErrorCode, j.ErrorMessage = code, message
 		j.ExitCode = cloneInt(exitCode)
 		j.Dispatch = DispatchClaim{}
@@ -239,6 +254,8 @@ func (j *Job) Fail(code, message string, exitCode *int32, at time.Time, rates Ra
 func (j *Job) Cancel(actor, reason string, at time.Time, rates Rates) (Transition, error) {
 	t, err := j.transition(StatusCancelled, at, reason)
 	if err == nil {
+		j.History[len(j.History)-1].Actor = actor
+		t.Actor = actor
 		j.CancelledBy = actor
 		j.Dispatch = DispatchClaim{}
 		j.reprice(rates)

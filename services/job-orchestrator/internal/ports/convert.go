@@ -131,6 +131,7 @@ func jobToPB(j *domain.Job) *jobpb.Job {
 		CostEstimate: &jobpb.CostEstimate{NodeHours: j.Cost.NodeHours, GpuHours: j.Cost.GPUHours, Usd: j.Cost.USD},
 		CreatedAt:    ts(j.CreatedAt), QueuedAt: ts(j.QueuedAt), StartedAt: ts(j.StartedAt), FinishedAt: ts(j.FinishedAt),
 		CorrelationId: j.CorrelationID, SchedulerDetail: j.SchedulerDetail,
+		ResubmittedFrom: j.ResubmittedFrom,
 	}
 }
 
@@ -138,5 +139,6 @@ func eventToPB(jobID string, tr domain.Transition) *jobpb.JobEvent {
 	return &jobpb.JobEvent{
 		JobId: jobID, Sequence: tr.Sequence, FromStatus: statusesPB[tr.From], ToStatus: statusesPB[tr.To],
 		OccurredAt: ts(tr.At), Reason: tr.Reason, EventId: tr.EventID,
+		Actor: tr.Actor, SchedulerCode: tr.SchedulerCode, ErrorCode: tr.ErrorCode,
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cosmic-horizons/fleet/libs/events"
@@ -131,11 +133,31 @@ func FuzzJobWatchJob(f *testing.F) {
 		&jobpb.WatchJobRequest{JobId: fj.userJob, ReplayHistory: true}, &jobpb.WatchJobRequest{JobId: fj.otherID}, &jobpb.WatchJobRequest{})
 }
 
+func FuzzJobGetJobHistory(f *testing.F) {
+	fj := newFuzzJobs(f)
+	fj.srv.Fuzz(f, jobMethod(f, "GetJobHistory"), fj.state(false),
+		&jobpb.GetJobHistoryRequest{JobId: fj.userJob}, &jobpb.GetJobHistoryRequest{JobId: fj.otherID}, &jobpb.GetJobHistoryRequest{})
+}
+
+// A refused resubmission of another user's job is audited (DENIED), like a
+// refused cancel.
+func FuzzJobResubmitJob(f *testing.F) {
+	fj := newFuzzJobs(f)
+	fj.srv.Fuzz(f, jobMethod(f, "ResubmitJob"), fj.state(true),
+		&jobpb.ResubmitJobRequest{JobId: fj.userJob, IdempotencyKey: "fuzz-resubmit",
+			Overrides: &jobpb.JobSpec{Resources: &jobpb.Resources{Walltime: durationpb.New(time.Hour)}}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"resources.walltime"}}},
+		&jobpb.ResubmitJobRequest{JobId: fj.otherID, IdempotencyKey: "fuzz-other"},
+		&jobpb.ResubmitJobRequest{JobId: fj.userJob, IdempotencyKey: "fuzz-bad-mask", UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"resources.bogus", "payload"}}},
+		&jobpb.ResubmitJobRequest{JobId: fj.userJob, IdempotencyKey: "fuzz-bad-value",
+			Overrides: &jobpb.JobSpec{Resources: &jobpb.Resources{Nodes: -1}}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"resources"}}})
+}
+
 // TestEveryJobMethodIsFuzzed fails when JobService gains a method without a
 // fuzz target above.
 func TestEveryJobMethodIsFuzzed(t *testing.T) {
 	fuzzed := map[protoreflect.Name]bool{"SubmitJob": true, "GetJob": true, "ListJobs": true, "CancelJob": true, "WatchJob": true,
-		"StreamJobOutput": true, "ListJobOutputs": true, "DownloadJobOutput": true}
+		"StreamJobOutput": true, "ListJobOutputs": true, "DownloadJobOutput": true,
+		"GetJobHistory": true, "ResubmitJob": true}
 	ms := servicefuzz.Methods(t, jobpb.File_fleet_job_v1_job_proto.Services().Get(0).FullName())
 	for i := range ms.Len() {
 		require.True(t, fuzzed[ms.Get(i).Name()], "no fuzz target for %s", ms.Get(i).FullName())

@@ -89,7 +89,7 @@ func (s *JobServer) ListJobs(ctx context.Context, req *jobpb.ListJobsRequest) (*
 	if err != nil {
 		return nil, statusOf(ctx, s.log, err)
 	}
-	in := app.ListInput{PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken()}
+	in := app.ListInput{PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken(), Tags: req.GetTags()}
 	if n := len(domain.Statuses()); len(req.GetStatuses()) > n {
 		return nil, statusOf(ctx, s.log, domain.Invalid("statuses", "at most %d statuses, got %d", n, len(req.GetStatuses())))
 	}

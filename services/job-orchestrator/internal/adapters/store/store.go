@@ -140,10 +140,13 @@ func (s *Store) Create(ctx context.Context, job *domain.Job, outbox []app.Outbox
 	}
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO jobs
-			(id, owner, idempotency_key, status, tacc_system, created_at, updated_at, version, doc)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			(id, owner, idempotency_key, status, tacc_system, created_at, updated_at, version, doc, resubmitted_from)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 			stored.ID, stored.Owner, stored.IdempotencyKey, string(stored.Status), stored.Spec.System,
-			nanos(stored.CreatedAt), nanos(stored.UpdatedAt), stored.Version, doc); err != nil {
+			nanos(stored.CreatedAt), nanos(stored.UpdatedAt), stored.Version, doc, nullable(stored.ResubmittedFrom)); err != nil {
+			return err
+		}
+		if err := s.insertTags(ctx, tx, stored); err != nil {
 			return err
 		}
 		return s.appendOutbox(ctx, tx, stored.ID, 0, rows)
@@ -229,6 +232,10 @@ func (s *Store) List(ctx context.Context, q app.ListQuery) ([]*domain.Job, error
 	if !q.CreatedBefore.IsZero() {
 		where = append(where, "created_at < ?")
 		args = append(args, nanos(q.CreatedBefore))
+	}
+	if len(q.Tags) > 0 {
+		w, a := tagConditions(q.Tags)
+		where, args = append(where, w...), append(args, a...)
 	}
 	if q.After != nil {
 		c := nanos(q.After.CreatedAt)

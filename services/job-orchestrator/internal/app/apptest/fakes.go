@@ -117,7 +117,8 @@ func (r *MemRepo) List(_ context.Context, q app.ListQuery) ([]*domain.Job, error
 			len(q.Statuses) > 0 && !slices.Contains(q.Statuses, j.Status),
 			q.System != "" && j.Spec.System != q.System,
 			!q.CreatedAfter.IsZero() && j.CreatedAt.Before(q.CreatedAfter),
-			!q.CreatedBefore.IsZero() && !j.CreatedAt.Before(q.CreatedBefore):
+			!q.CreatedBefore.IsZero() && !j.CreatedAt.Before(q.CreatedBefore),
+			!hasTags(j, q.Tags):
 			continue
 		}
 		if q.After != nil {
@@ -132,6 +133,15 @@ func (r *MemRepo) List(_ context.Context, q app.ListQuery) ([]*domain.Job, error
 		}
 	}
 	return out, nil
+}
+
+func hasTags(j *domain.Job, tags []string) bool {
+	for _, t := range tags {
+		if !slices.Contains(j.Spec.Tags, t) {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *MemRepo) ListActive(_ context.Context, limit int) ([]*domain.Job, error) {

@@ -231,6 +231,10 @@ func toStatus(j jobInfo) (app.SchedulerStatus, error) {
 	if st.Reason == "None" {
 		st.Reason = ""
 	}
+	st.Code = state
+	if r := strings.TrimSpace(st.Reason); r != "" {
+		st.Code = r
+	}
 	if j.StateDescription != "" {
 		st.Reason = strings.TrimSpace(st.Reason + " " + j.StateDescription)
 	}

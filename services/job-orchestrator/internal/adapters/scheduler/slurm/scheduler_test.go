@@ -186,25 +186,27 @@ func TestStatusFromRecordedAnswers(t *testing.T) {
 		phase     app.Phase
 		state     string
 		errorCode string
-		exitCode  *int32
-		started   bool
-		ended     bool
+		// code is Slurm's own code: the state reason, else the state.
+		code     string
+		exitCode *int32
+		started  bool
+		ended    bool
 	}{
-		{name: "pending held", fixture: "job_pending_held.json", id: "33", submitted: 1796635920,
+		{name: "pending held", fixture: "job_pending_held.json", code: "JobHeldUser", id: "33", submitted: 1796635920,
 			phase: app.PhaseQueued, state: "PENDING"},
-		{name: "running", fixture: "job_running.json", id: "39", submitted: 1796635929,
+		{name: "running", fixture: "job_running.json", code: "RUNNING", id: "39", submitted: 1796635929,
 			phase: app.PhaseRunning, state: "RUNNING", started: true},
-		{name: "completed", fixture: "job_completed.json", id: "34", submitted: 1796635921,
+		{name: "completed", fixture: "job_completed.json", code: "COMPLETED", id: "34", submitted: 1796635921,
 			phase: app.PhaseCompleted, state: "COMPLETED", exitCode: ptr(0), started: true, ended: true},
-		{name: "failed exit 3", fixture: "job_failed_exit3.json", id: "37", submitted: 1796635924,
+		{name: "failed exit 3", fixture: "job_failed_exit3.json", code: "NonZeroExitCode", id: "37", submitted: 1796635924,
 			phase: app.PhaseFailed, state: "FAILED", errorCode: app.ErrorCodeNonZeroExit, exitCode: ptr(3), started: true, ended: true},
-		{name: "killed by signal 9", fixture: "job_failed_signal9.json", id: "38", submitted: 1796635926,
+		{name: "killed by signal 9", fixture: "job_failed_signal9.json", code: "RaisedSignal", id: "38", submitted: 1796635926,
 			phase: app.PhaseFailed, state: "FAILED", errorCode: app.ErrorCodeNonZeroExit, exitCode: ptr(128 + 9), started: true, ended: true},
-		{name: "cancelled while pending", fixture: "job_cancelled_pending.json", id: "33", submitted: 1796635920,
+		{name: "cancelled while pending", fixture: "job_cancelled_pending.json", code: "JobHeldUser", id: "33", submitted: 1796635920,
 			phase: app.PhaseCancelled, state: "CANCELLED", exitCode: ptr(0), started: true, ended: true},
-		{name: "cancelled while running", fixture: "job_cancelled_running.json", id: "39", submitted: 1796635929,
+		{name: "cancelled while running", fixture: "job_cancelled_running.json", code: "CANCELLED", id: "39", submitted: 1796635929,
 			phase: app.PhaseCancelled, state: "CANCELLED", exitCode: ptr(128 + 15), started: true, ended: true},
-		{name: "timeout", fixture: "job_timeout.json", id: "40", submitted: 1796635933,
+		{name: "timeout", fixture: "job_timeout.json", code: "TimeLimit", id: "40", submitted: 1796635933,
 			phase: app.PhaseFailed, state: "TIMEOUT", errorCode: app.ErrorCodeTimeout, exitCode: ptr(128 + 15), started: true, ended: true},
 	}
 	for _, tc := range tests {
@@ -219,6 +221,7 @@ func TestStatusFromRecordedAnswers(t *testing.T) {
 			require.Equal(t, tc.phase, st.Phase)
 			require.Equal(t, tc.state, st.State)
 			require.Equal(t, tc.errorCode, st.ErrorCode)
+			require.Equal(t, tc.code, st.Code)
 			if tc.exitCode == nil {
 				require.Nil(t, st.ExitCode)
 			} else {
