@@ -9,7 +9,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from typing import (IO, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, TypeVar,
-                    Union)
+                    Union, cast)
 
 import grpc
 from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
@@ -67,26 +67,28 @@ _STATUSES = _names(pb.JobStatus, "JOB_STATUS_")
 _PRIORITIES = _names(pb.Priority, "PRIORITY_")
 
 
-def parse_agent(value: Union[str, int]) -> int:
+def parse_agent(value: Union[str, int]) -> "pb.Agent":
     """Returns the Agent enum value for ``AlphaCal``, ``ImageReconstruction``,
     ``AnomalyDetection``, ``custom`` (chctl's names), an enum name or number."""
-    return _enum(value, "agent", _AGENTS, "agent", "AlphaCal, ImageReconstruction, AnomalyDetection or custom")
+    return cast("pb.Agent", _enum(value, "agent", _AGENTS, "agent",
+                                            "AlphaCal, ImageReconstruction, AnomalyDetection or custom"))
 
 
-def parse_system(value: Union[str, int]) -> int:
+def parse_system(value: Union[str, int]) -> "pb.TaccSystem":
     """Returns the TaccSystem enum value for ``frontera``, ``stampede3``, ``lonestar6`` or ``vista``."""
-    return _enum(value, "taccsystem", _SYSTEMS, "system", "frontera, stampede3, lonestar6 or vista")
+    return cast("pb.TaccSystem",
+                _enum(value, "taccsystem", _SYSTEMS, "system", "frontera, stampede3, lonestar6 or vista"))
 
 
-def parse_status(value: Union[str, int]) -> int:
+def parse_status(value: Union[str, int]) -> "pb.JobStatus":
     """Returns the JobStatus enum value for ``queued``, ``running``, ``completed`` and so on."""
-    return _enum(value, "jobstatus", _STATUSES, "status",
-                 "submitted, queued, running, completed, failed or cancelled")
+    return cast("pb.JobStatus", _enum(value, "jobstatus", _STATUSES, "status",
+                                                "submitted, queued, running, completed, failed or cancelled"))
 
 
-def parse_priority(value: Union[str, int]) -> int:
+def parse_priority(value: Union[str, int]) -> "pb.Priority":
     """Returns the Priority enum value for ``low``, ``normal`` or ``high``."""
-    return _enum(value, "priority", _PRIORITIES, "priority", "low, normal or high")
+    return cast("pb.Priority", _enum(value, "priority", _PRIORITIES, "priority", "low, normal or high"))
 
 
 def status_name(status: int) -> str:
@@ -266,11 +268,13 @@ class FleetClient:
         elif fields:
             raise TypeError("pass spec or its fields, not both")
         req = pb.SubmitJobRequest(idempotency_key=idempotency_key or str(uuid.uuid4()), spec=spec)
-        return self._unary(self._stub.SubmitJob, req).job
+        resp: pb.SubmitJobResponse = self._unary(self._stub.SubmitJob, req)
+        return resp.job
 
     def get(self, job_id: str) -> pb.Job:
         """Returns one job; :class:`~fleet_client.errors.NotFound` if unknown or another user's."""
-        return self._unary(self._stub.GetJob, pb.GetJobRequest(job_id=job_id)).job
+        resp: pb.GetJobResponse = self._unary(self._stub.GetJob, pb.GetJobRequest(job_id=job_id))
+        return resp.job
 
     def list(self, *, statuses: Sequence[Union[str, int]] = (), system: Union[str, int, None] = None,
              tags: Sequence[str] = (), created_after: Optional[_dt.datetime] = None,
@@ -292,7 +296,7 @@ class FleetClient:
             req.created_before.CopyFrom(_timestamp(created_before))
         n = 0
         while True:
-            resp = self._unary(self._stub.ListJobs, req)
+            resp: pb.ListJobsResponse = self._unary(self._stub.ListJobs, req)
             for job in resp.jobs:
                 if limit is not None and n >= limit:
                     return
@@ -306,7 +310,9 @@ class FleetClient:
         """Cancels a job that has not finished and returns it; cancelling a CANCELLED job again
         changes nothing, a COMPLETED or FAILED one raises
         :class:`~fleet_client.errors.FailedPrecondition`."""
-        return self._unary(self._stub.CancelJob, pb.CancelJobRequest(job_id=job_id, reason=reason)).job
+        req = pb.CancelJobRequest(job_id=job_id, reason=reason)
+        resp: pb.CancelJobResponse = self._unary(self._stub.CancelJob, req)
+        return resp.job
 
     def watch(self, job_id: str, *, replay_history: bool = True,
               timeout: Optional[float] = None) -> Iterator[pb.JobEvent]:
@@ -340,9 +346,11 @@ class FleetClient:
 
     def outputs(self, job_id: str) -> Sequence[pb.OutputFile]:
         """Lists the regular files under the job's output directory, in path order."""
-        return tuple(self._unary(self._stub.ListJobOutputs, pb.ListJobOutputsRequest(job_id=job_id)).files)
+        resp: pb.ListJobOutputsResponse = self._unary(self._stub.ListJobOutputs,
+                                                      pb.ListJobOutputsRequest(job_id=job_id))
+        return tuple(resp.files)
 
-    def download(self, job_id: str, path: str, dest: Union[str, os.PathLike, IO[bytes]], *,
+    def download(self, job_id: str, path: str, dest: Union[str, "os.PathLike[str]", IO[bytes]], *,
                  timeout: Optional[float] = None) -> Downloaded:
         """Downloads one output file (``path`` as :meth:`outputs` gives it) to ``dest``, a file
         name or a binary file object, and verifies the SHA-256 the server sends at the end.
@@ -369,7 +377,8 @@ class FleetClient:
 
     def history(self, job_id: str) -> History:
         """Returns the job and every transition with its time, actor, reason and scheduler code."""
-        resp = self._unary(self._stub.GetJobHistory, pb.GetJobHistoryRequest(job_id=job_id))
+        resp: pb.GetJobHistoryResponse = self._unary(self._stub.GetJobHistory,
+                                                     pb.GetJobHistoryRequest(job_id=job_id))
         return History(resp.job, tuple(resp.events))
 
     def resubmit(self, job_id: str, *, idempotency_key: Optional[str] = None,
@@ -394,7 +403,8 @@ class FleetClient:
             paths.append("partition")
         req = pb.ResubmitJobRequest(job_id=job_id, idempotency_key=idempotency_key or str(uuid.uuid4()),
                                     overrides=spec, update_mask=field_mask_pb2.FieldMask(paths=paths))
-        return self._unary(self._stub.ResubmitJob, req).job
+        resp: pb.ResubmitJobResponse = self._unary(self._stub.ResubmitJob, req)
+        return resp.job
 
 
 def receive_download(stream: Iterable[pb.DownloadJobOutputResponse], out: IO[bytes],

@@ -8,7 +8,7 @@ server's message. :class:`InvalidArgument` also carries the field violations of 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple, Type
 
 import grpc
 from google.rpc import error_details_pb2
@@ -103,7 +103,7 @@ class ProtocolError(Exception):
     """The server's answer broke the contract (for example a download without a checksum)."""
 
 
-_BY_CODE = {
+_BY_CODE: Dict[grpc.StatusCode, Type[FleetError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
     grpc.StatusCode.NOT_FOUND: NotFound,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
@@ -123,8 +123,9 @@ def from_rpc_error(err: grpc.RpcError) -> FleetError:
     The field violations of a ``google.rpc.BadRequest`` detail become
     :attr:`InvalidArgument.field_violations`.
     """
-    code: grpc.StatusCode = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN  # type: ignore[attr-defined]
-    message: str = (err.details() if hasattr(err, "details") else str(err)) or ""  # type: ignore[attr-defined]
+    # A failed call's error is also a grpc.Call with its code and message.
+    code: grpc.StatusCode = err.code() if isinstance(err, grpc.Call) else grpc.StatusCode.UNKNOWN
+    message: str = (err.details() if isinstance(err, grpc.Call) else str(err)) or ""
     cls = _BY_CODE.get(code, FleetError)
     if cls is InvalidArgument:
         return InvalidArgument(code, message, _field_violations(err))
@@ -132,16 +133,17 @@ def from_rpc_error(err: grpc.RpcError) -> FleetError:
 
 
 def _field_violations(err: grpc.RpcError) -> Tuple[FieldViolation, ...]:
-    status: Optional[object] = None
+    if not isinstance(err, grpc.Call):
+        return ()
     try:
-        status = rpc_status.from_call(err)  # type: ignore[arg-type]
+        status = rpc_status.from_call(err)
     except ValueError:
         # The rich status disagreed with the call's code or message: keep the plain error.
         return ()
     if status is None:
         return ()
-    out = []
-    for detail in status.details:  # type: ignore[attr-defined]
+    out: List[FieldViolation] = []
+    for detail in status.details:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             br = error_details_pb2.BadRequest()
             detail.Unpack(br)
