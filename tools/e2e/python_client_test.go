@@ -67,8 +67,9 @@ func TestPythonClient(t *testing.T) {
 		t.Logf("pytest %s:\n%s", strings.Join(files, " "), out)
 		require.NoError(t, err, "pytest failed")
 	}
-	// The calls of the first JobService version, and the client's own checks.
-	t.Run("jobs", func(t *testing.T) { pytest(t, "tests/test_unit.py", "tests/test_jobs.py") })
+	// The calls of the first JobService version, and the client's own checks
+	// (arguments, download verification, TLS settings).
+	t.Run("jobs", func(t *testing.T) { pytest(t, "tests/test_unit.py", "tests/test_tls.py", "tests/test_jobs.py") })
 	// Output, outputs, history, resubmission and tag filters (issue 17).
 	t.Run("outputs history resubmit", func(t *testing.T) { pytest(t, "tests/test_outputs_history.py") })
 }
