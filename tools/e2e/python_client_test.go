@@ -72,6 +72,33 @@ func TestPythonClient(t *testing.T) {
 	t.Run("jobs", func(t *testing.T) { pytest(t, "tests/test_unit.py", "tests/test_tls.py", "tests/test_jobs.py") })
 	// Output, outputs, history, resubmission and tag filters (issue 17).
 	t.Run("outputs history resubmit", func(t *testing.T) { pytest(t, "tests/test_outputs_history.py") })
+	// The README's example, as a researcher would paste it: it follows
+	// the job's output live and prints its final status.
+	t.Run("readme example", func(t *testing.T) {
+		example := readmePythonExample(t)
+		cmd := exec.CommandContext(ctx, python, "-c", example)
+		cmd.Dir = work
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		t.Logf("README example:\n%s\noutput:\n%s", example, out)
+		require.NoError(t, err)
+		require.Equal(t, "calibrated\nCOMPLETED\n", string(out))
+	})
+}
+
+// readmePythonExample returns the Python code block of the README's
+// section on the Python client.
+func readmePythonExample(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	_, section, ok := strings.Cut(string(b), "\n### Python\n")
+	require.True(t, ok, "README.md has no section \"### Python\"")
+	_, code, ok := strings.Cut(section, "```python\n")
+	require.True(t, ok, "the README's Python section has no python code block")
+	code, _, ok = strings.Cut(code, "```")
+	require.True(t, ok, "the README's python code block does not end")
+	return code
 }
 
 // runOrchestrator starts a job orchestrator with the local scheduler and a
