@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from conftest import JOB_TIMEOUT
-from fleet_client import (AlreadyExists, FailedPrecondition, FleetClient, InvalidArgument, NotFound, TERMINAL,
+from fleet_client import (AlreadyExists, DeadlineExceeded, FailedPrecondition, FleetClient, InvalidArgument, NotFound, TERMINAL,
                           Unauthenticated, pb, status_name)
 
 
@@ -124,3 +124,11 @@ def test_a_bad_token_is_unauthenticated(fleet: FleetClient) -> None:
     with FleetClient(address=fleet.address, token="not-a-jwt") as bad:
         with pytest.raises(Unauthenticated):
             bad.get(str(uuid.uuid4()))
+
+
+def test_wait_gives_up_at_its_timeout(fleet: FleetClient, submit) -> None:
+    job = submit("sleep 300")
+    with pytest.raises(DeadlineExceeded):
+        fleet.wait(job.job_id, timeout=1.5)
+    assert fleet.get(job.job_id).status not in TERMINAL
+    assert fleet.cancel(job.job_id).status == pb.JOB_STATUS_CANCELLED

@@ -6,6 +6,7 @@ import datetime as _dt
 import hashlib
 import os
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from typing import (IO, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, TypeVar,
@@ -16,7 +17,8 @@ from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 
 from fleet_client._proto.fleet.job.v1 import job_pb2 as pb
 from fleet_client._proto.fleet.job.v1 import job_pb2_grpc as pb_grpc
-from fleet_client.errors import ChecksumMismatch, FleetError, ProtocolError, from_rpc_error
+from fleet_client.errors import (ChecksumMismatch, DeadlineExceeded, FleetError, ProtocolError,
+                                 from_rpc_error)
 
 # The environment variables chctl reads (tools/cmd/chctl): the orchestrator's address, the
 # bearer JWT and the allocation charged by default.
@@ -324,11 +326,24 @@ class FleetClient:
             yield resp.event
 
     def wait(self, job_id: str, *, timeout: Optional[float] = None) -> pb.Job:
-        """Watches the job until it reaches a terminal status and returns it then."""
-        for event in self.watch(job_id, replay_history=True, timeout=timeout):
-            if event.to_status in TERMINAL:
-                break
-        return self.get(job_id)
+        """Watches the job until it reaches a terminal status and returns it then.
+
+        A watch stream that ends early (the orchestrator restarted) is opened again;
+        ``timeout`` (seconds) bounds the whole wait with
+        :class:`~fleet_client.errors.DeadlineExceeded`.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+            for event in self.watch(job_id, replay_history=True, timeout=left):
+                if event.to_status in TERMINAL:
+                    break
+            job = self.get(job_id)
+            if job.status in TERMINAL:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineExceeded(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                       f"job {job_id} is still {status_name(job.status)}")
 
     def logs(self, job_id: str, *, stderr: bool = False, offset: int = 0,
              follow: bool = False, timeout: Optional[float] = None) -> Iterator[pb.StreamJobOutputResponse]:
