@@ -7,9 +7,10 @@ MODULES  := libs proto schemas tools services/job-orchestrator services/metrics-
             services/notification-consumer services/compliance-auditor services/health-monitor
 SERVICES := job-orchestrator metrics-consumer notification-consumer compliance-auditor health-monitor
 STACK    := tools/stack/stack.sh
-# Exports the running stack's addresses (KAFKA_BROKERS, AMQP_URL, ...) and the Avro
-# readers of tools/interop (INTEROP_JAVA_CLASSPATH, INTEROP_PYTHON) into a recipe.
-WITH_STACK := eval "$$($(STACK) env)"; eval "$$(tools/interop/setup.sh)";
+# Exports the running stack's addresses (KAFKA_BROKERS, AMQP_URL, ...), the Avro
+# readers of tools/interop (INTEROP_JAVA_CLASSPATH, INTEROP_PYTHON) and the Python
+# environment of tools/python-client (FLEET_CLIENT_PYTHON) into a recipe.
+WITH_STACK := eval "$$($(STACK) env)"; eval "$$(tools/interop/setup.sh)"; eval "$$(tools/python-client/setup.sh)";
 GOTEST_FLAGS ?= -count=1 -timeout 15m
 
 .PHONY: help
@@ -20,6 +21,7 @@ help: ## list the targets
 up: ## install what is missing, start the stack on loopback and create the fleet's Kafka topics
 	@$(STACK) up >/dev/null
 	@tools/interop/setup.sh >/dev/null
+	@tools/python-client/setup.sh >/dev/null
 	@$(WITH_STACK) go run ./tools/cmd/chctl topics >/dev/null
 	@$(STACK) status
 
@@ -53,7 +55,7 @@ test: up check ## start the stack, then run every check and test against it
 
 
 .PHONY: check
-check: fmt-check vet standalone proto-check schema-check ## static checks (no brokers needed)
+check: fmt-check vet standalone proto-check python-client-check schema-check ## static checks (no brokers needed)
 
 .PHONY: fmt-check
 fmt-check: ## fail if gofmt would change a file
@@ -74,6 +76,14 @@ proto: ## regenerate the Go code of proto/ with the pinned tools
 .PHONY: proto-check
 proto-check: ## fail if generated code is stale or a proto change breaks the previous commit
 	@tools/proto-check.sh
+
+.PHONY: python-client
+python-client: ## regenerate the Python stubs of tools/python-client with the pinned grpcio-tools
+	@tools/python-client/gen.sh
+
+.PHONY: python-client-check
+python-client-check: ## fail if the committed Python stubs differ from a fresh generation
+	@tools/python-client/check.sh
 
 .PHONY: schema-check
 schema-check: ## check every Avro schema is fully compatible with its previous version
