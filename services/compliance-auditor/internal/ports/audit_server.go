@@ -21,8 +21,8 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/auditchain/chainpb"
 	"github.com/cosmic-horizons/fleet/libs/auth"
 	auditpb "github.com/cosmic-horizons/fleet/proto/fleet/audit/v1"
-	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/adapters"
 	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/app"
+	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/domain"
 )
 
 // Page sizes of Query.
@@ -144,7 +144,7 @@ func (s *AuditServer) Query(ctx context.Context, req *auditpb.QueryRequest) (*au
 			v.add(f.name, "is longer than %d bytes", auditchain.MaxFieldBytes)
 		}
 	}
-	var f adapters.Filter
+	var f domain.Filter
 	f.ResourceType, f.ResourceID, f.Actor, f.Action = req.GetResourceType(), req.GetResourceId(), req.GetActor(), req.GetAction()
 	for _, ts := range []struct {
 		name string
