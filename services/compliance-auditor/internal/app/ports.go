@@ -15,7 +15,9 @@ import (
 
 // RecordTx is the store seen from inside one inbox transaction: the writes
 // recording an event makes, committed with its dedup mark or not at all.
-// A retried transaction comes with a new RecordTx.
+// A retried transaction comes with a new RecordTx; the recorder tells them
+// apart by comparing them, so an implementation must be comparable (a
+// pointer, as the adapter's is).
 type RecordTx interface {
 	// Append chains rec after the head, stores it and moves the head.
 	Append(ctx context.Context, rec auditchain.Record) (auditchain.Record, error)
