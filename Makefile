@@ -55,7 +55,7 @@ test: up check ## start the stack, then run every check and test against it
 
 
 .PHONY: check
-check: fmt-check vet standalone proto-check python-client-check schema-check ## static checks (no brokers needed)
+check: fmt-check vet standalone layer-check proto-check python-client-check schema-check ## static checks (no brokers needed)
 
 .PHONY: fmt-check
 fmt-check: ## fail if gofmt would change a file
@@ -68,6 +68,10 @@ vet: ## go vet every module
 .PHONY: standalone
 standalone: ## every module builds on its own (GOWORK=off, replace directives)
 	@for m in $(MODULES); do (cd $$m && GOWORK=off go build ./... && GOWORK=off go vet ./...) || { echo "module $$m does not build with GOWORK=off"; exit 1; }; done
+
+.PHONY: layer-check
+layer-check: ## fail if a service's internal/app depends on its adapters or imports database/sql (or domain on app, ports, adapters, service)
+	@go run ./tools/cmd/layercheck
 
 .PHONY: proto
 proto: ## regenerate the Go code of proto/ with the pinned tools

@@ -27,13 +27,14 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/auditchain"
 	"github.com/cosmic-horizons/fleet/libs/inbox"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore"
+	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/domain"
 )
 
 // MigrationComponent is the component the audit tables are migrated as.
 const MigrationComponent = "compliance-auditor"
 
 // ErrNotFound is returned when a requested checkpoint or record does not exist.
-var ErrNotFound = errors.New("not found")
+var ErrNotFound = domain.ErrNotFound
 
 //go:embed migrations/*.sql
 var migrations embed.FS
@@ -192,6 +193,31 @@ func (a *Appender) Append(ctx context.Context, tx *sql.Tx, rec auditchain.Record
 	return next, nil
 }
 
+// TxRecorder is the repository bound to one inbox transaction: the writes
+// that recording an event makes, all in that transaction. It appends
+// through one Appender, so a batch reads the head once.
+type TxRecorder struct {
+	r  *Repository
+	tx *sql.Tx
+	a  *Appender
+}
+
+// Bind returns the repository's writes bound to tx; the inbox's unit of
+// work binds each of its transactions with it.
+func (r *Repository) Bind(tx *sql.Tx) *TxRecorder {
+	return &TxRecorder{r: r, tx: tx, a: r.NewAppender()}
+}
+
+// Append is Appender.Append in the bound transaction.
+func (t *TxRecorder) Append(ctx context.Context, rec auditchain.Record) (auditchain.Record, error) {
+	return t.a.Append(ctx, t.tx, rec)
+}
+
+// TrackJobSequence is Repository.TrackJobSequence in the bound transaction.
+func (t *TxRecorder) TrackJobSequence(ctx context.Context, jobID string, seq int64, eventID string, now time.Time) (*domain.Gap, error) {
+	return t.r.TrackJobSequence(ctx, t.tx, jobID, seq, eventID, now)
+}
+
 // detailsJSON returns the canonical JSON of details: an object with sorted
 // keys and no insignificant whitespace ({} for none).
 func detailsJSON(d map[string]string) (string, error) {
@@ -299,16 +325,9 @@ func toHash(b []byte) (auditchain.Hash, error) {
 	return h, nil
 }
 
-// Filter selects records for Query; empty fields match everything.
-type Filter struct {
-	ResourceType, ResourceID, Actor, Action string
-	// OccurredAfter keeps records at or after it; OccurredBefore strictly before it.
-	OccurredAfter, OccurredBefore time.Time
-}
-
 // Query returns at most limit records matching f with sequence > after, in
 // sequence order.
-func (r *Repository) Query(ctx context.Context, f Filter, after uint64, limit int) ([]auditchain.Record, error) {
+func (r *Repository) Query(ctx context.Context, f domain.Filter, after uint64, limit int) ([]auditchain.Record, error) {
 	var where []string
 	args := []any{int64(after)}
 	where = append(where, "sequence > ?")
@@ -471,26 +490,13 @@ func (r *Repository) ApplyRetention(ctx context.Context, cutoff time.Time) (dele
 	return deleted, anchor, nil
 }
 
-// Gap is a detected gap in a job's lifecycle sequence: the events with
-// FirstMissing..LastMissing had not arrived when EventID (with sequence
-// LastMissing+1) did.
-type Gap struct {
-	JobID        string
-	FirstMissing int64
-	LastMissing  int64
-	EventID      string
-	DetectedAt   time.Time
-	// ResolvedAt is when the last missing event arrived; zero while open.
-	ResolvedAt time.Time
-}
-
 // TrackJobSequence records, in tx, that the lifecycle event eventID of jobID
 // carried seq. When seq skips past the last sequence seen for the job plus
 // one, it stores and returns the gap (once: a redelivery stores nothing new).
 // An event at or below the last sequence arrived late: it fills its place
 // in a stored gap, which is resolved once all its events arrived. The inbox
 // hands each event over once, so each late event is counted once.
-func (r *Repository) TrackJobSequence(ctx context.Context, tx *sql.Tx, jobID string, seq int64, eventID string, now time.Time) (*Gap, error) {
+func (r *Repository) TrackJobSequence(ctx context.Context, tx *sql.Tx, jobID string, seq int64, eventID string, now time.Time) (*domain.Gap, error) {
 	var last int64
 	switch err := tx.QueryRowContext(ctx, r.q.jobSeq, jobID).Scan(&last); {
 	case errors.Is(err, sql.ErrNoRows):
@@ -509,7 +515,7 @@ func (r *Repository) TrackJobSequence(ctx context.Context, tx *sql.Tx, jobID str
 	if seq == last+1 {
 		return nil, nil
 	}
-	g := &Gap{JobID: jobID, FirstMissing: last + 1, LastMissing: seq - 1, EventID: eventID, DetectedAt: now.UTC().Truncate(time.Microsecond)}
+	g := &domain.Gap{JobID: jobID, FirstMissing: last + 1, LastMissing: seq - 1, EventID: eventID, DetectedAt: now.UTC().Truncate(time.Microsecond)}
 	if _, err := tx.ExecContext(ctx, r.q.insertGap, g.JobID, g.FirstMissing, g.LastMissing, g.EventID, g.DetectedAt.UnixMicro()); err != nil {
 		return nil, fmt.Errorf("store gap of job %s: %w", jobID, err)
 	}
@@ -517,15 +523,15 @@ func (r *Repository) TrackJobSequence(ctx context.Context, tx *sql.Tx, jobID str
 }
 
 // PendingGaps returns up to limit gaps whose alert has not been published.
-func (r *Repository) PendingGaps(ctx context.Context, limit int) ([]Gap, error) {
+func (r *Repository) PendingGaps(ctx context.Context, limit int) ([]domain.Gap, error) {
 	rows, err := r.db.Writer().QueryContext(ctx, r.q.pendingGaps, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read pending gaps: %w", err)
 	}
 	defer rows.Close()
-	var out []Gap
+	var out []domain.Gap
 	for rows.Next() {
-		var g Gap
+		var g domain.Gap
 		var at int64
 		if err := rows.Scan(&g.JobID, &g.FirstMissing, &g.LastMissing, &g.EventID, &at); err != nil {
 			return nil, fmt.Errorf("scan gap: %w", err)
@@ -541,15 +547,15 @@ func (r *Repository) PendingGaps(ctx context.Context, limit int) ([]Gap, error) 
 
 // ResolvedGaps returns up to limit resolved gaps whose raise was published
 // and whose resolve was not.
-func (r *Repository) ResolvedGaps(ctx context.Context, limit int) ([]Gap, error) {
+func (r *Repository) ResolvedGaps(ctx context.Context, limit int) ([]domain.Gap, error) {
 	rows, err := r.db.Writer().QueryContext(ctx, r.q.resolvedGaps, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read resolved gaps: %w", err)
 	}
 	defer rows.Close()
-	var out []Gap
+	var out []domain.Gap
 	for rows.Next() {
-		var g Gap
+		var g domain.Gap
 		var detected, resolved int64
 		if err := rows.Scan(&g.JobID, &g.FirstMissing, &g.LastMissing, &g.EventID, &detected, &resolved); err != nil {
 			return nil, fmt.Errorf("scan gap: %w", err)
@@ -564,7 +570,7 @@ func (r *Repository) ResolvedGaps(ctx context.Context, limit int) ([]Gap, error)
 }
 
 // MarkGapResolveAlerted records that the alert.resolved of g was published at.
-func (r *Repository) MarkGapResolveAlerted(ctx context.Context, g Gap, at time.Time) error {
+func (r *Repository) MarkGapResolveAlerted(ctx context.Context, g domain.Gap, at time.Time) error {
 	if _, err := r.db.ExecContext(ctx, r.q.markGapResolveAlerted, at.UnixMicro(), g.JobID, g.FirstMissing); err != nil {
 		return fmt.Errorf("mark gap of job %s resolved: %w", g.JobID, err)
 	}
@@ -572,7 +578,7 @@ func (r *Repository) MarkGapResolveAlerted(ctx context.Context, g Gap, at time.T
 }
 
 // MarkGapAlerted records that the alert of g was published at.
-func (r *Repository) MarkGapAlerted(ctx context.Context, g Gap, at time.Time) error {
+func (r *Repository) MarkGapAlerted(ctx context.Context, g domain.Gap, at time.Time) error {
 	if _, err := r.db.ExecContext(ctx, r.q.markGapAlerted, at.UnixMicro(), g.JobID, g.FirstMissing); err != nil {
 		return fmt.Errorf("mark gap of job %s alerted: %w", g.JobID, err)
 	}

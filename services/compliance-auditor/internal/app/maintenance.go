@@ -13,7 +13,7 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/auditchain"
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
-	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/adapters"
+	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/domain"
 )
 
 // Checkpointer signs the chain head periodically: every Interval, and as
@@ -28,7 +28,7 @@ import (
 // chain. The witness lives in memory, so it holds for the life of the process
 // (see docs/security.md).
 type Checkpointer struct {
-	repo     *adapters.Repository
+	repo     CheckpointStore
 	signer   *auditchain.Signer
 	keys     auditchain.KeySet
 	interval time.Duration
@@ -46,7 +46,7 @@ type Checkpointer struct {
 // NewCheckpointer returns a checkpointer signing with signer. keys verify the
 // stored checkpoints (the signer's key and the ones it replaced; the signer's
 // key is added when missing). interval and every must be positive.
-func NewCheckpointer(repo *adapters.Repository, signer *auditchain.Signer, keys auditchain.KeySet, interval time.Duration, every int64, logger *slog.Logger, now func() time.Time) *Checkpointer {
+func NewCheckpointer(repo CheckpointStore, signer *auditchain.Signer, keys auditchain.KeySet, interval time.Duration, every int64, logger *slog.Logger, now func() time.Time) *Checkpointer {
 	if now == nil {
 		now = time.Now
 	}
@@ -101,7 +101,7 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (auditchain.Checkpoint, b
 	switch cp, err := c.repo.LatestCheckpoint(ctx, 0); {
 	case err == nil:
 		latest = &cp
-	case !errors.Is(err, adapters.ErrNotFound):
+	case !errors.Is(err, domain.ErrNotFound):
 		return auditchain.Checkpoint{}, false, err
 	}
 	head, err := c.repo.Head(ctx)
@@ -200,7 +200,7 @@ func (c *Checkpointer) Run(ctx context.Context) error {
 
 // Retention drops records older than MaxAge behind a signed checkpoint.
 type Retention struct {
-	repo     *adapters.Repository
+	repo     RetentionStore
 	maxAge   time.Duration
 	interval time.Duration
 	logger   *slog.Logger
@@ -208,7 +208,7 @@ type Retention struct {
 }
 
 // NewRetention returns the retention job; maxAge and interval must be positive.
-func NewRetention(repo *adapters.Repository, maxAge, interval time.Duration, logger *slog.Logger, now func() time.Time) *Retention {
+func NewRetention(repo RetentionStore, maxAge, interval time.Duration, logger *slog.Logger, now func() time.Time) *Retention {
 	if now == nil {
 		now = time.Now
 	}
@@ -257,7 +257,7 @@ const AlertComponent = "audit:job-sequence"
 // once and, unless the process dies between publish and mark, exactly once;
 // the alert id is the same on a repeat, so readers can drop the duplicate.
 type GapAlerter struct {
-	repo     *adapters.Repository
+	repo     GapStore
 	pub      Publisher
 	codec    *events.Codec
 	topic    string
@@ -268,7 +268,7 @@ type GapAlerter struct {
 }
 
 // NewGapAlerter returns an alerter publishing to topic (system-health by default).
-func NewGapAlerter(repo *adapters.Repository, pub Publisher, codec *events.Codec, topic, producer string, interval time.Duration, logger *slog.Logger, now func() time.Time) *GapAlerter {
+func NewGapAlerter(repo GapStore, pub Publisher, codec *events.Codec, topic, producer string, interval time.Duration, logger *slog.Logger, now func() time.Time) *GapAlerter {
 	if now == nil {
 		now = time.Now
 	}
@@ -279,7 +279,7 @@ func NewGapAlerter(repo *adapters.Repository, pub Publisher, codec *events.Codec
 }
 
 // AlertID returns the stable alert id of a gap.
-func AlertID(g adapters.Gap) string {
+func AlertID(g domain.Gap) string {
 	return "audit-gap:" + g.JobID + ":" + strconv.FormatInt(g.FirstMissing, 10)
 }
 
@@ -317,7 +317,7 @@ func (a *GapAlerter) Publish(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-func (a *GapAlerter) publish(ctx context.Context, g adapters.Gap, resolved bool) error {
+func (a *GapAlerter) publish(ctx context.Context, g domain.Gap, resolved bool) error {
 	msg, err := a.message(g, resolved)
 	if err != nil {
 		return err
@@ -329,7 +329,7 @@ func (a *GapAlerter) publish(ctx context.Context, g adapters.Gap, resolved bool)
 }
 
 // message is the alert.raised of g, or its alert.resolved (same alert id).
-func (a *GapAlerter) message(g adapters.Gap, resolved bool) (*bus.Message, error) {
+func (a *GapAlerter) message(g domain.Gap, resolved bool) (*bus.Message, error) {
 	var payload events.Payload = events.AlertRaised{
 		AlertID:     AlertID(g),
 		ComponentID: AlertComponent,

@@ -6,7 +6,6 @@ package app
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,8 +13,6 @@ import (
 
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
-	"github.com/cosmic-horizons/fleet/libs/inbox"
-	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/adapters"
 	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/domain"
 )
 
@@ -23,8 +20,7 @@ import (
 // transaction: the dedup mark, the record, the new head and the per-job
 // sequence tracking commit together or not at all.
 type Recorder struct {
-	repo   *adapters.Repository
-	inbox  *inbox.Inbox
+	inbox  Inbox
 	codec  *events.Codec
 	logger *slog.Logger
 	now    func() time.Time
@@ -32,29 +28,28 @@ type Recorder struct {
 	appended func(n int)
 }
 
-// NewRecorder returns a recorder appending to repo through ib. appended, if
-// not nil, is called after each commit with the number of records added
-// (the checkpointer counts them).
-func NewRecorder(repo *adapters.Repository, ib *inbox.Inbox, codec *events.Codec, logger *slog.Logger, now func() time.Time, appended func(int)) *Recorder {
+// NewRecorder returns a recorder appending through ib. appended, if not nil,
+// is called after each commit with the number of records added (the
+// checkpointer counts them).
+func NewRecorder(ib Inbox, codec *events.Codec, logger *slog.Logger, now func() time.Time, appended func(int)) *Recorder {
 	if now == nil {
 		now = time.Now
 	}
 	if appended == nil {
 		appended = func(int) {}
 	}
-	return &Recorder{repo: repo, inbox: ib, codec: codec, logger: logger, now: now, appended: appended}
+	return &Recorder{inbox: ib, codec: codec, logger: logger, now: now, appended: appended}
 }
 
 // Handle records one message: the bus handler of the per-message consumer.
 func (r *Recorder) Handle(ctx context.Context, msg *bus.Message) error {
-	a := r.repo.NewAppender()
 	n := 0
-	err := r.inbox.Handler(func(ctx context.Context, tx *sql.Tx, msg *bus.Message, eventID string) error {
+	err := r.inbox.Apply(ctx, msg, func(ctx context.Context, tx RecordTx, msg *bus.Message, eventID string) error {
 		n = 0
-		added, err := r.apply(ctx, tx, a, msg, eventID)
+		added, err := r.apply(ctx, tx, msg, eventID)
 		n = added
 		return err
-	})(ctx, msg)
+	})
 	if err != nil {
 		return err
 	}
@@ -67,13 +62,13 @@ func (r *Recorder) Handle(ctx context.Context, msg *bus.Message) error {
 // hands the messages one by one to Handle, so a poison message is retried or
 // dead-lettered alone.
 func (r *Recorder) HandleBatch(ctx context.Context, msgs []*bus.Message) error {
-	a := r.repo.NewAppender()
 	n := 0
-	err := r.inbox.ApplyBatch(ctx, msgs, func(ctx context.Context, tx *sql.Tx, msg *bus.Message, eventID string) error {
-		if tx != a.Tx() {
-			n = 0 // a retried transaction starts over
+	var last RecordTx
+	err := r.inbox.ApplyBatch(ctx, msgs, func(ctx context.Context, tx RecordTx, msg *bus.Message, eventID string) error {
+		if tx != last {
+			n, last = 0, tx // a retried transaction starts over
 		}
-		added, err := r.apply(ctx, tx, a, msg, eventID)
+		added, err := r.apply(ctx, tx, msg, eventID)
 		n += added
 		return err
 	})
@@ -86,7 +81,7 @@ func (r *Recorder) HandleBatch(ctx context.Context, msgs []*bus.Message) error {
 
 // apply records one event in tx and returns how many records it added (0 for
 // an event the trail does not record).
-func (r *Recorder) apply(ctx context.Context, tx *sql.Tx, a *adapters.Appender, msg *bus.Message, eventID string) (int, error) {
+func (r *Recorder) apply(ctx context.Context, tx RecordTx, msg *bus.Message, eventID string) (int, error) {
 	ev, err := r.decode(msg)
 	if err != nil {
 		return 0, err
@@ -102,11 +97,11 @@ func (r *Recorder) apply(ctx context.Context, tx *sql.Tx, a *adapters.Appender, 
 	if err != nil {
 		return 0, bus.Permanent(err)
 	}
-	if _, err := a.Append(ctx, tx, rec); err != nil {
+	if _, err := tx.Append(ctx, rec); err != nil {
 		return 0, err
 	}
 	if ev.Topic() == events.TopicJobLifecycle && ev.Sequence > 0 {
-		gap, err := r.repo.TrackJobSequence(ctx, tx, ev.Key(), ev.Sequence, ev.EventID, now)
+		gap, err := tx.TrackJobSequence(ctx, ev.Key(), ev.Sequence, ev.EventID, now)
 		if err != nil {
 			return 0, err
 		}

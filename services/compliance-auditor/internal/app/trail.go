@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/auditchain"
-	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/adapters"
+	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/domain"
 )
 
 // ErrNoCheckpoint is returned by GetCheckpoint when no checkpoint qualifies.
@@ -15,7 +15,7 @@ var ErrNoCheckpoint = errors.New("no checkpoint")
 
 // Trail reads and verifies the stored audit trail.
 type Trail struct {
-	repo *adapters.Repository
+	repo TrailStore
 	cp   *Checkpointer
 	cfg  TrailConfig
 }
@@ -34,7 +34,7 @@ type TrailConfig struct {
 // NewTrail returns the read side of the trail. cp, when not nil, signs the
 // head before a whole verification or export, so that they end on a
 // checkpoint and a cut-off tail is detectable.
-func NewTrail(repo *adapters.Repository, cp *Checkpointer, cfg TrailConfig) *Trail {
+func NewTrail(repo TrailStore, cp *Checkpointer, cfg TrailConfig) *Trail {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -186,7 +186,7 @@ func (t *Trail) Export(ctx context.Context, from, to uint64, emit func(auditchai
 		switch {
 		case err == nil:
 			start = anchor.Sequence
-		case !errors.Is(err, adapters.ErrNotFound):
+		case !errors.Is(err, domain.ErrNotFound):
 			return err
 		}
 	}
@@ -206,14 +206,14 @@ func (t *Trail) Export(ctx context.Context, from, to uint64, emit func(auditchai
 }
 
 // Query returns up to limit records matching f after sequence after.
-func (t *Trail) Query(ctx context.Context, f adapters.Filter, after uint64, limit int) ([]auditchain.Record, error) {
+func (t *Trail) Query(ctx context.Context, f domain.Filter, after uint64, limit int) ([]auditchain.Record, error) {
 	return t.repo.Query(ctx, f, after, limit)
 }
 
 // GetCheckpoint returns the newest checkpoint at or below seq (0: the newest).
 func (t *Trail) GetCheckpoint(ctx context.Context, seq uint64) (auditchain.Checkpoint, error) {
 	c, err := t.repo.LatestCheckpoint(ctx, seq)
-	if errors.Is(err, adapters.ErrNotFound) {
+	if errors.Is(err, domain.ErrNotFound) {
 		return auditchain.Checkpoint{}, fmt.Errorf("%w at or below sequence %d", ErrNoCheckpoint, seq)
 	}
 	return c, err

@@ -12,8 +12,8 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/auditchain"
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
-	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/adapters"
 	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/audittest"
+	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/domain"
 )
 
 // contract runs fn on a fresh, migrated database of every dialect.
@@ -272,14 +272,14 @@ func TestQueryFiltersAndPages(t *testing.T) {
 		record(t, f, audittest.Messages(t, f.Codec, 30))
 		tests := []struct {
 			name   string
-			filter adapters.Filter
+			filter domain.Filter
 			want   int
 		}{
 			{name: "all", want: 30},
-			{name: "actor", filter: adapters.Filter{Actor: "u-0"}, want: 5}, // actions 0, 6, 12, 18, 24
-			{name: "action", filter: adapters.Filter{Action: "job.cancel"}, want: 15},
-			{name: "resource", filter: adapters.Filter{ResourceType: "job", ResourceID: "job-4"}, want: 1},
-			{name: "time range", filter: adapters.Filter{OccurredBefore: time.Unix(0, 0)}, want: 0},
+			{name: "actor", filter: domain.Filter{Actor: "u-0"}, want: 5}, // actions 0, 6, 12, 18, 24
+			{name: "action", filter: domain.Filter{Action: "job.cancel"}, want: 15},
+			{name: "resource", filter: domain.Filter{ResourceType: "job", ResourceID: "job-4"}, want: 1},
+			{name: "time range", filter: domain.Filter{OccurredBefore: time.Unix(0, 0)}, want: 0},
 		}
 		for _, tt := range tests {
 			var got []auditchain.Record

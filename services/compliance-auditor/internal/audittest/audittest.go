@@ -5,6 +5,7 @@ package audittest
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"testing"
@@ -59,7 +60,8 @@ func New(t testing.TB, db *sqlstore.DB) *Fixture {
 	f.Keys, err = auditchain.NewKeySet(signer.PublicKey())
 	require.NoError(t, err)
 	f.Checkpointer = app.NewCheckpointer(f.Repo, signer, f.Keys, time.Hour, 1<<40, logger, clock)
-	f.Recorder = app.NewRecorder(f.Repo, ib, codec, logger, clock, f.Checkpointer.Appended)
+	uow := inbox.NewUnitOfWork(ib, func(tx *sql.Tx, _ []*bus.Message) app.RecordTx { return f.Repo.Bind(tx) })
+	f.Recorder = app.NewRecorder(uow, codec, logger, clock, f.Checkpointer.Appended)
 	f.Trail = app.NewTrail(f.Repo, f.Checkpointer, app.TrailConfig{Keys: f.Keys, Retention: Retention, Now: clock})
 	return f
 }

@@ -12,17 +12,17 @@ import (
 	"log/slog"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cosmic-horizons/fleet/libs/auditchain"
 	"github.com/cosmic-horizons/fleet/libs/auditchain/chainpb"
 	"github.com/cosmic-horizons/fleet/libs/auth"
+	"github.com/cosmic-horizons/fleet/libs/grpcerr"
+	"github.com/cosmic-horizons/fleet/libs/validation"
 	auditpb "github.com/cosmic-horizons/fleet/proto/fleet/audit/v1"
-	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/adapters"
 	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/app"
+	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/domain"
 )
 
 // Page sizes of Query.
@@ -45,54 +45,31 @@ func NewAuditServer(trail *app.Trail, logger *slog.Logger) *AuditServer {
 	return &AuditServer{trail: trail, logger: logger}
 }
 
-// violations collects field violations of one request.
-type violations []*errdetails.BadRequest_FieldViolation
-
-func (v *violations) add(field, format string, args ...any) {
-	*v = append(*v, &errdetails.BadRequest_FieldViolation{Field: field, Description: fmt.Sprintf(format, args...)})
-}
-
-func (v violations) err() error {
-	if len(v) == 0 {
-		return nil
-	}
-	st := status.New(codes.InvalidArgument, "invalid request: "+v[0].Field+": "+v[0].Description)
-	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: v}); err == nil {
-		st = d
-	}
-	return st.Err()
-}
+// errorCodes is the one table from the trail's errors to gRPC codes; a
+// *validation.Error is InvalidArgument with one field violation per field
+// (libs/grpcerr).
+var errorCodes = grpcerr.Table{Rules: append([]grpcerr.Rule{
+	{Err: app.ErrNoCheckpoint, Code: codes.NotFound},
+	// The stored trail does not verify: nothing is exported under a new
+	// checkpoint. The reason names sequences and hashes, not database text.
+	{Match: func(err error) bool { return errors.As(err, new(*app.UnverifiedError)) }, Code: codes.DataLoss,
+		Message: "{op}: the audit trail does not verify; run Verify for the first bad sequence",
+		Log:     grpcerr.LogError, LogMessage: "{op} refused: the audit trail does not verify"},
+}, grpcerr.Context...), Fallback: grpcerr.Rule{Code: codes.Internal, Message: "{op} failed", Log: grpcerr.LogError, LogMessage: "{op} failed"}}
 
 func (s *AuditServer) statusOf(ctx context.Context, op string, err error) error {
-	switch {
-	case errors.Is(err, app.ErrNoCheckpoint):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.As(err, new(*app.UnverifiedError)):
-		// The stored trail does not verify: nothing is exported under a new
-		// checkpoint. The reason names sequences and hashes, not database text.
-		s.logger.ErrorContext(ctx, op+" refused: the audit trail does not verify", "error", err)
-		return status.Error(codes.DataLoss, op+": the audit trail does not verify; run Verify for the first bad sequence")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "call cancelled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	s.logger.ErrorContext(ctx, op+" failed", "error", err)
-	return status.Error(codes.Internal, op+" failed")
+	return errorCodes.Status(ctx, s.logger, op, err)
 }
 
-func checkRange(v *violations, from, to int64) {
+func checkRange(v *validation.Error, from, to int64) {
 	if from < 0 {
-		v.add("from_sequence", "must not be negative")
+		v.Add("from_sequence", "must not be negative")
 	}
 	if to < 0 {
-		v.add("to_sequence", "must not be negative")
+		v.Add("to_sequence", "must not be negative")
 	}
 	if to != 0 && to < from {
-		v.add("to_sequence", "must not be below from_sequence")
+		v.Add("to_sequence", "must not be below from_sequence")
 	}
 }
 
@@ -135,16 +112,16 @@ func (s *AuditServer) Query(ctx context.Context, req *auditpb.QueryRequest) (*au
 	if _, err := auth.RequireAdmin(ctx); err != nil {
 		return nil, err
 	}
-	var v violations
+	var v validation.Error
 	for _, f := range []struct{ name, value string }{
 		{"resource_type", req.GetResourceType()}, {"resource_id", req.GetResourceId()},
 		{"actor", req.GetActor()}, {"action", req.GetAction()},
 	} {
 		if len(f.value) > auditchain.MaxFieldBytes {
-			v.add(f.name, "is longer than %d bytes", auditchain.MaxFieldBytes)
+			v.Add(f.name, "is longer than %d bytes", auditchain.MaxFieldBytes)
 		}
 	}
-	var f adapters.Filter
+	var f domain.Filter
 	f.ResourceType, f.ResourceID, f.Actor, f.Action = req.GetResourceType(), req.GetResourceId(), req.GetActor(), req.GetAction()
 	for _, ts := range []struct {
 		name string
@@ -155,18 +132,18 @@ func (s *AuditServer) Query(ctx context.Context, req *auditpb.QueryRequest) (*au
 			continue
 		}
 		if err := ts.pb.CheckValid(); err != nil {
-			v.add(ts.name, "is not a valid timestamp: %v", err)
+			v.Add(ts.name, "is not a valid timestamp: %v", err)
 			continue
 		}
 		*ts.dst = ts.pb.AsTime()
 	}
 	if !f.OccurredAfter.IsZero() && !f.OccurredBefore.IsZero() && !f.OccurredBefore.After(f.OccurredAfter) {
-		v.add("occurred_before", "must be after occurred_after")
+		v.Add("occurred_before", "must be after occurred_after")
 	}
 	size := int(req.GetPageSize())
 	switch {
 	case size < 0 || size > MaxPageSize:
-		v.add("page_size", "must be between 0 and %d", MaxPageSize)
+		v.Add("page_size", "must be between 0 and %d", MaxPageSize)
 	case size == 0:
 		size = DefaultPageSize
 	}
@@ -175,15 +152,15 @@ func (s *AuditServer) Query(ctx context.Context, req *auditpb.QueryRequest) (*au
 		tok, err := decodeToken(req.GetPageToken())
 		switch {
 		case err != nil:
-			v.add("page_token", "%v", err)
+			v.Add("page_token", "%v", err)
 		case tok.filter != filterHash(req):
-			v.add("page_token", "belongs to a query with other filters")
+			v.Add("page_token", "belongs to a query with other filters")
 		default:
 			after = tok.after
 		}
 	}
-	if err := v.err(); err != nil {
-		return nil, err
+	if err := v.Err(); err != nil {
+		return nil, s.statusOf(ctx, "query", err)
 	}
 	recs, err := s.trail.Query(ctx, f, after, size+1)
 	if err != nil {
@@ -208,10 +185,10 @@ func (s *AuditServer) Verify(ctx context.Context, req *auditpb.VerifyRequest) (*
 	if _, err := auth.RequireAdmin(ctx); err != nil {
 		return nil, err
 	}
-	var v violations
+	var v validation.Error
 	checkRange(&v, req.GetFromSequence(), req.GetToSequence())
-	if err := v.err(); err != nil {
-		return nil, err
+	if err := v.Err(); err != nil {
+		return nil, s.statusOf(ctx, "verify", err)
 	}
 	res, err := s.trail.Verify(ctx, uint64(req.GetFromSequence()), uint64(req.GetToSequence()))
 	if err != nil {
@@ -225,10 +202,10 @@ func (s *AuditServer) Export(req *auditpb.ExportRequest, stream auditpb.AuditSer
 	if _, err := auth.RequireAdmin(stream.Context()); err != nil {
 		return err
 	}
-	var v violations
+	var v validation.Error
 	checkRange(&v, req.GetFromSequence(), req.GetToSequence())
-	if err := v.err(); err != nil {
-		return err
+	if err := v.Err(); err != nil {
+		return s.statusOf(stream.Context(), "export", err)
 	}
 	ctx := stream.Context()
 	err := s.trail.Export(ctx, uint64(req.GetFromSequence()), uint64(req.GetToSequence()), func(e auditchain.Entry) error {
@@ -249,12 +226,12 @@ func (s *AuditServer) GetCheckpoint(ctx context.Context, req *auditpb.GetCheckpo
 	if _, err := auth.RequireAdmin(ctx); err != nil {
 		return nil, err
 	}
-	var v violations
+	var v validation.Error
 	if req.GetSequence() < 0 {
-		v.add("sequence", "must not be negative")
+		v.Add("sequence", "must not be negative")
 	}
-	if err := v.err(); err != nil {
-		return nil, err
+	if err := v.Err(); err != nil {
+		return nil, s.statusOf(ctx, "get checkpoint", err)
 	}
 	c, err := s.trail.GetCheckpoint(ctx, uint64(req.GetSequence()))
 	if err != nil {

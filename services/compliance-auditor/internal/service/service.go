@@ -5,12 +5,14 @@ package service
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"fmt"
 	"io"
 	"log/slog"
 	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/auditchain"
+	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/inbox"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
@@ -135,7 +137,8 @@ func (a *auditor) wire(ctx context.Context, deps svcruntime.Deps) error {
 
 	if producer != nil {
 		ib := inbox.New(db, Name, logger, reg)
-		recorder := app.NewRecorder(repo, ib, codec, logger.With("component", "recorder"), nil, checkpointer.Appended)
+		uow := inbox.NewUnitOfWork(ib, func(tx *sql.Tx, _ []*bus.Message) app.RecordTx { return repo.Bind(tx) })
+		recorder := app.NewRecorder(uow, codec, logger.With("component", "recorder"), nil, checkpointer.Appended)
 		ccfg := kafkabus.DefaultConsumerConfig(conn, cfg.ConsumerGroup, cfg.Topics...)
 		ccfg.DLQ = producer
 		ccfg.BatchSize = cfg.BatchSize

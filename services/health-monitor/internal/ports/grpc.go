@@ -7,12 +7,11 @@ import (
 	"maps"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/cosmic-horizons/fleet/libs/grpcerr"
+	"github.com/cosmic-horizons/fleet/libs/validation"
 	healthpb "github.com/cosmic-horizons/fleet/proto/fleet/health/v1"
 	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/app"
 	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/domain"
@@ -45,7 +44,7 @@ func (s *GRPCServer) WatchFleetStatus(req *healthpb.WatchFleetStatusRequest, str
 	interval := DefaultWatchInterval
 	if mi := req.GetMinInterval(); mi != nil {
 		if err := mi.CheckValid(); err != nil || mi.AsDuration() < 0 || mi.AsDuration() > MaxWatchInterval {
-			return invalidArgument("min_interval", "must be between 0 and 1h")
+			return errorCodes.Status(stream.Context(), nil, "watch fleet status", validation.Invalid("min_interval", "must be between 0 and 1h"))
 		}
 		if d := mi.AsDuration(); d > 0 {
 			interval = d
@@ -75,13 +74,10 @@ func (s *GRPCServer) WatchFleetStatus(req *healthpb.WatchFleetStatusRequest, str
 	}
 }
 
-func invalidArgument(field, desc string) error {
-	st := status.New(codes.InvalidArgument, field+": "+desc)
-	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: desc}}}); err == nil {
-		st = d
-	}
-	return st.Err()
-}
+// errorCodes is the one table from errors to gRPC codes (libs/grpcerr): the
+// service's only failure is a request field out of bounds, InvalidArgument
+// with its field violation.
+var errorCodes = grpcerr.Table{Rules: grpcerr.Context}
 
 // ToProto converts a fleet status to its protobuf message.
 func ToProto(s domain.FleetStatus) *healthpb.FleetStatus {

@@ -7,7 +7,8 @@ package domain
 import (
 	"errors"
 	"fmt"
-	"strings"
+
+	"github.com/cosmic-horizons/fleet/libs/validation"
 )
 
 // Sentinel errors of the domain and the use cases. The gRPC layer maps each
@@ -28,7 +29,7 @@ var (
 	// the call may be retried.
 	ErrUnavailable = errors.New("unavailable")
 	// ErrInvalidArgument is matched by every *ValidationError.
-	ErrInvalidArgument = errors.New("invalid argument")
+	ErrInvalidArgument = validation.ErrInvalid
 )
 
 // TransitionError is returned for every illegal status change. It matches
@@ -46,54 +47,22 @@ func (e *TransitionError) Is(target error) bool { return target == ErrIllegalTra
 
 // FieldViolation is one invalid field of a request. Field is the path of
 // the field in the request message, e.g. "spec.resources.nodes".
-type FieldViolation struct {
-	Field       string
-	Description string
-}
+type FieldViolation = validation.FieldViolation
 
-// ValidationError lists every invalid field of a request. It matches
-// ErrInvalidArgument with errors.Is.
-type ValidationError struct {
-	Violations []FieldViolation
-}
+// ValidationError lists every invalid field of a request (the fleet's one
+// validation error, libs/validation). It matches ErrInvalidArgument with
+// errors.Is.
+type ValidationError = validation.Error
 
-func (e *ValidationError) Error() string {
-	parts := make([]string, 0, len(e.Violations))
-	for _, v := range e.Violations {
-		parts = append(parts, v.Field+": "+v.Description)
-	}
-	return "invalid request: " + strings.Join(parts, "; ")
-}
+// violations collects field violations into a validation.Error.
+type violations struct{ validation.Error }
 
-// Is makes errors.Is(err, ErrInvalidArgument) true.
-func (e *ValidationError) Is(target error) bool { return target == ErrInvalidArgument }
+func (v *violations) add(field, format string, args ...any) { v.Add(field, format, args...) }
 
-// Fields returns the field paths of the violations, in order.
-func (e *ValidationError) Fields() []string {
-	out := make([]string, 0, len(e.Violations))
-	for _, v := range e.Violations {
-		out = append(out, v.Field)
-	}
-	return out
-}
-
-// violations collects field violations.
-type violations []FieldViolation
-
-func (v *violations) add(field, format string, args ...any) {
-	*v = append(*v, FieldViolation{Field: field, Description: fmt.Sprintf(format, args...)})
-}
-
-func (v violations) err() error {
-	if len(v) == 0 {
-		return nil
-	}
-	return &ValidationError{Violations: v}
-}
+// err returns the *ValidationError of the violations, or nil for none.
+func (v *violations) err() error { return v.Err() }
 
 // Invalid returns a *ValidationError with a single violation.
 func Invalid(field, format string, args ...any) error {
-	var v violations
-	v.add(field, format, args...)
-	return v.err()
+	return validation.Invalid(field, format, args...)
 }

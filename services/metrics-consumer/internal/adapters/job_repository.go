@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore"
 	"github.com/cosmic-horizons/fleet/services/metrics-consumer/internal/domain"
@@ -90,6 +91,32 @@ func (r *JobRepository) NewSession(prefetch ...string) *Session {
 		prefetch = nil
 	}
 	return &Session{r: r, prefetch: prefetch}
+}
+
+// TxSession is a Session bound to one inbox transaction: the job writes of
+// the events that transaction applies.
+type TxSession struct {
+	s  *Session
+	tx *sql.Tx
+}
+
+// Bind returns a new session bound to tx; the inbox's unit of work binds
+// each of its transactions with it. A transaction applying several messages
+// (a batch) reads their jobs (the messages' keys) ahead on SQLite.
+func (r *JobRepository) Bind(tx *sql.Tx, msgs []*bus.Message) *TxSession {
+	var keys []string
+	if len(msgs) > 1 {
+		keys = make([]string, len(msgs))
+		for i, m := range msgs {
+			keys[i] = m.Key // the job id on both topics
+		}
+	}
+	return &TxSession{s: r.NewSession(keys...), tx: tx}
+}
+
+// Apply merges ev into its job's record within the bound transaction.
+func (t *TxSession) Apply(ctx context.Context, ev events.Event) error {
+	return t.s.Apply(ctx, t.tx, ev)
 }
 
 // prefetchChunk bounds the ids of one prefetch query.
@@ -316,22 +343,8 @@ func (r *JobRepository) ResetTx(ctx context.Context, tx *sql.Tx) error {
 	return nil
 }
 
-// Row is one job as queries see it.
-type Row struct {
-	JobID, UserID, System, Agent, Allocation string
-	CreatedAtUS                              int64
-	domain.Facts
-}
-
-// Filter selects jobs created in [FromUS, ToUS); empty strings and zero
-// bounds match everything.
-type Filter struct {
-	FromUS, ToUS                 int64
-	JobID, UserID, System, Agent string
-}
-
 // Each calls fn for every job matching f.
-func (r *JobRepository) Each(ctx context.Context, f Filter, fn func(Row) error) error {
+func (r *JobRepository) Each(ctx context.Context, f domain.Filter, fn func(domain.Row) error) error {
 	var where []string
 	var args []any
 	add := func(cond string, v any) {
@@ -366,7 +379,7 @@ func (r *JobRepository) Each(ctx context.Context, f Filter, fn func(Row) error) 
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var row Row
+		var row domain.Row
 		var status string
 		if err := rows.Scan(&row.JobID, &row.UserID, &row.System, &row.Agent, &row.Allocation, &row.CreatedAtUS,
 			&status, &row.QueueWaitMS, &row.RunTimeMS, &row.NodeHours, &row.GPUHours); err != nil {

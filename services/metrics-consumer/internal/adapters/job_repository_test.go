@@ -90,20 +90,20 @@ func TestJobRepositoryContract(t *testing.T) {
 			from, to := base.Add(100*time.Second), base.Add(200*time.Second)
 			for _, tt := range []struct {
 				name string
-				flt  adapters.Filter
+				flt  domain.Filter
 				keep func(testgen.Plan) bool
 			}{
 				{name: "everything", keep: func(testgen.Plan) bool { return true }},
-				{name: "window", flt: adapters.Filter{FromUS: from.UnixMicro(), ToUS: to.UnixMicro()},
+				{name: "window", flt: domain.Filter{FromUS: from.UnixMicro(), ToUS: to.UnixMicro()},
 					keep: func(p testgen.Plan) bool { return !p.SubmittedAt.Before(from) && p.SubmittedAt.Before(to) }},
-				{name: "system and agent", flt: adapters.Filter{System: "VISTA", Agent: "AlphaCal"},
+				{name: "system and agent", flt: domain.Filter{System: "VISTA", Agent: "AlphaCal"},
 					keep: func(p testgen.Plan) bool { return p.System == "VISTA" && p.Agent == "AlphaCal" }},
-				{name: "user", flt: adapters.Filter{UserID: "user-3"}, keep: func(p testgen.Plan) bool { return p.UserID == "user-3" }},
-				{name: "job", flt: adapters.Filter{JobID: plans[5].JobID}, keep: func(p testgen.Plan) bool { return p.JobID == plans[5].JobID }},
+				{name: "user", flt: domain.Filter{UserID: "user-3"}, keep: func(p testgen.Plan) bool { return p.UserID == "user-3" }},
+				{name: "job", flt: domain.Filter{JobID: plans[5].JobID}, keep: func(p testgen.Plan) bool { return p.JobID == plans[5].JobID }},
 			} {
 				t.Run(tt.name, func(t *testing.T) {
 					var s domain.Stats
-					require.NoError(t, repo.Each(ctx, tt.flt, func(r adapters.Row) error {
+					require.NoError(t, repo.Each(ctx, tt.flt, func(r domain.Row) error {
 						s.AddFacts(r.Facts)
 						return nil
 					}))

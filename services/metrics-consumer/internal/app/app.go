@@ -4,35 +4,55 @@ package app
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"sort"
 	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
-	"github.com/cosmic-horizons/fleet/libs/inbox"
-	"github.com/cosmic-horizons/fleet/services/metrics-consumer/internal/adapters"
 	"github.com/cosmic-horizons/fleet/services/metrics-consumer/internal/domain"
 )
 
 // ConsumerName is the inbox consumer name and the Kafka consumer group.
 const ConsumerName = "metrics-consumer"
 
+// JobWriter is the job store seen from inside one inbox transaction. A
+// retried transaction comes with a new JobWriter.
+type JobWriter interface {
+	// Apply merges ev into its job's record; events not about a job are ignored.
+	Apply(ctx context.Context, ev events.Event) error
+}
+
+// IngestWork is the effect of one event inside the inbox transaction.
+type IngestWork = func(ctx context.Context, jobs JobWriter, msg *bus.Message, eventID string) error
+
+// Inbox is the transactional inbox as a unit of work: it applies each event
+// at most once, in one transaction with its dedup mark and offset
+// (inbox.UnitOfWork satisfies it).
+type Inbox interface {
+	Apply(ctx context.Context, msg *bus.Message, work IngestWork) error
+	ApplyBatch(ctx context.Context, msgs []*bus.Message, work IngestWork) error
+}
+
+// JobReader reads the stored job records.
+type JobReader interface {
+	// Each calls fn for every job matching f.
+	Each(ctx context.Context, f domain.Filter, fn func(domain.Row) error) error
+}
+
 // Ingest applies job events to the store exactly once: the job records, the
 // processed event ids and the offsets commit in one inbox transaction.
 type Ingest struct {
-	inbox   *inbox.Inbox
+	inbox   Inbox
 	codec   *events.Codec
-	jobs    *adapters.JobRepository
 	schemas map[string]string
 }
 
-// NewIngest returns the ingest use case. schemas maps a consumed topic to
-// the catalogue topic whose schemas it carries; a topic not in it is its
-// own catalogue topic.
-func NewIngest(ib *inbox.Inbox, codec *events.Codec, jobs *adapters.JobRepository, schemas map[string]string) *Ingest {
-	return &Ingest{inbox: ib, codec: codec, jobs: jobs, schemas: schemas}
+// NewIngest returns the ingest use case, writing through ib. schemas maps a
+// consumed topic to the catalogue topic whose schemas it carries; a topic
+// not in it is its own catalogue topic.
+func NewIngest(ib Inbox, codec *events.Codec, schemas map[string]string) *Ingest {
+	return &Ingest{inbox: ib, codec: codec, schemas: schemas}
 }
 
 // decode reads the event of msg, with the schemas of its catalogue topic.
@@ -52,14 +72,13 @@ func (in *Ingest) decode(msg *bus.Message) (events.Event, error) {
 
 // Handle applies one message; it is the bus handler of the one-by-one path.
 func (in *Ingest) Handle(ctx context.Context, msg *bus.Message) error {
-	s := in.jobs.NewSession()
-	return in.inbox.Handler(func(ctx context.Context, tx *sql.Tx, msg *bus.Message, _ string) error {
+	return in.inbox.Apply(ctx, msg, func(ctx context.Context, jobs JobWriter, msg *bus.Message, _ string) error {
 		ev, err := in.decode(msg)
 		if err != nil {
 			return err
 		}
-		return s.Apply(ctx, tx, ev)
-	})(ctx, msg)
+		return jobs.Apply(ctx, ev)
+	})
 }
 
 // HandleBatch applies msgs in one transaction; on any failure nothing is
@@ -68,18 +87,15 @@ func (in *Ingest) Handle(ctx context.Context, msg *bus.Message) error {
 // parallel across partitions while transactions take turns.
 func (in *Ingest) HandleBatch(ctx context.Context, msgs []*bus.Message) error {
 	decoded := make(map[*bus.Message]events.Event, len(msgs))
-	keys := make([]string, len(msgs))
 	for i, m := range msgs {
 		ev, err := in.decode(m)
 		if err != nil {
 			return fmt.Errorf("batch message %d: %w", i, err)
 		}
 		decoded[m] = ev
-		keys[i] = m.Key // the job id on both topics
 	}
-	s := in.jobs.NewSession(keys...)
-	return in.inbox.ApplyBatch(ctx, msgs, func(ctx context.Context, tx *sql.Tx, msg *bus.Message, _ string) error {
-		return s.Apply(ctx, tx, decoded[msg])
+	return in.inbox.ApplyBatch(ctx, msgs, func(ctx context.Context, jobs JobWriter, msg *bus.Message, _ string) error {
+		return jobs.Apply(ctx, decoded[msg])
 	})
 }
 
@@ -88,14 +104,14 @@ type Window struct{ Start, End time.Time }
 
 // Queries answers aggregate questions from the store.
 type Queries struct {
-	jobs *adapters.JobRepository
+	jobs JobReader
 }
 
 // NewQueries returns the query use cases.
-func NewQueries(jobs *adapters.JobRepository) *Queries { return &Queries{jobs: jobs} }
+func NewQueries(jobs JobReader) *Queries { return &Queries{jobs: jobs} }
 
-func (w Window) filter() adapters.Filter {
-	return adapters.Filter{FromUS: w.Start.UnixMicro(), ToUS: w.End.UnixMicro()}
+func (w Window) filter() domain.Filter {
+	return domain.Filter{FromUS: w.Start.UnixMicro(), ToUS: w.End.UnixMicro()}
 }
 
 // JobFilter narrows JobMetrics; empty fields match everything.
@@ -106,7 +122,7 @@ func (q *Queries) JobMetrics(ctx context.Context, w Window, f JobFilter) (*domai
 	flt := w.filter()
 	flt.JobID, flt.Agent, flt.System = f.JobID, f.Agent, f.System
 	var s domain.Stats
-	err := q.jobs.Each(ctx, flt, func(r adapters.Row) error {
+	err := q.jobs.Each(ctx, flt, func(r domain.Row) error {
 		s.AddFacts(r.Facts)
 		return nil
 	})
@@ -121,7 +137,7 @@ func (q *Queries) JobMetrics(ctx context.Context, w Window, f JobFilter) (*domai
 func (q *Queries) JobOwner(ctx context.Context, jobID string) (string, bool, error) {
 	var owner string
 	found := false
-	err := q.jobs.Each(ctx, adapters.Filter{JobID: jobID}, func(r adapters.Row) error {
+	err := q.jobs.Each(ctx, domain.Filter{JobID: jobID}, func(r domain.Row) error {
 		owner, found = r.UserID, true
 		return nil
 	})
@@ -137,7 +153,7 @@ func (q *Queries) SystemStats(ctx context.Context, w Window, system string) (map
 	flt := w.filter()
 	flt.System = system
 	out := map[string]*domain.Stats{}
-	err := q.jobs.Each(ctx, flt, func(r adapters.Row) error {
+	err := q.jobs.Each(ctx, flt, func(r domain.Row) error {
 		s := out[r.System]
 		if s == nil {
 			s = &domain.Stats{}
@@ -166,7 +182,7 @@ func (q *Queries) UserUsage(ctx context.Context, w Window, user string) (*domain
 	flt.UserID = user
 	var total domain.Stats
 	byAlloc := map[string]*Allocation{}
-	err := q.jobs.Each(ctx, flt, func(r adapters.Row) error {
+	err := q.jobs.Each(ctx, flt, func(r domain.Row) error {
 		total.AddFacts(r.Facts)
 		a := byAlloc[r.Allocation]
 		if a == nil {

@@ -2,6 +2,7 @@ package ports_test
 
 import (
 	"context"
+	"database/sql"
 	"log/slog"
 	"path/filepath"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/inbox"
 	"github.com/cosmic-horizons/fleet/libs/service/servicefuzz"
@@ -36,7 +38,8 @@ func fuzzMetrics(f *testing.F, method string, seeds ...*metricspb.TimeWindow) (*
 	jobs := adapters.NewJobRepository(db)
 	codec, err := events.NewCodec()
 	require.NoError(f, err)
-	ingest := app.NewIngest(inbox.New(db, "metrics-consumer", slog.New(slog.DiscardHandler), nil), codec, jobs, nil)
+	ib := inbox.New(db, "metrics-consumer", slog.New(slog.DiscardHandler), nil)
+	ingest := app.NewIngest(inbox.NewUnitOfWork(ib, func(tx *sql.Tx, msgs []*bus.Message) app.JobWriter { return jobs.Bind(tx, msgs) }), codec, nil)
 	plans := testgen.Plans(7, 40, fuzzBase)
 	for i := range plans {
 		if i%3 == 0 {

@@ -4,17 +4,17 @@ package ports
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sort"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/cosmic-horizons/fleet/libs/auth"
+	"github.com/cosmic-horizons/fleet/libs/grpcerr"
+	"github.com/cosmic-horizons/fleet/libs/validation"
 	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
 	metricspb "github.com/cosmic-horizons/fleet/proto/fleet/metrics/v1"
 	"github.com/cosmic-horizons/fleet/services/metrics-consumer/internal/app"
@@ -65,55 +65,37 @@ func NewMetricsServer(q *app.Queries, logger *slog.Logger) *MetricsServer {
 	return &MetricsServer{q: q, log: logger}
 }
 
-// unavailable logs a store failure and returns the generic status.
-func (s *MetricsServer) unavailable(ctx context.Context, op string, err error) error {
-	switch {
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "call cancelled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	}
-	s.log.WarnContext(ctx, op+" failed", "error", err)
-	return status.Error(codes.Unavailable, "the metrics store cannot be read; retry later")
+// errorCodes is the one table from store errors to gRPC codes (libs/grpcerr):
+// a *validation.Error is InvalidArgument with one field violation per
+// field; a store failure is logged and answered Unavailable with a generic
+// message.
+var errorCodes = grpcerr.Table{Rules: grpcerr.Context, Fallback: grpcerr.Rule{
+	Code: codes.Unavailable, Message: "the metrics store cannot be read; retry later", Log: grpcerr.LogWarn, LogMessage: "{op} failed"}}
+
+// statusOf converts a use-case error of op into a gRPC status error.
+func (s *MetricsServer) statusOf(ctx context.Context, op string, err error) error {
+	return errorCodes.Status(ctx, s.log, op, err)
 }
 
-// violations collects the field violations of a request.
-type violations []*errdetails.BadRequest_FieldViolation
-
-func (v *violations) add(field, desc string) {
-	*v = append(*v, &errdetails.BadRequest_FieldViolation{Field: field, Description: desc})
-}
-
-func (v violations) err() error {
-	if len(v) == 0 {
-		return nil
-	}
-	st := status.New(codes.InvalidArgument, "invalid request: "+v[0].Field+": "+v[0].Description)
-	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: v}); err == nil {
-		st = d
-	}
-	return st.Err()
-}
-
-func window(w *metricspb.TimeWindow, v *violations) app.Window {
+func window(w *metricspb.TimeWindow, v *validation.Error) app.Window {
 	if w == nil {
-		v.add("window", "required")
+		v.Add("window", "required")
 		return app.Window{}
 	}
 	var out app.Window
 	switch {
 	case w.GetStart() == nil:
-		v.add("window.start", "required")
+		v.Add("window.start", "required")
 	case w.GetStart().CheckValid() != nil:
-		v.add("window.start", "not a valid timestamp")
+		v.Add("window.start", "not a valid timestamp")
 	default:
 		out.Start = w.GetStart().AsTime()
 	}
 	switch {
 	case w.GetEnd() == nil:
-		v.add("window.end", "required")
+		v.Add("window.end", "required")
 	case w.GetEnd().CheckValid() != nil:
-		v.add("window.end", "not a valid timestamp")
+		v.Add("window.end", "not a valid timestamp")
 	default:
 		out.End = w.GetEnd().AsTime()
 	}
@@ -122,9 +104,9 @@ func window(w *metricspb.TimeWindow, v *violations) app.Window {
 	}
 	switch {
 	case !out.End.After(out.Start):
-		v.add("window.end", "must be after window.start")
+		v.Add("window.end", "must be after window.start")
 	case out.End.Sub(out.Start) > MaxWindow:
-		v.add("window.end", "must be at most 366 days after window.start")
+		v.Add("window.end", "must be at most 366 days after window.start")
 	}
 	return out
 }
@@ -135,29 +117,29 @@ func (s *MetricsServer) GetJobMetrics(ctx context.Context, req *metricspb.GetJob
 	if err != nil {
 		return nil, err
 	}
-	var v violations
+	var v validation.Error
 	w := window(req.GetWindow(), &v)
 	f := app.JobFilter{JobID: req.GetJobId()}
 	if a := req.GetAgent(); a != jobpb.Agent_AGENT_UNSPECIFIED {
 		if f.Agent = agents[a]; f.Agent == "" {
-			v.add("agent", "unknown agent")
+			v.Add("agent", "unknown agent")
 		}
 	}
 	if sys := req.GetTaccSystem(); sys != jobpb.TaccSystem_TACC_SYSTEM_UNSPECIFIED {
 		if f.System = systems[sys]; f.System == "" {
-			v.add("tacc_system", "unknown TACC system")
+			v.Add("tacc_system", "unknown TACC system")
 		}
 	}
 	if len(f.JobID) > 128 {
-		v.add("job_id", "at most 128 characters")
+		v.Add("job_id", "at most 128 characters")
 	}
-	if err := v.err(); err != nil {
-		return nil, err
+	if err := v.Err(); err != nil {
+		return nil, s.statusOf(ctx, "job metrics", err)
 	}
 	if f.JobID != "" {
 		owner, found, err := s.q.JobOwner(ctx, f.JobID)
 		if err != nil {
-			return nil, s.unavailable(ctx, "job metrics", err)
+			return nil, s.statusOf(ctx, "job metrics", err)
 		}
 		if !found || (owner != caller.UserID && !caller.Admin) {
 			return nil, status.Error(codes.NotFound, "job not found")
@@ -165,7 +147,7 @@ func (s *MetricsServer) GetJobMetrics(ctx context.Context, req *metricspb.GetJob
 	}
 	st, err := s.q.JobMetrics(ctx, w, f)
 	if err != nil {
-		return nil, s.unavailable(ctx, "job metrics", err)
+		return nil, s.statusOf(ctx, "job metrics", err)
 	}
 	return &metricspb.GetJobMetricsResponse{Window: req.GetWindow(), Stats: toPB(st)}, nil
 }
@@ -175,20 +157,20 @@ func (s *MetricsServer) GetSystemStats(ctx context.Context, req *metricspb.GetSy
 	if _, err := auth.Caller(ctx); err != nil {
 		return nil, err
 	}
-	var v violations
+	var v validation.Error
 	w := window(req.GetWindow(), &v)
 	var system string
 	if sys := req.GetTaccSystem(); sys != jobpb.TaccSystem_TACC_SYSTEM_UNSPECIFIED {
 		if system = systems[sys]; system == "" {
-			v.add("tacc_system", "unknown TACC system")
+			v.Add("tacc_system", "unknown TACC system")
 		}
 	}
-	if err := v.err(); err != nil {
-		return nil, err
+	if err := v.Err(); err != nil {
+		return nil, s.statusOf(ctx, "system stats", err)
 	}
 	bySystem, err := s.q.SystemStats(ctx, w, system)
 	if err != nil {
-		return nil, s.unavailable(ctx, "system stats", err)
+		return nil, s.statusOf(ctx, "system stats", err)
 	}
 	resp := &metricspb.GetSystemStatsResponse{Window: req.GetWindow()}
 	for pb, name := range systems {
@@ -208,24 +190,24 @@ func (s *MetricsServer) GetUserUsage(ctx context.Context, req *metricspb.GetUser
 	if err != nil {
 		return nil, err
 	}
-	var v violations
+	var v validation.Error
 	w := window(req.GetWindow(), &v)
 	user := req.GetUserId()
 	if user == "" {
 		user = caller.UserID
 	}
 	if len(user) > 128 {
-		v.add("user_id", "at most 128 characters")
+		v.Add("user_id", "at most 128 characters")
 	}
-	if err := v.err(); err != nil {
-		return nil, err
+	if err := v.Err(); err != nil {
+		return nil, s.statusOf(ctx, "user usage", err)
 	}
 	if user != caller.UserID && !caller.Admin {
 		return nil, status.Error(codes.PermissionDenied, "only an admin may read another user's usage")
 	}
 	st, allocs, err := s.q.UserUsage(ctx, w, user)
 	if err != nil {
-		return nil, s.unavailable(ctx, "user usage", err)
+		return nil, s.statusOf(ctx, "user usage", err)
 	}
 	resp := &metricspb.GetUserUsageResponse{Window: req.GetWindow(), UserId: user, Stats: toPB(st)}
 	for _, a := range allocs {

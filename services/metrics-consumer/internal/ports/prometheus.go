@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cosmic-horizons/fleet/libs/events"
-	"github.com/cosmic-horizons/fleet/services/metrics-consumer/internal/adapters"
+	"github.com/cosmic-horizons/fleet/services/metrics-consumer/internal/app"
 	"github.com/cosmic-horizons/fleet/services/metrics-consumer/internal/domain"
 )
 
@@ -16,12 +16,19 @@ import (
 // run-time histograms.
 var DurationBuckets = []float64{1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400, 172800}
 
+// CollectorStore is what the collector reads: every job record, and the
+// completion times for the throughput.
+type CollectorStore interface {
+	app.JobReader
+	CompletedSince(ctx context.Context, sinceUS int64) ([]int64, error)
+}
+
 // Collector derives the fleet's job metrics from the store on every scrape,
 // so /metrics always agrees with the store (and with the gRPC answers) and
 // needs no state of its own that a restart or rebuild could lose. A scrape
 // reads every job record once; ScrapeTimeout bounds it.
 type Collector struct {
-	jobs    *adapters.JobRepository
+	jobs    CollectorStore
 	logger  *slog.Logger
 	now     func() time.Time
 	timeout time.Duration
@@ -33,7 +40,7 @@ type Collector struct {
 const ScrapeTimeout = 10 * time.Second
 
 // NewCollector returns the collector over jobs.
-func NewCollector(jobs *adapters.JobRepository, logger *slog.Logger) *Collector {
+func NewCollector(jobs CollectorStore, logger *slog.Logger) *Collector {
 	sa := []string{"system", "agent"}
 	return &Collector{
 		jobs: jobs, logger: logger, now: time.Now, timeout: ScrapeTimeout,
@@ -102,7 +109,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	groups := map[labels]*group{}
-	err := c.jobs.Each(ctx, adapters.Filter{}, func(r adapters.Row) error {
+	err := c.jobs.Each(ctx, domain.Filter{}, func(r domain.Row) error {
 		k := labels{r.System, r.Agent}
 		g := groups[k]
 		if g == nil {

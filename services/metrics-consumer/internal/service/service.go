@@ -4,6 +4,7 @@ package service
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cosmic-horizons/fleet/libs/auth"
+	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/inbox"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
@@ -224,7 +226,9 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.
 	p.schemas = schemas
 	p.inbox = inbox.New(db, cfg.Group, logger, reg)
 	p.jobs = adapters.NewJobRepository(db)
-	p.ingest = app.NewIngest(p.inbox, codec, p.jobs, cfg.Schemas)
+	jobs := p.jobs
+	uow := inbox.NewUnitOfWork(p.inbox, func(tx *sql.Tx, msgs []*bus.Message) app.JobWriter { return jobs.Bind(tx, msgs) })
+	p.ingest = app.NewIngest(uow, codec, cfg.Schemas)
 	pcfg := kafkabus.DefaultProducerConfig(cfg.Kafka)
 	if p.dlq, err = kafkabus.NewProducer(pcfg, logger, reg); err != nil {
 		return fail(fmt.Errorf("dead-letter producer: %w", err))

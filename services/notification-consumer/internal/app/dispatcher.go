@@ -19,7 +19,6 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
 
-	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/adapters/store"
 	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/domain"
 )
 
@@ -92,7 +91,7 @@ type targetQueue struct {
 // every outcome with its notification event in one transaction.
 type Dispatcher struct {
 	cfg     DispatcherConfig
-	store   *store.Store
+	store   DeliveryStore
 	senders map[domain.Channel]Sender
 	codec   *events.Codec
 	logger  *slog.Logger
@@ -110,7 +109,7 @@ type Dispatcher struct {
 }
 
 // NewDispatcher returns a dispatcher; relay (optional) is woken after each outcome.
-func NewDispatcher(cfg DispatcherConfig, st *store.Store, senders map[domain.Channel]Sender, codec *events.Codec, relay *Relay, logger *slog.Logger) (*Dispatcher, error) {
+func NewDispatcher(cfg DispatcherConfig, st DeliveryStore, senders map[domain.Channel]Sender, codec *events.Codec, relay *Relay, logger *slog.Logger) (*Dispatcher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -329,7 +328,7 @@ func (d *Dispatcher) deliver(ctx context.Context, del domain.Delivery) {
 		err = sender.Send(ctx, del)
 	}
 	now := d.now()
-	o := store.Outcome{ID: del.ID, Attempt: del.Attempts}
+	o := domain.Outcome{ID: del.ID, Attempt: del.Attempts}
 	var msgs []*bus.Message
 	log := d.logger.With(slog.String("delivery_id", del.ID), slog.String("event_id", del.EventID),
 		slog.String("channel", string(del.Channel)), slog.Int("attempt", del.Attempts))
@@ -370,7 +369,7 @@ func (d *Dispatcher) startDelivery(ctx context.Context, del domain.Delivery) (co
 
 // record stores an outcome, retrying a failing database briefly. Should it
 // still fail, the lease runs out and the delivery is attempted again.
-func (d *Dispatcher) record(o store.Outcome, msgs []*bus.Message, log *slog.Logger) {
+func (d *Dispatcher) record(o domain.Outcome, msgs []*bus.Message, log *slog.Logger) {
 	policy := bus.RetryPolicy{MaxAttempts: 5, InitialBackoff: 50 * time.Millisecond, MaxBackoff: time.Second}
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -6,7 +6,6 @@ package app
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -19,30 +18,35 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
 
-	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/adapters/store"
 	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/domain"
 	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/render"
 )
 
 // Recorder turns job lifecycle events into pending deliveries.
 type Recorder struct {
-	store    *store.Store
+	inbox    Inbox
 	codec    *events.Codec
 	renderer *render.Renderer
 	logger   *slog.Logger
 	now      func() time.Time
 }
 
-// NewRecorder returns a recorder.
-func NewRecorder(st *store.Store, codec *events.Codec, renderer *render.Renderer, logger *slog.Logger) *Recorder {
-	return &Recorder{store: st, codec: codec, renderer: renderer, logger: logger, now: time.Now}
+// NewRecorder returns a recorder that records through ib.
+func NewRecorder(ib Inbox, codec *events.Codec, renderer *render.Renderer, logger *slog.Logger) *Recorder {
+	return &Recorder{inbox: ib, codec: codec, renderer: renderer, logger: logger, now: time.Now}
 }
 
-// Apply is the inbox.ApplyFunc of the job-lifecycle consumer: inside the
-// inbox transaction it remembers job names and records one pending delivery
-// per (event, channel, target) the user's subscriptions ask for. An event
-// that does not decode fails permanently (dead-lettered).
-func (r *Recorder) Apply(ctx context.Context, tx *sql.Tx, msg *bus.Message, eventID string) error {
+// Handle records one message once, through the inbox: the bus handler of
+// the job-lifecycle consumer.
+func (r *Recorder) Handle(ctx context.Context, msg *bus.Message) error {
+	return r.inbox.Apply(ctx, msg, r.Apply)
+}
+
+// Apply is the work of one lifecycle event: inside the inbox transaction it
+// remembers job names and records one pending delivery per (event, channel,
+// target) the user's subscriptions ask for. An event that does not decode
+// fails permanently (dead-lettered).
+func (r *Recorder) Apply(ctx context.Context, tx RecordTx, msg *bus.Message, eventID string) error {
 	// The consumed topic may be a copy of job-lifecycle under another name;
 	// its messages use the job-lifecycle schemas.
 	decoded := *msg
@@ -59,11 +63,11 @@ func (r *Recorder) Apply(ctx context.Context, tx *sql.Tx, msg *bus.Message, even
 	}
 	now := r.now()
 	if p, isSubmitted := ev.Payload.(events.JobSubmitted); isSubmitted {
-		if err := r.store.UpsertJobTx(ctx, tx, p.JobID, p.UserID, p.JobName, now); err != nil {
+		if err := tx.UpsertJob(ctx, p.JobID, p.UserID, p.JobName, now); err != nil {
 			return err
 		}
 	} else {
-		name, err := r.store.JobNameTx(ctx, tx, data.JobID)
+		name, err := tx.JobName(ctx, data.JobID)
 		if err != nil {
 			return err
 		}
@@ -72,7 +76,7 @@ func (r *Recorder) Apply(ctx context.Context, tx *sql.Tx, msg *bus.Message, even
 	if data.JobName == "" {
 		data.JobName = data.JobID
 	}
-	subs, err := r.store.SubscriptionsTx(ctx, tx, data.UserID, data.JobID)
+	subs, err := tx.Subscriptions(ctx, data.UserID, data.JobID)
 	if err != nil {
 		return err
 	}
@@ -106,7 +110,7 @@ func (r *Recorder) Apply(ctx context.Context, tx *sql.Tx, msg *bus.Message, even
 				return bus.Permanent(err)
 			}
 		}
-		if _, err := r.store.InsertDeliveryTx(ctx, tx, d); err != nil {
+		if _, err := tx.InsertDelivery(ctx, d); err != nil {
 			return err
 		}
 	}

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"database/sql"
 	"log/slog"
 	"testing"
 
@@ -74,8 +75,9 @@ func TestRedeliveredEventRecordsOnce(t *testing.T) {
 	c := codec(t)
 	renderer, err := render.NewRenderer("", "")
 	require.NoError(t, err)
-	rec := app.NewRecorder(st, c, renderer, slog.New(slog.DiscardHandler))
-	h := inbox.New(st.DB(), "test", slog.New(slog.DiscardHandler), nil).Handler(rec.Apply)
+	ib := inbox.New(st.DB(), "test", slog.New(slog.DiscardHandler), nil)
+	rec := app.NewRecorder(inbox.NewUnitOfWork(ib, func(tx *sql.Tx, _ []*bus.Message) app.RecordTx { return st.Bind(tx) }), c, renderer, slog.New(slog.DiscardHandler))
+	h := rec.Handle
 
 	publish := func(payload events.Payload) events.Event {
 		ev, err := events.NewEvent(payload, events.Meta{Producer: "test", UserID: "ada"})

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/bus"
-
-	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/adapters/store"
 )
 
 // AsyncPublisher is the part of kafkabus.Producer the relay uses.
@@ -20,7 +18,7 @@ type AsyncPublisher interface {
 // Relay publishes the outbox's outcome events to Kafka and deletes them once
 // acknowledged: at least once, in the order they were recorded per batch.
 type Relay struct {
-	store    *store.Store
+	store    OutboxStore
 	pub      AsyncPublisher
 	logger   *slog.Logger
 	interval time.Duration
@@ -29,7 +27,7 @@ type Relay struct {
 }
 
 // NewRelay returns a relay that looks at the outbox at least every interval.
-func NewRelay(st *store.Store, pub AsyncPublisher, interval time.Duration, logger *slog.Logger) *Relay {
+func NewRelay(st OutboxStore, pub AsyncPublisher, interval time.Duration, logger *slog.Logger) *Relay {
 	if interval <= 0 {
 		interval = time.Second
 	}

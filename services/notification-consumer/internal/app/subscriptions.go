@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/adapters/store"
 	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/domain"
 )
 
@@ -27,13 +26,13 @@ type Principal struct {
 
 // Notifications holds the use cases of the NotificationService API.
 type Notifications struct {
-	store *store.Store
+	store SubscriptionStore
 	rules domain.ValidationRules
 	now   func() time.Time
 }
 
 // NewNotifications returns the API use cases with the deployment's validation rules.
-func NewNotifications(st *store.Store, rules domain.ValidationRules) *Notifications {
+func NewNotifications(st SubscriptionStore, rules domain.ValidationRules) *Notifications {
 	return &Notifications{store: st, rules: rules, now: time.Now}
 }
 
@@ -123,7 +122,7 @@ func (n *Notifications) scope(p Principal, userID string, pageSize int) (string,
 }
 
 func pageTokenError(err error) error {
-	if errors.Is(err, store.ErrBadPageToken) {
+	if errors.Is(err, domain.ErrBadPageToken) {
 		v := domain.ValidationError{}
 		v.Add("page_token", "malformed page token")
 		return &v

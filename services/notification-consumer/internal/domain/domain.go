@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/validation"
 )
 
 // Channel is how a notification is delivered. The values match
@@ -162,33 +163,8 @@ var (
 )
 
 // FieldViolation is one invalid input field.
-type FieldViolation struct {
-	Field       string
-	Description string
-}
+type FieldViolation = validation.FieldViolation
 
-// ValidationError lists every invalid field of a request.
-type ValidationError struct {
-	Violations []FieldViolation
-}
-
-func (e *ValidationError) Error() string {
-	parts := make([]string, len(e.Violations))
-	for i, v := range e.Violations {
-		parts[i] = v.Field + ": " + v.Description
-	}
-	return "invalid input: " + strings.Join(parts, "; ")
-}
-
-// Add records a violation.
-func (e *ValidationError) Add(field, format string, args ...any) {
-	e.Violations = append(e.Violations, FieldViolation{Field: field, Description: fmt.Sprintf(format, args...)})
-}
-
-// Err returns e when it holds violations, else nil.
-func (e *ValidationError) Err() error {
-	if len(e.Violations) == 0 {
-		return nil
-	}
-	return e
-}
+// ValidationError lists every invalid field of a request (the fleet's one
+// validation error, libs/validation).
+type ValidationError = validation.Error

@@ -5,15 +5,13 @@ package ports
 
 import (
 	"context"
-	"errors"
 	"strings"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cosmic-horizons/fleet/libs/auth"
+	"github.com/cosmic-horizons/fleet/libs/grpcerr"
 	notificationpb "github.com/cosmic-horizons/fleet/proto/fleet/notification/v1"
 
 	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/app"
@@ -127,34 +125,20 @@ func (s *Server) MarkRead(ctx context.Context, req *notificationpb.MarkReadReque
 	return &notificationpb.MarkReadResponse{UpdatedCount: n}, nil
 }
 
-// toStatus is the one table from domain errors to gRPC codes.
+// errorCodes is the one table from domain errors to gRPC codes; a
+// *domain.ValidationError is InvalidArgument with one field violation per
+// field (libs/grpcerr). Anything else (a database or driver error) is not
+// the client's business: Internal with a generic message, never the
+// error's text.
+var errorCodes = grpcerr.Table{Rules: append([]grpcerr.Rule{
+	{Err: domain.ErrNotFound, Code: codes.NotFound, Message: "not found"},
+	{Err: domain.ErrPermissionDenied, Code: codes.PermissionDenied, Message: "only an admin may act for another user"},
+	{Err: domain.ErrUnauthenticated, Code: codes.Unauthenticated, Message: "missing or invalid caller identity"},
+}, grpcerr.Context...), Fallback: grpcerr.Rule{Code: codes.Internal, Message: "internal error"}}
+
+// toStatus converts a use-case error into a gRPC status error.
 func toStatus(err error) error {
-	var v *domain.ValidationError
-	switch {
-	case errors.As(err, &v):
-		st := status.New(codes.InvalidArgument, v.Error())
-		br := &errdetails.BadRequest{}
-		for _, fv := range v.Violations {
-			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: fv.Field, Description: fv.Description})
-		}
-		if withDetails, derr := st.WithDetails(br); derr == nil {
-			st = withDetails
-		}
-		return st.Err()
-	case errors.Is(err, domain.ErrNotFound):
-		return status.Error(codes.NotFound, "not found")
-	case errors.Is(err, domain.ErrPermissionDenied):
-		return status.Error(codes.PermissionDenied, "only an admin may act for another user")
-	case errors.Is(err, domain.ErrUnauthenticated):
-		return status.Error(codes.Unauthenticated, "missing or invalid caller identity")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "call cancelled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	}
-	// Anything else (a database or driver error) is not the client's
-	// business: a generic message, never the error's text.
-	return status.Error(codes.Internal, "internal error")
+	return errorCodes.Status(context.Background(), nil, "", err)
 }
 
 func channelFromPB(c notificationpb.Channel) domain.Channel {

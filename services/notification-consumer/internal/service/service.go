@@ -16,6 +16,7 @@ package service
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -154,11 +155,11 @@ func (n *notifier) wire(ctx context.Context, deps svcruntime.Deps) error {
 	}
 	rt.Go("dispatcher", dispatcher.Run)
 
-	recorder := app.NewRecorder(st, codec, renderer, logger)
 	ib := inbox.New(db, Name, logger, reg)
-	record := ib.Handler(recorder.Apply)
+	uow := inbox.NewUnitOfWork(ib, func(tx *sql.Tx, _ []*bus.Message) app.RecordTx { return st.Bind(tx) })
+	recorder := app.NewRecorder(uow, codec, renderer, logger)
 	handler := func(ctx context.Context, msg *bus.Message) error {
-		if err := record(ctx, msg); err != nil {
+		if err := recorder.Handle(ctx, msg); err != nil {
 			return err
 		}
 		dispatcher.Wake()

@@ -172,6 +172,37 @@ func (s *Store) SubscriptionsTx(ctx context.Context, tx *sql.Tx, userID, jobID s
 	return out, rows.Err()
 }
 
+// TxStore is the store bound to one inbox transaction: the reads and writes
+// recording a lifecycle event makes, all in that transaction.
+type TxStore struct {
+	s  *Store
+	tx *sql.Tx
+}
+
+// Bind returns the store's transactional reads and writes bound to tx; the
+// inbox's unit of work binds each of its transactions with it.
+func (s *Store) Bind(tx *sql.Tx) *TxStore { return &TxStore{s: s, tx: tx} }
+
+// Subscriptions is SubscriptionsTx in the bound transaction.
+func (t *TxStore) Subscriptions(ctx context.Context, userID, jobID string) ([]domain.Subscription, error) {
+	return t.s.SubscriptionsTx(ctx, t.tx, userID, jobID)
+}
+
+// UpsertJob is UpsertJobTx in the bound transaction.
+func (t *TxStore) UpsertJob(ctx context.Context, jobID, userID, name string, now time.Time) error {
+	return t.s.UpsertJobTx(ctx, t.tx, jobID, userID, name, now)
+}
+
+// JobName is JobNameTx in the bound transaction.
+func (t *TxStore) JobName(ctx context.Context, jobID string) (string, error) {
+	return t.s.JobNameTx(ctx, t.tx, jobID)
+}
+
+// InsertDelivery is InsertDeliveryTx in the bound transaction.
+func (t *TxStore) InsertDelivery(ctx context.Context, d domain.Delivery) (bool, error) {
+	return t.s.InsertDeliveryTx(ctx, t.tx, d)
+}
+
 // --- jobs ---
 
 // UpsertJobTx remembers a job's owner and name (from job.submitted).
@@ -329,23 +360,10 @@ func (s *Store) ClaimBatch(ctx context.Context, ids []string, now, leaseUntil ti
 	return claimed, nil
 }
 
-// Outcome is the result of one delivery attempt.
-type Outcome struct {
-	ID string
-	// Attempt is the attempt number the worker claimed; an outcome for an
-	// attempt that is no longer current (the lease expired and another
-	// worker claimed the delivery) is dropped.
-	Attempt       int
-	Status        domain.Status
-	NextAttemptAt time.Time
-	LastError     string
-	SentAt        time.Time
-}
-
 // Record stores the outcome of an attempt and, in the same transaction, the
 // outbox messages announcing it. It reports false when the attempt was
 // superseded and nothing was written.
-func (s *Store) Record(ctx context.Context, o Outcome, msgs []*bus.Message) (bool, error) {
+func (s *Store) Record(ctx context.Context, o domain.Outcome, msgs []*bus.Message) (bool, error) {
 	applied := false
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		applied = false
@@ -485,12 +503,6 @@ func (s *Store) MarkRead(ctx context.Context, userID string, ids []string, all b
 
 // --- outbox ---
 
-// OutboxMessage is a message waiting to be relayed.
-type OutboxMessage struct {
-	ID  string
-	Msg *bus.Message
-}
-
 func (s *Store) insertOutboxTx(ctx context.Context, tx *sql.Tx, m *bus.Message) error {
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -509,13 +521,13 @@ func (s *Store) insertOutboxTx(ctx context.Context, tx *sql.Tx, m *bus.Message) 
 }
 
 // PendingOutbox returns up to limit messages in the order they were written.
-func (s *Store) PendingOutbox(ctx context.Context, limit int) ([]OutboxMessage, error) {
+func (s *Store) PendingOutbox(ctx context.Context, limit int) ([]domain.OutboxMessage, error) {
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, topic, msg_key, value, headers FROM outbox ORDER BY created_at, id LIMIT ?`), limit)
 	if err != nil {
 		return nil, fmt.Errorf("pending outbox: %w", err)
 	}
 	defer rows.Close()
-	var out []OutboxMessage
+	var out []domain.OutboxMessage
 	for rows.Next() {
 		var id, topic, key, value, headers string
 		if err := rows.Scan(&id, &topic, &key, &value, &headers); err != nil {
@@ -529,7 +541,7 @@ func (s *Store) PendingOutbox(ctx context.Context, limit int) ([]OutboxMessage, 
 		if err := json.Unmarshal([]byte(headers), &m.Headers); err != nil {
 			return nil, fmt.Errorf("outbox %s headers: %w", id, err)
 		}
-		out = append(out, OutboxMessage{ID: id, Msg: m})
+		out = append(out, domain.OutboxMessage{ID: id, Msg: m})
 	}
 	return out, rows.Err()
 }
@@ -553,7 +565,7 @@ func (s *Store) DeleteOutbox(ctx context.Context, ids []string) error {
 // --- page tokens ---
 
 // ErrBadPageToken is returned for a page token this store did not issue.
-var ErrBadPageToken = errors.New("malformed page token")
+var ErrBadPageToken = domain.ErrBadPageToken
 
 func encodeToken(at int64, id string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(at, 10) + "|" + id))

@@ -70,7 +70,7 @@ func TestStoreContract(t *testing.T) {
 			require.NoError(t, err)
 			require.False(t, ok, "a leased delivery cannot be claimed twice")
 
-			applied, err := st.Record(ctx, store.Outcome{ID: "d1", Attempt: 1, Status: domain.StatusPending,
+			applied, err := st.Record(ctx, domain.Outcome{ID: "d1", Attempt: 1, Status: domain.StatusPending,
 				NextAttemptAt: now.Add(time.Second), LastError: "503"}, nil)
 			require.NoError(t, err)
 			require.True(t, applied)
@@ -82,11 +82,11 @@ func TestStoreContract(t *testing.T) {
 			ok, err = st.Claim(ctx, "d1", later, later.Add(time.Minute))
 			require.NoError(t, err)
 			require.True(t, ok)
-			stale, err := st.Record(ctx, store.Outcome{ID: "d1", Attempt: 1, Status: domain.StatusSent, SentAt: later}, nil)
+			stale, err := st.Record(ctx, domain.Outcome{ID: "d1", Attempt: 1, Status: domain.StatusSent, SentAt: later}, nil)
 			require.NoError(t, err)
 			require.False(t, stale, "an outcome of a superseded attempt is dropped")
 			msg := &bus.Message{Topic: "notifications", Value: []byte{0xC3, 0x01, 0xff}, Headers: map[string]string{"event_id": "x"}}
-			applied, err = st.Record(ctx, store.Outcome{ID: "d1", Attempt: 2, Status: domain.StatusSent, SentAt: later}, []*bus.Message{msg})
+			applied, err = st.Record(ctx, domain.Outcome{ID: "d1", Attempt: 2, Status: domain.StatusSent, SentAt: later}, []*bus.Message{msg})
 			require.NoError(t, err)
 			require.True(t, applied)
 
