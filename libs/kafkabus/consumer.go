@@ -20,6 +20,7 @@ import (
 
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/retry"
 )
 
 // Initial offsets of a group that has no committed offset for a partition.
@@ -335,7 +336,9 @@ func (c *Consumer) checkDLQTopics() error {
 
 func (c *Consumer) consumeLoop(ctx context.Context, group sarama.ConsumerGroup) error {
 	h := &groupHandler{c: c}
-	failures := 0
+	// Failed sessions are retried with the dead-letter pacing, until ctx ends;
+	// a session that ends normally (a rebalance) resets the backoff.
+	wait := c.cfg.DLQRetry.BackOff()
 	for {
 		err := group.Consume(ctx, c.cfg.Topics, h)
 		switch {
@@ -344,16 +347,13 @@ func (c *Consumer) consumeLoop(ctx context.Context, group sarama.ConsumerGroup) 
 		case ctx.Err() != nil:
 			return nil
 		case err != nil:
-			failures++
-			wait := c.cfg.DLQRetry.Backoff(failures)
-			c.logger.Warn("kafka consumer group session failed", "error", err, "retry_in", wait)
-			select {
-			case <-ctx.Done():
+			d := wait.NextBackOff()
+			c.logger.Warn("kafka consumer group session failed", "error", err, "retry_in", d)
+			if retry.Sleep(ctx, d) != nil {
 				return nil
-			case <-time.After(wait):
 			}
 		default:
-			failures = 0
+			wait.Reset()
 		}
 	}
 }
@@ -495,29 +495,22 @@ func (c *Consumer) logHandled(ctx context.Context, msg *bus.Message, took time.D
 // ends. A copy too large for the topic is trimmed (TrimDeadLetter) once.
 func (c *Consumer) publishDeadLetter(ctx context.Context, sess sarama.ConsumerGroupSession, msg *bus.Message) bool {
 	trimmed := false
-	for attempt := 1; ; attempt++ {
+	policy := c.cfg.DLQRetry
+	policy.MaxAttempts = 0 // until the session ends
+	err := retry.Do(sess.Context(), policy, func(int) error {
 		err := c.cfg.DLQ.Publish(ctx, msg)
-		if err == nil {
-			return true
-		}
-		if tooLarge(err) && !trimmed {
+		if err != nil && tooLarge(err) && !trimmed {
 			msg, trimmed = TrimDeadLetter(msg), true
 			c.logger.WarnContext(ctx, "kafka dead-letter copy too large; headers trimmed, value kept",
 				"dlq_topic", msg.Topic, "trimmed", msg.Header(bus.HeaderDLQTrimmed), "error", err)
-			continue
+			err = c.cfg.DLQ.Publish(ctx, msg)
 		}
-		if sess.Context().Err() != nil {
-			return false
-		}
-		wait := c.cfg.DLQRetry.Backoff(attempt)
+		return err
+	}, func(attempt int, wait time.Duration, err error) {
 		c.logger.ErrorContext(ctx, "kafka dead-letter publish failed; offset stays unmarked",
 			"dlq_topic", msg.Topic, "attempt", attempt, "retry_in", wait, "error", err)
-		select {
-		case <-sess.Context().Done():
-			return false
-		case <-time.After(wait):
-		}
-	}
+	})
+	return err == nil
 }
 
 func busMessage(m *sarama.ConsumerMessage) *bus.Message {
