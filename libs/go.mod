@@ -122,6 +122,11 @@ require (
 	modernc.org/sqlite v1.62.0
 )
 
+require (
+	github.com/caarlos0/env/v11 v11.4.2
+	github.com/kylelemons/godebug v1.1.0 // indirect
+)
+
 replace github.com/cosmic-horizons/fleet/schemas => ../schemas
 
 replace github.com/cosmic-horizons/fleet/proto => ../proto
