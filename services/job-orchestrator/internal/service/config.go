@@ -13,7 +13,6 @@ import (
 
 	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/envconf"
-	"github.com/cosmic-horizons/fleet/libs/kafkabus"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/local"
@@ -84,10 +83,9 @@ type Config struct {
 	App        app.Config
 	Reconciler app.ReconcilerConfig
 	Catalogue  string `env:"SYSTEM_CATALOGUE_FILE"`
-	// Kafka is the shared connection block (KAFKA_BROKERS, KAFKA_VERSION,
-	// KAFKA_TLS_*); the client id is always the service's name.
-	Kafka   kafkabus.Connection
-	AMQPURL string `env:"AMQP_URL"`
+	// Brokers is the shared connection block (KAFKA_*, AMQP_URL); the Kafka
+	// client id is always the service's name.
+	svcruntime.Brokers
 	// EnsureTopics applies the topic catalogue (create or verify) at start.
 	EnsureTopics bool   `env:"ORCHESTRATOR_ENSURE_TOPICS"`
 	TopicPrefix  string `env:"ORCHESTRATOR_TOPIC_PREFIX"`
@@ -144,7 +142,6 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 			errs = append(errs, err)
 		}
 	}
-	c.Kafka = kafkabus.ConnectionFromLookup(lookup)
 	c.Kafka.ClientID = Name
 	if c.StateDir == "" {
 		c.StateDir = "data"

@@ -13,7 +13,6 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/envconf"
 	"github.com/cosmic-horizons/fleet/libs/events"
-	"github.com/cosmic-horizons/fleet/libs/kafkabus"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
 
 	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/adapters/email"
@@ -62,14 +61,13 @@ const (
 // Config is the notification-consumer's own configuration.
 type Config struct {
 	DatabaseURL string `env:"DATABASE_URL"`
-	// Kafka is the shared connection block (KAFKA_BROKERS, KAFKA_CLIENT_ID,
-	// KAFKA_VERSION, KAFKA_TLS_*).
-	Kafka         kafkabus.Connection
+	// Brokers is the shared connection block (KAFKA_BROKERS, KAFKA_CLIENT_ID,
+	// KAFKA_VERSION, KAFKA_TLS_*, AMQP_URL).
+	svcruntime.Brokers
 	ConsumerGroup string `env:"KAFKA_CONSUMER_GROUP"`
 	// LifecycleTopic is consumed; default job-lifecycle (another name serves
 	// isolated tests and replays of a copy).
 	LifecycleTopic  string `env:"KAFKA_LIFECYCLE_TOPIC"`
-	AMQPURL         string `env:"AMQP_URL"`
 	SMTP            email.Config
 	Webhook         webhook.Config
 	WebhookSecrets  webhook.Secrets
