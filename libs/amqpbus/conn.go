@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/url"
 	"sync"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/cosmic-horizons/fleet/libs/retry"
 )
 
 // ErrClosed is returned by operations on a Conn after Close.
@@ -300,13 +301,10 @@ func (c *Conn) supervise(closes chan *amqp.Error) {
 
 // reconnect dials with backoff until it succeeds or the Conn is closed.
 func (c *Conn) reconnect() (chan *amqp.Error, bool) {
+	pace := retry.Policy{InitialBackoff: max(c.cfg.ReconnectInitial, time.Millisecond), MaxBackoff: max(c.cfg.ReconnectMax, c.cfg.ReconnectInitial, time.Millisecond)}.BackOff()
 	for attempt := 1; ; attempt++ {
-		timer := time.NewTimer(backoff(c.cfg.ReconnectInitial, c.cfg.ReconnectMax, attempt))
-		select {
-		case <-c.life.Done():
-			timer.Stop()
+		if retry.Sleep(c.life, pace.NextBackOff()) != nil {
 			return nil, false
-		case <-timer.C:
 		}
 		conn, closes, err := c.connect(c.life)
 		if err != nil {
@@ -320,18 +318,6 @@ func (c *Conn) reconnect() (chan *amqp.Error, bool) {
 		c.logger.Info("amqp reconnected", "attempts", attempt)
 		return closes, true
 	}
-}
-
-// backoff returns the wait before reconnect attempt n (n >= 1): a random
-// duration in [d/2, d] where d = initial * 2^(n-1), capped at maxWait.
-func backoff(initial, maxWait time.Duration, n int) time.Duration {
-	d := max(initial, time.Millisecond)
-	for i := 1; i < n && d < maxWait; i++ {
-		d *= 2
-	}
-	d = min(d, max(maxWait, time.Millisecond))
-	half := d / 2
-	return half + rand.N(d-half+1)
 }
 
 // redact hides the password of an AMQP URL.

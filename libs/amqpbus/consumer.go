@@ -12,12 +12,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/attribute"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cosmic-horizons/fleet/libs/bus"
-	"github.com/cosmic-horizons/fleet/libs/telemetry"
 )
 
 // Headers a consumer adds from the first x-death entry of a dead-lettered
@@ -119,9 +118,9 @@ func (c ConsumerConfig) Validate() error {
 	return nil
 }
 
-// Consumer consumes one queue with manual acks through the handler chain
-// Recover → Retry → Timeout. A delivery is acked after the chain returned
-// nil; on a permanent error (or a bounded Retry policy running out) it is rejected without
+// Consumer consumes one queue with manual acks through the bus middleware
+// (tracing, outcome metrics, logging, handler duration, Recover → Retry →
+// Timeout). A delivery is acked after the handler returned nil; on a permanent error (or a bounded Retry policy running out) it is rejected without
 // requeue, so the broker dead-letters it (see the package documentation).
 type Consumer struct {
 	conn    *Conn
@@ -152,8 +151,67 @@ func NewConsumer(conn *Conn, cfg ConsumerConfig, handler bus.Handler, logger *sl
 		metrics: metrics,
 		tracer:  cfg.TracerProvider.Tracer(instrumentationName),
 	}
-	c.handler = bus.Chain(handler, bus.Recover(), bus.Retry(cfg.Retry, c.retrying), bus.Timeout(cfg.HandlerTimeout))
+	c.handler = bus.Chain(handler, c.middleware()...)
 	return c, nil
+}
+
+// middleware is the consumer's chain around the handler, outermost first:
+// the span, the outcome count, the log line, the ack or reject, the handler
+// duration, and Recover → Retry → Timeout.
+func (c *Consumer) middleware() []bus.Middleware {
+	queue := func(*bus.Message) string { return c.cfg.Queue }
+	return []bus.Middleware{
+		bus.Tracing(c.tracer, func(*bus.Message) string { return "process " + c.cfg.Queue }, spanAttributes),
+		bus.Outcomes(c.metrics.consumed, queue, bus.OutcomeLabels{OK: outcomeOK, DeadLettered: outcomeDLQ, Failed: outcomeLost}),
+		bus.Logging(c.logger, "amqp", func(m *bus.Message) []any {
+			return []any{"queue", c.cfg.Queue, "exchange", m.Topic, "routing_key", m.Key, "message_id", m.Header(HeaderMessageID)}
+		}),
+		c.settle,
+		bus.Duration(c.metrics.duration, queue),
+		bus.Recover(),
+		bus.Retry(c.cfg.Retry, c.retrying),
+		bus.Timeout(c.cfg.HandlerTimeout),
+	}
+}
+
+func spanAttributes(m *bus.Message) []attribute.KeyValue {
+	return []attribute.KeyValue{
+		semconv.MessagingSystemRabbitMQ,
+		semconv.MessagingOperationTypeProcess,
+		semconv.MessagingOperationName("process"),
+		semconv.MessagingDestinationName(m.Topic),
+		semconv.MessagingRabbitMQDestinationRoutingKey(m.Key),
+		semconv.MessagingRabbitMQMessageDeliveryTag(int(m.Offset)),
+		semconv.MessagingMessageID(m.Header(HeaderMessageID)),
+		semconv.MessagingMessageBodySize(len(m.Value)),
+	}
+}
+
+// deliveryKey carries the delivery being handled to settle.
+type deliveryKey struct{}
+
+// settle acks the delivery when the handler succeeded and rejects it
+// without requeue otherwise, so that the broker dead-letters it (the result
+// is then bus.DeadLettered). A failed ack or reject leaves the delivery to
+// the broker, which redelivers it.
+func (c *Consumer) settle(next bus.Handler) bus.Handler {
+	return func(ctx context.Context, msg *bus.Message) error {
+		err := next(ctx, msg)
+		d := ctx.Value(deliveryKey{}).(*amqp.Delivery)
+		if err == nil {
+			if aerr := d.Ack(false); aerr != nil {
+				c.logger.WarnContext(ctx, "ack failed; the broker redelivers the message", "error", aerr, "routing_key", msg.Key, "delivery_tag", msg.Offset)
+				return fmt.Errorf("ack: %w", aerr)
+			}
+			return nil
+		}
+		if nerr := d.Nack(false, false); nerr != nil {
+			err = errors.Join(err, nerr)
+			c.logger.WarnContext(ctx, "reject failed; the broker redelivers the message", "error", err, "routing_key", msg.Key, "delivery_tag", msg.Offset)
+			return err
+		}
+		return bus.DeadLettered(err)
+	}
 }
 
 // retrying logs one backoff step of a transient failure.
@@ -247,60 +305,12 @@ func (c *Consumer) consume(ctx context.Context) error {
 	}
 }
 
-// handle runs the handler chain for d and acks or rejects it.
+// handle runs the handler chain for d, which acks or rejects it.
 func (c *Consumer) handle(ctx context.Context, d amqp.Delivery) {
-	msg := toMessage(d)
 	// The handler in flight finishes even when Run's ctx is cancelled; the
 	// chain's Timeout and Retry bound it.
-	hctx := telemetry.Extract(context.WithoutCancel(ctx), msg.Headers)
-	hctx, span := c.tracer.Start(hctx, "process "+c.cfg.Queue,
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(
-			semconv.MessagingSystemRabbitMQ,
-			semconv.MessagingOperationTypeProcess,
-			semconv.MessagingOperationName("process"),
-			semconv.MessagingDestinationName(d.Exchange),
-			semconv.MessagingRabbitMQDestinationRoutingKey(d.RoutingKey),
-			semconv.MessagingRabbitMQMessageDeliveryTag(int(d.DeliveryTag)),
-			semconv.MessagingMessageID(d.MessageId),
-			semconv.MessagingMessageBodySize(len(d.Body)),
-		))
-	defer span.End()
-
-	start := time.Now()
-	err := c.handler(hctx, msg)
-	elapsed := time.Since(start)
-	c.metrics.duration.WithLabelValues(c.cfg.Queue).Observe(elapsed.Seconds())
-
-	if err == nil {
-		if aerr := d.Ack(false); aerr != nil {
-			c.fail(hctx, span, outcomeLost, "ack failed; the broker redelivers the message", aerr, msg)
-			return
-		}
-		c.metrics.consumed.WithLabelValues(c.cfg.Queue, outcomeOK).Inc()
-		if c.logger.Enabled(hctx, slog.LevelDebug) {
-			c.logger.DebugContext(hctx, "amqp message handled", "queue", c.cfg.Queue, "routing_key", d.RoutingKey,
-				bus.HeaderEventType, msg.Header(bus.HeaderEventType), "duration_ms", float64(elapsed.Microseconds())/1000)
-		}
-		return
-	}
-	span.RecordError(err)
-	span.SetStatus(codes.Error, err.Error())
-	if nerr := d.Nack(false, false); nerr != nil {
-		c.fail(hctx, span, outcomeLost, "reject failed; the broker redelivers the message", errors.Join(err, nerr), msg)
-		return
-	}
-	c.metrics.consumed.WithLabelValues(c.cfg.Queue, outcomeDLQ).Inc()
-	c.logger.ErrorContext(hctx, "message dead-lettered",
-		"error", err, "permanent", bus.IsPermanent(err), "attempts", msg.Attempt,
-		"exchange", d.Exchange, "routing_key", d.RoutingKey, "message_id", d.MessageId,
-		bus.HeaderEventType, msg.Header(bus.HeaderEventType))
-}
-
-func (c *Consumer) fail(ctx context.Context, span trace.Span, outcome, text string, err error, msg *bus.Message) {
-	span.RecordError(err)
-	c.metrics.consumed.WithLabelValues(c.cfg.Queue, outcome).Inc()
-	c.logger.WarnContext(ctx, text, "error", err, "routing_key", msg.Key, "delivery_tag", msg.Offset)
+	ctx = context.WithValue(context.WithoutCancel(ctx), deliveryKey{}, &d)
+	_ = c.handler(ctx, toMessage(d))
 }
 
 // toMessage converts a delivery to the shared message shape.

@@ -36,25 +36,25 @@ const (
 type Config struct {
 	// HS256Secret enables HS256 tokens signed with this shared secret (at
 	// least 32 bytes).
-	HS256Secret telemetry.Secret
+	HS256Secret telemetry.Secret `env:"AUTH_HS256_SECRET"`
 	// JWKSFile and JWKSURL enable RS256 tokens whose kid names a key of the
 	// JWKS document. Only one of the two may be set.
-	JWKSFile string
-	JWKSURL  string
+	JWKSFile string `env:"AUTH_JWKS_FILE"`
+	JWKSURL  string `env:"AUTH_JWKS_URL"`
 	// JWKSRefresh is how often the JWKS is re-read; an unknown kid triggers
 	// an early re-read, at most once per JWKSMinRefresh.
-	JWKSRefresh time.Duration
+	JWKSRefresh time.Duration `env:"AUTH_JWKS_REFRESH"`
 	// Issuer and Audience, when set, must match the iss and aud claims.
-	Issuer   string
-	Audience string
+	Issuer   string `env:"AUTH_ISSUER"`
+	Audience string `env:"AUTH_AUDIENCE"`
 	// AdminRoles are the values of the role/roles claim that grant admin.
-	AdminRoles []string
+	AdminRoles []string `env:"AUTH_ADMIN_ROLES"`
 	// Leeway tolerates clock skew on exp, nbf and iat.
 	Leeway time.Duration
 	// Disabled turns authentication off (development only): no key source
 	// may be set, and NewServerInterceptors admits every call as
 	// DevPrincipal.
-	Disabled bool
+	Disabled bool `env:"AUTH_DISABLED"`
 }
 
 // DefaultConfig returns the defaults; a key source must still be set.

@@ -4,10 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
-	"time"
 
+	"github.com/cosmic-horizons/fleet/libs/envconf"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
 )
 
@@ -45,42 +44,18 @@ func LoadConfig(lookup func(key string) (string, bool)) (Config, error) {
 	}
 	var errs []error
 	c := DefaultConfig()
-
-	secret := get(EnvHS256Secret)
+	if err := envconf.Load(&c, lookup); err != nil {
+		errs = append(errs, err)
+	}
 	if f := get(EnvHS256SecretFile); f != "" {
-		if secret != "" {
+		if c.HS256Secret != "" {
 			errs = append(errs, fmt.Errorf("set %s or %s, not both", EnvHS256Secret, EnvHS256SecretFile))
 		}
 		b, err := os.ReadFile(f)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", EnvHS256SecretFile, err))
 		}
-		secret = strings.TrimSpace(string(b))
-	}
-	c.HS256Secret = telemetry.Secret(secret)
-	c.JWKSFile, c.JWKSURL = get(EnvJWKSFile), get(EnvJWKSURL)
-	c.Issuer, c.Audience = get(EnvIssuer), get(EnvAudience)
-	if v := get(EnvJWKSRefresh); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: want a duration", EnvJWKSRefresh, v))
-		}
-		c.JWKSRefresh = d
-	}
-	if v := get(EnvAdminRoles); v != "" {
-		c.AdminRoles = nil
-		for r := range strings.SplitSeq(v, ",") {
-			if r = strings.TrimSpace(r); r != "" {
-				c.AdminRoles = append(c.AdminRoles, r)
-			}
-		}
-	}
-	if v := get(EnvDisabled); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: want true or false", EnvDisabled, v))
-		}
-		c.Disabled = b
+		c.HS256Secret = telemetry.Secret(strings.TrimSpace(string(b)))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, fmt.Errorf("auth config: %w", err)

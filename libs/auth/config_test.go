@@ -133,3 +133,20 @@ func TestCallerAndRequireAdmin(t *testing.T) {
 		})
 	}
 }
+
+func TestLoadConfigFromEnvTags(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"AUTH_HS256_SECRET": " 0123456789abcdef0123456789abcdef ", "AUTH_ISSUER": "fleet",
+		"AUTH_ADMIN_ROLES": " ops, ,admin ", "AUTH_JWKS_REFRESH": "5m"}
+	c, err := auth.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	require.NoError(t, err)
+	require.EqualValues(t, "0123456789abcdef0123456789abcdef", c.HS256Secret)
+	require.Equal(t, "fleet", c.Issuer)
+	require.Equal(t, []string{"ops", "admin"}, c.AdminRoles)
+	require.Equal(t, 5*time.Minute, c.JWKSRefresh)
+
+	env["AUTH_JWKS_REFRESH"], env["AUTH_DISABLED"] = "later", "maybe"
+	_, err = auth.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	require.ErrorContains(t, err, `AUTH_JWKS_REFRESH="later"`)
+	require.ErrorContains(t, err, `AUTH_DISABLED="maybe"`)
+}

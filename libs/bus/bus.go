@@ -16,9 +16,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"runtime/debug"
 	"time"
+
+	"github.com/cosmic-horizons/fleet/libs/retry"
 )
 
 // Message is one message as published to or received from a broker.
@@ -135,44 +136,15 @@ func Timeout(d time.Duration) Middleware {
 	}
 }
 
-// RetryPolicy paces the retries of a transient failure.
-type RetryPolicy struct {
-	// MaxAttempts is the total number of handler invocations, first one
-	// included; 0 means no bound (retry until success or the context ends).
-	MaxAttempts int
-	// InitialBackoff is the wait before the second attempt; each further wait
-	// doubles, up to MaxBackoff, with full jitter.
-	InitialBackoff time.Duration
-	MaxBackoff     time.Duration
-}
+// RetryPolicy paces the retries of a transient failure: exponential backoff
+// with jitter from the shared retry package (each wait in [d/2, d], d
+// doubling from InitialBackoff to MaxBackoff); MaxAttempts 0 means no bound.
+type RetryPolicy = retry.Policy
 
 // DefaultRetryPolicy retries a transient failure until it succeeds, waiting
 // 100 ms at first and at most 10 s between attempts.
 func DefaultRetryPolicy() RetryPolicy {
 	return RetryPolicy{InitialBackoff: 100 * time.Millisecond, MaxBackoff: 10 * time.Second}
-}
-
-// Validate reports a policy that cannot work.
-func (p RetryPolicy) Validate() error {
-	switch {
-	case p.MaxAttempts < 0:
-		return fmt.Errorf("retry policy: max attempts %d < 0", p.MaxAttempts)
-	case p.InitialBackoff <= 0 || p.MaxBackoff < p.InitialBackoff:
-		return fmt.Errorf("retry policy: backoff %s..%s is not a positive range", p.InitialBackoff, p.MaxBackoff)
-	}
-	return nil
-}
-
-// Backoff returns the wait before attempt n+1 after n failed attempts (n >= 1):
-// a random duration in [d/2, d] where d = InitialBackoff * 2^(n-1), capped at MaxBackoff.
-func (p RetryPolicy) Backoff(n int) time.Duration {
-	d := p.InitialBackoff
-	for i := 1; i < n && d < p.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, p.MaxBackoff)
-	half := d / 2
-	return half + rand.N(d-half+1)
 }
 
 // RetryObserver is told of each wait before a retry: the attempt that
@@ -187,25 +159,18 @@ type RetryObserver func(ctx context.Context, msg *Message, attempt int, wait tim
 func Retry(p RetryPolicy, observe RetryObserver) Middleware {
 	return func(next Handler) Handler {
 		return func(ctx context.Context, msg *Message) error {
-			var err error
-			for attempt := 1; ; attempt++ {
-				msg.Attempt = attempt
-				err = next(ctx, msg)
-				if err == nil || IsPermanent(err) || (p.MaxAttempts > 0 && attempt >= p.MaxAttempts) {
-					return err
-				}
-				wait := p.Backoff(attempt)
-				if observe != nil {
-					observe(ctx, msg, attempt, wait, err)
-				}
-				timer := time.NewTimer(wait)
-				select {
-				case <-ctx.Done():
-					timer.Stop()
-					return errors.Join(err, ctx.Err())
-				case <-timer.C:
-				}
+			var notify retry.Notify
+			if observe != nil {
+				notify = func(attempt int, wait time.Duration, err error) { observe(ctx, msg, attempt, wait, err) }
 			}
+			return retry.Do(ctx, p, func(attempt int) error {
+				msg.Attempt = attempt
+				err := next(ctx, msg)
+				if IsPermanent(err) {
+					return retry.Permanent(err)
+				}
+				return err
+			}, notify)
 		}
 	}
 }

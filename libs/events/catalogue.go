@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/cosmic-horizons/fleet/libs/bus"
 )
 
 // Topic names of the fleet. These are the only topics services publish to;
@@ -24,10 +26,10 @@ const (
 )
 
 // DLQSuffix is appended to a topic name to form its dead-letter topic.
-const DLQSuffix = ".dlq"
+const DLQSuffix = bus.DLQSuffix
 
 // DLQTopic returns the dead-letter topic of topic.
-func DLQTopic(topic string) string { return topic + DLQSuffix }
+func DLQTopic(topic string) string { return bus.DLQTopic(topic) }
 
 // KeyField names the envelope or payload field whose value is a topic's
 // message key. KeyNone means messages are unkeyed (spread over partitions).

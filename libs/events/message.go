@@ -8,7 +8,7 @@ import (
 
 // HeaderEventID carries the event id on every published event, so that
 // consumers can deduplicate without decoding the body first.
-const HeaderEventID = "event_id"
+const HeaderEventID = bus.HeaderEventID
 
 // headerCorrelationID matches telemetry.HeaderCorrelationID; events carry
 // their own correlation id even when the publishing context has none.

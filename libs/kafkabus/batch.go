@@ -239,3 +239,14 @@ func (c *Consumer) runBatch(ctx context.Context, msgs []*bus.Message) (err error
 	}
 	return c.batch(ctx, msgs)
 }
+
+// logHandled logs a message handled in a batch at debug level, as the
+// one-by-one chain's bus.Logging does; ctx carries the message's
+// correlation id and trace.
+func (c *Consumer) logHandled(ctx context.Context, msg *bus.Message, took time.Duration) {
+	if !c.logger.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	c.logger.DebugContext(ctx, "kafka message handled", "topic", msg.Topic, "partition", msg.Partition,
+		"offset", msg.Offset, bus.HeaderEventType, msg.Header(bus.HeaderEventType), "duration_ms", float64(took.Microseconds())/1000)
+}

@@ -13,10 +13,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/cosmic-horizons/fleet/libs/envconf"
 )
 
 // DefaultKafkaVersion is the protocol version spoken to the cluster. Kafka 4
@@ -31,12 +32,12 @@ const instrumentationName = "github.com/cosmic-horizons/fleet/libs/kafkabus"
 type TLSConfig struct {
 	// CAFile is a PEM bundle of the CAs that sign the broker certificates;
 	// empty means the system roots.
-	CAFile string
+	CAFile string `env:"CA_FILE"`
 	// CertFile and KeyFile are the PEM client certificate and key for mutual TLS.
-	CertFile string
-	KeyFile  string
+	CertFile string `env:"CERT_FILE"`
+	KeyFile  string `env:"KEY_FILE"`
 	// ServerName overrides the name checked against the broker certificates.
-	ServerName string
+	ServerName string `env:"SERVER_NAME"`
 }
 
 // Enabled reports whether TLS is configured.
@@ -51,14 +52,9 @@ func (t TLSConfig) Validate() error {
 }
 
 // TLSConfigFromEnv reads KAFKA_TLS_CA_FILE, KAFKA_TLS_CERT_FILE,
-// KAFKA_TLS_KEY_FILE and KAFKA_TLS_SERVER_NAME.
+// KAFKA_TLS_KEY_FILE and KAFKA_TLS_SERVER_NAME from the process environment.
 func TLSConfigFromEnv() TLSConfig {
-	return TLSConfig{
-		CAFile:     os.Getenv("KAFKA_TLS_CA_FILE"),
-		CertFile:   os.Getenv("KAFKA_TLS_CERT_FILE"),
-		KeyFile:    os.Getenv("KAFKA_TLS_KEY_FILE"),
-		ServerName: os.Getenv("KAFKA_TLS_SERVER_NAME"),
-	}
+	return ConnectionFromEnv().TLS
 }
 
 func (t TLSConfig) build() (*tls.Config, error) {
@@ -84,32 +80,32 @@ func (t TLSConfig) build() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// Connection is what every Kafka client of the fleet needs to reach the cluster.
+// Connection is what every Kafka client of the fleet needs to reach the
+// cluster. Its `env` tags name the variables of the shared connection block
+// (envconf.Load reads them).
 type Connection struct {
-	// Brokers are the bootstrap addresses, host:port.
-	Brokers []string
+	// Brokers are the bootstrap addresses, host:port (comma separated).
+	Brokers []string `env:"KAFKA_BROKERS"`
 	// ClientID names the client in broker logs and quotas; default "fleet".
-	ClientID string
+	ClientID string `env:"KAFKA_CLIENT_ID"`
 	// Version is the Kafka protocol version; default DefaultKafkaVersion.
-	Version string
-	TLS     TLSConfig
+	Version string    `env:"KAFKA_VERSION"`
+	TLS     TLSConfig `envPrefix:"KAFKA_TLS_"`
 }
 
 // ConnectionFromEnv reads KAFKA_BROKERS (comma separated), KAFKA_CLIENT_ID,
-// KAFKA_VERSION and the TLS variables of TLSConfigFromEnv.
+// KAFKA_VERSION and KAFKA_TLS_{CA_FILE,CERT_FILE,KEY_FILE,SERVER_NAME} from
+// the process environment.
 func ConnectionFromEnv() Connection {
-	var brokers []string
-	for b := range strings.SplitSeq(os.Getenv("KAFKA_BROKERS"), ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			brokers = append(brokers, b)
-		}
-	}
-	return Connection{
-		Brokers:  brokers,
-		ClientID: os.Getenv("KAFKA_CLIENT_ID"),
-		Version:  os.Getenv("KAFKA_VERSION"),
-		TLS:      TLSConfigFromEnv(),
-	}
+	return ConnectionFromLookup(os.LookupEnv)
+}
+
+// ConnectionFromLookup reads the variables of ConnectionFromEnv through
+// lookup, trimmed; unset or blank ones leave their field empty.
+func ConnectionFromLookup(lookup func(string) (string, bool)) Connection {
+	var c Connection
+	_ = envconf.Load(&c, lookup) // only strings: nothing can fail to parse
+	return c
 }
 
 // Validate reports a connection that cannot work.

@@ -211,3 +211,13 @@ func TestReportString(t *testing.T) {
 	}
 	require.Equal(t, "created: a, b\nok: c\nmismatch d: partitions: have 3, want 10; retention.ms: have \"1\", want \"2\"", r.String())
 }
+
+func TestConnectionFromLookup(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"KAFKA_BROKERS": " k1:9092, ,k2:9092 ", "KAFKA_CLIENT_ID": "svc", "KAFKA_VERSION": "3.7.0",
+		"KAFKA_TLS_CA_FILE": "/ca.pem", "KAFKA_TLS_CERT_FILE": "/c.pem", "KAFKA_TLS_KEY_FILE": "/k.pem", "KAFKA_TLS_SERVER_NAME": "kafka"}
+	c := kafkabus.ConnectionFromLookup(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	require.Equal(t, kafkabus.Connection{Brokers: []string{"k1:9092", "k2:9092"}, ClientID: "svc", Version: "3.7.0",
+		TLS: kafkabus.TLSConfig{CAFile: "/ca.pem", CertFile: "/c.pem", KeyFile: "/k.pem", ServerName: "kafka"}}, c)
+	require.Equal(t, kafkabus.Connection{}, kafkabus.ConnectionFromLookup(func(string) (string, bool) { return "", false }))
+}

@@ -14,12 +14,12 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/attribute"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cosmic-horizons/fleet/libs/bus"
-	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/retry"
 )
 
 // Initial offsets of a group that has no committed offset for a partition.
@@ -236,8 +236,57 @@ func NewConsumer(cfg ConsumerConfig, handler bus.Handler, logger *slog.Logger, r
 		metrics: metrics,
 		tracer:  tp.Tracer(instrumentationName),
 	}
-	c.handler = bus.Chain(handler, bus.Recover(), bus.Retry(cfg.Retry, c.retrying), bus.Timeout(cfg.HandlerTimeout))
+	c.handler = bus.Chain(handler, c.middleware()...)
 	return c, nil
+}
+
+// middleware is the consumer's chain around the handler, outermost first:
+// the span, the outcome count, the log line, dead-lettering, the handler
+// duration, and Recover → Retry → Timeout.
+func (c *Consumer) middleware() []bus.Middleware {
+	topic := func(m *bus.Message) string { return m.Topic }
+	return []bus.Middleware{
+		bus.Tracing(c.tracer, func(m *bus.Message) string { return "process " + m.Topic }, c.spanAttributes),
+		bus.Outcomes(c.metrics.consumed, topic, bus.OutcomeLabels{OK: outcomeOK, DeadLettered: outcomeDLQ, Failed: outcomeError}),
+		bus.Logging(c.logger, "kafka", func(m *bus.Message) []any {
+			return []any{"topic", m.Topic, "partition", m.Partition, "offset", m.Offset}
+		}),
+		bus.DeadLetter(c.deadLetter),
+		bus.Duration(c.metrics.duration, topic),
+		c.unstall,
+		bus.Recover(),
+		bus.Retry(c.cfg.Retry, c.retrying),
+		bus.Timeout(c.cfg.HandlerTimeout),
+	}
+}
+
+func (c *Consumer) spanAttributes(m *bus.Message) []attribute.KeyValue {
+	attrs := []attribute.KeyValue{
+		semconv.MessagingSystemKafka,
+		semconv.MessagingOperationTypeProcess,
+		semconv.MessagingOperationName("process"),
+		semconv.MessagingDestinationName(m.Topic),
+		semconv.MessagingDestinationPartitionID(strconv.Itoa(int(m.Partition))),
+		semconv.MessagingKafkaOffset(int(m.Offset)),
+		semconv.MessagingConsumerGroupName(c.cfg.Group),
+		semconv.MessagingMessageBodySize(len(m.Value)),
+	}
+	if m.Key != "" {
+		attrs = append(attrs, semconv.MessagingKafkaMessageKey(m.Key))
+	}
+	return attrs
+}
+
+// unstall clears the partition's stalled gauge once a message that was
+// retried is done with.
+func (c *Consumer) unstall(next bus.Handler) bus.Handler {
+	return func(ctx context.Context, msg *bus.Message) error {
+		err := next(ctx, msg)
+		if msg.Attempt > 1 {
+			c.metrics.stalled.WithLabelValues(c.cfg.Group, msg.Topic, strconv.Itoa(int(msg.Partition))).Set(0)
+		}
+		return err
+	}
 }
 
 // retrying records one backoff step of a transient failure.
@@ -305,8 +354,8 @@ var ErrDLQTopicMissing = errors.New("dead-letter topic missing")
 func (c *Consumer) checkDLQTopics() error {
 	var want []string
 	for _, t := range c.cfg.Topics {
-		if !strings.HasSuffix(t, events.DLQSuffix) {
-			want = append(want, events.DLQTopic(t))
+		if !strings.HasSuffix(t, bus.DLQSuffix) {
+			want = append(want, bus.DLQTopic(t))
 		}
 	}
 	if len(want) == 0 {
@@ -335,7 +384,9 @@ func (c *Consumer) checkDLQTopics() error {
 
 func (c *Consumer) consumeLoop(ctx context.Context, group sarama.ConsumerGroup) error {
 	h := &groupHandler{c: c}
-	failures := 0
+	// Failed sessions are retried with the dead-letter pacing, until ctx ends;
+	// a session that ends normally (a rebalance) resets the backoff.
+	wait := c.cfg.DLQRetry.BackOff()
 	for {
 		err := group.Consume(ctx, c.cfg.Topics, h)
 		switch {
@@ -344,16 +395,13 @@ func (c *Consumer) consumeLoop(ctx context.Context, group sarama.ConsumerGroup) 
 		case ctx.Err() != nil:
 			return nil
 		case err != nil:
-			failures++
-			wait := c.cfg.DLQRetry.Backoff(failures)
-			c.logger.Warn("kafka consumer group session failed", "error", err, "retry_in", wait)
-			select {
-			case <-ctx.Done():
+			d := wait.NextBackOff()
+			c.logger.Warn("kafka consumer group session failed", "error", err, "retry_in", d)
+			if retry.Sleep(ctx, d) != nil {
 				return nil
-			case <-time.After(wait):
 			}
 		default:
-			failures = 0
+			wait.Reset()
 		}
 	}
 }
@@ -427,97 +475,40 @@ func (h *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 // process handles one message and marks its offset once it is handled or
 // dead-lettered. It returns false when the session ended before that.
 func (c *Consumer) process(ctx context.Context, sess sarama.ConsumerGroupSession, m *sarama.ConsumerMessage) bool {
-	msg := busMessage(m)
-	ctx = extractContext(ctx, msg.Headers)
-	ctx, span := c.tracer.Start(ctx, "process "+m.Topic,
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(
-			semconv.MessagingSystemKafka,
-			semconv.MessagingOperationTypeProcess,
-			semconv.MessagingOperationName("process"),
-			semconv.MessagingDestinationName(m.Topic),
-			semconv.MessagingDestinationPartitionID(strconv.Itoa(int(m.Partition))),
-			semconv.MessagingKafkaOffset(int(m.Offset)),
-			semconv.MessagingConsumerGroupName(c.cfg.Group),
-			semconv.MessagingMessageBodySize(len(m.Value)),
-		))
-	defer span.End()
-	if msg.Key != "" {
-		span.SetAttributes(semconv.MessagingKafkaMessageKey(msg.Key))
-	}
-
-	start := time.Now()
-	err := c.handler(ctx, msg)
-	elapsed := time.Since(start)
-	if msg.Attempt > 1 {
-		c.metrics.stalled.WithLabelValues(c.cfg.Group, m.Topic, strconv.Itoa(int(m.Partition))).Set(0)
-	}
-	c.metrics.duration.WithLabelValues(m.Topic).Observe(elapsed.Seconds())
-	if err == nil {
-		sess.MarkMessage(m, "")
-		c.metrics.consumed.WithLabelValues(m.Topic, outcomeOK).Inc()
-		c.logHandled(ctx, msg, elapsed)
-		return true
-	}
-	span.RecordError(err)
-	span.SetStatus(codes.Error, err.Error())
-	if sess.Context().Err() != nil {
-		// The session ended (rebalance or shutdown) while the handler ran;
-		// the partition's next owner handles the message again.
-		c.metrics.consumed.WithLabelValues(m.Topic, outcomeError).Inc()
-		return false
-	}
-
-	dlq := DeadLetter(msg, c.cfg.Group, err, time.Now())
-	c.logger.WarnContext(ctx, "kafka message failed, sending to dead-letter topic",
-		"topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
-		"attempts", msg.Attempt, "dlq_topic", dlq.Topic, "error", err)
-	if !c.publishDeadLetter(ctx, sess, dlq) {
-		c.metrics.consumed.WithLabelValues(m.Topic, outcomeError).Inc()
+	if !bus.Settled(c.handler(ctx, busMessage(m))) {
+		// The session ended (rebalance or shutdown) while the handler ran or
+		// the dead-letter publish waited; the partition's next owner handles
+		// the message again.
 		return false
 	}
 	sess.MarkMessage(m, "")
-	c.metrics.consumed.WithLabelValues(m.Topic, outcomeDLQ).Inc()
 	return true
 }
 
-// logHandled logs a handled message at debug level; ctx carries the
-// message's correlation id and trace, so the line names both.
-func (c *Consumer) logHandled(ctx context.Context, msg *bus.Message, took time.Duration) {
-	if !c.logger.Enabled(ctx, slog.LevelDebug) {
-		return
-	}
-	c.logger.DebugContext(ctx, "kafka message handled", "topic", msg.Topic, "partition", msg.Partition,
-		"offset", msg.Offset, bus.HeaderEventType, msg.Header(bus.HeaderEventType), "duration_ms", float64(took.Microseconds())/1000)
-}
-
-// publishDeadLetter publishes msg until it is acknowledged or the session
-// ends. A copy too large for the topic is trimmed (TrimDeadLetter) once.
-func (c *Consumer) publishDeadLetter(ctx context.Context, sess sarama.ConsumerGroupSession, msg *bus.Message) bool {
+// deadLetter publishes the dead-letter copy of msg, which failed with
+// cause, until it is acknowledged or the session (ctx) ends. A copy too
+// large for the topic is trimmed (TrimDeadLetter) once.
+func (c *Consumer) deadLetter(ctx context.Context, msg *bus.Message, cause error) error {
+	dlq := DeadLetter(msg, c.cfg.Group, cause, time.Now())
+	c.logger.WarnContext(ctx, "kafka message failed, sending to dead-letter topic",
+		"topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset,
+		"attempts", msg.Attempt, "dlq_topic", dlq.Topic, "error", cause)
 	trimmed := false
-	for attempt := 1; ; attempt++ {
-		err := c.cfg.DLQ.Publish(ctx, msg)
-		if err == nil {
-			return true
-		}
-		if tooLarge(err) && !trimmed {
-			msg, trimmed = TrimDeadLetter(msg), true
+	policy := c.cfg.DLQRetry
+	policy.MaxAttempts = 0 // until the session ends
+	return retry.Do(ctx, policy, func(int) error {
+		err := c.cfg.DLQ.Publish(ctx, dlq)
+		if err != nil && tooLarge(err) && !trimmed {
+			dlq, trimmed = TrimDeadLetter(dlq), true
 			c.logger.WarnContext(ctx, "kafka dead-letter copy too large; headers trimmed, value kept",
-				"dlq_topic", msg.Topic, "trimmed", msg.Header(bus.HeaderDLQTrimmed), "error", err)
-			continue
+				"dlq_topic", dlq.Topic, "trimmed", dlq.Header(bus.HeaderDLQTrimmed), "error", err)
+			err = c.cfg.DLQ.Publish(ctx, dlq)
 		}
-		if sess.Context().Err() != nil {
-			return false
-		}
-		wait := c.cfg.DLQRetry.Backoff(attempt)
+		return err
+	}, func(attempt int, wait time.Duration, err error) {
 		c.logger.ErrorContext(ctx, "kafka dead-letter publish failed; offset stays unmarked",
-			"dlq_topic", msg.Topic, "attempt", attempt, "retry_in", wait, "error", err)
-		select {
-		case <-sess.Context().Done():
-			return false
-		case <-time.After(wait):
-		}
-	}
+			"dlq_topic", dlq.Topic, "attempt", attempt, "retry_in", wait, "error", err)
+	})
 }
 
 func busMessage(m *sarama.ConsumerMessage) *bus.Message {
@@ -555,7 +546,7 @@ func tooLarge(err error) bool {
 }
 
 // keptOnTrim are the original headers a trimmed dead-letter copy keeps.
-var keptOnTrim = []string{events.HeaderEventID, bus.HeaderEventType, bus.HeaderContentType, "correlation_id", "traceparent"}
+var keptOnTrim = []string{bus.HeaderEventID, bus.HeaderEventType, bus.HeaderContentType, "correlation_id", "traceparent"}
 
 // TrimDeadLetter returns dl (a DeadLetter copy) with only the dlq.* headers,
 // its error cut to 512 bytes, and the original headers that name the event
@@ -603,7 +594,7 @@ func DeadLetter(msg *bus.Message, group string, cause error, failedAt time.Time)
 	headers[bus.HeaderDLQGroup] = group
 	headers[bus.HeaderDLQFailedAt] = failedAt.UTC().Format(time.RFC3339Nano)
 	return &bus.Message{
-		Topic:   events.DLQTopic(msg.Topic),
+		Topic:   bus.DLQTopic(msg.Topic),
 		Key:     msg.Key,
 		Value:   msg.Value,
 		Headers: headers,

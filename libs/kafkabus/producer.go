@@ -17,6 +17,7 @@ import (
 
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/retry"
 )
 
 // ErrProducerClosed is returned by Publish after Close.
@@ -36,7 +37,8 @@ type ProducerConfig struct {
 	// default 16384.
 	ChannelBufferSize int
 	// MaxRetries is how often a failed batch is resent; default 10.
-	// RetryBackoff is the first wait, doubled per retry up to 2s; default 100ms.
+	// RetryBackoff is the first wait, doubled per retry up to 2s, each wait
+	// drawn from [d/2, d]; default 100ms.
 	MaxRetries   int
 	RetryBackoff time.Duration
 	// MaxMessageBytes is the largest record accepted; default 1 MiB.
@@ -143,14 +145,8 @@ func (c ProducerConfig) saramaConfig() (*sarama.Config, error) {
 	p.RequiredAcks = sarama.WaitForAll
 	cfg.Net.MaxOpenRequests = 1 // sarama's requirement for idempotence
 	p.Retry.Max = c.MaxRetries
-	first, ceiling := c.RetryBackoff, 2*time.Second
-	p.Retry.BackoffFunc = func(retries, _ int) time.Duration {
-		d := first
-		for i := 1; i < retries && d < ceiling; i++ {
-			d *= 2
-		}
-		return min(d, ceiling)
-	}
+	pace := retry.Policy{InitialBackoff: min(c.RetryBackoff, 2*time.Second), MaxBackoff: 2 * time.Second}
+	p.Retry.BackoffFunc = func(retries, _ int) time.Duration { return pace.Backoff(max(retries, 1)) }
 	p.Compression = codec
 	p.Partitioner = newPartitioner
 	if c.Linger > 0 {

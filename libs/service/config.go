@@ -1,6 +1,7 @@
 package service
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cosmic-horizons/fleet/libs/envconf"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
 )
 
@@ -30,27 +32,28 @@ const (
 )
 
 // LookupFunc reads one environment variable; os.LookupEnv is the usual one.
-type LookupFunc func(key string) (string, bool)
+type LookupFunc = envconf.Lookup
 
 // Config is the part of a service's configuration the runtime owns.
 type Config struct {
 	// ServiceName names the service in logs, traces and metrics.
-	ServiceName string
+	ServiceName string `env:"SERVICE_NAME"`
 	// ServiceVersion is reported in traces; empty means unknown.
-	ServiceVersion string
+	ServiceVersion string `env:"SERVICE_VERSION"`
 	// GRPCAddr is the gRPC listen address, e.g. ":50051" (":0" picks a port).
-	GRPCAddr string
+	GRPCAddr string `env:"GRPC_ADDR"`
 	// HTTPAddr is the listen address of /metrics, /healthz and /readyz.
-	HTTPAddr string
-	// LogLevel is the minimum level logged.
+	HTTPAddr string `env:"HTTP_ADDR"`
+	// LogLevel is the minimum level logged (LOG_LEVEL, read by LoadConfig
+	// with telemetry.ParseLevel).
 	LogLevel slog.Level
 	// ShutdownDrain is how long the service reports NOT_SERVING and not ready
 	// before it stops accepting calls, so that load balancers move away.
-	ShutdownDrain time.Duration
+	ShutdownDrain time.Duration `env:"SHUTDOWN_DRAIN"`
 	// ShutdownTimeout bounds the whole shutdown: when it expires the gRPC
 	// server is stopped hard and the HTTP server closed; closers still
 	// running see their context done.
-	ShutdownTimeout time.Duration
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT"`
 }
 
 // DefaultConfig returns the configuration of a service before the
@@ -71,28 +74,9 @@ func DefaultConfig(name, grpcAddr, httpAddr string) Config {
 func LoadConfig(defaults Config, lookup LookupFunc) (Config, error) {
 	cfg := defaults
 	var errs []error
-	str := func(key string, dst *string) {
-		if v, ok := lookup(key); ok && strings.TrimSpace(v) != "" {
-			*dst = strings.TrimSpace(v)
-		}
+	if err := envconf.Load(&cfg, lookup); err != nil {
+		errs = append(errs, err)
 	}
-	dur := func(key string, dst *time.Duration) {
-		v, ok := lookup(key)
-		if !ok || strings.TrimSpace(v) == "" {
-			return
-		}
-		d, err := time.ParseDuration(strings.TrimSpace(v))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: want a duration such as 500ms or 10s", key, v))
-			return
-		}
-		*dst = d
-	}
-
-	str(EnvServiceName, &cfg.ServiceName)
-	str(EnvServiceVersion, &cfg.ServiceVersion)
-	str(EnvGRPCAddr, &cfg.GRPCAddr)
-	str(EnvHTTPAddr, &cfg.HTTPAddr)
 	if v, ok := lookup(EnvLogLevel); ok {
 		l, err := telemetry.ParseLevel(v)
 		if err != nil {
@@ -101,8 +85,6 @@ func LoadConfig(defaults Config, lookup LookupFunc) (Config, error) {
 			cfg.LogLevel = l
 		}
 	}
-	dur(EnvShutdownDrain, &cfg.ShutdownDrain)
-	dur(EnvShutdownTimeout, &cfg.ShutdownTimeout)
 
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, fmt.Errorf("service config: %w", err)
@@ -111,6 +93,13 @@ func LoadConfig(defaults Config, lookup LookupFunc) (Config, error) {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// LogConfig writes the startup line with the effective configuration: the
+// runtime's and the service's own (a struct), with their secrets redacted
+// (envconf.Redact: passwords, tokens, keys, DSNs with passwords).
+func LogConfig(ctx context.Context, logger *slog.Logger, runtime Config, own any) {
+	logger.InfoContext(ctx, "effective configuration", slog.Any("runtime", envconf.Redact(runtime)), slog.Any("service", envconf.Redact(own)))
 }
 
 // Validate reports every problem with c, naming the variable that sets it.

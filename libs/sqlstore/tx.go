@@ -5,12 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/cosmic-horizons/fleet/libs/retry"
 )
 
 // InTx runs fn in a read-write transaction and commits it when fn returns nil.
@@ -34,34 +35,17 @@ func (db *DB) InTxWith(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql
 		}
 		opts = nil
 	}
-	var err error
-	for attempt := 1; ; attempt++ {
-		err = runTx(ctx, pool, opts, fn)
-		if err == nil || !Retryable(err) || attempt >= db.cfg.TxMaxAttempts {
-			return err
+	// Waits in [d/2, d], d = TxRetryBackoff·2^(attempt-1) capped at 50·TxRetryBackoff.
+	pace := retry.Policy{MaxAttempts: db.cfg.TxMaxAttempts, InitialBackoff: db.cfg.TxRetryBackoff, MaxBackoff: 50 * db.cfg.TxRetryBackoff}
+	return retry.Do(ctx, pace, func(int) error {
+		err := runTx(ctx, pool, opts, fn)
+		if err != nil && !Retryable(err) {
+			return retry.Permanent(err)
 		}
-		wait := db.backoff(attempt)
+		return err
+	}, func(attempt int, wait time.Duration, err error) {
 		db.logger.DebugContext(ctx, "transaction conflict, retrying", "attempt", attempt, "wait", wait, "error", err)
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return errors.Join(err, ctx.Err())
-		case <-timer.C:
-		}
-	}
-}
-
-// backoff returns a jittered wait in [d/2, d], d = TxRetryBackoff·2^(attempt-1)
-// capped at 50·TxRetryBackoff.
-func (db *DB) backoff(attempt int) time.Duration {
-	d, limit := db.cfg.TxRetryBackoff, 50*db.cfg.TxRetryBackoff
-	for i := 1; i < attempt && d < limit; i++ {
-		d *= 2
-	}
-	d = min(d, limit)
-	half := d / 2
-	return half + rand.N(d-half+1)
+	})
 }
 
 func runTx(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, fn func(tx *sql.Tx) error) (err error) {

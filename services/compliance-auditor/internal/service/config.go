@@ -3,13 +3,14 @@ package service
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/auditchain"
 	"github.com/cosmic-horizons/fleet/libs/auth"
+	"github.com/cosmic-horizons/fleet/libs/envconf"
 	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/kafkabus"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
 )
 
@@ -33,27 +34,28 @@ const (
 // Config is the compliance-auditor's own configuration.
 type Config struct {
 	// DatabaseURL is sqlite:<path> (default sqlite:compliance-auditor.db) or postgres://…
-	DatabaseURL string
-	// KafkaBrokers are the bootstrap brokers; without them the service serves
-	// the stored trail but consumes nothing.
-	KafkaBrokers []string
+	DatabaseURL string `env:"DATABASE_URL"`
+	// Kafka is the shared connection block (KAFKA_BROKERS, KAFKA_CLIENT_ID,
+	// KAFKA_VERSION, KAFKA_TLS_*); without brokers the service serves the
+	// stored trail but consumes nothing.
+	Kafka kafkabus.Connection
 	// ConsumerGroup is the Kafka consumer group; default "compliance-auditor".
-	ConsumerGroup string
+	ConsumerGroup string `env:"AUDIT_CONSUMER_GROUP"`
 	// Topics are consumed; default audit-trail and job-lifecycle.
-	Topics []string
+	Topics []string `env:"AUDIT_TOPICS"`
 	// AlertTopic receives gap alerts; default system-health.
-	AlertTopic string
+	AlertTopic string `env:"AUDIT_ALERT_TOPIC"`
 	// BatchSize is the most messages appended in one transaction; default 500.
-	BatchSize int
+	BatchSize int `env:"AUDIT_BATCH_SIZE"`
 	// CheckpointInterval and CheckpointRecords: a checkpoint is signed every
 	// CheckpointInterval (default 30s) and whenever CheckpointRecords records
 	// (default 10000) were appended since the last one.
-	CheckpointInterval time.Duration
-	CheckpointRecords  int
+	CheckpointInterval time.Duration `env:"AUDIT_CHECKPOINT_INTERVAL"`
+	CheckpointRecords  int           `env:"AUDIT_CHECKPOINT_RECORDS"`
 	// Retention is how long records are kept (default 90 days, "2160h");
 	// RetentionInterval is how often retention runs (default 1h).
-	Retention         time.Duration
-	RetentionInterval time.Duration
+	Retention         time.Duration `env:"AUDIT_RETENTION"`
+	RetentionInterval time.Duration `env:"AUDIT_RETENTION_INTERVAL"`
 	// Keys says where the checkpoint signing key comes from.
 	Keys auditchain.KeyConfig
 	// Auth verifies the callers' bearer JWTs (AUTH_*); the AuditService
@@ -106,52 +108,22 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 		v, _ := lookup(key)
 		return strings.TrimSpace(v)
 	}
-	str := func(key string, dst *string) {
-		if v := get(key); v != "" {
-			*dst = v
+	if err := envconf.Load(&c, lookup); err != nil {
+		errs = append(errs, err)
+	}
+	positive := func(key, what string, ok bool) {
+		if v := get(key); v != "" && !ok {
+			errs = append(errs, fmt.Errorf("%s=%q: not a positive %s", key, v, what))
 		}
 	}
-	list := func(key string, dst *[]string) {
-		if v := get(key); v != "" {
-			var out []string
-			for s := range strings.SplitSeq(v, ",") {
-				if s = strings.TrimSpace(s); s != "" {
-					out = append(out, s)
-				}
-			}
-			*dst = out
-		}
+	positive(EnvBatchSize, "integer", c.BatchSize > 0)
+	positive(EnvCheckpointRecords, "integer", c.CheckpointRecords > 0)
+	positive(EnvCheckpointInterval, "duration", c.CheckpointInterval > 0)
+	positive(EnvRetention, "duration", c.Retention > 0)
+	positive(EnvRetentionInterval, "duration", c.RetentionInterval > 0)
+	if c.Kafka.ClientID == "" {
+		c.Kafka.ClientID = Name
 	}
-	dur := func(key string, dst *time.Duration) {
-		if v := get(key); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil || d <= 0 {
-				errs = append(errs, fmt.Errorf("%s=%q: not a positive duration", key, v))
-				return
-			}
-			*dst = d
-		}
-	}
-	integer := func(key string, dst *int) {
-		if v := get(key); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				errs = append(errs, fmt.Errorf("%s=%q: not a positive integer", key, v))
-				return
-			}
-			*dst = n
-		}
-	}
-	str(EnvDatabaseURL, &c.DatabaseURL)
-	list(EnvKafkaBrokers, &c.KafkaBrokers)
-	str(EnvConsumerGroup, &c.ConsumerGroup)
-	list(EnvTopics, &c.Topics)
-	str(EnvAlertTopic, &c.AlertTopic)
-	integer(EnvBatchSize, &c.BatchSize)
-	dur(EnvCheckpointInterval, &c.CheckpointInterval)
-	integer(EnvCheckpointRecords, &c.CheckpointRecords)
-	dur(EnvRetention, &c.Retention)
-	dur(EnvRetentionInterval, &c.RetentionInterval)
 	c.Keys = auditchain.KeyConfigFromEnv(get)
 	authCfg, err := auth.LoadConfig(lookup)
 	if err != nil {

@@ -53,6 +53,7 @@ func (a *auditor) prepare(ctx context.Context, deps svcruntime.Deps) ([]svcrunti
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	a.cfg = cfg
+	svcruntime.LogConfig(ctx, deps.Logger, deps.Config, cfg)
 	return svcruntime.AuthOptions(ctx, cfg.Auth, deps.Logger)
 }
 
@@ -104,12 +105,8 @@ func (a *auditor) wire(ctx context.Context, deps svcruntime.Deps) error {
 		producer *kafkabus.Producer
 		codec    *events.Codec
 	)
-	conn := kafkabus.ConnectionFromEnv()
-	if len(cfg.KafkaBrokers) > 0 {
-		conn.Brokers = cfg.KafkaBrokers
-		if conn.ClientID == "" {
-			conn.ClientID = Name
-		}
+	conn := cfg.Kafka
+	if len(conn.Brokers) > 0 {
 		var schemas *kafkabus.SchemaRegistry
 		if codec, schemas, err = kafkabus.NewCodec(conn, logger); err != nil {
 			return fmt.Errorf("event codec: %w", err)

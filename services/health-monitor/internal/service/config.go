@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/cosmic-horizons/fleet/libs/envconf"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
 	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/domain"
@@ -52,49 +52,49 @@ type Target struct {
 // Config is the health-monitor's own configuration.
 type Config struct {
 	// Interval is the time between two probe cycles.
-	Interval time.Duration
+	Interval time.Duration `env:"HEALTH_INTERVAL"`
 	// ProbeTimeout bounds each probe; at most Interval.
-	ProbeTimeout time.Duration
+	ProbeTimeout time.Duration `env:"HEALTH_PROBE_TIMEOUT"`
 	// Services are the grpc.health.v1 endpoints probed, "name=host:port,...".
 	Services []Target
 	// Databases are pinged, "name=url,..." or "url,..." (named by position).
 	Databases []Target
 	// LagThreshold is the lag on one topic above which a group is degraded.
-	LagThreshold int64
+	LagThreshold int64 `env:"HEALTH_LAG_THRESHOLD"`
 	// GroupPrefix keeps the consumer groups whose id starts with it; empty: all.
-	GroupPrefix string
+	GroupPrefix string `env:"HEALTH_GROUP_PREFIX"`
 	// QueueDepthThreshold is the number of ready messages in a RabbitMQ
 	// queue above which the broker is degraded.
-	QueueDepthThreshold int64
+	QueueDepthThreshold int64 `env:"HEALTH_QUEUE_DEPTH_THRESHOLD"`
 	// RaiseAfter and ResolveAfter are the hysteresis, in cycles.
-	RaiseAfter   int
-	ResolveAfter int
+	RaiseAfter   int `env:"HEALTH_RAISE_AFTER"`
+	ResolveAfter int `env:"HEALTH_RESOLVE_AFTER"`
 	// PublishEvery: a system.health_check is published when a component's
 	// status changes, and for every component every PublishEvery cycles.
-	PublishEvery int
+	PublishEvery int `env:"HEALTH_PUBLISH_EVERY"`
 
 	// KafkaBrokers and AMQPURL select the brokers; empty disables their
 	// probes, canary and (for Kafka) the events.
-	KafkaBrokers []string
-	AMQPURL      string
+	KafkaBrokers []string `env:"KAFKA_BROKERS"`
+	AMQPURL      string   `env:"AMQP_URL"`
 	// RabbitMQMgmtURL is the management API for queue depths; empty skips them.
-	RabbitMQMgmtURL string
+	RabbitMQMgmtURL string `env:"RABBITMQ_MGMT_URL"`
 
-	CanaryEnabled    bool
-	CanaryTopic      string
-	CanaryGroup      string
-	CanaryQueue      string
-	CanaryRoutingKey string
+	CanaryEnabled    bool   `env:"HEALTH_CANARY_ENABLED"`
+	CanaryTopic      string `env:"HEALTH_CANARY_TOPIC"`
+	CanaryGroup      string `env:"HEALTH_CANARY_GROUP"`
+	CanaryQueue      string `env:"HEALTH_CANARY_QUEUE"`
+	CanaryRoutingKey string `env:"HEALTH_CANARY_ROUTING_KEY"`
 	// CanaryTimeout is how long a canary may take to return; below ProbeTimeout.
-	CanaryTimeout time.Duration
+	CanaryTimeout time.Duration `env:"HEALTH_CANARY_TIMEOUT"`
 
 	// JobsEnabled follows job-lifecycle (needs Kafka) and reports the job
 	// flow as the component "jobs": how many jobs wait and run, how many
 	// finished in JobFlow.Window and how many failed.
-	JobsEnabled bool
-	JobsTopic   string
+	JobsEnabled bool   `env:"HEALTH_JOBS_ENABLED"`
+	JobsTopic   string `env:"HEALTH_JOBS_TOPIC"`
 	// JobsGroup is this replica's consumer group of JobsTopic.
-	JobsGroup string
+	JobsGroup string `env:"HEALTH_JOBS_GROUP"`
 	JobFlow   domain.JobFlowConfig
 }
 
@@ -136,80 +136,17 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 		v = strings.TrimSpace(v)
 		return v, ok && v != ""
 	}
-	str := func(key string, dst *string) {
-		if v, ok := get(key); ok {
-			*dst = v
-		}
+	if err := envconf.Load(&cfg, lookup); err != nil {
+		errs = append(errs, err)
 	}
-	dur := func(key string, dst *time.Duration) {
-		if v, ok := get(key); ok {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: want a duration such as 5s", key, v))
-				return
-			}
-			*dst = d
-		}
-	}
-	integer := func(key string, dst *int64) {
-		if v, ok := get(key); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: want an integer", key, v))
-				return
-			}
-			*dst = n
-		}
-	}
-	small := func(key string, dst *int) {
-		n := int64(*dst)
-		integer(key, &n)
-		*dst = int(n)
-	}
-	dur(EnvInterval, &cfg.Interval)
-	dur(EnvProbeTimeout, &cfg.ProbeTimeout)
-	dur(EnvCanaryTimeout, &cfg.CanaryTimeout)
-	integer(EnvLagThreshold, &cfg.LagThreshold)
-	integer(EnvQueueDepthThreshold, &cfg.QueueDepthThreshold)
-	small(EnvRaiseAfter, &cfg.RaiseAfter)
-	small(EnvResolveAfter, &cfg.ResolveAfter)
-	small(EnvPublishEvery, &cfg.PublishEvery)
-	str(EnvGroupPrefix, &cfg.GroupPrefix)
-	str(EnvAMQPURL, &cfg.AMQPURL)
-	str(EnvRabbitMQMgmtURL, &cfg.RabbitMQMgmtURL)
-	str(EnvCanaryTopic, &cfg.CanaryTopic)
-	str(EnvCanaryGroup, &cfg.CanaryGroup)
-	str(EnvCanaryQueue, &cfg.CanaryQueue)
-	str(EnvCanaryRoutingKey, &cfg.CanaryRoutingKey)
-	boolean := func(key string, dst *bool) {
-		if v, ok := get(key); ok {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: want true or false", key, v))
-				return
-			}
-			*dst = b
-		}
-	}
-	boolean(EnvCanaryEnabled, &cfg.CanaryEnabled)
-	boolean(EnvJobsEnabled, &cfg.JobsEnabled)
-	str(EnvJobsTopic, &cfg.JobsTopic)
-	str(EnvJobsGroup, &cfg.JobsGroup)
-	dur(EnvJobsWindow, &cfg.JobFlow.Window)
-	small(EnvJobsMinFinished, &cfg.JobFlow.MinFinished)
-	if v, ok := get(EnvJobsFailureRatio); ok {
-		r, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: want a number such as 0.5", EnvJobsFailureRatio, v))
-		}
-		cfg.JobFlow.FailureRatio = r
-	}
-	if v, ok := get(EnvKafkaBrokers); ok {
-		for b := range strings.SplitSeq(v, ",") {
-			if b = strings.TrimSpace(b); b != "" {
-				cfg.KafkaBrokers = append(cfg.KafkaBrokers, b)
-			}
-		}
+	// The job flow's settings, bound to their variables.
+	jobFlow := struct {
+		Window       *time.Duration `env:"HEALTH_JOBS_WINDOW"`
+		MinFinished  *int           `env:"HEALTH_JOBS_MIN_FINISHED"`
+		FailureRatio *float64       `env:"HEALTH_JOBS_FAILURE_RATIO"`
+	}{Window: &cfg.JobFlow.Window, MinFinished: &cfg.JobFlow.MinFinished, FailureRatio: &cfg.JobFlow.FailureRatio}
+	if err := envconf.Load(&jobFlow, lookup); err != nil {
+		errs = append(errs, err)
 	}
 	if v, ok := get(EnvServices); ok {
 		ts, err := ParseTargets(v, "")

@@ -33,6 +33,7 @@ func wire(ctx context.Context, deps svcruntime.Deps) error {
 	if err != nil {
 		return err
 	}
+	svcruntime.LogConfig(ctx, deps.Logger, deps.Config, cfg)
 	rt := deps.Runtime
 	hm, err := NewHealthMonitor(cfg, deps.Logger, rt.Registry())
 	if err != nil {

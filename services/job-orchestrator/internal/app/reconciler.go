@@ -6,9 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
 
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
 )
@@ -128,15 +129,18 @@ type PassResult struct {
 // Run makes passes until ctx is done, pausing Interval between them (more
 // after failures, with jitter), or less when the App is kicked.
 func (r *Reconciler) Run(ctx context.Context) error {
-	delay := r.cfg.Interval
+	// Each pause is Interval, doubled after every pass with errors up to
+	// MaxInterval, spread by ±Jitter of it.
+	pause := &backoff.ExponentialBackOff{InitialInterval: r.cfg.Interval, RandomizationFactor: r.cfg.Jitter,
+		Multiplier: 2, MaxInterval: r.cfg.MaxInterval}
+	pause.Reset()
+	pause.NextBackOff() // a first pass that fails pauses 2·Interval, as after a good one
 	for {
 		res := r.Pass(ctx)
-		if res.Errors > 0 {
-			delay = min(delay*2, r.cfg.MaxInterval)
-		} else {
-			delay = r.cfg.Interval
+		if res.Errors == 0 {
+			pause.Reset()
 		}
-		timer := time.NewTimer(r.jittered(delay))
+		timer := time.NewTimer(pause.NextBackOff())
 		select {
 		case <-ctx.Done():
 			timer.Stop()
@@ -146,14 +150,6 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			timer.Stop()
 		}
 	}
-}
-
-func (r *Reconciler) jittered(d time.Duration) time.Duration {
-	if r.cfg.Jitter == 0 {
-		return d
-	}
-	f := 1 + r.cfg.Jitter*(2*rand.Float64()-1)
-	return time.Duration(float64(d) * f)
 }
 
 // Pass looks at every active job once.

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/auth"
-	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+	"github.com/cosmic-horizons/fleet/libs/envconf"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/local"
@@ -70,11 +70,11 @@ const FaultAfterCommitBeforePublish = "after-commit-before-publish"
 
 // Config is the job-orchestrator's own configuration.
 type Config struct {
-	DatabaseURL string
-	StateDir    string
-	Scheduler   string
-	WorkDir     string
-	LocalMax    int
+	DatabaseURL string `env:"DATABASE_URL"`
+	StateDir    string `env:"STATE_DIRECTORY"`
+	Scheduler   string `env:"SCHEDULER"`
+	WorkDir     string `env:"JOB_WORK_DIR"`
+	LocalMax    int    `env:"LOCAL_MAX_JOBS"`
 	// Local is the local backend's isolation and limits (WorkRoot, Logger
 	// and MaxConcurrent are set when the backend is built).
 	Local      local.Config
@@ -82,12 +82,13 @@ type Config struct {
 	Auth       auth.Config
 	App        app.Config
 	Reconciler app.ReconcilerConfig
-	Catalogue  string
-	Kafka      kafkabus.Connection
-	AMQPURL    string
+	Catalogue  string `env:"SYSTEM_CATALOGUE_FILE"`
+	// Brokers is the shared connection block (KAFKA_*, AMQP_URL); the Kafka
+	// client id is always the service's name.
+	svcruntime.Brokers
 	// EnsureTopics applies the topic catalogue (create or verify) at start.
-	EnsureTopics bool
-	TopicPrefix  string
+	EnsureTopics bool   `env:"ORCHESTRATOR_ENSURE_TOPICS"`
+	TopicPrefix  string `env:"ORCHESTRATOR_TOPIC_PREFIX"`
 	// Fault is the armed fault point, "" normally.
 	Fault, FaultEventType string
 	// PageTokenKeyGenerated is set when no key was configured and a random
@@ -116,27 +117,29 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 		}
 		return v
 	}
-	num := func(k string, dst *float64) {
-		if v := get(k); v != "" {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: want a number", k, v))
-			}
-			*dst = f
-		}
+	c := Config{App: app.DefaultConfig(), Reconciler: app.DefaultReconcilerConfig(), EnsureTopics: true}
+	var reconcileEvery time.Duration
+	// The backends' and the App's settings, bound to their variables.
+	nested := struct {
+		SlurmURL        *string           `env:"SLURMRESTD_URL"`
+		SlurmUser       *string           `env:"SLURM_USER"`
+		SlurmToken      *telemetry.Secret `env:"SLURM_JWT_TOKEN"`
+		SlurmTokenFile  *string           `env:"SLURM_JWT_TOKEN_FILE"`
+		SlurmAPIVersion *string           `env:"SLURM_API_VERSION"`
+		CostNodeHour    *float64          `env:"COST_USD_PER_NODE_HOUR"`
+		CostGPUHour     *float64          `env:"COST_USD_PER_GPU_HOUR"`
+		ReconcileEvery  *time.Duration    `env:"RECONCILE_INTERVAL"`
+		WatchPoll       *time.Duration    `env:"WATCH_POLL_INTERVAL"`
+		MetricsInterval *time.Duration    `env:"JOB_METRICS_INTERVAL"`
+	}{
+		SlurmURL: &c.Slurm.BaseURL, SlurmUser: &c.Slurm.UserName, SlurmToken: &c.Slurm.Token,
+		SlurmTokenFile: &c.Slurm.TokenFile, SlurmAPIVersion: &c.Slurm.APIVersion,
+		CostNodeHour: &c.App.Rates.USDPerNodeHour, CostGPUHour: &c.App.Rates.USDPerGPUHour,
+		ReconcileEvery: &reconcileEvery, WatchPoll: &c.App.WatchPollInterval, MetricsInterval: &c.Reconciler.SampleInterval,
 	}
-
-	c := Config{
-		StateDir: get(EnvStateDirectory), Scheduler: get(EnvScheduler), WorkDir: get(EnvJobWorkDir),
-		DatabaseURL: get(EnvDatabaseURL), Catalogue: get(EnvCatalogueFile), AMQPURL: get(EnvAMQPURL),
-		TopicPrefix: get(EnvTopicPrefix), Kafka: kafkabus.ConnectionFromEnv(),
-		App: app.DefaultConfig(), Reconciler: app.DefaultReconcilerConfig(),
-	}
-	// ConnectionFromEnv reads the process environment; prefer lookup's.
-	c.Kafka.Brokers = nil
-	for b := range strings.SplitSeq(get("KAFKA_BROKERS"), ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			c.Kafka.Brokers = append(c.Kafka.Brokers, b)
+	for _, dst := range []any{&c, &nested} {
+		if err := envconf.Load(dst, lookup); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	c.Kafka.ClientID = Name
@@ -155,17 +158,7 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 	if c.WorkDir == "" {
 		c.WorkDir = filepath.Join(c.StateDir, "jobs")
 	}
-	if v := get(EnvLocalMaxJobs); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: want an integer", EnvLocalMaxJobs, v))
-		}
-		c.LocalMax = n
-	}
 	c.Local = loadLocal(get, &errs)
-	c.Slurm = slurm.Config{BaseURL: get(EnvSlurmURL), UserName: get(EnvSlurmUser),
-		Token: telemetry.Secret(get(EnvSlurmToken)), TokenFile: get(EnvSlurmTokenFile),
-		APIVersion: get(EnvSlurmAPIVersion)}
 
 	authCfg, err := auth.LoadConfig(lookup)
 	if err != nil {
@@ -181,8 +174,6 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 		}
 		c.App.Allocations = allocs
 	}
-	num(EnvCostNodeHour, &c.App.Rates.USDPerNodeHour)
-	num(EnvCostGPUHour, &c.App.Rates.USDPerGPUHour)
 	if key := secret(EnvPageTokenKey); key != "" {
 		c.App.PageTokenKey = telemetry.Secret(key)
 	} else {
@@ -191,35 +182,15 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 		c.App.PageTokenKey = telemetry.Secret(b)
 		c.PageTokenKeyGenerated = true
 	}
-	if v := get(EnvReconcileEvery); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: want a duration", EnvReconcileEvery, v))
-		}
-		c.Reconciler.Interval = d
-		c.Reconciler.MaxInterval = max(c.Reconciler.MaxInterval, d)
+	if get(EnvReconcileEvery) != "" {
+		c.Reconciler.Interval = reconcileEvery
+		c.Reconciler.MaxInterval = max(c.Reconciler.MaxInterval, reconcileEvery)
 	}
-	if v := get(EnvWatchPoll); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("%s=%q: want a positive duration", EnvWatchPoll, v))
-		}
-		c.App.WatchPollInterval = d
+	if v := get(EnvWatchPoll); v != "" && c.App.WatchPollInterval <= 0 {
+		errs = append(errs, fmt.Errorf("%s=%q: want a positive duration", EnvWatchPoll, v))
 	}
-	if v := get(EnvMetricsInterval); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			errs = append(errs, fmt.Errorf("%s=%q: want a duration of 0 or more", EnvMetricsInterval, v))
-		}
-		c.Reconciler.SampleInterval = d
-	}
-	c.EnsureTopics = true
-	if v := get(EnvEnsureTopics); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: want true or false", EnvEnsureTopics, v))
-		}
-		c.EnsureTopics = b
+	if v := get(EnvMetricsInterval); v != "" && c.Reconciler.SampleInterval < 0 {
+		errs = append(errs, fmt.Errorf("%s=%q: want a duration of 0 or more", EnvMetricsInterval, v))
 	}
 	if v := get(EnvFault); v != "" {
 		c.Fault, c.FaultEventType, _ = strings.Cut(v, ":")

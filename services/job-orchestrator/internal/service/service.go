@@ -73,6 +73,7 @@ func (o *orchestrator) prepare(ctx context.Context, deps svcruntime.Deps) ([]svc
 		return nil, err
 	}
 	o.cfg = cfg
+	svcruntime.LogConfig(ctx, deps.Logger, deps.Config, cfg)
 	return svcruntime.AuthOptions(ctx, cfg.Auth, deps.Logger)
 }
 

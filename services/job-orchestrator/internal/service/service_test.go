@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,6 +99,25 @@ func TestUnauthenticatedCallsAreRefused(t *testing.T) {
 	st, err := p.HealthStatus(context.Background(), "")
 	require.NoError(t, err, "health checks need no token")
 	require.Equal(t, healthpb.HealthCheckResponse_SERVING, st)
+}
+
+// The orchestrator logs its effective configuration at start, with none of
+// its secrets: the JWT secret, the page token key, the broker password.
+func TestStartupLogShowsConfigurationWithoutSecrets(t *testing.T) {
+	t.Parallel()
+	prefix := relaytest.RandomName(t, "orchtest-") + "-"
+	vars := env(t, prefix, stateDir(t))
+	p := servicetest.RunBinary(t, "../../cmd/job-orchestrator", vars)
+	out := p.Output()
+	require.Contains(t, out, `"msg":"effective configuration"`)
+	require.Contains(t, out, prefix, "the topic prefix is shown")
+	require.NotContains(t, out, secret)
+	require.NotContains(t, out, vars["PAGE_TOKEN_KEY"])
+	if u, err := url.Parse(vars["AMQP_URL"]); err == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok {
+			require.NotContains(t, out, u.User.Username()+":"+pw+"@", "the broker password is redacted")
+		}
+	}
 }
 
 // The state directory and an SQLite database left readable by an earlier

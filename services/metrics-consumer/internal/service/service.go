@@ -9,15 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/bus"
-	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/inbox"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
@@ -34,141 +31,6 @@ const (
 	DefaultGRPCAddr = ":50052"
 	DefaultHTTPAddr = ":8082"
 )
-
-// Config is the metrics-consumer's own configuration, read from the
-// environment next to the runtime's. The gRPC server's AUTH_* settings are
-// read separately by prepare (see auth.LoadConfig).
-type Config struct {
-	// DatabaseURL (DATABASE_URL) selects the store: a SQLite file (default
-	// sqlite:metrics-consumer.db, relative to the working directory) or
-	// postgres://….
-	DatabaseURL string
-	// Kafka (KAFKA_BROKERS, KAFKA_CLIENT_ID, KAFKA_VERSION, KAFKA_TLS_*).
-	Kafka kafkabus.Connection
-	// Topics (METRICS_TOPICS, comma separated) are consumed; default
-	// job-lifecycle,job-metrics. An entry "job-lifecycle=other" consumes
-	// topic other holding job-lifecycle events (tests, staging copies).
-	Topics []string
-	// Schemas maps each consumed topic to the catalogue topic whose
-	// schemas its events use.
-	Schemas map[string]string
-	// Group (METRICS_GROUP) is the consumer group and the inbox consumer
-	// name; default metrics-consumer.
-	Group string
-	// BatchSize (METRICS_BATCH_SIZE) and BatchWait (METRICS_BATCH_WAIT)
-	// shape the batches applied in one transaction.
-	BatchSize int
-	BatchWait time.Duration
-	// DedupRetention (METRICS_DEDUP_RETENTION) is how long processed event
-	// ids are kept; it must exceed the topics' retention. Default 35 days.
-	DedupRetention time.Duration
-}
-
-// DefaultConfig returns the configuration before the environment is read.
-func DefaultConfig() Config {
-	return Config{
-		DatabaseURL:    "sqlite:metrics-consumer.db",
-		Topics:         []string{events.TopicJobLifecycle, events.TopicJobMetrics},
-		Schemas:        map[string]string{events.TopicJobLifecycle: events.TopicJobLifecycle, events.TopicJobMetrics: events.TopicJobMetrics},
-		Group:          app.ConsumerName,
-		BatchSize:      1000,
-		BatchWait:      20 * time.Millisecond,
-		DedupRetention: 35 * 24 * time.Hour,
-	}
-}
-
-// LoadConfig reads the environment through lookup over DefaultConfig.
-func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
-	c := DefaultConfig()
-	get := func(k string) string {
-		v, _ := lookup(k)
-		return strings.TrimSpace(v)
-	}
-	if v := get("DATABASE_URL"); v != "" {
-		c.DatabaseURL = v
-	}
-	c.Kafka.Brokers = splitList(get("KAFKA_BROKERS"))
-	c.Kafka.ClientID = cmpOr(get("KAFKA_CLIENT_ID"), Name)
-	c.Kafka.Version = get("KAFKA_VERSION")
-	c.Kafka.TLS = kafkabus.TLSConfig{CAFile: get("KAFKA_TLS_CA_FILE"), CertFile: get("KAFKA_TLS_CERT_FILE"),
-		KeyFile: get("KAFKA_TLS_KEY_FILE"), ServerName: get("KAFKA_TLS_SERVER_NAME")}
-	if v := get("METRICS_TOPICS"); v != "" {
-		c.Topics, c.Schemas = nil, map[string]string{}
-		for _, e := range splitList(v) {
-			schema, name, ok := strings.Cut(e, "=")
-			if !ok {
-				name = schema
-			}
-			c.Topics = append(c.Topics, name)
-			c.Schemas[name] = schema
-		}
-	}
-	if v := get("METRICS_GROUP"); v != "" {
-		c.Group = v
-	}
-	var err error
-	if v := get("METRICS_BATCH_SIZE"); v != "" {
-		if c.BatchSize, err = strconv.Atoi(v); err != nil {
-			return c, fmt.Errorf("METRICS_BATCH_SIZE=%q: %w", v, err)
-		}
-	}
-	if v := get("METRICS_BATCH_WAIT"); v != "" {
-		if c.BatchWait, err = time.ParseDuration(v); err != nil {
-			return c, fmt.Errorf("METRICS_BATCH_WAIT=%q: %w", v, err)
-		}
-	}
-	if v := get("METRICS_DEDUP_RETENTION"); v != "" {
-		if c.DedupRetention, err = time.ParseDuration(v); err != nil {
-			return c, fmt.Errorf("METRICS_DEDUP_RETENTION=%q: %w", v, err)
-		}
-	}
-	return c, c.Validate()
-}
-
-// Validate reports the first setting that cannot work.
-func (c Config) Validate() error {
-	if err := c.Kafka.Validate(); err != nil {
-		return fmt.Errorf("KAFKA_BROKERS: %w", err)
-	}
-	switch {
-	case len(c.Topics) == 0:
-		return errors.New("METRICS_TOPICS: no topic")
-	case c.Group == "":
-		return errors.New("METRICS_GROUP: empty")
-	case c.BatchSize < 1:
-		return fmt.Errorf("METRICS_BATCH_SIZE: %d < 1", c.BatchSize)
-	case c.BatchWait <= 0:
-		return fmt.Errorf("METRICS_BATCH_WAIT: %s <= 0", c.BatchWait)
-	case c.DedupRetention <= 0:
-		return fmt.Errorf("METRICS_DEDUP_RETENTION: %s <= 0", c.DedupRetention)
-	}
-	for _, t := range c.Topics {
-		switch c.Schemas[t] {
-		case events.TopicJobLifecycle, events.TopicJobMetrics:
-		default:
-			return fmt.Errorf("METRICS_TOPICS: topic %s: events of %q are not aggregated (want %s or %s)",
-				t, c.Schemas[t], events.TopicJobLifecycle, events.TopicJobMetrics)
-		}
-	}
-	return sqlstore.Config{URL: c.DatabaseURL}.Validate()
-}
-
-func splitList(s string) []string {
-	var out []string
-	for p := range strings.SplitSeq(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
 
 // Run loads the configuration through lookup, writes JSON logs to logOut and
 // serves until ctx is done, then shuts down gracefully.
@@ -262,6 +124,7 @@ func wire(ctx context.Context, deps svcruntime.Deps) error {
 		return err
 	}
 	rt, logger := deps.Runtime, deps.Logger
+	svcruntime.LogConfig(ctx, logger, deps.Config, cfg)
 	p, err := build(ctx, cfg, logger, rt.Registry())
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+	"github.com/cosmic-horizons/fleet/libs/retry"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
 
 	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/domain"
@@ -56,6 +57,10 @@ type DispatcherConfig struct {
 	Retry bus.RetryPolicy
 	// IdleTimeout retires the workers of a target idle this long; default 1m.
 	IdleTimeout time.Duration
+	// RecordRetry paces the retries of a failing outcome write; should the
+	// write still fail, the delivery is attempted again after its lease.
+	// Default 5 attempts, 50ms doubling to 1s; the retries end at shutdown.
+	RecordRetry bus.RetryPolicy
 }
 
 // DefaultDispatcherConfig returns the defaults.
@@ -63,7 +68,8 @@ func DefaultDispatcherConfig() DispatcherConfig {
 	return DispatcherConfig{
 		Producer: "notification-consumer", PollInterval: 250 * time.Millisecond, BatchSize: 200, QueueSize: 32,
 		PerTargetConcurrency: 2, Lease: 15 * time.Second, IdleTimeout: time.Minute,
-		Retry: bus.RetryPolicy{MaxAttempts: 8, InitialBackoff: time.Second, MaxBackoff: 5 * time.Minute},
+		Retry:       bus.RetryPolicy{MaxAttempts: 8, InitialBackoff: time.Second, MaxBackoff: 5 * time.Minute},
+		RecordRetry: bus.RetryPolicy{MaxAttempts: 5, InitialBackoff: 50 * time.Millisecond, MaxBackoff: time.Second},
 	}
 }
 
@@ -77,7 +83,13 @@ func (c DispatcherConfig) Validate() error {
 	case c.BatchSize < 1 || c.QueueSize < 1 || c.PerTargetConcurrency < 1:
 		return errors.New("dispatcher: batch size, queue size and per-target concurrency must be at least 1")
 	}
-	return c.Retry.Validate()
+	if err := c.Retry.Validate(); err != nil {
+		return err
+	}
+	if err := c.RecordRetry.Validate(); err != nil {
+		return fmt.Errorf("dispatcher: record %w", err)
+	}
+	return nil
 }
 
 type targetQueue struct {
@@ -179,7 +191,7 @@ func (d *Dispatcher) poll(ctx, workCtx context.Context) (bool, error) {
 	}
 	fresh := 0
 	for _, del := range due {
-		if q := d.reserve(workCtx, del); q != nil {
+		if q := d.reserve(ctx, workCtx, del); q != nil {
 			q.ch <- del
 			fresh++
 		}
@@ -202,8 +214,9 @@ func (d *Dispatcher) saturated() []string {
 
 // reserve takes a slot for del in its target's queue, starting the queue's
 // workers when needed; nil when del is queued already, the queue is full or
-// the dispatcher is stopping.
-func (d *Dispatcher) reserve(workCtx context.Context, del domain.Delivery) *targetQueue {
+// the dispatcher is stopping. Workers send under workCtx, which shutdown
+// (the end of ctx) does not cut; only their waits end with ctx.
+func (d *Dispatcher) reserve(ctx, workCtx context.Context, del domain.Delivery) *targetQueue {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.stopping || d.queued[del.ID] {
@@ -215,7 +228,7 @@ func (d *Dispatcher) reserve(workCtx context.Context, del domain.Delivery) *targ
 		q = &targetQueue{key: key, ch: make(chan domain.Delivery, d.cfg.QueueSize)}
 		d.queues[key] = q
 		for range d.cfg.PerTargetConcurrency {
-			d.workers.Go(func() { d.work(workCtx, q) })
+			d.workers.Go(func() { d.work(workCtx, ctx, q) })
 		}
 	}
 	if q.pending >= d.cfg.QueueSize {
@@ -234,8 +247,8 @@ func (d *Dispatcher) unreserve(q *targetQueue, id string) {
 }
 
 // work sends the deliveries of one target until its queue closes or stays
-// idle for IdleTimeout.
-func (d *Dispatcher) work(ctx context.Context, q *targetQueue) {
+// idle for IdleTimeout; shutdown ends the waits of the outcome writes.
+func (d *Dispatcher) work(ctx, shutdown context.Context, q *targetQueue) {
 	idle := time.NewTimer(d.cfg.IdleTimeout)
 	defer idle.Stop()
 	for {
@@ -248,7 +261,7 @@ func (d *Dispatcher) work(ctx context.Context, q *targetQueue) {
 			stopping := d.stopping
 			d.mu.Unlock()
 			if !stopping {
-				d.claimAndDeliver(ctx, del)
+				d.claimAndDeliver(ctx, shutdown, del)
 			}
 			d.unreserve(q, del.ID)
 			idle.Reset(d.cfg.IdleTimeout)
@@ -272,7 +285,7 @@ func (d *Dispatcher) work(ctx context.Context, q *targetQueue) {
 // claimAndDeliver claims del for this attempt (another worker or replica
 // may have sent it meanwhile: then it does nothing), sends it while keeping
 // the lease alive, and records the outcome.
-func (d *Dispatcher) claimAndDeliver(ctx context.Context, del domain.Delivery) {
+func (d *Dispatcher) claimAndDeliver(ctx, shutdown context.Context, del domain.Delivery) {
 	now := d.now()
 	claimed, err := d.store.ClaimBatch(ctx, []string{del.ID}, now, now.Add(d.cfg.Lease))
 	attempt, ok := claimed[del.ID]
@@ -294,7 +307,7 @@ func (d *Dispatcher) claimAndDeliver(ctx context.Context, del domain.Delivery) {
 		close(stop)
 		<-renewed
 	}()
-	d.deliver(ctx, del)
+	d.deliver(ctx, shutdown, del)
 }
 
 // keepLease renews del's lease every third of it until stop closes.
@@ -317,7 +330,7 @@ func (d *Dispatcher) keepLease(stop <-chan struct{}, del domain.Delivery) {
 }
 
 // deliver sends one delivery and records its outcome.
-func (d *Dispatcher) deliver(ctx context.Context, del domain.Delivery) {
+func (d *Dispatcher) deliver(ctx, shutdown context.Context, del domain.Delivery) {
 	ctx, span := d.startDelivery(ctx, del)
 	defer span.End()
 	sender, ok := d.senders[del.Channel]
@@ -352,7 +365,7 @@ func (d *Dispatcher) deliver(ctx context.Context, del domain.Delivery) {
 			log.InfoContext(ctx, "notification attempt failed; retrying", slog.Time("next_attempt_at", o.NextAttemptAt), slog.String("error", o.LastError))
 		}
 	}
-	d.record(o, msgs, log)
+	d.record(shutdown, o, msgs, log)
 }
 
 // startDelivery starts the span of one delivery attempt in the trace of the
@@ -367,27 +380,26 @@ func (d *Dispatcher) startDelivery(ctx context.Context, del domain.Delivery) (co
 			attribute.String("job.id", del.JobID), attribute.Int("notification.attempt", del.Attempts)))
 }
 
-// record stores an outcome, retrying a failing database briefly. Should it
-// still fail, the lease runs out and the delivery is attempted again.
-func (d *Dispatcher) record(o domain.Outcome, msgs []*bus.Message, log *slog.Logger) {
-	policy := bus.RetryPolicy{MaxAttempts: 5, InitialBackoff: 50 * time.Millisecond, MaxBackoff: time.Second}
-	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		applied, err := d.store.Record(ctx, o, msgs)
-		cancel()
-		if err == nil {
-			if !applied {
-				log.Warn("outcome dropped: the delivery was claimed again after its lease ran out")
-			} else if d.relay != nil {
-				d.relay.Wake()
-			}
-			return
-		}
-		if attempt >= policy.MaxAttempts {
-			log.Error("record outcome failed; the delivery is retried after its lease", slog.String("error", err.Error()))
-			return
-		}
-		time.Sleep(policy.Backoff(attempt))
+// record stores an outcome, retrying a failing database briefly. Each
+// write runs to its own timeout even after shutdown began (the send
+// happened); the waits between writes end with ctx. Should the write still
+// fail, the lease runs out and the delivery is attempted again.
+func (d *Dispatcher) record(ctx context.Context, o domain.Outcome, msgs []*bus.Message, log *slog.Logger) {
+	var applied bool
+	err := retry.Do(ctx, d.cfg.RecordRetry, func(int) error {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		var err error
+		applied, err = d.store.Record(wctx, o, msgs)
+		return err
+	}, nil)
+	switch {
+	case err != nil:
+		log.Error("record outcome failed; the delivery is retried after its lease", slog.String("error", err.Error()))
+	case !applied:
+		log.Warn("outcome dropped: the delivery was claimed again after its lease ran out")
+	case d.relay != nil:
+		d.relay.Wake()
 	}
 }
 

@@ -293,3 +293,49 @@ func TestHeldDeliveryResumesAfterALease(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 2, d.Attempts, "the dead consumer's attempt, then this one")
 }
+
+// blockingSender holds each send until release closes.
+type blockingSender struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (s *blockingSender) Send(context.Context, domain.Delivery) error {
+	s.started <- struct{}{}
+	<-s.release
+	return nil
+}
+
+// TestShutdownDoesNotWaitOutRecordRetries: an outcome that cannot be
+// written at shutdown (the database is gone) is tried once more and then
+// left to its lease; the waits between record retries end with the
+// dispatcher's context instead of holding up the shutdown.
+func TestShutdownDoesNotWaitOutRecordRetries(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	addDelivery(t, st, domain.Delivery{ID: "d", EventID: "e", EventType: "job.failed", UserID: "u", JobID: "j",
+		Channel: domain.ChannelWebhook, Target: "https://hooks.example/x", SecretRef: "k", Payload: []byte(`{}`), NextAttemptAt: time.Now(), CreatedAt: time.Now()})
+	cfg := fastConfig()
+	cfg.RecordRetry = bus.RetryPolicy{MaxAttempts: 5, InitialBackoff: time.Hour, MaxBackoff: time.Hour}
+	sender := &blockingSender{started: make(chan struct{}, 1), release: make(chan struct{})}
+	d, err := app.NewDispatcher(cfg, st, map[domain.Channel]app.Sender{domain.ChannelWebhook: sender}, codec(t), nil, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+
+	select {
+	case <-sender.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the delivery was never sent")
+	}
+	cancel()
+	require.NoError(t, st.DB().Close()) // every outcome write fails from now on
+	close(sender.release)
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run still waits between record retries after shutdown")
+	}
+}

@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/auth"
+	"github.com/cosmic-horizons/fleet/libs/envconf"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
 
@@ -60,19 +60,20 @@ const (
 
 // Config is the notification-consumer's own configuration.
 type Config struct {
-	DatabaseURL   string
-	KafkaBrokers  []string
-	ConsumerGroup string
+	DatabaseURL string `env:"DATABASE_URL"`
+	// Brokers is the shared connection block (KAFKA_BROKERS, KAFKA_CLIENT_ID,
+	// KAFKA_VERSION, KAFKA_TLS_*, AMQP_URL).
+	svcruntime.Brokers
+	ConsumerGroup string `env:"KAFKA_CONSUMER_GROUP"`
 	// LifecycleTopic is consumed; default job-lifecycle (another name serves
 	// isolated tests and replays of a copy).
-	LifecycleTopic  string
-	AMQPURL         string
+	LifecycleTopic  string `env:"KAFKA_LIFECYCLE_TOPIC"`
 	SMTP            email.Config
 	Webhook         webhook.Config
 	WebhookSecrets  webhook.Secrets
 	Dispatcher      app.DispatcherConfig
-	SubjectTemplate string
-	BodyTemplate    string
+	SubjectTemplate string `env:"NOTIFY_SUBJECT_TEMPLATE"`
+	BodyTemplate    string `env:"NOTIFY_BODY_TEMPLATE"`
 	// Auth verifies the callers' bearer JWTs (AUTH_*).
 	Auth auth.Config
 }
@@ -93,78 +94,64 @@ func DefaultConfig() Config {
 func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 	c := DefaultConfig()
 	var errs []error
-	str := func(key string, dst *string) {
-		if v, ok := lookup(key); ok && v != "" {
-			*dst = v
+	if err := envconf.Load(&c, lookup); err != nil {
+		errs = append(errs, err)
+	}
+	// The adapters' and the dispatcher's settings, bound to their variables.
+	nested := struct {
+		SMTPAddr       *string        `env:"SMTP_ADDR"`
+		SMTPFrom       *string        `env:"SMTP_FROM"`
+		SMTPStartTLS   *email.TLSMode `env:"SMTP_STARTTLS"`
+		SMTPUsername   *string        `env:"SMTP_USERNAME"`
+		SMTPPassword   *string        `env:"SMTP_PASSWORD"`
+		SMTPTimeout    *time.Duration `env:"SMTP_TIMEOUT"`
+		AllowHTTP      *bool          `env:"WEBHOOK_ALLOW_HTTP"`
+		AllowPrivate   *bool          `env:"WEBHOOK_ALLOW_PRIVATE"`
+		WebhookTimeout *time.Duration `env:"WEBHOOK_TIMEOUT"`
+		WebhookRate    *float64       `env:"WEBHOOK_RATE_PER_HOST"`
+		WebhookBurst   *int           `env:"WEBHOOK_BURST"`
+		MaxAttempts    *int           `env:"DELIVERY_MAX_ATTEMPTS"`
+		BackoffInitial *time.Duration `env:"DELIVERY_BACKOFF_INITIAL"`
+		BackoffMax     *time.Duration `env:"DELIVERY_BACKOFF_MAX"`
+		Lease          *time.Duration `env:"DELIVERY_LEASE"`
+		QueueSize      *int           `env:"DELIVERY_QUEUE_SIZE"`
+		PerTarget      *int           `env:"DELIVERY_PER_TARGET_CONCURRENCY"`
+		PollInterval   *time.Duration `env:"DELIVERY_POLL_INTERVAL"`
+	}{
+		SMTPAddr: &c.SMTP.Addr, SMTPFrom: &c.SMTP.From, SMTPStartTLS: &c.SMTP.StartTLS, SMTPUsername: &c.SMTP.Username,
+		SMTPPassword: &c.SMTP.Password, SMTPTimeout: &c.SMTP.SendTimeout,
+		AllowHTTP: &c.Webhook.AllowHTTP, AllowPrivate: &c.Webhook.AllowPrivateNetworks, WebhookTimeout: &c.Webhook.Timeout,
+		WebhookRate: &c.Webhook.RatePerHost, WebhookBurst: &c.Webhook.Burst,
+		MaxAttempts: &c.Dispatcher.Retry.MaxAttempts, BackoffInitial: &c.Dispatcher.Retry.InitialBackoff,
+		BackoffMax: &c.Dispatcher.Retry.MaxBackoff, Lease: &c.Dispatcher.Lease, QueueSize: &c.Dispatcher.QueueSize,
+		PerTarget: &c.Dispatcher.PerTargetConcurrency, PollInterval: &c.Dispatcher.PollInterval,
+	}
+	if err := envconf.Load(&nested, lookup); err != nil {
+		errs = append(errs, err)
+	}
+	get := func(key string) string {
+		v, _ := lookup(key)
+		return strings.TrimSpace(v)
+	}
+	positive := func(key, what string, ok bool) {
+		if v := get(key); v != "" && !ok {
+			errs = append(errs, fmt.Errorf("%s=%q: not a positive %s", key, v, what))
 		}
 	}
-	dur := func(key string, dst *time.Duration) {
-		if v, ok := lookup(key); ok && v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil || d <= 0 {
-				errs = append(errs, fmt.Errorf("%s=%q: not a positive duration", key, v))
-				return
-			}
-			*dst = d
-		}
+	for key, d := range map[string]time.Duration{EnvSMTPTimeout: c.SMTP.SendTimeout, EnvWebhookTimeout: c.Webhook.Timeout,
+		EnvBackoffInitial: c.Dispatcher.Retry.InitialBackoff, EnvBackoffMax: c.Dispatcher.Retry.MaxBackoff,
+		EnvLease: c.Dispatcher.Lease, EnvPollInterval: c.Dispatcher.PollInterval} {
+		positive(key, "duration", d > 0)
 	}
-	integer := func(key string, dst *int) {
-		if v, ok := lookup(key); ok && v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				errs = append(errs, fmt.Errorf("%s=%q: not a positive integer", key, v))
-				return
-			}
-			*dst = n
-		}
+	for key, n := range map[string]int{EnvWebhookBurst: c.Webhook.Burst, EnvMaxAttempts: c.Dispatcher.Retry.MaxAttempts,
+		EnvQueueSize: c.Dispatcher.QueueSize, EnvPerTarget: c.Dispatcher.PerTargetConcurrency} {
+		positive(key, "integer", n > 0)
 	}
-	str(EnvDatabaseURL, &c.DatabaseURL)
-	if v, ok := lookup(EnvKafkaBrokers); ok {
-		for b := range strings.SplitSeq(v, ",") {
-			if b = strings.TrimSpace(b); b != "" {
-				c.KafkaBrokers = append(c.KafkaBrokers, b)
-			}
-		}
+	positive(EnvWebhookRate, "number", c.Webhook.RatePerHost > 0)
+	if c.Kafka.ClientID == "" {
+		c.Kafka.ClientID = Name
 	}
-	str(EnvConsumerGroup, &c.ConsumerGroup)
-	str(EnvLifecycleTopic, &c.LifecycleTopic)
-	str(EnvAMQPURL, &c.AMQPURL)
-	str(EnvSMTPAddr, &c.SMTP.Addr)
-	str(EnvSMTPFrom, &c.SMTP.From)
-	var mode string
-	str(EnvSMTPStartTLS, &mode)
-	if mode != "" {
-		c.SMTP.StartTLS = email.TLSMode(mode)
-	}
-	str(EnvSMTPUsername, &c.SMTP.Username)
-	str(EnvSMTPPassword, &c.SMTP.Password)
-	dur(EnvSMTPTimeout, &c.SMTP.SendTimeout)
-	if v, ok := lookup(EnvWebhookAllowHTTP); ok && v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: not a boolean", EnvWebhookAllowHTTP, v))
-		}
-		c.Webhook.AllowHTTP = b
-	}
-	if v, ok := lookup(EnvWebhookAllowPrivate); ok && v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: not a boolean", EnvWebhookAllowPrivate, v))
-		}
-		c.Webhook.AllowPrivateNetworks = b
-	}
-	dur(EnvWebhookTimeout, &c.Webhook.Timeout)
-	if v, ok := lookup(EnvWebhookRate); ok && v != "" {
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f <= 0 {
-			errs = append(errs, fmt.Errorf("%s=%q: not a positive number", EnvWebhookRate, v))
-		}
-		c.Webhook.RatePerHost = f
-	}
-	integer(EnvWebhookBurst, &c.Webhook.Burst)
-	var caFile string
-	str(EnvWebhookCAFile, &caFile)
-	if caFile != "" {
+	if caFile := get(EnvWebhookCAFile); caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		pool := x509.NewCertPool()
 		if err != nil || !pool.AppendCertsFromPEM(pem) {
@@ -173,7 +160,7 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 		c.Webhook.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	c.WebhookSecrets = webhook.Secrets{Lookup: lookup, EnvPrefix: WebhookSecretEnvPrefix}
-	str(EnvWebhookSecretsDir, &c.WebhookSecrets.Dir)
+	c.WebhookSecrets.Dir = get(EnvWebhookSecretsDir)
 	if v, ok := lookup(EnvWebhookOwners); ok && strings.TrimSpace(v) != "" {
 		owners := map[string][]string{}
 		if err := json.Unmarshal([]byte(v), &owners); err != nil {
@@ -181,15 +168,6 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 		}
 		c.WebhookSecrets.Owners = owners
 	}
-	integer(EnvMaxAttempts, &c.Dispatcher.Retry.MaxAttempts)
-	dur(EnvBackoffInitial, &c.Dispatcher.Retry.InitialBackoff)
-	dur(EnvBackoffMax, &c.Dispatcher.Retry.MaxBackoff)
-	dur(EnvLease, &c.Dispatcher.Lease)
-	integer(EnvQueueSize, &c.Dispatcher.QueueSize)
-	integer(EnvPerTarget, &c.Dispatcher.PerTargetConcurrency)
-	dur(EnvPollInterval, &c.Dispatcher.PollInterval)
-	str(EnvSubjectTemplate, &c.SubjectTemplate)
-	str(EnvBodyTemplate, &c.BodyTemplate)
 	authCfg, err := auth.LoadConfig(lookup)
 	if err != nil {
 		errs = append(errs, err)
@@ -207,7 +185,7 @@ func (c Config) Validate() error {
 	if c.DatabaseURL == "" {
 		errs = append(errs, fmt.Errorf("%s is empty", EnvDatabaseURL))
 	}
-	if len(c.KafkaBrokers) == 0 {
+	if len(c.Kafka.Brokers) == 0 {
 		errs = append(errs, fmt.Errorf("%s is required", EnvKafkaBrokers))
 	}
 	if c.AMQPURL == "" {

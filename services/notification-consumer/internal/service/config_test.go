@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -44,4 +45,42 @@ func TestLoadConfigDeliveryLease(t *testing.T) {
 	}
 	require.NoError(t, load("15s"), "shorter than the send timeouts: it is renewed while sending")
 	require.ErrorContains(t, load("2s"), service.EnvLease)
+}
+
+func TestLoadConfigFromEnvTags(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{"DATABASE_URL": "sqlite:" + t.TempDir() + "/n.db", "KAFKA_BROKERS": " k1:9092, k2:9092 ",
+		"KAFKA_TLS_SERVER_NAME": "kafka", "AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/", "SMTP_ADDR": "127.0.0.1:1025",
+		"AUTH_HS256_SECRET": "notification-config-test-secret-0123456789"}
+	load := func(extra map[string]string) (service.Config, error) {
+		env := map[string]string{}
+		for k, v := range base {
+			env[k] = v
+		}
+		for k, v := range extra {
+			env[k] = v
+		}
+		return service.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	}
+	cfg, err := load(map[string]string{"SMTP_PASSWORD": "pw", "SMTP_STARTTLS": "required", "WEBHOOK_ALLOW_HTTP": "true",
+		"WEBHOOK_RATE_PER_HOST": "2.5", "DELIVERY_MAX_ATTEMPTS": "4", "DELIVERY_BACKOFF_INITIAL": "2s", "DELIVERY_LEASE": "20s"})
+	require.NoError(t, err)
+	require.Equal(t, []string{"k1:9092", "k2:9092"}, cfg.Kafka.Brokers)
+	require.Equal(t, "kafka", cfg.Kafka.TLS.ServerName)
+	require.Equal(t, service.Name, cfg.Kafka.ClientID)
+	require.Equal(t, "pw", cfg.SMTP.Password)
+	require.EqualValues(t, "required", cfg.SMTP.StartTLS)
+	require.True(t, cfg.Webhook.AllowHTTP)
+	require.InDelta(t, 2.5, cfg.Webhook.RatePerHost, 0)
+	require.Equal(t, 4, cfg.Dispatcher.Retry.MaxAttempts)
+	require.Equal(t, 2*time.Second, cfg.Dispatcher.Retry.InitialBackoff)
+	require.Equal(t, 20*time.Second, cfg.Dispatcher.Lease)
+
+	for key, bad := range map[string]string{"DELIVERY_MAX_ATTEMPTS": "0", "DELIVERY_QUEUE_SIZE": "many", "SMTP_TIMEOUT": "-1s",
+		"WEBHOOK_ALLOW_PRIVATE": "perhaps", "WEBHOOK_RATE_PER_HOST": "0"} {
+		_, err := load(map[string]string{key: bad})
+		require.ErrorContains(t, err, key+"=", "%s=%s", key, bad)
+	}
+	_, err = load(map[string]string{"KAFKA_BROKERS": " "})
+	require.ErrorContains(t, err, service.EnvKafkaBrokers)
 }

@@ -69,6 +69,7 @@ func (n *notifier) prepare(ctx context.Context, deps svcruntime.Deps) ([]svcrunt
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	n.cfg = cfg
+	svcruntime.LogConfig(ctx, deps.Logger, deps.Config, cfg)
 	return svcruntime.AuthOptions(ctx, cfg.Auth, deps.Logger)
 }
 
@@ -99,11 +100,7 @@ func (n *notifier) wire(ctx context.Context, deps svcruntime.Deps) error {
 		return err
 	}
 
-	conn := kafkabus.ConnectionFromEnv()
-	conn.Brokers = cfg.KafkaBrokers
-	if conn.ClientID == "" {
-		conn.ClientID = Name
-	}
+	conn := cfg.Kafka
 	codec, schemas, err := kafkabus.NewCodec(conn, logger)
 	if err != nil {
 		return fmt.Errorf("event codec: %w", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+	"github.com/cosmic-horizons/fleet/libs/retry"
 	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/domain"
 )
 
@@ -73,23 +74,25 @@ func (c *Consumer) Consuming() bool {
 // Run consumes until ctx is done. Failures to reach Kafka are logged and
 // retried with backoff; only a configuration error ends it early.
 func (c *Consumer) Run(ctx context.Context) error {
-	for attempt := 1; ; attempt++ {
+	restart := c.cfg.Retry
+	restart.MaxAttempts = 0 // restarts go on until ctx ends
+	err := retry.Do(ctx, restart, func(int) error {
 		err := c.runOnce(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
 		var cfgErr configError
-		if errors.As(err, &cfgErr) {
-			return err
-		}
-		wait := c.cfg.Retry.Backoff(attempt)
-		c.logger.WarnContext(ctx, "job-lifecycle consumer stopped; starting again", "error", err, "retry_in", wait)
-		select {
-		case <-ctx.Done():
+		switch {
+		case ctx.Err() != nil:
 			return nil
-		case <-time.After(wait):
+		case errors.As(err, &cfgErr):
+			return retry.Permanent(err)
 		}
+		return err
+	}, func(_ int, wait time.Duration, err error) {
+		c.logger.WarnContext(ctx, "job-lifecycle consumer stopped; starting again", "error", err, "retry_in", wait)
+	})
+	if ctx.Err() != nil {
+		return nil
 	}
+	return err
 }
 
 type configError struct{ error }

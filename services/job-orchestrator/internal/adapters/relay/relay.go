@@ -37,7 +37,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -49,6 +48,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cosmic-horizons/fleet/libs/bus"
+	"github.com/cosmic-horizons/fleet/libs/retry"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/store"
 )
@@ -322,7 +322,8 @@ func (l *leg) run(ctx context.Context) {
 		})
 	}
 
-	var backoff time.Duration
+	// A failing claim backs off from BackoffMin to BackoffMax; a good one resets it.
+	pause := retry.Policy{InitialBackoff: r.cfg.BackoffMin, MaxBackoff: r.cfg.BackoffMax}.BackOff()
 	for ctx.Err() == nil {
 		wait := r.cfg.PollInterval
 		if len(queue) < r.cfg.Concurrency {
@@ -333,13 +334,12 @@ func (l *leg) run(ctx context.Context) {
 			}
 			switch {
 			case err != nil:
-				backoff = min(max(backoff*2, r.cfg.BackoffMin), r.cfg.BackoffMax)
-				wait = jitter(backoff)
+				wait = pause.NextBackOff()
 			case len(jobs) == want:
-				backoff = 0
+				pause.Reset()
 				continue // more may be waiting
 			default:
-				backoff = 0
+				pause.Reset()
 			}
 		}
 		timer := time.NewTimer(wait)
@@ -422,20 +422,21 @@ func (l *leg) markLoop(ctx context.Context, marks <-chan store.Result) {
 }
 
 // complete records results; a database that fails is tried three times,
-// after which the rows are published again once their lease ends.
+// after which the rows are published again once their lease ends. The
+// marks, and the short waits between them, outlive shutdown on purpose:
+// marking what was published spares a second publish after the lease.
 func (l *leg) complete(ctx context.Context, results []store.Result) (lost int, err error) {
 	if len(results) == 0 {
 		return 0, nil
 	}
 	r := l.r
 	ctx = context.WithoutCancel(ctx)
-	for attempt := 1; ; attempt++ {
+	pace := retry.Policy{MaxAttempts: 3, InitialBackoff: 2 * r.cfg.BackoffMin, MaxBackoff: 4 * r.cfg.BackoffMin}
+	err = retry.Do(ctx, pace, func(int) error {
+		var err error
 		lost, err = r.outbox.CompleteOutbox(ctx, l.id, r.cfg.ID, results)
-		if err == nil || attempt == 3 {
-			break
-		}
-		time.Sleep(jitter(r.cfg.BackoffMin << attempt))
-	}
+		return err
+	}, nil)
 	if err != nil {
 		r.log.ErrorContext(ctx, "relay: mark outbox rows; they are published again after their lease", "leg", l.id.String(), "rows", len(results), "error", err)
 		l.failed(err)
@@ -480,10 +481,6 @@ func (r *Relay) Check(context.Context) error {
 		return fmt.Errorf("outbox relay failing since %s: %w", r.failingFor.Format(time.RFC3339), r.lastErr)
 	}
 	return nil
-}
-
-func jitter(d time.Duration) time.Duration {
-	return d/2 + rand.N(d/2+1)
 }
 
 func (r *Relay) updateBacklog(ctx context.Context) {
@@ -580,7 +577,7 @@ func (l *leg) publishJob(ctx context.Context, rows []store.PendingEvent, mark fu
 			r.log.ErrorContext(ctx, "relay: event cannot be published; parked (job-orchestrator outbox list / retry)", "leg", l.id.String(),
 				"event_id", row.EventID, "event_type", row.EventType, "job_id", row.JobID, "seq", row.Seq, "error", err)
 		} else {
-			wait := jitter(min(r.cfg.BackoffMin<<min(row.Attempts, 20), r.cfg.BackoffMax))
+			wait := retry.Policy{InitialBackoff: r.cfg.BackoffMin, MaxBackoff: r.cfg.BackoffMax}.Backoff(row.Attempts + 1)
 			res.RetryAt = r.now().Add(wait)
 			l.failed(err)
 			r.log.WarnContext(ctx, "relay: publish failed; the job retries after its backoff", "leg", l.id.String(), "event_id", row.EventID,
