@@ -93,6 +93,7 @@ fuzz: ## run every fuzz target (event decoder, export reader, one per gRPC reque
 .PHONY: bench
 bench: up ## measure buses and consumers against the real stack; prints markdown reports
 	@$(WITH_STACK) go run ./tools/cmd/fleetbench
+	@echo; $(WITH_STACK) go run ./tools/cmd/fleetbench submit
 	@echo; echo "## Consumers and stores (go test -bench; custom metrics per line)"; echo; echo '```'
 	@$(WITH_STACK) go test -run '^$$' -bench BenchmarkRelay -benchtime 1x ./services/job-orchestrator/internal/adapters/relay/ | grep -E '^Benchmark'
 	@$(WITH_STACK) go test -run '^$$' -bench BenchmarkConsumeEndToEnd -benchtime 1x ./services/metrics-consumer/internal/service/ | grep -E '^Benchmark'
