@@ -60,6 +60,7 @@ type Store struct {
 	codec *events.Codec
 	cfg   Config
 	pg    bool
+	group groupCommit
 }
 
 var _ app.JobRepository = (*Store)(nil)
@@ -123,7 +124,9 @@ func decodeJob(doc string, version int64) (*domain.Job, error) {
 	return &j, nil
 }
 
-// Create implements app.JobRepository.
+// Create implements app.JobRepository. Concurrent Creates share one
+// transaction (group commit, see groupCommit): Create returns once the
+// transaction holding its job committed, or failed.
 func (s *Store) Create(ctx context.Context, job *domain.Job, outbox []app.OutboxRecord) error {
 	if job == nil || job.ID == "" {
 		return errors.New("create job: job without id")
@@ -138,27 +141,45 @@ func (s *Store) Create(ctx context.Context, job *domain.Job, outbox []app.Outbox
 	if err != nil {
 		return err
 	}
-	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+	req := &createReq{ctx: ctx, job: stored, doc: doc, rows: rows, done: make(chan error, 1)}
+	s.group.enqueue(s, req)
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		// The job may still be stored: a retry with the same idempotency
+		// key finds it.
+		return dbErr("create job "+job.ID, ctx.Err())
+	}
+}
+
+// createOne stores the job of req in a transaction of its own.
+func (s *Store) createOne(req *createReq) error {
+	ctx, stored, rows := req.ctx, req.job, req.rows
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO jobs
 			(id, owner, idempotency_key, status, tacc_system, created_at, updated_at, version, doc)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			stored.ID, stored.Owner, stored.IdempotencyKey, string(stored.Status), stored.Spec.System,
-			nanos(stored.CreatedAt), nanos(stored.UpdatedAt), stored.Version, doc); err != nil {
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`), jobArgs(stored, req.doc)...); err != nil {
 			return err
 		}
 		return s.appendOutbox(ctx, tx, stored.ID, 0, rows)
 	})
 	if err != nil {
 		if sqlstore.IsUniqueViolation(err) {
-			if _, gerr := s.GetByIdempotencyKey(ctx, job.Owner, job.IdempotencyKey); gerr == nil {
-				return fmt.Errorf("create job %s: %w", job.ID, app.ErrDuplicateIdempotencyKey)
+			if _, gerr := s.GetByIdempotencyKey(ctx, stored.Owner, stored.IdempotencyKey); gerr == nil {
+				return fmt.Errorf("create job %s: %w", stored.ID, app.ErrDuplicateIdempotencyKey)
 			}
-			return fmt.Errorf("create job %s: job id or event id already stored: %w", job.ID, err)
+			return fmt.Errorf("create job %s: job id or event id already stored: %w", stored.ID, err)
 		}
-		return dbErr("create job "+job.ID, err)
+		return dbErr("create job "+stored.ID, err)
 	}
 	s.committed(rows)
 	return nil
+}
+
+func jobArgs(j *domain.Job, doc string) []any {
+	return []any{j.ID, j.Owner, j.IdempotencyKey, string(j.Status), j.Spec.System,
+		nanos(j.CreatedAt), nanos(j.UpdatedAt), j.Version, doc}
 }
 
 const jobColumns = "doc, version"
