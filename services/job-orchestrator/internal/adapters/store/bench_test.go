@@ -36,4 +36,3 @@ func BenchmarkCreateConcurrent(b *testing.B) {
 		})
 	}
 }
-
