@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -12,29 +13,36 @@ import (
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
 )
 
-// Group commit of Create: concurrent submissions share one transaction, so
-// one commit (one WAL write on SQLite, one fsync and a handful of round
-// trips on PostgreSQL) serves many jobs instead of one.
+// Group commit of Create and Transition: concurrent writes share one
+// transaction, so one commit (one WAL write on SQLite, one fsync and a
+// handful of round trips on PostgreSQL) serves many jobs instead of one.
 //
-// A Create queues its request and waits. A committer goroutine, started
-// by a request that finds fewer than committers() running and ending when
-// the queue is empty, takes up to maxGroupCommit queued requests at a time and writes them in
-// one transaction: the jobs with one multi-row INSERT ... ON CONFLICT
-// (owner, idempotency_key) DO NOTHING RETURNING id, then their outbox rows.
+// A Create or Transition queues its request and waits. A committer
+// goroutine, started by a request that finds fewer than committers()
+// running and ending when the queue is empty, takes up to maxGroupCommit
+// queued requests at a time and writes them in one transaction: the new
+// jobs with one multi-row INSERT ... ON CONFLICT (owner, idempotency_key)
+// DO NOTHING RETURNING id and their outbox rows, then each transition as
+// Transition alone would (row lock, version check, mutate, update, outbox).
 // A request is answered only after that transaction committed (or failed):
-// a Create that returned nil is committed. While one batch is written the
-// next one gathers, so batches grow with the load and a lone request waits
-// for no timer.
+// a call that returned without error is committed. While one batch is
+// written the next one gathers, so batches grow with the load and a lone
+// request waits for no timer; a batch is bounded, so no transaction holds
+// the database for long.
 //
 // Idempotency keys: a job whose (owner, key) is already stored is not
-// inserted, and its request gets ErrDuplicateIdempotencyKey. Two requests of
+// inserted, and its request gets ErrDuplicateIdempotencyKey. Two Creates of
 // one batch with the same (owner, key) or job id are not written together:
 // the later one is written after the batch, alone, and so finds the first.
+// Transitions of one job in one batch apply in queue order, each seeing the
+// one before.
 //
-// Failure isolation: when the batch transaction fails (a job id or event id
-// already stored, a value the database refuses), nothing of it is kept and
-// each of its requests is written again in a transaction of its own, so
-// only the bad request fails.
+// Failure isolation: a transition refused for its own reason (version
+// conflict, unknown job, mutate's error) writes nothing and fails alone
+// inside the batch. When the batch transaction itself fails (a job id or
+// event id already stored, a value the database refuses), nothing of it is
+// kept and each of its requests is written again in a transaction of its
+// own, so only the bad request fails.
 const (
 	maxGroupCommit = 128
 	// groupCommitTimeout bounds one batch transaction; the requests' own
@@ -46,19 +54,31 @@ const (
 	outboxPerInsert = 200
 )
 
-// createReq is one queued Create.
-type createReq struct {
+// groupReq is one queued Create (job set) or Transition (tr set).
+type groupReq struct {
 	ctx  context.Context
-	job  *domain.Job // as stored: Version 1
+	done chan error // buffered: the committer never blocks on it
+
+	// Create: the job as stored (Version 1), its document and outbox rows.
+	job  *domain.Job
 	doc  string
 	rows []outboxRow
-	done chan error // buffered: the committer never blocks on it
+
+	tr *transitionReq
+}
+
+// transitionReq is a queued Transition; stored is its result.
+type transitionReq struct {
+	id       string
+	expected int64
+	mutate   func(*domain.Job) ([]app.OutboxRecord, error)
+	stored   *domain.Job
 }
 
 // groupCommit is the queue of Creates waiting for a committer.
 type groupCommit struct {
 	mu      sync.Mutex
-	pending []*createReq
+	pending []*groupReq
 	running int
 }
 
@@ -72,7 +92,7 @@ func (s *Store) committers() int {
 	return 1
 }
 
-func (g *groupCommit) enqueue(s *Store, r *createReq) {
+func (g *groupCommit) enqueue(s *Store, r *groupReq) {
 	g.mu.Lock()
 	g.pending = append(g.pending, r)
 	start := g.running < s.committers()
@@ -98,7 +118,7 @@ func (g *groupCommit) commitLoop(s *Store) {
 			g.mu.Unlock()
 			return
 		}
-		batch := make([]*createReq, n)
+		batch := make([]*groupReq, n)
 		copy(batch, g.pending)
 		g.pending = g.pending[n:]
 		g.mu.Unlock()
@@ -107,16 +127,20 @@ func (g *groupCommit) commitLoop(s *Store) {
 }
 
 // commitBatch writes batch in one transaction and answers every request.
-func (s *Store) commitBatch(batch []*createReq) {
+func (s *Store) commitBatch(batch []*groupReq) {
 	type ownerKey struct{ owner, key string }
 	var (
-		write, alone []*createReq
-		keys         = make(map[ownerKey]bool, len(batch))
-		ids          = make(map[string]bool, len(batch))
+		creates, transitions, alone []*groupReq
+		keys                        = make(map[ownerKey]bool, len(batch))
+		ids                         = make(map[string]bool, len(batch))
 	)
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {
-			r.done <- dbErr("create job "+r.job.ID, err)
+			r.done <- dbErr("write job", err)
+			continue
+		}
+		if r.tr != nil {
+			transitions = append(transitions, r)
 			continue
 		}
 		k := ownerKey{r.job.Owner, r.job.IdempotencyKey}
@@ -125,48 +149,76 @@ func (s *Store) commitBatch(batch []*createReq) {
 			continue
 		}
 		keys[k], ids[r.job.ID] = true, true
-		write = append(write, r)
+		creates = append(creates, r)
 	}
-	if len(write) == 1 {
-		alone = append(write, alone...)
-		write = nil
+	if len(creates)+len(transitions) == 1 {
+		alone = append(append(creates, transitions...), alone...)
+		creates, transitions = nil, nil
 	}
-	if len(write) > 0 {
+	if len(creates)+len(transitions) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), groupCommitTimeout)
-		inserted, err := s.writeBatch(ctx, write)
+		inserted, results, err := s.writeBatch(ctx, creates, transitions)
 		cancel()
 		if err != nil {
 			// Some request may be bad: each alone, so that only it fails.
-			alone = append(write, alone...)
+			alone = append(append(creates, transitions...), alone...)
 		} else {
 			var rows []outboxRow
-			for _, r := range write {
+			for _, r := range creates {
 				if inserted[r.job.ID] {
 					rows = append(rows, r.rows...)
 				}
 			}
+			for _, res := range results {
+				rows = append(rows, res.rows...)
+			}
 			s.committed(rows)
-			for _, r := range write {
+			for _, r := range creates {
 				if inserted[r.job.ID] {
 					r.done <- nil
 				} else {
 					r.done <- fmt.Errorf("create job %s: %w", r.job.ID, app.ErrDuplicateIdempotencyKey)
 				}
 			}
+			for i, r := range transitions {
+				if res := results[i]; res.err != nil {
+					r.done <- dbErr("transition job "+r.tr.id, res.err)
+				} else {
+					r.tr.stored = res.stored
+					r.done <- nil
+				}
+			}
 		}
 	}
 	for _, r := range alone {
-		r.done <- s.createOne(r)
+		if r.tr != nil {
+			r.done <- s.transitionOne(r)
+		} else {
+			r.done <- s.createOne(r)
+		}
 	}
 }
 
+// transitionResult is what one transition of a batch did: stored and rows,
+// or err (a *passthrough: refused, nothing written).
+type transitionResult struct {
+	stored *domain.Job
+	rows   []outboxRow
+	err    error
+}
+
 // writeBatch inserts the jobs of reqs whose (owner, idempotency key) is not
-// stored yet, and their outbox rows, in one transaction. It returns the ids
-// of the jobs inserted.
-func (s *Store) writeBatch(ctx context.Context, reqs []*createReq) (map[string]bool, error) {
-	var inserted map[string]bool
+// stored yet, and their outbox rows, then applies transitions in order, in
+// one transaction. It returns the ids of the jobs inserted and the result
+// of each transition.
+func (s *Store) writeBatch(ctx context.Context, reqs, transitions []*groupReq) (map[string]bool, []transitionResult, error) {
+	var (
+		inserted map[string]bool
+		results  []transitionResult
+	)
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		inserted = make(map[string]bool, len(reqs))
+		results = make([]transitionResult, len(transitions))
 		for lo := 0; lo < len(reqs); lo += jobsPerInsert {
 			chunk := reqs[lo:min(lo+jobsPerInsert, len(reqs))]
 			args := make([]any, 0, 9*len(chunk))
@@ -234,9 +286,21 @@ func (s *Store) writeBatch(ctx context.Context, reqs []*createReq) (map[string]b
 				return err
 			}
 		}
+		for i, r := range transitions {
+			stored, rows, err := s.transitionInTx(ctx, r.ctx, tx, r.tr)
+			var p *passthrough
+			switch {
+			case errors.As(err, &p):
+				results[i] = transitionResult{err: err}
+			case err != nil:
+				return err
+			default:
+				results[i] = transitionResult{stored: stored, rows: rows}
+			}
+		}
 		return nil
 	})
-	return inserted, err
+	return inserted, results, err
 }
 
 // tuples returns n parenthesised groups of cols placeholders, comma separated.

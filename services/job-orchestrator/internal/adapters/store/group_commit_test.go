@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -27,6 +28,7 @@ func TestGroupCommitContract(t *testing.T) {
 		{name: "duplicate keys in one burst make one job per key", run: testBurstDuplicateKeys},
 		{name: "a bad request fails alone", run: testBurstBadRequestFailsAlone},
 		{name: "a Create that returned nil is readable from a new connection", run: testCreatedIsCommitted},
+		{name: "transitions in one burst: each refused or bad one fails alone", run: testBurstTransitions},
 	}
 	for _, d := range sqlstoretest.Databases(t) {
 		t.Run(d.Name, func(t *testing.T) {
@@ -165,4 +167,76 @@ func testCreatedIsCommitted(t *testing.T, url string) {
 	for _, err := range errs {
 		require.NoError(t, err)
 	}
+}
+
+func testBurstTransitions(t *testing.T, url string) {
+	db := open(t, url)
+	s := newStore(t, db, store.Config{})
+	check := open(t, url)
+	ctx := context.Background()
+	const n = 40
+	var stored []app.OutboxRecord
+	for i := range n {
+		j := newJob(fmt.Sprintf("job-%02d", i), "dave", fmt.Sprintf("key-%d", i), domain.SystemFrontera, t0)
+		out := lifecycle(t, j, 1)
+		require.NoError(t, s.Create(ctx, j, out))
+		stored = append(stored, out...)
+	}
+	errMutate := errors.New("refused by mutate")
+	errs := burst(n, func(i int) error {
+		id, version := fmt.Sprintf("job-%02d", i), int64(1)
+		switch i {
+		case 5:
+			version = 7
+		case 17:
+			id = "job-missing"
+		}
+		got, err := s.Transition(ctx, id, version, func(cur *domain.Job) ([]app.OutboxRecord, error) {
+			if i == 11 {
+				return nil, errMutate
+			}
+			cur.Spec.Tags = append(cur.Spec.Tags, "moved")
+			out := lifecycle(t, cur, 2)
+			if i == 23 {
+				out[1] = stored[0] // an event id already stored
+			}
+			return out, nil
+		})
+		if err != nil {
+			return err
+		}
+		if got.Version != 2 {
+			return fmt.Errorf("job %s: returned version %d", id, got.Version)
+		}
+		var version2, events int
+		if err := check.QueryRowContext(ctx, check.Rebind("SELECT COUNT(*) FROM jobs WHERE id = ? AND version = 2"), id).Scan(&version2); err != nil {
+			return err
+		}
+		if err := check.QueryRowContext(ctx, check.Rebind("SELECT COUNT(*) FROM outbox WHERE job_id = ?"), id).Scan(&events); err != nil {
+			return err
+		}
+		if version2 != 1 || events != 4 {
+			return fmt.Errorf("job %s transitioned but a new connection reads version 2: %d, outbox rows %d", id, version2, events)
+		}
+		return nil
+	})
+	for i, err := range errs {
+		switch i {
+		case 5:
+			require.ErrorIs(t, err, app.ErrVersionConflict)
+		case 11:
+			require.ErrorIs(t, err, errMutate)
+		case 17:
+			require.ErrorIs(t, err, domain.ErrNotFound)
+		case 23:
+			require.Error(t, err)
+			require.NotErrorIs(t, err, app.ErrVersionConflict)
+		default:
+			require.NoError(t, err, "transition %d", i)
+		}
+	}
+	// job-17 was not asked to move (its request named a missing job).
+	require.EqualValues(t, n-4, count(t, check, "SELECT COUNT(*) FROM jobs WHERE version = 2"))
+	require.EqualValues(t, 0, count(t, check, "SELECT COUNT(*) FROM jobs WHERE version = 2 AND id IN ('job-05', 'job-11', 'job-17', 'job-23')"))
+	require.EqualValues(t, 2*n+2*(n-4), count(t, check, "SELECT COUNT(*) FROM outbox"), "the refused and the bad transitions wrote no event")
 }
