@@ -133,7 +133,11 @@ type PassResult struct {
 }
 
 // Run makes passes until ctx is done, pausing Interval between them (more
-// after failures, with jitter), or less when the App is kicked.
+// after failures, with jitter), or less when the App is kicked. A pass that
+// handed jobs to the scheduler or recorded transitions without failing is
+// followed by the next one at once, so that a backlog (a burst of
+// submissions, many jobs ending together) is worked off at the rate the
+// database and the scheduler allow rather than Batch jobs per Interval.
 func (r *Reconciler) Run(ctx context.Context) error {
 	delay := r.cfg.Interval
 	for {
@@ -142,6 +146,12 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			delay = min(delay*2, r.cfg.MaxInterval)
 		} else {
 			delay = r.cfg.Interval
+			if res.Dispatched+res.Applied > 0 {
+				if ctx.Err() != nil {
+					return nil
+				}
+				continue
+			}
 		}
 		timer := time.NewTimer(r.jittered(delay))
 		select {
