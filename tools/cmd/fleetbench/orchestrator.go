@@ -234,3 +234,17 @@ func tail(path string) string {
 func osMkdirTemp() (string, error) { return os.MkdirTemp("", "fleetbench-") }
 
 func removeAll(dir string) { _ = os.RemoveAll(dir) }
+
+// loadAverage is the machine's 1, 5 and 15 minute load averages, which say
+// how much of it the measurement had.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}

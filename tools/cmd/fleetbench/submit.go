@@ -209,8 +209,9 @@ func benchSpec(script string) *jobpb.JobSpec {
 
 func writeSubmitReport(w io.Writer, o submitOptions, results []submitResult) {
 	fmt.Fprintf(w, "# SubmitJob through the orchestrator's gRPC server\n\n")
-	fmt.Fprintf(w, "%s · %s/%s · %d CPUs · %d concurrent clients on one connection · %d calls each · unique idempotency keys · local backend · HS256 JWT on every call · tracing off\n\n",
-		time.Now().UTC().Format(time.RFC3339), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), o.clients, o.calls)
+	fmt.Fprintf(w, "%s · %s/%s · %d CPUs · load average %s · %d concurrent clients on one connection · %d calls each · unique idempotency keys · HS256 JWT on every call · tracing off\n\n",
+		time.Now().UTC().Format(time.RFC3339), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), loadAverage(), o.clients, o.calls)
+	fmt.Fprintf(w, "The server is the whole orchestrator: while the calls run, its reconciler hands the new jobs to the local backend, which runs them, and its relay publishes their events to Kafka and RabbitMQ. Check runs first, on the same server under the same clients.\n\n")
 	fmt.Fprintf(w, "| database | call | calls/s | errors | P50 | P95 | P99 | target | |\n|---|---|---:|---:|---:|---:|---:|---|---|\n")
 	for _, r := range results {
 		target := targetSubmitPostgres

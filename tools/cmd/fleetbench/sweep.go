@@ -230,8 +230,8 @@ func (r *sweepResult) write(w io.Writer, o sweepOptions) {
 	}
 	span := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
 	fmt.Fprintf(w, "# Sweep: %d short jobs on the local backend (%s)\n\n", len(r.jobs), o.database)
-	fmt.Fprintf(w, "%s · %s/%s · %d CPUs · %d submitting clients · LOCAL_MAX_JOBS %s · outcome %v\n\n",
-		time.Now().UTC().Format(time.RFC3339), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), o.clients, localMax(o.localMax), statuses)
+	fmt.Fprintf(w, "%s · %s/%s · %d CPUs · load average %s · %d submitting clients · LOCAL_MAX_JOBS %s · outcome %v\n\n",
+		time.Now().UTC().Format(time.RFC3339), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), loadAverage(), o.clients, localMax(o.localMax), statuses)
 	fmt.Fprintf(w, "| phase | measured from → to | span | jobs/s | per job P50 | per job P99 | target |\n|---|---|---:|---:|---:|---:|---|\n")
 	fmt.Fprintf(w, "| submit | first SubmitJob call → last reply | %s | %s | %s | %s | – |\n",
 		span(r.lastReply.Sub(r.firstCall)), rate(r.lastReply.Sub(r.firstCall)), ms(r.submit.lat.percentile(50)), ms(r.submit.lat.percentile(99)))
