@@ -104,9 +104,14 @@ FUZZ_SHORT ?= 300x
 fuzz: ## run every fuzz target (event decoder, export reader, one per gRPC request type) for FUZZTIME each (default 60s)
 	@FUZZ_MINIMIZE=$${FUZZ_MINIMIZE:-10s} tools/fuzz.sh $${FUZZTIME:-60s}
 
+# Jobs in the sweep of `make bench` (each runs as a local process).
+SWEEP_JOBS ?= 10000
+
 .PHONY: bench
 bench: up ## measure buses and consumers against the real stack; prints markdown reports
 	@$(WITH_STACK) go run ./tools/cmd/fleetbench
+	@echo; $(WITH_STACK) go run ./tools/cmd/fleetbench submit
+	@echo; $(WITH_STACK) go run ./tools/cmd/fleetbench sweep -jobs $(SWEEP_JOBS)
 	@echo; echo "## Consumers and stores (go test -bench; custom metrics per line)"; echo; echo '```'
 	@$(WITH_STACK) go test -run '^$$' -bench BenchmarkRelay -benchtime 1x ./services/job-orchestrator/internal/adapters/relay/ | grep -E '^Benchmark'
 	@$(WITH_STACK) go test -run '^$$' -bench BenchmarkConsumeEndToEnd -benchtime 1x ./services/metrics-consumer/internal/service/ | grep -E '^Benchmark'

@@ -50,12 +50,12 @@ func benchKafka(ctx context.Context, env environment, o options, logger *slog.Lo
 	payload := letters(o.recordSize)
 
 	progress("Kafka throughput: ProducerPerformance with its default batching, %d records of %d B", o.records, o.recordSize)
-	r.perfTool, err = runProducerPerformance(ctx, env, throughputTopic, o)
+	r.perfTool, err = runProducerPerformance(ctx, env, throughputTopic, o, o.records, -1)
 	if err != nil {
 		return err
 	}
 	progress("Kafka throughput: ProducerPerformance with 256 KiB batches, %d records of %d B", o.records, o.recordSize)
-	r.perfToolTuned, err = runProducerPerformance(ctx, env, throughputTopic, o, "batch.size=262144", "linger.ms=5")
+	r.perfToolTuned, err = runProducerPerformance(ctx, env, throughputTopic, o, o.records, -1, "batch.size=262144", "linger.ms=5")
 	if err != nil {
 		return err
 	}
@@ -65,6 +65,13 @@ func benchKafka(ctx context.Context, env environment, o options, logger *slog.Lo
 		return err
 	}
 
+	// The peer of the call → ack latency: Kafka's own producer at the same
+	// rate on the same broker, just before.
+	progress("Kafka latency: ProducerPerformance at %d msg/s for %s", o.rate, o.duration)
+	perfRecords := o.rate * int(o.duration/time.Second)
+	if r.perfToolAtRate, err = runProducerPerformance(ctx, env, throughputTopic, o, max(perfRecords, o.rate), o.rate); err != nil {
+		return err
+	}
 	progress("Kafka latency: %d msg/s for %s through a consumer group", o.rate, o.duration)
 	r.kafkaAck, r.kafkaEndToEnd, err = kafkaLatency(ctx, conn, producer, latencyTopic, payload, o, logger)
 	return err
@@ -90,19 +97,19 @@ type throughput struct {
 	records       int
 	recordsPerSec float64
 	mbPerSec      float64
-	p99           time.Duration // per-record send latency, as the tool reports it
+	p50, p95, p99 time.Duration // per-record send latency, as the tool reports it (whole ms)
 }
 
-var perfSummary = regexp.MustCompile(`(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\).* (\d+) ms 99th`)
+var perfSummary = regexp.MustCompile(`(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\).* (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th`)
 
 // runProducerPerformance runs Kafka's own producer benchmark with the same
 // record size, acks, idempotence and compression as the fleet's producer;
 // extraProps override its other producer settings.
-func runProducerPerformance(ctx context.Context, env environment, topic string, o options, extraProps ...string) (throughput, error) {
+func runProducerPerformance(ctx context.Context, env environment, topic string, o options, records, rate int, extraProps ...string) (throughput, error) {
 	args := []string{"-Xmx512m", "-cp", env.kafkaClasspath,
 		"org.apache.kafka.tools.ProducerPerformance",
-		"--topic", topic, "--num-records", strconv.Itoa(o.records), "--record-size", strconv.Itoa(o.recordSize),
-		"--throughput", "-1",
+		"--topic", topic, "--num-records", strconv.Itoa(records), "--record-size", strconv.Itoa(o.recordSize),
+		"--throughput", strconv.Itoa(rate),
 		"--producer-props", "bootstrap.servers=" + strings.Join(env.brokers, ","), "acks=all",
 		"enable.idempotence=true", "compression.type=" + compression}
 	cmd := exec.CommandContext(ctx, "java", append(args, extraProps...)...)
@@ -124,8 +131,11 @@ func runProducerPerformance(ctx context.Context, env environment, topic string, 
 	n, _ := strconv.Atoi(last[1])
 	rps, _ := strconv.ParseFloat(last[2], 64)
 	mbps, _ := strconv.ParseFloat(last[3], 64)
-	p99, _ := strconv.Atoi(last[4])
-	return throughput{records: n, recordsPerSec: rps, mbPerSec: mbps, p99: time.Duration(p99) * time.Millisecond}, nil
+	p50, _ := strconv.Atoi(last[4])
+	p95, _ := strconv.Atoi(last[5])
+	p99, _ := strconv.Atoi(last[6])
+	return throughput{records: n, recordsPerSec: rps, mbPerSec: mbps,
+		p50: time.Duration(p50) * time.Millisecond, p95: time.Duration(p95) * time.Millisecond, p99: time.Duration(p99) * time.Millisecond}, nil
 }
 
 // busThroughput sends records as fast as the producer takes them, keyed by

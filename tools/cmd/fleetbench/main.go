@@ -11,6 +11,15 @@
 //     latency, at a fixed rate.
 //
 // It reads KAFKA_BROKERS, AMQP_URL and KAFKA_CLASSPATH (`tools/stack/stack.sh env`).
+//
+// Subcommands measure the job-orchestrator through its real gRPC server,
+// started from its binary on a fresh database:
+//
+//   - fleetbench submit: SubmitJob with N concurrent clients on SQLite and
+//     PostgreSQL, next to grpc.health.v1 Check under the same load;
+//   - fleetbench sweep: N short jobs on the local backend from the first
+//     SubmitJob to the last COMPLETED, split into submit, dispatch, run and
+//     record.
 package main
 
 import (
@@ -46,6 +55,14 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "submit":
+			return runSubmit(ctx, args[1:], stdout, stderr)
+		case "sweep":
+			return runSweep(ctx, args[1:], stdout, stderr)
+		}
+	}
 	fs := flag.NewFlagSet("fleetbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options

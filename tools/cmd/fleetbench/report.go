@@ -20,6 +20,7 @@ type report struct {
 	started time.Time
 
 	perfTool, perfToolTuned, busThroughput throughput
+	perfToolAtRate                         throughput
 	kafkaAck, kafkaEndToEnd                latencies
 	amqpConfirm                            latencies
 	amqpEndToEnd                           latencies
@@ -51,6 +52,8 @@ func (r *report) write(w io.Writer) {
 			ms(target), verdict(l.percentile(99) <= target))
 	}
 	row("Kafka publish (call → ack)", r.kafkaAck, targetPublishP99)
+	fmt.Fprintf(w, "| peer: Kafka ProducerPerformance at %.0f/s (send → ack, Java, whole ms) | %d | %s | %s | %s | – | – | |\n",
+		r.perfToolAtRate.recordsPerSec, r.perfToolAtRate.records, ms(r.perfToolAtRate.p50), ms(r.perfToolAtRate.p95), ms(r.perfToolAtRate.p99))
 	row("Kafka publish → handler (consumer group)", r.kafkaEndToEnd, targetKafkaE2EP99)
 	row("AMQP publish → handler (confirms, manual ack)", r.amqpEndToEnd, targetAMQPE2EP99)
 	fmt.Fprintf(w, "| AMQP publish → confirm | %d | %s | %s | %s | %s | – | |\n", len(r.amqpConfirm),

@@ -443,3 +443,46 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// readCounter counts the reads of a repository.
+type readCounter struct {
+	*apptest.MemRepo
+	reads atomic.Int64
+}
+
+func (r *readCounter) Get(ctx context.Context, id string) (*domain.Job, error) {
+	r.reads.Add(1)
+	return r.MemRepo.Get(ctx, id)
+}
+
+func (r *readCounter) GetByIdempotencyKey(ctx context.Context, owner, key string) (*domain.Job, error) {
+	r.reads.Add(1)
+	return r.MemRepo.GetByIdempotencyKey(ctx, owner, key)
+}
+
+// A new submission is one write and no read: the key is checked by the
+// write itself, and the stored job is what SubmitJob built. A retry reads
+// the first job once.
+func TestSubmitJobNewKeyReadsNothing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	repo := &readCounter{MemRepo: f.repo}
+	cfg := app.DefaultConfig()
+	cfg.PageTokenKey = telemetry.Secret("0123456789abcdef0123456789abcdef")
+	a, err := app.New(cfg, app.Deps{Repo: repo, Scheduler: f.sched, Catalogue: domain.DefaultCatalogue(), Logger: slogDiscard(), Now: f.clock.Now})
+	require.NoError(t, err)
+
+	j, replayed, err := a.SubmitJob(context.Background(), alice, app.SubmitInput{IdempotencyKey: "k1", Spec: spec()})
+	require.NoError(t, err)
+	require.False(t, replayed)
+	require.Zero(t, repo.reads.Load(), "no read for a new key")
+	stored, err := f.repo.Get(context.Background(), j.ID)
+	require.NoError(t, err)
+	require.Equal(t, stored, j, "the job returned is the job stored")
+
+	again, replayed, err := a.SubmitJob(context.Background(), alice, app.SubmitInput{IdempotencyKey: "k1", Spec: spec()})
+	require.NoError(t, err)
+	require.True(t, replayed)
+	require.Equal(t, stored, again)
+	require.EqualValues(t, 1, repo.reads.Load(), "a retry reads the first job once")
+}

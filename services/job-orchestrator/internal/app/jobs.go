@@ -47,10 +47,8 @@ func (a *App) SubmitJob(ctx context.Context, actor Actor, in SubmitInput) (job *
 	}
 
 	hash := requestHash(spec, in.ResubmittedFrom)
-	if j, ok, err := a.replay(ctx, actor, in.IdempotencyKey, hash); err != nil || ok {
-		return j, ok, err
-	}
-
+	// No look-up of the key first: Create refuses a stored (user, key) with
+	// ErrDuplicateIdempotencyKey, and only then is the first job read.
 	now := a.now()
 	cost := a.cfg.Rates.Estimate(spec.Resources, spec.Resources.Walltime)
 	j := domain.NewJob(a.newID(), actor.UserID, spec, in.IdempotencyKey, a.correlationID(ctx, nil), cost, now)
@@ -68,17 +66,18 @@ func (a *App) SubmitJob(ctx context.Context, actor Actor, in SubmitInput) (job *
 	}
 	if err := a.repo.Create(ctx, j, out); err != nil {
 		if errors.Is(err, ErrDuplicateIdempotencyKey) {
-			// A concurrent retry won the race: answer as a replay.
+			// A retry, or a concurrent one that won the race: answer as a
+			// replay.
 			if j, ok, rerr := a.replay(ctx, actor, in.IdempotencyKey, hash); rerr != nil || ok {
 				return j, ok, rerr
 			}
 		}
 		return nil, false, fmt.Errorf("submit job: %w", err)
 	}
-	stored, err := a.repo.Get(ctx, j.ID)
-	if err != nil {
-		return nil, false, fmt.Errorf("submit job: read back %s: %w", j.ID, err)
-	}
+	// Create stored exactly j at version 1 (the JobRepository contract): no
+	// need to read it back.
+	stored := j
+	stored.Version = 1
 	a.log.InfoContext(ctx, "job submitted", "job_id", j.ID, "user_id", actor.UserID,
 		"tacc_system", spec.System, "partition", spec.Partition, "agent", string(spec.Agent))
 	a.changed(stored)

@@ -466,3 +466,38 @@ func TestReconcilerRecordsSchedulerDetailOfWaitingJob(t *testing.T) {
 	f.rec.Pass(ctx)
 	require.Empty(t, f.job(t, j.ID).SchedulerDetail)
 }
+
+// A backlog larger than one pass is worked off pass after pass, not one
+// pass per Interval: with an hour's interval and a batch of 5, 40 jobs
+// still reach the scheduler at once.
+func TestReconcilerWorksOffABacklogWithoutWaiting(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	cfg := app.DefaultReconcilerConfig()
+	cfg.Interval, cfg.MaxInterval, cfg.Jitter, cfg.Batch = time.Hour, time.Hour, 0, 5
+	rec, err := app.NewReconciler(f.app, cfg, slogDiscard())
+	require.NoError(t, err)
+	const n = 40
+	for i := range n {
+		f.submit(t, alice, fmt.Sprintf("backlog-%d", i))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rec.Run(ctx) }()
+	defer func() {
+		cancel()
+		require.NoError(t, <-done)
+	}()
+	require.Eventually(t, func() bool {
+		jobs, err := f.repo.ListActive(context.Background(), 1000)
+		if err != nil {
+			return false
+		}
+		for _, j := range jobs {
+			if j.Status == domain.StatusSubmitted {
+				return false
+			}
+		}
+		return len(jobs) == n
+	}, 10*time.Second, 10*time.Millisecond, "every job dispatched within one Interval")
+}

@@ -60,6 +60,7 @@ type Store struct {
 	codec *events.Codec
 	cfg   Config
 	pg    bool
+	group groupCommit
 }
 
 var _ app.JobRepository = (*Store)(nil)
@@ -123,7 +124,9 @@ func decodeJob(doc string, version int64) (*domain.Job, error) {
 	return &j, nil
 }
 
-// Create implements app.JobRepository.
+// Create implements app.JobRepository. Concurrent Creates share one
+// transaction (group commit, see groupCommit): Create returns once the
+// transaction holding its job committed, or failed.
 func (s *Store) Create(ctx context.Context, job *domain.Job, outbox []app.OutboxRecord) error {
 	if job == nil || job.ID == "" {
 		return errors.New("create job: job without id")
@@ -138,12 +141,25 @@ func (s *Store) Create(ctx context.Context, job *domain.Job, outbox []app.Outbox
 	if err != nil {
 		return err
 	}
-	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+	req := &groupReq{ctx: ctx, done: make(chan error, 1), job: stored, doc: doc, rows: rows}
+	s.group.enqueue(s, req)
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		// The job may still be stored: a retry with the same idempotency
+		// key finds it.
+		return dbErr("create job "+job.ID, ctx.Err())
+	}
+}
+
+// createOne stores the job of req in a transaction of its own.
+func (s *Store) createOne(req *groupReq) error {
+	ctx, stored, rows := req.ctx, req.job, req.rows
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO jobs
 			(id, owner, idempotency_key, status, tacc_system, created_at, updated_at, version, doc, resubmitted_from)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			stored.ID, stored.Owner, stored.IdempotencyKey, string(stored.Status), stored.Spec.System,
-			nanos(stored.CreatedAt), nanos(stored.UpdatedAt), stored.Version, doc, nullable(stored.ResubmittedFrom)); err != nil {
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`), jobArgs(stored, req.doc)...); err != nil {
 			return err
 		}
 		if err := s.insertTags(ctx, tx, stored); err != nil {
@@ -153,15 +169,20 @@ func (s *Store) Create(ctx context.Context, job *domain.Job, outbox []app.Outbox
 	})
 	if err != nil {
 		if sqlstore.IsUniqueViolation(err) {
-			if _, gerr := s.GetByIdempotencyKey(ctx, job.Owner, job.IdempotencyKey); gerr == nil {
-				return fmt.Errorf("create job %s: %w", job.ID, app.ErrDuplicateIdempotencyKey)
+			if _, gerr := s.GetByIdempotencyKey(ctx, stored.Owner, stored.IdempotencyKey); gerr == nil {
+				return fmt.Errorf("create job %s: %w", stored.ID, app.ErrDuplicateIdempotencyKey)
 			}
-			return fmt.Errorf("create job %s: job id or event id already stored: %w", job.ID, err)
+			return fmt.Errorf("create job %s: job id or event id already stored: %w", stored.ID, err)
 		}
-		return dbErr("create job "+job.ID, err)
+		return dbErr("create job "+stored.ID, err)
 	}
 	s.committed(rows)
 	return nil
+}
+
+func jobArgs(j *domain.Job, doc string) []any {
+	return []any{j.ID, j.Owner, j.IdempotencyKey, string(j.Status), j.Spec.System,
+		nanos(j.CreatedAt), nanos(j.UpdatedAt), j.Version, doc, nullable(j.ResubmittedFrom)}
 }
 
 const jobColumns = "doc, version"
@@ -296,56 +317,86 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }
 
-// Transition implements app.JobRepository.
+// Transition implements app.JobRepository. Concurrent Transitions and
+// Creates share transactions (group commit, see groupCommit).
 func (s *Store) Transition(ctx context.Context, id string, expectedVersion int64, mutate func(*domain.Job) ([]app.OutboxRecord, error)) (*domain.Job, error) {
+	req := &groupReq{ctx: ctx, done: make(chan error, 1),
+		tr: &transitionReq{id: id, expected: expectedVersion, mutate: mutate}}
+	s.group.enqueue(s, req)
+	select {
+	case err := <-req.done:
+		if err != nil {
+			return nil, err
+		}
+		return req.tr.stored.Clone(), nil
+	case <-ctx.Done():
+		// The transition may still be written; its version tells.
+		return nil, dbErr("transition job "+id, ctx.Err())
+	}
+}
+
+// transitionOne writes the transition of req in a transaction of its own.
+func (s *Store) transitionOne(req *groupReq) error {
+	t := req.tr
 	var (
 		stored *domain.Job
 		rows   []outboxRow
 	)
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		cur, err := s.lockJob(ctx, tx, id)
-		switch {
-		case err != nil:
-			return err
-		case expectedVersion != app.AnyVersion && expectedVersion != cur.Version:
-			return &passthrough{fmt.Errorf("job %s at version %d, expected %d: %w", id, cur.Version, expectedVersion, app.ErrVersionConflict)}
-		}
-		next := cur.Clone()
-		out, err := mutate(next)
-		if err != nil {
-			return &passthrough{err}
-		}
-		next.Version = cur.Version + 1
-		doc, err := encodeJob(next)
-		if err != nil {
-			return &passthrough{err}
-		}
-		if rows, err = s.outboxRows(ctx, next, out); err != nil {
-			return &passthrough{err}
-		}
-		res, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE jobs SET status = ?, tacc_system = ?, updated_at = ?, version = ?, doc = ?
-			WHERE id = ? AND version = ?`),
-			string(next.Status), next.Spec.System, nanos(next.UpdatedAt), next.Version, doc, id, cur.Version)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n != 1 {
-			// Only possible without a row lock; kept as a guard.
-			return &passthrough{fmt.Errorf("job %s changed during the transaction: %w", id, app.ErrVersionConflict)}
-		}
-		if err := s.appendAfterLast(ctx, tx, id, rows); err != nil {
-			return err
-		}
-		stored = next
-		return nil
+	err := s.db.InTx(req.ctx, func(tx *sql.Tx) error {
+		var err error
+		stored, rows, err = s.transitionInTx(req.ctx, req.ctx, tx, t)
+		return err
 	})
 	if err != nil {
-		return nil, dbErr("transition job "+id, err)
+		return dbErr("transition job "+t.id, err)
 	}
 	s.committed(rows)
-	return stored.Clone(), nil
+	t.stored = stored
+	return nil
+}
+
+// transitionInTx applies t in tx (statements under ctx; opCtx is the
+// caller's, whose trace the outbox rows carry). A *passthrough error means
+// t was refused and wrote nothing; any other error fails tx.
+func (s *Store) transitionInTx(ctx, opCtx context.Context, tx *sql.Tx, t *transitionReq) (*domain.Job, []outboxRow, error) {
+	id := t.id
+	cur, err := s.lockJob(ctx, tx, id)
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case t.expected != app.AnyVersion && t.expected != cur.Version:
+		return nil, nil, &passthrough{fmt.Errorf("job %s at version %d, expected %d: %w", id, cur.Version, t.expected, app.ErrVersionConflict)}
+	}
+	next := cur.Clone()
+	out, err := t.mutate(next)
+	if err != nil {
+		return nil, nil, &passthrough{err}
+	}
+	next.Version = cur.Version + 1
+	doc, err := encodeJob(next)
+	if err != nil {
+		return nil, nil, &passthrough{err}
+	}
+	rows, err := s.outboxRows(opCtx, next, out)
+	if err != nil {
+		return nil, nil, &passthrough{err}
+	}
+	res, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE jobs SET status = ?, tacc_system = ?, updated_at = ?, version = ?, doc = ?
+		WHERE id = ? AND version = ?`),
+		string(next.Status), next.Spec.System, nanos(next.UpdatedAt), next.Version, doc, id, cur.Version)
+	if err != nil {
+		return nil, nil, err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return nil, nil, err
+	} else if n != 1 {
+		// Only possible without a row lock; kept as a guard.
+		return nil, nil, &passthrough{fmt.Errorf("job %s changed during the transaction: %w", id, app.ErrVersionConflict)}
+	}
+	if err := s.appendAfterLast(ctx, tx, id, rows); err != nil {
+		return nil, nil, err
+	}
+	return next, rows, nil
 }
 
 // AppendOutbox implements app.JobRepository: the job row is locked (read

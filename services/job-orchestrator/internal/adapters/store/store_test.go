@@ -21,7 +21,7 @@ import (
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 123456789, time.UTC)
 
-func newStore(t *testing.T, db *sqlstore.DB, cfg store.Config) *store.Store {
+func newStore(t testing.TB, db *sqlstore.DB, cfg store.Config) *store.Store {
 	t.Helper()
 	ctx := context.Background()
 	require.NoError(t, store.Migrate(ctx, db))
@@ -49,7 +49,7 @@ func newJob(id, owner, key, system string, created time.Time) *domain.Job {
 }
 
 // lifecycle returns a job-lifecycle event of j for transition seq and its audit record.
-func lifecycle(t *testing.T, j *domain.Job, seq int64) []app.OutboxRecord {
+func lifecycle(t testing.TB, j *domain.Job, seq int64) []app.OutboxRecord {
 	t.Helper()
 	meta := events.Meta{Producer: "job-orchestrator", UserID: j.Owner, CorrelationID: j.CorrelationID, Sequence: seq}
 	var p events.Payload

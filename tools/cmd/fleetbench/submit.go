@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/cosmic-horizons/fleet/libs/auth"
+	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
+)
+
+// Targets of SubmitJob on a 2-core machine shared with the brokers.
+const (
+	targetSubmitSQLite   = 2000.0
+	targetSubmitPostgres = 1000.0
+	targetSubmitP99      = 20 * time.Millisecond
+)
+
+type submitOptions struct {
+	orchestrator string
+	addr         string
+	clients      int
+	calls        int
+	warmup       int
+	databases    []string
+}
+
+func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("fleetbench submit", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o submitOptions
+	fs.StringVar(&o.orchestrator, "orchestrator", "", "job-orchestrator binary; empty builds "+orchestratorPackage)
+	fs.StringVar(&o.addr, "addr", "", "measure a running orchestrator at this gRPC address instead of starting one (its AUTH_HS256_SECRET must be the bench's)")
+	fs.IntVar(&o.clients, "clients", 50, "concurrent clients")
+	fs.IntVar(&o.calls, "calls", 10_000, "calls per measurement")
+	fs.IntVar(&o.warmup, "warmup", 500, "calls before each measurement, not counted")
+	dbs := fs.String("databases", "sqlite,postgres", "databases to measure on, comma separated")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	o.databases = strings.Split(*dbs, ",")
+	if o.clients < 1 || o.calls < o.clients || o.warmup < 0 {
+		return errors.New("clients must be positive, calls at least clients, warmup not negative")
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	progress := func(format string, a ...any) { fmt.Fprintf(stderr, "==> "+format+"\n", a...) }
+
+	var results []submitResult
+	if o.addr != "" {
+		res, err := measureSubmit(ctx, o.addr, "external", o, progress)
+		if err != nil {
+			return err
+		}
+		results = append(results, res)
+	} else {
+		tmp, err := osMkdirTemp()
+		if err != nil {
+			return err
+		}
+		defer removeAll(tmp)
+		bin, err := buildOrchestrator(ctx, o.orchestrator, tmp)
+		if err != nil {
+			return err
+		}
+		for _, db := range o.databases {
+			progress("SubmitJob on %s: starting the orchestrator", db)
+			orch, err := startOrchestrator(ctx, bin, db, nil, logger)
+			if err != nil {
+				return fmt.Errorf("%s: %w", db, err)
+			}
+			res, err := measureSubmit(ctx, orch.addr, db, o, progress)
+			orch.stop()
+			if err != nil {
+				return fmt.Errorf("%s: %w", db, err)
+			}
+			results = append(results, res)
+		}
+	}
+	writeSubmitReport(stdout, o, results)
+	return nil
+}
+
+type submitResult struct {
+	database      string
+	submit, check callStats
+}
+
+type callStats struct {
+	calls, errors int
+	firstError    string
+	elapsed       time.Duration
+	lat           latencies
+}
+
+func (c callStats) perSec() float64 { return float64(c.calls-c.errors) / c.elapsed.Seconds() }
+
+// measureSubmit runs, against the server at addr, o.clients concurrent
+// clients over one connection: first grpc.health.v1 Check, then SubmitJob
+// with a unique idempotency key per call.
+func measureSubmit(ctx context.Context, addr, db string, o submitOptions, progress func(string, ...any)) (submitResult, error) {
+	res := submitResult{database: db}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return res, err
+	}
+	defer conn.Close()
+	tok, err := auth.NewHS256Token(benchSecret, "fleetbench", false, time.Hour)
+	if err != nil {
+		return res, err
+	}
+	actx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+	jobs, health := jobpb.NewJobServiceClient(conn), healthpb.NewHealthClient(conn)
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	spec := benchSpec("#!/bin/sh\nexit 0\n")
+	submit := func(ctx context.Context, i int) error {
+		_, err := jobs.SubmitJob(ctx, &jobpb.SubmitJobRequest{IdempotencyKey: run + "-" + strconv.Itoa(i), Spec: spec})
+		return err
+	}
+	check := func(ctx context.Context, _ int) error {
+		_, err := health.Check(ctx, &healthpb.HealthCheckRequest{})
+		return err
+	}
+
+	progress("%s: warm-up, %d SubmitJob and %d Check", db, o.warmup, o.warmup)
+	if o.warmup > 0 {
+		load(actx, o.clients, o.warmup, func(ctx context.Context, i int) error { return submit(ctx, -1-i) })
+		load(actx, o.clients, o.warmup, check)
+	}
+	progress("%s: %d grpc.health.v1 Check, %d clients", db, o.calls, o.clients)
+	res.check = load(actx, o.clients, o.calls, check)
+	progress("%s: %d SubmitJob, %d clients", db, o.calls, o.clients)
+	res.submit = load(actx, o.clients, o.calls, submit)
+	if res.submit.errors > 0 {
+		progress("%s: %d SubmitJob failed, first: %s", db, res.submit.errors, res.submit.firstError)
+	}
+	return res, ctx.Err()
+}
+
+// load makes calls calls of fn from clients goroutines, each taking the next
+// call number as soon as its previous call returned (closed loop, as ghz).
+func load(ctx context.Context, clients, calls int, fn func(context.Context, int) error) callStats {
+	var (
+		next atomic.Int64
+		mu   sync.Mutex
+		st   = callStats{calls: calls, lat: make(latencies, 0, calls)}
+		wg   sync.WaitGroup
+	)
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lat := make(latencies, 0, calls/clients+1)
+			var errs int
+			var first string
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= calls || ctx.Err() != nil {
+					break
+				}
+				t0 := time.Now()
+				err := fn(ctx, i)
+				lat = append(lat, time.Since(t0))
+				if err != nil {
+					errs++
+					if first == "" {
+						first = err.Error()
+					}
+				}
+			}
+			mu.Lock()
+			st.lat = append(st.lat, lat...)
+			st.errors += errs
+			if st.firstError == "" {
+				st.firstError = first
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	st.elapsed = time.Since(start)
+	return st
+}
+
+// benchSpec is a short custom job on the local backend.
+func benchSpec(script string) *jobpb.JobSpec {
+	return &jobpb.JobSpec{
+		Name: "fleetbench", Agent: jobpb.Agent_AGENT_CUSTOM, DatasetId: "ds-bench",
+		TaccSystem: jobpb.TaccSystem_TACC_SYSTEM_FRONTERA, Partition: "development",
+		Resources:  &jobpb.Resources{Nodes: 1, CoresPerNode: 1, Walltime: durationpb.New(time.Minute)},
+		Allocation: "AST21001", Payload: &jobpb.JobSpec_Script{Script: script},
+	}
+}
+
+func writeSubmitReport(w io.Writer, o submitOptions, results []submitResult) {
+	fmt.Fprintf(w, "# SubmitJob through the orchestrator's gRPC server\n\n")
+	fmt.Fprintf(w, "%s · %s/%s · %d CPUs · load average %s · %d concurrent clients on one connection · %d calls each · unique idempotency keys · HS256 JWT on every call · tracing off\n\n",
+		time.Now().UTC().Format(time.RFC3339), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), loadAverage(), o.clients, o.calls)
+	fmt.Fprintf(w, "The server is the whole orchestrator: while the calls run, its reconciler hands the new jobs to the local backend, which runs them, and its relay publishes their events to Kafka and RabbitMQ. Check runs first, on the same server under the same clients.\n\n")
+	fmt.Fprintf(w, "| database | call | calls/s | errors | P50 | P95 | P99 | target | |\n|---|---|---:|---:|---:|---:|---:|---|---|\n")
+	for _, r := range results {
+		target := targetSubmitPostgres
+		p99ok, p99target := true, ""
+		if r.database == "sqlite" {
+			target = targetSubmitSQLite
+			p99ok, p99target = r.submit.lat.percentile(99) <= targetSubmitP99, fmt.Sprintf(", P99 ≤ %s", ms(targetSubmitP99))
+		}
+		fmt.Fprintf(w, "| %s | SubmitJob | %.0f | %d | %s | %s | %s | ≥ %.0f/s%s | %s |\n", r.database, r.submit.perSec(), r.submit.errors,
+			ms(r.submit.lat.percentile(50)), ms(r.submit.lat.percentile(95)), ms(r.submit.lat.percentile(99)),
+			target, p99target, verdict(r.submit.perSec() >= target && p99ok))
+		fmt.Fprintf(w, "| %s | grpc.health.v1 Check (peer) | %.0f | %d | %s | %s | %s | – | |\n", r.database, r.check.perSec(), r.check.errors,
+			ms(r.check.lat.percentile(50)), ms(r.check.lat.percentile(95)), ms(r.check.lat.percentile(99)))
+	}
+	fmt.Fprintln(w)
+	for _, r := range results {
+		fmt.Fprintf(w, "%s: SubmitJob / Check = **%.0f%%**.\n", r.database, 100*r.submit.perSec()/r.check.perSec())
+	}
+	fmt.Fprintln(w)
+}
