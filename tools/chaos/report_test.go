@@ -1,0 +1,408 @@
+//go:build chaos
+
+package chaos_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/cosmic-horizons/fleet/libs/events"
+	auditpb "github.com/cosmic-horizons/fleet/proto/fleet/audit/v1"
+	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
+	metricspb "github.com/cosmic-horizons/fleet/proto/fleet/metrics/v1"
+)
+
+// faultRow is one line of the table: what happened from the fault's start
+// to the next fault's.
+type faultRow struct {
+	name        string
+	jobs        int
+	events      int // first copies that arrived in the window
+	duplicated  int // later copies that arrived in the window
+	worstDelay  time.Duration
+	recovery    time.Duration
+	stallLed    time.Duration // broker faults: longest gap on a partition the broker led
+	stallOthers time.Duration // broker faults: longest gap on the other partitions
+}
+
+type result struct {
+	rows                          []faultRow
+	submitted, acked, lost, wrong int
+	wrongDetail                   []string
+	lostDetail                    []string
+	streamEvents, distinctEvents  int
+	auditStream                   int
+	reordered                     int
+	decodeErrors                  int
+	deadLettered                  int64
+	emailsExpected, emailsFound   int
+	emailsTwice                   int
+	metricsSubmitted, streamJobs  int64
+	metricsCompleted, streamDone  int64
+	metricsFailed, streamFailed   int64
+	auditChecked                  int64
+	auditOK                       bool
+	auditReason                   string
+	clusterWorst, groupWorst      string
+	stallPerPartition             map[int32]time.Duration
+	brokerDown                    [2]time.Time
+}
+
+func collect(t *testing.T, ctx context.Context, f *fleet, l *load, tl *tail, faults []*fault,
+	health *healthLog, runStart, loadEnd time.Time, mailDomain string) *result {
+	t.Helper()
+	r := &result{stallPerPartition: map[int32]time.Duration{}}
+	admin := withToken(ctx, token(t, "chaos-operator", true))
+
+	// Every acknowledged job reaches a terminal status.
+	final := map[string]*jobpb.Job{}
+	deadline := time.Now().Add(4 * time.Minute)
+	for _, s := range l.subs {
+		r.submitted++
+		if !s.acked {
+			continue
+		}
+		r.acked++
+		for {
+			resp, err := f.jobs.GetJob(withToken(ctx, l.tokens[s.user]), &jobpb.GetJobRequest{JobId: s.jobID})
+			if err == nil {
+				final[s.jobID] = resp.GetJob()
+				st := resp.GetJob().GetStatus()
+				if st == jobpb.JobStatus_JOB_STATUS_COMPLETED || st == jobpb.JobStatus_JOB_STATUS_FAILED ||
+					st == jobpb.JobStatus_JOB_STATUS_CANCELLED {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	t.Logf("jobs settled %s after the load stopped", time.Since(loadEnd).Round(time.Second))
+
+	// The reader and the consumers catch up with the stream.
+	window := &metricspb.TimeWindow{Start: timestamppb.New(runStart.Add(-time.Minute)), End: timestamppb.New(time.Now().Add(time.Hour))}
+	var stats *metricspb.JobStats
+	var verify *auditpb.VerifyResponse
+	caughtUp := time.Now().Add(3 * time.Minute)
+	for {
+		r.analyseStream(tl.records(events.TopicJobLifecycle), tl.records(events.TopicAuditTrail))
+		if resp, err := f.stats.GetJobMetrics(admin, &metricspb.GetJobMetricsRequest{Window: window}); err == nil {
+			stats = resp.GetStats()
+		}
+		if v, err := f.trail.Verify(admin, &auditpb.VerifyRequest{}); err == nil {
+			verify = v
+		}
+		equal := tl.caughtUp() && stats != nil && verify != nil &&
+			stats.GetSubmittedCount() == r.streamJobs && stats.GetCompletedCount() == r.streamDone &&
+			stats.GetFailedCount() == r.streamFailed && verify.GetCheckedCount() == int64(r.auditStream)
+		if equal || time.Now().After(caughtUp) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	r.metricsSubmitted, r.metricsCompleted, r.metricsFailed = stats.GetSubmittedCount(), stats.GetCompletedCount(), stats.GetFailedCount()
+	r.auditChecked, r.auditOK, r.auditReason = verify.GetCheckedCount(), verify.GetOk(), verify.GetReason()
+
+	// Lost and wrong: acknowledged jobs missing from the orchestrator or the
+	// stream, or not COMPLETED (every job runs `sleep 1`).
+	submittedOnStream := map[string]bool{}
+	for _, rec := range tl.records(events.TopicJobLifecycle) {
+		if rec.ev.EventType == "job.submitted" {
+			submittedOnStream[rec.key] = true
+		}
+	}
+	for _, s := range l.subs {
+		if !s.acked {
+			continue
+		}
+		j, ok := final[s.jobID]
+		if !ok || !submittedOnStream[s.jobID] {
+			r.lost++
+			r.lostDetail = append(r.lostDetail, fmt.Sprintf("%s (in orchestrator %t, on stream %t)", s.jobID, ok, submittedOnStream[s.jobID]))
+			continue
+		}
+		if j.GetStatus() != jobpb.JobStatus_JOB_STATUS_COMPLETED {
+			r.wrong++
+			r.wrongDetail = append(r.wrongDetail, fmt.Sprintf("%s %s %s %s", s.jobID, j.GetStatus(), j.GetErrorCode(), j.GetErrorMessage()))
+		}
+	}
+
+	// Dead-lettered records on the run's DLQ topics.
+	for _, name := range []string{events.TopicJobLifecycle, events.TopicJobMetrics, events.TopicAuditTrail,
+		events.TopicNotifications, events.TopicSystemHealth} {
+		n, err := recordCount(tl.client, f.prefix+events.DLQTopic(name))
+		if err == nil {
+			r.deadLettered += n
+		}
+	}
+
+	// E-mails: one per completed job of a subscribed user, each Message-ID once.
+	completedBy := map[string]int{}
+	for _, s := range l.subs {
+		if j := final[s.jobID]; s.acked && j.GetStatus() == jobpb.JobStatus_JOB_STATUS_COMPLETED {
+			completedBy[s.user]++
+			r.emailsExpected++
+		}
+	}
+	mailDeadline := time.Now().Add(2 * time.Minute)
+	for {
+		found, twice := 0, 0
+		for _, u := range l.users {
+			ids, err := mailIDs(ctx, os.Getenv("MAILPIT_URL"), u+"@"+mailDomain)
+			require.NoError(t, err)
+			seen := map[string]int{}
+			for _, id := range ids {
+				seen[id]++
+			}
+			found += len(seen)
+			for _, n := range seen {
+				twice += n - 1
+			}
+		}
+		r.emailsFound, r.emailsTwice = found, twice
+		if found >= r.emailsExpected || time.Now().After(mailDeadline) {
+			break
+		}
+		time.Sleep(2 * time.Second)
+	}
+
+	// Per fault: jobs, events, duplicates, delays, stalls.
+	recs := tl.records(events.TopicJobLifecycle)
+	seen := map[string]bool{}
+	type arrival struct {
+		at  time.Time
+		dup bool
+		rec record
+	}
+	var arrivals []arrival
+	for _, rec := range recs {
+		if rec.decodeErr != nil {
+			continue
+		}
+		arrivals = append(arrivals, arrival{at: rec.arrived, dup: seen[rec.ev.EventID], rec: rec})
+		seen[rec.ev.EventID] = true
+	}
+	sort.Slice(arrivals, func(i, j int) bool { return arrivals[i].at.Before(arrivals[j].at) })
+	for i, fl := range faults {
+		end := loadEnd
+		if i+1 < len(faults) {
+			end = faults[i+1].start
+		}
+		row := faultRow{name: fl.name, recovery: fl.recovery}
+		for _, s := range l.subs {
+			if !s.at.Before(fl.start) && s.at.Before(end) {
+				row.jobs++
+			}
+		}
+		last := map[int32]time.Time{}
+		for _, a := range arrivals {
+			if a.at.Before(fl.start) || !a.at.Before(end) {
+				continue
+			}
+			if a.dup {
+				row.duplicated++
+			} else {
+				row.events++
+				if d := a.at.Sub(a.rec.ev.OccurredAt); d > row.worstDelay {
+					row.worstDelay = d
+				}
+			}
+			if fl.led != nil && a.at.Before(fl.restarted) {
+				p := a.rec.partition
+				prev, ok := last[p]
+				if !ok {
+					prev = fl.start
+				}
+				gap := a.at.Sub(prev)
+				if gap > r.stallPerPartition[p] {
+					r.stallPerPartition[p] = gap
+				}
+				if fl.led[p] && gap > row.stallLed {
+					row.stallLed = gap
+				} else if !fl.led[p] && gap > row.stallOthers {
+					row.stallOthers = gap
+				}
+				last[p] = a.at
+			}
+		}
+		if fl.led != nil {
+			r.brokerDown = [2]time.Time{fl.start, fl.restarted}
+			for id, s := range health.worst(fl.start, end) {
+				line := fmt.Sprintf("%s %s: %s", id, strings.TrimPrefix(s.status.String(), "HEALTH_STATUS_"), s.detail)
+				if strings.HasPrefix(id, "kafka:cluster") {
+					r.clusterWorst = line
+				}
+			}
+		}
+		r.rows = append(r.rows, row)
+	}
+	for id, s := range health.worst(runStart, time.Now()) {
+		if strings.HasPrefix(id, "group:") {
+			r.groupWorst += fmt.Sprintf("\n    %s %s: %s", id, strings.TrimPrefix(s.status.String(), "HEALTH_STATUS_"), s.detail)
+		}
+	}
+	return r
+}
+
+// analyseStream counts the stream's jobs, events, duplicates and
+// reorderings: per job, the first copies of its events must carry the
+// sequence numbers 1, 2, 3... in offset order.
+func (r *result) analyseStream(lifecycle, audit []record) {
+	r.streamEvents, r.distinctEvents, r.reordered, r.decodeErrors = len(lifecycle), 0, 0, 0
+	r.streamJobs, r.streamDone, r.streamFailed = 0, 0, 0
+	sorted := append([]record(nil), lifecycle...)
+	sort.Slice(sorted, func(i, j int) bool {
+		if sorted[i].partition != sorted[j].partition {
+			return sorted[i].partition < sorted[j].partition
+		}
+		return sorted[i].offset < sorted[j].offset
+	})
+	seen := map[string]bool{}
+	nextSeq := map[string]int64{}
+	badJob := map[string]bool{}
+	for _, rec := range sorted {
+		if rec.decodeErr != nil {
+			r.decodeErrors++
+			continue
+		}
+		if seen[rec.ev.EventID] {
+			continue
+		}
+		seen[rec.ev.EventID] = true
+		r.distinctEvents++
+		want := nextSeq[rec.key] + 1
+		if rec.ev.Sequence != want && !badJob[rec.key] {
+			badJob[rec.key] = true
+			r.reordered++
+		}
+		nextSeq[rec.key] = rec.ev.Sequence
+		switch rec.ev.EventType {
+		case "job.submitted":
+			r.streamJobs++
+		case "job.completed":
+			r.streamDone++
+		case "job.failed":
+			r.streamFailed++
+		}
+	}
+	for _, rec := range audit {
+		if rec.decodeErr == nil && !seen[rec.ev.EventID] {
+			seen[rec.ev.EventID] = true
+		}
+	}
+	r.auditStream = len(seen)
+}
+
+func mailIDs(ctx context.Context, base, addr string) ([]string, error) {
+	var ids []string
+	for start := 0; ; start += 500 {
+		u := fmt.Sprintf("%s/api/v1/search?limit=500&start=%d&query=%s", strings.TrimRight(base, "/"), start, url.QueryEscape("to:"+addr))
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		body, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("mailpit %s: %s", resp.Status, body)
+		}
+		var page struct {
+			Messages []struct {
+				MessageID string `json:"MessageID"`
+			} `json:"messages"`
+		}
+		if err := json.Unmarshal(body, &page); err != nil {
+			return nil, err
+		}
+		for _, m := range page.Messages {
+			ids = append(ids, m.MessageID)
+		}
+		if len(page.Messages) < 500 {
+			return ids, nil
+		}
+	}
+}
+
+func (r *result) print(w io.Writer) {
+	fmt.Fprintln(w, "\n== chaos run: 3 brokers, replication 3, min.insync.replicas 2, local scheduler, SQLite")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "fault\tjobs\tevents\tduplicated\tworst event delay\tstall led partitions\tstall other partitions\trecovery\t")
+	for _, row := range r.rows {
+		stallLed, stallOthers := "-", "-"
+		if row.stallLed > 0 || row.stallOthers > 0 {
+			stallLed, stallOthers = row.stallLed.Round(10*time.Millisecond).String(), row.stallOthers.Round(10*time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t\n", row.name, row.jobs, row.events, row.duplicated,
+			row.worstDelay.Round(time.Millisecond), stallLed, stallOthers, row.recovery.Round(10*time.Millisecond))
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "\njobs: submitted %d, acknowledged %d, lost %d, wrong final state %d\n", r.submitted, r.acked, r.lost, r.wrong)
+	for _, d := range r.lostDetail {
+		fmt.Fprintf(w, "    lost: %s\n", d)
+	}
+	for _, d := range r.wrongDetail {
+		fmt.Fprintf(w, "    wrong: %s\n", d)
+	}
+	fmt.Fprintf(w, "lifecycle topic: %d records, %d distinct events, %d duplicates, %d jobs reordered, %d undecodable\n",
+		r.streamEvents, r.distinctEvents, r.streamEvents-r.distinctEvents-r.decodeErrors, r.reordered, r.decodeErrors)
+	fmt.Fprintf(w, "dead-lettered: %d\n", r.deadLettered)
+	fmt.Fprintf(w, "metrics-consumer vs stream: submitted %d/%d, completed %d/%d, failed %d/%d\n",
+		r.metricsSubmitted, r.streamJobs, r.metricsCompleted, r.streamDone, r.metricsFailed, r.streamFailed)
+	fmt.Fprintf(w, "compliance-auditor vs stream: chain records %d, distinct events on job-lifecycle+audit-trail %d, Verify ok=%t %s\n",
+		r.auditChecked, r.auditStream, r.auditOK, r.auditReason)
+	fmt.Fprintf(w, "e-mails: expected %d, distinct found %d, sent twice %d\n", r.emailsExpected, r.emailsFound, r.emailsTwice)
+	var parts []int32
+	for p := range r.stallPerPartition {
+		parts = append(parts, p)
+	}
+	sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
+	fmt.Fprint(w, "max stall per lifecycle partition while the broker was down:")
+	for _, p := range parts {
+		fmt.Fprintf(w, " p%d=%s", p, r.stallPerPartition[p].Round(10*time.Millisecond))
+	}
+	fmt.Fprintln(w)
+	if r.clusterWorst == "" {
+		r.clusterWorst = "kafka:cluster stayed HEALTHY"
+	}
+	fmt.Fprintf(w, "health-monitor while the broker was down: %s\n", r.clusterWorst)
+	fmt.Fprintf(w, "health-monitor consumer groups not healthy during the run:%s\n", r.groupWorst)
+}
+
+func (r *result) assert(t *testing.T) {
+	t.Helper()
+	assert.Positive(t, r.acked, "no job was acknowledged")
+	assert.Zero(t, r.lost, "acknowledged jobs lost")
+	assert.Zero(t, r.wrong, "jobs in a wrong final state")
+	assert.Zero(t, r.reordered, "jobs whose events are out of sequence on the topic")
+	assert.Zero(t, r.deadLettered, "dead-lettered records")
+	assert.Zero(t, r.decodeErrors, "undecodable lifecycle records")
+	assert.Equal(t, r.streamJobs, r.metricsSubmitted, "metrics-consumer submitted vs stream")
+	assert.Equal(t, r.streamDone, r.metricsCompleted, "metrics-consumer completed vs stream")
+	assert.Equal(t, r.streamFailed, r.metricsFailed, "metrics-consumer failed vs stream")
+	assert.True(t, r.auditOK, "audit chain: %s", r.auditReason)
+	assert.Equal(t, int64(r.auditStream), r.auditChecked, "audit chain records vs distinct events")
+	assert.GreaterOrEqual(t, r.emailsFound, r.emailsExpected, "e-mails missing")
+}
