@@ -275,7 +275,12 @@ func TestChaos(t *testing.T) {
 	})
 
 	runStart := time.Now()
-	k := startKafka(t, ctx, classpath, dir, 3)
+	var pn *partitionNet
+	noPartition := "CHAOS_PARTITION=0"
+	if os.Getenv("CHAOS_PARTITION") != "0" {
+		pn, noPartition = newPartitionNet(t)
+	}
+	k := startKafka(t, ctx, classpath, dir, 3, pn)
 	t.Logf("3 brokers at %s in %s", k.bootstrap(), time.Since(runStart).Round(time.Second))
 	f := startFleet(t, k, dir)
 	t.Logf("fleet ready, topic prefix %s", f.prefix)
@@ -318,13 +323,35 @@ func TestChaos(t *testing.T) {
 	time.Sleep(settle)
 
 	// The broker leading partition 0 of the lifecycle topic, down for 20 s.
-	leader, led := leaderOf(t, k, f.prefix+events.TopicJobLifecycle)
-	fl := begin(fmt.Sprintf("SIGKILL broker %d (leader), restart after 20s", leader+1))
+	lifecycle := f.prefix + events.TopicJobLifecycle
+	down := durationEnv("CHAOS_BROKER_DOWN", 20*time.Second)
+	leader := leaderOf(t, k, lifecycle)
+	led := ledBy(t, k, lifecycle, leader)
+	fl := begin(fmt.Sprintf("SIGKILL broker %d (leader), restart after %s", leader+1, down))
 	fl.led = led
 	k.brokers[leader].kill()
-	time.Sleep(durationEnv("CHAOS_BROKER_DOWN", 20*time.Second))
+	time.Sleep(down)
 	restart(fl, k.brokers[leader])
 	time.Sleep(settle)
+
+	// The last broker in its own network namespace, its link cut for 20 s.
+	if pn != nil {
+		last := len(k.brokers) - 1
+		led := ledBy(t, k, lifecycle, last)
+		fl := begin(fmt.Sprintf("partition broker %d (netns, link cut %s)", last+1, down))
+		fl.led = led
+		pn.cut(t, true)
+		time.Sleep(down)
+		fl.restarted = time.Now()
+		pn.cut(t, false)
+		for !portOpen(k.addr(last)) && time.Since(fl.restarted) < time.Minute {
+			time.Sleep(50 * time.Millisecond)
+		}
+		fl.recovery = time.Since(fl.restarted)
+		time.Sleep(settle)
+	} else {
+		t.Logf("no network partition fault: %s", noPartition)
+	}
 
 	for _, p := range []*proc{f.metrics, f.notify, f.audit} {
 		fl := begin("SIGKILL " + p.name + ", restart")

@@ -150,24 +150,32 @@ func recordCount(client sarama.Client, topic string) (int64, error) {
 	return n, nil
 }
 
-// leaderOf returns the index of the broker leading partition 0 of topic
-// and the partitions it leads.
-func leaderOf(t *testing.T, k *kafkaCluster, topic string) (int, map[int32]bool) {
+// leaderOf returns the index of the broker leading partition 0 of topic.
+func leaderOf(t *testing.T, k *kafkaCluster, topic string) int {
 	t.Helper()
 	client := newClient(t, k.bootstrap())
 	defer client.Close()
 	require.NoError(t, client.RefreshMetadata(topic))
 	leader, err := client.Leader(topic, 0)
 	require.NoError(t, err)
+	return int(leader.ID()) - 1
+}
+
+// ledBy returns the partitions of topic that broker index i leads.
+func ledBy(t *testing.T, k *kafkaCluster, topic string, i int) map[int32]bool {
+	t.Helper()
+	client := newClient(t, k.bootstrap())
+	defer client.Close()
+	require.NoError(t, client.RefreshMetadata(topic))
 	parts, err := client.Partitions(topic)
 	require.NoError(t, err)
 	led := map[int32]bool{}
 	for _, p := range parts {
-		if b, err := client.Leader(topic, p); err == nil && b.ID() == leader.ID() {
+		if b, err := client.Leader(topic, p); err == nil && int(b.ID())-1 == i {
 			led[p] = true
 		}
 	}
-	return int(leader.ID()) - 1, led
+	return led
 }
 
 // healthSample is a component the health-monitor reported not healthy.

@@ -134,29 +134,104 @@ func httpReady(addr string) func() bool {
 type kafkaCluster struct {
 	brokers []*proc
 	ports   []int
+	hosts   []string // each broker's address
+	// net, when set, puts the last broker in a network namespace of its own.
+	net *partitionNet
 }
+
+func (k *kafkaCluster) addr(i int) string { return fmt.Sprintf("%s:%d", k.hosts[i], k.ports[i]) }
 
 func (k *kafkaCluster) bootstrap() string {
 	var addrs []string
-	for _, p := range k.ports {
-		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", p))
+	for i := range k.ports {
+		addrs = append(addrs, k.addr(i))
 	}
 	return strings.Join(addrs, ",")
 }
 
+// partitionNet is a network namespace joined to the host by a veth pair:
+// the host side has hostIP, the namespace side nsIP (a /30). Cutting the
+// host side's link partitions whatever listens on nsIP from everything
+// else.
+type partitionNet struct {
+	ns, hostIf, nsIf string
+	hostIP, nsIP     string
+}
+
+// newPartitionNet creates the namespace and the link, or returns nil with
+// the reason when this machine cannot (not root, no ip command).
+func newPartitionNet(t *testing.T) (*partitionNet, string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return nil, "not root"
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return nil, "no ip command"
+	}
+	b := make([]byte, 2)
+	_, _ = rand.Read(b)
+	tag := fmt.Sprintf("%02x%02x", b[0], b[1])
+	n := &partitionNet{ns: "fleetchaos-" + tag, hostIf: "fch" + tag, nsIf: "fcn" + tag,
+		hostIP: fmt.Sprintf("10.231.%d.1", b[0]), nsIP: fmt.Sprintf("10.231.%d.2", b[0])}
+	steps := [][]string{
+		{"netns", "add", n.ns},
+		{"link", "add", n.hostIf, "type", "veth", "peer", "name", n.nsIf},
+		{"link", "set", n.nsIf, "netns", n.ns},
+		{"addr", "add", n.hostIP + "/30", "dev", n.hostIf},
+		{"link", "set", n.hostIf, "up"},
+		{"-n", n.ns, "addr", "add", n.nsIP + "/30", "dev", n.nsIf},
+		{"-n", n.ns, "link", "set", n.nsIf, "up"},
+		{"-n", n.ns, "link", "set", "lo", "up"},
+	}
+	t.Cleanup(func() {
+		_ = exec.Command("ip", "link", "del", n.hostIf).Run()
+		_ = exec.Command("ip", "netns", "del", n.ns).Run()
+	})
+	for _, st := range steps {
+		if out, err := exec.Command("ip", st...).CombinedOutput(); err != nil {
+			return nil, fmt.Sprintf("ip %s: %v: %s", strings.Join(st, " "), err, out)
+		}
+	}
+	return n, ""
+}
+
+// cut takes the link down (up=false) or brings it back.
+func (n *partitionNet) cut(t *testing.T, down bool) {
+	t.Helper()
+	state := "up"
+	if down {
+		state = "down"
+	}
+	out, err := exec.Command("ip", "link", "set", n.hostIf, state).CombinedOutput()
+	require.NoError(t, err, "ip link set %s %s: %s", n.hostIf, state, out)
+}
+
 // startKafka formats and starts n brokers from the jars on classpath (the
 // stack's KAFKA_CLASSPATH) in dir.
-func startKafka(t *testing.T, ctx context.Context, classpath, dir string, n int) *kafkaCluster {
+//
+// With pn, the brokers listen on the veth addresses instead of loopback:
+// the last one inside the namespace, the others on the host side, so that
+// cutting the link partitions the last broker from the rest and from the
+// clients.
+func startKafka(t *testing.T, ctx context.Context, classpath, dir string, n int, pn *partitionNet) *kafkaCluster {
 	t.Helper()
 	java, err := exec.LookPath("java")
 	require.NoError(t, err, "java is needed for the chaos Kafka cluster")
-	k := &kafkaCluster{}
+	k := &kafkaCluster{net: pn}
 	ctrl := make([]int, n)
 	var voters []string
 	for i := 0; i < n; i++ {
 		k.ports = append(k.ports, freePort(t))
 		ctrl[i] = freePort(t)
-		voters = append(voters, fmt.Sprintf("%d@127.0.0.1:%d", i+1, ctrl[i]))
+		host := "127.0.0.1"
+		if pn != nil {
+			host = pn.hostIP
+			if i == n-1 {
+				host = pn.nsIP
+			}
+		}
+		k.hosts = append(k.hosts, host)
+		voters = append(voters, fmt.Sprintf("%d@%s:%d", i+1, host, ctrl[i]))
 	}
 	idBytes := make([]byte, 16)
 	_, _ = rand.Read(idBytes)
@@ -168,8 +243,8 @@ func startKafka(t *testing.T, ctx context.Context, classpath, dir string, n int)
 		require.NoError(t, os.WriteFile(props, []byte(fmt.Sprintf(`process.roles=broker,controller
 node.id=%d
 controller.quorum.voters=%s
-listeners=PLAINTEXT://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d
-advertised.listeners=PLAINTEXT://127.0.0.1:%d
+listeners=PLAINTEXT://%[7]s:%[3]d,CONTROLLER://%[7]s:%[4]d
+advertised.listeners=PLAINTEXT://%[7]s:%[5]d
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
@@ -186,7 +261,7 @@ share.coordinator.state.topic.min.isr=2
 group.initial.rebalance.delay.ms=0
 num.network.threads=2
 num.io.threads=2
-`, i+1, strings.Join(voters, ","), k.ports[i], ctrl[i], k.ports[i], filepath.Join(node, "data"))), 0o644))
+`, i+1, strings.Join(voters, ","), k.ports[i], ctrl[i], k.ports[i], filepath.Join(node, "data"), k.hosts[i])), 0o644))
 		log4j := filepath.Join(node, "log4j2.properties")
 		require.NoError(t, os.WriteFile(log4j, []byte(fmt.Sprintf(`status = warn
 appender.file.type = File
@@ -201,14 +276,18 @@ rootLogger.appenderRef.file.ref = file
 			"kafka.tools.StorageTool", "format", "--cluster-id", clusterID, "--config", props, "--ignore-formatted")
 		out, err := format.CombinedOutput()
 		require.NoError(t, err, "format broker %d: %s", i, out)
-		port := k.ports[i]
+		addr := k.addr(i)
+		path, args := java, []string{"-Xmx512m", "-Xms128m", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+			"-Dlog4j2.configurationFile=" + log4j, "-cp", classpath, "kafka.Kafka", props}
+		if pn != nil && i == n-1 {
+			// ip netns exec execs java in the namespace: the pid is java's.
+			path, args = "ip", append([]string{"netns", "exec", pn.ns, java}, args...)
+		}
 		k.brokers = append(k.brokers, &proc{
-			name: fmt.Sprintf("kafka-%d", i), path: java,
-			args: []string{"-Xmx512m", "-Xms128m", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
-				"-Dlog4j2.configurationFile=" + log4j, "-cp", classpath, "kafka.Kafka", props},
+			name: fmt.Sprintf("kafka-%d", i), path: path, args: args,
 			env:     os.Environ(),
 			logPath: filepath.Join(node, "stdout.log"),
-			ready:   func() bool { return portOpen(fmt.Sprintf("127.0.0.1:%d", port)) },
+			ready:   func() bool { return portOpen(addr) },
 		})
 	}
 	for _, b := range k.brokers {

@@ -37,11 +37,14 @@ type faultRow struct {
 	recovery    time.Duration
 	stallLed    time.Duration // broker faults: longest gap on a partition the broker led
 	stallOthers time.Duration // broker faults: longest gap on the other partitions
+	lost, wrong int           // of the jobs submitted in the window
+	health      string        // broker faults: the monitor's worst kafka:cluster status
 }
 
 type result struct {
 	rows                          []faultRow
 	submitted, acked, lost, wrong int
+	lostEnd                       int // ended jobs without their terminal event on the stream
 	wrongDetail                   []string
 	lostDetail                    []string
 	streamEvents, distinctEvents  int
@@ -54,18 +57,18 @@ type result struct {
 	metricsSubmitted, streamJobs  int64
 	metricsCompleted, streamDone  int64
 	metricsFailed, streamFailed   int64
+	streamEnded                   int64 // jobs with a terminal event
 	auditChecked                  int64
 	auditOK                       bool
 	auditReason                   string
-	clusterWorst, groupWorst      string
-	stallPerPartition             map[int32]time.Duration
-	brokerDown                    [2]time.Time
+	groupWorst                    string
+	stallPerPartition             map[string]map[int32]time.Duration
 }
 
 func collect(t *testing.T, ctx context.Context, f *fleet, l *load, tl *tail, faults []*fault,
 	health *healthLog, runStart, loadEnd time.Time, mailDomain string) *result {
 	t.Helper()
-	r := &result{stallPerPartition: map[int32]time.Duration{}}
+	r := &result{stallPerPartition: map[string]map[int32]time.Duration{}}
 	admin := withToken(ctx, token(t, "chaos-operator", true))
 
 	// Every acknowledged job reaches a terminal status.
@@ -97,6 +100,16 @@ func collect(t *testing.T, ctx context.Context, f *fleet, l *load, tl *tail, fau
 
 	// The reader and the consumers catch up with the stream.
 	window := &metricspb.TimeWindow{Start: timestamppb.New(runStart.Add(-time.Minute)), End: timestamppb.New(time.Now().Add(time.Hour))}
+	// The orchestrator records a job's end before its relay publishes the
+	// event: the stream is complete once every ended job's terminal event
+	// is on it.
+	ended := 0
+	for _, j := range final {
+		switch j.GetStatus() {
+		case jobpb.JobStatus_JOB_STATUS_COMPLETED, jobpb.JobStatus_JOB_STATUS_FAILED, jobpb.JobStatus_JOB_STATUS_CANCELLED:
+			ended++
+		}
+	}
 	var stats *metricspb.JobStats
 	var verify *auditpb.VerifyResponse
 	caughtUp := time.Now().Add(3 * time.Minute)
@@ -108,7 +121,7 @@ func collect(t *testing.T, ctx context.Context, f *fleet, l *load, tl *tail, fau
 		if v, err := f.trail.Verify(admin, &auditpb.VerifyRequest{}); err == nil {
 			verify = v
 		}
-		equal := tl.caughtUp() && stats != nil && verify != nil &&
+		equal := tl.caughtUp() && stats != nil && verify != nil && int(r.streamEnded) >= ended &&
 			stats.GetSubmittedCount() == r.streamJobs && stats.GetCompletedCount() == r.streamDone &&
 			stats.GetFailedCount() == r.streamFailed && verify.GetCheckedCount() == int64(r.auditStream)
 		if equal || time.Now().After(caughtUp) {
@@ -121,10 +134,13 @@ func collect(t *testing.T, ctx context.Context, f *fleet, l *load, tl *tail, fau
 
 	// Lost and wrong: acknowledged jobs missing from the orchestrator or the
 	// stream, or not COMPLETED (every job runs `sleep 1`).
-	submittedOnStream := map[string]bool{}
+	submittedOnStream, endedOnStream := map[string]bool{}, map[string]bool{}
 	for _, rec := range tl.records(events.TopicJobLifecycle) {
-		if rec.ev.EventType == "job.submitted" {
+		switch rec.ev.EventType {
+		case "job.submitted":
 			submittedOnStream[rec.key] = true
+		case "job.completed", "job.failed", "job.cancelled":
+			endedOnStream[rec.key] = true
 		}
 	}
 	for _, s := range l.subs {
@@ -136,6 +152,10 @@ func collect(t *testing.T, ctx context.Context, f *fleet, l *load, tl *tail, fau
 			r.lost++
 			r.lostDetail = append(r.lostDetail, fmt.Sprintf("%s (in orchestrator %t, on stream %t)", s.jobID, ok, submittedOnStream[s.jobID]))
 			continue
+		}
+		if !endedOnStream[s.jobID] {
+			r.lostEnd++
+			r.lostDetail = append(r.lostDetail, fmt.Sprintf("%s ended %s but its terminal event is not on the stream", s.jobID, j.GetStatus()))
 		}
 		if j.GetStatus() != jobpb.JobStatus_JOB_STATUS_COMPLETED {
 			r.wrong++
@@ -208,6 +228,13 @@ func collect(t *testing.T, ctx context.Context, f *fleet, l *load, tl *tail, fau
 		for _, s := range l.subs {
 			if !s.at.Before(fl.start) && s.at.Before(end) {
 				row.jobs++
+				if s.acked {
+					if j, ok := final[s.jobID]; !ok || !submittedOnStream[s.jobID] {
+						row.lost++
+					} else if j.GetStatus() != jobpb.JobStatus_JOB_STATUS_COMPLETED {
+						row.wrong++
+					}
+				}
 			}
 		}
 		last := map[int32]time.Time{}
@@ -230,8 +257,11 @@ func collect(t *testing.T, ctx context.Context, f *fleet, l *load, tl *tail, fau
 					prev = fl.start
 				}
 				gap := a.at.Sub(prev)
-				if gap > r.stallPerPartition[p] {
-					r.stallPerPartition[p] = gap
+				if r.stallPerPartition[fl.name] == nil {
+					r.stallPerPartition[fl.name] = map[int32]time.Duration{}
+				}
+				if gap > r.stallPerPartition[fl.name][p] {
+					r.stallPerPartition[fl.name][p] = gap
 				}
 				if fl.led[p] && gap > row.stallLed {
 					row.stallLed = gap
@@ -242,11 +272,10 @@ func collect(t *testing.T, ctx context.Context, f *fleet, l *load, tl *tail, fau
 			}
 		}
 		if fl.led != nil {
-			r.brokerDown = [2]time.Time{fl.start, fl.restarted}
+			row.health = "kafka:cluster stayed HEALTHY"
 			for id, s := range health.worst(fl.start, end) {
-				line := fmt.Sprintf("%s %s: %s", id, strings.TrimPrefix(s.status.String(), "HEALTH_STATUS_"), s.detail)
 				if strings.HasPrefix(id, "kafka:cluster") {
-					r.clusterWorst = line
+					row.health = fmt.Sprintf("%s %s: %s", id, strings.TrimPrefix(s.status.String(), "HEALTH_STATUS_"), s.detail)
 				}
 			}
 		}
@@ -265,7 +294,7 @@ func collect(t *testing.T, ctx context.Context, f *fleet, l *load, tl *tail, fau
 // sequence numbers 1, 2, 3... in offset order.
 func (r *result) analyseStream(lifecycle, audit []record) {
 	r.streamEvents, r.distinctEvents, r.reordered, r.decodeErrors = len(lifecycle), 0, 0, 0
-	r.streamJobs, r.streamDone, r.streamFailed = 0, 0, 0
+	r.streamJobs, r.streamDone, r.streamFailed, r.streamEnded = 0, 0, 0, 0
 	sorted := append([]record(nil), lifecycle...)
 	sort.Slice(sorted, func(i, j int) bool {
 		if sorted[i].partition != sorted[j].partition {
@@ -297,8 +326,12 @@ func (r *result) analyseStream(lifecycle, audit []record) {
 			r.streamJobs++
 		case "job.completed":
 			r.streamDone++
+			r.streamEnded++
 		case "job.failed":
 			r.streamFailed++
+			r.streamEnded++
+		case "job.cancelled":
+			r.streamEnded++
 		}
 	}
 	for _, rec := range audit {
@@ -349,17 +382,18 @@ func mailIDs(ctx context.Context, base, addr string) ([]string, error) {
 func (r *result) print(w io.Writer) {
 	fmt.Fprintln(w, "\n== chaos run: 3 brokers, replication 3, min.insync.replicas 2, local scheduler, SQLite")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "fault\tjobs\tevents\tduplicated\tworst event delay\tstall led partitions\tstall other partitions\trecovery\t")
+	fmt.Fprintln(tw, "fault\tjobs\tlost\twrong state\tevents\tduplicated\tworst event delay\tstall led partitions\tstall other partitions\trecovery\t")
 	for _, row := range r.rows {
 		stallLed, stallOthers := "-", "-"
 		if row.stallLed > 0 || row.stallOthers > 0 {
 			stallLed, stallOthers = row.stallLed.Round(10*time.Millisecond).String(), row.stallOthers.Round(10*time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t\n", row.name, row.jobs, row.events, row.duplicated,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t\n", row.name, row.jobs, row.lost, row.wrong, row.events, row.duplicated,
 			row.worstDelay.Round(time.Millisecond), stallLed, stallOthers, row.recovery.Round(10*time.Millisecond))
 	}
 	_ = tw.Flush()
-	fmt.Fprintf(w, "\njobs: submitted %d, acknowledged %d, lost %d, wrong final state %d\n", r.submitted, r.acked, r.lost, r.wrong)
+	fmt.Fprintf(w, "\njobs: submitted %d, acknowledged %d, lost %d, ended without a terminal event on the stream %d, wrong final state %d\n",
+		r.submitted, r.acked, r.lost, r.lostEnd, r.wrong)
 	for _, d := range r.lostDetail {
 		fmt.Fprintf(w, "    lost: %s\n", d)
 	}
@@ -374,20 +408,22 @@ func (r *result) print(w io.Writer) {
 	fmt.Fprintf(w, "compliance-auditor vs stream: chain records %d, distinct events on job-lifecycle+audit-trail %d, Verify ok=%t %s\n",
 		r.auditChecked, r.auditStream, r.auditOK, r.auditReason)
 	fmt.Fprintf(w, "e-mails: expected %d, distinct found %d, sent twice %d\n", r.emailsExpected, r.emailsFound, r.emailsTwice)
-	var parts []int32
-	for p := range r.stallPerPartition {
-		parts = append(parts, p)
+	for _, row := range r.rows {
+		stalls := r.stallPerPartition[row.name]
+		if row.health == "" {
+			continue
+		}
+		var parts []int32
+		for p := range stalls {
+			parts = append(parts, p)
+		}
+		sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
+		fmt.Fprintf(w, "%s:\n    longest gap per lifecycle partition until the broker was back:", row.name)
+		for _, p := range parts {
+			fmt.Fprintf(w, " p%d=%s", p, stalls[p].Round(10*time.Millisecond))
+		}
+		fmt.Fprintf(w, "\n    health-monitor meanwhile: %s\n", row.health)
 	}
-	sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
-	fmt.Fprint(w, "max stall per lifecycle partition while the broker was down:")
-	for _, p := range parts {
-		fmt.Fprintf(w, " p%d=%s", p, r.stallPerPartition[p].Round(10*time.Millisecond))
-	}
-	fmt.Fprintln(w)
-	if r.clusterWorst == "" {
-		r.clusterWorst = "kafka:cluster stayed HEALTHY"
-	}
-	fmt.Fprintf(w, "health-monitor while the broker was down: %s\n", r.clusterWorst)
 	fmt.Fprintf(w, "health-monitor consumer groups not healthy during the run:%s\n", r.groupWorst)
 }
 
@@ -395,6 +431,7 @@ func (r *result) assert(t *testing.T) {
 	t.Helper()
 	assert.Positive(t, r.acked, "no job was acknowledged")
 	assert.Zero(t, r.lost, "acknowledged jobs lost")
+	assert.Zero(t, r.lostEnd, "ended jobs whose terminal event is not on the stream")
 	assert.Zero(t, r.wrong, "jobs in a wrong final state")
 	assert.Zero(t, r.reordered, "jobs whose events are out of sequence on the topic")
 	assert.Zero(t, r.deadLettered, "dead-lettered records")
