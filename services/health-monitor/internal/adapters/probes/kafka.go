@@ -151,13 +151,13 @@ func (p *KafkaClusterProbe) check(ctx context.Context) domain.Component {
 }
 
 func (p *KafkaClusterProbe) look() (clusterView, error) {
-	client, admin, err := p.k.get()
+	client, _, err := p.k.get()
 	if err != nil {
 		return clusterView{}, err
 	}
-	brokers, controller, err := admin.DescribeCluster()
+	brokers, controller, err := describeCluster(client)
 	if err != nil {
-		return clusterView{}, fmt.Errorf("describe cluster: %w", err)
+		return clusterView{}, err
 	}
 	if err := client.RefreshMetadata(); err != nil {
 		return clusterView{}, fmt.Errorf("refresh metadata: %w", err)
@@ -170,6 +170,31 @@ func (p *KafkaClusterProbe) look() (clusterView, error) {
 		return clusterView{}, err
 	}
 	return view, nil
+}
+
+// describeCluster asks the brokers the client knows, one after the other,
+// for the cluster's brokers and controller, and returns the first answer.
+// sarama's ClusterAdmin.DescribeCluster asks only the broker the last
+// metadata named controller, which under KRaft is any broker and may be the
+// one that just died: the cluster would look down while two of three serve.
+func describeCluster(client sarama.Client) ([]*sarama.Broker, int32, error) {
+	var errs []error
+	for _, b := range client.Brokers() {
+		if err := b.Open(client.Config()); err != nil && !errors.Is(err, sarama.ErrAlreadyConnected) {
+			errs = append(errs, fmt.Errorf("broker %d (%s): %w", b.ID(), b.Addr(), err))
+			continue
+		}
+		resp, err := b.GetMetadata(sarama.NewMetadataRequest(client.Config().Version, []string{})) // brokers only
+		if err != nil {
+			errs = append(errs, fmt.Errorf("broker %d (%s): %w", b.ID(), b.Addr(), err))
+			continue
+		}
+		return resp.Brokers, resp.ControllerID, nil
+	}
+	if len(errs) == 0 {
+		return nil, -1, errors.New("describe cluster: the client knows no broker")
+	}
+	return nil, -1, fmt.Errorf("describe cluster: no broker answered: %w", errors.Join(errs...))
 }
 
 // clusterStatus judges the cluster from the brokers ever seen and one view.
