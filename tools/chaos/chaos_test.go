@@ -176,8 +176,10 @@ type fault struct {
 	name     string
 	start    time.Time
 	recovery time.Duration
-	// led is, for a broker kill, the lifecycle partitions the broker led.
-	led map[int32]bool
+	// led is, for a broker fault, the lifecycle partitions the broker led;
+	// broker is that broker's id.
+	led    map[int32]bool
+	broker int
 	// restarted is when the killed process was started again.
 	restarted time.Time
 }
@@ -328,7 +330,7 @@ func TestChaos(t *testing.T) {
 	leader := leaderOf(t, k, lifecycle)
 	led := ledBy(t, k, lifecycle, leader)
 	fl := begin(fmt.Sprintf("SIGKILL broker %d (leader), restart after %s", leader+1, down))
-	fl.led = led
+	fl.led, fl.broker = led, leader+1
 	k.brokers[leader].kill()
 	time.Sleep(down)
 	restart(fl, k.brokers[leader])
@@ -339,7 +341,7 @@ func TestChaos(t *testing.T) {
 		last := len(k.brokers) - 1
 		led := ledBy(t, k, lifecycle, last)
 		fl := begin(fmt.Sprintf("partition broker %d (netns, link cut %s)", last+1, down))
-		fl.led = led
+		fl.led, fl.broker = led, last+1
 		pn.cut(t, true)
 		time.Sleep(down)
 		fl.restarted = time.Now()

@@ -229,3 +229,16 @@ func (h *healthLog) worst(from, to time.Time) map[string]healthSample {
 	}
 	return out
 }
+
+// first returns the first sample of component id in [from, to) whose
+// detail contains substr.
+func (h *healthLog) first(from, to time.Time, id, substr string) (healthSample, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, s := range h.samples {
+		if s.id == id && !s.at.Before(from) && s.at.Before(to) && strings.Contains(s.detail, substr) {
+			return s, true
+		}
+	}
+	return healthSample{}, false
+}

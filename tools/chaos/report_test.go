@@ -22,6 +22,7 @@ import (
 
 	"github.com/cosmic-horizons/fleet/libs/events"
 	auditpb "github.com/cosmic-horizons/fleet/proto/fleet/audit/v1"
+	healthpb "github.com/cosmic-horizons/fleet/proto/fleet/health/v1"
 	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
 	metricspb "github.com/cosmic-horizons/fleet/proto/fleet/metrics/v1"
 )
@@ -39,6 +40,9 @@ type faultRow struct {
 	stallOthers time.Duration // broker faults: longest gap on the other partitions
 	lost, wrong int           // of the jobs submitted in the window
 	health      string        // broker faults: the monitor's worst kafka:cluster status
+	// named: broker faults: the monitor named the broker as not serving
+	// while the others served (DEGRADED, not UNHEALTHY).
+	named bool
 }
 
 type result struct {
@@ -219,8 +223,28 @@ func collect(t *testing.T, ctx context.Context, f *fleet, l *load, tl *tail, fau
 		seen[rec.ev.EventID] = true
 	}
 	sort.Slice(arrivals, func(i, j int) bool { return arrivals[i].at.Before(arrivals[j].at) })
+	partitions := map[int32]bool{}
+	for _, rec := range recs {
+		partitions[rec.partition] = true
+	}
+	// stall records gap on partition p during broker fault fl.
+	stall := func(fl *fault, row *faultRow, p int32, gap time.Duration) {
+		if r.stallPerPartition[fl.name] == nil {
+			r.stallPerPartition[fl.name] = map[int32]time.Duration{}
+		}
+		if gap > r.stallPerPartition[fl.name][p] {
+			r.stallPerPartition[fl.name][p] = gap
+		}
+		if fl.led[p] && gap > row.stallLed {
+			row.stallLed = gap
+		} else if !fl.led[p] && gap > row.stallOthers {
+			row.stallOthers = gap
+		}
+	}
 	for i, fl := range faults {
-		end := loadEnd
+		// The last window runs to now: copies published after the load
+		// stopped count too.
+		end := time.Now()
 		if i+1 < len(faults) {
 			end = faults[i+1].start
 		}
@@ -250,33 +274,40 @@ func collect(t *testing.T, ctx context.Context, f *fleet, l *load, tl *tail, fau
 					row.worstDelay = d
 				}
 			}
-			if fl.led != nil && a.at.Before(fl.restarted) {
+			if fl.led != nil {
 				p := a.rec.partition
 				prev, ok := last[p]
 				if !ok {
 					prev = fl.start
 				}
-				gap := a.at.Sub(prev)
-				if r.stallPerPartition[fl.name] == nil {
-					r.stallPerPartition[fl.name] = map[int32]time.Duration{}
-				}
-				if gap > r.stallPerPartition[fl.name][p] {
-					r.stallPerPartition[fl.name][p] = gap
-				}
-				if fl.led[p] && gap > row.stallLed {
-					row.stallLed = gap
-				} else if !fl.led[p] && gap > row.stallOthers {
-					row.stallOthers = gap
-				}
+				stall(fl, &row, p, a.at.Sub(prev))
 				last[p] = a.at
+			}
+		}
+		if fl.led != nil {
+			// Under a steady load every partition receives events: the gap
+			// from a partition's last event (or the fault) to the window's
+			// end counts as well, so a partition that got nothing stalled
+			// for the whole window.
+			for p := range partitions {
+				prev, ok := last[p]
+				if !ok {
+					prev = fl.start
+				}
+				stall(fl, &row, p, end.Sub(prev))
 			}
 		}
 		if fl.led != nil {
 			row.health = "kafka:cluster stayed HEALTHY"
 			for id, s := range health.worst(fl.start, end) {
 				if strings.HasPrefix(id, "kafka:cluster") {
-					row.health = fmt.Sprintf("%s %s: %s", id, strings.TrimPrefix(s.status.String(), "HEALTH_STATUS_"), s.detail)
+					row.health = fmt.Sprintf("worst %s: %s", strings.TrimPrefix(s.status.String(), "HEALTH_STATUS_"), s.detail)
 				}
+			}
+			if s, ok := health.first(fl.start, end, "kafka:cluster", fmt.Sprintf("broker %d (", fl.broker)); ok {
+				row.named = s.status == healthpb.HealthStatus_HEALTH_STATUS_DEGRADED
+				row.health += fmt.Sprintf("; after %s: %s: %s", s.at.Sub(fl.start).Round(100*time.Millisecond),
+					strings.TrimPrefix(s.status.String(), "HEALTH_STATUS_"), s.detail)
 			}
 		}
 		r.rows = append(r.rows, row)
@@ -418,7 +449,7 @@ func (r *result) print(w io.Writer) {
 			parts = append(parts, p)
 		}
 		sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
-		fmt.Fprintf(w, "%s:\n    longest gap per lifecycle partition until the broker was back:", row.name)
+		fmt.Fprintf(w, "%s:\n    longest gap between events per lifecycle partition from the fault to the next one:", row.name)
 		for _, p := range parts {
 			fmt.Fprintf(w, " p%d=%s", p, stalls[p].Round(10*time.Millisecond))
 		}
@@ -442,4 +473,9 @@ func (r *result) assert(t *testing.T) {
 	assert.True(t, r.auditOK, "audit chain: %s", r.auditReason)
 	assert.Equal(t, int64(r.auditStream), r.auditChecked, "audit chain records vs distinct events")
 	assert.GreaterOrEqual(t, r.emailsFound, r.emailsExpected, "e-mails missing")
+	for _, row := range r.rows {
+		if row.health != "" {
+			assert.True(t, row.named, "%s: the health-monitor did not report the cluster DEGRADED naming the broker: %s", row.name, row.health)
+		}
+	}
 }
