@@ -54,6 +54,15 @@ test: up check ## start the stack, then run every check and test against it
 	@tools/fuzz.sh $(FUZZ_SHORT)
 
 
+# The chaos run starts its own 3-broker Kafka cluster (replication 3, min ISR 2) from the
+# stack's jars on ports of its own, runs the fleet against it, SIGKILLs brokers, consumers
+# and the orchestrator under load and prints a table (docs/operations.md, "Chaos run").
+CHAOS_TIMEOUT ?= 30m
+
+.PHONY: chaos
+chaos: up ## kill brokers, consumers and the orchestrator under load; print what was lost or duplicated
+	@eval "$$($(STACK) env)"; go test -tags chaos -count=1 -timeout $(CHAOS_TIMEOUT) -run '^TestChaos$$' -v ./tools/chaos/
+
 .PHONY: check
 check: fmt-check vet standalone layer-check proto-check python-client-check schema-check ## static checks (no brokers needed)
 

@@ -21,6 +21,7 @@ const (
 	EnvServices            = "HEALTH_SERVICES"
 	EnvLagThreshold        = "HEALTH_LAG_THRESHOLD"
 	EnvGroupPrefix         = "HEALTH_GROUP_PREFIX"
+	EnvStallAfter          = "HEALTH_STALL_AFTER"
 	EnvQueueDepthThreshold = "HEALTH_QUEUE_DEPTH_THRESHOLD"
 	EnvRaiseAfter          = "HEALTH_RAISE_AFTER"
 	EnvResolveAfter        = "HEALTH_RESOLVE_AFTER"
@@ -63,6 +64,10 @@ type Config struct {
 	LagThreshold int64 `env:"HEALTH_LAG_THRESHOLD"`
 	// GroupPrefix keeps the consumer groups whose id starts with it; empty: all.
 	GroupPrefix string `env:"HEALTH_GROUP_PREFIX"`
+	// StallAfter is how long a group's committed offset on a partition may
+	// stay put while the partition has records beyond it before the group
+	// is reported stalled (degraded, with the partition); 0 disables it.
+	StallAfter time.Duration `env:"HEALTH_STALL_AFTER"`
 	// QueueDepthThreshold is the number of ready messages in a RabbitMQ
 	// queue above which the broker is degraded.
 	QueueDepthThreshold int64 `env:"HEALTH_QUEUE_DEPTH_THRESHOLD"`
@@ -110,6 +115,7 @@ func DefaultConfig() Config {
 		Interval:            5 * time.Second,
 		ProbeTimeout:        4 * time.Second,
 		LagThreshold:        1000,
+		StallAfter:          30 * time.Second,
 		QueueDepthThreshold: 10000,
 		RaiseAfter:          2,
 		ResolveAfter:        2,
@@ -214,6 +220,9 @@ func (c Config) Validate() error {
 	}
 	if c.LagThreshold < 0 {
 		errs = append(errs, fmt.Errorf("%s=%d: must not be negative", EnvLagThreshold, c.LagThreshold))
+	}
+	if c.StallAfter < 0 {
+		errs = append(errs, fmt.Errorf("%s=%s: must not be negative", EnvStallAfter, c.StallAfter))
 	}
 	if c.QueueDepthThreshold < 0 {
 		errs = append(errs, fmt.Errorf("%s=%d: must not be negative", EnvQueueDepthThreshold, c.QueueDepthThreshold))

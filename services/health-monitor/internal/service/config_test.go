@@ -34,6 +34,7 @@ func TestLoadConfig(t *testing.T) {
 			require.Equal(t, "job-lifecycle", c.JobsTopic)
 			require.Contains(t, c.JobsGroup, "health-monitor-jobs-")
 			require.Equal(t, time.Hour, c.JobFlow.Window)
+			require.Equal(t, 30*time.Second, c.StallAfter)
 		}},
 		{name: "job flow", env: map[string]string{
 			"HEALTH_JOBS_TOPIC": "dev-job-lifecycle", "HEALTH_JOBS_GROUP": "hm-1", "HEALTH_JOBS_WINDOW": "15m",
@@ -75,6 +76,12 @@ func TestLoadConfig(t *testing.T) {
 		{name: "canary timeout not below probe timeout", env: map[string]string{"HEALTH_CANARY_TIMEOUT": "4s"}, wantErr: "HEALTH_CANARY_TIMEOUT"},
 		{name: "canary key in the job key space", env: map[string]string{"HEALTH_CANARY_ROUTING_KEY": "job.x"}, wantErr: "HEALTH_CANARY_ROUTING_KEY"},
 		{name: "zero raise after", env: map[string]string{"HEALTH_RAISE_AFTER": "0"}, wantErr: "HEALTH_RAISE_AFTER"},
+		{name: "stall after", env: map[string]string{"HEALTH_STALL_AFTER": "45s"},
+			check: func(t *testing.T, c service.Config) { require.Equal(t, 45*time.Second, c.StallAfter) }},
+		{name: "stall check off", env: map[string]string{"HEALTH_STALL_AFTER": "0s"},
+			check: func(t *testing.T, c service.Config) { require.Zero(t, c.StallAfter) }},
+		{name: "negative stall after", env: map[string]string{"HEALTH_STALL_AFTER": "-1s"}, wantErr: "HEALTH_STALL_AFTER=-1s: must not be negative"},
+		{name: "stall after not a duration", env: map[string]string{"HEALTH_STALL_AFTER": "later"}, wantErr: "HEALTH_STALL_AFTER"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

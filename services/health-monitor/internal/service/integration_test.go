@@ -119,6 +119,58 @@ func TestLaggingConsumerGroupRaisesAlert(t *testing.T) {
 	require.Equal(t, []string{"group:" + group}, resolved)
 }
 
+// A group whose committed offset stays put while its partitions hold newer
+// records (a consumer retrying a transient failure keeps its offset) is
+// degraded as stalled, with its name and partition, although its lag is far
+// below the lag threshold; it is healthy again once its offset moves.
+func TestStalledConsumerGroupIsDegradedWithItsName(t *testing.T) {
+	brokers := kafkaBrokers(t)
+	id := suffix(t)
+	topic, group := "hm-stall-"+id, "hm-stall-"+id+"-group"
+	conn := kafkabus.Connection{Brokers: brokers}
+	kafkabustest.TopicsWithDLQ(t, brokers, 1, topic)
+	producer, err := kafkabus.NewProducer(kafkabus.DefaultProducerConfig(conn), logger(t), nil)
+	require.NoError(t, err)
+	for range 10 {
+		require.NoError(t, producer.Publish(t.Context(), &bus.Message{Topic: topic, Key: "k", Value: []byte("x")}))
+	}
+	require.NoError(t, producer.Close())
+	commit := commitOffsets(t, brokers, group, topic)
+	commit(4)
+	t.Cleanup(func() { deleteGroup(t, brokers, group) })
+
+	cfg := testConfig(t)
+	cfg.KafkaBrokers = brokers
+	cfg.CanaryEnabled = false
+	cfg.GroupPrefix = group
+	cfg.LagThreshold = 1000
+	cfg.StallAfter = time.Second
+	hm, _ := newHealthMonitor(t, cfg)
+
+	groupStatus := func() domain.Component {
+		st := hm.Monitor.RunCycle(t.Context())
+		c, ok := component(st, "group:"+group)
+		require.True(t, ok, "group component missing: %v", st.Components)
+		return c
+	}
+	c := groupStatus()
+	require.Equal(t, domain.StatusHealthy, c.Status, "a lag of 6 that has not lasted is no stall: %s", c.Detail)
+
+	require.Eventually(t, func() bool {
+		c = groupStatus()
+		return c.Status == domain.StatusDegraded
+	}, 20*time.Second, 300*time.Millisecond, "group with an offset that does not move: %s", c.Detail)
+	require.Contains(t, c.Detail, "group "+group+" stalled")
+	require.Contains(t, c.Detail, topic+"/0 at offset 4")
+	require.Equal(t, float64(1), c.Metrics["stalled_partitions"])
+
+	// The consumer makes progress: no longer stalled, although it still lags.
+	commit(7)
+	c = groupStatus()
+	require.Equal(t, domain.StatusHealthy, c.Status, c.Detail)
+	require.Equal(t, float64(0), c.Metrics["stalled_partitions"])
+}
+
 // commitOffsets returns a function committing offset (capped at each
 // partition's high-water mark) for group on every partition of topic,
 // without joining the group.

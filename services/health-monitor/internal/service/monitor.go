@@ -103,7 +103,7 @@ func NewHealthMonitor(cfg Config, logger *slog.Logger, reg prometheus.Registerer
 		ps = append(ps,
 			probes.NewKafkaClusterProbe(clusterClient),
 			probes.NewTopicsProbe(conn, specs),
-			probes.NewLagProbe(lagClient, probes.LagConfig{Prefix: cfg.GroupPrefix, Exclude: []string{cfg.CanaryGroup}, Threshold: cfg.LagThreshold}),
+			probes.NewLagProbe(lagClient, probes.LagConfig{Prefix: cfg.GroupPrefix, Exclude: []string{cfg.CanaryGroup}, Threshold: cfg.LagThreshold, StallAfter: cfg.StallAfter}),
 		)
 		if cfg.CanaryEnabled {
 			spec := events.TopicSpec{Name: cfg.CanaryTopic, Key: events.KeyNone, Partitions: 1, Retention: canaryRetention,

@@ -3,6 +3,7 @@ package probes
 import (
 	"testing"
 
+	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/domain"
@@ -43,4 +44,21 @@ func TestClusterStatusNamesMissingBrokers(t *testing.T) {
 			require.Equal(t, float64(3-len(tt.view.serving)), c.Metrics["brokers_down"])
 		})
 	}
+}
+
+func TestPartitionHealthFromOneMetadataAnswer(t *testing.T) {
+	t.Parallel()
+	md := &sarama.MetadataResponse{Topics: []*sarama.TopicMetadata{
+		{Name: "job-lifecycle", Partitions: []*sarama.PartitionMetadata{
+			{ID: 0, Leader: 1, Replicas: []int32{1, 2, 3}, Isr: []int32{1, 2, 3}},
+			{ID: 1, Leader: 2, Replicas: []int32{1, 2, 3}, Isr: []int32{2, 3}},
+			{ID: 2, Leader: -1, Replicas: []int32{1, 2, 3}, Isr: []int32{}, Err: sarama.ErrLeaderNotAvailable},
+		}},
+		{Name: "deleted", Err: sarama.ErrUnknownTopicOrPartition, Partitions: []*sarama.PartitionMetadata{
+			{ID: 0, Leader: -1},
+		}},
+	}}
+	urp, offline := partitionHealth(md)
+	require.Equal(t, 1, urp, "partition 1 lacks an in-sync replica")
+	require.Equal(t, 1, offline, "partition 2 has no leader; a deleted topic counts for nothing")
 }

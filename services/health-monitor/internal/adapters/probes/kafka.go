@@ -132,12 +132,12 @@ type clusterView struct {
 }
 
 func (p *KafkaClusterProbe) check(ctx context.Context) domain.Component {
-	view, err := p.look()
+	view, err := p.look(ctx)
 	if err != nil {
 		// A broker that went away may have been the one the client used: one
 		// more look with a new connection, which tries every bootstrap address.
 		p.k.reset()
-		if view, err = p.look(); err != nil {
+		if view, err = p.look(ctx); err != nil {
 			p.k.reset()
 			return domain.Component{Status: domain.StatusUnhealthy, Detail: err.Error()}
 		}
@@ -150,26 +150,65 @@ func (p *KafkaClusterProbe) check(ctx context.Context) domain.Component {
 	return clusterStatus(p.known, view)
 }
 
-func (p *KafkaClusterProbe) look() (clusterView, error) {
-	client, admin, err := p.k.get()
+func (p *KafkaClusterProbe) look(ctx context.Context) (clusterView, error) {
+	client, _, err := p.k.get()
 	if err != nil {
 		return clusterView{}, err
 	}
-	brokers, controller, err := admin.DescribeCluster()
+	md, err := describeCluster(ctx, client)
 	if err != nil {
-		return clusterView{}, fmt.Errorf("describe cluster: %w", err)
+		return clusterView{}, err
 	}
-	if err := client.RefreshMetadata(); err != nil {
-		return clusterView{}, fmt.Errorf("refresh metadata: %w", err)
-	}
-	view := clusterView{serving: make(map[int32]string, len(brokers)), controller: controller}
-	for _, b := range brokers {
+	view := clusterView{serving: make(map[int32]string, len(md.Brokers)), controller: md.ControllerID}
+	for _, b := range md.Brokers {
 		view.serving[b.ID()] = b.Addr()
 	}
-	if view.urp, view.offline, err = partitionHealth(client); err != nil {
-		return clusterView{}, err
-	}
+	view.urp, view.offline = partitionHealth(md)
 	return view, nil
+}
+
+// describeCluster asks every broker the client knows, at once, for the
+// cluster's metadata and returns the first answer. Asking one broker (the
+// one sarama's ClusterAdmin.DescribeCluster takes for the controller, which
+// under KRaft is any broker) makes the cluster look down when that broker
+// died, or wait for a timeout when it is cut off by the network, while the
+// others serve.
+func describeCluster(ctx context.Context, client sarama.Client) (*sarama.MetadataResponse, error) {
+	brokers := client.Brokers()
+	if len(brokers) == 0 {
+		return nil, errors.New("describe cluster: the client knows no broker")
+	}
+	type answer struct {
+		md  *sarama.MetadataResponse
+		err error
+	}
+	answers := make(chan answer, len(brokers)) // buffered: late answers never block
+	for _, b := range brokers {
+		go func() {
+			if err := b.Open(client.Config()); err != nil && !errors.Is(err, sarama.ErrAlreadyConnected) {
+				answers <- answer{err: fmt.Errorf("broker %d (%s): %w", b.ID(), b.Addr(), err)}
+				return
+			}
+			md, err := b.GetMetadata(sarama.NewMetadataRequest(client.Config().Version, nil))
+			if err != nil {
+				err = fmt.Errorf("broker %d (%s): %w", b.ID(), b.Addr(), err)
+			}
+			answers <- answer{md: md, err: err}
+		}()
+	}
+	var errs []error
+	for range brokers {
+		select {
+		case a := <-answers:
+			if a.err == nil {
+				return a.md, nil
+			}
+			errs = append(errs, a.err)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("describe cluster: %w", errors.Join(append(errs, ctx.Err())...))
+		}
+	}
+	return nil, fmt.Errorf("describe cluster: no broker answered: %w", errors.Join(errs...))
 }
 
 // clusterStatus judges the cluster from the brokers ever seen and one view.
@@ -203,31 +242,24 @@ func clusterStatus(known map[int32]string, v clusterView) domain.Component {
 	return c
 }
 
-// partitionHealth counts partitions with fewer in-sync replicas than
-// replicas, and partitions without a leader.
-func partitionHealth(client sarama.Client) (urp, offline int, err error) {
-	topics, err := client.Topics()
-	if err != nil {
-		return 0, 0, fmt.Errorf("list topics: %w", err)
-	}
-	for _, t := range topics {
-		parts, err := client.Partitions(t)
-		if err != nil {
+// partitionHealth counts, in one metadata answer, partitions with fewer
+// in-sync replicas than replicas, and partitions without a leader.
+func partitionHealth(md *sarama.MetadataResponse) (urp, offline int) {
+	for _, t := range md.Topics {
+		if t.Err != sarama.ErrNoError {
 			continue // deleted meanwhile
 		}
-		for _, part := range parts {
-			replicas, rerr := client.Replicas(t, part)
-			isr, ierr := client.InSyncReplicas(t, part)
-			if _, lerr := client.Leader(t, part); lerr != nil {
+		for _, part := range t.Partitions {
+			if part.Leader < 0 || part.Err == sarama.ErrLeaderNotAvailable {
 				offline++
 				continue
 			}
-			if rerr == nil && ierr == nil && len(isr) < len(replicas) {
+			if len(part.Isr) < len(part.Replicas) {
 				urp++
 			}
 		}
 	}
-	return urp, offline, nil
+	return urp, offline
 }
 
 // TopicsProbe compares the topics with the catalogue through

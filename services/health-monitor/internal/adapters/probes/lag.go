@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -21,18 +22,39 @@ type LagConfig struct {
 	Exclude []string
 	// Threshold is the lag on one topic above which a group is degraded.
 	Threshold int64
+	// StallAfter is how long a group's committed offset on a partition may
+	// stay the same while the partition has records beyond it before the
+	// group is degraded as stalled, whatever its lag; 0 disables the check.
+	// A consumer retrying a transient failure keeps its offset, so this is
+	// how such a consumer shows, with the partition it is stuck on.
+	StallAfter time.Duration
 }
 
 // LagProbe measures the lag of consumer groups: per topic, the sum over
 // partitions of the high-water mark minus the committed offset. Partitions
-// without a committed offset are not counted.
+// without a committed offset are not counted. It also remembers since when
+// each lagging partition's committed offset has not moved, to report
+// stalled groups.
 type LagProbe struct {
 	k   *KafkaClient
 	cfg LagConfig
+	now func() time.Time
+
+	mu sync.Mutex
+	// still holds, per group and lagging partition, the committed offset
+	// and when the probe first saw it there.
+	still map[string]map[topicPartition]stillOffset
+}
+
+type stillOffset struct {
+	offset int64
+	since  time.Time
 }
 
 // NewLagProbe returns a lag probe using k.
-func NewLagProbe(k *KafkaClient, cfg LagConfig) *LagProbe { return &LagProbe{k: k, cfg: cfg} }
+func NewLagProbe(k *KafkaClient, cfg LagConfig) *LagProbe {
+	return &LagProbe{k: k, cfg: cfg, now: time.Now, still: map[string]map[topicPartition]stillOffset{}}
+}
 
 // GroupComponentID is the component id of consumer group g.
 func GroupComponentID(g string) string { return "group:" + g }
@@ -93,18 +115,35 @@ func (p *LagProbe) Probe(ctx context.Context) app.Outcome {
 	}
 	highWater := highWaterMarks(client, wanted)
 
-	now := time.Now()
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	still := make(map[string]map[topicPartition]stillOffset, len(committed))
 	var out app.Outcome
 	for g, offsets := range committed {
 		perTopic := make(map[string]int64)
 		unknown := 0
+		var stalled []string
+		still[g] = make(map[topicPartition]stillOffset)
 		for tp, off := range offsets {
 			hw, ok := highWater[tp]
 			if !ok {
 				unknown++
 				continue
 			}
-			perTopic[tp.topic] += max(hw-off, 0)
+			lag := max(hw-off, 0)
+			perTopic[tp.topic] += lag
+			if lag == 0 {
+				continue
+			}
+			s := stillOffset{offset: off, since: now}
+			if prev, ok := p.still[g][tp]; ok && prev.offset == off {
+				s.since = prev.since
+			}
+			still[g][tp] = s
+			if d := now.Sub(s.since); p.cfg.StallAfter > 0 && d >= p.cfg.StallAfter {
+				stalled = append(stalled, fmt.Sprintf("%s/%d at offset %d for %s (lag %d)", tp.topic, tp.partition, off, d.Round(time.Second), lag))
+			}
 		}
 		c := domain.Component{
 			ID: GroupComponentID(g), Type: domain.TypeConsumerGroup, Status: domain.StatusHealthy,
@@ -121,16 +160,28 @@ func (p *LagProbe) Probe(ctx context.Context) app.Outcome {
 			}
 		}
 		slices.Sort(behind)
+		slices.Sort(stalled)
+		c.Metrics["stalled_partitions"] = float64(len(stalled))
 		c.Detail = fmt.Sprintf("total lag %d", total)
 		if len(behind) > 0 {
 			c.Status = domain.StatusDegraded
 			c.Detail = fmt.Sprintf("behind by more than %d: %s", p.cfg.Threshold, strings.Join(behind, ", "))
+		}
+		if len(stalled) > 0 {
+			c.Status = domain.StatusDegraded
+			stall := fmt.Sprintf("group %s stalled: %s", g, strings.Join(stalled, ", "))
+			if len(behind) > 0 {
+				c.Detail += "; " + stall
+			} else {
+				c.Detail = stall
+			}
 		}
 		if unknown > 0 {
 			c.Detail += fmt.Sprintf("; %d partitions without a high-water mark", unknown)
 		}
 		out.Components = append(out.Components, c)
 	}
+	p.still = still
 	return out
 }
 

@@ -13,6 +13,20 @@
 //
 //	request.json  the submitted request (mode 0600), so queued jobs survive a restart
 //	state.json    the job's state and, once it ended, its outcome
+//	exit.json     the script's exit status and resource use, written by its supervisor
+//	supervisor.log what the supervisor reported, if anything
+//
+// # Supervisor
+//
+// The scheduler does not start a script itself: it starts the job's
+// supervisor, its own executable again (/proc/self/exe) in supervisor mode,
+// entered from this package's init. The supervisor runs as the service's
+// user in a process group of its own, outside the job's cgroup, ignores
+// SIGTERM, SIGINT and SIGHUP, starts the script as described below, waits
+// for it and writes exit.json atomically (temporary file and rename) before
+// it exits. It outlives the service, so the outcome of a job that ends while
+// no scheduler runs is not lost; the job's uid can neither write the
+// scheduler's directory nor signal the supervisor.
 //
 // # Isolation
 //
@@ -40,7 +54,7 @@
 //     memory limit ends PhaseFailed with ErrorCodeOutOfMemory.
 //   - The cgroup and rlimits are in place before the job runs any code of
 //     its own: the child is started traced (PTRACE_TRACEME), so it stops
-//     right after execve; the scheduler moves it into its cgroup, sets its
+//     right after execve; the supervisor moves it into its cgroup, sets its
 //     rlimits and detaches. See startStopped and setRlimits.
 //
 // New refuses to start (ErrNotIsolated) when the process cannot switch
@@ -70,9 +84,13 @@
 //   - A job that was still queued is queued again and runs.
 //   - A job that was running when the previous process died reports
 //     PhaseRunning while a process of it is alive (its cgroup has members,
-//     or, without a cgroup, its leader is alive, checked through /proc),
-//     and PhaseFailed with ErrorCodeLost once it is gone, because its exit
-//     code can no longer be known. Cancel still kills such a job.
+//     or its supervisor is alive, recognised through /proc by the job id in
+//     its environment so that a reused pid does not count). Once none is,
+//     it ends with the outcome in exit.json (completed on exit 0, failed
+//     with its exit code otherwise, out of memory when its cgroup says so),
+//     or, without that file (a job started by a version without
+//     supervisors, or a supervisor killed), PhaseFailed with ErrorCodeLost.
+//     Cancel still kills such a job.
 //   - A job without a directory or state file is unknown: ErrUnknownJob.
 //
 // Close stops starting queued jobs (they stay queued on disk and resume

@@ -292,14 +292,17 @@ func runCrashChild(root string) {
 		os.Exit(1)
 	}
 	id := os.Getenv(crashChildRoot + "_JOB")
-	_, err = s.Submit(context.Background(), app.SubmitRequest{JobID: id, Name: "adopted",
-		Script: "#!/bin/bash\n(setsid sleep 779 &)\nsleep 300\n"})
+	script, ready := "#!/bin/bash\n(setsid sleep 779 &)\nsleep 300\n", []string{"sleep", "779"}
+	if sc := os.Getenv(crashChildRoot + "_SCRIPT"); sc != "" {
+		script, ready = sc, nil // ready once a process of the job runs
+	}
+	_, err = s.Submit(context.Background(), app.SubmitRequest{JobID: id, Name: "adopted", Script: script})
 	if err != nil {
 		fmt.Println("ERROR", err)
 		os.Exit(1)
 	}
 	for {
-		if pids := procsOf(id, "sleep", "779"); len(pids) == 1 {
+		if pids := procsOf(id, ready...); len(pids) == 1 {
 			fmt.Println("READY")
 			select {}
 		}
@@ -373,4 +376,75 @@ func procsOf(id string, cmdline ...string) []int {
 		pids = append(pids, pid)
 	}
 	return pids
+}
+
+// A job that ends while no scheduler runs (the service was SIGKILLed) is
+// recorded with its real outcome by the next scheduler: its supervisor
+// outlived the service and wrote the exit status where the job's uid
+// cannot write, so a job cannot forge its own outcome either.
+func TestExitStatusSurvivesServiceCrash(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		exit     int32
+		phase    app.Phase
+		errCode  string
+		tryForge bool
+	}{
+		{name: "exit 0 completes", exit: 0, phase: app.PhaseCompleted},
+		{name: "exit 3 fails, and the job cannot rewrite its outcome", exit: 3, phase: app.PhaseFailed,
+			errCode: app.ErrorCodeNonZeroExit, tryForge: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			root := workRoot(t)
+			id := uniqueID("crash")
+			// The job waits for the file "go" in its directory, then exits.
+			script := "#!/bin/sh\nwhile [ ! -e go ]; do sleep 0.05; done\n"
+			if tt.tryForge {
+				script += "printf '{\"exit_code\": 0}' >\"$FLEET_JOB_DIR/../.state/$FLEET_JOB_ID/exit.json\" 2>/dev/null && echo forged\n"
+			}
+			script += fmt.Sprintf("exit %d\n", tt.exit)
+			child := exec.Command("/proc/self/exe", "-test.run=^$")
+			child.Env = append(os.Environ(), crashChildRoot+"="+root, crashChildRoot+"_JOB="+id, crashChildRoot+"_SCRIPT="+script)
+			out, err := child.StdoutPipe()
+			require.NoError(t, err)
+			require.NoError(t, child.Start())
+			line, _ := bufio.NewReader(out).ReadString('\n')
+			require.Equal(t, "READY\n", line)
+			require.NoError(t, child.Process.Kill())
+			_ = child.Wait()
+			require.NotEmpty(t, jobProcesses(t, id), "the job outlives its service")
+
+			// The job ends while no scheduler runs.
+			require.NoError(t, os.WriteFile(filepath.Join(root, id, "go"), nil, 0o644))
+			require.Eventually(t, func() bool { return len(jobProcesses(t, id)) == 0 }, 20*time.Second, 50*time.Millisecond)
+
+			s, _ := newIsolated(t, local.Config{WorkRoot: root})
+			var st app.SchedulerStatus
+			require.Eventually(t, func() bool {
+				st, err = s.Status(context.Background(), app.SchedulerRef{ID: id})
+				return err == nil && st.Phase != app.PhaseRunning
+			}, 20*time.Second, 50*time.Millisecond, "the supervisor records the exit")
+			require.Equal(t, tt.phase, st.Phase, st.Reason)
+			require.Equal(t, tt.errCode, st.ErrorCode, st.Reason)
+			require.NotNil(t, st.ExitCode, st.Reason)
+			require.Equal(t, tt.exit, *st.ExitCode)
+			require.Contains(t, st.Reason, "ended while the scheduler was not running")
+			require.NotNil(t, st.CPUTime, "resource use is recorded too")
+			require.NotContains(t, readFile(t, filepath.Join(root, id, "stdout.log")), "forged")
+
+			// The outcome lies where only the service's user can write.
+			for path, mode := range map[string]os.FileMode{
+				filepath.Join(root, ".state", id):              0o700 | os.ModeDir,
+				filepath.Join(root, ".state", id, "exit.json"): 0o600,
+			} {
+				fi, err := os.Stat(path)
+				require.NoError(t, err)
+				require.Equal(t, mode, fi.Mode(), path)
+				require.Equal(t, uint32(os.Geteuid()), fi.Sys().(*syscall.Stat_t).Uid, path)
+			}
+		})
+	}
 }

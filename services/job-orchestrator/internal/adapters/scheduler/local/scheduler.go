@@ -87,6 +87,8 @@ type Scheduler struct {
 	isolated bool
 	cgroups  *cgroupHost
 	nextUID  int
+	// supervisorPath is the executable started as each job's supervisor.
+	supervisorPath string
 
 	mu      sync.Mutex
 	jobs    map[string]*job
@@ -120,6 +122,8 @@ func New(cfg Config) (*Scheduler, error) {
 		log:     cfg.Logger.With("scheduler", Name),
 		jobs:    make(map[string]*job),
 		nextUID: cfg.UIDs.First,
+
+		supervisorPath: supervisorExe,
 	}
 	// The work root is searchable but not listable by job users; the
 	// scheduler's own files are in a directory only it can enter.
@@ -491,17 +495,13 @@ func (s *Scheduler) dispatchLocked() {
 }
 
 func (s *Scheduler) startLocked(j *job) {
-	cmd, err := s.prepare(j)
+	script, err := s.prepare(j)
+	var cmd *exec.Cmd
 	if err == nil {
-		err = startStopped(cmd, func(pid int) error {
-			if j.cgroup != nil {
-				if err := j.cgroup.add(pid); err != nil {
-					return err
-				}
-			}
-			return setRlimits(pid, j.limits, j.rec.UID, j.rec.GID)
-		})
-		closeFiles(cmd)
+		// The supervisor starts the script in its cgroup and with its
+		// rlimits, and records its exit where a later process finds it.
+		cmd, err = s.startSupervisor(j, script)
+		closeFiles(script)
 	}
 	now := time.Now().UTC()
 	if err != nil {
@@ -795,42 +795,19 @@ func (s *Scheduler) wait(j *job) {
 	j.timers = nil
 	s.releaseLocked(j)
 	rec := &j.rec
-	rec.EndedAt = now
-	if state != nil {
-		code, reason := exitCode(state)
-		rec.ExitCode = &code
-		rec.Reason = reason
-		if ru, ok := state.SysUsage().(*syscall.Rusage); ok && ru != nil {
-			cpu := ru.Utime.Nano() + ru.Stime.Nano()
-			rss := ru.Maxrss * 1024
-			rec.CPUTimeNS = &cpu
-			rec.MaxRSSBytes = &rss
+	// The supervisor's record holds the script's exit and resource use;
+	// without one (the supervisor itself was killed) its own exit stands in.
+	x, ok := readExit(j.meta)
+	if !ok {
+		x = exitRecord{EndedAt: now}
+		if state != nil {
+			code, reason := exitCode(state)
+			x.ExitCode, x.Reason = &code, joinReason("job supervisor ended without a record", reason)
+		} else {
+			x.Reason = "wait for job supervisor: " + waitErr.Error()
 		}
-	} else {
-		rec.Reason = "wait for script: " + waitErr.Error()
 	}
-	switch {
-	case j.stop == stopCancel:
-		rec.State = StateCancelled
-		rec.Reason = joinReason("cancelled", rec.Reason)
-	case j.stop == stopTimeout:
-		rec.State = StateTimeout
-		rec.ErrorCode = app.ErrorCodeTimeout
-		rec.Reason = joinReason("walltime "+j.req.Walltime.String()+" exceeded", rec.Reason)
-	case j.stop == stopShutdown:
-		rec.State = StateLost
-		rec.ErrorCode = app.ErrorCodeLost
-		rec.Reason = joinReason("terminated at scheduler shutdown", rec.Reason)
-	case oom:
-		rec.State = StateFailed
-		rec.ErrorCode = app.ErrorCodeOutOfMemory
-		rec.Reason = joinReason(fmt.Sprintf("memory limit of %d MiB exceeded", j.limits.MemoryBytes>>20), rec.Reason)
-	case rec.ExitCode != nil && *rec.ExitCode == 0:
-		rec.State = StateCompleted
-	default:
-		rec.State = StateFailed
-		rec.ErrorCode = app.ErrorCodeNonZeroExit
-	}
+	applyExit(rec, x, j.stop, j.req.Walltime, j.limits.MemoryBytes, oom)
 	_ = s.saveLocked(j)
 	s.log.Info("job ended", "job_id", rec.JobID, "state", rec.State, "exit_code", derefExit(rec.ExitCode))
 	s.running--
@@ -874,24 +851,39 @@ func (s *Scheduler) adoptedCgroup(j *job) *jobCgroup {
 }
 
 // adoptedAlive reports whether a job started by an earlier process still
-// has a process: one in its cgroup, else its leader.
+// has a process: one in its cgroup, or its leader (the job's supervisor,
+// which outlives the script until it has recorded the exit).
 func (s *Scheduler) adoptedAlive(j *job) bool {
 	if cg := s.adoptedCgroup(j); cg != nil {
-		if pids, err := cg.pids(); err == nil {
-			return len(pids) > 0
+		if pids, err := cg.pids(); err == nil && len(pids) > 0 {
+			return true
 		}
 	}
 	return processOfJob(j.rec.PID, j.rec.JobID)
 }
 
 // checkAdoptedLocked updates a job recorded as running by an earlier
-// process: it stays running while a process of it lives, else it is lost.
+// process: it stays running while a process of it lives; once none does,
+// it ends with the outcome its supervisor recorded, or as lost without one.
 func (s *Scheduler) checkAdoptedLocked(j *job) {
 	if s.adoptedAlive(j) {
 		j.rec.Reason = "running; started by an earlier scheduler process"
 		return
 	}
+	oom := false
+	if cg := s.adoptedCgroup(j); cg != nil {
+		oom = cg.oomKilled()
+	}
 	s.cleanAdoptedLocked(j)
+	if x, ok := readExit(j.meta); ok {
+		var req app.SubmitRequest
+		_ = readJSON(filepath.Join(j.meta, requestFile), &req)
+		applyExit(&j.rec, x, stopNone, req.Walltime, s.jobLimits(req).MemoryBytes, oom)
+		j.rec.Reason = joinReason("ended while the scheduler was not running", j.rec.Reason)
+		_ = s.saveLocked(j)
+		s.log.Info("adopted job ended", "job_id", j.rec.JobID, "state", j.rec.State, "exit_code", derefExit(j.rec.ExitCode))
+		return
+	}
 	j.rec.State = StateLost
 	j.rec.ErrorCode = app.ErrorCodeLost
 	j.rec.Reason = "process ended while the scheduler was not running; exit code unknown"
@@ -932,8 +924,9 @@ func (s *Scheduler) cleanAdoptedLocked(j *job) {
 	}
 }
 
-// processOfJob reports whether pid is alive and carries FLEET_JOB_ID=jobID
-// in its environment, which guards against a reused pid.
+// processOfJob reports whether pid is alive and carries the job id in its
+// environment (FLEET_JOB_ID=jobID for a script, FLEET_SUPERVISED_JOB_ID for
+// its supervisor), which guards against a reused pid.
 func processOfJob(pid int, jobID string) bool {
 	if pid <= 0 {
 		return false
@@ -942,9 +935,8 @@ func processOfJob(pid int, jobID string) bool {
 	if err != nil {
 		return false
 	}
-	want := "FLEET_JOB_ID=" + jobID
 	for _, kv := range strings.Split(string(data), "\x00") {
-		if kv == want {
+		if kv == "FLEET_JOB_ID="+jobID || kv == supervisorEnv+"="+jobID {
 			return true
 		}
 	}

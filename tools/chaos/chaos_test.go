@@ -1,0 +1,381 @@
+//go:build chaos
+
+package chaos_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/cosmic-horizons/fleet/libs/auth"
+	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
+	"github.com/cosmic-horizons/fleet/libs/testinfra"
+	auditpb "github.com/cosmic-horizons/fleet/proto/fleet/audit/v1"
+	healthpb "github.com/cosmic-horizons/fleet/proto/fleet/health/v1"
+	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
+	metricspb "github.com/cosmic-horizons/fleet/proto/fleet/metrics/v1"
+	notificationpb "github.com/cosmic-horizons/fleet/proto/fleet/notification/v1"
+)
+
+const (
+	authSecret  = "chaos-development-secret-0123456789abcdef"
+	servicesDir = "../../services/"
+)
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func durationEnv(name string, def time.Duration) time.Duration {
+	if v := os.Getenv(name); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}
+
+// fleet is the chaos run's five services, each restartable on its ports.
+type fleet struct {
+	kafka                                *kafkaCluster
+	prefix                               string
+	orch, metrics, notify, audit, health *proc
+	grpcAddr                             map[string]string
+
+	jobs   jobpb.JobServiceClient
+	stats  metricspb.MetricsServiceClient
+	trail  auditpb.AuditServiceClient
+	status healthpb.HealthMonitorServiceClient
+	subs   notificationpb.NotificationServiceClient
+}
+
+func startFleet(t *testing.T, k *kafkaCluster, dir string) *fleet {
+	t.Helper()
+	amqp, smtp := os.Getenv("AMQP_URL"), os.Getenv("SMTP_ADDR")
+	f := &fleet{kafka: k, prefix: "chaos-" + randomHex(4) + "-", grpcAddr: map[string]string{}}
+	topic := func(name string) string { return f.prefix + name }
+	base := append(os.Environ(),
+		"KAFKA_BROKERS="+k.bootstrap(), "KAFKA_REPLICATION_FACTOR=3", "KAFKA_MIN_INSYNC_REPLICAS=2",
+		"KAFKA_AUDIT_MIN_INSYNC_REPLICAS=2", "AUTH_HS256_SECRET="+authSecret, "LOG_LEVEL=info",
+		"SHUTDOWN_DRAIN=200ms", "SHUTDOWN_TIMEOUT=10s", "OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_TRACES_EXPORTER=none")
+	mk := func(name, pkg string, env ...string) *proc {
+		grpcAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		f.grpcAddr[name] = grpcAddr
+		return &proc{
+			name: name, path: servicetest.Build(t, servicesDir+pkg+"/cmd/"+pkg),
+			env:     append(append(append([]string{}, base...), "GRPC_ADDR="+grpcAddr, "HTTP_ADDR="+httpAddr), env...),
+			logPath: filepath.Join(dir, name+".log"),
+			ready:   httpReady(httpAddr),
+		}
+	}
+	f.orch = mk("job-orchestrator", "job-orchestrator",
+		"AMQP_URL="+amqp,
+		"DATABASE_URL=sqlite:"+filepath.Join(dir, "orchestrator.db"),
+		"STATE_DIRECTORY="+servicetest.StateDir(t),
+		"PAGE_TOKEN_KEY=chaos-page-token-key-0123456789abcdef",
+		"RECONCILE_INTERVAL=500ms",
+		"ORCHESTRATOR_TOPIC_PREFIX="+f.prefix,
+		"ORCHESTRATOR_ENSURE_TOPICS=true",
+		"SCHEDULER=local", "LOCAL_MAX_JOBS=8")
+	f.metrics = mk("metrics-consumer", "metrics-consumer",
+		"DATABASE_URL=sqlite:"+filepath.Join(dir, "metrics.db"),
+		"METRICS_TOPICS=job-lifecycle="+topic("job-lifecycle")+",job-metrics="+topic("job-metrics"),
+		"METRICS_GROUP="+topic("metrics-consumer"))
+	f.notify = mk("notification-consumer", "notification-consumer",
+		"DATABASE_URL=sqlite:"+filepath.Join(dir, "notifications.db"),
+		"AMQP_URL="+amqp, "SMTP_ADDR="+smtp,
+		"KAFKA_CONSUMER_GROUP="+topic("notification-consumer"),
+		"KAFKA_LIFECYCLE_TOPIC="+topic("job-lifecycle"),
+		"DELIVERY_POLL_INTERVAL=200ms")
+	// One checkpoint signing key across the auditor's restarts, as in
+	// production (a key of the process only would not verify after one).
+	seed := make([]byte, 32)
+	_, _ = rand.Read(seed)
+	f.audit = mk("compliance-auditor", "compliance-auditor",
+		"AUDIT_SIGNING_KEY="+base64.StdEncoding.EncodeToString(seed),
+		"DATABASE_URL=sqlite:"+filepath.Join(dir, "audit.db"),
+		"AUDIT_CONSUMER_GROUP="+topic("compliance-auditor"),
+		"AUDIT_TOPICS="+topic("audit-trail")+","+topic("job-lifecycle"),
+		"AUDIT_ALERT_TOPIC="+topic("system-health"),
+		"AUDIT_CHECKPOINT_INTERVAL=1s")
+	f.health = mk("health-monitor", "health-monitor",
+		"AMQP_URL="+amqp, "RABBITMQ_MGMT_URL="+os.Getenv("RABBITMQ_MGMT_URL"),
+		"HEALTH_SERVICES="+strings.Join([]string{
+			"job-orchestrator=" + f.grpcAddr["job-orchestrator"], "metrics-consumer=" + f.grpcAddr["metrics-consumer"],
+			"notification-consumer=" + f.grpcAddr["notification-consumer"], "compliance-auditor=" + f.grpcAddr["compliance-auditor"],
+		}, ","),
+		"HEALTH_GROUP_PREFIX="+f.prefix,
+		"HEALTH_JOBS_TOPIC="+topic("job-lifecycle"),
+		"HEALTH_JOBS_GROUP="+topic("health-monitor-jobs"),
+		"HEALTH_INTERVAL=2s", "HEALTH_PROBE_TIMEOUT=1900ms", "HEALTH_CANARY_TIMEOUT=1500ms", "HEALTH_STALL_AFTER=10s",
+		"HEALTH_RAISE_AFTER=2", "HEALTH_RESOLVE_AFTER=1")
+
+	// The orchestrator creates the topics (and their dead-letter companions)
+	// that the consumers verify at startup.
+	all := []*proc{f.orch, f.metrics, f.notify, f.audit, f.health}
+	for i, p := range all {
+		p.start(t)
+		if i == 0 {
+			p.waitReady(t, 2*time.Minute)
+		}
+	}
+	for _, p := range all[1:] {
+		p.waitReady(t, 2*time.Minute)
+	}
+	t.Cleanup(func() {
+		for _, p := range all {
+			p.stop(15 * time.Second)
+		}
+	})
+	dial := func(name string) *grpc.ClientConn {
+		conn, err := grpc.NewClient(f.grpcAddr[name], grpc.WithTransportCredentials(insecure.NewCredentials()))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = conn.Close() })
+		return conn
+	}
+	f.jobs = jobpb.NewJobServiceClient(dial("job-orchestrator"))
+	f.stats = metricspb.NewMetricsServiceClient(dial("metrics-consumer"))
+	f.trail = auditpb.NewAuditServiceClient(dial("compliance-auditor"))
+	f.status = healthpb.NewHealthMonitorServiceClient(dial("health-monitor"))
+	f.subs = notificationpb.NewNotificationServiceClient(dial("notification-consumer"))
+	return f
+}
+
+func token(t *testing.T, user string, admin bool) string {
+	t.Helper()
+	tok, err := auth.NewHS256Token(authSecret, user, admin, 2*time.Hour)
+	require.NoError(t, err)
+	return tok
+}
+
+func withToken(ctx context.Context, tok string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+}
+
+// fault is one injected failure: when it started and how long the killed
+// process took to serve again after its restart.
+type fault struct {
+	name     string
+	start    time.Time
+	recovery time.Duration
+	// led is, for a broker fault, the lifecycle partitions the broker led;
+	// broker is that broker's id.
+	led    map[int32]bool
+	broker int
+	// restarted is when the killed process was started again.
+	restarted time.Time
+}
+
+// submission is one job the load generator asked for.
+type submission struct {
+	key, user string
+	jobID     string
+	at        time.Time
+	acked     bool
+	attempts  int
+}
+
+// load submits jobs at rate per second, each retried with its idempotency
+// key until the orchestrator answers (at most retryFor).
+type load struct {
+	f       *fleet
+	users   []string
+	tokens  map[string]string
+	mu      sync.Mutex
+	subs    []*submission
+	wg      sync.WaitGroup
+	stopped chan struct{}
+}
+
+func (l *load) run(ctx context.Context, rate float64, retryFor time.Duration) {
+	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
+	defer tick.Stop()
+	sem := make(chan struct{}, 16)
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.stopped:
+			return
+		case <-tick.C:
+		}
+		s := &submission{key: "chaos-" + randomHex(8), user: l.users[i%len(l.users)], at: time.Now()}
+		l.mu.Lock()
+		l.subs = append(l.subs, s)
+		l.mu.Unlock()
+		l.wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer l.wg.Done()
+			defer func() { <-sem }()
+			l.submit(ctx, s, retryFor)
+		}()
+	}
+}
+
+func (l *load) submit(ctx context.Context, s *submission, retryFor time.Duration) {
+	deadline := time.Now().Add(retryFor)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		s.attempts++
+		cctx, cancel := context.WithTimeout(withToken(ctx, l.tokens[s.user]), 5*time.Second)
+		resp, err := l.f.jobs.SubmitJob(cctx, &jobpb.SubmitJobRequest{IdempotencyKey: s.key, Spec: &jobpb.JobSpec{
+			Name: "chaos", Agent: jobpb.Agent_AGENT_CUSTOM, DatasetId: "ds-chaos",
+			TaccSystem: jobpb.TaccSystem_TACC_SYSTEM_FRONTERA, Partition: "development",
+			Resources:  &jobpb.Resources{Nodes: 1, CoresPerNode: 1, Walltime: durationpb.New(10 * time.Minute)},
+			Allocation: "AST21001", Payload: &jobpb.JobSpec_Command{Command: "sleep 1"},
+		}})
+		cancel()
+		if err == nil {
+			l.mu.Lock()
+			s.jobID, s.acked = resp.GetJob().GetJobId(), true
+			l.mu.Unlock()
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// TestChaos is `make chaos`. It fails when an acknowledged job is lost or
+// ends in a wrong state, when a consumer does not equal the stream, when an
+// event is reordered or dead-lettered, or when the audit chain does not
+// verify; the table reports duplicates, duplicate emails and stalls.
+func TestChaos(t *testing.T) {
+	classpath := os.Getenv("KAFKA_CLASSPATH")
+	for name, v := range map[string]string{"KAFKA_CLASSPATH": classpath, "AMQP_URL": os.Getenv("AMQP_URL"),
+		"SMTP_ADDR": os.Getenv("SMTP_ADDR"), "MAILPIT_URL": os.Getenv("MAILPIT_URL")} {
+		if v == "" {
+			testinfra.Unavailable(t, "the chaos run needs the local stack (eval \"$(tools/stack/stack.sh env)\"); %s is unset", name)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+	dir, err := os.MkdirTemp("/var/tmp", "fleet-chaos-")
+	require.NoError(t, err)
+	t.Logf("logs and data in %s", dir)
+	t.Cleanup(func() {
+		if !t.Failed() && os.Getenv("CHAOS_KEEP") == "" {
+			_ = os.RemoveAll(dir)
+		}
+	})
+
+	runStart := time.Now()
+	var pn *partitionNet
+	noPartition := "CHAOS_PARTITION=0"
+	if os.Getenv("CHAOS_PARTITION") != "0" {
+		pn, noPartition = newPartitionNet(t)
+	}
+	k := startKafka(t, ctx, classpath, dir, 3, pn)
+	t.Logf("3 brokers at %s in %s", k.bootstrap(), time.Since(runStart).Round(time.Second))
+	f := startFleet(t, k, dir)
+	t.Logf("fleet ready, topic prefix %s", f.prefix)
+
+	tail := startTail(t, ctx, k.bootstrap(), f.prefix, events.TopicJobLifecycle, events.TopicAuditTrail)
+
+	// Users, each with an e-mail subscription to job.completed.
+	l := &load{f: f, tokens: map[string]string{}, stopped: make(chan struct{})}
+	mailDomain := f.prefix + "example.org"
+	for i := 0; i < 4; i++ {
+		u := fmt.Sprintf("%suser-%d", f.prefix, i)
+		l.users = append(l.users, u)
+		l.tokens[u] = token(t, u, false)
+		_, err := f.subs.CreateSubscription(withToken(ctx, l.tokens[u]), &notificationpb.CreateSubscriptionRequest{
+			Channel: notificationpb.Channel_CHANNEL_EMAIL, Target: u + "@" + mailDomain, EventTypes: []string{"job.completed"},
+		})
+		require.NoError(t, err)
+	}
+	health := watchHealth(ctx, f)
+
+	rate := 3.0
+	loadDone := make(chan struct{})
+	go func() { l.run(ctx, rate, 2*time.Minute); close(loadDone) }()
+
+	var faults []*fault
+	begin := func(name string) *fault {
+		fl := &fault{name: name, start: time.Now()}
+		faults = append(faults, fl)
+		t.Logf("fault: %s", name)
+		return fl
+	}
+	restart := func(fl *fault, p *proc) {
+		fl.restarted = time.Now()
+		p.start(t)
+		fl.recovery = p.waitReady(t, 3*time.Minute)
+	}
+	settle := durationEnv("CHAOS_SETTLE", 10*time.Second)
+
+	begin("baseline (no fault)")
+	time.Sleep(settle)
+
+	// The broker leading partition 0 of the lifecycle topic, down for 20 s.
+	lifecycle := f.prefix + events.TopicJobLifecycle
+	down := durationEnv("CHAOS_BROKER_DOWN", 20*time.Second)
+	leader := leaderOf(t, k, lifecycle)
+	led := ledBy(t, k, lifecycle, leader)
+	fl := begin(fmt.Sprintf("SIGKILL broker %d (leader), restart after %s", leader+1, down))
+	fl.led, fl.broker = led, leader+1
+	k.brokers[leader].kill()
+	time.Sleep(down)
+	restart(fl, k.brokers[leader])
+	time.Sleep(settle)
+
+	// The last broker in its own network namespace, its link cut for 20 s.
+	if pn != nil {
+		last := len(k.brokers) - 1
+		led := ledBy(t, k, lifecycle, last)
+		fl := begin(fmt.Sprintf("partition broker %d (netns, link cut %s)", last+1, down))
+		fl.led, fl.broker = led, last+1
+		pn.cut(t, true)
+		time.Sleep(down)
+		fl.restarted = time.Now()
+		pn.cut(t, false)
+		for !portOpen(k.addr(last)) && time.Since(fl.restarted) < time.Minute {
+			time.Sleep(50 * time.Millisecond)
+		}
+		fl.recovery = time.Since(fl.restarted)
+		time.Sleep(settle)
+	} else {
+		t.Logf("no network partition fault: %s", noPartition)
+	}
+
+	for _, p := range []*proc{f.metrics, f.notify, f.audit} {
+		fl := begin("SIGKILL " + p.name + ", restart")
+		p.kill()
+		time.Sleep(time.Second)
+		restart(fl, p)
+		time.Sleep(settle)
+	}
+	for i := 0; i < 2; i++ {
+		fl := begin("SIGKILL job-orchestrator, restart")
+		f.orch.kill()
+		time.Sleep(2 * time.Second)
+		restart(fl, f.orch)
+		time.Sleep(settle)
+	}
+	close(l.stopped)
+	<-loadDone
+	l.wg.Wait()
+	loadEnd := time.Now()
+	t.Logf("load stopped: %d submissions", len(l.subs))
+
+	r := collect(t, ctx, f, l, tail, faults, health, runStart, loadEnd, mailDomain)
+	r.print(os.Stdout)
+	r.assert(t)
+}
