@@ -306,6 +306,28 @@ func allLed(mds map[string]*sarama.TopicMetadata, topics []string) bool {
 	return true
 }
 
+// ListTopics returns the names of the cluster's topics, internal ones
+// included. It is meant for tests and tooling.
+func ListTopics(ctx context.Context, conn Connection) ([]string, error) {
+	cfg, err := ClientConfig(conn)
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	client, err := sarama.NewClient(conn.Brokers, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("list topics: connect to %v: %w", conn.Brokers, err)
+	}
+	defer client.Close()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	names, err := client.Topics()
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	return names, nil
+}
+
 // DeleteTopics deletes the named topics; topics that do not exist are ignored.
 // It is meant for tests and tooling, never for the service path.
 func DeleteTopics(ctx context.Context, conn Connection, topics ...string) error {

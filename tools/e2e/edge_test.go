@@ -20,6 +20,7 @@ import (
 
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
 	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
 	auditpb "github.com/cosmic-horizons/fleet/proto/fleet/audit/v1"
@@ -58,7 +59,7 @@ func startEdgeFleet(t *testing.T) *edgeFleet {
 	if kafka == "" {
 		testinfra.Unavailable(t, "Kafka: KAFKA_BROKERS is not set (eval \"$(tools/stack/stack.sh env)\")")
 	}
-	f := &edgeFleet{prefix: "edge-" + randomHex(5) + "-", kafka: kafka}
+	f := &edgeFleet{prefix: kafkabustest.Prefix(t, strings.Split(kafka, ","), "edge-"), kafka: kafka}
 	orch := servicetest.RunBinary(t, servicesDir+"job-orchestrator/cmd/job-orchestrator", map[string]string{
 		"KAFKA_BROKERS":              kafka,
 		"DATABASE_URL":               "sqlite:" + filepath.Join(t.TempDir(), "orchestrator.db"),

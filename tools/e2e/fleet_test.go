@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
 	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
@@ -152,7 +153,7 @@ func stateDir(t *testing.T) string { return servicetest.StateDir(t) }
 func startFleet(t *testing.T) *fleet {
 	t.Helper()
 	s := requireStack(t)
-	f := &fleet{stack: s, prefix: "e2e-" + randomHex(5) + "-", scheduler: "local", started: time.Now()}
+	f := &fleet{stack: s, prefix: kafkabustest.Prefix(t, strings.Split(s.kafka, ","), "e2e-"), scheduler: "local", started: time.Now()}
 	t.Logf("topic and group prefix %s", f.prefix)
 	topic := func(name string) string { return f.prefix + name }
 

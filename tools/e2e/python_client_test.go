@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
 	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
 )
@@ -45,7 +46,7 @@ func TestPythonClient(t *testing.T) {
 	out, err := pip.CombinedOutput()
 	require.NoError(t, err, "pip install %s:\n%s", pkg, out)
 
-	prefix := "py-" + randomHex(5) + "-"
+	prefix := kafkabustest.Prefix(t, strings.Split(s.kafka, ","), "py-")
 	orch := runOrchestrator(t, s, prefix)
 	user, other := newUser(t), newUser(t)
 	env := append(os.Environ(),

@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,4 +83,38 @@ func create(t testing.TB, brokers []string, specs []events.TopicSpec) {
 		names[i] = s.Name
 	}
 	require.ElementsMatch(t, names, report.Created, "a topic already existed")
+}
+
+// Prefix returns base followed by ten random hex digits and a dash: a topic
+// prefix for a test whose service under test creates its own topics (for
+// example through ORCHESTRATOR_TOPIC_PREFIX). When t ends, every topic whose
+// name starts with the prefix is deleted, so that a broker that runs many
+// test suites does not accumulate their partitions. Register it before the
+// service starts: cleanups run last in, first out, so the topics go after the
+// service has stopped.
+func Prefix(t testing.TB, brokers []string, base string) string {
+	t.Helper()
+	b := make([]byte, 5)
+	_, _ = rand.Read(b) // never fails
+	prefix := base + hex.EncodeToString(b) + "-"
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		conn := kafkabus.Connection{Brokers: brokers}
+		names, err := kafkabus.ListTopics(ctx, conn)
+		if err != nil {
+			t.Errorf("list the topics under %s: %v", prefix, err)
+			return
+		}
+		var mine []string
+		for _, name := range names {
+			if strings.HasPrefix(name, prefix) {
+				mine = append(mine, name)
+			}
+		}
+		if err := kafkabus.DeleteTopics(ctx, conn, mine...); err != nil {
+			t.Errorf("delete the topics under %s: %v", prefix, err)
+		}
+	})
+	return prefix
 }

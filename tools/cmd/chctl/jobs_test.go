@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"regexp"
 	"strings"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
 	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
 	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
@@ -26,8 +25,6 @@ const testSecret = "chctl-test-secret-0123456789abcdef0123"
 // address.
 func startOrchestrator(t *testing.T) string {
 	t.Helper()
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
 	p := servicetest.RunBinary(t, "../../../services/job-orchestrator/cmd/job-orchestrator", map[string]string{
 		"KAFKA_BROKERS":              strings.Join(testinfra.KafkaBrokers(t), ","),
 		"AMQP_URL":                   "",
@@ -37,7 +34,7 @@ func startOrchestrator(t *testing.T) string {
 		"AUTH_HS256_SECRET":          testSecret,
 		"PAGE_TOKEN_KEY":             "chctl-test-page-token-key-0123456",
 		"RECONCILE_INTERVAL":         "200ms",
-		"ORCHESTRATOR_TOPIC_PREFIX":  "chctltest-" + hex.EncodeToString(b) + "-",
+		"ORCHESTRATOR_TOPIC_PREFIX":  kafkabustest.Prefix(t, testinfra.KafkaBrokers(t), "chctltest-"),
 		"ORCHESTRATOR_ENSURE_TOPICS": "true",
 		"OTEL_SDK_DISABLED":          "true",
 	})

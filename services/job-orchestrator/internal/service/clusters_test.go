@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
 	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
 	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
@@ -122,7 +123,7 @@ func TestSlurmTwoClustersEndToEnd(t *testing.T) {
 	catFile := filepath.Join(t.TempDir(), "catalogue.json")
 	require.NoError(t, os.WriteFile(catFile, b, 0o600))
 
-	prefix := relaytest.RandomName(t, "orchtest-") + "-"
+	prefix := kafkabustest.Prefix(t, testinfra.KafkaBrokers(t), "orchtest-")
 	vars := env(t, prefix, t.TempDir())
 	for k, v := range s.orchestratorEnv(t) {
 		vars[k] = v

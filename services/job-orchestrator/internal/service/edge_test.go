@@ -7,9 +7,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
 	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
+	"github.com/cosmic-horizons/fleet/libs/testinfra"
 	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay/relaytest"
 )
 
 // TestUnboundedStatusesOnTheRealStore: a ListJobs with 100,000 statuses
@@ -17,7 +18,7 @@ import (
 // own words); it is InvalidArgument, and the error names no driver.
 func TestUnboundedStatusesOnTheRealStore(t *testing.T) {
 	t.Parallel()
-	prefix := relaytest.RandomName(t, "orchtest-") + "-"
+	prefix := kafkabustest.Prefix(t, testinfra.KafkaBrokers(t), "orchtest-")
 	p := servicetest.RunBinary(t, "../../cmd/job-orchestrator", env(t, prefix, stateDir(t)))
 	c := client(t, p.GRPCAddr)
 	many := make([]jobpb.JobStatus, 100_000)

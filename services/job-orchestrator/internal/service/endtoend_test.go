@@ -11,6 +11,7 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/amqpbus"
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
 	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
 	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
@@ -69,7 +70,7 @@ var (
 // backend b: over gRPC with a JWT, checking the ordered events on Kafka and
 // RabbitMQ, the metrics at the end and, when b can, the scheduler's own view.
 func runEndToEnd(t *testing.T, b backend) {
-	prefix := relaytest.RandomName(t, "orchtest-") + "-"
+	prefix := kafkabustest.Prefix(t, testinfra.KafkaBrokers(t), "orchtest-")
 	vars := env(t, prefix, stateDir(t))
 	vars["JOB_METRICS_INTERVAL"] = "1s"
 	for k, v := range b.env {

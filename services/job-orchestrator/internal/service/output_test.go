@@ -20,7 +20,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
 	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
+	"github.com/cosmic-horizons/fleet/libs/testinfra"
 	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay/relaytest"
 )
@@ -63,7 +65,7 @@ type received struct {
 // runJobOutput runs outputScript on the real orchestrator binary with
 // backend b and checks the output RPCs against what the job wrote.
 func runJobOutput(t *testing.T, b outputBackend) {
-	prefix := relaytest.RandomName(t, "orchtest-") + "-"
+	prefix := kafkabustest.Prefix(t, testinfra.KafkaBrokers(t), "orchtest-")
 	vars := env(t, prefix, stateDir(t))
 	for k, v := range b.env {
 		vars[k] = v

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
 	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
 	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
@@ -85,13 +86,13 @@ func customSpecOn(partition, script string, walltime time.Duration) *jobpb.JobSp
 
 func TestBinaryServesAndShutsDownOnSIGTERM(t *testing.T) {
 	t.Parallel()
-	prefix := relaytest.RandomName(t, "orchtest-") + "-"
+	prefix := kafkabustest.Prefix(t, testinfra.KafkaBrokers(t), "orchtest-")
 	servicetest.RequireLifecycle(t, "../../cmd/job-orchestrator", env(t, prefix, stateDir(t)))
 }
 
 func TestUnauthenticatedCallsAreRefused(t *testing.T) {
 	t.Parallel()
-	prefix := relaytest.RandomName(t, "orchtest-") + "-"
+	prefix := kafkabustest.Prefix(t, testinfra.KafkaBrokers(t), "orchtest-")
 	p := servicetest.RunBinary(t, "../../cmd/job-orchestrator", env(t, prefix, stateDir(t)))
 	c := client(t, p.GRPCAddr)
 	_, err := c.GetJob(context.Background(), &jobpb.GetJobRequest{JobId: "x"})
@@ -105,7 +106,7 @@ func TestUnauthenticatedCallsAreRefused(t *testing.T) {
 // its secrets: the JWT secret, the page token key, the broker password.
 func TestStartupLogShowsConfigurationWithoutSecrets(t *testing.T) {
 	t.Parallel()
-	prefix := relaytest.RandomName(t, "orchtest-") + "-"
+	prefix := kafkabustest.Prefix(t, testinfra.KafkaBrokers(t), "orchtest-")
 	vars := env(t, prefix, stateDir(t))
 	p := servicetest.RunBinary(t, "../../cmd/job-orchestrator", vars)
 	out := p.Output()
@@ -213,7 +214,7 @@ func containsID(evs []events.Event, id string) bool {
 // publishes; after a restart every event is published exactly once.
 func TestCrashBetweenCommitAndPublish(t *testing.T) {
 	t.Parallel()
-	prefix := relaytest.RandomName(t, "orchtest-") + "-"
+	prefix := kafkabustest.Prefix(t, testinfra.KafkaBrokers(t), "orchtest-")
 	state := stateDir(t)
 	user := relaytest.RandomName(t, "user-")
 	ctx := authed(t, user)

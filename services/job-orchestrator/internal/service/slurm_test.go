@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
 	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
@@ -265,7 +266,7 @@ func stackScript(t *testing.T, args ...string) {
 // so it runs alone (make test runs TestOutage* after the others).
 func TestOutageSlurmRestart(t *testing.T) {
 	s := requireSlurm(t)
-	prefix := relaytest.RandomName(t, "orchtest-") + "-"
+	prefix := kafkabustest.Prefix(t, testinfra.KafkaBrokers(t), "orchtest-")
 	vars := env(t, prefix, stateDir(t))
 	for k, v := range s.orchestratorEnv(t) {
 		vars[k] = v

@@ -7,8 +7,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
 	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
+	"github.com/cosmic-horizons/fleet/libs/testinfra"
 	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay/relaytest"
 )
@@ -18,7 +20,7 @@ import (
 // (adapters/watchfeed) can deliver them in time.
 func TestWatchSeesAnotherReplicasChanges(t *testing.T) {
 	t.Parallel()
-	prefix := relaytest.RandomName(t, "orchtest-") + "-"
+	prefix := kafkabustest.Prefix(t, testinfra.KafkaBrokers(t), "orchtest-")
 	dbURL := sqlstoretest.Databases(t)[1].URL(t) // one PostgreSQL database for both
 	replica := func(reconcile string) string {
 		vars := env(t, prefix, stateDir(t))
