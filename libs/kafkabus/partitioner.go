@@ -65,3 +65,12 @@ func (h *murmur2) Sum32() uint32 {
 	v ^= v >> 15
 	return v
 }
+
+// PartitionFor returns the partition, of numPartitions, that a message with
+// the non-empty key goes to: the choice of the producer above and of Kafka's
+// Java client.
+func PartitionFor(key string, numPartitions int32) int32 {
+	h := newMurmur2()
+	_, _ = h.Write([]byte(key))
+	return int32(h.Sum32()&0x7fffffff) % numPartitions
+}

@@ -35,6 +35,9 @@ func TestPartitionerMatchesJavaClient(t *testing.T) {
 			got, err := p.Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(tt.key)}, 10)
 			require.NoError(t, err)
 			require.Equal(t, tt.partition, got)
+			if tt.key != "" {
+				require.Equal(t, tt.partition, PartitionFor(tt.key, 10))
+			}
 		})
 	}
 }

@@ -12,9 +12,12 @@
 //     their outbox sequence: row n+1 is handed to the broker only after row n
 //     was acknowledged. A failure stops the job on that leg and holds it back
 //     for a backoff of its own; other jobs go on at full speed.
-//   - No waiting on the slowest job. Each leg's Concurrency workers take
-//     claimed jobs one at a time from a local queue, which a claim of up to
-//     BatchJobs jobs refills whenever fewer jobs than workers wait in it.
+//   - No waiting on other jobs. Every claimed job publishes at once, in a
+//     goroutine of its own, and a claim of up to BatchJobs jobs follows
+//     whenever the leg holds fewer than Concurrency jobs. A job whose
+//     partition has no leader (a broker down) waits for its broker alone:
+//     it holds no worker that other jobs need, so a broker outage delays
+//     only the partitions that broker led.
 //   - Marked as acknowledged. Rows are marked done as their
 //     acknowledgements arrive (in small batches, at most MarkInterval
 //     apart), so a crash re-publishes only what was in flight.
@@ -38,6 +41,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -77,7 +81,7 @@ type AMQPPublisher interface {
 const (
 	DefaultPollInterval  = 250 * time.Millisecond
 	DefaultBatchJobs     = 100
-	DefaultConcurrency   = 16
+	DefaultConcurrency   = 4096
 	DefaultLease         = 30 * time.Second
 	DefaultLeaseMargin   = 5 * time.Second
 	DefaultBackoffMin    = 100 * time.Millisecond
@@ -99,9 +103,12 @@ type Config struct {
 	// PollInterval is the pause between claims while the outbox is empty
 	// and nobody wakes the relay.
 	PollInterval time.Duration
-	// Concurrency is how many jobs each leg publishes at once (each job's
-	// events one after the other); BatchJobs the most jobs one claim takes
-	// and the most a leg holds claimed.
+	// Concurrency is the most jobs each leg holds claimed, all of them
+	// publishing at once (each job's events one after the other); BatchJobs
+	// the most jobs one claim takes. A job waiting for its broker costs a
+	// goroutine and its rows, no more; Concurrency bounds how many such jobs
+	// an outage may accumulate before other jobs wait for a slot, so it is
+	// large.
 	BatchJobs, Concurrency int
 	// Lease is how long a claim keeps other relays off a job; the relay
 	// stops publishing LeaseMargin before it ends.
@@ -291,12 +298,12 @@ type claimedJob struct {
 	deadline time.Time
 }
 
-// run publishes the leg until ctx ends: Concurrency workers take claimed
-// jobs one at a time from a local queue, and the claimer refills the queue
-// (up to BatchJobs jobs per claim) whenever fewer jobs than workers wait in
-// it, so no worker waits for another's job and claims stay batched. When
-// ctx ends the workers finish the jobs they hold and every job still
-// queued is released; then what was published is marked.
+// run publishes the leg until ctx ends: every claimed job publishes at
+// once in its own goroutine, and the claimer claims more (up to BatchJobs
+// jobs per claim) whenever the leg holds fewer than Concurrency jobs, so no
+// job waits for another's publish (a job whose partition lost its leader
+// blocks only itself) and claims stay batched. When ctx ends the jobs
+// finish what they hold; then what was published is marked.
 func (l *leg) run(ctx context.Context) {
 	r := l.r
 	marks := make(chan store.Result, markBatch)
@@ -307,35 +314,33 @@ func (l *leg) run(ctx context.Context) {
 	}()
 	mark := func(res store.Result) { marks <- res }
 
-	queue := make(chan claimedJob, r.cfg.BatchJobs)
+	var (
+		jobs sync.WaitGroup
+		held atomic.Int64 // jobs claimed and not finished
+	)
 	idle := make(chan struct{}, 1)
-	var workers sync.WaitGroup
-	for range r.cfg.Concurrency {
-		workers.Go(func() {
-			for job := range queue {
-				l.work(ctx, job, mark)
-				select {
-				case idle <- struct{}{}:
-				default:
-				}
-			}
-		})
-	}
-
 	// A failing claim backs off from BackoffMin to BackoffMax; a good one resets it.
 	pause := retry.Policy{InitialBackoff: r.cfg.BackoffMin, MaxBackoff: r.cfg.BackoffMax}.BackOff()
 	for ctx.Err() == nil {
 		wait := r.cfg.PollInterval
-		if len(queue) < r.cfg.Concurrency {
-			want := cap(queue) - len(queue)
-			jobs, err := l.claimJobs(ctx, want)
-			for _, j := range jobs {
-				queue <- j
+		if free := r.cfg.Concurrency - int(held.Load()); free > 0 {
+			want := min(r.cfg.BatchJobs, free)
+			claimed, err := l.claimJobs(ctx, want)
+			for _, job := range claimed {
+				held.Add(1)
+				jobs.Go(func() {
+					defer held.Add(-1)
+					l.work(ctx, job, mark)
+					select {
+					case idle <- struct{}{}:
+					default:
+					}
+				})
 			}
 			switch {
 			case err != nil:
 				wait = pause.NextBackOff()
-			case len(jobs) == want:
+			case len(claimed) == want:
 				pause.Reset()
 				continue // more may be waiting
 			default:
@@ -351,14 +356,13 @@ func (l *leg) run(ctx context.Context) {
 		}
 		timer.Stop()
 	}
-	close(queue)
-	workers.Wait()
+	jobs.Wait()
 	close(marks)
 	<-marked
 }
 
-// work publishes one claimed job; a job whose window closed while it
-// waited in the queue (or that is still queued at shutdown) is released.
+// work publishes one claimed job; a job whose window closed before it
+// started (or that starts after shutdown began) is released.
 func (l *leg) work(ctx context.Context, job claimedJob, mark func(store.Result)) {
 	if ctx.Err() != nil || !l.r.now().Before(job.deadline) {
 		for _, row := range job.rows {
