@@ -286,6 +286,8 @@ func TestChaos(t *testing.T) {
 	defer cancel()
 	dir, err := os.MkdirTemp("/var/tmp", "fleet-chaos-")
 	require.NoError(t, err)
+	// PostgreSQL and RabbitMQ run as their own users below dir.
+	require.NoError(t, os.Chmod(dir, 0o711))
 	t.Logf("logs and data in %s", dir)
 	t.Cleanup(func() {
 		if !t.Failed() && os.Getenv("CHAOS_KEEP") == "" {
@@ -431,8 +433,10 @@ func TestChaos(t *testing.T) {
 	}
 	if want["orchestrator"] {
 		for i := 0; i < 2; i++ {
+			// Sampled first: the fault's window starts at the kill.
+			unmarked := scrapeUnmarked(f.httpAddr["job-orchestrator"])
 			fl := begin("SIGKILL job-orchestrator, restart")
-			fl.unmarked = scrapeUnmarked(f.httpAddr["job-orchestrator"])
+			fl.unmarked = unmarked
 			f.orch.kill()
 			time.Sleep(2 * time.Second)
 			restart(fl, f.orch)
