@@ -440,7 +440,9 @@ func TestChaos(t *testing.T) {
 			f.orch.kill()
 			time.Sleep(2 * time.Second)
 			restart(fl, f.orch)
-			time.Sleep(settle)
+			// Long enough for the dead process's dispatch claims to expire
+			// (the reconciler's 15 s lease) before the next fault.
+			time.Sleep(max(settle, 20*time.Second))
 		}
 	}
 

@@ -294,15 +294,17 @@ func collect(t *testing.T, ctx context.Context, f *fleet, l *load, tl, dlq *tail
 		}
 		return w
 	}
-	// A copy belongs to the last fault that started between its first copy
-	// and it (an orchestrator kill re-publishes what it had not marked,
-	// possibly after the next fault began), else to the window it arrived in.
+	// A copy belongs to the first fault that started after its first copy
+	// (the fault that kept its row from being marked: an orchestrator kill
+	// re-publishes what it had not marked, possibly after the next fault
+	// began), else to the window it arrived in.
 	dupOf := map[int]int{}
 	for _, c := range copies {
 		w := -1
 		for i, fl := range faults {
 			if fl.notRun == "" && !fl.start.After(c.at) && !fl.start.Before(c.first.Add(-time.Second)) {
 				w = i
+				break
 			}
 		}
 		if w < 0 {
