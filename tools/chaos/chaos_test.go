@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -435,6 +436,7 @@ func TestChaos(t *testing.T) {
 		for i := 0; i < 2; i++ {
 			// Sampled first: the fault's window starts at the kill.
 			unmarked := scrapeUnmarked(f.httpAddr["job-orchestrator"])
+			assert.GreaterOrEqual(t, unmarked, 0.0, "the orchestrator exports no fleet_outbox_unmarked{destination=\"kafka\"}: no bound for the kill's duplicates")
 			fl := begin("SIGKILL job-orchestrator, restart")
 			fl.unmarked = unmarked
 			f.orch.kill()
