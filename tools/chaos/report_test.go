@@ -294,21 +294,22 @@ func collect(t *testing.T, ctx context.Context, f *fleet, l *load, tl, dlq *tail
 		}
 		return w
 	}
-	// A copy belongs to the first fault that started after its first copy
-	// (the fault that kept its row from being marked: an orchestrator kill
-	// re-publishes what it had not marked, possibly after the next fault
-	// began), else to the window it arrived in.
+	// A copy belongs to the first orchestrator kill between its first copy
+	// and it (the kill re-publishes what it had not marked, possibly after
+	// the next fault began), else to the window its first copy arrived in
+	// (a fault that kept rows from being marked, such as a database
+	// outage, re-publishes rows first sent during it).
 	dupOf := map[int]int{}
 	for _, c := range copies {
 		w := -1
 		for i, fl := range faults {
-			if fl.notRun == "" && !fl.start.After(c.at) && !fl.start.Before(c.first.Add(-time.Second)) {
+			if fl.notRun == "" && fl.unmarked >= 0 && !fl.start.After(c.at) && !fl.start.Before(c.first.Add(-time.Second)) {
 				w = i
 				break
 			}
 		}
 		if w < 0 {
-			w = windowOf(c.at)
+			w = windowOf(c.first)
 		}
 		dupOf[w]++
 	}
@@ -577,8 +578,9 @@ func (r *result) print(w io.Writer) {
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w, "(lost, reordered, wrong final state: of the jobs submitted in the fault's window; duplicated: copies by event id on job-lifecycle,")
-	fmt.Fprintln(w, " audit-trail and job-metrics of events first seen before the fault; bound: the orchestrator's fleet_outbox_unmarked{destination=\"kafka\"}")
-	fmt.Fprintln(w, " just before the kill; dead-lettered and duplicate emails: arrived in the window)")
+	fmt.Fprintln(w, " audit-trail and job-metrics, counted for the first orchestrator kill between the first copy and the copy, else for the")
+	fmt.Fprintln(w, " window of the first copy; bound: the orchestrator's fleet_outbox_unmarked{destination=\"kafka\"} just before the kill;")
+	fmt.Fprintln(w, " dead-lettered and duplicate emails: arrived in the window)")
 	for _, row := range r.rows {
 		if row.notRun != "" {
 			fmt.Fprintf(w, "%s: %s\n", row.name, row.notRun)
