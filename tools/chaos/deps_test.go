@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -103,10 +106,19 @@ func (r *ownRabbit) url() string { return fmt.Sprintf("amqp://guest:guest@127.0.
 // cannot.
 func startRabbit(t *testing.T, dir string) (*ownRabbit, string) {
 	t.Helper()
-	server, err := exec.LookPath("rabbitmq-server")
-	if err != nil {
-		return nil, "no rabbitmq-server"
+	// The server script itself, run as the rabbitmq user: the wrapper in
+	// /usr/sbin switches user through su, whose new session a SIGKILL of
+	// the process group does not reach, so the node would outlive its kill.
+	server := "/usr/lib/rabbitmq/bin/rabbitmq-server"
+	if _, err := os.Stat(server); err != nil {
+		return nil, "no " + server
 	}
+	u, err := user.Lookup("rabbitmq")
+	if err != nil {
+		return nil, "no rabbitmq user: " + err.Error()
+	}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
 	home := filepath.Join(dir, "rabbitmq")
 	if err := os.MkdirAll(home, 0o755); err != nil {
 		return nil, err.Error()
@@ -119,7 +131,8 @@ func startRabbit(t *testing.T, dir string) (*ownRabbit, string) {
 	r := &ownRabbit{port: freePort(t)}
 	addr := fmt.Sprintf("127.0.0.1:%d", r.port)
 	r.proc = &proc{name: "rabbitmq", path: server, logPath: filepath.Join(home, "stdout.log"),
-		env: append(os.Environ(),
+		cred: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)},
+		env: append(os.Environ(), "HOME="+u.HomeDir, "USER=rabbitmq", "LOGNAME=rabbitmq",
 			"RABBITMQ_NODENAME=chaos-"+randomHex(4)+"@localhost",
 			fmt.Sprintf("RABBITMQ_NODE_PORT=%d", r.port),
 			"RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
@@ -132,7 +145,7 @@ func startRabbit(t *testing.T, dir string) (*ownRabbit, string) {
 		ready: func() bool { return portOpen(addr) }}
 	r.start(t)
 	// The server script does not pass SIGTERM on to the Erlang VM: the
-	// cleanup kills the whole process group.
+	// cleanup kills the whole process group, the VM with it.
 	t.Cleanup(r.kill)
 	deadline := time.Now().Add(2 * time.Minute)
 	for !r.ready() {
