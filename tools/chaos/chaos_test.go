@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -57,7 +59,7 @@ type fleet struct {
 	kafka                                *kafkaCluster
 	prefix                               string
 	orch, metrics, notify, audit, health *proc
-	grpcAddr                             map[string]string
+	grpcAddr, httpAddr                   map[string]string
 
 	jobs   jobpb.JobServiceClient
 	stats  metricspb.MetricsServiceClient
@@ -66,10 +68,19 @@ type fleet struct {
 	subs   notificationpb.NotificationServiceClient
 }
 
-func startFleet(t *testing.T, k *kafkaCluster, dir string) *fleet {
+// backing is where the services keep their state and publish in real
+// time: the run's own PostgreSQL for the orchestrator and the
+// metrics-consumer and its own RabbitMQ node for the orchestrator and the
+// notification-consumer when it could start them, else SQLite and the
+// shared RabbitMQ.
+type backing struct {
+	orchDB, metricsDB, amqp string
+}
+
+func startFleet(t *testing.T, k *kafkaCluster, dir string, b backing) *fleet {
 	t.Helper()
-	amqp, smtp := os.Getenv("AMQP_URL"), os.Getenv("SMTP_ADDR")
-	f := &fleet{kafka: k, prefix: "chaos-" + randomHex(4) + "-", grpcAddr: map[string]string{}}
+	amqp, smtp := b.amqp, os.Getenv("SMTP_ADDR")
+	f := &fleet{kafka: k, prefix: "chaos-" + randomHex(4) + "-", grpcAddr: map[string]string{}, httpAddr: map[string]string{}}
 	topic := func(name string) string { return f.prefix + name }
 	base := append(os.Environ(),
 		"KAFKA_BROKERS="+k.bootstrap(), "KAFKA_REPLICATION_FACTOR=3", "KAFKA_MIN_INSYNC_REPLICAS=2",
@@ -78,7 +89,7 @@ func startFleet(t *testing.T, k *kafkaCluster, dir string) *fleet {
 	mk := func(name, pkg string, env ...string) *proc {
 		grpcAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		f.grpcAddr[name] = grpcAddr
+		f.grpcAddr[name], f.httpAddr[name] = grpcAddr, httpAddr
 		return &proc{
 			name: name, path: servicetest.Build(t, servicesDir+pkg+"/cmd/"+pkg),
 			env:     append(append(append([]string{}, base...), "GRPC_ADDR="+grpcAddr, "HTTP_ADDR="+httpAddr), env...),
@@ -88,7 +99,7 @@ func startFleet(t *testing.T, k *kafkaCluster, dir string) *fleet {
 	}
 	f.orch = mk("job-orchestrator", "job-orchestrator",
 		"AMQP_URL="+amqp,
-		"DATABASE_URL=sqlite:"+filepath.Join(dir, "orchestrator.db"),
+		"DATABASE_URL="+b.orchDB,
 		"STATE_DIRECTORY="+servicetest.StateDir(t),
 		"PAGE_TOKEN_KEY=chaos-page-token-key-0123456789abcdef",
 		"RECONCILE_INTERVAL=500ms",
@@ -96,7 +107,7 @@ func startFleet(t *testing.T, k *kafkaCluster, dir string) *fleet {
 		"ORCHESTRATOR_ENSURE_TOPICS=true",
 		"SCHEDULER=local", "LOCAL_MAX_JOBS=8")
 	f.metrics = mk("metrics-consumer", "metrics-consumer",
-		"DATABASE_URL=sqlite:"+filepath.Join(dir, "metrics.db"),
+		"DATABASE_URL="+b.metricsDB,
 		"METRICS_TOPICS=job-lifecycle="+topic("job-lifecycle")+",job-metrics="+topic("job-metrics"),
 		"METRICS_GROUP="+topic("metrics-consumer"))
 	f.notify = mk("notification-consumer", "notification-consumer",
@@ -117,7 +128,7 @@ func startFleet(t *testing.T, k *kafkaCluster, dir string) *fleet {
 		"AUDIT_ALERT_TOPIC="+topic("system-health"),
 		"AUDIT_CHECKPOINT_INTERVAL=1s")
 	f.health = mk("health-monitor", "health-monitor",
-		"AMQP_URL="+amqp, "RABBITMQ_MGMT_URL="+os.Getenv("RABBITMQ_MGMT_URL"),
+		"AMQP_URL="+os.Getenv("AMQP_URL"), "RABBITMQ_MGMT_URL="+os.Getenv("RABBITMQ_MGMT_URL"),
 		"HEALTH_SERVICES="+strings.Join([]string{
 			"job-orchestrator=" + f.grpcAddr["job-orchestrator"], "metrics-consumer=" + f.grpcAddr["metrics-consumer"],
 			"notification-consumer=" + f.grpcAddr["notification-consumer"], "compliance-auditor=" + f.grpcAddr["compliance-auditor"],
@@ -182,6 +193,13 @@ type fault struct {
 	broker int
 	// restarted is when the killed process was started again.
 	restarted time.Time
+	// notRun says why the fault was not injected.
+	notRun string
+	// unmarked is, for an orchestrator kill, the relay's
+	// fleet_outbox_unmarked{destination="kafka"} just before the kill (the
+	// most of a few samples), or -1.
+	unmarked float64
+	notes    []string
 }
 
 // submission is one job the load generator asked for.
@@ -269,6 +287,8 @@ func TestChaos(t *testing.T) {
 	defer cancel()
 	dir, err := os.MkdirTemp("/var/tmp", "fleet-chaos-")
 	require.NoError(t, err)
+	// PostgreSQL and RabbitMQ run as their own users below dir.
+	require.NoError(t, os.Chmod(dir, 0o711))
 	t.Logf("logs and data in %s", dir)
 	t.Cleanup(func() {
 		if !t.Failed() && os.Getenv("CHAOS_KEEP") == "" {
@@ -277,17 +297,43 @@ func TestChaos(t *testing.T) {
 	})
 
 	runStart := time.Now()
+	want, err := faultSet(os.Getenv("CHAOS_FAULTS"))
+	require.NoError(t, err)
 	var pn *partitionNet
 	noPartition := "CHAOS_PARTITION=0"
-	if os.Getenv("CHAOS_PARTITION") != "0" {
+	if want["partition"] && os.Getenv("CHAOS_PARTITION") != "0" {
 		pn, noPartition = newPartitionNet(t)
+	} else if !want["partition"] {
+		noPartition = "not in CHAOS_FAULTS"
 	}
 	k := startKafka(t, ctx, classpath, dir, 3, pn)
 	t.Logf("3 brokers at %s in %s", k.bootstrap(), time.Since(runStart).Round(time.Second))
-	f := startFleet(t, k, dir)
+
+	// The run's own PostgreSQL and RabbitMQ, so that stopping them never
+	// touches the shared ones.
+	b := backing{orchDB: "sqlite:" + filepath.Join(dir, "orchestrator.db"), metricsDB: "sqlite:" + filepath.Join(dir, "metrics.db"),
+		amqp: os.Getenv("AMQP_URL")}
+	var pg *ownPostgres
+	noPG := "not in CHAOS_FAULTS"
+	if want["postgres"] {
+		if pg, noPG = startPostgres(t, dir, "orchestrator", "metrics"); pg != nil {
+			b.orchDB, b.metricsDB = pg.url("orchestrator"), pg.url("metrics")
+			t.Logf("own PostgreSQL on port %s", pg.port)
+		}
+	}
+	var rmq *ownRabbit
+	noRMQ := "not in CHAOS_FAULTS"
+	if want["rabbitmq"] {
+		if rmq, noRMQ = startRabbit(t, dir); rmq != nil {
+			b.amqp = rmq.url()
+			t.Logf("own RabbitMQ node on port %d", rmq.port)
+		}
+	}
+	f := startFleet(t, k, dir, b)
 	t.Logf("fleet ready, topic prefix %s", f.prefix)
 
-	tail := startTail(t, ctx, k.bootstrap(), f.prefix, events.TopicJobLifecycle, events.TopicAuditTrail)
+	tail := startTail(t, ctx, k.bootstrap(), f.prefix, events.TopicJobLifecycle, events.TopicAuditTrail, events.TopicJobMetrics)
+	dlq := startTail(t, ctx, k.bootstrap(), f.prefix, existingDLQs(t, k, f.prefix)...)
 
 	// Users, each with an e-mail subscription to job.completed.
 	l := &load{f: f, tokens: map[string]string{}, stopped: make(chan struct{})}
@@ -309,32 +355,54 @@ func TestChaos(t *testing.T) {
 
 	var faults []*fault
 	begin := func(name string) *fault {
-		fl := &fault{name: name, start: time.Now()}
+		fl := &fault{name: name, start: time.Now(), unmarked: -1}
 		faults = append(faults, fl)
 		t.Logf("fault: %s", name)
 		return fl
+	}
+	skip := func(name, why string) {
+		faults = append(faults, &fault{name: name, start: time.Now(), unmarked: -1, notRun: why})
+		t.Logf("fault not run: %s: %s", name, why)
 	}
 	restart := func(fl *fault, p *proc) {
 		fl.restarted = time.Now()
 		p.start(t)
 		fl.recovery = p.waitReady(t, 3*time.Minute)
 	}
+	// serveAgain waits, after a dependency came back at fl.restarted, until
+	// each service serves; one that exited meanwhile is noted and started
+	// again.
+	serveAgain := func(fl *fault, ps ...*proc) {
+		for _, p := range ps {
+			select {
+			case <-p.exited:
+				fl.notes = append(fl.notes, p.name+" exited during the outage (restarted)")
+				p.start(t)
+			default:
+			}
+			p.waitReady(t, 3*time.Minute)
+		}
+		fl.recovery = time.Since(fl.restarted)
+	}
 	settle := durationEnv("CHAOS_SETTLE", 10*time.Second)
+	depDown := durationEnv("CHAOS_DEPENDENCY_DOWN", 30*time.Second)
 
 	begin("baseline (no fault)")
 	time.Sleep(settle)
 
-	// The broker leading partition 0 of the lifecycle topic, down for 20 s.
 	lifecycle := f.prefix + events.TopicJobLifecycle
 	down := durationEnv("CHAOS_BROKER_DOWN", 20*time.Second)
-	leader := leaderOf(t, k, lifecycle)
-	led := ledBy(t, k, lifecycle, leader)
-	fl := begin(fmt.Sprintf("SIGKILL broker %d (leader), restart after %s", leader+1, down))
-	fl.led, fl.broker = led, leader+1
-	k.brokers[leader].kill()
-	time.Sleep(down)
-	restart(fl, k.brokers[leader])
-	time.Sleep(settle)
+	if want["broker"] {
+		// The broker leading partition 0 of the lifecycle topic, down for 20 s.
+		leader := leaderOf(t, k, lifecycle)
+		led := ledBy(t, k, lifecycle, leader)
+		fl := begin(fmt.Sprintf("SIGKILL broker %d (leader), restart after %s", leader+1, down))
+		fl.led, fl.broker = led, leader+1
+		k.brokers[leader].kill()
+		time.Sleep(down)
+		restart(fl, k.brokers[leader])
+		time.Sleep(settle)
+	}
 
 	// The last broker in its own network namespace, its link cut for 20 s.
 	if pn != nil {
@@ -352,30 +420,98 @@ func TestChaos(t *testing.T) {
 		fl.recovery = time.Since(fl.restarted)
 		time.Sleep(settle)
 	} else {
-		t.Logf("no network partition fault: %s", noPartition)
+		skip("partition one broker (netns)", "not run: "+noPartition)
 	}
 
-	for _, p := range []*proc{f.metrics, f.notify, f.audit} {
-		fl := begin("SIGKILL " + p.name + ", restart")
-		p.kill()
-		time.Sleep(time.Second)
-		restart(fl, p)
-		time.Sleep(settle)
+	if want["consumers"] {
+		for _, p := range []*proc{f.metrics, f.notify, f.audit} {
+			fl := begin("SIGKILL " + p.name + ", restart")
+			p.kill()
+			time.Sleep(time.Second)
+			restart(fl, p)
+			time.Sleep(settle)
+		}
 	}
-	for i := 0; i < 2; i++ {
-		fl := begin("SIGKILL job-orchestrator, restart")
-		f.orch.kill()
-		time.Sleep(2 * time.Second)
-		restart(fl, f.orch)
-		time.Sleep(settle)
+	if want["orchestrator"] {
+		for i := 0; i < 2; i++ {
+			// Sampled first: the fault's window starts at the kill.
+			unmarked := scrapeUnmarked(f.httpAddr["job-orchestrator"])
+			assert.GreaterOrEqual(t, unmarked, 0.0, "the orchestrator exports no fleet_outbox_unmarked{destination=\"kafka\"}: no bound for the kill's duplicates")
+			fl := begin("SIGKILL job-orchestrator, restart")
+			fl.unmarked = unmarked
+			f.orch.kill()
+			time.Sleep(2 * time.Second)
+			restart(fl, f.orch)
+			// Long enough for the dead process's dispatch claims to expire
+			// (the reconciler's 15 s lease) before the next fault.
+			time.Sleep(max(settle, 20*time.Second))
+		}
 	}
+
+	pgName := fmt.Sprintf("PostgreSQL stopped %s (orchestrator, metrics-consumer)", depDown)
+	if pg != nil {
+		fl := begin(pgName)
+		require.NoError(t, pg.stop())
+		time.Sleep(depDown)
+		fl.restarted = time.Now()
+		require.NoError(t, pg.start())
+		serveAgain(fl, f.orch, f.metrics)
+		time.Sleep(settle)
+	} else {
+		skip(pgName, "not run: "+noPG)
+	}
+
+	rmqName := fmt.Sprintf("RabbitMQ stopped %s (orchestrator, notification-consumer)", depDown)
+	if rmq != nil {
+		fl := begin(rmqName)
+		rmq.kill()
+		time.Sleep(depDown)
+		fl.restarted = time.Now()
+		rmq.start(t)
+		rmq.waitReady(t, 2*time.Minute)
+		serveAgain(fl, f.orch, f.notify)
+		time.Sleep(settle)
+	} else {
+		skip(rmqName, "not run: "+noRMQ)
+	}
+
+	// The run uses the local scheduler: restarting a slurmctld means a Slurm
+	// cluster of the run's own, which it does not have; the shared ones are
+	// left alone.
+	skip("slurmctld restarted, jobs queued and running", "not run: needs its own Slurm cluster")
+
 	close(l.stopped)
 	<-loadDone
 	l.wg.Wait()
 	loadEnd := time.Now()
 	t.Logf("load stopped: %d submissions", len(l.subs))
 
-	r := collect(t, ctx, f, l, tail, faults, health, runStart, loadEnd, mailDomain)
+	r := collect(t, ctx, f, l, tail, dlq, faults, health, runStart, loadEnd, mailDomain)
+	r.store = "SQLite"
+	if pg != nil {
+		r.store = "orchestrator and metrics-consumer on PostgreSQL, the others on SQLite"
+	}
 	r.print(os.Stdout)
 	r.assert(t)
+}
+
+// faultSet parses CHAOS_FAULTS, a comma-separated list of broker,
+// partition, consumers, orchestrator, postgres and rabbitmq; empty: all.
+func faultSet(v string) (map[string]bool, error) {
+	all := []string{"broker", "partition", "consumers", "orchestrator", "postgres", "rabbitmq"}
+	out := map[string]bool{}
+	if strings.TrimSpace(v) == "" {
+		for _, n := range all {
+			out[n] = true
+		}
+		return out, nil
+	}
+	for _, n := range strings.Split(v, ",") {
+		n = strings.TrimSpace(n)
+		if !slices.Contains(all, n) {
+			return nil, fmt.Errorf("CHAOS_FAULTS: unknown fault %q (known: %s)", n, strings.Join(all, ", "))
+		}
+		out[n] = true
+	}
+	return out, nil
 }

@@ -1,10 +1,12 @@
 // Package chaos holds the fleet's fault-injection run (`make chaos`): a
 // test behind the build tag "chaos" that starts its own three-broker Kafka
 // cluster (replication 3, min.insync.replicas 2) from the stack's Kafka
-// jars, runs the five services against it and the shared RabbitMQ, mailpit
-// and the local scheduler, submits a steady load of jobs, SIGKILLs brokers,
-// consumers and the orchestrator and restarts them, and prints a table of
-// what the stream, the services and the mailbox hold afterwards.
+// jars, a PostgreSQL cluster and a RabbitMQ node of its own, runs the five
+// services against them, the shared mailpit and the local scheduler,
+// submits a steady load of jobs, SIGKILLs brokers, consumers and the
+// orchestrator and restarts them, stops PostgreSQL and RabbitMQ for 30 s,
+// and prints a table of what the stream, the services and the mailbox hold
+// afterwards. CHAOS_FAULTS selects faults for a focused run.
 //
 // It is not part of `make test`: run it with
 //

@@ -4,6 +4,9 @@ package chaos_test
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -114,6 +117,21 @@ func (tl *tail) caughtUp() bool {
 		}
 	}
 	return true
+}
+
+// topics returns the unprefixed names of the topics tl reads.
+func (tl *tail) topics() []string {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range tl.recs {
+		if !seen[r.topic] {
+			seen[r.topic] = true
+			out = append(out, r.topic)
+		}
+	}
+	return out
 }
 
 func (tl *tail) records(topic string) []record {
@@ -241,4 +259,47 @@ func (h *healthLog) first(from, to time.Time, id, substr string) (healthSample, 
 		}
 	}
 	return healthSample{}, false
+}
+
+// existingDLQs returns the run's dead-letter topics that exist.
+func existingDLQs(t *testing.T, k *kafkaCluster, prefix string) []string {
+	t.Helper()
+	client := newClient(t, k.bootstrap())
+	defer client.Close()
+	var out []string
+	for _, name := range []string{events.TopicJobLifecycle, events.TopicJobMetrics, events.TopicAuditTrail,
+		events.TopicNotifications, events.TopicSystemHealth} {
+		if _, err := client.Partitions(prefix + events.DLQTopic(name)); err == nil {
+			out = append(out, events.DLQTopic(name))
+		}
+	}
+	return out
+}
+
+// scrapeUnmarked samples the orchestrator's
+// fleet_outbox_unmarked{destination="kafka"} ten times over half a second
+// and returns the largest value (-1 when it never answered): what a kill
+// right after the last sample may publish again.
+func scrapeUnmarked(httpAddr string) float64 {
+	client := &http.Client{Timeout: 500 * time.Millisecond}
+	best := -1.0
+	for i := 0; i < 10; i++ {
+		if i > 0 {
+			time.Sleep(50 * time.Millisecond)
+		}
+		resp, err := client.Get("http://" + httpAddr + "/metrics")
+		if err != nil {
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		for _, line := range strings.Split(string(body), "\n") {
+			if rest, ok := strings.CutPrefix(line, `fleet_outbox_unmarked{destination="kafka"} `); ok {
+				if v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64); err == nil && v > best {
+					best = v
+				}
+			}
+		}
+	}
+	return best
 }

@@ -30,6 +30,8 @@ type proc struct {
 	logPath string
 	// ready reports whether the process serves; nil: it serves when started.
 	ready func() bool
+	// cred, when set, runs the process as that user.
+	cred *syscall.Credential
 
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -43,7 +45,7 @@ func (p *proc) start(t *testing.T) {
 	p.cmd = exec.Command(p.path, p.args...)
 	p.cmd.Env = p.env
 	p.cmd.Stdout, p.cmd.Stderr = f, f
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: p.cred}
 	require.NoError(t, p.cmd.Start(), "start %s", p.name)
 	p.exited = make(chan struct{})
 	go func(cmd *exec.Cmd, done chan struct{}) {

@@ -30,23 +30,48 @@ import (
 // faultRow is one line of the table: what happened from the fault's start
 // to the next fault's.
 type faultRow struct {
-	name        string
-	jobs        int
-	events      int // first copies that arrived in the window
-	duplicated  int // later copies that arrived in the window
-	worstDelay  time.Duration
-	recovery    time.Duration
-	stallLed    time.Duration // broker faults: longest gap on a partition the broker led
-	stallOthers time.Duration // broker faults: longest gap on the other partitions
-	lost, wrong int           // of the jobs submitted in the window
-	health      string        // broker faults: the monitor's worst kafka:cluster status
+	name string
+	// notRun says why the fault was not injected (its cells stay empty).
+	notRun string
+	jobs   int // submitted in the window
+	// expected, found and lostEvents: the lifecycle events of the window's
+	// acknowledged jobs (1 to the highest sequence, plus a terminal event
+	// the orchestrator reports and the stream lacks), the distinct ones on
+	// the stream, and the difference; reordered: those jobs whose first
+	// copies are out of sequence.
+	expected, found, lostEvents, reordered int
+	events                                 int // first lifecycle copies that arrived in the window
+	// duplicated: later copies (by event id, on job-lifecycle, audit-trail
+	// and job-metrics) of events first seen before the fault and again
+	// after it; dead: records dead-lettered in the window; dupEmails:
+	// second copies of an e-mail (same Message-ID) received in it.
+	duplicated, dead, dupEmails int
+	// unmarked: an orchestrator kill's fleet_outbox_unmarked just before
+	// it (-1: not such a fault), the bound of duplicated.
+	unmarked float64
+	// takeover: an orchestrator kill: the longest time from the restart to
+	// job.queued of the takeoverJobs jobs that were SUBMITTED at the kill.
+	takeover     time.Duration
+	takeoverJobs int
+	notes        []string
+	worstDelay   time.Duration
+	recovery     time.Duration
+	stallLed     time.Duration // broker faults: longest gap on a partition the broker led
+	stallOthers  time.Duration // broker faults: longest gap on the other partitions
+	lost, wrong  int           // of the jobs submitted in the window
+	health       string        // broker faults: the monitor's worst kafka:cluster status
 	// named: broker faults: the monitor named the broker as not serving
 	// while the others served (DEGRADED, not UNHEALTHY).
 	named bool
 }
 
 type result struct {
+	store                         string
 	rows                          []faultRow
+	badJobs                       map[string]bool  // jobs reordered on the stream
+	jobMaxSeq                     map[string]int64 // highest sequence per job
+	jobDistinct                   map[string]int   // distinct events per job
+	mailCopies                    []time.Time      // when each second copy of an e-mail was received
 	submitted, acked, lost, wrong int
 	lostEnd                       int // ended jobs without their terminal event on the stream
 	wrongDetail                   []string
@@ -69,7 +94,7 @@ type result struct {
 	stallPerPartition             map[string]map[int32]time.Duration
 }
 
-func collect(t *testing.T, ctx context.Context, f *fleet, l *load, tl *tail, faults []*fault,
+func collect(t *testing.T, ctx context.Context, f *fleet, l *load, tl, dlq *tail, faults []*fault,
 	health *healthLog, runStart, loadEnd time.Time, mailDomain string) *result {
 	t.Helper()
 	r := &result{stallPerPartition: map[string]map[int32]time.Duration{}}
@@ -187,12 +212,17 @@ func collect(t *testing.T, ctx context.Context, f *fleet, l *load, tl *tail, fau
 	mailDeadline := time.Now().Add(2 * time.Minute)
 	for {
 		found, twice := 0, 0
+		r.mailCopies = nil
 		for _, u := range l.users {
-			ids, err := mailIDs(ctx, os.Getenv("MAILPIT_URL"), u+"@"+mailDomain)
+			msgs, err := mailIDs(ctx, os.Getenv("MAILPIT_URL"), u+"@"+mailDomain)
 			require.NoError(t, err)
+			sort.Slice(msgs, func(i, j int) bool { return msgs[i].created.Before(msgs[j].created) })
 			seen := map[string]int{}
-			for _, id := range ids {
-				seen[id]++
+			for _, m := range msgs {
+				seen[m.id]++
+				if seen[m.id] > 1 {
+					r.mailCopies = append(r.mailCopies, m.created)
+				}
 			}
 			found += len(seen)
 			for _, n := range seen {
@@ -206,26 +236,102 @@ func collect(t *testing.T, ctx context.Context, f *fleet, l *load, tl *tail, fau
 		time.Sleep(2 * time.Second)
 	}
 
-	// Per fault: jobs, events, duplicates, delays, stalls.
+	// Per fault: the jobs submitted in its window and their events; the
+	// copies, dead letters and second e-mails that arrived in it; delays and
+	// stalls.
 	recs := tl.records(events.TopicJobLifecycle)
-	seen := map[string]bool{}
 	type arrival struct {
-		at  time.Time
-		dup bool
-		rec record
+		at    time.Time
+		first time.Time // a copy: when the first copy arrived
+		dup   bool
+		rec   record
 	}
 	var arrivals []arrival
-	for _, rec := range recs {
+	firstAt := map[string]time.Time{}
+	var all []record
+	for _, topic := range []string{events.TopicJobLifecycle, events.TopicAuditTrail, events.TopicJobMetrics} {
+		all = append(all, tl.records(topic)...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].arrived.Before(all[j].arrived) })
+	var copies []arrival
+	for _, rec := range all {
 		if rec.decodeErr != nil {
 			continue
 		}
-		arrivals = append(arrivals, arrival{at: rec.arrived, dup: seen[rec.ev.EventID], rec: rec})
-		seen[rec.ev.EventID] = true
+		if f0, ok := firstAt[rec.ev.EventID]; ok {
+			copies = append(copies, arrival{at: rec.arrived, first: f0, dup: true, rec: rec})
+			continue
+		}
+		firstAt[rec.ev.EventID] = rec.arrived
+		if rec.topic == events.TopicJobLifecycle {
+			arrivals = append(arrivals, arrival{at: rec.arrived, rec: rec})
+		}
+	}
+	for _, c := range copies {
+		if c.rec.topic == events.TopicJobLifecycle {
+			arrivals = append(arrivals, c)
+		}
 	}
 	sort.Slice(arrivals, func(i, j int) bool { return arrivals[i].at.Before(arrivals[j].at) })
 	partitions := map[int32]bool{}
 	for _, rec := range recs {
 		partitions[rec.partition] = true
+	}
+	// The window of fault i runs from its start to the next fault's (the
+	// last one to now: copies published after the load stopped count too).
+	windowEnd := func(i int) time.Time {
+		if i+1 < len(faults) {
+			return faults[i+1].start
+		}
+		return time.Now()
+	}
+	windowOf := func(at time.Time) int {
+		w := -1
+		for i, fl := range faults {
+			if !at.Before(fl.start) {
+				w = i
+			}
+		}
+		return w
+	}
+	// A copy belongs to the first orchestrator kill between its first copy
+	// and it (the kill re-publishes what it had not marked, possibly after
+	// the next fault began), else to the window its first copy arrived in
+	// (a fault that kept rows from being marked, such as a database
+	// outage, re-publishes rows first sent during it).
+	dupOf := map[int]int{}
+	for _, c := range copies {
+		w := -1
+		for i, fl := range faults {
+			if fl.notRun == "" && fl.unmarked >= 0 && !fl.start.After(c.at) && !fl.start.Before(c.first.Add(-time.Second)) {
+				w = i
+				break
+			}
+		}
+		if w < 0 {
+			w = windowOf(c.first)
+		}
+		dupOf[w]++
+	}
+	dlqOf := map[int]int{}
+	for _, name := range dlq.topics() {
+		for _, rec := range dlq.records(name) {
+			dlqOf[windowOf(rec.arrived)]++
+		}
+	}
+	mailDupOf := map[int]int{}
+	for _, m := range r.mailCopies {
+		mailDupOf[windowOf(m)]++
+	}
+	// Per job: when its job.submitted and job.queued occurred.
+	submittedAt, queuedAt := map[string]time.Time{}, map[string]time.Time{}
+	for _, rec := range recs {
+		switch rec.ev.EventType {
+		case events.TypeJobSubmitted:
+			submittedAt[rec.key] = rec.ev.OccurredAt
+		case events.TypeJobQueued:
+			queuedAt[rec.key] = rec.ev.OccurredAt
+		}
 	}
 	// stall records gap on partition p during broker fault fl.
 	stall := func(fl *fault, row *faultRow, p int32, gap time.Duration) {
@@ -242,33 +348,69 @@ func collect(t *testing.T, ctx context.Context, f *fleet, l *load, tl *tail, fau
 		}
 	}
 	for i, fl := range faults {
-		// The last window runs to now: copies published after the load
-		// stopped count too.
-		end := time.Now()
-		if i+1 < len(faults) {
-			end = faults[i+1].start
+		end := windowEnd(i)
+		row := faultRow{name: fl.name, recovery: fl.recovery, notRun: fl.notRun, unmarked: fl.unmarked, notes: fl.notes,
+			duplicated: dupOf[i], dead: dlqOf[i], dupEmails: mailDupOf[i]}
+		if fl.notRun != "" {
+			r.rows = append(r.rows, row)
+			continue
 		}
-		row := faultRow{name: fl.name, recovery: fl.recovery}
 		for _, s := range l.subs {
-			if !s.at.Before(fl.start) && s.at.Before(end) {
-				row.jobs++
-				if s.acked {
-					if j, ok := final[s.jobID]; !ok || !submittedOnStream[s.jobID] {
-						row.lost++
-					} else if j.GetStatus() != jobpb.JobStatus_JOB_STATUS_COMPLETED {
-						row.wrong++
+			if s.at.Before(fl.start) || !s.at.Before(end) {
+				continue
+			}
+			row.jobs++
+			if !s.acked {
+				continue
+			}
+			j, ok := final[s.jobID]
+			if !ok || !submittedOnStream[s.jobID] {
+				row.lost++
+			} else if j.GetStatus() != jobpb.JobStatus_JOB_STATUS_COMPLETED {
+				row.wrong++
+			}
+			// Expected: sequence 1 to the highest seen, plus the terminal
+			// event when the orchestrator says the job ended and the stream
+			// does not.
+			want := max(r.jobMaxSeq[s.jobID], 1)
+			if ok && !endedOnStream[s.jobID] {
+				switch j.GetStatus() {
+				case jobpb.JobStatus_JOB_STATUS_COMPLETED, jobpb.JobStatus_JOB_STATUS_FAILED, jobpb.JobStatus_JOB_STATUS_CANCELLED:
+					want++
+				}
+			}
+			row.expected += int(want)
+			row.found += r.jobDistinct[s.jobID]
+			if r.badJobs[s.jobID] {
+				row.reordered++
+			}
+		}
+		row.lostEvents = max(0, row.expected-row.found)
+		// An orchestrator kill: the jobs SUBMITTED at the kill, and how long
+		// after the restart the restarted process dispatched them.
+		if fl.unmarked >= 0 && !fl.restarted.IsZero() {
+			n := 0
+			for id, sub := range submittedAt {
+				q, ok := queuedAt[id]
+				if sub.Before(fl.start) && (!ok || !q.Before(fl.start)) {
+					n++
+					if !ok {
+						row.notes = append(row.notes, "job "+id+" SUBMITTED at the kill never reached QUEUED")
+						continue
+					}
+					if d := q.Sub(fl.restarted); d > row.takeover {
+						row.takeover = d
 					}
 				}
 			}
+			row.takeoverJobs = n
 		}
 		last := map[int32]time.Time{}
 		for _, a := range arrivals {
 			if a.at.Before(fl.start) || !a.at.Before(end) {
 				continue
 			}
-			if a.dup {
-				row.duplicated++
-			} else {
+			if !a.dup {
 				row.events++
 				if d := a.at.Sub(a.rec.ev.OccurredAt); d > row.worstDelay {
 					row.worstDelay = d
@@ -296,8 +438,6 @@ func collect(t *testing.T, ctx context.Context, f *fleet, l *load, tl *tail, fau
 				}
 				stall(fl, &row, p, end.Sub(prev))
 			}
-		}
-		if fl.led != nil {
 			row.health = "kafka:cluster stayed HEALTHY"
 			for id, s := range health.worst(fl.start, end) {
 				if strings.HasPrefix(id, "kafka:cluster") {
@@ -336,6 +476,7 @@ func (r *result) analyseStream(lifecycle, audit []record) {
 	seen := map[string]bool{}
 	nextSeq := map[string]int64{}
 	badJob := map[string]bool{}
+	r.badJobs, r.jobMaxSeq, r.jobDistinct = badJob, map[string]int64{}, map[string]int{}
 	for _, rec := range sorted {
 		if rec.decodeErr != nil {
 			r.decodeErrors++
@@ -346,6 +487,8 @@ func (r *result) analyseStream(lifecycle, audit []record) {
 		}
 		seen[rec.ev.EventID] = true
 		r.distinctEvents++
+		r.jobDistinct[rec.key]++
+		r.jobMaxSeq[rec.key] = max(r.jobMaxSeq[rec.key], rec.ev.Sequence)
 		want := nextSeq[rec.key] + 1
 		if rec.ev.Sequence != want && !badJob[rec.key] {
 			badJob[rec.key] = true
@@ -373,8 +516,13 @@ func (r *result) analyseStream(lifecycle, audit []record) {
 	r.auditStream = len(seen)
 }
 
-func mailIDs(ctx context.Context, base, addr string) ([]string, error) {
-	var ids []string
+type mail struct {
+	id      string
+	created time.Time
+}
+
+func mailIDs(ctx context.Context, base, addr string) ([]mail, error) {
+	var ids []mail
 	for start := 0; ; start += 500 {
 		u := fmt.Sprintf("%s/api/v1/search?limit=500&start=%d&query=%s", strings.TrimRight(base, "/"), start, url.QueryEscape("to:"+addr))
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -395,14 +543,15 @@ func mailIDs(ctx context.Context, base, addr string) ([]string, error) {
 		}
 		var page struct {
 			Messages []struct {
-				MessageID string `json:"MessageID"`
+				MessageID string    `json:"MessageID"`
+				Created   time.Time `json:"Created"`
 			} `json:"messages"`
 		}
 		if err := json.Unmarshal(body, &page); err != nil {
 			return nil, err
 		}
 		for _, m := range page.Messages {
-			ids = append(ids, m.MessageID)
+			ids = append(ids, mail{id: m.MessageID, created: m.Created})
 		}
 		if len(page.Messages) < 500 {
 			return ids, nil
@@ -411,18 +560,43 @@ func mailIDs(ctx context.Context, base, addr string) ([]string, error) {
 }
 
 func (r *result) print(w io.Writer) {
-	fmt.Fprintln(w, "\n== chaos run: 3 brokers, replication 3, min.insync.replicas 2, local scheduler, SQLite")
+	fmt.Fprintf(w, "\n== chaos run: 3 brokers, replication 3, min.insync.replicas 2, local scheduler, %s\n", r.store)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "fault\tjobs\tlost\twrong state\tevents\tduplicated\tworst event delay\tstall led partitions\tstall other partitions\trecovery\t")
+	fmt.Fprintln(tw, "fault\tjobs\tevents expected\tfound\tlost\tduplicated\treordered\tdead-lettered\twrong final state\tduplicate emails\tworst event delay\trecovery time\t")
 	for _, row := range r.rows {
-		stallLed, stallOthers := "-", "-"
-		if row.stallLed > 0 || row.stallOthers > 0 {
-			stallLed, stallOthers = row.stallLed.Round(10*time.Millisecond).String(), row.stallOthers.Round(10*time.Millisecond).String()
+		if row.notRun != "" {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t\n", row.name)
+			continue
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t\n", row.name, row.jobs, row.lost, row.wrong, row.events, row.duplicated,
-			row.worstDelay.Round(time.Millisecond), stallLed, stallOthers, row.recovery.Round(10*time.Millisecond))
+		dup := fmt.Sprint(row.duplicated)
+		if row.unmarked >= 0 {
+			dup = fmt.Sprintf("%d (bound %.0f)", row.duplicated, row.unmarked)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t\n", row.name, row.jobs, row.expected, row.found,
+			row.lostEvents, dup, row.reordered, row.dead, row.wrong, row.dupEmails,
+			row.worstDelay.Round(time.Millisecond), row.recovery.Round(10*time.Millisecond))
 	}
 	_ = tw.Flush()
+	fmt.Fprintln(w, "(lost, reordered, wrong final state: of the jobs submitted in the fault's window; duplicated: copies by event id on job-lifecycle,")
+	fmt.Fprintln(w, " audit-trail and job-metrics, counted for the first orchestrator kill between the first copy and the copy, else for the")
+	fmt.Fprintln(w, " window of the first copy; bound: the orchestrator's fleet_outbox_unmarked{destination=\"kafka\"} just before the kill;")
+	fmt.Fprintln(w, " dead-lettered and duplicate emails: arrived in the window)")
+	for _, row := range r.rows {
+		if row.notRun != "" {
+			fmt.Fprintf(w, "%s: %s\n", row.name, row.notRun)
+		}
+		if row.unmarked >= 0 {
+			fmt.Fprintf(w, "%s: %d jobs SUBMITTED at the kill reached QUEUED at most %s after the restart\n", row.name,
+				row.takeoverJobs, row.takeover.Round(10*time.Millisecond))
+		}
+		if row.stallLed > 0 || row.stallOthers > 0 {
+			fmt.Fprintf(w, "%s: longest stall on the partitions the broker led %s, on the others %s\n", row.name,
+				row.stallLed.Round(10*time.Millisecond), row.stallOthers.Round(10*time.Millisecond))
+		}
+		for _, n := range row.notes {
+			fmt.Fprintf(w, "%s: %s\n", row.name, n)
+		}
+	}
 	fmt.Fprintf(w, "\njobs: submitted %d, acknowledged %d, lost %d, ended without a terminal event on the stream %d, wrong final state %d\n",
 		r.submitted, r.acked, r.lost, r.lostEnd, r.wrong)
 	for _, d := range r.lostDetail {
@@ -473,6 +647,18 @@ func (r *result) assert(t *testing.T) {
 	assert.True(t, r.auditOK, "audit chain: %s", r.auditReason)
 	assert.Equal(t, int64(r.auditStream), r.auditChecked, "audit chain records vs distinct events")
 	assert.GreaterOrEqual(t, r.emailsFound, r.emailsExpected, "e-mails missing")
+	assert.Zero(t, r.emailsTwice, "e-mails sent twice (same Message-ID)")
+	for _, row := range r.rows {
+		if row.notRun != "" {
+			continue
+		}
+		assert.Zero(t, row.lostEvents, "%s: lifecycle events lost", row.name)
+		if row.unmarked >= 0 {
+			// Item 4's bound: a kill re-publishes at most what was handed
+			// to the brokers and not yet marked sent.
+			assert.LessOrEqual(t, float64(row.duplicated), row.unmarked, "%s: duplicates beyond what was unmarked at the kill", row.name)
+		}
+	}
 	for _, row := range r.rows {
 		if row.health != "" {
 			assert.True(t, row.named, "%s: the health-monitor did not report the cluster DEGRADED naming the broker: %s", row.name, row.health)

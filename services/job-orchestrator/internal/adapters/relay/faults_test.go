@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cosmic-horizons/fleet/libs/amqpbus"
@@ -200,4 +201,72 @@ func TestSlowJobHoldsBackNoOtherJob(t *testing.T) {
 	}, 3*time.Second, 10*time.Millisecond, "the slow job's acknowledged events are marked while it still publishes")
 	waitDrained(t, f.s)
 	f.w.verifyKafka(t, f.b.kafka, f.prefix)
+}
+
+// gateKafka holds every publish of one job until the gate opens.
+type gateKafka struct {
+	relay.KafkaPublisher
+	job  string
+	gate chan struct{}
+}
+
+func (k *gateKafka) Publish(ctx context.Context, m *bus.Message) error {
+	if m.Key == k.job {
+		select {
+		case <-k.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return k.KafkaPublisher.Publish(ctx, m)
+}
+
+// fleet_outbox_unmarked counts the events handed to a broker and not yet
+// marked sent, what a crash would publish again: one while a job's publish
+// hangs and the other jobs' events are marked, none once all are marked.
+func TestUnmarkedGaugeCountsWhatACrashRepublishes(t *testing.T) {
+	t.Parallel()
+	f := newFaultFixture(t)
+	held := f.owner + "-held"
+	f.w.job(t, f.s, held, f.owner)
+	for i := range 3 {
+		f.w.job(t, f.s, fmt.Sprintf("%s-%d", f.owner, i), f.owner)
+	}
+	reg := prometheus.NewRegistry()
+	cfg := f.config()
+	cfg.Wake, cfg.PollInterval = nil, 10*time.Millisecond
+	k := &gateKafka{KafkaPublisher: f.b.producer, job: held, gate: make(chan struct{})}
+	r, err := relay.New(cfg, f.s, k, f.b.publisher, discard(), reg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+
+	unmarked := func(dest string) float64 {
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() != "fleet_outbox_unmarked" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "destination" && l.GetValue() == dest {
+						return m.GetGauge().GetValue()
+					}
+				}
+			}
+		}
+		return -1
+	}
+	count := func(query string) int64 { return sqlstoretest.Count(t, f.db, query, held) }
+	require.Eventually(t, func() bool {
+		return count("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND job_id <> ?") == 0
+	}, 10*time.Second, 10*time.Millisecond, "the other jobs' events are sent")
+	require.Equal(t, float64(1), unmarked("kafka"), "the held job's one event is handed over and not marked")
+	close(k.gate)
+	waitDrained(t, f.s)
+	require.Eventually(t, func() bool { return unmarked("kafka") == 0 && unmarked("rabbitmq") == 0 },
+		5*time.Second, 10*time.Millisecond, "every published event is marked")
 }

@@ -8,6 +8,7 @@ import (
 
 type metrics struct {
 	backlog   prometheus.Gauge
+	unmarked  *prometheus.GaugeVec
 	published *prometheus.CounterVec
 	errors    *prometheus.CounterVec
 	parked    *prometheus.CounterVec
@@ -15,7 +16,9 @@ type metrics struct {
 }
 
 // newMetrics registers the relay's metrics on reg (nil: unregistered):
-// fleet_outbox_backlog, fleet_outbox_published_total{destination,topic},
+// fleet_outbox_backlog, fleet_outbox_unmarked{destination} (events handed
+// to a broker and not yet marked sent: what a crash now would publish
+// again), fleet_outbox_published_total{destination,topic},
 // fleet_outbox_publish_errors_total{destination,topic},
 // fleet_outbox_parked_total{destination,topic} and
 // fleet_outbox_publish_latency_seconds{topic}, the time from the commit of
@@ -26,6 +29,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if m.backlog, err = bus.RegisterMetric(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "fleet_outbox_backlog", Help: "Outbox rows not yet published.",
 	})); err != nil {
+		return nil, err
+	}
+	if m.unmarked, err = bus.RegisterMetric(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "fleet_outbox_unmarked", Help: "Outbox events handed to a broker and not yet marked sent (published again after a crash).",
+	}, []string{"destination"})); err != nil {
 		return nil, err
 	}
 	if m.published, err = bus.RegisterMetric(reg, prometheus.NewCounterVec(prometheus.CounterOpts{

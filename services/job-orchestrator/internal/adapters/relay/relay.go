@@ -434,6 +434,17 @@ func (l *leg) complete(ctx context.Context, results []store.Result) (lost int, e
 		return 0, nil
 	}
 	r := l.r
+	// The published rows are no longer waiting for their mark: marked now,
+	// or published again by a later claim after a failure.
+	defer func() {
+		n := 0
+		for _, res := range results {
+			if !res.At.IsZero() {
+				n++
+			}
+		}
+		r.metrics.unmarked.WithLabelValues(l.id.String()).Sub(float64(n))
+	}()
 	ctx = context.WithoutCancel(ctx)
 	pace := retry.Policy{MaxAttempts: 3, InitialBackoff: 2 * r.cfg.BackoffMin, MaxBackoff: 4 * r.cfg.BackoffMin}
 	err = retry.Do(ctx, pace, func(int) error {
@@ -566,6 +577,8 @@ func (l *leg) publishJob(ctx context.Context, rows []store.PendingEvent, mark fu
 	r := l.r
 	for i, row := range rows {
 		res := store.Result{ID: row.ID, JobID: row.JobID}
+		unmarked := r.metrics.unmarked.WithLabelValues(l.id.String())
+		unmarked.Inc()
 		err := l.publishRow(ctx, row)
 		if err == nil {
 			res.At = r.now()
@@ -573,6 +586,7 @@ func (l *leg) publishJob(ctx context.Context, rows []store.PendingEvent, mark fu
 			l.succeeded()
 			continue
 		}
+		unmarked.Dec()
 		res.Err = err
 		r.metrics.errors.WithLabelValues(l.id.String(), row.Message.Topic).Inc()
 		if bus.IsPermanent(err) {
