@@ -168,6 +168,17 @@ func EventID(msg *bus.Message) (string, error) {
 // permanently. Errors from apply are returned wrapped, so the runner retries
 // them or, for bus.Permanent ones, sends the message to the dead-letter topic.
 func (ib *Inbox) Handler(apply ApplyFunc) bus.Handler {
+	return ib.handler(apply, nil)
+}
+
+// FinishFunc runs once at the end of a transaction that applied at least one
+// event, after the last apply and before the offsets are stored and the
+// transaction commits: the place for writes an apply deferred (coalesced
+// rows, a multi-row insert). An error rolls back the whole transaction.
+type FinishFunc func(ctx context.Context, tx *sql.Tx) error
+
+// handler is Handler with finish run after a (non-duplicate) apply.
+func (ib *Inbox) handler(apply ApplyFunc, finish FinishFunc) bus.Handler {
 	return func(ctx context.Context, msg *bus.Message) error {
 		id, err := EventID(msg)
 		if err != nil {
@@ -177,8 +188,16 @@ func (ib *Inbox) Handler(apply ApplyFunc) bus.Handler {
 		err = ib.db.InTx(ctx, func(tx *sql.Tx) error {
 			var err error
 			dup, err = ib.process(ctx, tx, nil, msg, id, apply)
-			if err != nil || dup || !ib.trackOffsets {
+			if err != nil || dup {
 				return err
+			}
+			if finish != nil {
+				if err := finish(ctx, tx); err != nil {
+					return fmt.Errorf("finish: %w", err)
+				}
+			}
+			if !ib.trackOffsets {
+				return nil
 			}
 			return ib.storeOffset(ctx, tx, msg.Topic, msg.Partition, msg.Offset)
 		})
@@ -260,6 +279,13 @@ type partitionKey struct {
 // messages one by one through Handler, so the failing one is retried or
 // dead-lettered on its own while the others are applied.
 func (ib *Inbox) ApplyBatch(ctx context.Context, msgs []*bus.Message, apply ApplyFunc) error {
+	return ib.applyBatch(ctx, msgs, apply, nil)
+}
+
+// applyBatch is ApplyBatch with finish run once after the last apply, when
+// at least one message was applied. A failing finish is a *BatchError whose
+// Index is len(msgs): no single message is to blame.
+func (ib *Inbox) applyBatch(ctx context.Context, msgs []*bus.Message, apply ApplyFunc, finish FinishFunc) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -293,6 +319,11 @@ func (ib *Inbox) ApplyBatch(ctx context.Context, msgs []*bus.Message, apply Appl
 			k := partitionKey{msg.Topic, msg.Partition}
 			if cur, ok := offsets[k]; !ok || msg.Offset > cur {
 				offsets[k] = msg.Offset
+			}
+		}
+		if finish != nil && applied > 0 {
+			if err := finish(ctx, tx); err != nil {
+				return &BatchError{Index: len(msgs), Err: fmt.Errorf("finish: %w", err)}
 			}
 		}
 		if !ib.trackOffsets {
