@@ -278,8 +278,9 @@ type TxRecorder struct {
 	a  *Appender
 	// seqs are the last lifecycle sequences per job as seen in tx; moved
 	// are the jobs whose sequence Flush must store.
-	seqs  map[string]int64
-	moved map[string]bool
+	seqs   map[string]int64
+	moved  map[string]bool
+	seqGet *sql.Stmt
 }
 
 // Bind returns the repository's writes bound to tx; the inbox's unit of
@@ -299,8 +300,15 @@ func (t *TxRecorder) Append(ctx context.Context, rec auditchain.Record) (auditch
 func (t *TxRecorder) TrackJobSequence(ctx context.Context, jobID string, seq int64, eventID string, now time.Time) (*domain.Gap, error) {
 	last, ok := t.seqs[jobID]
 	if !ok {
+		if t.seqGet == nil {
+			st, err := t.tx.PrepareContext(ctx, t.r.q.jobSeq)
+			if err != nil {
+				return nil, fmt.Errorf("prepare read of job sequences: %w", err)
+			}
+			t.seqGet = st
+		}
 		var err error
-		if last, err = t.r.jobSequence(ctx, t.tx, jobID); err != nil {
+		if last, err = scanJobSequence(t.seqGet.QueryRowContext(ctx, jobID), jobID); err != nil {
 			return nil, err
 		}
 		t.seqs[jobID] = last
@@ -638,8 +646,12 @@ func (r *Repository) TrackJobSequence(ctx context.Context, tx *sql.Tx, jobID str
 
 // jobSequence reads the last sequence stored for jobID in tx (0 for none).
 func (r *Repository) jobSequence(ctx context.Context, tx *sql.Tx, jobID string) (int64, error) {
+	return scanJobSequence(tx.QueryRowContext(ctx, r.q.jobSeq, jobID), jobID)
+}
+
+func scanJobSequence(row *sql.Row, jobID string) (int64, error) {
 	var last int64
-	switch err := tx.QueryRowContext(ctx, r.q.jobSeq, jobID).Scan(&last); {
+	switch err := row.Scan(&last); {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
 		return 0, fmt.Errorf("read sequence of job %s: %w", jobID, err)
