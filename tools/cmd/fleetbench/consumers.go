@@ -42,6 +42,9 @@ var consumerBenches = []consumerBench{
 	{consumer: "metrics-consumer", what: "events/s, Kafka → decode → inbox transaction, batches of 1,000, synchronous=FULL",
 		pkg: "./services/metrics-consumer/internal/service/", bench: "^BenchmarkConsumeEndToEnd$", benchtime: "1x",
 		metric: "events/s", target: targetMetricsEventsPerSec},
+	{consumer: "metrics-consumer (store path, no Kafka)", what: "events/s, encoded events → decode → inbox transaction, batches of 1,000, synchronous=FULL",
+		pkg: "./services/metrics-consumer/internal/app/", bench: "^BenchmarkIngest$", benchtime: "100000x",
+		metric: "events/s", target: targetMetricsEventsPerSec},
 	{consumer: "compliance-auditor", what: "appends/s, decode → hash chain → inbox transaction, batches of 500, synchronous=FULL",
 		pkg: "./services/compliance-auditor/internal/app/", bench: "^BenchmarkAppend$", benchtime: "100000x",
 		metric: "appends/s", target: targetAuditAppendsPerSec},
@@ -104,6 +107,7 @@ func runConsumers(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := flag.NewFlagSet("fleetbench consumers", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	auditN := fs.Int("audit-appends", 100_000, "appends of the auditor benchmark")
+	skipKafka := fs.Bool("no-kafka", false, "skip the metrics-consumer's end-to-end run through Kafka")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -116,6 +120,9 @@ func runConsumers(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	started := time.Now()
 	var results []consumerResult
 	for _, b := range consumerBenches {
+		if *skipKafka && strings.Contains(b.bench, "EndToEnd") {
+			continue
+		}
 		if b.consumer == "compliance-auditor" {
 			b.benchtime = fmt.Sprintf("%dx", *auditN)
 		}
