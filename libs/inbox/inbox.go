@@ -24,6 +24,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -85,6 +87,20 @@ type Inbox struct {
 
 type queries struct {
 	insertProcessed, upsertOffset, offsets, resetProcessed, resetOffsets, prune string
+	// markFull marks markChunk events in one statement (see markBatch).
+	markFull string
+}
+
+// markChunk bounds the events one statement of a batch marks (6 parameters
+// each, well below SQLite's and PostgreSQL's parameter limits).
+const markChunk = 500
+
+// markRows is the statement marking n events and returning the ids it
+// inserted, that is the ones not processed before.
+func markRows(db *sqlstore.DB, n int) string {
+	return db.Rebind(`INSERT INTO inbox_processed (consumer, event_id, topic, msg_partition, msg_offset, processed_at) VALUES ` +
+		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?), ", n), ", ") +
+		` ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id`)
 }
 
 // pruneChunk bounds the rows one pruning transaction deletes, so pruning
@@ -122,6 +138,7 @@ WHERE excluded.msg_offset > inbox_offsets.msg_offset`),
 SELECT event_id FROM inbox_processed WHERE consumer = ? AND processed_at < ? LIMIT %d)`, pruneChunk)),
 		},
 	}
+	ib.q.markFull = markRows(db, markChunk)
 	for _, opt := range opts {
 		opt(ib)
 	}
@@ -168,6 +185,17 @@ func EventID(msg *bus.Message) (string, error) {
 // permanently. Errors from apply are returned wrapped, so the runner retries
 // them or, for bus.Permanent ones, sends the message to the dead-letter topic.
 func (ib *Inbox) Handler(apply ApplyFunc) bus.Handler {
+	return ib.handler(apply, nil)
+}
+
+// FinishFunc runs once at the end of a transaction that applied at least one
+// event, after the last apply and before the offsets are stored and the
+// transaction commits: the place for writes an apply deferred (coalesced
+// rows, a multi-row insert). An error rolls back the whole transaction.
+type FinishFunc func(ctx context.Context, tx *sql.Tx) error
+
+// handler is Handler with finish run after a (non-duplicate) apply.
+func (ib *Inbox) handler(apply ApplyFunc, finish FinishFunc) bus.Handler {
 	return func(ctx context.Context, msg *bus.Message) error {
 		id, err := EventID(msg)
 		if err != nil {
@@ -176,9 +204,17 @@ func (ib *Inbox) Handler(apply ApplyFunc) bus.Handler {
 		var dup bool
 		err = ib.db.InTx(ctx, func(tx *sql.Tx) error {
 			var err error
-			dup, err = ib.process(ctx, tx, nil, msg, id, apply)
-			if err != nil || dup || !ib.trackOffsets {
+			dup, err = ib.process(ctx, tx, msg, id, apply)
+			if err != nil || dup {
 				return err
+			}
+			if finish != nil {
+				if err := finish(ctx, tx); err != nil {
+					return fmt.Errorf("finish: %w", err)
+				}
+			}
+			if !ib.trackOffsets {
+				return nil
 			}
 			return ib.storeOffset(ctx, tx, msg.Topic, msg.Partition, msg.Offset)
 		})
@@ -196,15 +232,8 @@ func (ib *Inbox) Handler(apply ApplyFunc) bus.Handler {
 }
 
 // process marks id processed and applies msg, or reports a duplicate.
-// insert, when not nil, is the insertProcessed statement prepared on tx.
-func (ib *Inbox) process(ctx context.Context, tx *sql.Tx, insert *sql.Stmt, msg *bus.Message, id string, apply ApplyFunc) (dup bool, err error) {
-	args := []any{ib.consumer, id, msg.Topic, msg.Partition, msg.Offset, ib.now().UnixMicro()}
-	var res sql.Result
-	if insert != nil {
-		res, err = insert.ExecContext(ctx, args...)
-	} else {
-		res, err = tx.ExecContext(ctx, ib.q.insertProcessed, args...)
-	}
+func (ib *Inbox) process(ctx context.Context, tx *sql.Tx, msg *bus.Message, id string, apply ApplyFunc) (dup bool, err error) {
+	res, err := tx.ExecContext(ctx, ib.q.insertProcessed, ib.consumer, id, msg.Topic, msg.Partition, msg.Offset, ib.now().UnixMicro())
 	if err != nil {
 		return false, fmt.Errorf("mark processed: %w", err)
 	}
@@ -260,6 +289,13 @@ type partitionKey struct {
 // messages one by one through Handler, so the failing one is retried or
 // dead-lettered on its own while the others are applied.
 func (ib *Inbox) ApplyBatch(ctx context.Context, msgs []*bus.Message, apply ApplyFunc) error {
+	return ib.applyBatch(ctx, msgs, apply, nil)
+}
+
+// applyBatch is ApplyBatch with finish run once after the last apply, when
+// at least one message was applied. A failing finish is a *BatchError whose
+// Index is len(msgs): no single message is to blame.
+func (ib *Inbox) applyBatch(ctx context.Context, msgs []*bus.Message, apply ApplyFunc, finish FinishFunc) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -274,25 +310,29 @@ func (ib *Inbox) ApplyBatch(ctx context.Context, msgs []*bus.Message, apply Appl
 	var applied, dups int
 	err := ib.db.InTx(ctx, func(tx *sql.Tx) error {
 		applied, dups = 0, 0
-		insert, err := tx.PrepareContext(ctx, ib.q.insertProcessed)
+		fresh, err := ib.markBatch(ctx, tx, msgs, ids)
 		if err != nil {
-			return fmt.Errorf("prepare: %w", err)
+			return err
 		}
-		defer insert.Close()
 		offsets := make(map[partitionKey]int64, 4)
 		for i, msg := range msgs {
-			dup, err := ib.process(ctx, tx, insert, msg, ids[i], apply)
-			if err != nil {
-				return &BatchError{Index: i, EventID: ids[i], Err: err}
-			}
-			if dup {
+			if !fresh[ids[i]] {
 				dups++
 				continue
+			}
+			delete(fresh, ids[i]) // a repeat later in the batch is a duplicate
+			if err := apply(ctx, tx, msg, ids[i]); err != nil {
+				return &BatchError{Index: i, EventID: ids[i], Err: fmt.Errorf("apply: %w", err)}
 			}
 			applied++
 			k := partitionKey{msg.Topic, msg.Partition}
 			if cur, ok := offsets[k]; !ok || msg.Offset > cur {
 				offsets[k] = msg.Offset
+			}
+		}
+		if finish != nil && applied > 0 {
+			if err := finish(ctx, tx); err != nil {
+				return &BatchError{Index: len(msgs), Err: fmt.Errorf("finish: %w", err)}
 			}
 		}
 		if !ib.trackOffsets {
@@ -314,6 +354,61 @@ func (ib *Inbox) ApplyBatch(ctx context.Context, msgs []*bus.Message, apply Appl
 		ib.logger.DebugContext(ctx, "duplicate events skipped in batch", "duplicates", dups, "applied", applied)
 	}
 	return nil
+}
+
+// markBatch marks the event ids of msgs processed in tx, markChunk per
+// statement and in id order (so concurrent batches on PostgreSQL wait for
+// each other's marks in one order instead of deadlocking), and returns the
+// ids it marked: those not processed before. An id repeated within the batch
+// is marked once, with its first message. As in process, a mark that a
+// concurrent transaction is inserting makes the statement wait for it.
+func (ib *Inbox) markBatch(ctx context.Context, tx *sql.Tx, msgs []*bus.Message, ids []string) (map[string]bool, error) {
+	first := make(map[string]int, len(msgs))
+	for i, id := range ids {
+		if _, ok := first[id]; !ok {
+			first[id] = i
+		}
+	}
+	unique := make([]string, 0, len(first))
+	for id := range first {
+		unique = append(unique, id)
+	}
+	slices.Sort(unique)
+	now := ib.now().UnixMicro()
+	fresh := make(map[string]bool, len(unique))
+	args := make([]any, 0, 6*min(len(unique), markChunk))
+	for len(unique) > 0 {
+		chunk := unique[:min(markChunk, len(unique))]
+		unique = unique[len(chunk):]
+		args = args[:0]
+		for _, id := range chunk {
+			m := msgs[first[id]]
+			args = append(args, ib.consumer, id, m.Topic, m.Partition, m.Offset, now)
+		}
+		q := ib.q.markFull
+		if len(chunk) != markChunk {
+			q = markRows(ib.db, len(chunk))
+		}
+		rows, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, fmt.Errorf("mark processed: %w", err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("mark processed: %w", err)
+			}
+			fresh[id] = true
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("mark processed: %w", err)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("mark processed: %w", err)
+		}
+	}
+	return fresh, nil
 }
 
 // Offsets returns, per partition of topic, the offset of the highest message

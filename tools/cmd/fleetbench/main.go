@@ -20,6 +20,10 @@
 //   - fleetbench sweep: N short jobs on the local backend from the first
 //     SubmitJob to the last COMPLETED, split into submit, dispatch, run and
 //     record.
+//
+// fleetbench consumers runs the stateful consumers' go benchmarks (from the
+// repository root) and prints each figure next to its target and its peer,
+// the raw inbox rate measured in the same run.
 package main
 
 import (
@@ -61,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runSubmit(ctx, args[1:], stdout, stderr)
 		case "sweep":
 			return runSweep(ctx, args[1:], stdout, stderr)
+		case "consumers":
+			return runConsumers(ctx, args[1:], stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("fleetbench", flag.ContinueOnError)

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"strings"
 	"time"
 
@@ -75,18 +76,16 @@ func NewRepository(db *sqlstore.DB) *Repository {
 	return &Repository{db: db, q: queries{
 		head:          `SELECT sequence, hash FROM audit_head WHERE id = 1`,
 		headForUpdate: `SELECT sequence, hash FROM audit_head WHERE id = 1` + forUpdate,
-		insert: rb(`INSERT INTO audit_records (sequence, event_id, occurred_at, recorded_at, actor, actor_role, action,
-resource_type, resource_id, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		updateHead: rb(`UPDATE audit_head SET sequence = ?, hash = ? WHERE id = 1`),
+		insert:        rb(insertRecordsPrefix + `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		updateHead:    rb(`UPDATE audit_head SET sequence = ?, hash = ? WHERE id = 1`),
 		records: rb(`SELECT ` + recordColumns + ` FROM audit_records WHERE sequence >= ? AND sequence <= ?
 ORDER BY sequence LIMIT ?`),
 		checkpoints:      rb(`SELECT sequence, head_hash, signed_at, key_id, signature FROM audit_checkpoints WHERE sequence >= ? AND sequence <= ? ORDER BY sequence`),
 		latestCheckpoint: rb(`SELECT sequence, head_hash, signed_at, key_id, signature FROM audit_checkpoints WHERE sequence <= ? ORDER BY sequence DESC LIMIT 1`),
 		insertCheckpoint: rb(`INSERT INTO audit_checkpoints (sequence, head_hash, signed_at, key_id, signature) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (sequence) DO NOTHING`),
-		jobSeq: rb(`SELECT last_sequence FROM audit_job_sequences WHERE job_id = ?`),
-		upsertJobSeq: rb(`INSERT INTO audit_job_sequences (job_id, last_sequence) VALUES (?, ?)
-ON CONFLICT (job_id) DO UPDATE SET last_sequence = excluded.last_sequence WHERE excluded.last_sequence > audit_job_sequences.last_sequence`),
+		jobSeq:       rb(`SELECT last_sequence FROM audit_job_sequences WHERE job_id = ?`),
+		upsertJobSeq: rb(`INSERT INTO audit_job_sequences (job_id, last_sequence) VALUES (?, ?)` + upsertJobSeqSuffix),
 		insertGap: rb(`INSERT INTO audit_sequence_gaps (job_id, first_missing, last_missing, event_id, detected_at) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (job_id, first_missing) DO NOTHING`),
 		pendingGaps:    rb(`SELECT job_id, first_missing, last_missing, event_id, detected_at FROM audit_sequence_gaps WHERE alerted_at IS NULL ORDER BY detected_at LIMIT ?`),
@@ -106,6 +105,12 @@ WHERE c.signed_at < ? ORDER BY c.sequence DESC LIMIT 1`),
 		first:         `SELECT MIN(sequence) FROM audit_records`,
 	}}
 }
+
+const insertRecordsPrefix = `INSERT INTO audit_records (sequence, event_id, occurred_at, recorded_at, actor, actor_role, action,
+resource_type, resource_id, details, prev_hash, hash) VALUES `
+
+const upsertJobSeqSuffix = `
+ON CONFLICT (job_id) DO UPDATE SET last_sequence = excluded.last_sequence WHERE excluded.last_sequence > audit_job_sequences.last_sequence`
 
 const recordColumns = `sequence, event_id, occurred_at, recorded_at, actor, actor_role, action, resource_type, resource_id, details, prev_hash, hash`
 
@@ -141,9 +146,20 @@ type Appender struct {
 	r     *Repository
 	tx    *sql.Tx
 	chain *auditchain.Chain
-	ins   *sql.Stmt
+	stmts map[int]*sql.Stmt // multi-row inserts by row count
 	upd   *sql.Stmt
+	// pending are the records chained in tx and not yet inserted.
+	pending []pendingRecord
 }
+
+type pendingRecord struct {
+	rec     auditchain.Record
+	details string
+}
+
+// insertChunk bounds the records of one multi-row insert (12 parameters
+// each, well below SQLite's and PostgreSQL's parameter limits).
+const insertChunk = 200
 
 // NewAppender returns an appender over the repository.
 func (r *Repository) NewAppender() *Appender { return &Appender{r: r} }
@@ -155,18 +171,31 @@ func (a *Appender) Tx() *sql.Tx { return a.tx }
 // head, all in tx. Times are kept to microseconds (the stored precision)
 // before hashing. It returns the stored record with sequence and hashes.
 func (a *Appender) Append(ctx context.Context, tx *sql.Tx, rec auditchain.Record) (auditchain.Record, error) {
+	next, err := a.Stage(ctx, tx, rec)
+	if err != nil {
+		return auditchain.Record{}, err
+	}
+	if err := a.Flush(ctx); err != nil {
+		return auditchain.Record{}, err
+	}
+	return next, nil
+}
+
+// Stage chains rec after the head as seen in tx, like Append, but keeps the
+// record in memory: Flush inserts the staged records of tx with multi-row
+// inserts and moves the head once, and must run before tx commits. The
+// chain, and so every sequence and hash, is the same as with Append one by
+// one; a transaction that rolls back loses its staged records with it.
+func (a *Appender) Stage(ctx context.Context, tx *sql.Tx, rec auditchain.Record) (auditchain.Record, error) {
 	if tx != a.tx {
 		head, err := scanHead(tx.QueryRowContext(ctx, a.r.q.headForUpdate))
 		if err != nil {
 			return auditchain.Record{}, err
 		}
-		if a.ins, err = tx.PrepareContext(ctx, a.r.q.insert); err != nil {
-			return auditchain.Record{}, fmt.Errorf("prepare append: %w", err)
-		}
 		if a.upd, err = tx.PrepareContext(ctx, a.r.q.updateHead); err != nil {
 			return auditchain.Record{}, fmt.Errorf("prepare append: %w", err)
 		}
-		a.tx, a.chain = tx, auditchain.NewChain(head)
+		a.tx, a.chain, a.stmts, a.pending = tx, auditchain.NewChain(head), map[int]*sql.Stmt{}, a.pending[:0]
 	}
 	rec.OccurredAt = rec.OccurredAt.UTC().Truncate(time.Microsecond)
 	rec.RecordedAt = rec.RecordedAt.UTC().Truncate(time.Microsecond)
@@ -178,44 +207,148 @@ func (a *Appender) Append(ctx context.Context, tx *sql.Tx, rec auditchain.Record
 	if err != nil {
 		return auditchain.Record{}, err
 	}
-	if _, err := a.ins.ExecContext(ctx, int64(next.Sequence), next.EventID, next.OccurredAt.UnixMicro(), next.RecordedAt.UnixMicro(),
-		next.Actor, next.ActorRole, next.Action, next.ResourceType, next.ResourceID, details, next.PrevHash[:], next.Hash[:]); err != nil {
-		return auditchain.Record{}, fmt.Errorf("insert audit record %d: %w", next.Sequence, err)
-	}
-	if _, err := a.upd.ExecContext(ctx, int64(next.Sequence), next.Hash[:]); err != nil {
-		return auditchain.Record{}, fmt.Errorf("move audit head to %d: %w", next.Sequence, err)
-	}
 	// The chain is local to tx: if tx rolls back, the next call comes with a
 	// new transaction and reads the head again.
 	if err := a.chain.Commit(next); err != nil {
 		return auditchain.Record{}, err
 	}
+	a.pending = append(a.pending, pendingRecord{rec: next, details: details})
 	return next, nil
 }
 
+// Flush inserts the records staged in the current transaction, in sequence
+// order, insertChunk per statement, and moves the head to the last of them.
+func (a *Appender) Flush(ctx context.Context) error {
+	if len(a.pending) == 0 {
+		return nil
+	}
+	args := make([]any, 0, min(len(a.pending), insertChunk)*12)
+	for rest := a.pending; len(rest) > 0; {
+		chunk := rest[:min(insertChunk, len(rest))]
+		rest = rest[len(chunk):]
+		st, err := a.insertStmt(ctx, len(chunk))
+		if err != nil {
+			return err
+		}
+		args = args[:0]
+		for _, p := range chunk {
+			n := p.rec
+			args = append(args, int64(n.Sequence), n.EventID, n.OccurredAt.UnixMicro(), n.RecordedAt.UnixMicro(),
+				n.Actor, n.ActorRole, n.Action, n.ResourceType, n.ResourceID, p.details, n.PrevHash[:], n.Hash[:])
+		}
+		if _, err := st.ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("insert audit records %d..%d: %w", chunk[0].rec.Sequence, chunk[len(chunk)-1].rec.Sequence, err)
+		}
+	}
+	head := a.chain.Head()
+	if _, err := a.upd.ExecContext(ctx, int64(head.Sequence), head.Hash[:]); err != nil {
+		return fmt.Errorf("move audit head to %d: %w", head.Sequence, err)
+	}
+	a.pending = a.pending[:0]
+	return nil
+}
+
+// insertStmt returns the insert of n records prepared in the current transaction.
+func (a *Appender) insertStmt(ctx context.Context, n int) (*sql.Stmt, error) {
+	if st, ok := a.stmts[n]; ok {
+		return st, nil
+	}
+	q := a.r.q.insert
+	if n > 1 {
+		row := "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+		q = a.r.db.Rebind(insertRecordsPrefix + strings.TrimSuffix(strings.Repeat(row+", ", n), ", "))
+	}
+	st, err := a.tx.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("prepare append: %w", err)
+	}
+	a.stmts[n] = st
+	return st, nil
+}
+
 // TxRecorder is the repository bound to one inbox transaction: the writes
-// that recording an event makes, all in that transaction. It appends
-// through one Appender, so a batch reads the head once.
+// that recording an event makes, all in that transaction. It stages the
+// records through one Appender, so a batch reads the head once, and keeps
+// the per-job sequences it read or moved; Flush, which the inbox's unit of
+// work calls before the transaction commits, writes both with multi-row
+// statements.
 type TxRecorder struct {
 	r  *Repository
 	tx *sql.Tx
 	a  *Appender
+	// seqs are the last lifecycle sequences per job as seen in tx; moved
+	// are the jobs whose sequence Flush must store.
+	seqs   map[string]int64
+	moved  map[string]bool
+	seqGet *sql.Stmt
 }
 
 // Bind returns the repository's writes bound to tx; the inbox's unit of
 // work binds each of its transactions with it.
 func (r *Repository) Bind(tx *sql.Tx) *TxRecorder {
-	return &TxRecorder{r: r, tx: tx, a: r.NewAppender()}
+	return &TxRecorder{r: r, tx: tx, a: r.NewAppender(), seqs: map[string]int64{}, moved: map[string]bool{}}
 }
 
-// Append is Appender.Append in the bound transaction.
+// Append stages rec in the bound transaction (see Appender.Stage); Flush
+// stores it.
 func (t *TxRecorder) Append(ctx context.Context, rec auditchain.Record) (auditchain.Record, error) {
-	return t.a.Append(ctx, t.tx, rec)
+	return t.a.Stage(ctx, t.tx, rec)
 }
 
-// TrackJobSequence is Repository.TrackJobSequence in the bound transaction.
+// TrackJobSequence is Repository.TrackJobSequence in the bound transaction,
+// with the job's last sequence read once per transaction and stored by Flush.
 func (t *TxRecorder) TrackJobSequence(ctx context.Context, jobID string, seq int64, eventID string, now time.Time) (*domain.Gap, error) {
-	return t.r.TrackJobSequence(ctx, t.tx, jobID, seq, eventID, now)
+	last, ok := t.seqs[jobID]
+	if !ok {
+		if t.seqGet == nil {
+			st, err := t.tx.PrepareContext(ctx, t.r.q.jobSeq)
+			if err != nil {
+				return nil, fmt.Errorf("prepare read of job sequences: %w", err)
+			}
+			t.seqGet = st
+		}
+		var err error
+		if last, err = scanJobSequence(t.seqGet.QueryRowContext(ctx, jobID), jobID); err != nil {
+			return nil, err
+		}
+		t.seqs[jobID] = last
+	}
+	moved, gap, err := t.r.trackJobSequence(ctx, t.tx, jobID, seq, last, eventID, now)
+	if err != nil || !moved {
+		return gap, err
+	}
+	t.seqs[jobID], t.moved[jobID] = seq, true
+	return gap, nil
+}
+
+// Flush stores the staged records, the head and the moved job sequences.
+func (t *TxRecorder) Flush(ctx context.Context) error {
+	if err := t.a.Flush(ctx); err != nil {
+		return err
+	}
+	if len(t.moved) == 0 {
+		return nil
+	}
+	jobs := make([]string, 0, len(t.moved))
+	for j := range t.moved {
+		jobs = append(jobs, j)
+	}
+	slices.Sort(jobs)
+	for len(jobs) > 0 {
+		chunk := jobs[:min(insertChunk, len(jobs))]
+		jobs = jobs[len(chunk):]
+		args := make([]any, 0, 2*len(chunk))
+		for _, j := range chunk {
+			args = append(args, j, t.seqs[j])
+		}
+		q := t.r.db.Rebind(`INSERT INTO audit_job_sequences (job_id, last_sequence) VALUES ` +
+			strings.TrimSuffix(strings.Repeat("(?, ?), ", len(chunk)), ", ") + upsertJobSeqSuffix)
+		if _, err := t.tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("store sequences of %d jobs from %s: %w", len(chunk), chunk[0], err)
+		}
+	}
+	clear(t.moved)
+	return nil
 }
 
 // detailsJSON returns the canonical JSON of details: an object with sorted
@@ -497,29 +630,54 @@ func (r *Repository) ApplyRetention(ctx context.Context, cutoff time.Time) (dele
 // in a stored gap, which is resolved once all its events arrived. The inbox
 // hands each event over once, so each late event is counted once.
 func (r *Repository) TrackJobSequence(ctx context.Context, tx *sql.Tx, jobID string, seq int64, eventID string, now time.Time) (*domain.Gap, error) {
-	var last int64
-	switch err := tx.QueryRowContext(ctx, r.q.jobSeq, jobID).Scan(&last); {
-	case errors.Is(err, sql.ErrNoRows):
-	case err != nil:
-		return nil, fmt.Errorf("read sequence of job %s: %w", jobID, err)
+	last, err := r.jobSequence(ctx, tx, jobID)
+	if err != nil {
+		return nil, err
 	}
-	if seq <= last {
-		if _, err := tx.ExecContext(ctx, r.q.fillGap, now.UTC().UnixMicro(), jobID, seq, seq); err != nil {
-			return nil, fmt.Errorf("fill gap of job %s: %w", jobID, err)
-		}
-		return nil, nil
+	moved, gap, err := r.trackJobSequence(ctx, tx, jobID, seq, last, eventID, now)
+	if err != nil || !moved {
+		return gap, err
 	}
 	if _, err := tx.ExecContext(ctx, r.q.upsertJobSeq, jobID, seq); err != nil {
 		return nil, fmt.Errorf("store sequence of job %s: %w", jobID, err)
 	}
+	return gap, nil
+}
+
+// jobSequence reads the last sequence stored for jobID in tx (0 for none).
+func (r *Repository) jobSequence(ctx context.Context, tx *sql.Tx, jobID string) (int64, error) {
+	return scanJobSequence(tx.QueryRowContext(ctx, r.q.jobSeq, jobID), jobID)
+}
+
+func scanJobSequence(row *sql.Row, jobID string) (int64, error) {
+	var last int64
+	switch err := row.Scan(&last); {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return 0, fmt.Errorf("read sequence of job %s: %w", jobID, err)
+	}
+	return last, nil
+}
+
+// trackJobSequence is TrackJobSequence after the job's last sequence was
+// read, except that it leaves storing the new one to the caller: it reports
+// whether seq moves the job's sequence, and stores the gap it opens or fills
+// the gap a late event belongs to.
+func (r *Repository) trackJobSequence(ctx context.Context, tx *sql.Tx, jobID string, seq, last int64, eventID string, now time.Time) (bool, *domain.Gap, error) {
+	if seq <= last {
+		if _, err := tx.ExecContext(ctx, r.q.fillGap, now.UTC().UnixMicro(), jobID, seq, seq); err != nil {
+			return false, nil, fmt.Errorf("fill gap of job %s: %w", jobID, err)
+		}
+		return false, nil, nil
+	}
 	if seq == last+1 {
-		return nil, nil
+		return true, nil, nil
 	}
 	g := &domain.Gap{JobID: jobID, FirstMissing: last + 1, LastMissing: seq - 1, EventID: eventID, DetectedAt: now.UTC().Truncate(time.Microsecond)}
 	if _, err := tx.ExecContext(ctx, r.q.insertGap, g.JobID, g.FirstMissing, g.LastMissing, g.EventID, g.DetectedAt.UnixMicro()); err != nil {
-		return nil, fmt.Errorf("store gap of job %s: %w", jobID, err)
+		return false, nil, fmt.Errorf("store gap of job %s: %w", jobID, err)
 	}
-	return g, nil
+	return true, g, nil
 }
 
 // PendingGaps returns up to limit gaps whose alert has not been published.

@@ -58,17 +58,26 @@ func (r *Recorder) Handle(ctx context.Context, msg *bus.Message) error {
 }
 
 // HandleBatch records msgs in one transaction: the batch handler of the
-// batch consumer. On an error nothing of the batch is kept, and the consumer
-// hands the messages one by one to Handle, so a poison message is retried or
-// dead-lettered alone.
+// batch consumer. The messages are decoded before the transaction starts, so
+// that decoding does not hold the database's write lock. On an error nothing
+// of the batch is kept, and the consumer hands the messages one by one to
+// Handle, so a poison message is retried or dead-lettered alone.
 func (r *Recorder) HandleBatch(ctx context.Context, msgs []*bus.Message) error {
+	decoded := make(map[*bus.Message]events.Event, len(msgs))
+	for i, m := range msgs {
+		ev, err := r.decode(m)
+		if err != nil {
+			return fmt.Errorf("batch message %d: %w", i, err)
+		}
+		decoded[m] = ev
+	}
 	n := 0
 	var last RecordTx
 	err := r.inbox.ApplyBatch(ctx, msgs, func(ctx context.Context, tx RecordTx, msg *bus.Message, eventID string) error {
 		if tx != last {
 			n, last = 0, tx // a retried transaction starts over
 		}
-		added, err := r.apply(ctx, tx, msg, eventID)
+		added, err := r.record(ctx, tx, decoded[msg], eventID)
 		n += added
 		return err
 	})
@@ -79,13 +88,18 @@ func (r *Recorder) HandleBatch(ctx context.Context, msgs []*bus.Message) error {
 	return nil
 }
 
-// apply records one event in tx and returns how many records it added (0 for
-// an event the trail does not record).
+// apply records one message in tx and returns how many records it added (0
+// for an event the trail does not record).
 func (r *Recorder) apply(ctx context.Context, tx RecordTx, msg *bus.Message, eventID string) (int, error) {
 	ev, err := r.decode(msg)
 	if err != nil {
 		return 0, err
 	}
+	return r.record(ctx, tx, ev, eventID)
+}
+
+// record records the decoded event ev in tx.
+func (r *Recorder) record(ctx context.Context, tx RecordTx, ev events.Event, eventID string) (int, error) {
 	if ev.EventID != eventID {
 		return 0, bus.Permanent(fmt.Errorf("event_id header %q does not match the event's id %q", eventID, ev.EventID))
 	}

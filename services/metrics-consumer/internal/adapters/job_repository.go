@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/cosmic-horizons/fleet/libs/bus"
@@ -42,7 +43,7 @@ var columns = []string{
 type JobRepository struct {
 	db *sqlstore.DB
 	q  struct {
-		get, insertBlank, upsert, all, reset, ended string
+		get, insertBlank, upsert, upsertFull, all, reset, ended string
 	}
 }
 
@@ -64,6 +65,7 @@ func NewJobRepository(db *sqlstore.DB) *JobRepository {
 	r.q.insertBlank = db.Rebind("INSERT INTO metrics_jobs (job_id) VALUES (?) ON CONFLICT (job_id) DO NOTHING")
 	r.q.upsert = db.Rebind("INSERT INTO metrics_jobs (" + cols + ") VALUES (" + strings.TrimSuffix(strings.Repeat("?, ", len(columns)), ", ") +
 		") ON CONFLICT (job_id) DO UPDATE SET " + strings.Join(sets, ", "))
+	r.q.upsertFull = r.upsertRows(upsertChunk)
 	r.q.all = "SELECT " + cols + " FROM metrics_jobs ORDER BY job_id"
 	r.q.reset = "DELETE FROM metrics_jobs"
 	r.q.ended = db.Rebind("SELECT ended_at_us FROM metrics_jobs WHERE ended_at_us >= ? AND status = 'COMPLETED'")
@@ -75,12 +77,20 @@ func NewJobRepository(db *sqlstore.DB) *JobRepository {
 // several times reads it once; a new transaction (such as the retry of a
 // rolled-back one) starts with an empty cache. A Session is not safe for
 // concurrent use: use one per batch or per message.
+//
+// A deferring session (the one Bind returns) applies events to the cached
+// records only and writes each changed record once, in Flush at the end of
+// the transaction, with multi-row upserts: a batch with many events of one
+// job writes its row once, and the stored rows are the same as if each
+// event had been written on its own (records merge commutatively).
 type Session struct {
-	r        *JobRepository
-	tx       *sql.Tx
-	jobs     map[string]*domain.Job
-	stmts    map[string]*sql.Stmt
-	prefetch []string
+	r           *JobRepository
+	tx          *sql.Tx
+	jobs        map[string]*domain.Job
+	stmts       map[string]*sql.Stmt
+	prefetch    []string
+	deferWrites bool
+	dirty       map[string]bool
 }
 
 // NewSession starts a session. On SQLite, the records of prefetch (job ids,
@@ -111,12 +121,21 @@ func (r *JobRepository) Bind(tx *sql.Tx, msgs []*bus.Message) *TxSession {
 			keys[i] = m.Key // the job id on both topics
 		}
 	}
-	return &TxSession{s: r.NewSession(keys...), tx: tx}
+	s := r.NewSession(keys...)
+	s.deferWrites = true
+	return &TxSession{s: s, tx: tx}
 }
 
-// Apply merges ev into its job's record within the bound transaction.
+// Apply merges ev into its job's record within the bound transaction; the
+// record is written by Flush.
 func (t *TxSession) Apply(ctx context.Context, ev events.Event) error {
 	return t.s.Apply(ctx, t.tx, ev)
+}
+
+// Flush writes every record the bound transaction changed, once each; the
+// inbox's unit of work calls it before the transaction commits.
+func (t *TxSession) Flush(ctx context.Context) error {
+	return t.s.Flush(ctx)
 }
 
 // prefetchChunk bounds the ids of one prefetch query.
@@ -126,7 +145,7 @@ func (s *Session) bind(ctx context.Context, tx *sql.Tx) error {
 	if s.tx == tx {
 		return nil
 	}
-	s.tx, s.jobs, s.stmts = tx, make(map[string]*domain.Job), make(map[string]*sql.Stmt)
+	s.tx, s.jobs, s.stmts, s.dirty = tx, make(map[string]*domain.Job), make(map[string]*sql.Stmt), make(map[string]bool)
 	ids := make([]string, 0, len(s.prefetch))
 	seen := make(map[string]bool, len(s.prefetch))
 	for _, id := range s.prefetch {
@@ -196,6 +215,10 @@ func (s *Session) Apply(ctx context.Context, tx *sql.Tx, ev events.Event) error 
 	if !j.Apply(ev) {
 		return nil
 	}
+	if s.deferWrites {
+		s.dirty[id] = true
+		return nil
+	}
 	up, err := s.stmt(ctx, s.r.q.upsert)
 	if err != nil {
 		return err
@@ -204,6 +227,59 @@ func (s *Session) Apply(ctx context.Context, tx *sql.Tx, ev events.Event) error 
 		return fmt.Errorf("store job %s: %w", id, err)
 	}
 	return nil
+}
+
+// upsertChunk bounds the rows of one multi-row upsert (35 parameters each,
+// well below SQLite's and PostgreSQL's parameter limits).
+const upsertChunk = 100
+
+// Flush writes the records changed since the last Flush in the session's
+// current transaction, in job id order, upsertChunk rows per statement. A
+// session that does not defer writes has nothing to flush.
+func (s *Session) Flush(ctx context.Context) error {
+	if len(s.dirty) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(s.dirty))
+	for id := range s.dirty {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	args := make([]any, 0, min(len(ids), upsertChunk)*len(columns))
+	for len(ids) > 0 {
+		chunk := ids[:min(upsertChunk, len(ids))]
+		ids = ids[len(chunk):]
+		args = args[:0]
+		for _, id := range chunk {
+			args = append(args, jobArgs(s.jobs[id])...)
+		}
+		st, err := s.stmt(ctx, s.r.upsertRows(len(chunk)))
+		if err != nil {
+			return err
+		}
+		if _, err := st.ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("store %d jobs from %s: %w", len(chunk), chunk[0], err)
+		}
+	}
+	clear(s.dirty)
+	return nil
+}
+
+// upsertRows is the upsert of n records in one statement.
+func (r *JobRepository) upsertRows(n int) string {
+	switch {
+	case n == 1 && r.q.upsert != "":
+		return r.q.upsert
+	case n == upsertChunk && r.q.upsertFull != "":
+		return r.q.upsertFull
+	}
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(columns)), ", ") + ")"
+	sets := make([]string, 0, len(columns)-1)
+	for _, c := range columns[1:] {
+		sets = append(sets, c+" = excluded."+c)
+	}
+	return r.db.Rebind("INSERT INTO metrics_jobs (" + strings.Join(columns, ", ") + ") VALUES " +
+		strings.TrimSuffix(strings.Repeat(row+", ", n), ", ") + " ON CONFLICT (job_id) DO UPDATE SET " + strings.Join(sets, ", "))
 }
 
 func (s *Session) load(ctx context.Context, id string) (*domain.Job, error) {

@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -12,8 +11,11 @@ import (
 
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/inbox/inboxtest"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
+	"github.com/cosmic-horizons/fleet/libs/sqlstore"
+	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
 	"github.com/cosmic-horizons/fleet/services/metrics-consumer/internal/testgen"
 )
@@ -24,19 +26,32 @@ const benchEvents = 200_000
 // BenchmarkConsumeEndToEnd measures the service's consumption path end to
 // end: from topics pre-filled with about 200k job events, through the batch
 // consumer, Avro decoding and the inbox transaction (job records, dedup
-// marks and offsets) into SQLite with synchronous=FULL, until every event
-// is committed. It reports events/s and the P50/P99 of the batch handler
-// (one transaction) and of the handler time per event.
+// marks and offsets) into SQLite with synchronous=FULL (the service's setting), until every event
+// is committed; then the same on PostgreSQL. It reports events/s and the
+// P50/P99 of the batch handler (one transaction) and of the handler time per
+// event, and, measured right after in the same run, its peer: the raw inbox
+// rate (inboxtest.Rate: the inbox alone, same batch size, a fresh database
+// of the same kind) and the ratio of the two.
 //
 //	go test ./internal/service -run '^$' -bench BenchmarkConsumeEndToEnd -benchtime 1x
 func BenchmarkConsumeEndToEnd(b *testing.B) {
 	conn := kafkabus.Connection{Brokers: testinfra.KafkaBrokers(b), ClientID: "metrics-consumer-bench"}
-	logger := slog.New(slog.DiscardHandler)
 	lifecycle, metrics := kafkabustest.Name("bench-mc-lifecycle"), kafkabustest.Name("bench-mc-metrics")
 	kafkabustest.TopicsWithDLQ(b, conn.Brokers, 10, lifecycle, metrics)
-	ctx := context.Background()
-
 	total := prefill(b, conn, lifecycle, metrics)
+	for _, d := range sqlstoretest.Databases(b) {
+		b.Run(d.Name, func(b *testing.B) {
+			consumeEndToEnd(b, conn, lifecycle, metrics, total, d)
+		})
+	}
+}
+
+// peerEvents is the number of events of the peer measurement.
+const peerEvents = 50_000
+
+func consumeEndToEnd(b *testing.B, conn kafkabus.Connection, lifecycle, metrics string, total int64, d sqlstoretest.NamedDB) {
+	logger := slog.New(slog.DiscardHandler)
+	ctx := context.Background()
 
 	for i := 0; b.Loop(); i++ {
 		b.StopTimer()
@@ -45,7 +60,7 @@ func BenchmarkConsumeEndToEnd(b *testing.B) {
 		cfg.Topics = []string{lifecycle, metrics}
 		cfg.Schemas = map[string]string{lifecycle: events.TopicJobLifecycle, metrics: events.TopicJobMetrics}
 		cfg.Group = kafkabustest.Name("bench-mc-" + strconv.Itoa(i))
-		cfg.DatabaseURL = "sqlite://" + filepath.Join(b.TempDir(), "bench.db")
+		cfg.DatabaseURL = d.URL(b)
 		p, err := build(ctx, cfg, logger, nil)
 		if err != nil {
 			b.Fatal(err)
@@ -100,6 +115,10 @@ func BenchmarkConsumeEndToEnd(b *testing.B) {
 		b.ReportMetric(q(batchDur, 0.50), "batch-p50-ms")
 		b.ReportMetric(q(batchDur, 0.99), "batch-p99-ms")
 		b.ReportMetric(q(perEvent, 0.99)*1000, "handler-p99-µs/event")
+		peerDB := sqlstoretest.OpenConfig(b, sqlstore.Config{URL: d.URL(b), Synchronous: sqlstore.SynchronousFull})
+		peer := inboxtest.Rate(b, peerDB, peerEvents, cfg.BatchSize)
+		b.ReportMetric(peer, inboxtest.PeerMetric)
+		b.ReportMetric(100*float64(total)/elapsed.Seconds()/peer, "%-of-peer")
 		b.StartTimer()
 	}
 }
