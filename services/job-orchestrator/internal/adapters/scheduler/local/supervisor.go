@@ -87,8 +87,10 @@ type exitRecord struct {
 // handing it the script's standard files of cmd (built by command). The
 // supervisor's process group is the job's.
 func (s *Scheduler) startSupervisor(j *job, cmd *exec.Cmd) (*exec.Cmd, error) {
-	spec := runSpec{JobID: j.rec.JobID, Path: cmd.Path, Dir: cmd.Dir, Env: cmd.Env,
-		UID: j.rec.UID, GID: j.rec.GID, Limits: j.limits}
+	spec := runSpec{JobID: j.rec.JobID, Path: cmd.Path, Dir: cmd.Dir, Env: cmd.Env, Limits: j.limits}
+	if j.lease != nil {
+		spec.UID, spec.GID = j.lease.UID, j.lease.GID
+	}
 	if j.cgroup != nil {
 		spec.CgroupVersion, spec.CgroupDirs = j.cgroup.version, j.cgroup.dirs
 	}
