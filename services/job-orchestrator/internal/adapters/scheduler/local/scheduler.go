@@ -1,6 +1,7 @@
 package local
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -130,6 +131,15 @@ func New(cfg Config) (*Scheduler, error) {
 			return nil, refuseUnisolated(fmt.Errorf("cannot run jobs under their own users: %w", err))
 		}
 	}
+	if cfg.SupervisorPath != "" {
+		fi, err := os.Stat(cfg.SupervisorPath)
+		if err != nil {
+			return nil, fmt.Errorf("local scheduler config: SupervisorPath: %w", err)
+		}
+		if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+			return nil, fmt.Errorf("local scheduler config: SupervisorPath %s is not an executable file", cfg.SupervisorPath)
+		}
+	}
 	s := &Scheduler{
 		cfg:        cfg,
 		log:        cfg.Logger.With("scheduler", Name),
@@ -137,7 +147,7 @@ func New(cfg Config) (*Scheduler, error) {
 		submitting: make(map[string]bool),
 		nextUID:    cfg.UIDs.First,
 
-		supervisorPath: supervisorExe,
+		supervisorPath: cmp.Or(cfg.SupervisorPath, supervisorExe),
 	}
 	// The work root is searchable but not listable by job users; the
 	// scheduler's own files are in a directory only it can enter.
@@ -914,15 +924,6 @@ func derefExit(c *int32) any {
 		return nil
 	}
 	return *c
-}
-
-// exitCode returns the exit status, or 128+signal for a process killed by a
-// signal (as shells report it), with a reason text for signals.
-func exitCode(ps *os.ProcessState) (int32, string) {
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return int32(128 + int(ws.Signal())), "killed by signal " + unix.SignalName(ws.Signal())
-	}
-	return int32(ps.ExitCode()), ""
 }
 
 // adoptedCgroup returns the cgroup of a job started by an earlier process,
