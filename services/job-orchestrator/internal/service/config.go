@@ -38,10 +38,7 @@ const (
 	EnvLocalMaxProcesses  = "LOCAL_JOB_MAX_PROCESSES"     // default 1024
 	EnvLocalMaxOpenFiles  = "LOCAL_JOB_MAX_OPEN_FILES"    // default 1024
 	EnvLocalMaxFileSizeMB = "LOCAL_JOB_MAX_FILE_SIZE_MB"  // default 16384
-	// EnvLocalSupervisor is the executable started as each local job's
-	// supervisor (cmd/job-supervisor); default job-supervisor next to the
-	// service's executable when there is one, else the service's own.
-	EnvLocalSupervisor = "LOCAL_JOB_SUPERVISOR"
+	EnvLocalSupervisor    = "LOCAL_JOB_SUPERVISOR"        // cmd/job-supervisor's executable; default job-supervisor next to the service's, else the service's own
 	EnvSlurmURL           = "SLURMRESTD_URL"              // slurm backend: http(s)://host:port or unix:///socket
 	EnvSlurmUser          = "SLURM_USER"                  // X-SLURM-USER-NAME
 	EnvSlurmToken         = "SLURM_JWT_TOKEN"             // the slurmrestd JWT, or:
