@@ -197,13 +197,16 @@ func startOrchestrator(ctx context.Context, bin, db string, extraEnv map[string]
 		}
 		select {
 		case err := <-exited:
+			exited <- err // for stop, which waits for it too
+			log := tail(o.logPath)
 			o.stop()
-			return nil, fmt.Errorf("orchestrator exited before serving (%v); log: %s", err, tail(o.logPath))
+			return nil, fmt.Errorf("orchestrator exited before serving (%v); log: %s", err, log)
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
+			log := tail(o.logPath)
 			o.stop()
-			return nil, fmt.Errorf("orchestrator not serving after 90 s; log: %s", tail(o.logPath))
+			return nil, fmt.Errorf("orchestrator not serving after 90 s; log: %s", log)
 		}
 	}
 	logger.Info("orchestrator serving", "addr", addr, "database", db)
