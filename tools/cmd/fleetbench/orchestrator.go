@@ -42,17 +42,24 @@ type orchestrator struct {
 	cleanup []func()
 }
 
-// buildOrchestrator builds the orchestrator binary into dir, unless bin is
-// already given.
+// supervisorPackage is each local job's supervisor, built next to the
+// orchestrator, where the orchestrator finds it.
+const supervisorPackage = "./services/job-orchestrator/cmd/job-supervisor"
+
+// buildOrchestrator builds the orchestrator binary and the job supervisor
+// into dir, unless bin is already given (a job-supervisor next to bin is
+// used; without one the orchestrator starts itself as each supervisor).
 func buildOrchestrator(ctx context.Context, bin, dir string) (string, error) {
 	if bin != "" {
 		return bin, nil
 	}
 	out := filepath.Join(dir, "job-orchestrator")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, orchestratorPackage)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("build %s (run from the repository root, or pass -orchestrator): %w", orchestratorPackage, err)
+	for pkg, o := range map[string]string{orchestratorPackage: out, supervisorPackage: filepath.Join(dir, "job-supervisor")} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", o, pkg)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return "", fmt.Errorf("build %s (run from the repository root, or pass -orchestrator): %w", pkg, err)
+		}
 	}
 	return out, nil
 }
@@ -190,13 +197,16 @@ func startOrchestrator(ctx context.Context, bin, db string, extraEnv map[string]
 		}
 		select {
 		case err := <-exited:
+			exited <- err // for stop, which waits for it too
+			log := tail(o.logPath)
 			o.stop()
-			return nil, fmt.Errorf("orchestrator exited before serving (%v); log: %s", err, tail(o.logPath))
+			return nil, fmt.Errorf("orchestrator exited before serving (%v); log: %s", err, log)
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
+			log := tail(o.logPath)
 			o.stop()
-			return nil, fmt.Errorf("orchestrator not serving after 90 s; log: %s", tail(o.logPath))
+			return nil, fmt.Errorf("orchestrator not serving after 90 s; log: %s", log)
 		}
 	}
 	logger.Info("orchestrator serving", "addr", addr, "database", db)

@@ -38,6 +38,7 @@ const (
 	EnvLocalMaxProcesses  = "LOCAL_JOB_MAX_PROCESSES"     // default 1024
 	EnvLocalMaxOpenFiles  = "LOCAL_JOB_MAX_OPEN_FILES"    // default 1024
 	EnvLocalMaxFileSizeMB = "LOCAL_JOB_MAX_FILE_SIZE_MB"  // default 16384
+	EnvLocalSupervisor    = "LOCAL_JOB_SUPERVISOR"        // cmd/job-supervisor's executable; default job-supervisor next to the service's, else the service's own
 	EnvSlurmURL           = "SLURMRESTD_URL"              // slurm backend: http(s)://host:port or unix:///socket
 	EnvSlurmUser          = "SLURM_USER"                  // X-SLURM-USER-NAME
 	EnvSlurmToken         = "SLURM_JWT_TOKEN"             // the slurmrestd JWT, or:
@@ -288,6 +289,10 @@ func loadLocal(get func(string) string, errs *[]error) local.Config {
 	lc.UIDs = idRange(EnvLocalUIDRange)
 	lc.GIDs = idRange(EnvLocalGIDRange)
 	lc.CgroupParent = get(EnvLocalCgroupParent)
+	lc.SupervisorPath = get(EnvLocalSupervisor)
+	if lc.SupervisorPath == "" {
+		lc.SupervisorPath = siblingSupervisor()
+	}
 	positive := func(k string) int64 {
 		v := get(k)
 		if v == "" {
@@ -324,4 +329,22 @@ func readAllocations(path string) (map[string][]string, error) {
 		return nil, fmt.Errorf("want a JSON object of user to list of allocations: %w", err)
 	}
 	return m, nil
+}
+
+// supervisorName is the file name of cmd/job-supervisor's executable.
+const supervisorName = "job-supervisor"
+
+// siblingSupervisor returns the job supervisor installed next to this
+// process's executable, or "" when there is none (the local backend then
+// starts its own executable as the supervisor).
+func siblingSupervisor() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	p := filepath.Join(filepath.Dir(exe), supervisorName)
+	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+		return p
+	}
+	return ""
 }

@@ -76,6 +76,7 @@ func TestLoadConfigLocalIsolation(t *testing.T) {
 		{name: "gid range of another size", env: map[string]string{"LOCAL_JOB_UID_RANGE": "61000-61009", "LOCAL_JOB_GID_RANGE": "61000-61001"}, wantErr: "as many ids"},
 		{name: "more concurrent jobs than uids", env: map[string]string{"LOCAL_JOB_UID_RANGE": "61000-61001", "LOCAL_MAX_JOBS": "3"}, wantErr: "exceeds the 2 job uids"},
 		{name: "cgroup parent escaping", env: map[string]string{"LOCAL_CGROUP_PARENT": "../x"}, wantErr: "CgroupParent"},
+		{name: "relative job supervisor", env: map[string]string{"LOCAL_JOB_SUPERVISOR": "job-supervisor"}, wantErr: "SupervisorPath"},
 		{name: "zero processes", env: map[string]string{"LOCAL_JOB_MAX_PROCESSES": "0"}, wantErr: "LOCAL_JOB_MAX_PROCESSES"},
 	}
 	for _, tt := range tests {

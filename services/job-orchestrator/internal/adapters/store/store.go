@@ -61,6 +61,9 @@ type Store struct {
 	cfg   Config
 	pg    bool
 	group groupCommit
+	// transitions queues the Transitions on PostgreSQL, apart from the
+	// Creates (see transitionQueue).
+	transitions groupCommit
 }
 
 var _ app.JobRepository = (*Store)(nil)
@@ -313,16 +316,31 @@ func (s *Store) queryJobs(ctx context.Context, op, query string, args ...any) ([
 	return out, nil
 }
 
+// transitionQueue is the group commit queue of Transitions. On SQLite,
+// which has one writer, it is the Creates' queue: one transaction serves
+// both. On PostgreSQL it is a queue of its own: a transition in a batch
+// costs four round trips in turn (row lock, last outbox sequence, update,
+// outbox insert) where a whole batch of new jobs costs about four, so
+// Creates sharing a batch with a hundred transitions waited for hundreds
+// of round trips; apart, their batches commit in parallel with the
+// reconciler's.
+func (s *Store) transitionQueue() *groupCommit {
+	if s.pg {
+		return &s.transitions
+	}
+	return &s.group
+}
+
 func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }
 
-// Transition implements app.JobRepository. Concurrent Transitions and
-// Creates share transactions (group commit, see groupCommit).
+// Transition implements app.JobRepository. Concurrent Transitions share
+// transactions (group commit, see groupCommit), with the Creates on SQLite.
 func (s *Store) Transition(ctx context.Context, id string, expectedVersion int64, mutate func(*domain.Job) ([]app.OutboxRecord, error)) (*domain.Job, error) {
 	req := &groupReq{ctx: ctx, done: make(chan error, 1),
 		tr: &transitionReq{id: id, expected: expectedVersion, mutate: mutate}}
-	s.group.enqueue(s, req)
+	s.transitionQueue().enqueue(s, req)
 	select {
 	case err := <-req.done:
 		if err != nil {

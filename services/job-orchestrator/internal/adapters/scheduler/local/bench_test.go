@@ -13,16 +13,25 @@ import (
 )
 
 // BenchmarkTrivialJob measures a job's whole life (submit, uid lease,
-// cgroup, traced start, exit, kill of the cgroup, record) for a script
-// that exits at once, isolated and in single-user mode.
+// cgroup, supervisor, traced start, exit, kill of the cgroup, record) for a
+// script that exits at once, isolated and in single-user mode, under the
+// dedicated supervisor (cmd/job-supervisor) and under the program's own
+// executable started again (here the test binary; the orchestrator's is
+// larger still).
 func BenchmarkTrivialJob(b *testing.B) {
 	for _, mode := range []struct {
 		name       string
 		singleUser bool
-	}{{"isolated", false}, {"single-user", true}} {
+		supervisor string
+	}{
+		{"isolated/job-supervisor", false, supervisorBin},
+		{"isolated/self", false, ""},
+		{"single-user/job-supervisor", true, supervisorBin},
+		{"single-user/self", true, ""},
+	} {
 		b.Run(mode.name, func(b *testing.B) {
 			s, err := local.New(local.Config{WorkRoot: workRoot(b), SingleUser: mode.singleUser,
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxConcurrent: 1})
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxConcurrent: 1, SupervisorPath: mode.supervisor})
 			if err != nil {
 				b.Fatal(err)
 			}

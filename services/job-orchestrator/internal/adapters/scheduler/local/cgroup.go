@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/local/jobsupervisor"
 )
 
 // cgroupVersion is the cgroup hierarchy the backend uses.
@@ -137,13 +139,7 @@ func containsAll(have, want []string) bool {
 }
 
 // limits is what a job's cgroup and rlimits enforce; zero means no limit.
-type limits struct {
-	CPUQuotaUS  int64 // per cpuPeriodUS
-	MemoryBytes int64
-	Processes   int64
-	FileSize    int64
-	OpenFiles   uint64
-}
+type limits = jobsupervisor.Limits
 
 const cpuPeriodUS = 100000
 

@@ -52,6 +52,12 @@ type Config struct {
 	// Path is the PATH a job starts with (a job's environment may override
 	// it). Default DefaultPath.
 	Path string
+	// SupervisorPath is the executable started as each job's supervisor:
+	// the one built from cmd/job-supervisor, which starts in a few
+	// milliseconds. Default: this process's own executable again, which
+	// serves as well but first runs the init of every package it links.
+	// It runs as the service's user: it must be as trusted as the service.
+	SupervisorPath string
 
 	// SingleUser runs jobs as the service's own user, without a cgroup
 	// when none can be created: no isolation between jobs or from the
@@ -167,6 +173,9 @@ func (c Config) Validate() error {
 	if c.CgroupParent != "" && (filepath.IsAbs(c.CgroupParent) || filepath.Clean(c.CgroupParent) != c.CgroupParent ||
 		c.CgroupParent == "." || c.CgroupParent == ".." || len(c.CgroupParent) > 2 && c.CgroupParent[:3] == "../") {
 		errs = append(errs, fmt.Errorf("CgroupParent %q must be a clean relative path", c.CgroupParent))
+	}
+	if c.SupervisorPath != "" && !filepath.IsAbs(c.SupervisorPath) {
+		errs = append(errs, fmt.Errorf("SupervisorPath %q must be an absolute path", c.SupervisorPath))
 	}
 	if c.LockDir != "" && !filepath.IsAbs(c.LockDir) {
 		errs = append(errs, fmt.Errorf("LockDir %q must be an absolute path", c.LockDir))

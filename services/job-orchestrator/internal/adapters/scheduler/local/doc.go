@@ -19,8 +19,11 @@
 // # Supervisor
 //
 // The scheduler does not start a script itself: it starts the job's
-// supervisor, its own executable again (/proc/self/exe) in supervisor mode,
-// entered from this package's init. The supervisor runs as the service's
+// supervisor (package jobsupervisor): Config.SupervisorPath, the small
+// executable built from cmd/job-supervisor, or else its own executable
+// again (/proc/self/exe) in supervisor mode, entered from this package's
+// init. The scheduler takes a job's uid, cgroup and files and starts its
+// supervisor outside its mutex. The supervisor runs as the service's
 // user in a process group of its own, outside the job's cgroup, ignores
 // SIGTERM, SIGINT and SIGHUP, starts the script as described below, waits
 // for it and writes exit.json atomically (temporary file and rename) before

@@ -39,6 +39,9 @@ func newIsolated(t *testing.T, cfg local.Config) (*local.Scheduler, string) {
 	if cfg.KillGrace == 0 {
 		cfg.KillGrace = 2 * time.Second
 	}
+	if cfg.SupervisorPath == "" {
+		cfg.SupervisorPath = supervisorBin
+	}
 	s, err := local.New(cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() {

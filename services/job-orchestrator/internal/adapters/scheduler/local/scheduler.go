@@ -1,6 +1,7 @@
 package local
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -59,7 +60,9 @@ const (
 )
 
 // job is one job known to this process. All fields are guarded by
-// Scheduler.mu.
+// Scheduler.mu, except lease, cgroup and limits while the job is starting
+// (only its starting goroutine uses them then) and once its script exited
+// (only wait uses them then).
 type job struct {
 	dir  string // the job's own directory, <WorkRoot>/<job id>
 	meta string // the scheduler's directory of the job, <WorkRoot>/.state/<job id>
@@ -74,7 +77,14 @@ type job struct {
 	timers []*time.Timer
 	lease  *uidLease  // the job's uid while it runs (isolated mode)
 	cgroup *jobCgroup // the job's cgroup while it runs, nil without one
-	limits limits
+	// cgroupName is the name of cgroup, recorded once the job runs.
+	cgroupName string
+	limits     limits
+	// starting is set while the job is being started outside Scheduler.mu
+	// (taken from the queue, not running yet); pendingStop is a stop asked
+	// for meanwhile, applied once it runs.
+	starting    bool
+	pendingStop stopReason
 }
 
 // Scheduler runs jobs as child processes. Create it with New; it is safe for
@@ -86,16 +96,20 @@ type Scheduler struct {
 	// without cgroups (single-user mode only).
 	isolated bool
 	cgroups  *cgroupHost
-	nextUID  int
+	// uidMu guards nextUID: jobs are started outside mu.
+	uidMu   sync.Mutex
+	nextUID int
 	// supervisorPath is the executable started as each job's supervisor.
 	supervisorPath string
 
-	mu      sync.Mutex
-	jobs    map[string]*job
-	queue   []*job
-	running int
-	closed  bool
-	wg      sync.WaitGroup
+	mu   sync.Mutex
+	jobs map[string]*job
+	// submitting holds the ids whose files a Submit writes outside mu.
+	submitting map[string]bool
+	queue      []*job
+	running    int
+	closed     bool
+	wg         sync.WaitGroup
 }
 
 var _ app.Scheduler = (*Scheduler)(nil)
@@ -117,13 +131,23 @@ func New(cfg Config) (*Scheduler, error) {
 			return nil, refuseUnisolated(fmt.Errorf("cannot run jobs under their own users: %w", err))
 		}
 	}
+	if cfg.SupervisorPath != "" {
+		fi, err := os.Stat(cfg.SupervisorPath)
+		if err != nil {
+			return nil, fmt.Errorf("local scheduler config: SupervisorPath: %w", err)
+		}
+		if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+			return nil, fmt.Errorf("local scheduler config: SupervisorPath %s is not an executable file", cfg.SupervisorPath)
+		}
+	}
 	s := &Scheduler{
-		cfg:     cfg,
-		log:     cfg.Logger.With("scheduler", Name),
-		jobs:    make(map[string]*job),
-		nextUID: cfg.UIDs.First,
+		cfg:        cfg,
+		log:        cfg.Logger.With("scheduler", Name),
+		jobs:       make(map[string]*job),
+		submitting: make(map[string]bool),
+		nextUID:    cfg.UIDs.First,
 
-		supervisorPath: supervisorExe,
+		supervisorPath: cmp.Or(cfg.SupervisorPath, supervisorExe),
 	}
 	// The work root is searchable but not listable by job users; the
 	// scheduler's own files are in a directory only it can enter.
@@ -205,32 +229,61 @@ func (s *Scheduler) Submit(ctx context.Context, req app.SubmitRequest) (app.Sche
 	if err := ctx.Err(); err != nil {
 		return app.SchedulerRef{}, fmt.Errorf("submit job %s: %w", req.JobID, err)
 	}
+	// The id is reserved under mu; the job's files are written outside
+	// it, so that Submits, Status calls and the ends of other jobs do not
+	// wait for each other's file system work.
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return app.SchedulerRef{}, fmt.Errorf("submit job %s: %w", req.JobID, ErrClosed)
 	}
 	if j, ok := s.jobs[req.JobID]; ok {
+		s.mu.Unlock()
 		if req.Resubmit {
 			s.log.InfoContext(ctx, "job already held; not submitted again", "job_id", req.JobID)
 			return app.SchedulerRef{ID: req.JobID, SubmittedAt: j.rec.SubmittedAt}, nil
 		}
 		return app.SchedulerRef{}, fmt.Errorf("submit job %s: %w", req.JobID, ErrJobExists)
 	}
+	if s.submitting[req.JobID] {
+		s.mu.Unlock()
+		return app.SchedulerRef{}, fmt.Errorf("submit job %s: %w", req.JobID, ErrJobExists)
+	}
+	s.submitting[req.JobID] = true
+	s.mu.Unlock()
+	j, err := s.createJobFiles(req)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.submitting, req.JobID)
+	if err != nil {
+		return app.SchedulerRef{}, fmt.Errorf("submit job %s: %w", req.JobID, err)
+	}
+	// A Close meanwhile leaves the job queued on disk, as it leaves the
+	// jobs queued before it: a later process starts it.
+	s.jobs[req.JobID] = j
+	s.queue = append(s.queue, j)
+	s.log.InfoContext(ctx, "job queued", "job_id", req.JobID, "dir", j.dir)
+	s.dispatchLocked()
+	return app.SchedulerRef{ID: req.JobID, SubmittedAt: j.rec.SubmittedAt}, nil
+}
+
+// createJobFiles creates a queued job's directories and files; on error it
+// leaves nothing behind.
+func (s *Scheduler) createJobFiles(req app.SubmitRequest) (*job, error) {
 	dir := filepath.Join(s.cfg.WorkRoot, req.JobID)
 	meta := filepath.Join(s.cfg.WorkRoot, stateRoot, req.JobID)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return app.SchedulerRef{}, fmt.Errorf("submit job %s: %w", req.JobID, ErrJobExists)
+			return nil, ErrJobExists
 		}
-		return app.SchedulerRef{}, fmt.Errorf("submit job %s: create job dir: %w", req.JobID, err)
+		return nil, fmt.Errorf("create job dir: %w", err)
 	}
 	if err := os.Mkdir(meta, 0o700); err != nil {
 		_ = os.Remove(dir)
 		if errors.Is(err, os.ErrExist) {
-			return app.SchedulerRef{}, fmt.Errorf("submit job %s: %w", req.JobID, ErrJobExists)
+			return nil, ErrJobExists
 		}
-		return app.SchedulerRef{}, fmt.Errorf("submit job %s: create job state dir: %w", req.JobID, err)
+		return nil, fmt.Errorf("create job state dir: %w", err)
 	}
 	j := &job{
 		dir:  dir,
@@ -246,13 +299,9 @@ func (s *Scheduler) Submit(ctx context.Context, req app.SubmitRequest) (app.Sche
 	if err := s.writeJobFiles(j); err != nil {
 		_ = os.RemoveAll(dir)
 		_ = os.RemoveAll(meta)
-		return app.SchedulerRef{}, fmt.Errorf("submit job %s: %w", req.JobID, err)
+		return nil, err
 	}
-	s.jobs[req.JobID] = j
-	s.queue = append(s.queue, j)
-	s.log.InfoContext(ctx, "job queued", "job_id", req.JobID, "dir", dir)
-	s.dispatchLocked()
-	return app.SchedulerRef{ID: req.JobID, SubmittedAt: j.rec.SubmittedAt}, nil
+	return j, nil
 }
 
 // Status implements app.Scheduler.
@@ -282,6 +331,19 @@ func (s *Scheduler) Cancel(ctx context.Context, ref app.SchedulerRef) error {
 	case j.rec.terminal():
 		s.mu.Unlock()
 		return nil
+	case j.starting:
+		// Stopped as soon as it runs.
+		if j.pendingStop == stopNone {
+			j.pendingStop = stopCancel
+		}
+		done := j.done
+		s.mu.Unlock()
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("cancel job %s: wait for exit: %w", ref.ID, ctx.Err())
+		}
 	case j.rec.State == StateQueued:
 		s.queue = slices.DeleteFunc(s.queue, func(q *job) bool { return q == j })
 		j.rec.State = StateCancelled
@@ -318,7 +380,12 @@ func (s *Scheduler) Close(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
 	for _, j := range s.jobs {
-		if j.cmd != nil && j.rec.State == StateRunning {
+		switch {
+		case j.starting:
+			if j.pendingStop == stopNone {
+				j.pendingStop = stopShutdown
+			}
+		case j.cmd != nil && j.rec.State == StateRunning:
 			s.terminateLocked(j, stopShutdown)
 		}
 	}
@@ -486,15 +553,24 @@ func (s *Scheduler) migrateLegacy() error {
 }
 
 // dispatchLocked starts queued jobs while fewer than MaxConcurrent run.
+// Each is started by a goroutine of its own, outside mu (start): a job's
+// uid, cgroup, files and process start do not hold up the scheduler.
 func (s *Scheduler) dispatchLocked() {
 	for !s.closed && s.running < s.cfg.MaxConcurrent && len(s.queue) > 0 {
 		j := s.queue[0]
 		s.queue = s.queue[1:]
-		s.startLocked(j)
+		j.starting = true
+		j.done = make(chan struct{})
+		s.running++
+		s.wg.Add(1)
+		go s.start(j)
 	}
 }
 
-func (s *Scheduler) startLocked(j *job) {
+// start starts a job taken from the queue by dispatchLocked, which counted
+// it as running.
+func (s *Scheduler) start(j *job) {
+	defer s.wg.Done()
 	script, err := s.prepare(j)
 	var cmd *exec.Cmd
 	if err == nil {
@@ -503,24 +579,36 @@ func (s *Scheduler) startLocked(j *job) {
 		cmd, err = s.startSupervisor(j, script)
 		closeFiles(script)
 	}
-	now := time.Now().UTC()
 	if err != nil {
-		s.releaseLocked(j)
+		s.release(j)
+	}
+	now := time.Now().UTC()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j.starting = false
+	if j.lease != nil {
+		j.rec.UID, j.rec.GID = j.lease.UID, j.lease.GID
+	}
+	if j.cgroup != nil {
+		j.rec.Cgroup = j.cgroupName
+	}
+	if err != nil {
+		s.running--
 		j.rec.State = StateFailed
 		j.rec.ErrorCode = app.ErrorCodeSubmit
 		j.rec.Reason = "start script: " + err.Error()
 		j.rec.EndedAt = now
 		_ = s.saveLocked(j)
+		close(j.done)
 		s.log.Error("job failed to start", "job_id", j.rec.JobID, "error", err)
+		s.dispatchLocked()
 		return
 	}
 	j.cmd = cmd
-	j.done = make(chan struct{})
 	j.rec.State = StateRunning
 	j.rec.StartedAt = now
 	j.rec.PID = cmd.Process.Pid
 	_ = s.saveLocked(j)
-	s.running++
 	if wt := j.req.Walltime; wt > 0 {
 		j.timers = append(j.timers, time.AfterFunc(wt, func() {
 			s.mu.Lock()
@@ -531,6 +619,9 @@ func (s *Scheduler) startLocked(j *job) {
 	s.log.Info("job started", "job_id", j.rec.JobID, "pid", j.rec.PID, "uid", j.rec.UID, "cgroup", j.rec.Cgroup)
 	s.wg.Add(1)
 	go s.wait(j)
+	if j.pendingStop != stopNone {
+		s.terminateLocked(j, j.pendingStop)
+	}
 }
 
 // jobLimits derives a job's limits from its request and the configuration.
@@ -553,17 +644,19 @@ func (s *Scheduler) jobLimits(req app.SubmitRequest) limits {
 	return l
 }
 
-// prepare gives the job its uid, cgroup and files and builds its command.
-// What it took is released by releaseLocked.
+// prepare gives the job its uid, cgroup and files and builds its command;
+// it runs outside mu, while the job is starting, and leaves j.rec alone
+// (start records the uid and cgroup). What it took is released by release.
 func (s *Scheduler) prepare(j *job) (*exec.Cmd, error) {
 	j.limits = s.jobLimits(j.req)
 	if s.isolated {
+		s.uidMu.Lock()
 		lease, err := leaseUID(s.cfg.UIDs, s.cfg.GIDs, s.cfg.LockDir, &s.nextUID, 0)
+		s.uidMu.Unlock()
 		if err != nil {
 			return nil, err
 		}
 		j.lease = lease
-		j.rec.UID, j.rec.GID = lease.UID, lease.GID
 	}
 	if s.cgroups != nil {
 		name := j.rec.JobID + "-" + randomHex(4)
@@ -571,15 +664,16 @@ func (s *Scheduler) prepare(j *job) (*exec.Cmd, error) {
 		if err != nil {
 			return nil, err
 		}
-		j.cgroup = cg
-		j.rec.Cgroup = name
+		j.cgroup, j.cgroupName = cg, name
 	}
 	return s.command(j)
 }
 
-// releaseLocked removes the job's cgroup (it must be empty), takes its
-// directory back from its uid and gives the uid up.
-func (s *Scheduler) releaseLocked(j *job) {
+// release removes the job's cgroup (it must be empty), takes its directory
+// back from its uid and gives the uid up. It runs outside mu, when only
+// the caller uses the job's lease and cgroup: while the job starts, or once
+// its script exited.
+func (s *Scheduler) release(j *job) {
 	if j.cgroup != nil {
 		if err := j.cgroup.remove(); err != nil {
 			s.log.Warn("remove job cgroup", "job_id", j.rec.JobID, "error", err)
@@ -785,6 +879,8 @@ func (s *Scheduler) wait(j *job) {
 		}
 		oom = cg.oomKilled()
 	}
+	// The script exited: only this goroutine uses the lease and cgroup.
+	s.release(j)
 	now := time.Now().UTC()
 
 	s.mu.Lock()
@@ -793,7 +889,6 @@ func (s *Scheduler) wait(j *job) {
 		t.Stop()
 	}
 	j.timers = nil
-	s.releaseLocked(j)
 	rec := &j.rec
 	// The supervisor's record holds the script's exit and resource use;
 	// without one (the supervisor itself was killed) its own exit stands in.
@@ -829,15 +924,6 @@ func derefExit(c *int32) any {
 		return nil
 	}
 	return *c
-}
-
-// exitCode returns the exit status, or 128+signal for a process killed by a
-// signal (as shells report it), with a reason text for signals.
-func exitCode(ps *os.ProcessState) (int32, string) {
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return int32(128 + int(ws.Signal())), "killed by signal " + unix.SignalName(ws.Signal())
-	}
-	return int32(ps.ExitCode()), ""
 }
 
 // adoptedCgroup returns the cgroup of a job started by an earlier process,

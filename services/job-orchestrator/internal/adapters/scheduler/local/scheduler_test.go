@@ -45,8 +45,31 @@ func TestMain(m *testing.M) {
 		runCrashChild(root)
 		return
 	}
-	goleak.VerifyTestMain(m)
+	dir, err := os.MkdirTemp("", "local-scheduler-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	supervisorBin = filepath.Join(dir, "job-supervisor")
+	build := exec.Command("go", "build", "-o", supervisorBin, supervisorPackage)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build the job supervisor:", err)
+		_ = os.RemoveAll(dir)
+		os.Exit(2)
+	}
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		_ = os.RemoveAll(dir)
+		os.Exit(code)
+	}))
 }
+
+// supervisorPackage is the dedicated job supervisor; TestMain builds it to
+// supervisorBin. The isolation tests start jobs under it, the other tests
+// under the test binary itself (the fallback); both must behave alike.
+const supervisorPackage = "github.com/cosmic-horizons/fleet/services/job-orchestrator/cmd/job-supervisor"
+
+var supervisorBin string
 
 // workRoot returns a new work root that job users can reach (t.TempDir's
 // parent is private to root).
@@ -344,6 +367,7 @@ func TestConfigValidate(t *testing.T) {
 		{name: "relative root", cfg: local.Config{WorkRoot: "jobs"}, wantErr: "absolute"},
 		{name: "negative concurrency", cfg: local.Config{WorkRoot: "/tmp/x", MaxConcurrent: -1}, wantErr: "MaxConcurrent"},
 		{name: "negative grace", cfg: local.Config{WorkRoot: "/tmp/x", KillGrace: -time.Second}, wantErr: "KillGrace"},
+		{name: "relative supervisor", cfg: local.Config{WorkRoot: "/tmp/x", SupervisorPath: "job-supervisor"}, wantErr: "SupervisorPath"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -354,6 +378,28 @@ func TestConfigValidate(t *testing.T) {
 				return
 			}
 			require.ErrorContains(t, err, tc.wantErr)
+		})
+	}
+}
+
+// A configured supervisor that is missing or not executable is refused
+// before anything is created.
+func TestNewRefusesBadSupervisor(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	notExec := filepath.Join(dir, "not-executable")
+	require.NoError(t, os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644))
+	for _, tc := range []struct{ name, path, wantErr string }{
+		{name: "missing", path: filepath.Join(dir, "missing"), wantErr: "no such file"},
+		{name: "not executable", path: notExec, wantErr: "not an executable file"},
+		{name: "directory", path: dir, wantErr: "not an executable file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := filepath.Join(dir, "root-"+strings.ReplaceAll(tc.name, " ", "-"))
+			_, err := local.New(local.Config{WorkRoot: root, SingleUser: true, SupervisorPath: tc.path,
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			require.ErrorContains(t, err, tc.wantErr)
+			require.NoDirExists(t, root)
 		})
 	}
 }

@@ -5,92 +5,74 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/local/jobsupervisor"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
 )
 
-// A job's supervisor is the service's own executable started again in
-// supervisor mode, once per job. It starts the script (under the job's uid,
-// in its cgroup, with its rlimits, as the scheduler did itself before),
-// waits for it and writes the exit status and resource use atomically to
-// exit.json in the scheduler's directory of the job, which the job's uid
-// cannot write. It runs as the service's user in a process group of its own
-// (the script inherits it), ignores SIGTERM, SIGINT and SIGHUP, and
-// outlives the service: a scheduler started after the service died reads
-// the outcome of a job that ended meanwhile instead of reporting it lost.
+// A job's supervisor is started once per job (package jobsupervisor). It
+// starts the script (under the job's uid, in its cgroup, with its rlimits,
+// as the scheduler did itself before), waits for it and writes the exit
+// status and resource use atomically to exit.json in the scheduler's
+// directory of the job, which the job's uid cannot write. It runs as the
+// service's user in a process group of its own (the script inherits it),
+// ignores SIGTERM, SIGINT and SIGHUP, and outlives the service: a scheduler
+// started after the service died reads the outcome of a job that ended
+// meanwhile instead of reporting it lost.
 //
-// The mode is entered from this package's init, before the program's main
-// or its tests run, so every binary that links the backend can serve as the
-// supervisor (moby's reexec does the same).
+// The executable is Config.SupervisorPath, the small one built from
+// cmd/job-supervisor, or else this process's own started again in
+// supervisor mode, which is entered from this package's init, before the
+// program's main or its tests run, so every binary that links the backend
+// can serve as the supervisor (moby's reexec does the same). The small one
+// starts in a few milliseconds; the service's own runs the init of every
+// package it links first.
 const (
-	supervisorArg = "fleet-local-job-supervisor"
-	// supervisorEnv carries the job id in the supervisor's environment: it
-	// marks the process as a job's supervisor and lets a restarted
-	// scheduler tell it from a process that reuses its pid.
-	supervisorEnv = "FLEET_SUPERVISED_JOB_ID"
-	// supervisorExe is the executable started as the supervisor: this
-	// process's own, even if its file was replaced since it started.
+	supervisorArg = jobsupervisor.Arg
+	supervisorEnv = jobsupervisor.Env
+	// supervisorExe is the executable started as the supervisor when no
+	// other is configured: this process's own, even if its file was
+	// replaced since it started.
 	supervisorExe = "/proc/self/exe"
 )
 
 // Files of the scheduler's directory of a job that the supervisor uses.
 const (
 	runSpecFile   = "run.json"
-	exitFile      = "exit.json"
+	exitFile      = jobsupervisor.ExitFile
 	supervisorLog = "supervisor.log"
 )
 
-// Descriptors the supervisor receives (exec.Cmd.ExtraFiles): the script's
-// standard input, output and error, opened by the scheduler.
-const (
-	fdStdin  = 3
-	fdStdout = 4
-	fdStderr = 5
-)
-
 func init() {
-	if len(os.Args) == 3 && os.Args[1] == supervisorArg && os.Getenv(supervisorEnv) != "" {
-		os.Exit(runSupervisor(os.Args[2]))
+	if jobsupervisor.Invoked(os.Args) {
+		os.Exit(jobsupervisor.Run(os.Args[2]))
 	}
 }
 
-// runSpec is what the supervisor needs to start a job (run.json).
-type runSpec struct {
-	JobID  string   `json:"job_id"`
-	Path   string   `json:"path"`
-	Dir    string   `json:"dir"`
-	Env    []string `json:"env"`
-	UID    int      `json:"uid,omitempty"`
-	GID    int      `json:"gid,omitempty"`
-	Limits limits   `json:"limits"`
-	// CgroupVersion and CgroupDirs are the job's cgroup; empty without one.
-	CgroupVersion cgroupVersion     `json:"cgroup_version,omitempty"`
-	CgroupDirs    map[string]string `json:"cgroup_dirs,omitempty"`
-}
+type (
+	runSpec    = jobsupervisor.RunSpec
+	exitRecord = jobsupervisor.ExitRecord
+)
 
-// exitRecord is the outcome the supervisor writes (exit.json).
-type exitRecord struct {
-	// StartError is set when the script could not be started.
-	StartError  string    `json:"start_error,omitempty"`
-	ExitCode    *int32    `json:"exit_code,omitempty"`
-	Reason      string    `json:"reason,omitempty"`
-	CPUTimeNS   *int64    `json:"cpu_time_ns,omitempty"`
-	MaxRSSBytes *int64    `json:"max_rss_bytes,omitempty"`
-	EndedAt     time.Time `json:"ended_at"`
-}
+var (
+	writeJSONAtomic = jobsupervisor.WriteJSONAtomic
+	readJSON        = jobsupervisor.ReadJSON
+	exitCode        = jobsupervisor.ExitCode
+)
 
 // startSupervisor writes the job's run spec and starts its supervisor,
 // handing it the script's standard files of cmd (built by command). The
 // supervisor's process group is the job's.
 func (s *Scheduler) startSupervisor(j *job, cmd *exec.Cmd) (*exec.Cmd, error) {
-	spec := runSpec{JobID: j.rec.JobID, Path: cmd.Path, Dir: cmd.Dir, Env: cmd.Env,
-		UID: j.rec.UID, GID: j.rec.GID, Limits: j.limits}
+	spec := runSpec{JobID: j.rec.JobID, Path: cmd.Path, Dir: cmd.Dir, Env: cmd.Env, Limits: j.limits}
+	if j.lease != nil {
+		spec.UID, spec.GID = j.lease.UID, j.lease.GID
+	}
 	if j.cgroup != nil {
-		spec.CgroupVersion, spec.CgroupDirs = j.cgroup.version, j.cgroup.dirs
+		spec.CgroupVersion, spec.CgroupDirs = int(j.cgroup.version), j.cgroup.dirs
 	}
 	_ = os.Remove(filepath.Join(j.meta, exitFile))
 	if err := writeJSONAtomic(filepath.Join(j.meta, runSpecFile), spec, 0o600); err != nil {
@@ -119,71 +101,6 @@ func (s *Scheduler) startSupervisor(j *job, cmd *exec.Cmd) (*exec.Cmd, error) {
 		return nil, fmt.Errorf("start job supervisor: %w", err)
 	}
 	return sup, nil
-}
-
-// runSupervisor is the supervisor's main: it returns its exit status.
-func runSupervisor(specPath string) int {
-	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	exitPath := filepath.Join(filepath.Dir(specPath), exitFile)
-	fail := func(err error) int {
-		fmt.Fprintln(os.Stderr, "job supervisor:", err)
-		rec := exitRecord{StartError: err.Error(), EndedAt: time.Now().UTC()}
-		if werr := writeJSONAtomic(exitPath, rec, 0o600); werr != nil {
-			fmt.Fprintln(os.Stderr, "job supervisor:", werr)
-		}
-		return 1
-	}
-	var spec runSpec
-	if err := readJSON(specPath, &spec); err != nil {
-		return fail(err)
-	}
-	_ = os.Remove(specPath) // it holds the job's environment
-	// The inherited descriptors are not close-on-exec: without this the
-	// script would hold second copies of them.
-	for _, fd := range []int{fdStdin, fdStdout, fdStderr} {
-		syscall.CloseOnExec(fd)
-	}
-	cmd := exec.Command(spec.Path)
-	cmd.Dir, cmd.Env = spec.Dir, spec.Env
-	cmd.Stdin = os.NewFile(fdStdin, "stdin")
-	cmd.Stdout = os.NewFile(fdStdout, "stdout")
-	cmd.Stderr = os.NewFile(fdStderr, "stderr")
-	cmd.SysProcAttr = &syscall.SysProcAttr{}
-	if spec.UID != 0 {
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(spec.UID), Gid: uint32(spec.GID), Groups: []uint32{}}
-	}
-	var cg *jobCgroup
-	if len(spec.CgroupDirs) > 0 {
-		cg = &jobCgroup{version: spec.CgroupVersion, dirs: spec.CgroupDirs}
-	}
-	err := startStopped(cmd, func(pid int) error {
-		if cg != nil {
-			if err := cg.add(pid); err != nil {
-				return err
-			}
-		}
-		return setRlimits(pid, spec.Limits, spec.UID, spec.GID)
-	})
-	closeFiles(cmd)
-	if err != nil {
-		return fail(fmt.Errorf("start script: %w", err))
-	}
-	_ = cmd.Wait()
-	rec := exitRecord{EndedAt: time.Now().UTC()}
-	if state := cmd.ProcessState; state != nil {
-		code, reason := exitCode(state)
-		rec.ExitCode, rec.Reason = &code, reason
-		if ru, ok := state.SysUsage().(*syscall.Rusage); ok && ru != nil {
-			cpu := ru.Utime.Nano() + ru.Stime.Nano()
-			rss := ru.Maxrss * 1024
-			rec.CPUTimeNS, rec.MaxRSSBytes = &cpu, &rss
-		}
-	}
-	if err := writeJSONAtomic(exitPath, rec, 0o600); err != nil {
-		fmt.Fprintln(os.Stderr, "job supervisor:", err)
-		return 1
-	}
-	return 0
 }
 
 // readExit reads the outcome a job's supervisor recorded; ok is false when
