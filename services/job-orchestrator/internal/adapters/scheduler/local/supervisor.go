@@ -123,7 +123,9 @@ func (s *Scheduler) startSupervisor(j *job, cmd *exec.Cmd) (*exec.Cmd, error) {
 
 // runSupervisor is the supervisor's main: it returns its exit status.
 func runSupervisor(specPath string) int {
-	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	// Caught, not ignored: an ignored signal stays ignored across exec, so
+	// the script would not see the SIGTERM of its walltime or cancel.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	exitPath := filepath.Join(filepath.Dir(specPath), exitFile)
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, "job supervisor:", err)
