@@ -295,7 +295,36 @@ func runJourney(t *testing.T, b journeyBackend) {
 	require.Equal(t, "work="+long+" done\n", string(b2))
 	full := r.must("jobs", "logs", nid)
 	require.True(t, strings.HasSuffix(full, "step "+long+"\nfinished\n"), full)
+	if b.name == "local" {
+		readmeChctlExample(t, r)
+	}
 	t.Logf("journey on %s in %s", b.name, time.Since(start).Round(time.Millisecond))
+}
+
+// readmeChctlExample runs the README's chctl equivalent of its Python
+// example verbatim: the submission, then `chctl jobs logs ID -f`.
+func readmeChctlExample(t *testing.T, r researcher) {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	_, section, ok := strings.Cut(string(b), "\n### Python\n")
+	require.True(t, ok, "README.md has no section \"### Python\"")
+	_, rest, ok := strings.Cut(section, "The same with chctl: `chctl ")
+	require.True(t, ok, "the README's Python section has no chctl equivalent")
+	line, _, ok := strings.Cut(rest, "`")
+	require.True(t, ok)
+	// The line is shell: run it as one, with chctl on PATH.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "sh", "-c", "chctl "+line)
+	cmd.Env = append(r.env, "PATH="+filepath.Dir(r.bin)+":"+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	t.Logf("$ chctl %s\n%s", line, out)
+	require.NoError(t, err)
+	id := regexp.MustCompile(`(?m)^job ([0-9a-f-]{36}) `).FindSubmatch(out)
+	require.NotNil(t, id, "the submission prints the job id")
+	logs := r.must("jobs", "logs", string(id[1]), "-f")
+	require.Equal(t, "calibrated\n", logs)
 }
 
 // runOrchestratorWith is runOrchestrator with env added to (or replacing
