@@ -288,7 +288,7 @@ func runJourney(t *testing.T, b journeyBackend) {
 
 	// 6. Its outputs: result.txt is listed and downloads with its content.
 	outs := r.must("jobs", "outputs", nid)
-	require.Regexp(t, `(?m)^\d+\s+\S+ \S+\s+result\.txt\s*$`, outs)
+	require.Regexp(t, `(?m)^\s*\d+\s+\S+ \S+\s+result\.txt\s*$`, outs)
 	dest := filepath.Join(dir, "result-"+nid+".txt")
 	r.must("jobs", "download", nid, "result.txt", "-o", dest)
 	b2, err := os.ReadFile(dest)
