@@ -36,7 +36,7 @@ echo "finished"
 def _submit_sweep(fleet: FleetClient, sweep: str, works: list[int]) -> dict[int, pb.Job]:
     """Submits one job per point, each with a key of its own point: a re-run returns the jobs of
     the first run."""
-    return {w: fleet.submit(idempotency_key=f"{sweep}-work={w}", name=f"{sweep}-work{w}", agent="custom",
+    return {w: fleet.submit(idempotency_key=f"{sweep}-work-{w}", name=f"{sweep}-work{w}", agent="custom",
                             system=os.environ.get("FLEET_CLIENT_TEST_SYSTEM", "frontera"),
                             partition=os.environ.get("FLEET_CLIENT_TEST_PARTITION", "development"),
                             script=SCRIPT.format(work=w), walltime=WALLTIME, tags=["sweep:" + sweep])
