@@ -55,7 +55,7 @@ func TestSlurmPythonClient(t *testing.T) {
 	py := pythonClient(t, slurmOrchestratorEnv(t), map[string]string{
 		"FLEET_CLIENT_TEST_PARTITION":     "normal",
 		"FLEET_CLIENT_TEST_WALLTIME":      "60",
-		"FLEET_CLIENT_TEST_LONG_WORK":     "70",
+		"FLEET_CLIENT_TEST_LONG_WORK":     "100",
 		"FLEET_CLIENT_TEST_MORE_WALLTIME": "180",
 		"FLEET_CLIENT_TEST_JOURNEY_WAIT":  "240",
 	})
