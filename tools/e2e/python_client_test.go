@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
-	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
 )
 
@@ -25,6 +24,61 @@ const pythonClientDir = "../python-client"
 // as two users. tools/python-client/setup.sh provides the Python environment
 // (FLEET_CLIENT_PYTHON).
 func TestPythonClient(t *testing.T) {
+	py := pythonClient(t, nil, map[string]string{"FLEET_CLIENT_TEST_PARTITION": "development"})
+	pytest := py.pytest
+	// The calls of the first JobService version, and the client's own checks
+	// (arguments, download verification, TLS settings).
+	t.Run("jobs", func(t *testing.T) { pytest(t, "tests/test_unit.py", "tests/test_tls.py", "tests/test_jobs.py") })
+	// Output, outputs, history, resubmission and tag filters (issue 17).
+	t.Run("outputs history resubmit", func(t *testing.T) { pytest(t, "tests/test_outputs_history.py") })
+	// A researcher's journey: sweep, live output, a timeout's reason,
+	// resubmission with more walltime, download.
+	t.Run("journey", func(t *testing.T) { pytest(t, "tests/test_journey.py") })
+	// The README's example, as a researcher would paste it: it follows
+	// the job's output live and prints its final status.
+	t.Run("readme example", func(t *testing.T) {
+		example := readmePythonExample(t)
+		cmd := exec.CommandContext(py.ctx, py.python, "-c", example)
+		cmd.Dir = py.work
+		cmd.Env = py.env
+		out, err := cmd.CombinedOutput()
+		t.Logf("README example:\n%s\noutput:\n%s", example, out)
+		require.NoError(t, err)
+		require.Equal(t, "calibrated\nCOMPLETED\n", string(out))
+	})
+}
+
+// TestSlurmPythonClient runs the client's journey test against an
+// orchestrator on the stack's Slurm 24.11 cluster: the long point exceeds
+// its one-minute time limit (Slurm's TIMEOUT) and completes when resubmitted
+// with three minutes.
+func TestSlurmPythonClient(t *testing.T) {
+	py := pythonClient(t, slurmOrchestratorEnv(t), map[string]string{
+		"FLEET_CLIENT_TEST_PARTITION":     "normal",
+		"FLEET_CLIENT_TEST_WALLTIME":      "60",
+		"FLEET_CLIENT_TEST_LONG_WORK":     "100",
+		"FLEET_CLIENT_TEST_MORE_WALLTIME": "180",
+		"FLEET_CLIENT_TEST_JOURNEY_WAIT":  "240",
+	})
+	py.pytest(t, "tests/test_journey.py")
+}
+
+// pyClient is the installed client of a test and the orchestrator it talks to.
+type pyClient struct {
+	work, python string
+	// env is the environment of the client's processes.
+	env []string
+	// ctx bounds every process of the test.
+	ctx context.Context
+	// pytest runs test files of the package's suite; they must pass.
+	pytest func(t *testing.T, files ...string)
+}
+
+// pythonClient installs the client into a directory of the test and starts
+// an orchestrator (its environment plus orchEnv) for the suite, whose
+// environment gets clientEnv.
+func pythonClient(t *testing.T, orchEnv, clientEnv map[string]string) pyClient {
+	t.Helper()
 	python := os.Getenv("FLEET_CLIENT_PYTHON")
 	if python == "" {
 		testinfra.Unavailable(t, "the Python environment of tools/python-client (eval \"$(tools/python-client/setup.sh)\"); unset FLEET_CLIENT_PYTHON")
@@ -40,14 +94,14 @@ func TestPythonClient(t *testing.T) {
 	require.NoError(t, os.CopyFS(pkg, os.DirFS(src)))
 	site := filepath.Join(work, "site")
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	pip := exec.CommandContext(ctx, python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
 		"--no-deps", "--no-build-isolation", "--target", site, pkg)
 	out, err := pip.CombinedOutput()
 	require.NoError(t, err, "pip install %s:\n%s", pkg, out)
 
 	prefix := kafkabustest.Prefix(t, strings.Split(s.kafka, ","), "py-")
-	orch := runOrchestrator(t, s, prefix)
+	orch := runOrchestratorWith(t, s, prefix, orchEnv)
 	user, other := newUser(t), newUser(t)
 	env := append(os.Environ(),
 		"PYTHONPATH="+site,
@@ -57,8 +111,10 @@ func TestPythonClient(t *testing.T) {
 		"FLEET_CLIENT_TEST_USER="+user.id,
 		"FLEET_CLIENT_TEST_OTHER_TOKEN="+other.token,
 		"FLEET_CLIENT_TEST_SYSTEM=frontera",
-		"FLEET_CLIENT_TEST_PARTITION=development",
 	)
+	for k, v := range clientEnv {
+		env = append(env, k+"="+v)
+	}
 	pytest := func(t *testing.T, files ...string) {
 		args := append([]string{"-m", "pytest", "-v", "-rA", "-p", "no:cacheprovider"}, files...)
 		cmd := exec.CommandContext(ctx, python, args...)
@@ -68,23 +124,7 @@ func TestPythonClient(t *testing.T) {
 		t.Logf("pytest %s:\n%s", strings.Join(files, " "), out)
 		require.NoError(t, err, "pytest failed")
 	}
-	// The calls of the first JobService version, and the client's own checks
-	// (arguments, download verification, TLS settings).
-	t.Run("jobs", func(t *testing.T) { pytest(t, "tests/test_unit.py", "tests/test_tls.py", "tests/test_jobs.py") })
-	// Output, outputs, history, resubmission and tag filters (issue 17).
-	t.Run("outputs history resubmit", func(t *testing.T) { pytest(t, "tests/test_outputs_history.py") })
-	// The README's example, as a researcher would paste it: it follows
-	// the job's output live and prints its final status.
-	t.Run("readme example", func(t *testing.T) {
-		example := readmePythonExample(t)
-		cmd := exec.CommandContext(ctx, python, "-c", example)
-		cmd.Dir = work
-		cmd.Env = env
-		out, err := cmd.CombinedOutput()
-		t.Logf("README example:\n%s\noutput:\n%s", example, out)
-		require.NoError(t, err)
-		require.Equal(t, "calibrated\nCOMPLETED\n", string(out))
-	})
+	return pyClient{work: work, python: python, env: env, ctx: ctx, pytest: pytest}
 }
 
 // readmePythonExample returns the Python code block of the README's
@@ -107,16 +147,5 @@ func readmePythonExample(t *testing.T) string {
 // address.
 func runOrchestrator(t *testing.T, s stackEnv, prefix string) string {
 	t.Helper()
-	p := servicetest.RunBinary(t, servicesDir+"job-orchestrator/cmd/job-orchestrator", s.otelEnv(map[string]string{
-		"AMQP_URL":                   s.amqp,
-		"DATABASE_URL":               "sqlite:" + filepath.Join(t.TempDir(), "orchestrator.db"),
-		"STATE_DIRECTORY":            stateDir(t),
-		"AUTH_HS256_SECRET":          authSecret,
-		"PAGE_TOKEN_KEY":             "e2e-page-token-key-0123456789abcdef",
-		"RECONCILE_INTERVAL":         "200ms",
-		"ORCHESTRATOR_TOPIC_PREFIX":  prefix,
-		"ORCHESTRATOR_ENSURE_TOPICS": "true",
-		"SCHEDULER":                  "local",
-	}))
-	return p.GRPCAddr
+	return runOrchestratorWith(t, s, prefix, nil)
 }

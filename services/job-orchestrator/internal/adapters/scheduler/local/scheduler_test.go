@@ -215,6 +215,26 @@ func TestTimeoutKillsProcessGroup(t *testing.T) {
 	}, 5*time.Second, 20*time.Millisecond, "the script's child is killed with it")
 }
 
+// TestTimeoutTerminatesTheScript: at its walltime the script gets SIGTERM
+// (its supervisor must not pass on an ignored SIGTERM), so a script that
+// traps it ends at once with its own exit status, before the grace ends.
+func TestTimeoutTerminatesTheScript(t *testing.T) {
+	t.Parallel()
+	root := workRoot(t)
+	s := newScheduler(t, root, 1)
+	script := "#!/bin/sh\ntrap 'echo terminated; exit 7' TERM\necho started\nwhile true; do sleep 1; done\n"
+	ref := submit(t, s, "terminated", script, func(r *app.SubmitRequest) { r.Walltime = time.Second })
+	st := waitTerminal(t, s, ref)
+
+	require.Equal(t, app.PhaseFailed, st.Phase)
+	require.Equal(t, app.ErrorCodeTimeout, st.ErrorCode)
+	require.NotNil(t, st.ExitCode)
+	require.Equal(t, int32(7), *st.ExitCode, "the script's TERM trap ran (not SIGKILL after the grace)")
+	out, err := os.ReadFile(filepath.Join(root, "terminated", "stdout.log"))
+	require.NoError(t, err)
+	require.Equal(t, "started\nterminated\n", string(out))
+}
+
 func TestQueueOrderAndLimit(t *testing.T) {
 	t.Parallel()
 	s := newScheduler(t, workRoot(t), 1)

@@ -83,7 +83,9 @@ func Invoked(args []string) bool {
 // Run is the supervisor's main for the run spec at specPath: it returns
 // its exit status.
 func Run(specPath string) int {
-	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	// Caught, not ignored: an ignored signal stays ignored across exec, so
+	// the script would not see the SIGTERM of its walltime or cancel.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	exitPath := filepath.Join(filepath.Dir(specPath), ExitFile)
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, "job supervisor:", err)
