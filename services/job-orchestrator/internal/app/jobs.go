@@ -201,23 +201,8 @@ func (a *App) auditDenied(ctx context.Context, actor Actor, id string, action ev
 	if err != nil || actor.canSee(j) {
 		return
 	}
-	rec := events.AuditActionRecorded{
-		AuditID: a.newID(), Action: action, ActorUserID: actor.UserID, ActorRole: actor.Role(),
-		ResourceType: "job", ResourceID: id, After: map[string]string{"refused": "not the job's owner"},
-		Outcome: events.AuditOutcomeDenied,
-	}
-	if actor.IP != "" {
-		ip := actor.IP
-		rec.IPAddress = &ip
-	}
-	ev, err := events.NewEvent(rec, events.Meta{Producer: a.cfg.Producer, UserID: actor.UserID,
-		CorrelationID: a.correlationID(ctx, nil), Now: a.now})
-	if err == nil {
-		err = a.repo.AppendOutbox(ctx, id, []OutboxRecord{{Event: ev}})
-	}
-	if err != nil {
-		a.log.WarnContext(ctx, "refused command not audited", "job_id", id, "user_id", actor.UserID, "action", string(action), "error", err)
-	}
+	a.auditJob(ctx, actor, id, action, events.AuditOutcomeDenied, map[string]string{"refused": "not the job's owner"},
+		"refused command not audited")
 }
 
 // WatchJob calls send with the job's transitions in sequence order: first

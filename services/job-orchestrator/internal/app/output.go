@@ -354,6 +354,13 @@ func outputError(err error) error {
 // in the job's outbox; the job itself does not change. A failure to record
 // it is logged: the read is not refused for it.
 func (a *App) auditOutput(ctx context.Context, actor Actor, jobID string, action events.AuditAction, outcome events.AuditOutcome, after map[string]string) {
+	a.auditJob(ctx, actor, jobID, action, outcome, after, "read of job outputs not audited")
+}
+
+// auditJob records a command about job jobID that did not change it as an
+// audit.action_recorded in the job's outbox. A failure to record it is
+// logged with failMsg; the command is not refused for it.
+func (a *App) auditJob(ctx context.Context, actor Actor, jobID string, action events.AuditAction, outcome events.AuditOutcome, after map[string]string, failMsg string) {
 	rec := events.AuditActionRecorded{
 		AuditID: a.newID(), Action: action, ActorUserID: actor.UserID, ActorRole: actor.Role(),
 		ResourceType: "job", ResourceID: jobID, After: after, Outcome: outcome,
@@ -368,7 +375,7 @@ func (a *App) auditOutput(ctx context.Context, actor Actor, jobID string, action
 		err = a.repo.AppendOutbox(ctx, jobID, []OutboxRecord{{Event: ev}})
 	}
 	if err != nil {
-		a.log.WarnContext(ctx, "read of job outputs not audited", "job_id", jobID, "user_id", actor.UserID, "action", string(action), "error", err)
+		a.log.WarnContext(ctx, failMsg, "job_id", jobID, "user_id", actor.UserID, "action", string(action), "error", err)
 	}
 }
 
