@@ -270,3 +270,66 @@ func TestUnmarkedGaugeCountsWhatACrashRepublishes(t *testing.T) {
 	require.Eventually(t, func() bool { return unmarked("kafka") == 0 && unmarked("rabbitmq") == 0 },
 		5*time.Second, 10*time.Millisecond, "every published event is marked")
 }
+
+// outageOutbox is the real store behind a switch that fails every claim and
+// every mark while down, as a database outage does.
+type outageOutbox struct {
+	*store.Store
+	down atomic.Bool
+}
+
+var errDatabaseDown = errors.New("database: connection refused")
+
+func (o *outageOutbox) ClaimOutbox(ctx context.Context, leg store.Leg, owner string, maxJobs int, lease time.Duration) ([]store.PendingEvent, error) {
+	if o.down.Load() {
+		return nil, errDatabaseDown
+	}
+	return o.Store.ClaimOutbox(ctx, leg, owner, maxJobs, lease)
+}
+
+func (o *outageOutbox) CompleteOutbox(ctx context.Context, leg store.Leg, owner string, results []store.Result) (int, error) {
+	if o.down.Load() {
+		return 0, errDatabaseDown
+	}
+	return o.Store.CompleteOutbox(ctx, leg, owner, results)
+}
+
+// downAfterFirstPublish publishes, and takes the database down after the
+// first publish: the broker gets the events, their marks cannot be written.
+type downAfterFirstPublish struct {
+	relay.KafkaPublisher
+	outbox    *outageOutbox
+	published atomic.Int64
+}
+
+func (k *downAfterFirstPublish) Publish(ctx context.Context, m *bus.Message) error {
+	err := k.KafkaPublisher.Publish(ctx, m)
+	if err == nil && k.published.Add(1) == 1 {
+		k.outbox.down.Store(true)
+	}
+	return err
+}
+
+// A database outage that outlasts the relay's lease, falling between the
+// publishes and their marks, publishes nothing twice: the relay keeps its
+// marks and writes them once the database answers, before it claims again.
+func TestDatabaseOutagePublishesNothingTwice(t *testing.T) {
+	t.Parallel()
+	f := newFaultFixture(t)
+	for i := range 4 {
+		f.w.job(t, f.s, fmt.Sprintf("%s-%d", f.owner, i), f.owner)
+	}
+	outbox := &outageOutbox{Store: f.s}
+	kafka := &downAfterFirstPublish{KafkaPublisher: f.b.producer, outbox: outbox}
+	cfg := f.config()
+	cfg.Lease, cfg.LeaseMargin = time.Second, 200*time.Millisecond
+	cfg.BackoffMin, cfg.BackoffMax = 20*time.Millisecond, 200*time.Millisecond
+	runRelay(t, cfg, outbox, kafka, f.b.publisher)
+
+	require.Eventually(t, outbox.down.Load, 30*time.Second, 10*time.Millisecond, "the first event is published")
+	time.Sleep(3 * cfg.Lease) // every claim expires while the database is down
+	outbox.down.Store(false)
+	waitDrained(t, f.s)
+	f.w.verifyKafka(t, f.b.kafka, f.prefix)
+	f.w.verifyAMQP(t, f.q)
+}

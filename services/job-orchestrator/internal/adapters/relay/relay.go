@@ -192,6 +192,9 @@ type leg struct {
 	id      store.Leg
 	publish func(ctx context.Context, row store.PendingEvent) error
 	wake    chan struct{}
+	// marksBehind is set while marks fail: the leg then claims nothing, as
+	// its own expired claims would be claimed and published again.
+	marksBehind atomic.Bool
 }
 
 // New builds a Relay. amqp may be nil when RabbitMQ is not configured: the
@@ -323,7 +326,7 @@ func (l *leg) run(ctx context.Context) {
 	pause := retry.Policy{InitialBackoff: r.cfg.BackoffMin, MaxBackoff: r.cfg.BackoffMax}.BackOff()
 	for ctx.Err() == nil {
 		wait := r.cfg.PollInterval
-		if free := r.cfg.Concurrency - int(held.Load()); free > 0 {
+		if free := r.cfg.Concurrency - int(held.Load()); free > 0 && !l.marksBehind.Load() {
 			want := min(r.cfg.BatchJobs, free)
 			claimed, err := l.claimJobs(ctx, want)
 			for _, job := range claimed {
@@ -403,6 +406,15 @@ func (l *leg) markLoop(ctx context.Context, marks <-chan store.Result) {
 	r := l.r
 	var pending []store.Result
 	var due <-chan time.Time
+	flush := func() {
+		l.complete(ctx, pending)
+		pending, due = pending[:0], nil
+		// After failed marks, claims resume once every mark that waited
+		// behind them is written too.
+		if len(marks) == 0 {
+			l.marksBehind.Store(false)
+		}
+	}
 	for {
 		select {
 		case res, ok := <-marks:
@@ -413,22 +425,22 @@ func (l *leg) markLoop(ctx context.Context, marks <-chan store.Result) {
 			pending = append(pending, res)
 			switch {
 			case len(pending) >= markBatch:
-				l.complete(ctx, pending)
-				pending, due = pending[:0], nil
+				flush()
 			case due == nil:
 				due = time.After(r.cfg.MarkInterval)
 			}
 		case <-due:
-			l.complete(ctx, pending)
-			pending, due = pending[:0], nil
+			flush()
 		}
 	}
 }
 
-// complete records results; a database that fails is tried three times,
-// after which the rows are published again once their lease ends. The
-// marks, and the short waits between them, outlive shutdown on purpose:
-// marking what was published spares a second publish after the lease.
+// complete records results. While the relay runs, a failing database is
+// retried until it answers (BackoffMin to BackoffMax) and the leg claims
+// nothing meanwhile, so that an outage longer than the lease publishes
+// nothing twice. Once shutdown began, it is tried three more times (these
+// tries outlive shutdown on purpose); rows still unmarked then are published
+// again after their lease.
 func (l *leg) complete(ctx context.Context, results []store.Result) (lost int, err error) {
 	if len(results) == 0 {
 		return 0, nil
@@ -445,13 +457,24 @@ func (l *leg) complete(ctx context.Context, results []store.Result) (lost int, e
 		}
 		r.metrics.unmarked.WithLabelValues(l.id.String()).Sub(float64(n))
 	}()
-	ctx = context.WithoutCancel(ctx)
-	pace := retry.Policy{MaxAttempts: 3, InitialBackoff: 2 * r.cfg.BackoffMin, MaxBackoff: 4 * r.cfg.BackoffMin}
-	err = retry.Do(ctx, pace, func(int) error {
+	mark := func(int) error {
 		var err error
-		lost, err = r.outbox.CompleteOutbox(ctx, l.id, r.cfg.ID, results)
+		lost, err = r.outbox.CompleteOutbox(context.WithoutCancel(ctx), l.id, r.cfg.ID, results)
 		return err
-	}, nil)
+	}
+	behind := func(attempt int, _ time.Duration, err error) {
+		if attempt == 1 {
+			l.marksBehind.Store(true)
+			l.failed(err)
+			r.log.ErrorContext(ctx, "relay: mark outbox rows; retrying until the database answers, claiming nothing meanwhile",
+				"leg", l.id.String(), "rows", len(results), "error", err)
+		}
+	}
+	err = retry.Do(ctx, retry.Policy{InitialBackoff: r.cfg.BackoffMin, MaxBackoff: r.cfg.BackoffMax}, mark, behind)
+	if err != nil && ctx.Err() != nil {
+		pace := retry.Policy{MaxAttempts: 3, InitialBackoff: 2 * r.cfg.BackoffMin, MaxBackoff: 4 * r.cfg.BackoffMin}
+		err = retry.Do(context.WithoutCancel(ctx), pace, mark, nil)
+	}
 	if err != nil {
 		r.log.ErrorContext(ctx, "relay: mark outbox rows; they are published again after their lease", "leg", l.id.String(), "rows", len(results), "error", err)
 		l.failed(err)

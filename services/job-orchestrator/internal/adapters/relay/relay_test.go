@@ -209,7 +209,7 @@ func startRelay(t testing.TB, cfg relay.Config, s *store.Store, b brokers) *rela
 }
 
 // runRelay starts a relay over the given publishers and stops it when t ends.
-func runRelay(t testing.TB, cfg relay.Config, s *store.Store, kafka relay.KafkaPublisher, amqp relay.AMQPPublisher) *relay.Relay {
+func runRelay(t testing.TB, cfg relay.Config, s relay.Outbox, kafka relay.KafkaPublisher, amqp relay.AMQPPublisher) *relay.Relay {
 	t.Helper()
 	r, err := relay.New(cfg, s, kafka, amqp, discard(), nil)
 	require.NoError(t, err)
