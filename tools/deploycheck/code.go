@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -49,17 +50,17 @@ const envNamePattern = `^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+_?$`
 // runtimeEnv are read by the Go runtime itself.
 func runtimeEnv() []string { return []string{"GOMEMLIMIT", "GOMAXPROCS", "GOGC", "GODEBUG"} }
 
-// libEnvFiles maps a shared package to the file declaring the environment
+// libEnvFiles maps a shared package to the files declaring the environment
 // variables it reads. libs/service and libs/telemetry are used by every
 // service (the runtime); the others count when the service imports them.
-func libEnvFiles() map[string]string {
-	return map[string]string{
-		"github.com/cosmic-horizons/fleet/libs/service":    "libs/service/config.go",
-		"github.com/cosmic-horizons/fleet/libs/telemetry":  "libs/telemetry/setup.go",
-		"github.com/cosmic-horizons/fleet/libs/kafkabus":   "libs/kafkabus/client.go",
-		"github.com/cosmic-horizons/fleet/libs/events":     "libs/events/catalogue.go",
-		"github.com/cosmic-horizons/fleet/libs/auditchain": "libs/auditchain/keys.go",
-		"github.com/cosmic-horizons/fleet/libs/auth":       "libs/auth/config.go",
+func libEnvFiles() map[string][]string {
+	return map[string][]string{
+		"github.com/cosmic-horizons/fleet/libs/service":    {"libs/service/config.go", "libs/service/brokers.go"},
+		"github.com/cosmic-horizons/fleet/libs/telemetry":  {"libs/telemetry/setup.go"},
+		"github.com/cosmic-horizons/fleet/libs/kafkabus":   {"libs/kafkabus/client.go"},
+		"github.com/cosmic-horizons/fleet/libs/events":     {"libs/events/catalogue.go"},
+		"github.com/cosmic-horizons/fleet/libs/auditchain": {"libs/auditchain/keys.go"},
+		"github.com/cosmic-horizons/fleet/libs/auth":       {"libs/auth/config.go", "libs/auth/auth.go"},
 	}
 }
 
@@ -115,15 +116,17 @@ func ReadServiceCode(root, name string) (ServiceCode, error) {
 	if err != nil {
 		return ServiceCode{}, fmt.Errorf("read service %s: %w", name, err)
 	}
-	for pkg, file := range libEnvFiles() {
+	for pkg, files := range libEnvFiles() {
 		if !imports[pkg] {
 			continue
 		}
-		f, err := parser.ParseFile(fset, filepath.Join(root, file), nil, parser.SkipObjectResolution)
-		if err != nil {
-			return ServiceCode{}, fmt.Errorf("read service %s: parse %s: %w", name, file, err)
+		for _, file := range files {
+			f, err := parser.ParseFile(fset, filepath.Join(root, file), nil, parser.SkipObjectResolution)
+			if err != nil {
+				return ServiceCode{}, fmt.Errorf("read service %s: parse %s: %w", name, file, err)
+			}
+			code.collect(f, envName)
 		}
-		code.collect(f, envName)
 	}
 	if code.GRPCPort, err = port(grpcAddr); err != nil {
 		return ServiceCode{}, fmt.Errorf("service %s: DefaultGRPCAddr: %w", name, err)
@@ -135,8 +138,9 @@ func ReadServiceCode(root, name string) (ServiceCode, error) {
 }
 
 // collect records the environment variable names in f: string literals shaped
-// like one (words joined by underscores) and the values of constants named
-// Env*, which may be one word (SCHEDULER).
+// like one (words joined by underscores), the values of constants named Env*,
+// which may be one word (SCHEDULER), and the names in env:"..." struct tags
+// (an envPrefix tag counts as a prefix).
 func (c *ServiceCode) collect(f *ast.File, envName *regexp.Regexp) {
 	for _, d := range f.Decls {
 		g, ok := d.(*ast.GenDecl)
@@ -158,6 +162,19 @@ func (c *ServiceCode) collect(f *ast.File, envName *regexp.Regexp) {
 		}
 	}
 	ast.Inspect(f, func(n ast.Node) bool {
+		if field, ok := n.(*ast.Field); ok && field.Tag != nil {
+			if tag, err := strconv.Unquote(field.Tag.Value); err == nil {
+				st := reflect.StructTag(tag)
+				if name, _, _ := strings.Cut(st.Get("env"), ","); name != "" {
+					c.Env[name] = true
+				}
+				// The nested struct's variables, e.g. KAFKA_TLS_CA_FILE.
+				if prefix := st.Get("envPrefix"); prefix != "" {
+					c.EnvPrefixes = append(c.EnvPrefixes, prefix)
+				}
+			}
+			return false
+		}
 		lit, ok := n.(*ast.BasicLit)
 		if !ok || lit.Kind != token.STRING {
 			return true
