@@ -146,6 +146,7 @@ func startFleet(t *testing.T, k *kafkaCluster, dir string, b backing) *fleet {
 		p.start(t)
 		if i == 0 {
 			p.waitReady(t, 2*time.Minute)
+			waitDLQsEverywhere(t, k, f.prefix)
 		}
 	}
 	for _, p := range all[1:] {

@@ -276,6 +276,33 @@ func existingDLQs(t *testing.T, k *kafkaCluster, prefix string) []string {
 	return out
 }
 
+// waitDLQsEverywhere waits until every broker's metadata lists the
+// dead-letter topics the orchestrator created under prefix: a consumer
+// refuses to start without its DLQs, and a broker answers from metadata that
+// may lag the controller's for a moment after the topics are created.
+func waitDLQsEverywhere(t *testing.T, k *kafkaCluster, prefix string) {
+	t.Helper()
+	names := []string{events.TopicJobLifecycle, events.TopicJobMetrics, events.TopicAuditTrail}
+	for i := range k.ports {
+		require.Eventually(t, func() bool {
+			topics, err := kafkabus.ListTopics(context.Background(), kafkabus.Connection{Brokers: []string{k.addr(i)}})
+			if err != nil {
+				return false
+			}
+			have := map[string]bool{}
+			for _, name := range topics {
+				have[name] = true
+			}
+			for _, name := range names {
+				if !have[prefix+events.DLQTopic(name)] {
+					return false
+				}
+			}
+			return true
+		}, time.Minute, 200*time.Millisecond, "broker %s lists the dead-letter topics", k.addr(i))
+	}
+}
+
 // scrapeUnmarked samples the orchestrator's
 // fleet_outbox_unmarked{destination="kafka"} ten times over half a second
 // and returns the largest value (-1 when it never answered): what a kill
