@@ -54,6 +54,10 @@ type Config struct {
 	// server is stopped hard and the HTTP server closed; closers still
 	// running see their context done.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT"`
+	// Pprof serves Go's profiler (net/http/pprof) under /debug/pprof/ on
+	// HTTPAddr. Off by default: profiles expose the process's internals, so
+	// turn it on only where HTTPAddr is not reachable from outside.
+	Pprof bool `env:"PPROF"`
 }
 
 // DefaultConfig returns the configuration of a service before the

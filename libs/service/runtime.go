@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,6 +131,13 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Runtime, error) {
 	r.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	r.mux.HandleFunc("GET /healthz", r.serveHealthz)
 	r.mux.HandleFunc("GET /readyz", r.serveReadyz)
+	if cfg.Pprof {
+		r.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		r.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		r.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		r.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		r.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	r.http = &http.Server{
 		Handler:           r.mux,
 		ReadHeaderTimeout: 5 * time.Second,

@@ -295,6 +295,21 @@ func TestMetricsServesGRPCRequestMetrics(t *testing.T) {
 	}
 }
 
+func TestPprofServedOnlyWhenEnabled(t *testing.T) {
+	t.Parallel()
+	off := start(t, nil, nil)
+	code, _ := off.get(t, "/debug/pprof/")
+	require.Equal(t, http.StatusNotFound, code, "profiler served without PPROF")
+
+	on := start(t, func(c *service.Config) { c.Pprof = true }, nil)
+	code, body := on.get(t, "/debug/pprof/")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "goroutine")
+	code, body = on.get(t, "/debug/pprof/goroutine?debug=1")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "goroutine profile:")
+}
+
 func TestHealthzAndReadyzChecks(t *testing.T) {
 	t.Parallel()
 	var brokerDown atomic.Bool

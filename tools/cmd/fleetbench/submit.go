@@ -62,7 +62,7 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 	var results []submitResult
 	if o.addr != "" {
-		res, err := measureSubmit(ctx, o.addr, "external", o, progress)
+		res, err := measureSubmit(ctx, o.addr, 0, "external", o, progress)
 		if err != nil {
 			return err
 		}
@@ -83,7 +83,7 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			if err != nil {
 				return fmt.Errorf("%s: %w", db, err)
 			}
-			res, err := measureSubmit(ctx, orch.addr, db, o, progress)
+			res, err := measureSubmit(ctx, orch.addr, orch.cmd.Process.Pid, db, o, progress)
 			orch.stop()
 			if err != nil {
 				return fmt.Errorf("%s: %w", db, err)
@@ -105,14 +105,18 @@ type callStats struct {
 	firstError    string
 	elapsed       time.Duration
 	lat           latencies
+	// cpu is the server's and the machine's CPU use during the calls; nil
+	// when the server is not a process of this run.
+	cpu *cpuUse
 }
 
 func (c callStats) perSec() float64 { return float64(c.calls-c.errors) / c.elapsed.Seconds() }
 
 // measureSubmit runs, against the server at addr, o.clients concurrent
 // clients over one connection: first grpc.health.v1 Check, then SubmitJob
-// with a unique idempotency key per call.
-func measureSubmit(ctx context.Context, addr, db string, o submitOptions, progress func(string, ...any)) (submitResult, error) {
+// with a unique idempotency key per call. A pid other than 0 is the
+// server's process, whose CPU time is measured with each run.
+func measureSubmit(ctx context.Context, addr string, pid int, db string, o submitOptions, progress func(string, ...any)) (submitResult, error) {
 	res := submitResult{database: db}
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -142,13 +146,31 @@ func measureSubmit(ctx context.Context, addr, db string, o submitOptions, progre
 		load(actx, o.clients, o.warmup, check)
 	}
 	progress("%s: %d grpc.health.v1 Check, %d clients", db, o.calls, o.clients)
-	res.check = load(actx, o.clients, o.calls, check)
+	res.check = measured(pid, func() callStats { return load(actx, o.clients, o.calls, check) })
 	progress("%s: %d SubmitJob, %d clients", db, o.calls, o.clients)
-	res.submit = load(actx, o.clients, o.calls, submit)
+	res.submit = measured(pid, func() callStats { return load(actx, o.clients, o.calls, submit) })
 	if res.submit.errors > 0 {
 		progress("%s: %d SubmitJob failed, first: %s", db, res.submit.errors, res.submit.firstError)
 	}
 	return res, ctx.Err()
+}
+
+// measured runs fn and adds the CPU use of process pid and of the machine
+// meanwhile; a pid of 0, or one that cannot be read, adds none.
+func measured(pid int, fn func() callStats) callStats {
+	if pid == 0 {
+		return fn()
+	}
+	before, err := sampleCPU(pid)
+	st := fn()
+	if err != nil {
+		return st
+	}
+	if after, err := sampleCPU(pid); err == nil {
+		u := before.until(after)
+		st.cpu = &u
+	}
+	return st
 }
 
 // load makes calls calls of fn from clients goroutines, each taking the next
@@ -231,4 +253,39 @@ func writeSubmitReport(w io.Writer, o submitOptions, results []submitResult) {
 		fmt.Fprintf(w, "%s: SubmitJob / Check = **%.0f%%**.\n", r.database, 100*r.submit.perSec()/r.check.perSec())
 	}
 	fmt.Fprintln(w)
+	writeCPUTable(w, results)
+}
+
+// writeCPUTable says where the CPU went in each run: the server's own time
+// per call, its finished jobs' time per call, how many cores the server
+// used, and how busy the whole machine was. A server far below its CPUs on
+// a busy machine was starved, not slow.
+func writeCPUTable(w io.Writer, results []submitResult) {
+	var rows []string
+	for _, r := range results {
+		for _, c := range []struct {
+			name string
+			st   callStats
+		}{{"SubmitJob", r.submit}, {"Check", r.check}} {
+			if u := c.st.cpu; u != nil {
+				rows = append(rows, fmt.Sprintf("| %s | %s | %.3f | %.3f | %.2f | %.0f%% |", r.database, c.name,
+					perCall(u.own, c.st.calls), perCall(u.reaped, c.st.calls), u.cores(u.own), 100*u.machineBusy))
+			}
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "Where the CPU went (from /proc; jobs: the supervisors and scripts that ended during the run):\n\n")
+	fmt.Fprintf(w, "| database | call | server CPU ms/call | jobs' CPU ms/call | server cores used | machine busy (%d CPUs) |\n|---|---|---:|---:|---:|---:|\n", runtime.NumCPU())
+	for _, row := range rows {
+		fmt.Fprintln(w, row)
+	}
+	for _, r := range results {
+		if r.submit.cpu != nil && r.check.cpu != nil && r.check.cpu.own > 0 {
+			fmt.Fprintf(w, "\n%s: server CPU per SubmitJob / per Check = **%.1f×**.", r.database,
+				perCall(r.submit.cpu.own, r.submit.calls)/perCall(r.check.cpu.own, r.check.calls))
+		}
+	}
+	fmt.Fprintf(w, "\n\n")
 }
