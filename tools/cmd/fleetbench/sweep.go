@@ -69,9 +69,14 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer orch.stop()
+	before, cpuErr := sampleCPU(orch.cmd.Process.Pid)
 	res, err := sweep(ctx, orch.addr, o, progress)
 	if err != nil {
 		return fmt.Errorf("%w; orchestrator log: %s", err, tail(orch.logPath))
+	}
+	if after, err := sampleCPU(orch.cmd.Process.Pid); err == nil && cpuErr == nil {
+		u := before.until(after)
+		res.cpu = &u
 	}
 	res.write(stdout, o)
 	return nil
@@ -81,6 +86,8 @@ type sweepResult struct {
 	firstCall, lastReply, allDispatched, allDone time.Time
 	submit                                       callStats
 	jobs                                         []*jobpb.Job
+	// cpu is the orchestrator's and its jobs' CPU use over the whole sweep.
+	cpu *cpuUse
 }
 
 func sweep(ctx context.Context, addr string, o sweepOptions, progress func(string, ...any)) (*sweepResult, error) {
@@ -248,6 +255,10 @@ func (r *sweepResult) write(w io.Writer, o sweepOptions) {
 		span(r.allDone.Sub(r.firstCall)), rate(r.allDone.Sub(r.firstCall)))
 	fmt.Fprintf(w, "No job SUBMITTED any more %s after the first call (%s after the last reply).\n\n",
 		span(r.allDispatched.Sub(r.firstCall)), span(r.allDispatched.Sub(r.lastReply)))
+	if u := r.cpu; u != nil {
+		fmt.Fprintf(w, "CPU over the sweep (from /proc): the orchestrator %.2f ms per job (%.2f cores), its jobs' supervisors and scripts %.2f ms per job (%.2f cores), the machine %.0f%% busy on %d CPUs.\n\n",
+			perCall(u.own, len(r.jobs)), u.cores(u.own), perCall(u.reaped, len(r.jobs)), u.cores(u.reaped), 100*u.machineBusy, runtime.NumCPU())
+	}
 }
 
 func localMax(n int) string {

@@ -36,7 +36,10 @@ type ReconcilerConfig struct {
 	// Jitter spreads each pause by up to ±Jitter of it, so replicas do not
 	// poll in lockstep; 0 to 1.
 	Jitter float64
-	// Batch is the most active jobs looked at in one pass.
+	// Batch bounds each of a pass's two work lists: SUBMITTED jobs to hand
+	// to the scheduler, and QUEUED or RUNNING jobs to poll, each oldest
+	// first. Two lists keep a backlog of jobs waiting at the scheduler
+	// (thousands queued behind a few running) from hiding new submissions.
 	Batch int
 	// Parallel is how many jobs of a pass are reconciled at once. Their
 	// writes meet in the store's shared transactions (group commit), so a
@@ -170,10 +173,16 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	}
 }
 
-// Pass looks at every active job once, Parallel jobs at a time.
+// Pass looks at up to Batch SUBMITTED and Batch QUEUED or RUNNING jobs
+// once, Parallel jobs at a time.
 func (r *Reconciler) Pass(ctx context.Context) PassResult {
 	var res PassResult
-	jobs, err := r.app.repo.ListActive(ctx, r.cfg.Batch)
+	jobs, err := r.app.repo.ListActive(ctx, r.cfg.Batch, domain.StatusSubmitted)
+	if err == nil {
+		var tracked []*domain.Job
+		tracked, err = r.app.repo.ListActive(ctx, r.cfg.Batch, domain.StatusQueued, domain.StatusRunning)
+		jobs = append(jobs, tracked...)
+	}
 	if err != nil {
 		r.log.ErrorContext(ctx, "reconciler: list active jobs", "error", err)
 		res.Errors++

@@ -467,6 +467,35 @@ func TestReconcilerRecordsSchedulerDetailOfWaitingJob(t *testing.T) {
 	require.Empty(t, f.job(t, j.ID).SchedulerDetail)
 }
 
+// Jobs waiting at the scheduler do not hide new submissions: with a batch
+// of 5 and 5 older jobs still QUEUED there, the next pass dispatches the 3
+// jobs submitted since. (With one list of every active job, oldest first,
+// the queued ones fill the batch and the new ones wait until they end.)
+func TestReconcilerDispatchesNewJobsBehindAQueuedBacklog(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	cfg := app.DefaultReconcilerConfig()
+	cfg.Batch = 5
+	rec, err := app.NewReconciler(f.app, cfg, slogDiscard())
+	require.NoError(t, err)
+	ctx := context.Background()
+	for i := range 5 {
+		f.submit(t, alice, fmt.Sprintf("old-%d", i))
+	}
+	require.Equal(t, 5, rec.Pass(ctx).Dispatched)
+	f.clock.advance(time.Minute)
+	var fresh []*domain.Job
+	for i := range 3 {
+		fresh = append(fresh, f.submit(t, alice, fmt.Sprintf("new-%d", i)))
+	}
+	res := rec.Pass(ctx)
+	require.Equal(t, 3, res.Dispatched, "%+v", res)
+	for _, j := range fresh {
+		require.Equal(t, domain.StatusQueued, f.job(t, j.ID).Status)
+	}
+	require.Len(t, f.sched.Submitted, 8)
+}
+
 // A backlog larger than one pass is worked off pass after pass, not one
 // pass per Interval: with an hour's interval and a batch of 5, 40 jobs
 // still reach the scheduler at once.

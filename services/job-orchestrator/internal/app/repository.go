@@ -69,8 +69,9 @@ type Cursor struct {
 //     Version, or an error wrapping domain.ErrNotFound.
 //   - List returns at most q.Limit jobs matching q, ordered by CreatedAt
 //     descending then ID descending, starting strictly after q.After.
-//   - ListActive returns up to limit jobs whose status is not terminal,
-//     oldest UpdatedAt first (the reconciler's work list).
+//   - ListActive returns up to limit jobs whose status is one of statuses,
+//     or not terminal when none is given, oldest UpdatedAt first (the
+//     reconciler's work lists).
 //   - Transition reads the job with a write lock (SELECT ... FOR UPDATE on
 //     PostgreSQL; SQLite's single writer), fails with ErrVersionConflict
 //     when expectedVersion != AnyVersion and differs from the stored
@@ -92,7 +93,7 @@ type JobRepository interface {
 	Get(ctx context.Context, id string) (*domain.Job, error)
 	GetByIdempotencyKey(ctx context.Context, owner, key string) (*domain.Job, error)
 	List(ctx context.Context, q ListQuery) ([]*domain.Job, error)
-	ListActive(ctx context.Context, limit int) ([]*domain.Job, error)
+	ListActive(ctx context.Context, limit int, statuses ...domain.Status) ([]*domain.Job, error)
 	Transition(ctx context.Context, id string, expectedVersion int64, mutate func(*domain.Job) ([]OutboxRecord, error)) (*domain.Job, error)
 	AppendOutbox(ctx context.Context, id string, outbox []OutboxRecord) error
 }

@@ -276,7 +276,7 @@ func (s *Store) List(ctx context.Context, q app.ListQuery) ([]*domain.Job, error
 }
 
 // ListActive implements app.JobRepository.
-func (s *Store) ListActive(ctx context.Context, limit int) ([]*domain.Job, error) {
+func (s *Store) ListActive(ctx context.Context, limit int, statuses ...domain.Status) ([]*domain.Job, error) {
 	if limit <= 0 {
 		return nil, errors.New("list active jobs: limit must be positive")
 	}
@@ -289,9 +289,21 @@ func (s *Store) ListActive(ctx context.Context, limit int) ([]*domain.Job, error
 			active = append(active, "'"+string(st)+"'")
 		}
 	}
-	// The literal list matches the partial index jobs_active_by_updated.
-	query := "SELECT " + jobColumns + " FROM jobs WHERE status IN (" + strings.Join(active, ", ") +
-		") ORDER BY updated_at, id LIMIT ?"
+	// The literal list matches the partial index jobs_active_by_updated;
+	// a narrower list is a second term, so that the index still applies.
+	query := "SELECT " + jobColumns + " FROM jobs WHERE status IN (" + strings.Join(active, ", ") + ")"
+	if len(statuses) > 0 {
+		marks := make([]string, len(statuses))
+		for i, st := range statuses {
+			if !st.Active() {
+				return nil, fmt.Errorf("list active jobs: %q is not an active status", st)
+			}
+			marks[i] = "?"
+			args = append(args, string(st))
+		}
+		query += " AND status IN (" + strings.Join(marks, ", ") + ")"
+	}
+	query += " ORDER BY updated_at, id LIMIT ?"
 	args = append(args, limit)
 	return s.queryJobs(ctx, "list active jobs", query, args...)
 }

@@ -429,6 +429,17 @@ func testListActive(t *testing.T, _ *sqlstore.DB, s *store.Store) {
 	jobs, err = s.ListActive(ctx, 2)
 	require.NoError(t, err)
 	require.Equal(t, []string{"d", "c"}, ids(jobs))
+	jobs, err = s.ListActive(ctx, 10, domain.StatusQueued, domain.StatusRunning)
+	require.NoError(t, err)
+	require.Equal(t, []string{"d", "g", "a"}, ids(jobs))
+	jobs, err = s.ListActive(ctx, 1, domain.StatusQueued)
+	require.NoError(t, err)
+	require.Equal(t, []string{"d"}, ids(jobs))
+	jobs, err = s.ListActive(ctx, 10, domain.StatusSubmitted)
+	require.NoError(t, err)
+	require.Equal(t, []string{"c"}, ids(jobs))
+	_, err = s.ListActive(ctx, 10, domain.StatusCompleted)
+	require.ErrorContains(t, err, "not an active status")
 }
 
 func testUnavailable(t *testing.T, db *sqlstore.DB, s *store.Store) {

@@ -144,7 +144,7 @@ func hasTags(j *domain.Job, tags []string) bool {
 	return true
 }
 
-func (r *MemRepo) ListActive(_ context.Context, limit int) ([]*domain.Job, error) {
+func (r *MemRepo) ListActive(_ context.Context, limit int, statuses ...domain.Status) ([]*domain.Job, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.failWith != nil {
@@ -152,7 +152,7 @@ func (r *MemRepo) ListActive(_ context.Context, limit int) ([]*domain.Job, error
 	}
 	var out []*domain.Job
 	for _, j := range r.jobs {
-		if !j.Status.Terminal() {
+		if !j.Status.Terminal() && (len(statuses) == 0 || slices.Contains(statuses, j.Status)) {
 			out = append(out, j.Clone())
 		}
 	}
