@@ -28,6 +28,13 @@ const (
 // the same batch size on a fresh database of the same kind.
 const peerMetric = "peer-inbox-events/s"
 
+// cpuMetric and peerCPUMetric are the benchmark process's CPU time per
+// event of the consumer and of its peer (inboxtest.CPUMetric).
+const (
+	cpuMetric     = "cpu-us/event"
+	peerCPUMetric = "peer-cpu-us/event"
+)
+
 // consumerBench is one go benchmark of a consumer and how to read it.
 type consumerBench struct {
 	consumer, what string
@@ -176,12 +183,47 @@ func writeConsumers(w io.Writer, started time.Time, results []consumerResult) {
 		}
 	}
 	fmt.Fprintln(w)
+	writeConsumerCPU(w, results)
 	for _, r := range results {
 		fmt.Fprintf(w, "- %s: %s.\n", r.bench.consumer, r.bench.what)
 		if r.err != nil {
 			fmt.Fprintf(w, "\n```\n%s\n```\n", tailLines(r.output, 20))
 		}
 	}
+}
+
+// writeConsumerCPU gives the CPU time per event of each benchmark that
+// measured it, and the rate that CPU time allows on one core of its own: a
+// figure a shared machine barely moves, unlike the rates above. On
+// PostgreSQL the server's CPU is not in it.
+func writeConsumerCPU(w io.Writer, results []consumerResult) {
+	var rows []string
+	for _, r := range results {
+		for _, l := range r.lines {
+			cpu, peer := l.metrics[cpuMetric], l.metrics[peerCPUMetric]
+			if cpu <= 0 {
+				continue
+			}
+			db, oneCore, ok := database(l.name), 1e6/cpu, ""
+			if db == "sqlite" {
+				ok = verdict(oneCore >= r.bench.target)
+			}
+			ratio := "–"
+			if peer > 0 {
+				ratio = fmt.Sprintf("%.1f×", cpu/peer)
+			}
+			rows = append(rows, fmt.Sprintf("| %s | %s | %.1f | %.1f | %s | %.0f/s | %s |", r.bench.consumer, db, cpu, peer, ratio, oneCore, ok))
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "CPU time per event (the benchmark process: user and system, all threads, garbage collection included; on PostgreSQL without the server's):\n\n")
+	fmt.Fprintf(w, "| consumer | database | CPU µs/event | peer CPU µs/event | of peer | rate on one core of its own | target on one core |\n|---|---|---:|---:|---:|---:|---|\n")
+	for _, row := range rows {
+		fmt.Fprintln(w, row)
+	}
+	fmt.Fprintln(w)
 }
 
 func target(v float64) string { return fmt.Sprintf("≥ %.0f", v) }

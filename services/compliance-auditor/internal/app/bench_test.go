@@ -36,16 +36,19 @@ func BenchmarkAppend(b *testing.B) {
 			msgs := audittest.Messages(b, f.Codec, b.N)
 			ctx := context.Background()
 			b.ResetTimer()
-			start := time.Now()
+			cpu, start := inboxtest.CPUTime(b), time.Now()
 			for i := 0; i < len(msgs); i += benchBatch {
 				require.NoError(b, f.Recorder.HandleBatch(ctx, msgs[i:min(i+benchBatch, len(msgs))]))
 			}
 			rate := float64(b.N) / time.Since(start).Seconds()
+			cpuPer := inboxtest.MicrosPer(inboxtest.CPUTime(b)-cpu, b.N)
 			b.StopTimer()
 			require.Equal(b, int64(b.N), audittest.Count(b, f.DB))
-			peer := inboxtest.Rate(b, open(), b.N, benchBatch)
+			peer, peerCPU := inboxtest.RateCPU(b, open(), b.N, benchBatch)
 			b.ReportMetric(rate, "appends/s")
 			b.ReportMetric(peer, inboxtest.PeerMetric)
+			b.ReportMetric(cpuPer, inboxtest.CPUMetric)
+			b.ReportMetric(peerCPU, inboxtest.PeerCPUMetric)
 			b.ReportMetric(100*rate/peer, "%-of-peer")
 		})
 	}

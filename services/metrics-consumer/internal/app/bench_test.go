@@ -66,20 +66,23 @@ func BenchmarkIngest(b *testing.B) {
 				msgs[i].Offset = int64(i)
 			}
 			b.ResetTimer()
-			start := time.Now()
+			cpu, start := inboxtest.CPUTime(b), time.Now()
 			for i := 0; i < len(msgs); i += ingestBatch {
 				if err := ingest.HandleBatch(ctx, msgs[i:min(i+ingestBatch, len(msgs))]); err != nil {
 					b.Fatal(err)
 				}
 			}
 			rate := float64(len(msgs)) / time.Since(start).Seconds()
+			cpuPer := inboxtest.MicrosPer(inboxtest.CPUTime(b)-cpu, len(msgs))
 			b.StopTimer()
 			if n := sqlstoretest.Count(b, db, "SELECT count(*) FROM inbox_processed"); n != int64(len(msgs)) {
 				b.Fatalf("%d events marked, want %d", n, len(msgs))
 			}
-			peer := inboxtest.Rate(b, open(), len(msgs), ingestBatch)
+			peer, peerCPU := inboxtest.RateCPU(b, open(), len(msgs), ingestBatch)
 			b.ReportMetric(rate, "events/s")
 			b.ReportMetric(peer, inboxtest.PeerMetric)
+			b.ReportMetric(cpuPer, inboxtest.CPUMetric)
+			b.ReportMetric(peerCPU, inboxtest.PeerCPUMetric)
 			b.ReportMetric(100*rate/peer, "%-of-peer")
 		})
 	}
