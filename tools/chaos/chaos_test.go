@@ -90,7 +90,7 @@ func startFleet(t *testing.T, k *kafkaCluster, dir string, b backing) *fleet {
 	f := &fleet{kafka: k, prefix: "chaos-" + randomHex(4) + "-", grpcAddr: map[string]string{}, httpAddr: map[string]string{}}
 	topic := func(name string) string { return f.prefix + name }
 	base := append(os.Environ(),
-		"KAFKA_BROKERS="+k.bootstrap(), "KAFKA_REPLICATION_FACTOR=3", "KAFKA_MIN_INSYNC_REPLICAS=2",
+		"KAFKA_BROKERS="+k.Bootstrap(), "KAFKA_REPLICATION_FACTOR=3", "KAFKA_MIN_INSYNC_REPLICAS=2",
 		"KAFKA_AUDIT_MIN_INSYNC_REPLICAS=2", "AUTH_HS256_SECRET="+authSecret, "LOG_LEVEL=info",
 		"SHUTDOWN_DRAIN=200ms", "SHUTDOWN_TIMEOUT=10s", "OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_TRACES_EXPORTER=none")
 	mk := func(name, pkg string, env ...string) *proc {
@@ -344,8 +344,8 @@ func TestChaos(t *testing.T) {
 	} else if !want["partition"] {
 		noPartition = "not in CHAOS_FAULTS"
 	}
-	k := startKafka(t, ctx, classpath, dir, 3, pn)
-	t.Logf("3 brokers at %s in %s", k.bootstrap(), time.Since(runStart).Round(time.Second))
+	k := startKafka(t, dir, 3, pn)
+	t.Logf("3 brokers at %s in %s", k.Bootstrap(), time.Since(runStart).Round(time.Second))
 
 	// The run's own PostgreSQL and RabbitMQ, so that stopping them never
 	// touches the shared ones.
@@ -379,8 +379,8 @@ func TestChaos(t *testing.T) {
 	f := startFleet(t, k, dir, b)
 	t.Logf("fleet ready, topic prefix %s", f.prefix)
 
-	tail := startTail(t, ctx, k.bootstrap(), f.prefix, events.TopicJobLifecycle, events.TopicAuditTrail, events.TopicJobMetrics)
-	dlq := startTail(t, ctx, k.bootstrap(), f.prefix, existingDLQs(t, k, f.prefix)...)
+	tail := startTail(t, ctx, k.Bootstrap(), f.prefix, events.TopicJobLifecycle, events.TopicAuditTrail, events.TopicJobMetrics)
+	dlq := startTail(t, ctx, k.Bootstrap(), f.prefix, existingDLQs(t, k, f.prefix)...)
 
 	// Users, each with an e-mail subscription to job.completed.
 	l := &load{jobs: f.jobs, spec: jobSpec("development", "sleep 1"), tokens: map[string]string{}, stopped: make(chan struct{})}
@@ -445,15 +445,17 @@ func TestChaos(t *testing.T) {
 		led := ledBy(t, k, lifecycle, leader)
 		fl := begin(fmt.Sprintf("SIGKILL broker %d (leader), restart after %s", leader+1, down))
 		fl.led, fl.broker = led, leader+1
-		k.brokers[leader].kill()
+		k.Kill(leader)
 		time.Sleep(down)
-		restart(fl, k.brokers[leader])
+		fl.restarted = time.Now()
+		k.Restart(leader)
+		fl.recovery = time.Since(fl.restarted)
 		time.Sleep(settle)
 	}
 
 	// The last broker in its own network namespace, its link cut for 20 s.
 	if pn != nil {
-		last := len(k.brokers) - 1
+		last := len(k.Brokers()) - 1
 		led := ledBy(t, k, lifecycle, last)
 		fl := begin(fmt.Sprintf("partition broker %d (netns, link cut %s)", last+1, down))
 		fl.led, fl.broker = led, last+1
@@ -461,7 +463,7 @@ func TestChaos(t *testing.T) {
 		time.Sleep(down)
 		fl.restarted = time.Now()
 		pn.cut(t, false)
-		for !portOpen(k.addr(last)) && time.Since(fl.restarted) < time.Minute {
+		for !portOpen(k.Addr(last)) && time.Since(fl.restarted) < time.Minute {
 			time.Sleep(50 * time.Millisecond)
 		}
 		fl.recovery = time.Since(fl.restarted)
@@ -544,9 +546,12 @@ func TestChaos(t *testing.T) {
 			users: l.users, tokens: l.tokens, stopped: make(chan struct{})}
 		slurmDone := make(chan struct{})
 		go func() { slurmLoad.run(ctx, 0.5, 2*time.Minute); close(slurmDone) }()
+		// At least CHAOS_SLURM_RAMP (20 s) of load, so that the pending jobs
+		// wait for the node, not only for the next scheduling pass.
+		ramp := durationEnv("CHAOS_SLURM_RAMP", 20*time.Second)
 		var q map[string]int
-		for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
-			if q, err = sl.queue(); err == nil && q["RUNNING"] > 0 && q["PENDING"] > 0 {
+		for deadline := time.Now().Add(ramp + 2*time.Minute); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+			if q, err = sl.queue(); err == nil && q["RUNNING"] > 0 && q["PENDING"] > 0 && time.Since(fl.start) >= ramp {
 				break
 			}
 		}
