@@ -19,7 +19,7 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
 )
 
-// proc is one process of the run (a broker or a service) that the run can
+// proc is one process of the run (a service or RabbitMQ) that the run can
 // SIGKILL and start again with the same command, ports and data.
 type proc struct {
 	name    string
