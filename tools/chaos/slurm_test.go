@@ -176,27 +176,41 @@ func (s *ownSlurm) queue() (map[string]int, error) {
 	return n, nil
 }
 
-// accounting returns, from sacct (slurmdbd's record), each job's state
-// (its first word: "CANCELLED by 0" is CANCELLED) and exit code; a job id
-// listed twice keeps its last record.
-func (s *ownSlurm) accounting(ids []string) (map[string][2]string, error) {
+// acctRecord is one job of sacct (slurmdbd's record).
+type acctRecord struct {
+	id, name, state, exit string
+}
+
+// terminal reports whether a job in Slurm state st has ended.
+func terminal(st string) bool {
+	switch st {
+	case "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE":
+		return true
+	}
+	return false
+}
+
+// accounting returns sacct's records of the job ids (every record of an id
+// Slurm gave twice), each state's first word ("CANCELLED by 0" is
+// CANCELLED).
+func (s *ownSlurm) accounting(ids []string) ([]acctRecord, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, s.tool("sacct"), "-X", "-n", "-P", "-j", strings.Join(ids, ","),
-		"-o", "JobIDRaw,State,ExitCode").CombinedOutput()
+		"-o", "JobIDRaw,JobName%200,State,ExitCode").CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("sacct: %v: %s", err, lastLines(string(out), 5))
 	}
-	res := map[string][2]string{}
+	var recs []acctRecord
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		f := strings.Split(line, "|")
-		if len(f) != 3 {
+		if len(f) != 4 {
 			continue
 		}
-		state, _, _ := strings.Cut(f[1], " ")
-		res[f[0]] = [2]string{state, f[2]}
+		state, _, _ := strings.Cut(f[2], " ")
+		recs = append(recs, acctRecord{id: f[0], name: f[1], state: state, exit: f[3]})
 	}
-	return res, nil
+	return recs, nil
 }
 
 // slurmStateOf is the Slurm state a job's fleet status stands for; "" for
@@ -219,12 +233,19 @@ func slurmStateOf(j *jobpb.Job) string {
 }
 
 // slurmCheck compares the final state of each acknowledged job of the
-// Slurm orchestrator with sacct's (retrying for a minute while slurmdbd
-// catches up): mismatches are the jobs whose states differ, with a line
-// each.
+// Slurm orchestrator with sacct's record of it, found by the job's Slurm
+// name (<spec name>-<fleet job id>, so that an id Slurm gave twice, after
+// losing the first job in a crash, is told apart), waiting up to a minute
+// for slurmdbd to record every job's end. A job the fleet reports lost by
+// the scheduler agrees when Slurm has no record of it. mismatch holds a
+// line per fleet job that differs.
 func slurmCheck(s *ownSlurm, subs []*submission, final map[string]*jobpb.Job) (checked int, mismatch map[string]string, err error) {
-	want := map[string]string{} // scheduler id -> Slurm state
-	byID := map[string]string{} // scheduler id -> fleet job id
+	type want struct {
+		slurmID string
+		job     *jobpb.Job
+	}
+	wants := map[string]want{} // fleet job id -> its Slurm id and final state
+	idSet := map[string]bool{}
 	mismatch = map[string]string{}
 	for _, sub := range subs {
 		if !sub.slurm || !sub.acked {
@@ -242,26 +263,31 @@ func slurmCheck(s *ownSlurm, subs []*submission, final map[string]*jobpb.Job) (c
 			mismatch[sub.jobID] = fmt.Sprintf("%s %s never reached Slurm", sub.jobID, j.GetStatus())
 			continue
 		}
-		want[id], byID[id] = slurmStateOf(j), sub.jobID
+		wants[sub.jobID], idSet[id] = want{slurmID: id, job: j}, true
 	}
-	if len(want) == 0 {
+	if len(wants) == 0 {
 		return 0, mismatch, errors.New("no job of the Slurm orchestrator has a Slurm job id")
 	}
-	ids := make([]string, 0, len(want))
-	for id := range want {
+	ids := make([]string, 0, len(idSet))
+	for id := range idSet {
 		ids = append(ids, id)
 	}
-	var got map[string][2]string
+	byName := map[string]acctRecord{}
 	deadline := time.Now().Add(time.Minute)
 	for {
-		got, err = s.accounting(ids)
-		agree := err == nil
-		for id, w := range want {
-			if agree && got[id][0] != w {
-				agree = false
+		recs, aerr := s.accounting(ids)
+		err = aerr
+		byName = map[string]acctRecord{}
+		for _, r := range recs {
+			byName[r.name] = r
+		}
+		done := err == nil
+		for jobID, w := range wants {
+			if r, ok := byName[w.job.GetSpec().GetName()+"-"+jobID]; (!ok && slurmStateOf(w.job) != "") || (ok && !terminal(r.state)) {
+				done = false
 			}
 		}
-		if agree || time.Now().After(deadline) {
+		if done || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(2 * time.Second)
@@ -269,14 +295,20 @@ func slurmCheck(s *ownSlurm, subs []*submission, final map[string]*jobpb.Job) (c
 	if err != nil {
 		return 0, mismatch, err
 	}
-	for id, w := range want {
-		g, ok := got[id]
+	for jobID, w := range wants {
+		st := slurmStateOf(w.job)
+		r, ok := byName[w.job.GetSpec().GetName()+"-"+jobID]
 		switch {
+		case !ok && st == "":
+			// Lost by the scheduler, and Slurm has no record of it either.
 		case !ok:
-			mismatch[byID[id]] = fmt.Sprintf("%s (Slurm job %s) fleet %s, sacct has no record", byID[id], id, w)
-		case g[0] != w:
-			mismatch[byID[id]] = fmt.Sprintf("%s (Slurm job %s) fleet %q, sacct %s exit %s", byID[id], id, w, g[0], g[1])
+			mismatch[jobID] = fmt.Sprintf("%s (Slurm job %s) fleet %s, sacct has no record of it", jobID, w.slurmID, st)
+		case r.id != w.slurmID:
+			mismatch[jobID] = fmt.Sprintf("%s fleet: Slurm job %s, sacct: Slurm job %s", jobID, w.slurmID, r.id)
+		case r.state != st:
+			mismatch[jobID] = fmt.Sprintf("%s (Slurm job %s) fleet %s %s, sacct %s exit %s", jobID, w.slurmID,
+				w.job.GetStatus(), w.job.GetErrorCode(), r.state, r.exit)
 		}
 	}
-	return len(want), mismatch, nil
+	return len(wants), mismatch, nil
 }
