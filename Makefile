@@ -56,11 +56,13 @@ test: up check ## start the stack, then run every check and test against it
 
 # The chaos run starts its own 3-broker Kafka cluster (replication 3, min ISR 2) from the
 # stack's jars on ports of its own, runs the fleet against it, SIGKILLs brokers, consumers
-# and the orchestrator under load and prints a table (docs/operations.md, "Chaos run").
+# and the orchestrator under load, restarts the slurmctld of a Slurm cluster of its own
+# (stack.sh slurm-cluster chaos, beside the stack's clusters) and prints a table
+# (docs/operations.md, "Chaos run").
 CHAOS_TIMEOUT ?= 30m
 
 .PHONY: chaos
-chaos: up ## kill brokers, consumers and the orchestrator under load; print what was lost or duplicated
+chaos: up ## kill brokers, consumers, the orchestrator and a slurmctld under load; print what was lost or duplicated
 	@eval "$$($(STACK) env)"; go test -tags chaos -count=1 -timeout $(CHAOS_TIMEOUT) -run '^TestChaos$$' -v ./tools/chaos/
 
 .PHONY: check

@@ -24,10 +24,12 @@ type KafkaCluster struct {
 	java    string
 	nodes   []*kafkaNode
 	ports   []int
+	hosts   []string
 	stopped bool
 }
 
 type kafkaNode struct {
+	path    string
 	args    []string
 	logPath string
 	mu      sync.Mutex
@@ -41,6 +43,34 @@ type kafkaNode struct {
 // the test is skipped, or fails under CI.
 func StartKafkaCluster(t testing.TB, n int) *KafkaCluster {
 	t.Helper()
+	return StartKafkaClusterWith(t, KafkaClusterOptions{Nodes: n})
+}
+
+// KafkaClusterOptions shapes the cluster StartKafkaClusterWith starts.
+type KafkaClusterOptions struct {
+	// Nodes is the broker count (node ids 1..Nodes).
+	Nodes int
+	// Dir holds each node's configuration, data and logs (kafka-<id>);
+	// default t.TempDir().
+	Dir string
+	// Hosts, when set, is the address each node (by index) listens on and
+	// advertises, for instance the addresses of a veth pair; default
+	// 127.0.0.1 for every node.
+	Hosts []string
+	// Netns, when set, names for a node index the network namespace it
+	// runs in (`ip netns exec`, root needed); its host must be an address
+	// of that namespace.
+	Netns map[int]string
+}
+
+// StartKafkaClusterWith is StartKafkaCluster with the nodes' directory,
+// addresses and network namespaces chosen by opts.
+func StartKafkaClusterWith(t testing.TB, opts KafkaClusterOptions) *KafkaCluster {
+	t.Helper()
+	n := opts.Nodes
+	if n < 1 || (opts.Hosts != nil && len(opts.Hosts) != n) {
+		t.Fatalf("kafka cluster: %d nodes with %d hosts", n, len(opts.Hosts))
+	}
 	classpath := os.Getenv("KAFKA_CLASSPATH")
 	if classpath == "" {
 		Unavailable(t, "KAFKA_CLASSPATH (the Kafka jars, from `tools/stack/stack.sh env`) is not set")
@@ -61,13 +91,20 @@ func StartKafkaCluster(t testing.TB, n int) *KafkaCluster {
 		if err != nil {
 			t.Fatalf("kafka cluster: %v", err)
 		}
-		k.ports, ctrl[i] = append(k.ports, p), c
-		voters = append(voters, fmt.Sprintf("%d@127.0.0.1:%d", i+1, c))
+		host := "127.0.0.1"
+		if opts.Hosts != nil {
+			host = opts.Hosts[i]
+		}
+		k.ports, k.hosts, ctrl[i] = append(k.ports, p), append(k.hosts, host), c
+		voters = append(voters, fmt.Sprintf("%d@%s:%d", i+1, host, c))
 	}
 	idBytes := make([]byte, 16)
 	_, _ = rand.Read(idBytes)
 	clusterID := base64.RawURLEncoding.EncodeToString(idBytes)
-	dir := t.TempDir()
+	dir := opts.Dir
+	if dir == "" {
+		dir = t.TempDir()
+	}
 	minISR := min(2, n)
 	for i := range n {
 		node := filepath.Join(dir, fmt.Sprintf("kafka-%d", i+1))
@@ -78,8 +115,8 @@ func StartKafkaCluster(t testing.TB, n int) *KafkaCluster {
 		conf := fmt.Sprintf(`process.roles=broker,controller
 node.id=%d
 controller.quorum.voters=%s
-listeners=PLAINTEXT://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d
-advertised.listeners=PLAINTEXT://127.0.0.1:%[3]d
+listeners=PLAINTEXT://%[8]s:%[3]d,CONTROLLER://%[8]s:%[4]d
+advertised.listeners=PLAINTEXT://%[8]s:%[3]d
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
@@ -96,7 +133,7 @@ share.coordinator.state.topic.min.isr=%[7]d
 group.initial.rebalance.delay.ms=0
 num.network.threads=2
 num.io.threads=2
-`, i+1, strings.Join(voters, ","), k.ports[i], ctrl[i], filepath.Join(node, "data"), n, minISR)
+`, i+1, strings.Join(voters, ","), k.ports[i], ctrl[i], filepath.Join(node, "data"), n, minISR, k.hosts[i])
 		log4j := filepath.Join(node, "log4j2.properties")
 		logConf := fmt.Sprintf(`status = warn
 appender.file.type = File
@@ -118,11 +155,13 @@ rootLogger.appenderRef.file.ref = file
 		if out, err := format.CombinedOutput(); err != nil {
 			t.Fatalf("kafka cluster: format node %d: %v: %s", i+1, err, out)
 		}
-		k.nodes = append(k.nodes, &kafkaNode{
-			args: []string{"-Xmx512m", "-Xms128m", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
-				"-Dlog4j2.configurationFile=" + log4j, "-cp", classpath, "kafka.Kafka", props},
-			logPath: filepath.Join(node, "stdout.log"),
-		})
+		path, args := java, []string{"-Xmx512m", "-Xms128m", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+			"-Dlog4j2.configurationFile=" + log4j, "-cp", classpath, "kafka.Kafka", props}
+		if ns := opts.Netns[i]; ns != "" {
+			// ip netns exec execs java in the namespace: the pid is java's.
+			path, args = "ip", append([]string{"netns", "exec", ns, java}, args...)
+		}
+		k.nodes = append(k.nodes, &kafkaNode{path: path, args: args, logPath: filepath.Join(node, "stdout.log")})
 	}
 	t.Cleanup(k.stop)
 	for i := range n {
@@ -144,7 +183,13 @@ func (k *KafkaCluster) Brokers() []string {
 }
 
 // Addr returns the address of the broker at index i (node id i+1).
-func (k *KafkaCluster) Addr(i int) string { return fmt.Sprintf("127.0.0.1:%d", k.ports[i]) }
+func (k *KafkaCluster) Addr(i int) string { return fmt.Sprintf("%s:%d", k.hosts[i], k.ports[i]) }
+
+// Bootstrap returns every broker's address, comma-separated.
+func (k *KafkaCluster) Bootstrap() string { return strings.Join(k.Brokers(), ",") }
+
+// LogPath returns the file the broker at index i writes its output to.
+func (k *KafkaCluster) LogPath(i int) string { return k.nodes[i].logPath }
 
 func (k *KafkaCluster) start(i int) {
 	k.t.Helper()
@@ -153,7 +198,7 @@ func (k *KafkaCluster) start(i int) {
 	if err != nil {
 		k.t.Fatalf("kafka cluster: %v", err)
 	}
-	cmd := exec.Command(k.java, n.args...)
+	cmd := exec.Command(n.path, n.args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

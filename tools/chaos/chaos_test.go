@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -59,13 +60,17 @@ type fleet struct {
 	kafka                                *kafkaCluster
 	prefix                               string
 	orch, metrics, notify, audit, health *proc
-	grpcAddr, httpAddr                   map[string]string
+	// slurmOrch, when the run has a Slurm cluster of its own, is a second
+	// orchestrator on the Slurm backend (its own database, the same topics).
+	slurmOrch          *proc
+	grpcAddr, httpAddr map[string]string
 
-	jobs   jobpb.JobServiceClient
-	stats  metricspb.MetricsServiceClient
-	trail  auditpb.AuditServiceClient
-	status healthpb.HealthMonitorServiceClient
-	subs   notificationpb.NotificationServiceClient
+	jobs      jobpb.JobServiceClient
+	slurmJobs jobpb.JobServiceClient
+	stats     metricspb.MetricsServiceClient
+	trail     auditpb.AuditServiceClient
+	status    healthpb.HealthMonitorServiceClient
+	subs      notificationpb.NotificationServiceClient
 }
 
 // backing is where the services keep their state and publish in real
@@ -75,6 +80,8 @@ type fleet struct {
 // shared RabbitMQ.
 type backing struct {
 	orchDB, metricsDB, amqp string
+	// slurm, when set, is the Slurm cluster of the run's own.
+	slurm *ownSlurm
 }
 
 func startFleet(t *testing.T, k *kafkaCluster, dir string, b backing) *fleet {
@@ -83,7 +90,7 @@ func startFleet(t *testing.T, k *kafkaCluster, dir string, b backing) *fleet {
 	f := &fleet{kafka: k, prefix: "chaos-" + randomHex(4) + "-", grpcAddr: map[string]string{}, httpAddr: map[string]string{}}
 	topic := func(name string) string { return f.prefix + name }
 	base := append(os.Environ(),
-		"KAFKA_BROKERS="+k.bootstrap(), "KAFKA_REPLICATION_FACTOR=3", "KAFKA_MIN_INSYNC_REPLICAS=2",
+		"KAFKA_BROKERS="+k.Bootstrap(), "KAFKA_REPLICATION_FACTOR=3", "KAFKA_MIN_INSYNC_REPLICAS=2",
 		"KAFKA_AUDIT_MIN_INSYNC_REPLICAS=2", "AUTH_HS256_SECRET="+authSecret, "LOG_LEVEL=info",
 		"SHUTDOWN_DRAIN=200ms", "SHUTDOWN_TIMEOUT=10s", "OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_TRACES_EXPORTER=none")
 	mk := func(name, pkg string, env ...string) *proc {
@@ -139,9 +146,24 @@ func startFleet(t *testing.T, k *kafkaCluster, dir string, b backing) *fleet {
 		"HEALTH_INTERVAL=2s", "HEALTH_PROBE_TIMEOUT=1900ms", "HEALTH_CANARY_TIMEOUT=1500ms", "HEALTH_STALL_AFTER=10s",
 		"HEALTH_RAISE_AFTER=2", "HEALTH_RESOLVE_AFTER=1")
 
+	all := []*proc{f.orch, f.metrics, f.notify, f.audit, f.health}
+	if s := b.slurm; s != nil {
+		f.slurmOrch = mk("job-orchestrator-slurm", "job-orchestrator",
+			"AMQP_URL="+amqp,
+			"DATABASE_URL=sqlite:"+filepath.Join(dir, "orchestrator-slurm.db"),
+			"STATE_DIRECTORY="+servicetest.StateDir(t),
+			"PAGE_TOKEN_KEY=chaos-page-token-key-0123456789abcdef",
+			"RECONCILE_INTERVAL=500ms",
+			"ORCHESTRATOR_TOPIC_PREFIX="+f.prefix,
+			"ORCHESTRATOR_ENSURE_TOPICS=true",
+			"SCHEDULER=slurm", "SLURMRESTD_URL="+s.url, "SLURM_USER="+s.user, "SLURM_JWT_TOKEN="+s.token,
+			"SLURM_JWT_TOKEN_FILE=", "SLURM_API_VERSION=",
+			"JOB_WORK_DIR="+testinfra.DirFor(t, testinfra.Shared),
+			"SYSTEM_CATALOGUE_FILE="+s.catalogue(t, dir))
+		all = append(all, f.slurmOrch)
+	}
 	// The orchestrator creates the topics (and their dead-letter companions)
 	// that the consumers verify at startup.
-	all := []*proc{f.orch, f.metrics, f.notify, f.audit, f.health}
 	for i, p := range all {
 		p.start(t)
 		if i == 0 {
@@ -164,6 +186,9 @@ func startFleet(t *testing.T, k *kafkaCluster, dir string, b backing) *fleet {
 		return conn
 	}
 	f.jobs = jobpb.NewJobServiceClient(dial("job-orchestrator"))
+	if f.slurmOrch != nil {
+		f.slurmJobs = jobpb.NewJobServiceClient(dial("job-orchestrator-slurm"))
+	}
 	f.stats = metricspb.NewMetricsServiceClient(dial("metrics-consumer"))
 	f.trail = auditpb.NewAuditServiceClient(dial("compliance-auditor"))
 	f.status = healthpb.NewHealthMonitorServiceClient(dial("health-monitor"))
@@ -210,12 +235,17 @@ type submission struct {
 	at        time.Time
 	acked     bool
 	attempts  int
+	// jobs is the orchestrator asked; slurm: the one on the Slurm backend.
+	jobs  jobpb.JobServiceClient
+	slurm bool
 }
 
-// load submits jobs at rate per second, each retried with its idempotency
-// key until the orchestrator answers (at most retryFor).
+// load submits jobs of spec at rate per second to jobs, each retried with
+// its idempotency key until the orchestrator answers (at most retryFor).
 type load struct {
-	f       *fleet
+	jobs    jobpb.JobServiceClient
+	spec    func() *jobpb.JobSpec
+	slurm   bool
 	users   []string
 	tokens  map[string]string
 	mu      sync.Mutex
@@ -236,7 +266,7 @@ func (l *load) run(ctx context.Context, rate float64, retryFor time.Duration) {
 			return
 		case <-tick.C:
 		}
-		s := &submission{key: "chaos-" + randomHex(8), user: l.users[i%len(l.users)], at: time.Now()}
+		s := &submission{key: "chaos-" + randomHex(8), user: l.users[i%len(l.users)], at: time.Now(), jobs: l.jobs, slurm: l.slurm}
 		l.mu.Lock()
 		l.subs = append(l.subs, s)
 		l.mu.Unlock()
@@ -250,17 +280,24 @@ func (l *load) run(ctx context.Context, rate float64, retryFor time.Duration) {
 	}
 }
 
+// jobSpec is the load's job: command on partition of frontera.
+func jobSpec(partition, command string) func() *jobpb.JobSpec {
+	return func() *jobpb.JobSpec {
+		return &jobpb.JobSpec{
+			Name: "chaos", Agent: jobpb.Agent_AGENT_CUSTOM, DatasetId: "ds-chaos",
+			TaccSystem: jobpb.TaccSystem_TACC_SYSTEM_FRONTERA, Partition: partition,
+			Resources:  &jobpb.Resources{Nodes: 1, CoresPerNode: 1, Walltime: durationpb.New(10 * time.Minute)},
+			Allocation: "AST21001", Payload: &jobpb.JobSpec_Command{Command: command},
+		}
+	}
+}
+
 func (l *load) submit(ctx context.Context, s *submission, retryFor time.Duration) {
 	deadline := time.Now().Add(retryFor)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		s.attempts++
 		cctx, cancel := context.WithTimeout(withToken(ctx, l.tokens[s.user]), 5*time.Second)
-		resp, err := l.f.jobs.SubmitJob(cctx, &jobpb.SubmitJobRequest{IdempotencyKey: s.key, Spec: &jobpb.JobSpec{
-			Name: "chaos", Agent: jobpb.Agent_AGENT_CUSTOM, DatasetId: "ds-chaos",
-			TaccSystem: jobpb.TaccSystem_TACC_SYSTEM_FRONTERA, Partition: "development",
-			Resources:  &jobpb.Resources{Nodes: 1, CoresPerNode: 1, Walltime: durationpb.New(10 * time.Minute)},
-			Allocation: "AST21001", Payload: &jobpb.JobSpec_Command{Command: "sleep 1"},
-		}})
+		resp, err := l.jobs.SubmitJob(cctx, &jobpb.SubmitJobRequest{IdempotencyKey: s.key, Spec: l.spec()})
 		cancel()
 		if err == nil {
 			l.mu.Lock()
@@ -307,8 +344,8 @@ func TestChaos(t *testing.T) {
 	} else if !want["partition"] {
 		noPartition = "not in CHAOS_FAULTS"
 	}
-	k := startKafka(t, ctx, classpath, dir, 3, pn)
-	t.Logf("3 brokers at %s in %s", k.bootstrap(), time.Since(runStart).Round(time.Second))
+	k := startKafka(t, dir, 3, pn)
+	t.Logf("3 brokers at %s in %s", k.Bootstrap(), time.Since(runStart).Round(time.Second))
 
 	// The run's own PostgreSQL and RabbitMQ, so that stopping them never
 	// touches the shared ones.
@@ -330,14 +367,23 @@ func TestChaos(t *testing.T) {
 			t.Logf("own RabbitMQ node on port %d", rmq.port)
 		}
 	}
+	// A Slurm cluster of the run's own: the shared ones are left alone.
+	var sl *ownSlurm
+	noSlurm := "not in CHAOS_FAULTS"
+	if want["slurmctld"] {
+		if sl, noSlurm = startSlurm(t); sl != nil {
+			b.slurm = sl
+			t.Logf("own Slurm cluster %s, slurmrestd %s", sl.name, sl.url)
+		}
+	}
 	f := startFleet(t, k, dir, b)
 	t.Logf("fleet ready, topic prefix %s", f.prefix)
 
-	tail := startTail(t, ctx, k.bootstrap(), f.prefix, events.TopicJobLifecycle, events.TopicAuditTrail, events.TopicJobMetrics)
-	dlq := startTail(t, ctx, k.bootstrap(), f.prefix, existingDLQs(t, k, f.prefix)...)
+	tail := startTail(t, ctx, k.Bootstrap(), f.prefix, events.TopicJobLifecycle, events.TopicAuditTrail, events.TopicJobMetrics)
+	dlq := startTail(t, ctx, k.Bootstrap(), f.prefix, existingDLQs(t, k, f.prefix)...)
 
 	// Users, each with an e-mail subscription to job.completed.
-	l := &load{f: f, tokens: map[string]string{}, stopped: make(chan struct{})}
+	l := &load{jobs: f.jobs, spec: jobSpec("development", "sleep 1"), tokens: map[string]string{}, stopped: make(chan struct{})}
 	mailDomain := f.prefix + "example.org"
 	for i := 0; i < 4; i++ {
 		u := fmt.Sprintf("%suser-%d", f.prefix, i)
@@ -399,15 +445,17 @@ func TestChaos(t *testing.T) {
 		led := ledBy(t, k, lifecycle, leader)
 		fl := begin(fmt.Sprintf("SIGKILL broker %d (leader), restart after %s", leader+1, down))
 		fl.led, fl.broker = led, leader+1
-		k.brokers[leader].kill()
+		k.Kill(leader)
 		time.Sleep(down)
-		restart(fl, k.brokers[leader])
+		fl.restarted = time.Now()
+		k.Restart(leader)
+		fl.recovery = time.Since(fl.restarted)
 		time.Sleep(settle)
 	}
 
 	// The last broker in its own network namespace, its link cut for 20 s.
 	if pn != nil {
-		last := len(k.brokers) - 1
+		last := len(k.Brokers()) - 1
 		led := ledBy(t, k, lifecycle, last)
 		fl := begin(fmt.Sprintf("partition broker %d (netns, link cut %s)", last+1, down))
 		fl.led, fl.broker = led, last+1
@@ -415,7 +463,7 @@ func TestChaos(t *testing.T) {
 		time.Sleep(down)
 		fl.restarted = time.Now()
 		pn.cut(t, false)
-		for !portOpen(k.addr(last)) && time.Since(fl.restarted) < time.Minute {
+		for !portOpen(k.Addr(last)) && time.Since(fl.restarted) < time.Minute {
 			time.Sleep(50 * time.Millisecond)
 		}
 		fl.recovery = time.Since(fl.restarted)
@@ -470,21 +518,72 @@ func TestChaos(t *testing.T) {
 		fl.restarted = time.Now()
 		rmq.start(t)
 		rmq.waitReady(t, 2*time.Minute)
-		serveAgain(fl, f.orch, f.notify)
+		if f.slurmOrch != nil {
+			serveAgain(fl, f.orch, f.notify, f.slurmOrch)
+		} else {
+			serveAgain(fl, f.orch, f.notify)
+		}
 		time.Sleep(settle)
 	} else {
 		skip(rmqName, "not run: "+noRMQ)
 	}
 
-	// The run uses the local scheduler: restarting a slurmctld means a Slurm
-	// cluster of the run's own, which it does not have; the shared ones are
-	// left alone.
-	skip("slurmctld restarted, jobs queued and running", "not run: needs its own Slurm cluster")
+	// The Slurm cluster's slurmctld stopped and started again while the
+	// orchestrator on it has jobs both running and pending there; a load of
+	// Slurm jobs (each `sleep 8`, one core, on a node of nproc cores) runs
+	// from the fault's start until a settle time after the restart.
+	slurmName := "slurmctld restarted, jobs queued and running"
+	var slurmLoad *load
+	if sl != nil {
+		sig, sigName := syscall.SIGTERM, "SIGTERM"
+		if os.Getenv("CHAOS_SLURMCTLD_SIGNAL") == "KILL" {
+			sig, sigName = syscall.SIGKILL, "SIGKILL"
+		}
+		ctldDown := durationEnv("CHAOS_SLURMCTLD_DOWN", 10*time.Second)
+		slurmName = fmt.Sprintf("%s slurmctld, restart after %s, jobs queued and running", sigName, ctldDown)
+		fl := begin(slurmName)
+		slurmLoad = &load{jobs: f.slurmJobs, spec: jobSpec(slurmPartition, "sleep 8"), slurm: true,
+			users: l.users, tokens: l.tokens, stopped: make(chan struct{})}
+		slurmDone := make(chan struct{})
+		go func() { slurmLoad.run(ctx, 0.5, 2*time.Minute); close(slurmDone) }()
+		// At least CHAOS_SLURM_RAMP (20 s) of load, so that the pending jobs
+		// wait for the node, not only for the next scheduling pass.
+		ramp := durationEnv("CHAOS_SLURM_RAMP", 20*time.Second)
+		var q map[string]int
+		for deadline := time.Now().Add(ramp + 2*time.Minute); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+			if q, err = sl.queue(); err == nil && q["RUNNING"] > 0 && q["PENDING"] > 0 && time.Since(fl.start) >= ramp {
+				break
+			}
+		}
+		require.NoError(t, err)
+		slurmLoad.mu.Lock()
+		sent := len(slurmLoad.subs)
+		slurmLoad.mu.Unlock()
+		fl.notes = append(fl.notes, fmt.Sprintf("at the %s Slurm held %d RUNNING and %d PENDING jobs of the run (%d Slurm jobs submitted by then)",
+			sigName, q["RUNNING"], q["PENDING"], sent))
+		assert.True(t, q["RUNNING"] > 0 && q["PENDING"] > 0, "Slurm held no running and pending jobs at the restart: %v", q)
+		require.NoError(t, sl.stopCtld(sig))
+		time.Sleep(ctldDown)
+		fl.restarted = time.Now()
+		_, err = sl.up()
+		require.NoError(t, err, "slurmctld of %s starts again", sl.name)
+		fl.recovery = time.Since(fl.restarted)
+		time.Sleep(max(settle, 15*time.Second))
+		close(slurmLoad.stopped)
+		<-slurmDone
+		slurmLoad.wg.Wait()
+		fl.notes = append(fl.notes, fmt.Sprintf("%d of the window's jobs went to the orchestrator on Slurm cluster %s", len(slurmLoad.subs), sl.name))
+	} else {
+		skip(slurmName, "not run: "+noSlurm)
+	}
 
 	close(l.stopped)
 	<-loadDone
 	l.wg.Wait()
 	loadEnd := time.Now()
+	if slurmLoad != nil {
+		l.subs = append(l.subs, slurmLoad.subs...)
+	}
 	t.Logf("load stopped: %d submissions", len(l.subs))
 
 	r := collect(t, ctx, f, l, tail, dlq, faults, health, runStart, loadEnd, mailDomain)
@@ -492,14 +591,34 @@ func TestChaos(t *testing.T) {
 	if pg != nil {
 		r.store = "orchestrator and metrics-consumer on PostgreSQL, the others on SQLite"
 	}
+	if sl != nil {
+		r.scheduler = "local scheduler; the slurmctld fault: a second orchestrator on Slurm cluster " + sl.name
+		n, mismatch, err := slurmCheck(sl, l.subs, r.final)
+		assert.NoError(t, err, "sacct")
+		r.slurmChecked, r.slurmMismatch = n, len(mismatch)
+		for id, d := range mismatch {
+			r.wrongDetail = append(r.wrongDetail, "Slurm disagrees: "+d)
+			// A job the fleet ended COMPLETED is not counted wrong yet.
+			if j := r.final[id]; j != nil && j.GetStatus() == jobpb.JobStatus_JOB_STATUS_COMPLETED {
+				r.wrong++
+				for i := range r.rows {
+					if r.rows[i].name == slurmName {
+						r.rows[i].wrong++
+					}
+				}
+			}
+		}
+		assert.Zero(t, len(mismatch), "jobs whose Slurm state (sacct) differs from the fleet's")
+	}
 	r.print(os.Stdout)
 	r.assert(t)
 }
 
 // faultSet parses CHAOS_FAULTS, a comma-separated list of broker,
-// partition, consumers, orchestrator, postgres and rabbitmq; empty: all.
+// partition, consumers, orchestrator, postgres, rabbitmq and slurmctld;
+// empty: all.
 func faultSet(v string) (map[string]bool, error) {
-	all := []string{"broker", "partition", "consumers", "orchestrator", "postgres", "rabbitmq"}
+	all := []string{"broker", "partition", "consumers", "orchestrator", "postgres", "rabbitmq", "slurmctld"}
 	out := map[string]bool{}
 	if strings.TrimSpace(v) == "" {
 		for _, n := range all {

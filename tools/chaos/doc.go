@@ -5,8 +5,11 @@
 // services against them, the shared mailpit and the local scheduler,
 // submits a steady load of jobs, SIGKILLs brokers, consumers and the
 // orchestrator and restarts them, stops PostgreSQL and RabbitMQ for 30 s,
-// and prints a table of what the stream, the services and the mailbox hold
-// afterwards. CHAOS_FAULTS selects faults for a focused run.
+// restarts the slurmctld of a Slurm cluster of its own (`stack.sh
+// slurm-cluster chaos`) under a second orchestrator on the Slurm backend
+// with jobs pending and running there, and prints a table of what the
+// stream, the services, the mailbox and Slurm's accounting hold afterwards.
+// CHAOS_FAULTS selects faults for a focused run.
 //
 // It is not part of `make test`: run it with
 //

@@ -171,7 +171,7 @@ func recordCount(client sarama.Client, topic string) (int64, error) {
 // leaderOf returns the index of the broker leading partition 0 of topic.
 func leaderOf(t *testing.T, k *kafkaCluster, topic string) int {
 	t.Helper()
-	client := newClient(t, k.bootstrap())
+	client := newClient(t, k.Bootstrap())
 	defer client.Close()
 	require.NoError(t, client.RefreshMetadata(topic))
 	leader, err := client.Leader(topic, 0)
@@ -182,7 +182,7 @@ func leaderOf(t *testing.T, k *kafkaCluster, topic string) int {
 // ledBy returns the partitions of topic that broker index i leads.
 func ledBy(t *testing.T, k *kafkaCluster, topic string, i int) map[int32]bool {
 	t.Helper()
-	client := newClient(t, k.bootstrap())
+	client := newClient(t, k.Bootstrap())
 	defer client.Close()
 	require.NoError(t, client.RefreshMetadata(topic))
 	parts, err := client.Partitions(topic)
@@ -264,7 +264,7 @@ func (h *healthLog) first(from, to time.Time, id, substr string) (healthSample, 
 // existingDLQs returns the run's dead-letter topics that exist.
 func existingDLQs(t *testing.T, k *kafkaCluster, prefix string) []string {
 	t.Helper()
-	client := newClient(t, k.bootstrap())
+	client := newClient(t, k.Bootstrap())
 	defer client.Close()
 	var out []string
 	for _, name := range []string{events.TopicJobLifecycle, events.TopicJobMetrics, events.TopicAuditTrail,
@@ -283,9 +283,9 @@ func existingDLQs(t *testing.T, k *kafkaCluster, prefix string) []string {
 func waitDLQsEverywhere(t *testing.T, k *kafkaCluster, prefix string) {
 	t.Helper()
 	names := []string{events.TopicJobLifecycle, events.TopicJobMetrics, events.TopicAuditTrail}
-	for i := range k.ports {
+	for i := range k.Brokers() {
 		require.Eventually(t, func() bool {
-			topics, err := kafkabus.ListTopics(context.Background(), kafkabus.Connection{Brokers: []string{k.addr(i)}})
+			topics, err := kafkabus.ListTopics(context.Background(), kafkabus.Connection{Brokers: []string{k.Addr(i)}})
 			if err != nil {
 				return false
 			}
@@ -299,7 +299,7 @@ func waitDLQsEverywhere(t *testing.T, k *kafkaCluster, prefix string) {
 				}
 			}
 			return true
-		}, time.Minute, 200*time.Millisecond, "broker %s lists the dead-letter topics", k.addr(i))
+		}, time.Minute, 200*time.Millisecond, "broker %s lists the dead-letter topics", k.Addr(i))
 	}
 }
 

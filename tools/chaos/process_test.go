@@ -3,24 +3,23 @@
 package chaos_test
 
 import (
-	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/cosmic-horizons/fleet/libs/testinfra"
 )
 
-// proc is one process of the run (a broker or a service) that the run can
+// proc is one process of the run (a service or RabbitMQ) that the run can
 // SIGKILL and start again with the same command, ports and data.
 type proc struct {
 	name    string
@@ -131,24 +130,13 @@ func httpReady(addr string) func() bool {
 	}
 }
 
-// kafkaCluster is a KRaft cluster of three combined broker+controller
-// nodes on ports of its own, so that it never touches the shared broker.
+// kafkaCluster is the run's KRaft cluster of combined broker+controller
+// nodes (testinfra's, on ports of its own, so that it never touches the
+// shared broker) and, when it has one, the network namespace of its last
+// broker.
 type kafkaCluster struct {
-	brokers []*proc
-	ports   []int
-	hosts   []string // each broker's address
-	// net, when set, puts the last broker in a network namespace of its own.
+	*testinfra.KafkaCluster
 	net *partitionNet
-}
-
-func (k *kafkaCluster) addr(i int) string { return fmt.Sprintf("%s:%d", k.hosts[i], k.ports[i]) }
-
-func (k *kafkaCluster) bootstrap() string {
-	var addrs []string
-	for i := range k.ports {
-		addrs = append(addrs, k.addr(i))
-	}
-	return strings.Join(addrs, ",")
 }
 
 // partitionNet is a network namespace joined to the host by a veth pair:
@@ -208,100 +196,23 @@ func (n *partitionNet) cut(t *testing.T, down bool) {
 	require.NoError(t, err, "ip link set %s %s: %s", n.hostIf, state, out)
 }
 
-// startKafka formats and starts n brokers from the jars on classpath (the
-// stack's KAFKA_CLASSPATH) in dir.
+// startKafka starts n brokers from the stack's jars (KAFKA_CLASSPATH) with
+// their data in dir.
 //
 // With pn, the brokers listen on the veth addresses instead of loopback:
 // the last one inside the namespace, the others on the host side, so that
 // cutting the link partitions the last broker from the rest and from the
 // clients.
-func startKafka(t *testing.T, ctx context.Context, classpath, dir string, n int, pn *partitionNet) *kafkaCluster {
+func startKafka(t *testing.T, dir string, n int, pn *partitionNet) *kafkaCluster {
 	t.Helper()
-	java, err := exec.LookPath("java")
-	require.NoError(t, err, "java is needed for the chaos Kafka cluster")
-	k := &kafkaCluster{net: pn}
-	ctrl := make([]int, n)
-	var voters []string
-	for i := 0; i < n; i++ {
-		k.ports = append(k.ports, freePort(t))
-		ctrl[i] = freePort(t)
-		host := "127.0.0.1"
-		if pn != nil {
-			host = pn.hostIP
-			if i == n-1 {
-				host = pn.nsIP
-			}
+	opts := testinfra.KafkaClusterOptions{Nodes: n, Dir: dir}
+	if pn != nil {
+		opts.Hosts = make([]string, n)
+		for i := range opts.Hosts {
+			opts.Hosts[i] = pn.hostIP
 		}
-		k.hosts = append(k.hosts, host)
-		voters = append(voters, fmt.Sprintf("%d@%s:%d", i+1, host, ctrl[i]))
+		opts.Hosts[n-1] = pn.nsIP
+		opts.Netns = map[int]string{n - 1: pn.ns}
 	}
-	idBytes := make([]byte, 16)
-	_, _ = rand.Read(idBytes)
-	clusterID := base64.RawURLEncoding.EncodeToString(idBytes)
-	for i := 0; i < n; i++ {
-		node := filepath.Join(dir, fmt.Sprintf("kafka-%d", i))
-		require.NoError(t, os.MkdirAll(filepath.Join(node, "data"), 0o755))
-		props := filepath.Join(node, "server.properties")
-		require.NoError(t, os.WriteFile(props, []byte(fmt.Sprintf(`process.roles=broker,controller
-node.id=%d
-controller.quorum.voters=%s
-listeners=PLAINTEXT://%[7]s:%[3]d,CONTROLLER://%[7]s:%[4]d
-advertised.listeners=PLAINTEXT://%[7]s:%[5]d
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-log.dirs=%s
-auto.create.topics.enable=false
-num.partitions=1
-default.replication.factor=3
-min.insync.replicas=2
-offsets.topic.replication.factor=3
-transaction.state.log.replication.factor=3
-transaction.state.log.min.isr=2
-share.coordinator.state.topic.replication.factor=3
-share.coordinator.state.topic.min.isr=2
-group.initial.rebalance.delay.ms=0
-num.network.threads=2
-num.io.threads=2
-`, i+1, strings.Join(voters, ","), k.ports[i], ctrl[i], k.ports[i], filepath.Join(node, "data"), k.hosts[i])), 0o644))
-		log4j := filepath.Join(node, "log4j2.properties")
-		require.NoError(t, os.WriteFile(log4j, []byte(fmt.Sprintf(`status = warn
-appender.file.type = File
-appender.file.name = file
-appender.file.fileName = %s
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%%d] %%p %%m (%%c)%%n
-rootLogger.level = INFO
-rootLogger.appenderRef.file.ref = file
-`, filepath.Join(node, "server.log"))), 0o644))
-		format := exec.CommandContext(ctx, java, "-cp", classpath, "-Dlog4j2.configurationFile="+log4j,
-			"kafka.tools.StorageTool", "format", "--cluster-id", clusterID, "--config", props, "--ignore-formatted")
-		out, err := format.CombinedOutput()
-		require.NoError(t, err, "format broker %d: %s", i, out)
-		addr := k.addr(i)
-		path, args := java, []string{"-Xmx512m", "-Xms128m", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
-			"-Dlog4j2.configurationFile=" + log4j, "-cp", classpath, "kafka.Kafka", props}
-		if pn != nil && i == n-1 {
-			// ip netns exec execs java in the namespace: the pid is java's.
-			path, args = "ip", append([]string{"netns", "exec", pn.ns, java}, args...)
-		}
-		k.brokers = append(k.brokers, &proc{
-			name: fmt.Sprintf("kafka-%d", i), path: path, args: args,
-			env:     os.Environ(),
-			logPath: filepath.Join(node, "stdout.log"),
-			ready:   func() bool { return portOpen(addr) },
-		})
-	}
-	for _, b := range k.brokers {
-		b.start(t)
-	}
-	t.Cleanup(func() {
-		for _, b := range k.brokers {
-			b.stop(30 * time.Second)
-		}
-	})
-	for _, b := range k.brokers {
-		b.waitReady(t, 3*time.Minute)
-	}
-	return k
+	return &kafkaCluster{KafkaCluster: testinfra.StartKafkaClusterWith(t, opts), net: pn}
 }

@@ -66,7 +66,9 @@ type faultRow struct {
 }
 
 type result struct {
-	store                         string
+	store, scheduler              string
+	final                         map[string]*jobpb.Job // each acknowledged job as the orchestrator reports it at the end
+	slurmChecked, slurmMismatch   int                   // Slurm jobs compared with sacct, and those that differ
 	rows                          []faultRow
 	badJobs                       map[string]bool  // jobs reordered on the stream
 	jobMaxSeq                     map[string]int64 // highest sequence per job
@@ -110,7 +112,7 @@ func collect(t *testing.T, ctx context.Context, f *fleet, l *load, tl, dlq *tail
 		}
 		r.acked++
 		for {
-			resp, err := f.jobs.GetJob(withToken(ctx, l.tokens[s.user]), &jobpb.GetJobRequest{JobId: s.jobID})
+			resp, err := s.jobs.GetJob(withToken(ctx, l.tokens[s.user]), &jobpb.GetJobRequest{JobId: s.jobID})
 			if err == nil {
 				final[s.jobID] = resp.GetJob()
 				st := resp.GetJob().GetStatus()
@@ -126,6 +128,7 @@ func collect(t *testing.T, ctx context.Context, f *fleet, l *load, tl, dlq *tail
 		}
 	}
 	t.Logf("jobs settled %s after the load stopped", time.Since(loadEnd).Round(time.Second))
+	r.final = final
 
 	// The reader and the consumers catch up with the stream.
 	window := &metricspb.TimeWindow{Start: timestamppb.New(runStart.Add(-time.Minute)), End: timestamppb.New(time.Now().Add(time.Hour))}
@@ -560,7 +563,10 @@ func mailIDs(ctx context.Context, base, addr string) ([]mail, error) {
 }
 
 func (r *result) print(w io.Writer) {
-	fmt.Fprintf(w, "\n== chaos run: 3 brokers, replication 3, min.insync.replicas 2, local scheduler, %s\n", r.store)
+	if r.scheduler == "" {
+		r.scheduler = "local scheduler"
+	}
+	fmt.Fprintf(w, "\n== chaos run: 3 brokers, replication 3, min.insync.replicas 2, %s, %s\n", r.scheduler, r.store)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "fault\tjobs\tevents expected\tfound\tlost\tduplicated\treordered\tdead-lettered\twrong final state\tduplicate emails\tworst event delay\trecovery time\t")
 	for _, row := range r.rows {
@@ -604,6 +610,9 @@ func (r *result) print(w io.Writer) {
 	}
 	for _, d := range r.wrongDetail {
 		fmt.Fprintf(w, "    wrong: %s\n", d)
+	}
+	if r.slurmChecked > 0 || r.slurmMismatch > 0 {
+		fmt.Fprintf(w, "Slurm (sacct) vs the fleet's final state: %d jobs compared, %d differ\n", r.slurmChecked, r.slurmMismatch)
 	}
 	fmt.Fprintf(w, "lifecycle topic: %d records, %d distinct events, %d duplicates, %d jobs reordered, %d undecodable\n",
 		r.streamEvents, r.distinctEvents, r.streamEvents-r.distinctEvents-r.decodeErrors, r.reordered, r.decodeErrors)

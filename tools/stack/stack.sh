@@ -22,6 +22,8 @@
 #               slurmdbd (7819) shared; per cluster (FLEET_STACK_SLURM_CLUSTERS, default
 #               "frontera vista") slurmctld 7817, slurmd 7818 and slurmrestd (user slurmrest,
 #               JWT) 127.0.0.1:7820, +10 per further cluster; jobs run as the user fleetjob.
+#               `slurm-cluster NAME` adds a cluster of one's own to the same root (ports after
+#               the stack's clusters, its own state, spool and logs) without touching the others.
 #
 # Usage:  stack.sh up [--kafka-brokers 1|3] [--components kafka,rabbitmq,...]
 #         stack.sh down [--components ...]
@@ -30,6 +32,8 @@
 #         stack.sh kafka-tool MAIN_CLASS ARGS...
 #         stack.sh pg-fresh-db [NAME]     (new empty database owned by fleet; prints its URL)
 #         stack.sh slurm-token [SECONDS [CLUSTER]]  (a slurmrestd JWT for fleetjob)
+#         stack.sh slurm-cluster NAME     (a Slurm cluster of one's own beside the stack's, e.g. for
+#                                          a test that restarts its slurmctld; prints its exports)
 #   eval "$(tools/stack/stack.sh up)"   exports the addresses (progress goes to stderr).
 #
 # Environment:
@@ -1108,15 +1112,26 @@ slurm_host() { hostname -s; }
 # Memory for the node line: 90% of MemTotal in MB (slurmd rejects a node that claims more).
 slurm_mem_mb() { awk '/^MemTotal:/ { printf "%d\n", $2 / 1024 * 0.9 }' /proc/meminfo; }
 
-# Per-cluster names and ports: cluster I (0-based, in SLURM_CLUSTERS order) uses the base
-# ports + 10*I, so a second cluster is one more word in SLURM_CLUSTERS.
+# Clusters of one's own (`stack.sh slurm-cluster NAME`), recorded in the order they were first
+# started so that their ports stay put and status, logs and down include them.
+slurm_extra_file() { echo "$SLURM_HOME/extra-clusters"; }
+slurm_all_clusters() {
+	local c out=$SLURM_CLUSTERS
+	for c in $(read_file "$(slurm_extra_file)"); do
+		[[ " $SLURM_CLUSTERS " == *" $c "* ]] || out+=" $c"
+	done
+	echo "$out"
+}
+
+# Per-cluster names and ports: cluster I (0-based, in SLURM_CLUSTERS order, then the clusters
+# of one's own) uses the base ports + 10*I, so a second cluster is one more word in SLURM_CLUSTERS.
 slurm_index() {
 	local c i=0
-	for c in $SLURM_CLUSTERS; do
+	for c in $(slurm_all_clusters); do
 		[[ $c == "$1" ]] && { echo "$i"; return 0; }
 		i=$((i + 1))
 	done
-	die "unknown Slurm cluster '$1' (clusters: $SLURM_CLUSTERS)"
+	die "unknown Slurm cluster '$1' (clusters: $(slurm_all_clusters))"
 }
 slurmctld_port() { echo $((SLURMCTLD_BASE_PORT + 10 * $(slurm_index "$1"))); }
 slurmd_port() { echo $((SLURMD_BASE_PORT + 10 * $(slurm_index "$1"))); }
@@ -1354,18 +1369,44 @@ install_slurm() {
 	chmod 600 "$SLURM_ROOT/etc/slurm/jwt.key"
 	write_root_file /etc/slurm/slurmdbd.conf 600 "$(slurmdbd_conf_text)" && SLURMDBD_RECONFIGURED=1
 	local c
-	for c in $SLURM_CLUSTERS; do
-		# The spool must stay traversable: slurmstepd runs the job's script from it as the job's user.
-		install -d -m 755 "$SLURM_ROOT/etc/slurm/$c" "$SLURM_ROOT/var/spool/slurm/$c/spool" "$SLURM_ROOT/var/log/slurm/$c"
-		install -d -m 700 "$SLURM_ROOT/var/spool/slurm/$c/state"
-		# cgroups are not mounted in the root; without this slurmd 24.11 exits.
-		write_root_file "/etc/slurm/$c/cgroup.conf" 644 "CgroupPlugin=disabled" || true
-		if write_root_file "$(slurm_conf_path "$c")" 644 "$(slurm_conf_text "$c")"; then
-			note "wrote $(slurm_conf_path "$c") in $SLURM_ROOT"
-			printf -v "SLURM_RECONFIGURED_${c//[^A-Za-z0-9]/_}" 1
-		fi
-		slurm_wrappers "$c"
-	done
+	for c in $SLURM_CLUSTERS; do install_slurm_cluster "$c"; done
+}
+
+# install_slurm_cluster CLUSTER: its directories, slurm.conf (flagged when it changed) and wrappers.
+install_slurm_cluster() {
+	local c=$1
+	# The spool must stay traversable: slurmstepd runs the job's script from it as the job's user.
+	install -d -m 755 "$SLURM_ROOT/etc/slurm/$c" "$SLURM_ROOT/var/spool/slurm/$c/spool" "$SLURM_ROOT/var/log/slurm/$c"
+	install -d -m 700 "$SLURM_ROOT/var/spool/slurm/$c/state"
+	# cgroups are not mounted in the root; without this slurmd 24.11 exits.
+	write_root_file "/etc/slurm/$c/cgroup.conf" 644 "CgroupPlugin=disabled" || true
+	if write_root_file "$(slurm_conf_path "$c")" 644 "$(slurm_conf_text "$c")"; then
+		note "wrote $(slurm_conf_path "$c") in $SLURM_ROOT"
+		printf -v "SLURM_RECONFIGURED_${c//[^A-Za-z0-9]/_}" 1
+	fi
+	slurm_wrappers "$c"
+}
+
+# cmd_slurm_cluster NAME: start (idempotently) a Slurm cluster of one's own in the stack's root,
+# sharing munged and slurmdbd, for tests that restart or kill its daemons: its ports come after
+# the stack's clusters, and the stack's own clusters are never reconfigured or restarted. Prints
+# SLURMRESTD_URL_<NAME>, SLURM_BIN_DIR_<NAME>, SLURM_JWT_TOKEN_<NAME> and SLURMCTLD_PIDFILE_<NAME>.
+cmd_slurm_cluster() {
+	local c=${1:-}
+	[[ $c =~ ^[a-z][a-z0-9]{0,15}$ ]] || die "slurm-cluster needs a cluster name of lower-case letters and digits, got '$c'"
+	[[ " $SLURM_CLUSTERS " != *" $c "* ]] || die "$c is one of the stack's clusters ($SLURM_CLUSTERS); slurm-cluster starts a cluster of one's own"
+	lock_state
+	cd /
+	[[ -f $SLURM_ROOT/.fleet-debootstrap && -s $SLURM_HOME/db.password && -s $SLURM_ROOT/etc/slurm/jwt.key ]] ||
+		die "the stack's Slurm root is not installed; run: stack.sh up --components slurm"
+	grep -qx -- "$c" "$(slurm_extra_file)" 2>/dev/null || echo "$c" >>"$(slurm_extra_file)"
+	slurm_mount
+	install_slurm_cluster "$c"
+	start_slurm_shared
+	start_slurm_cluster "$c"
+	ready_slurm_cluster "$c"
+	env_slurm_cluster "$c"
+	emit_export "SLURMCTLD_PIDFILE_$(slurm_env_suffix "$c")" "$(slurm_pidfile "$c-slurmctld")"
 }
 
 munge24_ok() { in_root /usr/bin/munge -n 2>/dev/null | in_root /usr/bin/unmunge >/dev/null 2>&1; }
@@ -1590,7 +1631,7 @@ ready_slurm() {
 
 stop_slurm() {
 	local c d
-	for c in $SLURM_CLUSTERS; do
+	for c in $(slurm_all_clusters); do
 		for d in slurmrestd slurmd slurmctld; do
 			# slurmctld writes its state (jobs, node states) to StateSaveLocation on SIGTERM.
 			stop_pidfile "$c-$d" "$(slurm_pidfile "$c-$d")" "$(slurm_word "$c" "$d")" 60
@@ -1617,7 +1658,7 @@ status_slurm() {
 		esac
 		status_line "$d" "$state" "$addr" "$by"
 	done
-	for c in $SLURM_CLUSTERS; do
+	for c in $(slurm_all_clusters); do
 		for d in slurmctld slurmd slurmrestd; do
 			case $d in
 			slurmctld) addr="127.0.0.1:$(slurmctld_port "$c")" ;;
@@ -1649,17 +1690,28 @@ env_slurm() {
 	emit_export FLEET_SLURM_ACCOUNT "$SLURM_ACCOUNT"
 	for c in $SLURM_CLUSTERS; do
 		port_open "$(slurmrestd_port "$c")" || continue
-		local up=${c^^}
-		up=${up//[^A-Z0-9]/_}
-		emit_export "SLURMRESTD_URL_$up" "http://127.0.0.1:$(slurmrestd_port "$c")"
-		emit_export "SLURM_BIN_DIR_$up" "$(slurm_bin_dir "$c")"
-		if token=$(slurm_token "" "$c"); then
-			emit_export "SLURM_JWT_TOKEN_$up" "$token"
-			if [[ $c == "$first" ]]; then emit_export SLURM_JWT_TOKEN "$token"; fi
-		else
-			note "could not get a Slurm token for $SLURM_JOB_USER on $c; SLURM_JWT_TOKEN_$up not exported"
-		fi
+		env_slurm_cluster "$c" "$first"
 	done
+}
+
+slurm_env_suffix() {
+	local up=${1^^}
+	echo "${up//[^A-Z0-9]/_}"
+}
+
+# env_slurm_cluster CLUSTER [FIRST]: SLURMRESTD_URL_<C>, SLURM_BIN_DIR_<C> and SLURM_JWT_TOKEN_<C>
+# (and SLURM_JWT_TOKEN when CLUSTER is FIRST, the default backend).
+env_slurm_cluster() {
+	local c=$1 up token
+	up=$(slurm_env_suffix "$c")
+	emit_export "SLURMRESTD_URL_$up" "http://127.0.0.1:$(slurmrestd_port "$c")"
+	emit_export "SLURM_BIN_DIR_$up" "$(slurm_bin_dir "$c")"
+	if token=$(slurm_token "" "$c"); then
+		emit_export "SLURM_JWT_TOKEN_$up" "$token"
+		if [[ $c == "${2:-}" ]]; then emit_export SLURM_JWT_TOKEN "$token"; fi
+	else
+		note "could not get a Slurm token for $SLURM_JOB_USER on $c; SLURM_JWT_TOKEN_$up not exported"
+	fi
 }
 
 logs_slurm() {
@@ -1667,7 +1719,7 @@ logs_slurm() {
 	for f in "$SLURM_ROOT/var/log/slurm/slurmdbd.log" "$LOG_DIR/slurm24-mariadbd.log"; do
 		if [[ -f $f ]]; then echo "$f"; fi
 	done
-	for c in $SLURM_CLUSTERS; do
+	for c in $(slurm_all_clusters); do
 		for f in "$SLURM_ROOT/var/log/slurm/$c/slurmctld.log" "$SLURM_ROOT/var/log/slurm/$c/slurmd.log" "$LOG_DIR/slurm24-$c-slurmrestd.log"; do
 			if [[ -f $f ]]; then echo "$f"; fi
 		done
@@ -1793,6 +1845,7 @@ main() {
 	kafka-tool) kafka_tool "${args[@]}" ;;
 	pg-fresh-db) pg_fresh_db "${args[@]}" ;;
 	slurm-token) slurm_token "${args[@]}" && echo ;;
+	slurm-cluster) cmd_slurm_cluster "${args[@]}" ;;
 	-h | --help | help) usage ;;
 	*)
 		usage >&2
