@@ -190,6 +190,13 @@ var parsers = map[reflect.Type]env.ParserFunc{
 		}
 		return n, nil
 	},
+	reflect.TypeFor[uint64](): func(v string) (any, error) {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return nil, errors.New("want a non-negative integer")
+		}
+		return n, nil
+	},
 	reflect.TypeFor[float64](): func(v string) (any, error) {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil {
