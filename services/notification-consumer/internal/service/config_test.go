@@ -126,7 +126,6 @@ func TestLoadConfigWebhookParsedByTags(t *testing.T) {
 	cfg, err = load(map[string]string{service.EnvWebhookOwners: "{}", "WEBHOOK_SECRET_OPS_HOOK": "s3cret"})
 	require.NoError(t, err)
 	require.True(t, cfg.WebhookSecrets.Exists("ops-hook"))
-	require.NoError(t, err)
 	require.NotNil(t, cfg.WebhookSecrets.Owners, "{}: a reference belongs to no one")
 	require.False(t, cfg.WebhookSecrets.UsableBy("ops-hook", "ada"))
 }
