@@ -120,12 +120,13 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 		MetricsInterval *time.Duration    `env:"JOB_METRICS_INTERVAL"`
 		PageTokenKey    *telemetry.Secret `env:"PAGE_TOKEN_KEY" envFile:"PAGE_TOKEN_KEY_FILE"`
 		FileSizeMB      *int64            `env:"LOCAL_JOB_MAX_FILE_SIZE_MB"`
+		Allocations     *allocationsFile  `env:"ALLOCATIONS_FILE"`
 	}{
 		SlurmURL: &c.Slurm.BaseURL, SlurmUser: &c.Slurm.UserName, SlurmToken: &c.Slurm.Token,
 		SlurmTokenFile: &c.Slurm.TokenFile, SlurmAPIVersion: &c.Slurm.APIVersion,
 		CostNodeHour: &c.App.Rates.USDPerNodeHour, CostGPUHour: &c.App.Rates.USDPerGPUHour,
 		ReconcileEvery: &reconcileEvery, WatchPoll: &c.App.WatchPollInterval, MetricsInterval: &c.Reconciler.SampleInterval,
-		PageTokenKey: &c.App.PageTokenKey, FileSizeMB: &fileSizeMB,
+		PageTokenKey: &c.App.PageTokenKey, FileSizeMB: &fileSizeMB, Allocations: (*allocationsFile)(&c.App.Allocations),
 	}
 	for _, dst := range []any{&c, &nested} {
 		if err := envconf.Load(dst, lookup); err != nil {
@@ -157,13 +158,6 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 	c.Auth = authCfg
 
 	c.App.WorkDir = c.WorkDir
-	if f := get(EnvAllocationsFile); f != "" {
-		allocs, err := readAllocations(f)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", EnvAllocationsFile, err))
-		}
-		c.App.Allocations = allocs
-	}
 	if c.App.PageTokenKey == "" {
 		b := make([]byte, 32)
 		_, _ = rand.Read(b)
@@ -272,17 +266,22 @@ func checkLocal(lc *local.Config, fileSizeMB int64, get func(string) string, err
 	}
 }
 
-// readAllocations reads the user → allocations map of ALLOCATIONS_FILE.
-func readAllocations(path string) (map[string][]string, error) {
-	b, err := os.ReadFile(path)
+// allocationsFile is ALLOCATIONS_FILE: the file, a JSON object from each
+// user to the allocations they may charge, is read when the variable is.
+type allocationsFile map[string][]string
+
+// UnmarshalText reads the file named by text.
+func (a *allocationsFile) UnmarshalText(text []byte) error {
+	b, err := os.ReadFile(string(text))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	m := map[string][]string{}
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("want a JSON object of user to list of allocations: %w", err)
+		return fmt.Errorf("want a JSON object of user to list of allocations: %w", err)
 	}
-	return m, nil
+	*a = m
+	return nil
 }
 
 // supervisorName is the file name of cmd/job-supervisor's executable.

@@ -208,3 +208,21 @@ func TestLoadConfigLocalParsedByTags(t *testing.T) {
 	require.Equal(t, "70000-70009", cfg.Local.UIDs.String())
 	require.Zero(t, cfg.Local.GIDs, "blank: the backend's default (the uid range)")
 }
+
+// ALLOCATIONS_FILE is read through its env tag: the error names the
+// variable and the file, and says what the file must hold.
+func TestLoadConfigAllocationsParsedByTag(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.json")
+	require.NoError(t, os.WriteFile(bad, []byte(`{"alice": "AST21001"}`), 0o600))
+	for path, want := range map[string]string{
+		bad:                                `ALLOCATIONS_FILE="` + bad + `": want a JSON object of user to list of allocations`,
+		filepath.Join(dir, "missing.json"): `ALLOCATIONS_FILE="` + filepath.Join(dir, "missing.json") + `": open `,
+	} {
+		env := map[string]string{"KAFKA_BROKERS": "127.0.0.1:9092", "STATE_DIRECTORY": t.TempDir(),
+			"PAGE_TOKEN_KEY": "page-token-key-of-the-tests-0123", "AUTH_HS256_SECRET": secret, "ALLOCATIONS_FILE": " " + path + " "}
+		_, err := service.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+		require.ErrorContains(t, err, want)
+	}
+}
