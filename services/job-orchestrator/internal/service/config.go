@@ -128,7 +128,10 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 		ReconcileEvery: &reconcileEvery, WatchPoll: &c.App.WatchPollInterval, MetricsInterval: &c.Reconciler.SampleInterval,
 		PageTokenKey: &c.App.PageTokenKey, FileSizeMB: &fileSizeMB, Allocations: (*allocationsFile)(&c.App.Allocations),
 	}
-	for _, dst := range []any{&c, &nested} {
+	var fault struct {
+		Point faultPoint `env:"ORCHESTRATOR_FAULT"`
+	}
+	for _, dst := range []any{&c, &nested, &fault} {
 		if err := envconf.Load(dst, lookup); err != nil {
 			errs = append(errs, err)
 		}
@@ -174,9 +177,7 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 	if v := get(EnvMetricsInterval); v != "" && c.Reconciler.SampleInterval < 0 {
 		errs = append(errs, fmt.Errorf("%s=%q: want a duration of 0 or more", EnvMetricsInterval, v))
 	}
-	if v := get(EnvFault); v != "" {
-		c.Fault, c.FaultEventType, _ = strings.Cut(v, ":")
-	}
+	c.Fault, c.FaultEventType = fault.Point.point, fault.Point.eventType
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, fmt.Errorf("job-orchestrator config: %w", err)
 	}
@@ -264,6 +265,16 @@ func checkLocal(lc *local.Config, fileSizeMB int64, get func(string) string, err
 	} else if fileSizeMB > 0 {
 		lc.MaxFileSize = fileSizeMB << 20
 	}
+}
+
+// faultPoint is ORCHESTRATOR_FAULT: a fault point and, after a colon, an
+// event type; Validate checks both.
+type faultPoint struct{ point, eventType string }
+
+// UnmarshalText splits the value at its first colon.
+func (f *faultPoint) UnmarshalText(text []byte) error {
+	f.point, f.eventType, _ = strings.Cut(string(text), ":")
+	return nil
 }
 
 // allocationsFile is ALLOCATIONS_FILE: the file, a JSON object from each

@@ -226,3 +226,25 @@ func TestLoadConfigAllocationsParsedByTag(t *testing.T) {
 		require.ErrorContains(t, err, want)
 	}
 }
+
+// ORCHESTRATOR_FAULT is read through its env tag: a fault point and an
+// event type, each checked.
+func TestLoadConfigFault(t *testing.T) {
+	t.Parallel()
+	load := func(v string) (service.Config, error) {
+		env := map[string]string{"KAFKA_BROKERS": "127.0.0.1:9092", "STATE_DIRECTORY": t.TempDir(),
+			"PAGE_TOKEN_KEY": "page-token-key-of-the-tests-0123", "AUTH_HS256_SECRET": secret, "ORCHESTRATOR_FAULT": v}
+		return service.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	}
+	cfg, err := load(" after-commit-before-publish:job.submitted ")
+	require.NoError(t, err)
+	require.Equal(t, service.FaultAfterCommitBeforePublish, cfg.Fault)
+	require.Equal(t, "job.submitted", cfg.FaultEventType)
+	cfg, err = load("  ")
+	require.NoError(t, err)
+	require.Empty(t, cfg.Fault, "blank: no fault")
+	_, err = load("before-everything")
+	require.ErrorContains(t, err, `ORCHESTRATOR_FAULT="before-everything": the only fault point is`)
+	_, err = load("after-commit-before-publish:job.exploded")
+	require.ErrorContains(t, err, `ORCHESTRATOR_FAULT: unknown event type "job.exploded"`)
+}
