@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/cosmic-horizons/fleet/libs/envconf"
 )
 
 // Environment variables read by KeyConfigFromEnv.
@@ -32,39 +34,39 @@ const (
 	maxKeyFileBytes   = 64 << 10
 )
 
-// KeyConfig says where the checkpoint keys come from. A key is given either
-// inline (the value of an environment variable) or as a file, never both. A
+// KeyConfig says where the checkpoint keys come from; the env tags name the
+// variables it is read from. A key is given either inline (the value of an
+// environment variable) or as a file, never both (Validate): the file is
+// read, at most 64 KiB, when the key is loaded, and tools such as chctl set
+// the same fields without the environment. A
 // private key is a PEM "PRIVATE KEY" block (PKCS#8) or the base64 of the raw
 // 32-byte seed; a public key is a PEM "PUBLIC KEY" block (PKIX) or the base64 of
 // the raw 32 bytes.
 type KeyConfig struct {
 	// PrivateKey is the private key itself.
-	PrivateKey string
+	PrivateKey string `env:"AUDIT_SIGNING_KEY"`
 	// PrivateKeyFile is a file holding the private key.
-	PrivateKeyFile string
+	PrivateKeyFile string `env:"AUDIT_SIGNING_KEY_FILE"`
 	// PublicKey is the public key itself; when set with a private key it must match.
-	PublicKey string
+	PublicKey string `env:"AUDIT_PUBLIC_KEY"`
 	// PublicKeyFile is a file holding the public key.
-	PublicKeyFile string
+	PublicKeyFile string `env:"AUDIT_PUBLIC_KEY_FILE"`
 	// VerifyKeys are the public keys of earlier signing keys (base64, comma
 	// separated); VerifyKeysFile holds them as PEM blocks or base64 lines.
 	// Both may be set. They only verify: nothing is signed with them.
-	VerifyKeys     string
-	VerifyKeysFile string
+	VerifyKeys     string `env:"AUDIT_VERIFY_KEYS"`
+	VerifyKeysFile string `env:"AUDIT_VERIFY_KEYS_FILE"`
 }
 
 // KeyConfigFromEnv reads AUDIT_SIGNING_KEY, AUDIT_SIGNING_KEY_FILE,
 // AUDIT_PUBLIC_KEY, AUDIT_PUBLIC_KEY_FILE, AUDIT_VERIFY_KEYS and
-// AUDIT_VERIFY_KEYS_FILE through getenv.
+// AUDIT_VERIFY_KEYS_FILE through getenv, by the env tags of KeyConfig (a
+// configuration struct embedding KeyConfig gets them from envconf.Load).
 func KeyConfigFromEnv(getenv func(string) string) KeyConfig {
-	return KeyConfig{
-		PrivateKey:     getenv(EnvSigningKey),
-		PrivateKeyFile: getenv(EnvSigningKeyFile),
-		PublicKey:      getenv(EnvVerifyingKey),
-		PublicKeyFile:  getenv(EnvVerifyingKeyFile),
-		VerifyKeys:     getenv(EnvVerifyKeys),
-		VerifyKeysFile: getenv(EnvVerifyKeysFile),
-	}
+	var c KeyConfig
+	// Only strings: nothing can fail to parse.
+	_ = envconf.Load(&c, func(k string) (string, bool) { v := getenv(k); return v, v != "" })
+	return c
 }
 
 // LoadKeySet returns the keys that verify checkpoints: the current public key

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cosmic-horizons/fleet/libs/auditchain"
+	"github.com/cosmic-horizons/fleet/libs/envconf"
 )
 
 func TestKeyRoundTrips(t *testing.T) {
@@ -205,4 +206,20 @@ func testSeed(t *testing.T, name string) []byte {
 	t.Helper()
 	seed := sha256.Sum256([]byte("auditchain test key " + name))
 	return seed[:]
+}
+
+// KeyConfig's env tags name the six key variables, so a service's config
+// struct embedding it reads them with envconf.Load.
+func TestKeyConfigEnvTags(t *testing.T) {
+	t.Parallel()
+	keys, err := envconf.Keys(&auditchain.KeyConfig{})
+	require.NoError(t, err)
+	require.Equal(t, []string{auditchain.EnvVerifyingKey, auditchain.EnvVerifyingKeyFile, auditchain.EnvSigningKey,
+		auditchain.EnvSigningKeyFile, auditchain.EnvVerifyKeys, auditchain.EnvVerifyKeysFile}, keys, "sorted")
+	var c struct{ Keys auditchain.KeyConfig }
+	require.NoError(t, envconf.Load(&c, func(k string) (string, bool) {
+		v, ok := map[string]string{auditchain.EnvSigningKeyFile: " /run/secrets/audit.pem "}[k]
+		return v, ok
+	}))
+	require.Equal(t, auditchain.KeyConfig{PrivateKeyFile: "/run/secrets/audit.pem"}, c.Keys)
 }

@@ -35,8 +35,8 @@ const (
 // JWKSURL must be set, unless Disabled.
 type Config struct {
 	// HS256Secret enables HS256 tokens signed with this shared secret (at
-	// least 32 bytes).
-	HS256Secret telemetry.Secret `env:"AUTH_HS256_SECRET"`
+	// least 32 bytes), given directly or in a file (not both).
+	HS256Secret telemetry.Secret `env:"AUTH_HS256_SECRET" envFile:"AUTH_HS256_SECRET_FILE"`
 	// JWKSFile and JWKSURL enable RS256 tokens whose kid names a key of the
 	// JWKS document. Only one of the two may be set.
 	JWKSFile string `env:"AUTH_JWKS_FILE"`

@@ -1,13 +1,9 @@
 package auth
 
 import (
-	"errors"
 	"fmt"
-	"os"
-	"strings"
 
 	"github.com/cosmic-horizons/fleet/libs/envconf"
-	"github.com/cosmic-horizons/fleet/libs/telemetry"
 )
 
 // Environment variables read by LoadConfig. Every service with a gRPC API
@@ -38,26 +34,8 @@ const (
 // source and without AUTH_DISABLED=true it fails with an error naming the
 // variables to set.
 func LoadConfig(lookup func(key string) (string, bool)) (Config, error) {
-	get := func(k string) string {
-		v, _ := lookup(k)
-		return strings.TrimSpace(v)
-	}
-	var errs []error
 	c := DefaultConfig()
 	if err := envconf.Load(&c, lookup); err != nil {
-		errs = append(errs, err)
-	}
-	if f := get(EnvHS256SecretFile); f != "" {
-		if c.HS256Secret != "" {
-			errs = append(errs, fmt.Errorf("set %s or %s, not both", EnvHS256Secret, EnvHS256SecretFile))
-		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", EnvHS256SecretFile, err))
-		}
-		c.HS256Secret = telemetry.Secret(strings.TrimSpace(string(b)))
-	}
-	if err := errors.Join(errs...); err != nil {
 		return Config{}, fmt.Errorf("auth config: %w", err)
 	}
 	if err := c.Validate(); err != nil {

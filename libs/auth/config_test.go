@@ -3,6 +3,7 @@ package auth_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/cosmic-horizons/fleet/libs/auth"
+	"github.com/cosmic-horizons/fleet/libs/envconf"
 )
 
 func lookupOf(env map[string]string) func(string) (string, bool) {
@@ -149,4 +151,19 @@ func TestLoadConfigFromEnvTags(t *testing.T) {
 	_, err = auth.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	require.ErrorContains(t, err, `AUTH_JWKS_REFRESH="later"`)
 	require.ErrorContains(t, err, `AUTH_DISABLED="maybe"`)
+}
+
+// The HS256 secret read from AUTH_HS256_SECRET_FILE is hidden on the
+// startup line like one given directly.
+func TestLoadConfigSecretFileRedacted(t *testing.T) {
+	t.Parallel()
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	require.NoError(t, os.WriteFile(secretFile, []byte(secret+"\n"), 0o600))
+	c, err := auth.LoadConfig(lookupOf(map[string]string{auth.EnvHS256SecretFile: secretFile}))
+	require.NoError(t, err)
+	require.EqualValues(t, secret, c.HS256Secret)
+	line, err := json.Marshal(envconf.Redact(&c))
+	require.NoError(t, err)
+	require.NotContains(t, string(line), secret)
+	require.Contains(t, string(line), `"HS256Secret":"`+envconf.Hidden+`"`)
 }

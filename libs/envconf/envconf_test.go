@@ -3,6 +3,8 @@ package envconf_test
 import (
 	"encoding/json"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -132,4 +134,106 @@ func TestRedact(t *testing.T) {
 	require.NotContains(t, got, "Hook")
 	require.NotContains(t, got, "private")
 	require.True(t, strings.Contains(line, `"PageKey":"[REDACTED]"`), line)
+}
+
+type withFile struct {
+	Name  string        `env:"NAME"`
+	Value string        `env:"VALUE" envFile:"VALUE_FILE"`
+	Every time.Duration `env:"EVERY" envFile:"EVERY_FILE"`
+	TLS   struct {
+		Pass string `env:"PASS" envFile:"PASS_FILE"`
+	} `envPrefix:"DB_"`
+}
+
+// A value is given directly or through the file VAR_FILE names, never both;
+// the file's content is trimmed, and an error names the variable.
+func TestLoadFromFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+		return p
+	}
+	value := write("value", "s3cret-from-file\n")
+	pass := write("pass", "  s3cret-pass \r\n")
+	blank := write("blank", "\n")
+	badDuration := write("every", "s3cret-not-a-duration\n")
+	tests := []struct {
+		name      string
+		env       map[string]string
+		want      withFile
+		wantErr   []string
+		notInErrs string
+	}{
+		{name: "directly", env: map[string]string{"VALUE": " v ", "DB_PASS": "p"}, want: withFile{Name: "n", Value: "v", TLS: struct {
+			Pass string `env:"PASS" envFile:"PASS_FILE"`
+		}{Pass: "p"}}},
+		{name: "through files, trimmed, prefixed", env: map[string]string{"VALUE_FILE": " " + value + " ", "DB_PASS_FILE": pass},
+			want: withFile{Name: "n", Value: "s3cret-from-file", TLS: struct {
+				Pass string `env:"PASS" envFile:"PASS_FILE"`
+			}{Pass: "s3cret-pass"}}},
+		{name: "a blank file path is unset", env: map[string]string{"VALUE": "v", "VALUE_FILE": "  "}, want: withFile{Name: "n", Value: "v"}},
+		{name: "a blank file keeps the default", env: map[string]string{"VALUE_FILE": blank}, want: withFile{Name: "n"}},
+		{name: "both set", env: map[string]string{"VALUE": "v", "VALUE_FILE": value}, wantErr: []string{"set VALUE or VALUE_FILE, not both"}},
+		{name: "missing file", env: map[string]string{"DB_PASS_FILE": filepath.Join(dir, "none")},
+			wantErr: []string{"DB_PASS_FILE: open " + filepath.Join(dir, "none")}},
+		{name: "a bad value from a file names the file, not the value", env: map[string]string{"EVERY_FILE": badDuration},
+			wantErr: []string{"EVERY (from EVERY_FILE): want a duration"}, notInErrs: "s3cret"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := withFile{Name: "n"}
+			err := envconf.Load(&got, lookup(tt.env))
+			if len(tt.wantErr) > 0 {
+				for _, w := range tt.wantErr {
+					require.ErrorContains(t, err, w)
+				}
+				if tt.notInErrs != "" {
+					require.NotContains(t, err.Error(), tt.notInErrs)
+				}
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, got)
+		})
+	}
+}
+
+// A secret that does not parse is named without its value.
+func TestLoadSecretNotInError(t *testing.T) {
+	t.Parallel()
+	var c struct {
+		APIKey  time.Duration `env:"API_KEY"`
+		Timeout time.Duration `env:"HOOK" secret:"true"`
+	}
+	err := envconf.Load(&c, lookup(map[string]string{"API_KEY": "s3cret-1", "HOOK": "s3cret-2"}))
+	require.ErrorContains(t, err, "API_KEY: want a duration")
+	require.ErrorContains(t, err, "HOOK: want a duration")
+	require.NotContains(t, err.Error(), "s3cret")
+}
+
+func TestKeysWithFiles(t *testing.T) {
+	t.Parallel()
+	keys, err := envconf.Keys(&withFile{})
+	require.NoError(t, err)
+	require.Equal(t, []string{"DB_PASS", "DB_PASS_FILE", "EVERY", "EVERY_FILE", "NAME", "VALUE", "VALUE_FILE"}, keys)
+}
+
+// A secret read from a file is hidden on the startup line, whatever its
+// field is called.
+func TestRedactSecretFromFile(t *testing.T) {
+	t.Parallel()
+	p := filepath.Join(t.TempDir(), "value")
+	require.NoError(t, os.WriteFile(p, []byte("s3cret-from-file\n"), 0o600))
+	var c withFile
+	require.NoError(t, envconf.Load(&c, lookup(map[string]string{"VALUE_FILE": p, "NAME": "shown"})))
+	require.Equal(t, "s3cret-from-file", c.Value)
+	got := envconf.Redact(&c)
+	b, err := json.Marshal(got)
+	require.NoError(t, err)
+	require.NotContains(t, string(b), "s3cret", string(b))
+	require.Equal(t, envconf.Hidden, got["Value"])
+	require.Equal(t, "shown", got["Name"])
 }

@@ -23,7 +23,8 @@ var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)
 
 // Redact returns cfg, a struct or a pointer to one, as nested maps from field
 // name to value for the startup log, hiding its secrets: fields tagged
-// `secret:"true"`, fields named like a password, token, key or secret,
+// `secret:"true"`, fields that may be read from a file (`envFile`, the
+// VAR or VAR_FILE secrets), fields named like a password, token, key or secret,
 // values that log themselves redacted (slog.LogValuer, such as
 // telemetry.Secret), and passwords inside URLs and DSNs. Functions,
 // channels, interfaces and unexported fields are left out.
@@ -68,7 +69,7 @@ func redactValue(v reflect.Value, secret bool) any {
 			case reflect.Func, reflect.Chan, reflect.Interface, reflect.UnsafePointer:
 				continue
 			}
-			rv := redactValue(v.Field(i), f.Tag.Get("secret") == "true" || secretName.MatchString(f.Name))
+			rv := redactValue(v.Field(i), isSecret(f))
 			if sub, ok := rv.(map[string]any); ok && len(sub) == 0 && f.Type.Kind() != reflect.Map {
 				continue // a handle such as a logger or a client: nothing to show
 			}

@@ -139,8 +139,8 @@ func ReadServiceCode(root, name string) (ServiceCode, error) {
 
 // collect records the environment variable names in f: string literals shaped
 // like one (words joined by underscores), the values of constants named Env*,
-// which may be one word (SCHEDULER), and the names in env:"..." struct tags
-// (an envPrefix tag counts as a prefix).
+// which may be one word (SCHEDULER), and the names in env:"..." and
+// envFile:"..." struct tags (an envPrefix tag counts as a prefix).
 func (c *ServiceCode) collect(f *ast.File, envName *regexp.Regexp) {
 	for _, d := range f.Decls {
 		g, ok := d.(*ast.GenDecl)
@@ -166,6 +166,10 @@ func (c *ServiceCode) collect(f *ast.File, envName *regexp.Regexp) {
 			if tag, err := strconv.Unquote(field.Tag.Value); err == nil {
 				st := reflect.StructTag(tag)
 				if name, _, _ := strings.Cut(st.Get("env"), ","); name != "" {
+					c.Env[name] = true
+				}
+				// A secret that may be given through a file (envconf's envFile).
+				if name := st.Get("envFile"); name != "" {
 					c.Env[name] = true
 				}
 				// The nested struct's variables, e.g. KAFKA_TLS_CA_FILE.

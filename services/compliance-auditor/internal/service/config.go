@@ -56,7 +56,8 @@ type Config struct {
 	// RetentionInterval is how often retention runs (default 1h).
 	Retention         time.Duration `env:"AUDIT_RETENTION"`
 	RetentionInterval time.Duration `env:"AUDIT_RETENTION_INTERVAL"`
-	// Keys says where the checkpoint signing key comes from.
+	// Keys says where the checkpoint signing key comes from (AUDIT_SIGNING_KEY[_FILE],
+	// AUDIT_PUBLIC_KEY[_FILE], AUDIT_VERIFY_KEYS[_FILE], by its env tags).
 	Keys auditchain.KeyConfig
 	// Auth verifies the callers' bearer JWTs (AUTH_*); the AuditService
 	// admits admins only.
@@ -124,7 +125,6 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 	if c.Kafka.ClientID == "" {
 		c.Kafka.ClientID = Name
 	}
-	c.Keys = auditchain.KeyConfigFromEnv(get)
 	authCfg, err := auth.LoadConfig(lookup)
 	if err != nil {
 		errs = append(errs, err)

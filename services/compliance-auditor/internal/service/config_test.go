@@ -1,11 +1,14 @@
 package service_test
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/cosmic-horizons/fleet/libs/auditchain"
+	"github.com/cosmic-horizons/fleet/libs/envconf"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
 	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/service"
 )
@@ -57,4 +60,32 @@ func TestLoadConfig(t *testing.T) {
 			tt.check(t, c)
 		})
 	}
+}
+
+// The checkpoint keys are read by the env tags of auditchain.KeyConfig
+// through the service's lookup: trimmed, a key given twice is refused, and
+// the startup line hides the key but shows where a key file is.
+func TestLoadConfigKeys(t *testing.T) {
+	t.Parallel()
+	load := func(extra map[string]string) (service.Config, error) {
+		env := map[string]string{"AUTH_DISABLED": "true"}
+		for k, v := range extra {
+			env[k] = v
+		}
+		return service.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	}
+	const seed = "s3cretAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+	c, err := load(map[string]string{"AUDIT_SIGNING_KEY": " " + seed + " ", "AUDIT_VERIFY_KEYS_FILE": " /etc/audit/old.pem ",
+		"AUDIT_PUBLIC_KEY_FILE": "/etc/audit/pub.pem"})
+	require.NoError(t, err)
+	require.Equal(t, auditchain.KeyConfig{PrivateKey: seed, PublicKeyFile: "/etc/audit/pub.pem", VerifyKeysFile: "/etc/audit/old.pem"}, c.Keys)
+	line, err := json.Marshal(envconf.Redact(&c))
+	require.NoError(t, err)
+	require.NotContains(t, string(line), "s3cret")
+	require.Contains(t, string(line), `"PublicKeyFile":"/etc/audit/pub.pem"`)
+
+	_, err = load(map[string]string{"AUDIT_SIGNING_KEY": seed, "AUDIT_SIGNING_KEY_FILE": "/k.pem"})
+	require.ErrorContains(t, err, "set only one of AUDIT_SIGNING_KEY and AUDIT_SIGNING_KEY_FILE")
+	_, err = load(map[string]string{"AUDIT_PUBLIC_KEY": "x", "AUDIT_PUBLIC_KEY_FILE": "/p.pem"})
+	require.ErrorContains(t, err, "set only one of AUDIT_PUBLIC_KEY and AUDIT_PUBLIC_KEY_FILE")
 }

@@ -78,10 +78,11 @@ type Config struct {
 	// status changes, and for every component every PublishEvery cycles.
 	PublishEvery int `env:"HEALTH_PUBLISH_EVERY"`
 
-	// KafkaBrokers and AMQPURL select the brokers; empty disables their
-	// probes, canary and (for Kafka) the events.
-	KafkaBrokers []string `env:"KAFKA_BROKERS"`
-	AMQPURL      string   `env:"AMQP_URL"`
+	// Brokers is the shared connection block (KAFKA_BROKERS,
+	// KAFKA_CLIENT_ID, KAFKA_VERSION, KAFKA_TLS_*, AMQP_URL): no Kafka
+	// brokers or no AMQP URL disables that broker's probes, canary and (for
+	// Kafka) the events. The Kafka client id defaults to the service's name.
+	svcruntime.Brokers
 	// RabbitMQMgmtURL is the management API for queue depths; empty skips them.
 	RabbitMQMgmtURL string `env:"RABBITMQ_MGMT_URL"`
 
@@ -137,11 +138,6 @@ func DefaultConfig() Config {
 func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 	cfg := DefaultConfig()
 	var errs []error
-	get := func(key string) (string, bool) {
-		v, ok := lookup(key)
-		v = strings.TrimSpace(v)
-		return v, ok && v != ""
-	}
 	if err := envconf.Load(&cfg, lookup); err != nil {
 		errs = append(errs, err)
 	}
@@ -150,23 +146,16 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 		Window       *time.Duration `env:"HEALTH_JOBS_WINDOW"`
 		MinFinished  *int           `env:"HEALTH_JOBS_MIN_FINISHED"`
 		FailureRatio *float64       `env:"HEALTH_JOBS_FAILURE_RATIO"`
-	}{Window: &cfg.JobFlow.Window, MinFinished: &cfg.JobFlow.MinFinished, FailureRatio: &cfg.JobFlow.FailureRatio}
+		// The probed targets, "name=addr,...".
+		Services  *serviceTargets  `env:"HEALTH_SERVICES"`
+		Databases *databaseTargets `env:"DATABASE_URLS" secret:"true"`
+	}{Window: &cfg.JobFlow.Window, MinFinished: &cfg.JobFlow.MinFinished, FailureRatio: &cfg.JobFlow.FailureRatio,
+		Services: (*serviceTargets)(&cfg.Services), Databases: (*databaseTargets)(&cfg.Databases)}
 	if err := envconf.Load(&jobFlow, lookup); err != nil {
 		errs = append(errs, err)
 	}
-	if v, ok := get(EnvServices); ok {
-		ts, err := ParseTargets(v, "")
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", EnvServices, err))
-		}
-		cfg.Services = ts
-	}
-	if v, ok := get(EnvDatabaseURLs); ok {
-		ts, err := ParseTargets(v, "db")
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", EnvDatabaseURLs, err))
-		}
-		cfg.Databases = ts
+	if cfg.Kafka.ClientID == "" {
+		cfg.Kafka.ClientID = Name
 	}
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, fmt.Errorf("health-monitor config: %w", err)
@@ -175,6 +164,33 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// serviceTargets is HEALTH_SERVICES: name=host:port entries.
+type serviceTargets []Target
+
+// UnmarshalText parses the entries with ParseTargets; each needs a name.
+func (t *serviceTargets) UnmarshalText(text []byte) error {
+	ts, err := ParseTargets(string(text), "")
+	if err != nil {
+		return err
+	}
+	*t = ts
+	return nil
+}
+
+// databaseTargets is DATABASE_URLS: name=url or url entries.
+type databaseTargets []Target
+
+// UnmarshalText parses the entries with ParseTargets, naming an entry
+// without a name db<position>.
+func (t *databaseTargets) UnmarshalText(text []byte) error {
+	ts, err := ParseTargets(string(text), "db")
+	if err != nil {
+		return err
+	}
+	*t = ts
+	return nil
 }
 
 // ParseTargets parses "name=addr,name=addr". With a non-empty defaultName,
@@ -235,6 +251,11 @@ func (c Config) Validate() error {
 	}
 	if c.PublishEvery < 1 {
 		errs = append(errs, fmt.Errorf("%s=%d: must be at least 1", EnvPublishEvery, c.PublishEvery))
+	}
+	if len(c.Kafka.Brokers) > 0 {
+		if err := c.Kafka.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvKafkaBrokers, err))
+		}
 	}
 	for _, s := range c.Services {
 		if _, _, err := net.SplitHostPort(s.Addr); err != nil {

@@ -1,11 +1,14 @@
 package service_test
 
 import (
+	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/domain"
 	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/service"
 )
 
@@ -29,7 +32,7 @@ func TestLoadConfig(t *testing.T) {
 			require.Equal(t, 2, c.RaiseAfter)
 			require.Equal(t, 2, c.ResolveAfter)
 			require.Equal(t, "fleet-canary", c.CanaryTopic)
-			require.Empty(t, c.KafkaBrokers)
+			require.Empty(t, c.Kafka.Brokers)
 			require.True(t, c.JobsEnabled)
 			require.Equal(t, "job-lifecycle", c.JobsTopic)
 			require.Contains(t, c.JobsGroup, "health-monitor-jobs-")
@@ -63,7 +66,7 @@ func TestLoadConfig(t *testing.T) {
 			require.Equal(t, []service.Target{{Name: "orch", Addr: "127.0.0.1:50051"}, {Name: "metrics", Addr: "localhost:50052"}}, c.Services)
 			require.Equal(t, []service.Target{{Name: "db1", Addr: "postgres://u:p@h/db?sslmode=disable"}, {Name: "audit", Addr: "sqlite:/tmp/a.db"}}, c.Databases)
 			require.Equal(t, int64(50), c.LagThreshold)
-			require.Equal(t, []string{"a:9092", "b:9092"}, c.KafkaBrokers)
+			require.Equal(t, []string{"a:9092", "b:9092"}, c.Kafka.Brokers)
 			require.Equal(t, 3, c.RaiseAfter)
 			require.Equal(t, 4, c.ResolveAfter)
 			require.Equal(t, 1, c.PublishEvery)
@@ -95,4 +98,74 @@ func TestLoadConfig(t *testing.T) {
 			tt.check(t, c)
 		})
 	}
+}
+
+// HEALTH_SERVICES and DATABASE_URLS are parsed through their env tags: a
+// bad list is refused with its variable named, a database URL's password
+// is not repeated in the error.
+func TestLoadConfigTargetsParsedByTags(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		env         map[string]string
+		want, notIn string
+	}{
+		{env: map[string]string{"HEALTH_SERVICES": "127.0.0.1:1"}, want: `HEALTH_SERVICES="127.0.0.1:1": entry "127.0.0.1:1": want name=host:port`},
+		{env: map[string]string{"HEALTH_SERVICES": "a=h:1, =h:2"}, want: `HEALTH_SERVICES="a=h:1, =h:2": entry "=h:2": empty name or address`},
+		{env: map[string]string{"DATABASE_URLS": "a=postgres://u:s3cret@h/db,a=sqlite:/x.db"}, want: "DATABASE_URLS: entry \"a=sqlite:/x.db\": name a used twice", notIn: "s3cret"},
+	} {
+		_, err := service.LoadConfig(lookupOf(tt.env))
+		require.ErrorContains(t, err, tt.want)
+		if tt.notIn != "" {
+			require.NotContains(t, err.Error(), tt.notIn)
+		}
+	}
+	c, err := service.LoadConfig(lookupOf(map[string]string{"HEALTH_SERVICES": " , ", "DATABASE_URLS": "  "}))
+	require.NoError(t, err)
+	require.Empty(t, c.Services)
+	require.Empty(t, c.Databases)
+}
+
+// The Kafka connection is the shared block: client id, version and TLS
+// come from the lookup the service is given, like the other services'.
+func TestLoadConfigKafkaConnection(t *testing.T) {
+	t.Parallel()
+	c, err := service.LoadConfig(lookupOf(map[string]string{"KAFKA_BROKERS": "k1:9092", "KAFKA_VERSION": "3.7.0",
+		"KAFKA_TLS_CA_FILE": "/etc/kafka/ca.pem", "KAFKA_TLS_SERVER_NAME": "kafka.internal", "AMQP_URL": "amqp://guest:s3cret@r:5672/"}))
+	require.NoError(t, err)
+	require.Equal(t, []string{"k1:9092"}, c.Kafka.Brokers)
+	require.Equal(t, service.Name, c.Kafka.ClientID)
+	require.Equal(t, "3.7.0", c.Kafka.Version)
+	require.Equal(t, "/etc/kafka/ca.pem", c.Kafka.TLS.CAFile)
+	require.Equal(t, "kafka.internal", c.Kafka.TLS.ServerName)
+	require.Equal(t, "amqp://guest:s3cret@r:5672/", c.AMQPURL)
+
+	c, err = service.LoadConfig(lookupOf(map[string]string{"KAFKA_BROKERS": "k1:9092", "KAFKA_CLIENT_ID": "hm-7"}))
+	require.NoError(t, err)
+	require.Equal(t, "hm-7", c.Kafka.ClientID)
+
+	_, err = service.LoadConfig(lookupOf(map[string]string{"KAFKA_BROKERS": "k1:9092", "KAFKA_VERSION": "ancient"}))
+	require.ErrorContains(t, err, "KAFKA_BROKERS: kafka: version \"ancient\"")
+	_, err = service.LoadConfig(lookupOf(map[string]string{"KAFKA_BROKERS": "k1:9092", "KAFKA_TLS_CERT_FILE": "/c.pem"}))
+	require.ErrorContains(t, err, "cert file and key file must be set together")
+}
+
+// The Kafka probes connect with the configured TLS: a CA file that cannot
+// be read is what the cluster probe reports, before any dial.
+func TestKafkaProbeUsesConfiguredTLS(t *testing.T) {
+	t.Parallel()
+	missing := filepath.Join(t.TempDir(), "missing-ca.pem")
+	cfg, err := service.LoadConfig(lookupOf(map[string]string{"KAFKA_BROKERS": "127.0.0.1:1", "KAFKA_TLS_CA_FILE": missing,
+		"HEALTH_CANARY_ENABLED": "false", "HEALTH_JOBS_ENABLED": "false"}))
+	require.NoError(t, err)
+	hm, _ := newHealthMonitor(t, cfg)
+	status := hm.Monitor.RunCycle(context.Background())
+	var cluster *domain.Component
+	for i, c := range status.Components {
+		if c.ID == "kafka:cluster" {
+			cluster = &status.Components[i]
+		}
+	}
+	require.NotNil(t, cluster, "components: %+v", status.Components)
+	require.Contains(t, cluster.Detail, "kafka tls: read ca file")
+	require.Contains(t, cluster.Detail, missing)
 }

@@ -24,7 +24,7 @@ import (
 
 func TestFullProbeCycleReportsHealthyComponents(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.KafkaBrokers = kafkaBrokers(t)
+	cfg.Kafka.Brokers = kafkaBrokers(t)
 	cfg.AMQPURL = amqpURL(t)
 	cfg.RabbitMQMgmtURL = envOr("RABBITMQ_MGMT_URL", "")
 	svc := startHealthServer(t)
@@ -82,7 +82,7 @@ func TestLaggingConsumerGroupRaisesAlert(t *testing.T) {
 	t.Cleanup(func() { deleteGroup(t, brokers, group) })
 
 	cfg := testConfig(t)
-	cfg.KafkaBrokers = brokers
+	cfg.Kafka.Brokers = brokers
 	cfg.CanaryEnabled = false
 	cfg.GroupPrefix = group
 	cfg.LagThreshold = 20
@@ -140,7 +140,7 @@ func TestStalledConsumerGroupIsDegradedWithItsName(t *testing.T) {
 	t.Cleanup(func() { deleteGroup(t, brokers, group) })
 
 	cfg := testConfig(t)
-	cfg.KafkaBrokers = brokers
+	cfg.Kafka.Brokers = brokers
 	cfg.CanaryEnabled = false
 	cfg.GroupPrefix = group
 	cfg.LagThreshold = 1000
@@ -214,7 +214,7 @@ func TestKilledServiceTurnsUnhealthyAndRaisesAlertOnKafka(t *testing.T) {
 	svc := startHealthServer(t)
 	name := "killed-" + suffix(t)
 	cfg := testConfig(t)
-	cfg.KafkaBrokers = brokers
+	cfg.Kafka.Brokers = brokers
 	cfg.CanaryEnabled = false
 	cfg.Services = []service.Target{{Name: name, Addr: svc.Addr}}
 	hm, rec := newHealthMonitor(t, cfg)
@@ -365,7 +365,7 @@ func waitFor(t *testing.T, hm *service.HealthMonitor, within time.Duration, what
 
 func TestCanaryRoundTripLatency(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.KafkaBrokers = kafkaBrokers(t)
+	cfg.Kafka.Brokers = kafkaBrokers(t)
 	cfg.AMQPURL = amqpURL(t)
 	cfg.CanaryTimeout = 5 * time.Second
 	cfg.ProbeTimeout = 6 * time.Second

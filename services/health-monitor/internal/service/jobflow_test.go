@@ -55,7 +55,7 @@ func TestJobFlowFollowsJobLifecycle(t *testing.T) {
 	kafkabustest.TopicsWithDLQ(t, brokers, 3, topic)
 
 	cfg := testConfig(t)
-	cfg.KafkaBrokers = brokers
+	cfg.Kafka.Brokers = brokers
 	cfg.CanaryEnabled = false
 	cfg.JobsEnabled = true
 	cfg.JobsTopic = topic

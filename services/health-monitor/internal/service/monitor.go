@@ -69,13 +69,16 @@ func NewHealthMonitor(cfg Config, logger *slog.Logger, reg prometheus.Registerer
 	}()
 	var ps []app.Probe
 	var sink app.EventSink
-	conn := kafkabus.Connection{Brokers: cfg.KafkaBrokers, ClientID: Name, TLS: kafkabus.TLSConfigFromEnv()}
+	conn := cfg.Kafka
+	if conn.ClientID == "" {
+		conn.ClientID = Name
+	}
 	codec, schemas, err := kafkabus.NewCodec(conn, logger)
 	if err != nil {
 		return nil, fmt.Errorf("events codec: %w", err)
 	}
 	hm.closers = append(hm.closers, schemas.Close)
-	if len(cfg.KafkaBrokers) > 0 {
+	if len(conn.Brokers) > 0 {
 		// The cluster and lag probes each have a client: a failure of one
 		// (and its reconnect) never closes the other's connection.
 		clusterClient, err := probes.NewKafkaClient(conn, cfg.ProbeTimeout)

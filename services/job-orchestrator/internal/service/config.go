@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -45,6 +44,7 @@ const (
 	EnvSlurmTokenFile     = "SLURM_JWT_TOKEN_FILE"
 	EnvSlurmAPIVersion    = "SLURM_API_VERSION" // v0.0.40, v0.0.41 or v0.0.42; default the newest slurmrestd serves
 	EnvPageTokenKey       = "PAGE_TOKEN_KEY"    // or PAGE_TOKEN_KEY_FILE; replicas must share it
+	EnvPageTokenKeyFile   = "PAGE_TOKEN_KEY_FILE"
 	EnvCatalogueFile      = "SYSTEM_CATALOGUE_FILE"
 	// EnvAllocationsFile names a JSON object from each user to the
 	// allocations they may charge, e.g. {"alice": ["AST21001"]}.
@@ -58,7 +58,6 @@ const (
 	EnvEnsureTopics     = "ORCHESTRATOR_ENSURE_TOPICS"
 	EnvTopicPrefix      = "ORCHESTRATOR_TOPIC_PREFIX"
 	EnvFault            = "ORCHESTRATOR_FAULT"
-	suffixFile          = "_FILE"
 	defaultDatabaseFile = "orchestrator.db"
 )
 
@@ -104,22 +103,9 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 		return strings.TrimSpace(v)
 	}
 	var errs []error
-	secret := func(k string) string {
-		v := get(k)
-		if f := get(k + suffixFile); f != "" {
-			if v != "" {
-				errs = append(errs, fmt.Errorf("set %s or %s%s, not both", k, k, suffixFile))
-			}
-			b, err := os.ReadFile(f)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s%s: %w", k, suffixFile, err))
-			}
-			v = strings.TrimSpace(string(b))
-		}
-		return v
-	}
 	c := Config{App: app.DefaultConfig(), Reconciler: app.DefaultReconcilerConfig(), EnsureTopics: true}
 	var reconcileEvery time.Duration
+	var fileSizeMB int64
 	// The backends' and the App's settings, bound to their variables.
 	nested := struct {
 		SlurmURL        *string           `env:"SLURMRESTD_URL"`
@@ -132,13 +118,20 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 		ReconcileEvery  *time.Duration    `env:"RECONCILE_INTERVAL"`
 		WatchPoll       *time.Duration    `env:"WATCH_POLL_INTERVAL"`
 		MetricsInterval *time.Duration    `env:"JOB_METRICS_INTERVAL"`
+		PageTokenKey    *telemetry.Secret `env:"PAGE_TOKEN_KEY" envFile:"PAGE_TOKEN_KEY_FILE"`
+		FileSizeMB      *int64            `env:"LOCAL_JOB_MAX_FILE_SIZE_MB"`
+		Allocations     *allocationsFile  `env:"ALLOCATIONS_FILE"`
 	}{
 		SlurmURL: &c.Slurm.BaseURL, SlurmUser: &c.Slurm.UserName, SlurmToken: &c.Slurm.Token,
 		SlurmTokenFile: &c.Slurm.TokenFile, SlurmAPIVersion: &c.Slurm.APIVersion,
 		CostNodeHour: &c.App.Rates.USDPerNodeHour, CostGPUHour: &c.App.Rates.USDPerGPUHour,
 		ReconcileEvery: &reconcileEvery, WatchPoll: &c.App.WatchPollInterval, MetricsInterval: &c.Reconciler.SampleInterval,
+		PageTokenKey: &c.App.PageTokenKey, FileSizeMB: &fileSizeMB, Allocations: (*allocationsFile)(&c.App.Allocations),
 	}
-	for _, dst := range []any{&c, &nested} {
+	var fault struct {
+		Point faultPoint `env:"ORCHESTRATOR_FAULT"`
+	}
+	for _, dst := range []any{&c, &nested, &fault} {
 		if err := envconf.Load(dst, lookup); err != nil {
 			errs = append(errs, err)
 		}
@@ -159,7 +152,7 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 	if c.WorkDir == "" {
 		c.WorkDir = filepath.Join(c.StateDir, "jobs")
 	}
-	c.Local = loadLocal(get, &errs)
+	checkLocal(&c.Local, fileSizeMB, get, &errs)
 
 	authCfg, err := auth.LoadConfig(lookup)
 	if err != nil {
@@ -168,16 +161,7 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 	c.Auth = authCfg
 
 	c.App.WorkDir = c.WorkDir
-	if f := get(EnvAllocationsFile); f != "" {
-		allocs, err := readAllocations(f)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", EnvAllocationsFile, err))
-		}
-		c.App.Allocations = allocs
-	}
-	if key := secret(EnvPageTokenKey); key != "" {
-		c.App.PageTokenKey = telemetry.Secret(key)
-	} else {
+	if c.App.PageTokenKey == "" {
 		b := make([]byte, 32)
 		_, _ = rand.Read(b)
 		c.App.PageTokenKey = telemetry.Secret(b)
@@ -193,9 +177,7 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 	if v := get(EnvMetricsInterval); v != "" && c.Reconciler.SampleInterval < 0 {
 		errs = append(errs, fmt.Errorf("%s=%q: want a duration of 0 or more", EnvMetricsInterval, v))
 	}
-	if v := get(EnvFault); v != "" {
-		c.Fault, c.FaultEventType, _ = strings.Cut(v, ":")
-	}
+	c.Fault, c.FaultEventType = fault.Point.point, fault.Point.eventType
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, fmt.Errorf("job-orchestrator config: %w", err)
 	}
@@ -262,73 +244,55 @@ func domainEventType(t string) string {
 	return ""
 }
 
-// loadLocal reads the local backend's isolation settings.
-func loadLocal(get func(string) string, errs *[]error) local.Config {
-	var lc local.Config
-	if v := get(EnvLocalSingleUser); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			*errs = append(*errs, fmt.Errorf("%s=%q: want true or false", EnvLocalSingleUser, v))
-		}
-		lc.SingleUser = b
-	}
-	idRange := func(k string) local.IDRange {
-		v := get(k)
-		if v == "" {
-			return local.IDRange{}
-		}
-		a, b, ok := strings.Cut(v, "-")
-		first, err1 := strconv.Atoi(strings.TrimSpace(a))
-		last, err2 := strconv.Atoi(strings.TrimSpace(b))
-		if !ok || err1 != nil || err2 != nil || first < 1 || last < first {
-			*errs = append(*errs, fmt.Errorf("%s=%q: want first-last, for example 61000-61999", k, v))
-			return local.IDRange{}
-		}
-		return local.IDRange{First: first, Last: last}
-	}
-	lc.UIDs = idRange(EnvLocalUIDRange)
-	lc.GIDs = idRange(EnvLocalGIDRange)
-	lc.CgroupParent = get(EnvLocalCgroupParent)
-	lc.SupervisorPath = get(EnvLocalSupervisor)
+// checkLocal completes the local backend's settings read through their
+// env tags: the supervisor's default, the limits that must be positive when
+// set, and the file size limit given in megabytes.
+func checkLocal(lc *local.Config, fileSizeMB int64, get func(string) string, errs *[]error) {
 	if lc.SupervisorPath == "" {
 		lc.SupervisorPath = siblingSupervisor()
 	}
-	positive := func(k string) int64 {
-		v := get(k)
-		if v == "" {
-			return 0
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1 {
-			*errs = append(*errs, fmt.Errorf("%s=%q: want a positive integer", k, v))
-			return 0
-		}
-		return n
-	}
-	lc.DefaultMemoryMB = positive(EnvLocalDefaultMemory)
-	lc.MaxProcesses = positive(EnvLocalMaxProcesses)
-	lc.MaxOpenFiles = uint64(positive(EnvLocalMaxOpenFiles))
-	if mb := positive(EnvLocalMaxFileSizeMB); mb > 0 {
-		if mb > 1<<43 {
-			*errs = append(*errs, fmt.Errorf("%s=%d: too large", EnvLocalMaxFileSizeMB, mb))
-		} else {
-			lc.MaxFileSize = mb << 20
+	for _, l := range []struct {
+		key string
+		n   int64
+	}{{EnvLocalDefaultMemory, lc.DefaultMemoryMB}, {EnvLocalMaxProcesses, lc.MaxProcesses},
+		{EnvLocalMaxOpenFiles, int64(min(lc.MaxOpenFiles, 1<<62))}, {EnvLocalMaxFileSizeMB, fileSizeMB}} {
+		if v := get(l.key); v != "" && l.n < 1 {
+			*errs = append(*errs, fmt.Errorf("%s=%q: want a positive integer", l.key, v))
 		}
 	}
-	return lc
+	if fileSizeMB > 1<<43 {
+		*errs = append(*errs, fmt.Errorf("%s=%d: too large", EnvLocalMaxFileSizeMB, fileSizeMB))
+	} else if fileSizeMB > 0 {
+		lc.MaxFileSize = fileSizeMB << 20
+	}
 }
 
-// readAllocations reads the user → allocations map of ALLOCATIONS_FILE.
-func readAllocations(path string) (map[string][]string, error) {
-	b, err := os.ReadFile(path)
+// faultPoint is ORCHESTRATOR_FAULT: a fault point and, after a colon, an
+// event type; Validate checks both.
+type faultPoint struct{ point, eventType string }
+
+// UnmarshalText splits the value at its first colon.
+func (f *faultPoint) UnmarshalText(text []byte) error {
+	f.point, f.eventType, _ = strings.Cut(string(text), ":")
+	return nil
+}
+
+// allocationsFile is ALLOCATIONS_FILE: the file, a JSON object from each
+// user to the allocations they may charge, is read when the variable is.
+type allocationsFile map[string][]string
+
+// UnmarshalText reads the file named by text.
+func (a *allocationsFile) UnmarshalText(text []byte) error {
+	b, err := os.ReadFile(string(text))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	m := map[string][]string{}
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("want a JSON object of user to list of allocations: %w", err)
+		return fmt.Errorf("want a JSON object of user to list of allocations: %w", err)
 	}
-	return m, nil
+	*a = m
+	return nil
 }
 
 // supervisorName is the file name of cmd/job-supervisor's executable.

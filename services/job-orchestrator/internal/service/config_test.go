@@ -1,6 +1,7 @@
 package service_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/cosmic-horizons/fleet/libs/envconf"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/service"
 )
 
@@ -150,4 +152,99 @@ func TestLoadConfigKafkaFromLookup(t *testing.T) {
 		_, err := service.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 		require.ErrorContains(t, err, key+"=", "%s=%s", key, bad)
 	}
+}
+
+// PAGE_TOKEN_KEY is given directly or through PAGE_TOKEN_KEY_FILE (its
+// content trimmed), never both; the key is hidden on the startup line.
+func TestLoadConfigPageTokenKeyFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "page-key")
+	const key = "page-token-key-from-a-file-0123"
+	require.NoError(t, os.WriteFile(keyFile, []byte(key+"\n"), 0o600))
+	load := func(extra map[string]string) (service.Config, error) {
+		env := map[string]string{"KAFKA_BROKERS": "127.0.0.1:9092", "STATE_DIRECTORY": t.TempDir(), "AUTH_HS256_SECRET": secret}
+		for k, v := range extra {
+			env[k] = v
+		}
+		return service.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	}
+	cfg, err := load(map[string]string{service.EnvPageTokenKeyFile: keyFile})
+	require.NoError(t, err)
+	require.EqualValues(t, key, cfg.App.PageTokenKey)
+	require.False(t, cfg.PageTokenKeyGenerated)
+	line, err := json.Marshal(envconf.Redact(&cfg))
+	require.NoError(t, err)
+	require.NotContains(t, string(line), key)
+
+	cfg, err = load(nil)
+	require.NoError(t, err)
+	require.True(t, cfg.PageTokenKeyGenerated, "no key: a random one")
+
+	_, err = load(map[string]string{service.EnvPageTokenKey: key, service.EnvPageTokenKeyFile: keyFile})
+	require.ErrorContains(t, err, "set PAGE_TOKEN_KEY or PAGE_TOKEN_KEY_FILE, not both")
+	_, err = load(map[string]string{service.EnvPageTokenKeyFile: filepath.Join(dir, "missing")})
+	require.ErrorContains(t, err, "PAGE_TOKEN_KEY_FILE: open ")
+}
+
+// The local backend's settings are parsed through their env tags: a value
+// that does not parse is refused with its variable and value named.
+func TestLoadConfigLocalParsedByTags(t *testing.T) {
+	t.Parallel()
+	for key, bad := range map[string]string{
+		"LOCAL_JOB_UID_RANGE": "61000-x", "LOCAL_JOB_GID_RANGE": "0-9", "LOCAL_SINGLE_USER": "maybe",
+		"LOCAL_JOB_MAX_OPEN_FILES": "-1", "LOCAL_JOB_MAX_FILE_SIZE_MB": "big", "LOCAL_JOB_DEFAULT_MEMORY_MB": "0",
+	} {
+		env := map[string]string{"KAFKA_BROKERS": "127.0.0.1:9092", "STATE_DIRECTORY": t.TempDir(),
+			"PAGE_TOKEN_KEY": "page-token-key-of-the-tests-0123", "AUTH_HS256_SECRET": secret, key: bad}
+		_, err := service.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+		require.ErrorContains(t, err, key+`="`+bad+`"`, "%s=%s", key, bad)
+	}
+	env := map[string]string{"KAFKA_BROKERS": "127.0.0.1:9092", "STATE_DIRECTORY": t.TempDir(),
+		"PAGE_TOKEN_KEY": "page-token-key-of-the-tests-0123", "AUTH_HS256_SECRET": secret,
+		"LOCAL_JOB_UID_RANGE": " 70000 - 70009 ", "LOCAL_JOB_GID_RANGE": "  "}
+	cfg, err := service.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	require.NoError(t, err)
+	require.Equal(t, "70000-70009", cfg.Local.UIDs.String())
+	require.Zero(t, cfg.Local.GIDs, "blank: the backend's default (the uid range)")
+}
+
+// ALLOCATIONS_FILE is read through its env tag: the error names the
+// variable and the file, and says what the file must hold.
+func TestLoadConfigAllocationsParsedByTag(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.json")
+	require.NoError(t, os.WriteFile(bad, []byte(`{"alice": "AST21001"}`), 0o600))
+	for path, want := range map[string]string{
+		bad:                                `ALLOCATIONS_FILE="` + bad + `": want a JSON object of user to list of allocations`,
+		filepath.Join(dir, "missing.json"): `ALLOCATIONS_FILE="` + filepath.Join(dir, "missing.json") + `": open `,
+	} {
+		env := map[string]string{"KAFKA_BROKERS": "127.0.0.1:9092", "STATE_DIRECTORY": t.TempDir(),
+			"PAGE_TOKEN_KEY": "page-token-key-of-the-tests-0123", "AUTH_HS256_SECRET": secret, "ALLOCATIONS_FILE": " " + path + " "}
+		_, err := service.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+		require.ErrorContains(t, err, want)
+	}
+}
+
+// ORCHESTRATOR_FAULT is read through its env tag: a fault point and an
+// event type, each checked.
+func TestLoadConfigFault(t *testing.T) {
+	t.Parallel()
+	load := func(v string) (service.Config, error) {
+		env := map[string]string{"KAFKA_BROKERS": "127.0.0.1:9092", "STATE_DIRECTORY": t.TempDir(),
+			"PAGE_TOKEN_KEY": "page-token-key-of-the-tests-0123", "AUTH_HS256_SECRET": secret, "ORCHESTRATOR_FAULT": v}
+		return service.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	}
+	cfg, err := load(" after-commit-before-publish:job.submitted ")
+	require.NoError(t, err)
+	require.Equal(t, service.FaultAfterCommitBeforePublish, cfg.Fault)
+	require.Equal(t, "job.submitted", cfg.FaultEventType)
+	cfg, err = load("  ")
+	require.NoError(t, err)
+	require.Empty(t, cfg.Fault, "blank: no fault")
+	_, err = load("before-everything")
+	require.ErrorContains(t, err, `ORCHESTRATOR_FAULT="before-everything": the only fault point is`)
+	_, err = load("after-commit-before-publish:job.exploded")
+	require.ErrorContains(t, err, `ORCHESTRATOR_FAULT: unknown event type "job.exploded"`)
 }

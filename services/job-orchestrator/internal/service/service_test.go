@@ -121,6 +121,29 @@ func TestStartupLogShowsConfigurationWithoutSecrets(t *testing.T) {
 	}
 }
 
+// Secrets given through files (AUTH_HS256_SECRET_FILE, PAGE_TOKEN_KEY_FILE)
+// are used and, like those given directly, never reach the startup log.
+func TestStartupLogHidesSecretsFromFiles(t *testing.T) {
+	t.Parallel()
+	prefix := kafkabustest.Prefix(t, testinfra.KafkaBrokers(t), "orchtest-")
+	dir := stateDir(t)
+	vars := env(t, prefix, dir)
+	pageKey := vars["PAGE_TOKEN_KEY"]
+	secretsDir := t.TempDir()
+	for name, v := range map[string]string{"AUTH_HS256_SECRET": secret, "PAGE_TOKEN_KEY": pageKey} {
+		f := filepath.Join(secretsDir, name)
+		require.NoError(t, os.WriteFile(f, []byte(v+"\n"), 0o600))
+		delete(vars, name)
+		vars[name+"_FILE"] = f
+	}
+	p := servicetest.RunBinary(t, "../../cmd/job-orchestrator", vars)
+	out := p.Output()
+	require.Contains(t, out, `"msg":"effective configuration"`)
+	require.NotContains(t, out, secret)
+	require.NotContains(t, out, pageKey)
+	require.Contains(t, out, `"PageTokenKeyGenerated":false`, "the key from the file is used")
+}
+
 // The state directory and an SQLite database left readable by an earlier
 // version are private once the orchestrator runs; the local backend logs
 // whether it isolates jobs.

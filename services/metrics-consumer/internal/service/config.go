@@ -59,25 +59,59 @@ func DefaultConfig() Config {
 // LoadConfig reads the environment through lookup over DefaultConfig.
 func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 	c := DefaultConfig()
+	var errs []error
 	if err := envconf.Load(&c, lookup); err != nil {
+		errs = append(errs, err)
+	}
+	// METRICS_TOPICS replaces both Topics and Schemas.
+	var topics struct {
+		List topicList `env:"METRICS_TOPICS"`
+	}
+	if err := envconf.Load(&topics, lookup); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
 		return c, err
+	}
+	if topics.List.set {
+		c.Topics, c.Schemas = topics.List.topics, topics.List.schemas
 	}
 	if c.Kafka.ClientID == "" {
 		c.Kafka.ClientID = Name
 	}
-	// METRICS_TOPICS entries are topics or schema=topic pairs.
-	if v, _ := lookup("METRICS_TOPICS"); strings.TrimSpace(v) != "" {
-		c.Topics, c.Schemas = nil, map[string]string{}
-		for _, e := range envconf.List(v) {
-			schema, name, ok := strings.Cut(e, "=")
-			if !ok {
-				name = schema
-			}
-			c.Topics = append(c.Topics, name)
-			c.Schemas[name] = schema
-		}
-	}
 	return c, c.Validate()
+}
+
+// topicList is METRICS_TOPICS: comma separated entries, each a topic or a
+// schema=topic pair (the topic holds the events of the catalogue topic
+// schema).
+type topicList struct {
+	topics  []string
+	schemas map[string]string
+	set     bool
+}
+
+// UnmarshalText parses the entries; a blank schema or topic, or a topic
+// named twice, is refused.
+func (l *topicList) UnmarshalText(text []byte) error {
+	list := topicList{schemas: map[string]string{}, set: true}
+	for _, e := range envconf.List(string(text)) {
+		schema, name, ok := strings.Cut(e, "=")
+		if !ok {
+			name = schema
+		}
+		schema, name = strings.TrimSpace(schema), strings.TrimSpace(name)
+		if schema == "" || name == "" {
+			return fmt.Errorf("entry %q: want topic or schema=topic", e)
+		}
+		if _, dup := list.schemas[name]; dup {
+			return fmt.Errorf("topic %s named twice", name)
+		}
+		list.topics = append(list.topics, name)
+		list.schemas[name] = schema
+	}
+	*l = list
+	return nil
 }
 
 // Validate reports the first setting that cannot work.

@@ -32,3 +32,30 @@ func TestLoadConfig(t *testing.T) {
 	_, err = load(map[string]string{})
 	require.ErrorContains(t, err, "KAFKA_BROKERS")
 }
+
+// METRICS_TOPICS is parsed through its env tag: an entry without a schema
+// or a topic, or a topic named twice, is refused with the variable named.
+func TestLoadConfigTopicsParsedByTag(t *testing.T) {
+	t.Parallel()
+	load := func(topics string) (service.Config, error) {
+		env := map[string]string{"KAFKA_BROKERS": "k:9092", "METRICS_TOPICS": topics}
+		return service.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	}
+	for _, tt := range []struct{ in, want string }{
+		{in: "job-lifecycle=", want: `METRICS_TOPICS="job-lifecycle=": entry "job-lifecycle=": want topic or schema=topic`},
+		{in: "=copy", want: `METRICS_TOPICS="=copy": entry "=copy"`},
+		{in: "job-lifecycle=copy,job-metrics=copy", want: `METRICS_TOPICS="job-lifecycle=copy,job-metrics=copy": topic copy named twice`},
+		{in: " , ", want: "METRICS_TOPICS: no topic"},
+		{in: "other", want: `METRICS_TOPICS: topic other: events of "other" are not aggregated`},
+	} {
+		_, err := load(tt.in)
+		require.ErrorContains(t, err, tt.want, tt.in)
+	}
+	c, err := load(" job-metrics = m2 ")
+	require.NoError(t, err)
+	require.Equal(t, []string{"m2"}, c.Topics)
+	require.Equal(t, map[string]string{"m2": "job-metrics"}, c.Schemas)
+	c, err = load("  ")
+	require.NoError(t, err)
+	require.Equal(t, service.DefaultConfig().Topics, c.Topics, "blank: the default topics")
+}

@@ -117,6 +117,9 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 		QueueSize      *int           `env:"DELIVERY_QUEUE_SIZE"`
 		PerTarget      *int           `env:"DELIVERY_PER_TARGET_CONCURRENCY"`
 		PollInterval   *time.Duration `env:"DELIVERY_POLL_INTERVAL"`
+		SecretsDir     *string        `env:"WEBHOOK_SECRETS_DIR"`
+		Owners         *webhookOwners `env:"WEBHOOK_OWNERS"`
+		CA             certPool       `env:"WEBHOOK_CA_FILE"`
 	}{
 		SMTPAddr: &c.SMTP.Addr, SMTPFrom: &c.SMTP.From, SMTPStartTLS: &c.SMTP.StartTLS, SMTPUsername: &c.SMTP.Username,
 		SMTPPassword: &c.SMTP.Password, SMTPTimeout: &c.SMTP.SendTimeout,
@@ -125,6 +128,7 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 		MaxAttempts: &c.Dispatcher.Retry.MaxAttempts, BackoffInitial: &c.Dispatcher.Retry.InitialBackoff,
 		BackoffMax: &c.Dispatcher.Retry.MaxBackoff, Lease: &c.Dispatcher.Lease, QueueSize: &c.Dispatcher.QueueSize,
 		PerTarget: &c.Dispatcher.PerTargetConcurrency, PollInterval: &c.Dispatcher.PollInterval,
+		SecretsDir: &c.WebhookSecrets.Dir, Owners: (*webhookOwners)(&c.WebhookSecrets.Owners),
 	}
 	if err := envconf.Load(&nested, lookup); err != nil {
 		errs = append(errs, err)
@@ -151,23 +155,10 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 	if c.Kafka.ClientID == "" {
 		c.Kafka.ClientID = Name
 	}
-	if caFile := get(EnvWebhookCAFile); caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		pool := x509.NewCertPool()
-		if err != nil || !pool.AppendCertsFromPEM(pem) {
-			errs = append(errs, fmt.Errorf("%s=%q: no PEM certificates could be read", EnvWebhookCAFile, caFile))
-		}
-		c.Webhook.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if nested.CA.pool != nil {
+		c.Webhook.TLS = &tls.Config{RootCAs: nested.CA.pool, MinVersion: tls.VersionTLS12}
 	}
-	c.WebhookSecrets = webhook.Secrets{Lookup: lookup, EnvPrefix: WebhookSecretEnvPrefix}
-	c.WebhookSecrets.Dir = get(EnvWebhookSecretsDir)
-	if v, ok := lookup(EnvWebhookOwners); ok && strings.TrimSpace(v) != "" {
-		owners := map[string][]string{}
-		if err := json.Unmarshal([]byte(v), &owners); err != nil {
-			errs = append(errs, fmt.Errorf("%s: want a JSON object of reference to list of users: %w", EnvWebhookOwners, err))
-		}
-		c.WebhookSecrets.Owners = owners
-	}
+	c.WebhookSecrets.Lookup, c.WebhookSecrets.EnvPrefix = lookup, WebhookSecretEnvPrefix
 	authCfg, err := auth.LoadConfig(lookup)
 	if err != nil {
 		errs = append(errs, err)
@@ -177,6 +168,35 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 		return Config{}, err
 	}
 	return c, c.Validate()
+}
+
+// webhookOwners is WEBHOOK_OWNERS: a JSON object from each webhook secret
+// reference to the users who may sign with it.
+type webhookOwners map[string][]string
+
+// UnmarshalText parses the JSON object; null leaves no owners, as unset.
+func (o *webhookOwners) UnmarshalText(text []byte) error {
+	owners := map[string][]string{}
+	if err := json.Unmarshal(text, &owners); err != nil {
+		return fmt.Errorf("want a JSON object of reference to list of users: %w", err)
+	}
+	*o = owners
+	return nil
+}
+
+// certPool is WEBHOOK_CA_FILE: the PEM certificates of the file it names,
+// trusted by the webhook client instead of the system's.
+type certPool struct{ pool *x509.CertPool }
+
+// UnmarshalText reads the file named by text.
+func (p *certPool) UnmarshalText(text []byte) error {
+	pem, err := os.ReadFile(string(text))
+	pool := x509.NewCertPool()
+	if err != nil || !pool.AppendCertsFromPEM(pem) {
+		return errors.New("no PEM certificates could be read")
+	}
+	p.pool = pool
+	return nil
 }
 
 // Validate reports what cannot work.

@@ -1,6 +1,8 @@
 package service_test
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -83,4 +85,47 @@ func TestLoadConfigFromEnvTags(t *testing.T) {
 	}
 	_, err = load(map[string]string{"KAFKA_BROKERS": " "})
 	require.ErrorContains(t, err, service.EnvKafkaBrokers)
+}
+
+// WEBHOOK_OWNERS, WEBHOOK_SECRETS_DIR and WEBHOOK_CA_FILE are parsed through
+// their env tags: a bad value is refused with its variable named.
+func TestLoadConfigWebhookParsedByTags(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "ca.txt")
+	require.NoError(t, os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600))
+	load := func(extra map[string]string) (service.Config, error) {
+		env := map[string]string{"DATABASE_URL": "sqlite:" + t.TempDir() + "/n.db", "KAFKA_BROKERS": "127.0.0.1:9092",
+			"AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/", "SMTP_ADDR": "127.0.0.1:1025",
+			"AUTH_HS256_SECRET": "notification-config-test-secret-0123456789"}
+		for k, v := range extra {
+			env[k] = v
+		}
+		return service.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	}
+	for _, tt := range []struct{ key, bad, want string }{
+		{service.EnvWebhookOwners, `{"ops-hook": "ada"}`, `WEBHOOK_OWNERS="{\"ops-hook\": \"ada\"}": want a JSON object of reference to list of users`},
+		{service.EnvWebhookOwners, `ops-hook=ada`, `WEBHOOK_OWNERS="ops-hook=ada": want a JSON object`},
+		{service.EnvWebhookCAFile, notPEM, `WEBHOOK_CA_FILE="` + notPEM + `": no PEM certificates could be read`},
+		{service.EnvWebhookCAFile, filepath.Join(dir, "missing.pem"), `WEBHOOK_CA_FILE="` + filepath.Join(dir, "missing.pem") + `": no PEM`},
+	} {
+		_, err := load(map[string]string{tt.key: tt.bad})
+		require.ErrorContains(t, err, tt.want)
+	}
+
+	cfg, err := load(map[string]string{service.EnvWebhookOwners: " null ", service.EnvWebhookSecretsDir: " " + dir + " "})
+	require.NoError(t, err)
+	require.Nil(t, cfg.WebhookSecrets.Owners, "null: as unset")
+	require.Equal(t, dir, cfg.WebhookSecrets.Dir)
+	require.Nil(t, cfg.Webhook.TLS, "no CA file: the system's roots")
+
+	cfg, err = load(map[string]string{service.EnvWebhookOwners: "  "})
+	require.NoError(t, err)
+	require.Nil(t, cfg.WebhookSecrets.Owners, "blank is unset")
+
+	cfg, err = load(map[string]string{service.EnvWebhookOwners: "{}", "WEBHOOK_SECRET_OPS_HOOK": "s3cret"})
+	require.NoError(t, err)
+	require.True(t, cfg.WebhookSecrets.Exists("ops-hook"))
+	require.NotNil(t, cfg.WebhookSecrets.Owners, "{}: a reference belongs to no one")
+	require.False(t, cfg.WebhookSecrets.UsableBy("ops-hook", "ada"))
 }

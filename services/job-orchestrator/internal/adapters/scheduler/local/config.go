@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -34,7 +36,22 @@ func (r IDRange) Size() int { return r.Last - r.First + 1 }
 
 func (r IDRange) String() string { return fmt.Sprintf("%d-%d", r.First, r.Last) }
 
-// Config configures the local backend.
+// UnmarshalText parses first-last, for example 61000-61999, with
+// 1 <= first <= last; it reads LOCAL_JOB_UID_RANGE and LOCAL_JOB_GID_RANGE.
+func (r *IDRange) UnmarshalText(text []byte) error {
+	a, b, ok := strings.Cut(string(text), "-")
+	first, err1 := strconv.Atoi(strings.TrimSpace(a))
+	last, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if !ok || err1 != nil || err2 != nil || first < 1 || last < first {
+		return errors.New("want first-last, for example 61000-61999")
+	}
+	*r = IDRange{First: first, Last: last}
+	return nil
+}
+
+// Config configures the local backend. The env tags name the variables
+// the job-orchestrator reads them from (LOCAL_JOB_MAX_FILE_SIZE_MB, in
+// megabytes, sets MaxFileSize).
 type Config struct {
 	// WorkRoot holds one directory per job. Required; created if missing.
 	// Job users must be able to reach it: every directory above it needs
@@ -57,36 +74,36 @@ type Config struct {
 	// milliseconds. Default: this process's own executable again, which
 	// serves as well but first runs the init of every package it links.
 	// It runs as the service's user: it must be as trusted as the service.
-	SupervisorPath string
+	SupervisorPath string `env:"LOCAL_JOB_SUPERVISOR"`
 
 	// SingleUser runs jobs as the service's own user, without a cgroup
 	// when none can be created: no isolation between jobs or from the
 	// service. Without it, New refuses to start where jobs cannot be
 	// isolated.
-	SingleUser bool
+	SingleUser bool `env:"LOCAL_SINGLE_USER"`
 	// UIDs is the range of user ids given to jobs, one per running job
 	// and never the service's own. Default DefaultFirstUID-DefaultLastUID.
-	UIDs IDRange
+	UIDs IDRange `env:"LOCAL_JOB_UID_RANGE"`
 	// GIDs is the range of group ids, paired with UIDs by position (the
 	// n-th uid runs with the n-th gid). Default: the same numbers as UIDs.
-	GIDs IDRange
+	GIDs IDRange `env:"LOCAL_JOB_GID_RANGE"`
 	// CgroupRoot is where the cgroup hierarchies are mounted. Default
 	// DefaultCgroupRoot.
 	CgroupRoot string
 	// CgroupParent is the cgroup, below each hierarchy's root, under which
 	// every job gets its own. Default DefaultCgroupParent.
-	CgroupParent string
+	CgroupParent string `env:"LOCAL_CGROUP_PARENT"`
 	// LockDir holds one lock file per job uid, so that two schedulers on
 	// one host never run jobs under the same uid. Default DefaultLockDir.
 	LockDir string
 	// DefaultMemoryMB is the memory limit of a job that asks for none
 	// (memory_mb 0); 0 leaves such a job without a memory limit.
-	DefaultMemoryMB int64
+	DefaultMemoryMB int64 `env:"LOCAL_JOB_DEFAULT_MEMORY_MB"`
 	// MaxProcesses bounds the processes (and threads) of one job. Default
 	// DefaultMaxProcesses.
-	MaxProcesses int64
+	MaxProcesses int64 `env:"LOCAL_JOB_MAX_PROCESSES"`
 	// MaxOpenFiles is a job's RLIMIT_NOFILE. Default DefaultMaxOpenFiles.
-	MaxOpenFiles uint64
+	MaxOpenFiles uint64 `env:"LOCAL_JOB_MAX_OPEN_FILES"`
 	// MaxFileSize is a job's RLIMIT_FSIZE in bytes, the largest file it
 	// can write. Default DefaultMaxFileSize.
 	MaxFileSize int64
