@@ -182,10 +182,11 @@ func (t *serviceTargets) UnmarshalText(text []byte) error {
 // databaseTargets is DATABASE_URLS: name=url or url entries.
 type databaseTargets []Target
 
-// UnmarshalText parses the entries with ParseTargets, naming an entry
-// without a name db<position>.
+// UnmarshalText parses the entries as ParseTargets does, naming an entry
+// without a name db<position>. Its errors name an entry by its position,
+// never by its text: a database URL may hold a password.
 func (t *databaseTargets) UnmarshalText(text []byte) error {
-	ts, err := ParseTargets(string(text), "db")
+	ts, err := parseTargets(string(text), "db", func(i int, _ string) string { return fmt.Sprintf("entry %d", i+1) })
 	if err != nil {
 		return err
 	}
@@ -198,6 +199,12 @@ func (t *databaseTargets) UnmarshalText(text []byte) error {
 // otherwise a name is required. A database URL's own "=" (in its query) is
 // kept: only a name before "://" or a leading "name=" counts.
 func ParseTargets(s, defaultName string) ([]Target, error) {
+	return parseTargets(s, defaultName, func(_ int, entry string) string { return fmt.Sprintf("entry %q", entry) })
+}
+
+// parseTargets is ParseTargets with describe naming the i-th entry in its
+// errors.
+func parseTargets(s, defaultName string, describe func(i int, entry string) string) ([]Target, error) {
 	var out []Target
 	seen := make(map[string]bool)
 	for i, entry := range strings.Split(s, ",") {
@@ -208,16 +215,16 @@ func ParseTargets(s, defaultName string) ([]Target, error) {
 		name, addr, found := strings.Cut(entry, "=")
 		if !found || strings.ContainsAny(name, ":/?") {
 			if defaultName == "" {
-				return nil, fmt.Errorf("entry %q: want name=host:port", entry)
+				return nil, fmt.Errorf("%s: want name=host:port", describe(i, entry))
 			}
 			name, addr = fmt.Sprintf("%s%d", defaultName, i+1), entry
 		}
 		name, addr = strings.TrimSpace(name), strings.TrimSpace(addr)
 		if name == "" || addr == "" {
-			return nil, fmt.Errorf("entry %q: empty name or address", entry)
+			return nil, fmt.Errorf("%s: empty name or address", describe(i, entry))
 		}
 		if seen[name] {
-			return nil, fmt.Errorf("entry %q: name %s used twice", entry, name)
+			return nil, fmt.Errorf("%s: name %s used twice", describe(i, entry), name)
 		}
 		seen[name] = true
 		out = append(out, Target{Name: name, Addr: addr})
