@@ -15,11 +15,11 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+	"github.com/cosmic-horizons/fleet/libs/outbox"
+	"github.com/cosmic-horizons/fleet/libs/outbox/relaytest"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay/relaytest"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/store"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
@@ -203,15 +203,15 @@ func connect(t testing.TB) brokers {
 	return b
 }
 
-func startRelay(t testing.TB, cfg relay.Config, s *store.Store, b brokers) *relay.Relay {
+func startRelay(t testing.TB, cfg outbox.RelayConfig, s *store.Store, b brokers) *outbox.Relay {
 	t.Helper()
 	return runRelay(t, cfg, s, b.producer, b.publisher)
 }
 
 // runRelay starts a relay over the given publishers and stops it when t ends.
-func runRelay(t testing.TB, cfg relay.Config, s relay.Outbox, kafka relay.KafkaPublisher, amqp relay.AMQPPublisher) *relay.Relay {
+func runRelay(t testing.TB, cfg outbox.RelayConfig, s outbox.RelayStore, kafka outbox.KafkaPublisher, amqp outbox.AMQPPublisher) *outbox.Relay {
 	t.Helper()
-	r, err := relay.New(cfg, s, kafka, amqp, discard(), nil)
+	r, err := outbox.NewRelay(cfg, s, kafka, amqp, discard(), nil)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -249,7 +249,7 @@ func TestRelayPublishesEveryEventOnceInJobOrder(t *testing.T) {
 			for i := range 3 {
 				w.job(t, s, fmt.Sprintf("%s-before-%d", owner, i), owner)
 			}
-			cfg := relay.DefaultConfig()
+			cfg := outbox.DefaultRelayConfig()
 			cfg.TopicPrefix, cfg.Wake, cfg.BatchJobs = prefix, wake, 2
 			startRelay(t, cfg, s, b)
 			for i := range 3 {
@@ -288,7 +288,7 @@ func TestTwoRelaysOnOnePostgreSQL(t *testing.T) {
 		wake := make(chan struct{}, 1)
 		s := openStore(t, sqlstoretest.OpenURL(t, url), wake)
 		stores = append(stores, s)
-		cfg := relay.DefaultConfig()
+		cfg := outbox.DefaultRelayConfig()
 		cfg.ID = fmt.Sprintf("replica-%d", i)
 		cfg.TopicPrefix, cfg.Wake, cfg.BatchJobs, cfg.Concurrency, cfg.PollInterval = prefix, wake, 3, 2, 10*time.Millisecond
 		startRelay(t, cfg, s, b)
@@ -334,9 +334,9 @@ func TestRelayRetriesInOrder(t *testing.T) {
 	w := newWriter()
 	w.job(t, s, "job-1", "alice")
 	k := &flakyKafka{}
-	cfg := relay.DefaultConfig()
+	cfg := outbox.DefaultRelayConfig()
 	cfg.BackoffMin, cfg.BackoffMax = time.Millisecond, 5*time.Millisecond
-	r, err := relay.New(cfg, s, k, nil, discard(), nil)
+	r, err := outbox.NewRelay(cfg, s, k, nil, discard(), nil)
 	require.NoError(t, err)
 	ctx := context.Background()
 	passes := 0
