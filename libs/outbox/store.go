@@ -85,10 +85,7 @@ type Store struct {
 }
 
 // NewStore returns the outbox in db's tables named by opts.
-func NewStore(db *sqlstore.DB, opts Options) (*Store, error) {
-	if db == nil {
-		return nil, errors.New("outbox: db is required")
-	}
+func NewStore(db *sqlstore.DB, opts Options) *Store {
 	t := opts.Tables
 	if t.Outbox == "" {
 		t.Outbox = "outbox"
@@ -103,7 +100,7 @@ func NewStore(db *sqlstore.DB, opts Options) (*Store, error) {
 	if s.wrap == nil {
 		s.wrap = func(op string, err error) error { return fmt.Errorf("%s: %w", op, err) }
 	}
-	return s, nil
+	return s
 }
 
 // Legs returns the legs the store keeps: Kafka, and RabbitMQ when it has an

@@ -46,8 +46,7 @@ func newFixture(t *testing.T, db *sqlstore.DB, tables outbox.Tables) *fixture {
 	t.Helper()
 	require.NoError(t, sqlstore.Migrate(context.Background(), db, os.DirFS("testdata"), ".", sqlstore.WithComponent("outbox-test")))
 	clk := &clock{now: t0}
-	s, err := outbox.NewStore(db, outbox.Options{Tables: tables, Now: clk.Now})
-	require.NoError(t, err)
+	s := outbox.NewStore(db, outbox.Options{Tables: tables, Now: clk.Now})
 	return &fixture{db: db, s: s, clk: clk, seq: map[string]int64{}}
 }
 
@@ -293,10 +292,9 @@ func TestStoreWrapsErrors(t *testing.T) {
 	t.Parallel()
 	sentinel := errors.New("unavailable")
 	sqlstoretest.Run(t, func(t *testing.T, db *sqlstore.DB) {
-		s, err := outbox.NewStore(db, outbox.Options{WrapErr: func(op string, err error) error { return fmt.Errorf("%s: %w: %w", op, sentinel, err) }})
-		require.NoError(t, err)
+		s := outbox.NewStore(db, outbox.Options{WrapErr: func(op string, err error) error { return fmt.Errorf("%s: %w: %w", op, sentinel, err) }})
 		// No tables: every call fails.
-		_, err = s.ClaimOutbox(context.Background(), outbox.LegKafka, "r", 1, time.Minute)
+		_, err := s.ClaimOutbox(context.Background(), outbox.LegKafka, "r", 1, time.Minute)
 		require.ErrorIs(t, err, sentinel)
 		_, err = s.OutboxBacklog(context.Background())
 		require.ErrorIs(t, err, sentinel)

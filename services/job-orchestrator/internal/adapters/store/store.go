@@ -81,10 +81,7 @@ func New(db *sqlstore.DB, codec *events.Codec, cfg Config) (*Store, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	ob, err := outbox.NewStore(db, outbox.Options{Tables: outboxTables, Now: cfg.Now, WrapErr: dbErr})
-	if err != nil {
-		return nil, err
-	}
+	ob := outbox.NewStore(db, outbox.Options{Tables: outboxTables, Now: cfg.Now, WrapErr: dbErr})
 	return &Store{Store: ob, db: db, codec: codec, cfg: cfg, pg: db.Dialect() == sqlstore.DialectPostgres}, nil
 }
 
