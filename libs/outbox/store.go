@@ -320,7 +320,7 @@ func (s *Store) ClaimOutbox(ctx context.Context, leg Leg, owner string, maxJobs 
 	var out []PendingEvent
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		out = out[:0]
-		keys, err := queryStrings(ctx, tx, s.db.Rebind(headQuery), now.UnixNano(), maxJobs)
+		keys, err := sqlstore.QueryStrings(ctx, tx, s.db.Rebind(headQuery), now.UnixNano(), maxJobs)
 		if err != nil || len(keys) == 0 {
 			return err
 		}
@@ -569,23 +569,6 @@ func (s *Store) PurgeOutbox(ctx context.Context, cutoff time.Time) (int64, error
 		return 0, s.err("purge outbox", err)
 	}
 	return n, nil
-}
-
-func queryStrings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
 }
 
 func truncate(s string, n int) string {

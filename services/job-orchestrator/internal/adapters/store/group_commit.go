@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/outbox"
+	"github.com/cosmic-horizons/fleet/libs/sqlstore"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
 )
@@ -228,7 +229,7 @@ func (s *Store) writeBatch(ctx context.Context, reqs, transitions []*groupReq) (
 			}
 			q := `INSERT INTO jobs (id, owner, idempotency_key, status, tacc_system, created_at, updated_at, version, doc, resubmitted_from)
 				VALUES ` + tuples(10, len(chunk)) + ` ON CONFLICT (owner, idempotency_key) DO NOTHING RETURNING id`
-			ids, err := queryStrings(ctx, tx, s.db.Rebind(q), args...)
+			ids, err := sqlstore.QueryStrings(ctx, tx, s.db.Rebind(q), args...)
 			if err != nil {
 				return err
 			}
@@ -278,21 +279,4 @@ func tuples(cols, n int) string {
 		b.WriteString(one)
 	}
 	return b.String()
-}
-
-func queryStrings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
 }
