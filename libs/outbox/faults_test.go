@@ -1,4 +1,4 @@
-package relay_test
+package outbox_test
 
 import (
 	"context"
@@ -19,7 +19,6 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/outbox/relaytest"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/store"
 )
 
 // faultFixture is a SQLite store with its own topics and a queue bound to
@@ -30,7 +29,7 @@ type faultFixture struct {
 	owner  string
 	q      *relaytest.Queue
 	db     *sqlstore.DB
-	s      *store.Store
+	s      *jobStore
 	wake   chan struct{}
 	w      *writer
 }
@@ -274,7 +273,7 @@ func TestUnmarkedGaugeCountsWhatACrashRepublishes(t *testing.T) {
 // outageOutbox is the real store behind a switch that fails every claim and
 // every mark while down, as a database outage does.
 type outageOutbox struct {
-	*store.Store
+	*jobStore
 	down atomic.Bool
 }
 
@@ -319,7 +318,7 @@ func TestDatabaseOutagePublishesNothingTwice(t *testing.T) {
 	for i := range 4 {
 		f.w.job(t, f.s, fmt.Sprintf("%s-%d", f.owner, i), f.owner)
 	}
-	outbox := &outageOutbox{Store: f.s}
+	outbox := &outageOutbox{jobStore: f.s}
 	kafka := &downAfterFirstPublish{KafkaPublisher: f.b.producer, outbox: outbox}
 	cfg := f.config()
 	cfg.Lease, cfg.LeaseMargin = time.Second, 200*time.Millisecond
