@@ -154,7 +154,7 @@ func (s *Store) Append(ctx context.Context, tx *sql.Tx, batches ...Batch) error 
 			return nil
 		}
 		q := `INSERT INTO ` + s.t.Outbox + ` (event_id, event_type, ` + s.t.Key + `, seq, topic, msg_key, payload, headers, amqp_routing_key, created_at)
-			VALUES ` + tuples(10, n)
+			VALUES ` + sqlstore.Tuples(10, n)
 		_, err := tx.ExecContext(ctx, s.db.Rebind(q), args...)
 		args, n = args[:0], 0
 		return err
@@ -185,7 +185,7 @@ func (s *Store) Append(ctx context.Context, tx *sql.Tx, batches ...Batch) error 
 	for lo := 0; lo < len(amqp); lo += rowsPerInsert {
 		chunk := amqp[lo:min(lo+rowsPerInsert, len(amqp))]
 		q := `INSERT INTO ` + s.t.AMQP + ` (id, ` + s.t.Key + `, seq) SELECT id, ` + s.t.Key + `, seq FROM ` + s.t.Outbox + `
-			WHERE event_id IN (` + placeholders(len(chunk)) + `)`
+			WHERE event_id IN (` + sqlstore.Placeholders(len(chunk)) + `)`
 		if _, err := tx.ExecContext(ctx, s.db.Rebind(q), chunk...); err != nil {
 			return err
 		}
@@ -324,7 +324,7 @@ func (s *Store) ClaimOutbox(ctx context.Context, leg Leg, owner string, maxJobs 
 		if err != nil || len(keys) == 0 {
 			return err
 		}
-		in := placeholders(len(keys))
+		in := sqlstore.Placeholders(len(keys))
 		args := []any{owner, until}
 		for _, k := range keys {
 			args = append(args, k)
@@ -513,7 +513,7 @@ func (s *Store) RetryParked(ctx context.Context, ids ...string) (int64, error) {
 		q := `UPDATE ` + l.table + ` SET parked_at = NULL, claimed_until = NULL WHERE parked_at IS NOT NULL AND ` + l.pending
 		var args []any
 		if len(ids) > 0 {
-			q += ` AND id IN (SELECT id FROM ` + s.t.Outbox + ` WHERE event_id IN (` + placeholders(len(ids)) + `))`
+			q += ` AND id IN (SELECT id FROM ` + s.t.Outbox + ` WHERE event_id IN (` + sqlstore.Placeholders(len(ids)) + `))`
 			for _, id := range ids {
 				args = append(args, id)
 			}
@@ -576,23 +576,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return strings.ToValidUTF8(s[:n], "")
-}
-
-// placeholders returns n comma-separated "?".
-func placeholders(n int) string {
-	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
-}
-
-// tuples returns n parenthesised groups of cols placeholders, comma separated.
-func tuples(cols, n int) string {
-	one := "(" + placeholders(cols) + ")"
-	var b strings.Builder
-	b.Grow(n * (len(one) + 2))
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(one)
-	}
-	return b.String()
 }

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"strings"
 )
 
 // Querier is what QueryStrings reads through: a *sql.Tx, *sql.DB or *sql.Conn.
@@ -27,4 +28,24 @@ func QueryStrings(ctx context.Context, q Querier, query string, args ...any) ([]
 		out = append(out, s)
 	}
 	return out, rows.Err()
+}
+
+// Placeholders returns n comma-separated "?" (see Rebind).
+func Placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// Tuples returns n parenthesised groups of cols placeholders, comma
+// separated: the VALUES of a multi-row INSERT.
+func Tuples(cols, n int) string {
+	one := "(" + Placeholders(cols) + ")"
+	var b strings.Builder
+	b.Grow(n * (len(one) + 2))
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(one)
+	}
+	return b.String()
 }

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -228,7 +227,7 @@ func (s *Store) writeBatch(ctx context.Context, reqs, transitions []*groupReq) (
 				args = append(args, jobArgs(r.job, r.doc)...)
 			}
 			q := `INSERT INTO jobs (id, owner, idempotency_key, status, tacc_system, created_at, updated_at, version, doc, resubmitted_from)
-				VALUES ` + tuples(10, len(chunk)) + ` ON CONFLICT (owner, idempotency_key) DO NOTHING RETURNING id`
+				VALUES ` + sqlstore.Tuples(10, len(chunk)) + ` ON CONFLICT (owner, idempotency_key) DO NOTHING RETURNING id`
 			ids, err := sqlstore.QueryStrings(ctx, tx, s.db.Rebind(q), args...)
 			if err != nil {
 				return err
@@ -265,18 +264,4 @@ func (s *Store) writeBatch(ctx context.Context, reqs, transitions []*groupReq) (
 		return nil
 	})
 	return inserted, results, err
-}
-
-// tuples returns n parenthesised groups of cols placeholders, comma separated.
-func tuples(cols, n int) string {
-	one := "(" + placeholders(cols) + ")"
-	var b strings.Builder
-	b.Grow(n * (len(one) + 2))
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(one)
-	}
-	return b.String()
 }
