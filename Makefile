@@ -125,7 +125,7 @@ bench: up ## measure buses and consumers against the real stack; prints markdown
 	@echo; $(WITH_STACK) go run ./tools/cmd/fleetbench sweep -jobs $(SWEEP_JOBS)
 	@echo; $(WITH_STACK) go run ./tools/cmd/fleetbench consumers
 	@echo; echo "## Consumers and stores (go test -bench; custom metrics per line)"; echo; echo '```'
-	@$(WITH_STACK) go test -run '^$$' -bench BenchmarkRelay -benchtime 1x ./services/job-orchestrator/internal/adapters/relay/ | grep -E '^Benchmark'
+	@$(WITH_STACK) go test -run '^$$' -bench BenchmarkRelay -benchtime 1x ./libs/outbox/ | grep -E '^Benchmark'
 	@$(WITH_STACK) BENCH_INTERVAL=5ms go test -run '^$$' -bench BenchmarkTerminalEventToEmailAccepted -benchtime 400x ./services/notification-consumer/internal/service/ | grep -E '^Benchmark'
 	@$(WITH_STACK) go test -run '^$$' -bench 'BenchmarkVerifySQLite' -benchtime 100000x ./services/compliance-auditor/internal/app/ | grep -E '^Benchmark'
 	@$(WITH_STACK) go test -run '^$$' -bench 'BenchmarkInboxApply' ./libs/inbox/ | grep -E '^Benchmark'

@@ -15,10 +15,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
+	"github.com/cosmic-horizons/fleet/libs/outbox/relaytest"
 	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
 	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay/relaytest"
 )
 
 // switchableProxy forwards TCP connections to target while it is up; down

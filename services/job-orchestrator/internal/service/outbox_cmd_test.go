@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/outbox"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/store"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
@@ -37,9 +38,9 @@ func TestOutboxCommandListsAndRetriesParkedEvents(t *testing.T) {
 		events.Meta{Producer: "job-orchestrator", UserID: j.Owner})
 	require.NoError(t, err)
 	require.NoError(t, st.Create(ctx, j, []app.OutboxRecord{{Event: ev}}))
-	rows, err := st.ClaimOutbox(ctx, store.LegKafka, "relay", 1, time.Minute)
+	rows, err := st.ClaimOutbox(ctx, outbox.LegKafka, "relay", 1, time.Minute)
 	require.NoError(t, err)
-	_, err = st.CompleteOutbox(ctx, store.LegKafka, "relay", []store.Result{{ID: rows[0].ID, JobID: j.ID, Err: errors.New("kafka: message was too large"), Park: true}})
+	_, err = st.CompleteOutbox(ctx, outbox.LegKafka, "relay", []outbox.Result{{ID: rows[0].ID, JobID: j.ID, Err: errors.New("kafka: message was too large"), Park: true}})
 	require.NoError(t, err)
 
 	env := map[string]string{"KAFKA_BROKERS": "127.0.0.1:9092", "STATE_DIRECTORY": state, "DATABASE_URL": dbURL,

@@ -21,10 +21,10 @@ import (
 
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
+	"github.com/cosmic-horizons/fleet/libs/outbox/relaytest"
 	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
 	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay/relaytest"
 )
 
 // outputScript prints a numbered line with the time it was written (Unix

@@ -26,12 +26,12 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/amqpbus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+	"github.com/cosmic-horizons/fleet/libs/outbox"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
 	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/outputdir"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/local"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/slurm"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/store"
@@ -126,7 +126,7 @@ func (o *orchestrator) wire(ctx context.Context, deps svcruntime.Deps) error {
 		return err
 	}
 	rt.OnShutdown("kafka producer", func(context.Context) error { return producer.Close() })
-	var publisher relay.AMQPPublisher
+	var publisher outbox.AMQPPublisher
 	var amqpConn *amqpbus.Conn
 	if cfg.AMQPURL != "" {
 		acfg := amqpbus.DefaultConfig(cfg.AMQPURL)
@@ -168,9 +168,9 @@ func (o *orchestrator) wire(ctx context.Context, deps svcruntime.Deps) error {
 	if err != nil {
 		return err
 	}
-	rcfg := relay.DefaultConfig()
+	rcfg := outbox.DefaultRelayConfig()
 	rcfg.Exchange, rcfg.TopicPrefix, rcfg.Wake = amqpbus.ExchangeJobEvents, cfg.TopicPrefix, wake
-	rl, err := relay.New(rcfg, st, producer, publisher, log, rt.Registry())
+	rl, err := outbox.NewRelay(rcfg, st, producer, publisher, log, rt.Registry())
 	if err != nil {
 		return err
 	}

@@ -8,11 +8,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cosmic-horizons/fleet/libs/kafkabus/kafkabustest"
+	"github.com/cosmic-horizons/fleet/libs/outbox/relaytest"
 	"github.com/cosmic-horizons/fleet/libs/service/servicetest"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
 	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay/relaytest"
 )
 
 // A watch on one replica sees the changes another replica makes at once:

@@ -107,7 +107,7 @@ type Dispatcher struct {
 	senders map[domain.Channel]Sender
 	codec   *events.Codec
 	logger  *slog.Logger
-	relay   *Relay
+	relay   Waker
 	tracer  trace.Tracer
 	now     func() time.Time
 
@@ -121,7 +121,7 @@ type Dispatcher struct {
 }
 
 // NewDispatcher returns a dispatcher; relay (optional) is woken after each outcome.
-func NewDispatcher(cfg DispatcherConfig, st DeliveryStore, senders map[domain.Channel]Sender, codec *events.Codec, relay *Relay, logger *slog.Logger) (*Dispatcher, error) {
+func NewDispatcher(cfg DispatcherConfig, st DeliveryStore, senders map[domain.Channel]Sender, codec *events.Codec, relay Waker, logger *slog.Logger) (*Dispatcher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/outbox"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
 
 	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/adapters/email"
@@ -162,14 +163,14 @@ func TestFailuresAreRecordedAndDeadLettered(t *testing.T) {
 			require.EqualValues(t, tt.wantAttempts, calls.Load())
 			require.Contains(t, d.LastError, fmt.Sprint(tt.status))
 
-			out, err := st.PendingOutbox(context.Background(), 100)
+			out, err := st.ClaimOutbox(context.Background(), outbox.LegKafka, "test", 100, time.Minute)
 			require.NoError(t, err)
 			c := codec(t)
 			var failed, dlq int
 			for _, m := range out {
-				switch m.Msg.Topic {
+				switch m.Message.Topic {
 				case events.TopicNotifications:
-					ev, err := c.FromMessage(m.Msg)
+					ev, err := c.FromMessage(m.Message)
 					require.NoError(t, err)
 					p, ok := ev.Payload.(events.NotificationFailed)
 					require.True(t, ok)
@@ -177,8 +178,8 @@ func TestFailuresAreRecordedAndDeadLettered(t *testing.T) {
 					require.Equal(t, int(p.Attempt) == tt.wantAttempts, p.Permanent, "attempt %d", p.Attempt)
 				case events.DLQTopic(events.TopicNotifications):
 					dlq++
-					require.Equal(t, fmt.Sprint(tt.wantAttempts), m.Msg.Headers[bus.HeaderDLQAttempts])
-					require.Equal(t, "e", m.Msg.Headers["source_event_id"])
+					require.Equal(t, fmt.Sprint(tt.wantAttempts), m.Message.Headers[bus.HeaderDLQAttempts])
+					require.Equal(t, "e", m.Message.Headers["source_event_id"])
 				}
 			}
 			require.Equal(t, tt.wantFailed, failed)

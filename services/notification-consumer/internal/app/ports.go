@@ -53,10 +53,10 @@ type DeliveryStore interface {
 	Record(ctx context.Context, o domain.Outcome, msgs []*bus.Message) (bool, error)
 }
 
-// OutboxStore is what the relay reads and deletes.
-type OutboxStore interface {
-	PendingOutbox(ctx context.Context, limit int) ([]domain.OutboxMessage, error)
-	DeleteOutbox(ctx context.Context, ids []string) error
+// Waker is woken after each recorded outcome: the outbox relay, which then
+// publishes the outcome's events at once.
+type Waker interface {
+	Wake()
 }
 
 // SubscriptionStore keeps subscriptions and the in-app notifications.

@@ -3,8 +3,6 @@ package domain
 import (
 	"errors"
 	"time"
-
-	"github.com/cosmic-horizons/fleet/libs/bus"
 )
 
 // ErrBadPageToken is returned for a page token the store did not issue.
@@ -21,10 +19,4 @@ type Outcome struct {
 	NextAttemptAt time.Time
 	LastError     string
 	SentAt        time.Time
-}
-
-// OutboxMessage is a message waiting to be relayed.
-type OutboxMessage struct {
-	ID  string
-	Msg *bus.Message
 }

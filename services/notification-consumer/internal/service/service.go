@@ -27,6 +27,7 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/inbox"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+	"github.com/cosmic-horizons/fleet/libs/outbox"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore"
 	notificationpb "github.com/cosmic-horizons/fleet/proto/fleet/notification/v1"
@@ -142,11 +143,19 @@ func (n *notifier) wire(ctx context.Context, deps svcruntime.Deps) error {
 		domain.ChannelEmail: emailSender, domain.ChannelWebhook: webhookSender, domain.ChannelInApp: inappSender,
 	}
 
-	relay := app.NewRelay(st, producer, cfg.Dispatcher.PollInterval*4, logger.With("component", "outbox-relay"))
+	// The outbox relay (libs/outbox) publishes the outcome events to Kafka,
+	// woken by every recorded outcome.
+	wake := make(wakeChan, 1)
+	rcfg := outbox.DefaultRelayConfig()
+	rcfg.PollInterval, rcfg.Wake = cfg.Dispatcher.PollInterval*4, wake
+	relay, err := outbox.NewRelay(rcfg, st, producer, nil, logger.With("component", "outbox-relay"), reg)
+	if err != nil {
+		return err
+	}
 	rt.Go("outbox relay", relay.Run)
 	dcfg := cfg.Dispatcher
 	dcfg.Producer = Name
-	dispatcher, err := app.NewDispatcher(dcfg, st, senders, codec, relay, logger.With("component", "dispatcher"))
+	dispatcher, err := app.NewDispatcher(dcfg, st, senders, codec, wake, logger.With("component", "dispatcher"))
 	if err != nil {
 		return err
 	}
@@ -208,5 +217,15 @@ func pruneInbox(ctx context.Context, ib *inbox.Inbox, logger *slog.Logger) error
 		if n > 0 {
 			logger.Info("pruned inbox", slog.Int64("deleted", n))
 		}
+	}
+}
+
+// wakeChan wakes the outbox relay without blocking.
+type wakeChan chan struct{}
+
+func (w wakeChan) Wake() {
+	select {
+	case w <- struct{}{}:
+	default:
 	}
 }

@@ -5,10 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/cosmic-horizons/fleet/libs/outbox"
+	"github.com/cosmic-horizons/fleet/libs/sqlstore"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
 )
@@ -50,8 +51,8 @@ const (
 	// not fail the others.
 	groupCommitTimeout = 30 * time.Second
 	// Rows per multi-row INSERT, within every dialect's bound on parameters.
-	jobsPerInsert   = 100
-	outboxPerInsert = 200
+	// (libs/outbox batches the outbox rows likewise.)
+	jobsPerInsert = 100
 )
 
 // groupReq is one queued Create (job set) or Transition (tr set).
@@ -62,7 +63,7 @@ type groupReq struct {
 	// Create: the job as stored (Version 1), its document and outbox rows.
 	job  *domain.Job
 	doc  string
-	rows []outboxRow
+	rows []outbox.Row
 
 	tr *transitionReq
 }
@@ -163,7 +164,7 @@ func (s *Store) commitBatch(batch []*groupReq) {
 			// Some request may be bad: each alone, so that only it fails.
 			alone = append(append(creates, transitions...), alone...)
 		} else {
-			var rows []outboxRow
+			var rows []outbox.Row
 			for _, r := range creates {
 				if inserted[r.job.ID] {
 					rows = append(rows, r.rows...)
@@ -203,7 +204,7 @@ func (s *Store) commitBatch(batch []*groupReq) {
 // or err (a *passthrough: refused, nothing written).
 type transitionResult struct {
 	stored *domain.Job
-	rows   []outboxRow
+	rows   []outbox.Row
 	err    error
 }
 
@@ -226,8 +227,8 @@ func (s *Store) writeBatch(ctx context.Context, reqs, transitions []*groupReq) (
 				args = append(args, jobArgs(r.job, r.doc)...)
 			}
 			q := `INSERT INTO jobs (id, owner, idempotency_key, status, tacc_system, created_at, updated_at, version, doc, resubmitted_from)
-				VALUES ` + tuples(10, len(chunk)) + ` ON CONFLICT (owner, idempotency_key) DO NOTHING RETURNING id`
-			ids, err := queryStrings(ctx, tx, s.db.Rebind(q), args...)
+				VALUES ` + sqlstore.Tuples(10, len(chunk)) + ` ON CONFLICT (owner, idempotency_key) DO NOTHING RETURNING id`
+			ids, err := sqlstore.QueryStrings(ctx, tx, s.db.Rebind(q), args...)
 			if err != nil {
 				return err
 			}
@@ -235,22 +236,7 @@ func (s *Store) writeBatch(ctx context.Context, reqs, transitions []*groupReq) (
 				inserted[id] = true
 			}
 		}
-		now := nanos(s.cfg.Now())
-		var (
-			args     []any
-			n        int
-			amqpJobs []any
-		)
-		flush := func() error {
-			if n == 0 {
-				return nil
-			}
-			q := `INSERT INTO outbox (event_id, event_type, job_id, seq, topic, msg_key, payload, headers, amqp_routing_key, created_at)
-				VALUES ` + tuples(10, n)
-			_, err := tx.ExecContext(ctx, s.db.Rebind(q), args...)
-			args, n = args[:0], 0
-			return err
-		}
+		batches := make([]outbox.Batch, 0, len(reqs))
 		for _, r := range reqs {
 			if !inserted[r.job.ID] {
 				continue
@@ -258,36 +244,10 @@ func (s *Store) writeBatch(ctx context.Context, reqs, transitions []*groupReq) (
 			if err := s.insertTags(ctx, tx, r.job); err != nil {
 				return err
 			}
-			amqp := false
-			for i, row := range r.rows {
-				var rk sql.NullString
-				if row.routingKey != "" {
-					rk, amqp = sql.NullString{String: row.routingKey, Valid: true}, true
-				}
-				args = append(args, row.eventID, row.eventType, r.job.ID, int64(i)+1,
-					row.msg.Topic, row.msg.Key, row.msg.Value, row.headers, rk, now)
-				if n++; n == outboxPerInsert {
-					if err := flush(); err != nil {
-						return err
-					}
-				}
-			}
-			if amqp {
-				amqpJobs = append(amqpJobs, r.job.ID)
-			}
+			batches = append(batches, outbox.Batch{Key: r.job.ID, Rows: r.rows})
 		}
-		if err := flush(); err != nil {
+		if err := s.Append(ctx, tx, batches...); err != nil {
 			return err
-		}
-		// The RabbitMQ leg of the new rows: the jobs are new, so every
-		// outbox row of theirs was written just now.
-		for lo := 0; lo < len(amqpJobs); lo += outboxPerInsert {
-			chunk := amqpJobs[lo:min(lo+outboxPerInsert, len(amqpJobs))]
-			q := `INSERT INTO outbox_amqp (id, job_id, seq) SELECT id, job_id, seq FROM outbox
-				WHERE amqp_routing_key IS NOT NULL AND job_id IN (` + placeholders(len(chunk)) + `)`
-			if _, err := tx.ExecContext(ctx, s.db.Rebind(q), chunk...); err != nil {
-				return err
-			}
 		}
 		for i, r := range transitions {
 			stored, rows, err := s.transitionInTx(ctx, r.ctx, tx, r.tr)
@@ -304,18 +264,4 @@ func (s *Store) writeBatch(ctx context.Context, reqs, transitions []*groupReq) (
 		return nil
 	})
 	return inserted, results, err
-}
-
-// tuples returns n parenthesised groups of cols placeholders, comma separated.
-func tuples(cols, n int) string {
-	one := "(" + placeholders(cols) + ")"
-	var b strings.Builder
-	b.Grow(n * (len(one) + 2))
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(one)
-	}
-	return b.String()
 }

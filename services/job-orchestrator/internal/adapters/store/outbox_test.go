@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/cosmic-horizons/fleet/libs/outbox"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/store"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
@@ -28,7 +29,7 @@ func (c *clock) Add(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-func ids(evs []store.PendingEvent) []string {
+func ids(evs []outbox.PendingEvent) []string {
 	var out []string
 	for _, e := range evs {
 		out = append(out, e.EventID)
@@ -55,7 +56,7 @@ func TestOutboxClaims(t *testing.T) {
 			require.Equal(t, [][]string{{"job.submitted", "audit.action_recorded"}, {"job.queued", "audit.action_recorded"}}, committed)
 			wantIDs := []string{first[0].Event.EventID, first[1].Event.EventID, second[0].Event.EventID, second[1].Event.EventID}
 
-			a, err := s.ClaimOutbox(ctx, store.LegKafka, "relay-a", 10, time.Minute)
+			a, err := s.ClaimOutbox(ctx, outbox.LegKafka, "relay-a", 10, time.Minute)
 			require.NoError(t, err)
 			require.Equal(t, wantIDs, ids(a), "a job's rows in seq order")
 			require.Equal(t, "job-lifecycle", a[0].Message.Topic)
@@ -64,13 +65,13 @@ func TestOutboxClaims(t *testing.T) {
 			require.Equal(t, "job.alice.job-1.submitted", a[0].RoutingKey)
 			require.Empty(t, a[1].RoutingKey)
 
-			b, err := s.ClaimOutbox(ctx, store.LegKafka, "relay-b", 10, time.Minute)
+			b, err := s.ClaimOutbox(ctx, outbox.LegKafka, "relay-b", 10, time.Minute)
 			require.NoError(t, err)
 			require.Empty(t, b, "a leased job is not claimed twice")
 
 			// relay-a publishes the first row to Kafka, fails on the second.
 			boom := errors.New("broker down")
-			lost, err := s.CompleteOutbox(ctx, store.LegKafka, "relay-a", []store.Result{
+			lost, err := s.CompleteOutbox(ctx, outbox.LegKafka, "relay-a", []outbox.Result{
 				{ID: a[0].ID, JobID: "job-1", At: clk.Now()},
 				{ID: a[1].ID, JobID: "job-1", Err: boom},
 				{ID: a[2].ID, JobID: "job-1"},
@@ -82,36 +83,36 @@ func TestOutboxClaims(t *testing.T) {
 			require.NoError(t, err)
 			require.EqualValues(t, 3+2, backlog, "three rows wait for Kafka, two for RabbitMQ")
 
-			b, err = s.ClaimOutbox(ctx, store.LegKafka, "relay-b", 10, time.Minute)
+			b, err = s.ClaimOutbox(ctx, outbox.LegKafka, "relay-b", 10, time.Minute)
 			require.NoError(t, err)
 			require.Equal(t, wantIDs[1:], ids(b), "released rows are claimable, in order")
 			require.Equal(t, 1, b[0].Attempts)
 
 			// relay-b stalls past its lease: relay-a takes the job over.
 			clk.Add(2 * time.Minute)
-			a, err = s.ClaimOutbox(ctx, store.LegKafka, "relay-a", 10, time.Minute)
+			a, err = s.ClaimOutbox(ctx, outbox.LegKafka, "relay-a", 10, time.Minute)
 			require.NoError(t, err)
 			require.Equal(t, wantIDs[1:], ids(a))
-			lost, err = s.CompleteOutbox(ctx, store.LegKafka, "relay-b", []store.Result{{ID: b[0].ID, JobID: "job-1", At: clk.Now()}})
+			lost, err = s.CompleteOutbox(ctx, outbox.LegKafka, "relay-b", []outbox.Result{{ID: b[0].ID, JobID: "job-1", At: clk.Now()}})
 			require.NoError(t, err)
 			require.Equal(t, 1, lost, "a relay that lost its lease marks nothing")
 
-			var results []store.Result
+			var results []outbox.Result
 			for _, e := range a {
-				results = append(results, store.Result{ID: e.ID, JobID: e.JobID, At: clk.Now()})
+				results = append(results, outbox.Result{ID: e.ID, JobID: e.JobID, At: clk.Now()})
 			}
-			lost, err = s.CompleteOutbox(ctx, store.LegKafka, "relay-a", results)
+			lost, err = s.CompleteOutbox(ctx, outbox.LegKafka, "relay-a", results)
 			require.NoError(t, err)
 			require.Zero(t, lost)
-			none, err := s.ClaimOutbox(ctx, store.LegKafka, "relay-a", 10, time.Minute)
+			none, err := s.ClaimOutbox(ctx, outbox.LegKafka, "relay-a", 10, time.Minute)
 			require.NoError(t, err)
 			require.Empty(t, none)
 
 			// The RabbitMQ leg has the two lifecycle rows, in order.
-			q, err := s.ClaimOutbox(ctx, store.LegAMQP, "relay-a", 10, time.Minute)
+			q, err := s.ClaimOutbox(ctx, outbox.LegAMQP, "relay-a", 10, time.Minute)
 			require.NoError(t, err)
 			require.Equal(t, []string{wantIDs[0], wantIDs[2]}, ids(q))
-			lost, err = s.CompleteOutbox(ctx, store.LegAMQP, "relay-a", []store.Result{
+			lost, err = s.CompleteOutbox(ctx, outbox.LegAMQP, "relay-a", []outbox.Result{
 				{ID: q[0].ID, JobID: "job-1", At: clk.Now()}, {ID: q[1].ID, JobID: "job-1", At: clk.Now()}})
 			require.NoError(t, err)
 			require.Zero(t, lost)
@@ -143,19 +144,19 @@ func TestOutboxLegsAreIndependent(t *testing.T) {
 				j := newJob(id, "alice", "k-"+id, domain.SystemFrontera, t0)
 				require.NoError(t, s.Create(ctx, j, lifecycle(t, j, 1)))
 			}
-			claim := func(leg store.Leg) []store.PendingEvent {
+			claim := func(leg outbox.Leg) []outbox.PendingEvent {
 				t.Helper()
 				rows, err := s.ClaimOutbox(ctx, leg, "relay", 10, time.Minute)
 				require.NoError(t, err)
 				return rows
 			}
-			complete := func(leg store.Leg, results ...store.Result) {
+			complete := func(leg outbox.Leg, results ...outbox.Result) {
 				t.Helper()
 				lost, err := s.CompleteOutbox(ctx, leg, "relay", results)
 				require.NoError(t, err)
 				require.Zero(t, lost)
 			}
-			jobs := func(rows []store.PendingEvent) []string {
+			jobs := func(rows []outbox.PendingEvent) []string {
 				var out []string
 				for _, r := range rows {
 					if len(out) == 0 || out[len(out)-1] != r.JobID {
@@ -166,45 +167,45 @@ func TestOutboxLegsAreIndependent(t *testing.T) {
 			}
 
 			// RabbitMQ down: job-1's first event fails there and waits 10 s.
-			q := claim(store.LegAMQP)
+			q := claim(outbox.LegAMQP)
 			require.Equal(t, []string{"job-1", "job-2"}, jobs(q))
-			complete(store.LegAMQP,
-				store.Result{ID: q[0].ID, JobID: "job-1", Err: errors.New("rabbitmq down"), RetryAt: clk.Now().Add(10 * time.Second)},
-				store.Result{ID: q[1].ID, JobID: "job-2", At: clk.Now()})
-			require.Empty(t, claim(store.LegAMQP), "job-1 waits for its backoff on RabbitMQ")
+			complete(outbox.LegAMQP,
+				outbox.Result{ID: q[0].ID, JobID: "job-1", Err: errors.New("rabbitmq down"), RetryAt: clk.Now().Add(10 * time.Second)},
+				outbox.Result{ID: q[1].ID, JobID: "job-2", At: clk.Now()})
+			require.Empty(t, claim(outbox.LegAMQP), "job-1 waits for its backoff on RabbitMQ")
 
 			// Kafka is not held back: both jobs' rows go, and job-1's next
 			// event too.
-			k := claim(store.LegKafka)
+			k := claim(outbox.LegKafka)
 			require.Equal(t, []string{"job-1", "job-2"}, jobs(k))
-			var done []store.Result
+			var done []outbox.Result
 			for _, r := range k {
-				done = append(done, store.Result{ID: r.ID, JobID: r.JobID, At: clk.Now()})
+				done = append(done, outbox.Result{ID: r.ID, JobID: r.JobID, At: clk.Now()})
 			}
-			complete(store.LegKafka, done...)
+			complete(outbox.LegKafka, done...)
 			_, err := s.Transition(ctx, "job-1", app.AnyVersion, func(cur *domain.Job) ([]app.OutboxRecord, error) { return lifecycle(t, cur, 2), nil })
 			require.NoError(t, err)
-			k = claim(store.LegKafka)
+			k = claim(outbox.LegKafka)
 			require.Len(t, k, 2, "job-1's second transition goes to Kafka while its first waits for RabbitMQ")
 
 			// A Kafka row that can never be published is parked: its job waits
 			// on Kafka, job-2 does not.
-			complete(store.LegKafka,
-				store.Result{ID: k[0].ID, JobID: "job-1", Err: errors.New("record too large"), Park: true},
-				store.Result{ID: k[1].ID, JobID: "job-1"})
+			complete(outbox.LegKafka,
+				outbox.Result{ID: k[0].ID, JobID: "job-1", Err: errors.New("record too large"), Park: true},
+				outbox.Result{ID: k[1].ID, JobID: "job-1"})
 			j2 := newJob("job-3", "alice", "k-3", domain.SystemFrontera, t0)
 			require.NoError(t, s.Create(ctx, j2, lifecycle(t, j2, 1)))
-			require.Equal(t, []string{"job-3"}, jobs(claim(store.LegKafka)), "a parked row holds back only its own job")
+			require.Equal(t, []string{"job-3"}, jobs(claim(outbox.LegKafka)), "a parked row holds back only its own job")
 			parked, err := s.ListParked(ctx)
 			require.NoError(t, err)
 			require.Len(t, parked, 1)
 			require.Equal(t, k[0].EventID, parked[0].EventID)
-			require.Equal(t, store.LegKafka, parked[0].Leg)
+			require.Equal(t, outbox.LegKafka, parked[0].Leg)
 			require.Equal(t, "record too large", parked[0].LastError)
 
 			// After RabbitMQ's backoff job-1 catches up there, in order.
 			clk.Add(11 * time.Second)
-			q = claim(store.LegAMQP)
+			q = claim(outbox.LegAMQP)
 			require.Equal(t, "job-1", q[0].JobID)
 			require.Equal(t, 1, q[0].Attempts)
 
@@ -213,7 +214,7 @@ func TestOutboxLegsAreIndependent(t *testing.T) {
 			n, err := s.RetryParked(ctx, k[0].EventID)
 			require.NoError(t, err)
 			require.EqualValues(t, 1, n)
-			again := claim(store.LegKafka)
+			again := claim(outbox.LegKafka)
 			require.Contains(t, ids(again), k[0].EventID)
 			parked, err = s.ListParked(ctx)
 			require.NoError(t, err)
@@ -233,12 +234,12 @@ func TestOutboxHeadOrder(t *testing.T) {
 			s := newStore(t, d.Open(t), store.Config{})
 			j := newJob("job-1", "alice", "k", domain.SystemFrontera, t0)
 			require.NoError(t, s.Create(ctx, j, lifecycle(t, j, 1)))
-			a, err := s.ClaimOutbox(ctx, store.LegKafka, "relay-a", 10, time.Minute)
+			a, err := s.ClaimOutbox(ctx, outbox.LegKafka, "relay-a", 10, time.Minute)
 			require.NoError(t, err)
 			require.Len(t, a, 2)
 			_, err = s.Transition(ctx, "job-1", app.AnyVersion, func(cur *domain.Job) ([]app.OutboxRecord, error) { return lifecycle(t, cur, 2), nil })
 			require.NoError(t, err)
-			b, err := s.ClaimOutbox(ctx, store.LegKafka, "relay-b", 10, time.Minute)
+			b, err := s.ClaimOutbox(ctx, outbox.LegKafka, "relay-b", 10, time.Minute)
 			require.NoError(t, err)
 			require.Empty(t, b, "the job's head is leased by relay-a")
 		})

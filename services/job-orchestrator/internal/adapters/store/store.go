@@ -8,7 +8,8 @@
 // the events codec produced them, its Kafka topic and key, and for
 // job-lifecycle events the routing key on RabbitMQ's job.events exchange.
 // Outbox rows of one job are numbered by a per-job sequence (seq) in the
-// order they were written; see ClaimOutbox for how relays share them.
+// order they were written; libs/outbox keeps them (see its ClaimOutbox for
+// how relays share them).
 package store
 
 import (
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/outbox"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
@@ -56,6 +58,9 @@ type Config struct {
 // Store implements app.JobRepository and the relay's outbox over a
 // sqlstore.DB whose tables Migrate created.
 type Store struct {
+	// Store is the outbox in the orchestrator's tables: ClaimOutbox,
+	// CompleteOutbox, ListParked, RetryParked, OutboxBacklog, PurgeOutbox.
+	*outbox.Store
 	db    *sqlstore.DB
 	codec *events.Codec
 	cfg   Config
@@ -76,7 +81,8 @@ func New(db *sqlstore.DB, codec *events.Codec, cfg Config) (*Store, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Store{db: db, codec: codec, cfg: cfg, pg: db.Dialect() == sqlstore.DialectPostgres}, nil
+	ob := outbox.NewStore(db, outbox.Options{Tables: outboxTables, Now: cfg.Now, WrapErr: dbErr})
+	return &Store{Store: ob, db: db, codec: codec, cfg: cfg, pg: db.Dialect() == sqlstore.DialectPostgres}, nil
 }
 
 // Check reports whether the database answers, for readiness probes.
@@ -370,7 +376,7 @@ func (s *Store) transitionOne(req *groupReq) error {
 	t := req.tr
 	var (
 		stored *domain.Job
-		rows   []outboxRow
+		rows   []outbox.Row
 	)
 	err := s.db.InTx(req.ctx, func(tx *sql.Tx) error {
 		var err error
@@ -388,7 +394,7 @@ func (s *Store) transitionOne(req *groupReq) error {
 // transitionInTx applies t in tx (statements under ctx; opCtx is the
 // caller's, whose trace the outbox rows carry). A *passthrough error means
 // t was refused and wrote nothing; any other error fails tx.
-func (s *Store) transitionInTx(ctx, opCtx context.Context, tx *sql.Tx, t *transitionReq) (*domain.Job, []outboxRow, error) {
+func (s *Store) transitionInTx(ctx, opCtx context.Context, tx *sql.Tx, t *transitionReq) (*domain.Job, []outbox.Row, error) {
 	id := t.id
 	cur, err := s.lockJob(ctx, tx, id)
 	switch {
@@ -432,7 +438,7 @@ func (s *Store) transitionInTx(ctx, opCtx context.Context, tx *sql.Tx, t *transi
 // AppendOutbox implements app.JobRepository: the job row is locked (read
 // FOR UPDATE on PostgreSQL; SQLite's single writer) but not written.
 func (s *Store) AppendOutbox(ctx context.Context, id string, out []app.OutboxRecord) error {
-	var rows []outboxRow
+	var rows []outbox.Row
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		cur, err := s.lockJob(ctx, tx, id)
 		if err != nil {
@@ -467,7 +473,7 @@ func (s *Store) lockJob(ctx context.Context, tx *sql.Tx, id string) (*domain.Job
 
 // appendAfterLast appends rows to job id's outbox after its last record;
 // the job must be locked in tx (lockJob).
-func (s *Store) appendAfterLast(ctx context.Context, tx *sql.Tx, id string, rows []outboxRow) error {
+func (s *Store) appendAfterLast(ctx context.Context, tx *sql.Tx, id string, rows []outbox.Row) error {
 	if len(rows) == 0 {
 		return nil
 	}
@@ -478,13 +484,13 @@ func (s *Store) appendAfterLast(ctx context.Context, tx *sql.Tx, id string, rows
 	return s.appendOutbox(ctx, tx, id, last, rows)
 }
 
-func (s *Store) committed(rows []outboxRow) {
+func (s *Store) committed(rows []outbox.Row) {
 	if s.cfg.AfterCommit == nil || len(rows) == 0 {
 		return
 	}
 	types := make([]string, len(rows))
 	for i, r := range rows {
-		types[i] = r.eventType
+		types[i] = r.EventType
 	}
 	s.cfg.AfterCommit(types)
 }

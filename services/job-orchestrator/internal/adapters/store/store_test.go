@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/outbox"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/store"
@@ -457,6 +458,6 @@ func testUnavailable(t *testing.T, db *sqlstore.DB, s *store.Store) {
 	require.ErrorIs(t, err, domain.ErrUnavailable)
 	_, err = s.Transition(ctx, "job-1", app.AnyVersion, func(*domain.Job) ([]app.OutboxRecord, error) { return nil, nil })
 	require.ErrorIs(t, err, domain.ErrUnavailable)
-	_, err = s.ClaimOutbox(ctx, store.LegKafka, "r", 1, time.Second)
+	_, err = s.ClaimOutbox(ctx, outbox.LegKafka, "r", 1, time.Second)
 	require.ErrorIs(t, err, domain.ErrUnavailable)
 }

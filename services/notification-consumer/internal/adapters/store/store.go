@@ -1,6 +1,7 @@
 // Package store keeps the notification-consumer's state in SQL (SQLite or
 // PostgreSQL through sqlstore): subscriptions, job names, deliveries (which
-// double as the in-app notification list) and the outbox of outcome events.
+// double as the in-app notification list) and the outbox of outcome events
+// (libs/outbox, in this store's tables).
 package store
 
 import (
@@ -18,6 +19,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cosmic-horizons/fleet/libs/bus"
+	"github.com/cosmic-horizons/fleet/libs/outbox"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore"
 
 	"github.com/cosmic-horizons/fleet/services/notification-consumer/internal/domain"
@@ -29,21 +31,35 @@ const MigrationComponent = "notification-consumer"
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// Migrate creates or upgrades the store's tables.
+// Migrate creates or upgrades the store's tables, and moves the outcome
+// events still waiting in the outbox of before migration 0003 to the
+// outbox.
 func Migrate(ctx context.Context, db *sqlstore.DB) error {
 	if err := sqlstore.Migrate(ctx, db, migrations, "migrations", sqlstore.WithComponent(MigrationComponent)); err != nil {
+		return fmt.Errorf("migrate notification store: %w", err)
+	}
+	if err := New(db).moveLegacyOutbox(ctx); err != nil {
 		return fmt.Errorf("migrate notification store: %w", err)
 	}
 	return nil
 }
 
+// outboxTables are the outbox's tables (migration 0003): Kafka only,
+// ordered per delivery.
+var outboxTables = outbox.Tables{Outbox: "outbox", Key: "delivery_id"}
+
 // Store is the SQL store.
 type Store struct {
+	// Store is the outbox of outcome events (libs/outbox), which the relay
+	// drains.
+	*outbox.Store
 	db *sqlstore.DB
 }
 
 // New returns a store over db, whose tables Migrate created.
-func New(db *sqlstore.DB) *Store { return &Store{db: db} }
+func New(db *sqlstore.DB) *Store {
+	return &Store{Store: outbox.NewStore(db, outbox.Options{Tables: outboxTables}), db: db}
+}
 
 // DB returns the underlying database.
 func (s *Store) DB() *sqlstore.DB { return s.db }
@@ -380,10 +396,8 @@ func (s *Store) Record(ctx context.Context, o domain.Outcome, msgs []*bus.Messag
 		if n, err := res.RowsAffected(); err != nil || n == 0 {
 			return err
 		}
-		for _, m := range msgs {
-			if err := s.insertOutboxTx(ctx, tx, m); err != nil {
-				return err
-			}
+		if err := s.appendOutbox(ctx, tx, o.ID, msgs); err != nil {
+			return err
 		}
 		applied = true
 		return nil
@@ -503,63 +517,90 @@ func (s *Store) MarkRead(ctx context.Context, userID string, ids []string, all b
 
 // --- outbox ---
 
-func (s *Store) insertOutboxTx(ctx context.Context, tx *sql.Tx, m *bus.Message) error {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return fmt.Errorf("outbox id: %w", err)
-	}
-	headers, err := json.Marshal(m.Headers)
-	if err != nil {
-		return fmt.Errorf("outbox headers: %w", err)
-	}
-	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO outbox (id, topic, msg_key, value, headers, created_at) VALUES (?, ?, ?, ?, ?, ?)`),
-		id.String(), m.Topic, m.Key, base64.StdEncoding.EncodeToString(m.Value), string(headers), micros(time.Now()))
-	if err != nil {
-		return fmt.Errorf("insert outbox message: %w", err)
-	}
-	return nil
-}
-
-// PendingOutbox returns up to limit messages in the order they were written.
-func (s *Store) PendingOutbox(ctx context.Context, limit int) ([]domain.OutboxMessage, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, topic, msg_key, value, headers FROM outbox ORDER BY created_at, id LIMIT ?`), limit)
-	if err != nil {
-		return nil, fmt.Errorf("pending outbox: %w", err)
-	}
-	defer rows.Close()
-	var out []domain.OutboxMessage
-	for rows.Next() {
-		var id, topic, key, value, headers string
-		if err := rows.Scan(&id, &topic, &key, &value, &headers); err != nil {
-			return nil, fmt.Errorf("scan outbox: %w", err)
-		}
-		b, err := base64.StdEncoding.DecodeString(value)
-		if err != nil {
-			return nil, fmt.Errorf("outbox %s value: %w", id, err)
-		}
-		m := &bus.Message{Topic: topic, Key: key, Value: b}
-		if err := json.Unmarshal([]byte(headers), &m.Headers); err != nil {
-			return nil, fmt.Errorf("outbox %s headers: %w", id, err)
-		}
-		out = append(out, domain.OutboxMessage{ID: id, Msg: m})
-	}
-	return out, rows.Err()
-}
-
-// DeleteOutbox removes relayed messages.
-func (s *Store) DeleteOutbox(ctx context.Context, ids []string) error {
-	if len(ids) == 0 {
+// appendOutbox appends msgs, the outcome events of delivery id (and their
+// dead-letter copies), after the delivery's earlier ones.
+func (s *Store) appendOutbox(ctx context.Context, tx *sql.Tx, id string, msgs []*bus.Message) error {
+	if len(msgs) == 0 {
 		return nil
 	}
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		args[i] = id
+	var last int64
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT COALESCE(MAX(seq), 0) FROM outbox WHERE delivery_id = ?`), id).Scan(&last); err != nil {
+		return fmt.Errorf("outbox of delivery %s: %w", id, err)
 	}
-	_, err := s.db.ExecContext(ctx, s.q(`DELETE FROM outbox WHERE id IN (`+strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")+`)`), args...)
-	if err != nil {
-		return fmt.Errorf("delete outbox: %w", err)
+	rows := make([]outbox.Row, len(msgs))
+	for i, m := range msgs {
+		eventID := m.Headers[bus.HeaderEventID]
+		if eventID == "" {
+			u, err := uuid.NewV7()
+			if err != nil {
+				return fmt.Errorf("outbox id: %w", err)
+			}
+			eventID = u.String()
+		}
+		if strings.HasSuffix(m.Topic, bus.DLQSuffix) {
+			// The dead-letter copy carries the event's id; its row needs one
+			// of its own.
+			eventID += bus.DLQSuffix
+		}
+		rows[i] = outbox.Row{EventID: eventID, EventType: m.Headers[bus.HeaderEventType], Message: m}
+	}
+	if err := s.Append(ctx, tx, outbox.Batch{Key: id, After: last, Rows: rows}); err != nil {
+		return fmt.Errorf("insert outbox messages of delivery %s: %w", id, err)
 	}
 	return nil
+}
+
+// moveLegacyOutbox moves the messages of the outbox of before migration
+// 0003 (outbox_legacy: base64 values, no order key) to the outbox, in the
+// order they were written, keyed by their delivery_id header.
+func (s *Store) moveLegacyOutbox(ctx context.Context) error {
+	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT id, topic, msg_key, value, headers FROM outbox_legacy ORDER BY created_at, id`)
+		if err != nil {
+			return fmt.Errorf("read legacy outbox: %w", err)
+		}
+		type legacy struct {
+			id  string
+			msg *bus.Message
+		}
+		var old []legacy
+		for rows.Next() {
+			var id, topic, key, value, headers string
+			if err := rows.Scan(&id, &topic, &key, &value, &headers); err != nil {
+				rows.Close()
+				return fmt.Errorf("scan legacy outbox: %w", err)
+			}
+			b, err := base64.StdEncoding.DecodeString(value)
+			if err != nil {
+				rows.Close()
+				return fmt.Errorf("legacy outbox %s value: %w", id, err)
+			}
+			m := &bus.Message{Topic: topic, Key: key, Value: b}
+			if err := json.Unmarshal([]byte(headers), &m.Headers); err != nil {
+				rows.Close()
+				return fmt.Errorf("legacy outbox %s headers: %w", id, err)
+			}
+			old = append(old, legacy{id: id, msg: m})
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("read legacy outbox: %w", err)
+		}
+		for _, l := range old {
+			key := l.msg.Headers["delivery_id"]
+			if key == "" {
+				key = l.id
+			}
+			if err := s.appendOutbox(ctx, tx, key, []*bus.Message{l.msg}); err != nil {
+				return err
+			}
+		}
+		if len(old) > 0 {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM outbox_legacy`); err != nil {
+				return fmt.Errorf("empty legacy outbox: %w", err)
+			}
+		}
+		return nil
+	})
 }
 
 // --- page tokens ---

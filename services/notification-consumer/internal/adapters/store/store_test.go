@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cosmic-horizons/fleet/libs/bus"
+	"github.com/cosmic-horizons/fleet/libs/outbox"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
 
@@ -94,13 +95,15 @@ func TestStoreContract(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, domain.StatusSent, d.Status)
 			require.Equal(t, 2, d.Attempts)
-			pending, err := st.PendingOutbox(ctx, 10)
+			pending, err := st.ClaimOutbox(ctx, outbox.LegKafka, "relay", 10, time.Minute)
 			require.NoError(t, err)
 			require.Len(t, pending, 1)
-			require.Equal(t, msg.Value, pending[0].Msg.Value)
-			require.Equal(t, "x", pending[0].Msg.Headers["event_id"])
-			require.NoError(t, st.DeleteOutbox(ctx, []string{pending[0].ID}))
-			pending, err = st.PendingOutbox(ctx, 10)
+			require.Equal(t, msg.Value, pending[0].Message.Value)
+			require.Equal(t, "x", pending[0].Message.Headers["event_id"])
+			lost, err := st.CompleteOutbox(ctx, outbox.LegKafka, "relay", []outbox.Result{{ID: pending[0].ID, JobID: pending[0].JobID, At: time.Now()}})
+			require.NoError(t, err)
+			require.Zero(t, lost)
+			pending, err = st.ClaimOutbox(ctx, outbox.LegKafka, "relay", 10, time.Minute)
 			require.NoError(t, err)
 			require.Empty(t, pending)
 		})

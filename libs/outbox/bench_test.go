@@ -1,4 +1,4 @@
-package relay_test
+package outbox_test
 
 import (
 	"context"
@@ -10,9 +10,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cosmic-horizons/fleet/libs/amqpbus"
+	"github.com/cosmic-horizons/fleet/libs/outbox"
+	"github.com/cosmic-horizons/fleet/libs/outbox/relaytest"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay/relaytest"
 )
 
 // BenchmarkRelay measures the outbox relay against the real Kafka and
@@ -53,7 +53,7 @@ func relayRun(b *testing.B, d sqlstoretest.NamedDB, brk brokers) (drainRate, p50
 		w.job(b, s, fmt.Sprintf("%s-backlog-%d", owner, i), owner)
 	}
 	backlog := len(w.all)
-	cfg := relay.DefaultConfig()
+	cfg := outbox.DefaultRelayConfig()
 	cfg.TopicPrefix, cfg.Wake = prefix, wake
 	start := time.Now()
 	startRelay(b, cfg, s, brk)

@@ -1,4 +1,4 @@
-package relay_test
+package outbox_test
 
 import (
 	"context"
@@ -15,11 +15,10 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/amqpbus"
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
+	"github.com/cosmic-horizons/fleet/libs/outbox"
+	"github.com/cosmic-horizons/fleet/libs/outbox/relaytest"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay/relaytest"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/store"
 )
 
 // faultFixture is a SQLite store with its own topics and a queue bound to
@@ -30,7 +29,7 @@ type faultFixture struct {
 	owner  string
 	q      *relaytest.Queue
 	db     *sqlstore.DB
-	s      *store.Store
+	s      *jobStore
 	wake   chan struct{}
 	w      *writer
 }
@@ -47,8 +46,8 @@ func newFaultFixture(t *testing.T) *faultFixture {
 	return f
 }
 
-func (f *faultFixture) config() relay.Config {
-	cfg := relay.DefaultConfig()
+func (f *faultFixture) config() outbox.RelayConfig {
+	cfg := outbox.DefaultRelayConfig()
 	cfg.TopicPrefix, cfg.Wake = f.prefix, f.wake
 	return cfg
 }
@@ -56,7 +55,7 @@ func (f *faultFixture) config() relay.Config {
 // outageAMQP is the real publisher behind a switch that fails every publish
 // while down, as a RabbitMQ outage does.
 type outageAMQP struct {
-	relay.AMQPPublisher
+	outbox.AMQPPublisher
 	down atomic.Bool
 }
 
@@ -99,7 +98,7 @@ func TestRabbitMQOutageNeverDelaysKafka(t *testing.T) {
 // permanentKafka refuses one event for good (as the broker refuses a record
 // that is too large) until healed.
 type permanentKafka struct {
-	relay.KafkaPublisher
+	outbox.KafkaPublisher
 	refuse  atomic.Value // event id
 	refused atomic.Int64
 }
@@ -141,7 +140,7 @@ func TestUnpublishableRowIsParkedAndHoldsBackOnlyItsJob(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, parked, 1)
 	require.Equal(t, poison, parked[0].EventID)
-	require.Equal(t, store.LegKafka, parked[0].Leg)
+	require.Equal(t, outbox.LegKafka, parked[0].Leg)
 	require.Contains(t, parked[0].LastError, "too large")
 
 	kafka.refuse.Store("")
@@ -159,7 +158,7 @@ func TestUnpublishableRowIsParkedAndHoldsBackOnlyItsJob(t *testing.T) {
 
 // slowKafka delays every publish of one job.
 type slowKafka struct {
-	relay.KafkaPublisher
+	outbox.KafkaPublisher
 	slowJob string
 	delay   time.Duration
 }
@@ -205,7 +204,7 @@ func TestSlowJobHoldsBackNoOtherJob(t *testing.T) {
 
 // gateKafka holds every publish of one job until the gate opens.
 type gateKafka struct {
-	relay.KafkaPublisher
+	outbox.KafkaPublisher
 	job  string
 	gate chan struct{}
 }
@@ -236,7 +235,7 @@ func TestUnmarkedGaugeCountsWhatACrashRepublishes(t *testing.T) {
 	cfg := f.config()
 	cfg.Wake, cfg.PollInterval = nil, 10*time.Millisecond
 	k := &gateKafka{KafkaPublisher: f.b.producer, job: held, gate: make(chan struct{})}
-	r, err := relay.New(cfg, f.s, k, f.b.publisher, discard(), reg)
+	r, err := outbox.NewRelay(cfg, f.s, k, f.b.publisher, discard(), reg)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -274,20 +273,20 @@ func TestUnmarkedGaugeCountsWhatACrashRepublishes(t *testing.T) {
 // outageOutbox is the real store behind a switch that fails every claim and
 // every mark while down, as a database outage does.
 type outageOutbox struct {
-	*store.Store
+	*jobStore
 	down atomic.Bool
 }
 
 var errDatabaseDown = errors.New("database: connection refused")
 
-func (o *outageOutbox) ClaimOutbox(ctx context.Context, leg store.Leg, owner string, maxJobs int, lease time.Duration) ([]store.PendingEvent, error) {
+func (o *outageOutbox) ClaimOutbox(ctx context.Context, leg outbox.Leg, owner string, maxJobs int, lease time.Duration) ([]outbox.PendingEvent, error) {
 	if o.down.Load() {
 		return nil, errDatabaseDown
 	}
 	return o.Store.ClaimOutbox(ctx, leg, owner, maxJobs, lease)
 }
 
-func (o *outageOutbox) CompleteOutbox(ctx context.Context, leg store.Leg, owner string, results []store.Result) (int, error) {
+func (o *outageOutbox) CompleteOutbox(ctx context.Context, leg outbox.Leg, owner string, results []outbox.Result) (int, error) {
 	if o.down.Load() {
 		return 0, errDatabaseDown
 	}
@@ -297,7 +296,7 @@ func (o *outageOutbox) CompleteOutbox(ctx context.Context, leg store.Leg, owner 
 // downAfterFirstPublish publishes, and takes the database down after the
 // first publish: the broker gets the events, their marks cannot be written.
 type downAfterFirstPublish struct {
-	relay.KafkaPublisher
+	outbox.KafkaPublisher
 	outbox    *outageOutbox
 	published atomic.Int64
 }
@@ -319,7 +318,7 @@ func TestDatabaseOutagePublishesNothingTwice(t *testing.T) {
 	for i := range 4 {
 		f.w.job(t, f.s, fmt.Sprintf("%s-%d", f.owner, i), f.owner)
 	}
-	outbox := &outageOutbox{Store: f.s}
+	outbox := &outageOutbox{jobStore: f.s}
 	kafka := &downAfterFirstPublish{KafkaPublisher: f.b.producer, outbox: outbox}
 	cfg := f.config()
 	cfg.Lease, cfg.LeaseMargin = time.Second, 200*time.Millisecond

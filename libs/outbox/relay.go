@@ -1,39 +1,4 @@
-// Package relay drains the transactional outbox: it publishes every row to
-// Kafka and job-lifecycle rows also to RabbitMQ's job.events exchange, and
-// marks them sent.
-//
-// Guarantees:
-//
-//   - Two independent legs. Kafka (the system of record) and RabbitMQ (the
-//     real-time path) each have their own claims, attempts and backoff: a
-//     RabbitMQ outage never delays Kafka, and RabbitMQ catches up, in order,
-//     when it is back. Readiness follows the Kafka leg only.
-//   - Per-job order. On each leg a job's events are published strictly in
-//     their outbox sequence: row n+1 is handed to the broker only after row n
-//     was acknowledged. A failure stops the job on that leg and holds it back
-//     for a backoff of its own; other jobs go on at full speed.
-//   - No waiting on other jobs. Every claimed job publishes at once, in a
-//     goroutine of its own, and a claim of up to BatchJobs jobs follows
-//     whenever the leg holds fewer than Concurrency jobs. A job whose
-//     partition has no leader (a broker down) waits for its broker alone:
-//     it holds no worker that other jobs need, so a broker outage delays
-//     only the partitions that broker led.
-//   - Marked as acknowledged. Rows are marked done as their
-//     acknowledgements arrive (in small batches, at most MarkInterval
-//     apart), so a crash re-publishes only what was in flight.
-//   - Parking. A row that fails for a reason no retry changes (a record too
-//     large for the broker, a routing key too long) is parked with its
-//     error: the job's later rows on that leg wait, every other job goes on,
-//     and an operator retries it (job-orchestrator outbox retry).
-//   - Replicas. Any number of relays may share one database; the store's
-//     claim (FOR UPDATE SKIP LOCKED plus a lease on PostgreSQL, the single
-//     writer on SQLite) gives each job to one relay at a time per leg. A
-//     relay stops publishing LeaseMargin before its lease ends, so an expired
-//     lease never lets two relays publish the same event at once.
-//   - At least once. A crash after a publish and before the row is marked
-//     publishes the event again on the next claim. Every message carries its
-//     event_id (Kafka header, AMQP message id): consumers deduplicate on it.
-package relay
+package outbox
 
 import (
 	"context"
@@ -54,13 +19,14 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/retry"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/store"
 )
 
-// Outbox is the store side of the relay; *store.Store implements it.
-type Outbox interface {
-	ClaimOutbox(ctx context.Context, leg store.Leg, owner string, maxJobs int, lease time.Duration) ([]store.PendingEvent, error)
-	CompleteOutbox(ctx context.Context, leg store.Leg, owner string, results []store.Result) (lost int, err error)
+// RelayStore is the store side of the relay; *Store implements it.
+type RelayStore interface {
+	// Legs returns the legs the outbox keeps (Kafka first).
+	Legs() []Leg
+	ClaimOutbox(ctx context.Context, leg Leg, owner string, maxJobs int, lease time.Duration) ([]PendingEvent, error)
+	CompleteOutbox(ctx context.Context, leg Leg, owner string, results []Result) (lost int, err error)
 	OutboxBacklog(ctx context.Context) (int64, error)
 	PurgeOutbox(ctx context.Context, cutoff time.Time) (int64, error)
 }
@@ -77,7 +43,7 @@ type AMQPPublisher interface {
 	Publish(ctx context.Context, exchange, routingKey string, msg *bus.Message) error
 }
 
-// Defaults of Config.
+// Defaults of RelayConfig.
 const (
 	DefaultPollInterval  = 250 * time.Millisecond
 	DefaultBatchJobs     = 100
@@ -95,8 +61,8 @@ const (
 // markBatch is the most acknowledgements marked in one transaction.
 const markBatch = 256
 
-// Config configures a Relay.
-type Config struct {
+// RelayConfig configures a Relay.
+type RelayConfig struct {
 	// ID names this relay in the outbox's claim columns; default a fresh
 	// UUID (one per process start).
 	ID string
@@ -133,9 +99,9 @@ type Config struct {
 	Wake <-chan struct{}
 }
 
-// DefaultConfig returns the defaults.
-func DefaultConfig() Config {
-	return Config{
+// DefaultRelayConfig returns the defaults.
+func DefaultRelayConfig() RelayConfig {
+	return RelayConfig{
 		PollInterval: DefaultPollInterval, BatchJobs: DefaultBatchJobs, Concurrency: DefaultConcurrency,
 		Lease: DefaultLease, LeaseMargin: DefaultLeaseMargin,
 		BackoffMin: DefaultBackoffMin, BackoffMax: DefaultBackoffMax, MarkInterval: DefaultMarkInterval,
@@ -145,7 +111,7 @@ func DefaultConfig() Config {
 }
 
 // Validate reports every invalid setting.
-func (c Config) Validate() error {
+func (c RelayConfig) Validate() error {
 	var errs []error
 	if c.PollInterval <= 0 || c.MarkInterval <= 0 {
 		errs = append(errs, errors.New("poll and mark intervals must be positive"))
@@ -171,10 +137,48 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Relay publishes the outbox. Run it once per process.
+// Relay drains the outbox: it publishes every row to Kafka and the rows
+// with a routing key also to a RabbitMQ exchange (job.events for the
+// orchestrator), and marks them sent. A "job" below is the rows of one
+// ordering key (Tables.Key).
+//
+// Guarantees:
+//
+//   - Two independent legs. Kafka (the system of record) and RabbitMQ (the
+//     real-time path) each have their own claims, attempts and backoff: a
+//     RabbitMQ outage never delays Kafka, and RabbitMQ catches up, in order,
+//     when it is back. Readiness follows the Kafka leg only.
+//   - Per-job order. On each leg a job's events are published strictly in
+//     their outbox sequence: row n+1 is handed to the broker only after row n
+//     was acknowledged. A failure stops the job on that leg and holds it back
+//     for a backoff of its own; other jobs go on at full speed.
+//   - No waiting on other jobs. Every claimed job publishes at once, in a
+//     goroutine of its own, and a claim of up to BatchJobs jobs follows
+//     whenever the leg holds fewer than Concurrency jobs. A job whose
+//     partition has no leader (a broker down) waits for its broker alone:
+//     it holds no worker that other jobs need, so a broker outage delays
+//     only the partitions that broker led.
+//   - Marked as acknowledged. Rows are marked done as their
+//     acknowledgements arrive (in small batches, at most MarkInterval
+//     apart), so a crash re-publishes only what was in flight.
+//   - Parking. A row that fails for a reason no retry changes (a record too
+//     large for the broker, a routing key too long) is parked with its
+//     error: the job's later rows on that leg wait, every other job goes on,
+//     and an operator retries it (the service's outbox retry command,
+//     Store.RetryParked).
+//   - Replicas. Any number of relays may share one database; the store's
+//     claim (FOR UPDATE SKIP LOCKED plus a lease on PostgreSQL, the single
+//     writer on SQLite) gives each job to one relay at a time per leg. A
+//     relay stops publishing LeaseMargin before its lease ends, so an expired
+//     lease never lets two relays publish the same event at once.
+//   - At least once. A crash after a publish and before the row is marked
+//     publishes the event again on the next claim. Every message carries its
+//     event_id (Kafka header, AMQP message id): consumers deduplicate on it.
+//
+// Run it once per process.
 type Relay struct {
-	cfg     Config
-	outbox  Outbox
+	cfg     RelayConfig
+	outbox  RelayStore
 	log     *slog.Logger
 	metrics *metrics
 	tracer  trace.Tracer
@@ -189,17 +193,18 @@ type Relay struct {
 // leg is one destination with its publish function.
 type leg struct {
 	r       *Relay
-	id      store.Leg
-	publish func(ctx context.Context, row store.PendingEvent) error
+	id      Leg
+	publish func(ctx context.Context, row PendingEvent) error
 	wake    chan struct{}
 	// marksBehind is set while marks fail: the leg then claims nothing, as
 	// its own expired claims would be claimed and published again.
 	marksBehind atomic.Bool
 }
 
-// New builds a Relay. amqp may be nil when RabbitMQ is not configured: the
-// RabbitMQ leg then marks rows done without publishing (logged once at start).
-func New(cfg Config, outbox Outbox, kafka KafkaPublisher, amqp AMQPPublisher, logger *slog.Logger, reg prometheus.Registerer) (*Relay, error) {
+// NewRelay builds a Relay on the legs outbox keeps. amqp may be nil when
+// RabbitMQ is not configured: a RabbitMQ leg then marks rows done without
+// publishing (logged once at start).
+func NewRelay(cfg RelayConfig, outbox RelayStore, kafka KafkaPublisher, amqp AMQPPublisher, logger *slog.Logger, reg prometheus.Registerer) (*Relay, error) {
 	if cfg.ID == "" {
 		cfg.ID = "relay-" + uuid.NewString()
 	}
@@ -214,21 +219,24 @@ func New(cfg Config, outbox Outbox, kafka KafkaPublisher, amqp AMQPPublisher, lo
 		return nil, fmt.Errorf("relay: %w", err)
 	}
 	r := &Relay{cfg: cfg, outbox: outbox, log: logger.With("relay_id", cfg.ID), metrics: m,
-		tracer: otel.GetTracerProvider().Tracer("github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay"), now: time.Now}
-	publishAMQP := func(ctx context.Context, row store.PendingEvent) error {
-		return amqp.Publish(ctx, cfg.Exchange, row.RoutingKey, row.Message)
-	}
-	if amqp == nil {
-		logger.Warn("relay: no RabbitMQ publisher; job events go to Kafka only")
-		publishAMQP = func(context.Context, store.PendingEvent) error { return nil }
-	}
-	r.legs = []*leg{
-		{r: r, id: store.LegKafka, wake: make(chan struct{}, 1), publish: func(ctx context.Context, row store.PendingEvent) error {
-			msg := *row.Message
-			msg.Topic = cfg.TopicPrefix + row.Message.Topic
-			return kafka.Publish(ctx, &msg)
-		}},
-		{r: r, id: store.LegAMQP, wake: make(chan struct{}, 1), publish: publishAMQP},
+		tracer: otel.GetTracerProvider().Tracer("github.com/cosmic-horizons/fleet/libs/outbox"), now: time.Now}
+	r.legs = []*leg{{r: r, id: LegKafka, wake: make(chan struct{}, 1), publish: func(ctx context.Context, row PendingEvent) error {
+		msg := *row.Message
+		msg.Topic = cfg.TopicPrefix + row.Message.Topic
+		return kafka.Publish(ctx, &msg)
+	}}}
+	for _, id := range outbox.Legs() {
+		if id != LegAMQP {
+			continue
+		}
+		publishAMQP := func(ctx context.Context, row PendingEvent) error {
+			return amqp.Publish(ctx, cfg.Exchange, row.RoutingKey, row.Message)
+		}
+		if amqp == nil {
+			logger.Warn("relay: no RabbitMQ publisher; events go to Kafka only")
+			publishAMQP = func(context.Context, PendingEvent) error { return nil }
+		}
+		r.legs = append(r.legs, &leg{r: r, id: LegAMQP, wake: make(chan struct{}, 1), publish: publishAMQP})
 	}
 	return r, nil
 }
@@ -297,7 +305,7 @@ func (r *Relay) housekeeping(ctx context.Context) {
 // claimedJob is one job's rows of a claim, with the end of the claim's
 // publishing window.
 type claimedJob struct {
-	rows     []store.PendingEvent
+	rows     []PendingEvent
 	deadline time.Time
 }
 
@@ -309,13 +317,13 @@ type claimedJob struct {
 // finish what they hold; then what was published is marked.
 func (l *leg) run(ctx context.Context) {
 	r := l.r
-	marks := make(chan store.Result, markBatch)
+	marks := make(chan Result, markBatch)
 	marked := make(chan struct{})
 	go func() {
 		defer close(marked)
 		l.markLoop(ctx, marks)
 	}()
-	mark := func(res store.Result) { marks <- res }
+	mark := func(res Result) { marks <- res }
 
 	var (
 		jobs sync.WaitGroup
@@ -366,10 +374,10 @@ func (l *leg) run(ctx context.Context) {
 
 // work publishes one claimed job; a job whose window closed before it
 // started (or that starts after shutdown began) is released.
-func (l *leg) work(ctx context.Context, job claimedJob, mark func(store.Result)) {
+func (l *leg) work(ctx context.Context, job claimedJob, mark func(Result)) {
 	if ctx.Err() != nil || !l.r.now().Before(job.deadline) {
 		for _, row := range job.rows {
-			mark(store.Result{ID: row.ID, JobID: row.JobID})
+			mark(Result{ID: row.ID, JobID: row.JobID})
 		}
 		return
 	}
@@ -402,9 +410,9 @@ func (l *leg) claimJobs(ctx context.Context, maxJobs int) ([]claimedJob, error) 
 
 // markLoop marks the results it receives in batches: at most markBatch rows
 // per transaction, at most MarkInterval after the first of a batch arrived.
-func (l *leg) markLoop(ctx context.Context, marks <-chan store.Result) {
+func (l *leg) markLoop(ctx context.Context, marks <-chan Result) {
 	r := l.r
-	var pending []store.Result
+	var pending []Result
 	var due <-chan time.Time
 	flush := func() {
 		l.complete(ctx, pending)
@@ -441,7 +449,7 @@ func (l *leg) markLoop(ctx context.Context, marks <-chan store.Result) {
 // nothing twice. Once shutdown began, it is tried three more times (these
 // tries outlive shutdown on purpose); rows still unmarked then are published
 // again after their lease.
-func (l *leg) complete(ctx context.Context, results []store.Result) (lost int, err error) {
+func (l *leg) complete(ctx context.Context, results []Result) (lost int, err error) {
 	if len(results) == 0 {
 		return 0, nil
 	}
@@ -488,7 +496,7 @@ func (l *leg) complete(ctx context.Context, results []store.Result) (lost int, e
 
 // failed and succeeded track the Kafka leg's health for Check.
 func (l *leg) failed(err error) {
-	if l.id != store.LegKafka {
+	if l.id != LegKafka {
 		return
 	}
 	l.r.mu.Lock()
@@ -500,7 +508,7 @@ func (l *leg) failed(err error) {
 }
 
 func (l *leg) succeeded() {
-	if l.id != store.LegKafka {
+	if l.id != LegKafka {
 		return
 	}
 	l.r.mu.Lock()
@@ -552,7 +560,7 @@ func (r *Relay) Pass(ctx context.Context) PassResult {
 		res.Jobs += len(jobs)
 		var (
 			mu  sync.Mutex
-			all []store.Result
+			all []Result
 			wg  sync.WaitGroup
 		)
 		sem := make(chan struct{}, r.cfg.Concurrency)
@@ -560,7 +568,7 @@ func (r *Relay) Pass(ctx context.Context) PassResult {
 			sem <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-sem }()
-				l.work(ctx, job, func(x store.Result) {
+				l.work(ctx, job, func(x Result) {
 					mu.Lock()
 					all = append(all, x)
 					mu.Unlock()
@@ -596,10 +604,10 @@ func (r *Relay) Pass(ctx context.Context) PassResult {
 // acknowledges it, and stops at the first failure: the failed row is held
 // back for the job's backoff (or parked, when no retry can change the
 // outcome) and the rows after it are released as not attempted.
-func (l *leg) publishJob(ctx context.Context, rows []store.PendingEvent, mark func(store.Result)) {
+func (l *leg) publishJob(ctx context.Context, rows []PendingEvent, mark func(Result)) {
 	r := l.r
 	for i, row := range rows {
-		res := store.Result{ID: row.ID, JobID: row.JobID}
+		res := Result{ID: row.ID, JobID: row.JobID}
 		unmarked := r.metrics.unmarked.WithLabelValues(l.id.String())
 		unmarked.Inc()
 		err := l.publishRow(ctx, row)
@@ -615,7 +623,7 @@ func (l *leg) publishJob(ctx context.Context, rows []store.PendingEvent, mark fu
 		if bus.IsPermanent(err) {
 			res.Park = true
 			r.metrics.parked.WithLabelValues(l.id.String(), row.Message.Topic).Inc()
-			r.log.ErrorContext(ctx, "relay: event cannot be published; parked (job-orchestrator outbox list / retry)", "leg", l.id.String(),
+			r.log.ErrorContext(ctx, "relay: event cannot be published; parked (outbox list / retry)", "leg", l.id.String(),
 				"event_id", row.EventID, "event_type", row.EventType, "job_id", row.JobID, "seq", row.Seq, "error", err)
 		} else {
 			wait := retry.Policy{InitialBackoff: r.cfg.BackoffMin, MaxBackoff: r.cfg.BackoffMax}.Backoff(row.Attempts + 1)
@@ -626,7 +634,7 @@ func (l *leg) publishJob(ctx context.Context, rows []store.PendingEvent, mark fu
 		}
 		mark(res)
 		for _, rest := range rows[i+1:] {
-			mark(store.Result{ID: rest.ID, JobID: rest.JobID})
+			mark(Result{ID: rest.ID, JobID: rest.JobID})
 		}
 		return
 	}
@@ -636,7 +644,7 @@ func (l *leg) publishJob(ctx context.Context, rows []store.PendingEvent, mark fu
 // (the request or reconciler pass that wrote it): the relay's span is a
 // child of that context, and the broker's send span is a child of the
 // relay's.
-func (l *leg) publishRow(ctx context.Context, row store.PendingEvent) (err error) {
+func (l *leg) publishRow(ctx context.Context, row PendingEvent) (err error) {
 	r := l.r
 	ctx, span := r.tracer.Start(telemetry.Extract(ctx, row.Message.Headers), "relay "+row.EventType,
 		trace.WithSpanKind(trace.SpanKindProducer),
@@ -658,7 +666,7 @@ func (l *leg) publishRow(ctx context.Context, row store.PendingEvent) (err error
 		return fmt.Errorf("%s: %w", l.id, err)
 	}
 	r.metrics.published.WithLabelValues(l.id.String(), row.Message.Topic).Inc()
-	if l.id == store.LegKafka {
+	if l.id == LegKafka {
 		r.metrics.latency.WithLabelValues(row.Message.Topic).Observe(r.now().Sub(row.CreatedAt).Seconds())
 	}
 	return nil

@@ -1,4 +1,4 @@
-package relay_test
+package outbox_test
 
 import (
 	"context"
@@ -15,16 +15,16 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+	"github.com/cosmic-horizons/fleet/libs/outbox"
+	"github.com/cosmic-horizons/fleet/libs/outbox/relaytest"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay/relaytest"
 )
 
 // ackRecorder is the real producer; it notes when each event was
 // acknowledged.
 type ackRecorder struct {
-	relay.KafkaPublisher
+	outbox.KafkaPublisher
 	mu    sync.Mutex
 	acked map[string]time.Time // event id -> acknowledgement
 	key   map[string]string    // event id -> message key
@@ -140,7 +140,7 @@ func TestOutageBrokerDelaysOnlyItsPartitions(t *testing.T) {
 	db := sqlstoretest.Databases(t)[0].Open(t)
 	s := openStore(t, db, wake)
 	w := newWriter()
-	cfg := relay.DefaultConfig()
+	cfg := outbox.DefaultRelayConfig()
 	cfg.TopicPrefix, cfg.Wake = prefix, wake
 	runRelay(t, cfg, s, rec, nil)
 

@@ -1,10 +1,12 @@
-package relay_test
+package outbox_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -15,35 +17,55 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
+	"github.com/cosmic-horizons/fleet/libs/outbox"
+	"github.com/cosmic-horizons/fleet/libs/outbox/relaytest"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
 	"github.com/cosmic-horizons/fleet/libs/testinfra"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/relay/relaytest"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/store"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
-	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
 )
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-func openStore(t testing.TB, db *sqlstore.DB, wake chan struct{}) *store.Store {
+// jobStore is the outbox on the reference tables (testdata), written as
+// the orchestrator writes job events: encoded by Encode, routed by
+// JobEvents, appended in one transaction per job change, and a wake-up
+// after each commit.
+type jobStore struct {
+	*outbox.Store
+	db    *sqlstore.DB
+	codec *events.Codec
+	wake  chan struct{}
+	mu    sync.Mutex
+	seq   map[string]int64 // job id -> last seq
+}
+
+func openStore(t testing.TB, db *sqlstore.DB, wake chan struct{}) *jobStore {
 	t.Helper()
-	require.NoError(t, store.Migrate(context.Background(), db))
+	require.NoError(t, sqlstore.Migrate(context.Background(), db, os.DirFS("testdata"), ".", sqlstore.WithComponent("outbox-test")))
 	codec, err := events.NewCodec()
 	require.NoError(t, err)
-	cfg := store.Config{}
-	if wake != nil {
-		cfg.AfterCommit = func([]string) {
-			select {
-			case wake <- struct{}{}:
-			default:
-			}
+	return &jobStore{Store: outbox.NewStore(db, outbox.Options{Tables: both}), db: db, codec: codec, wake: wake, seq: map[string]int64{}}
+}
+
+// commit appends the events of one change of job id in one transaction.
+func (s *jobStore) commit(t testing.TB, id, owner string, evs []events.Event) {
+	t.Helper()
+	ctx := context.Background()
+	rows, err := outbox.Encode(ctx, s.codec, outbox.JobEvents(owner, id), evs...)
+	require.NoError(t, err)
+	s.mu.Lock()
+	after := s.seq[id]
+	s.seq[id] += int64(len(rows))
+	s.mu.Unlock()
+	require.NoError(t, s.db.InTx(ctx, func(tx *sql.Tx) error {
+		return s.Append(ctx, tx, outbox.Batch{Key: id, After: after, Rows: rows})
+	}))
+	if s.wake != nil {
+		select {
+		case s.wake <- struct{}{}:
+		default:
 		}
 	}
-	s, err := store.New(db, codec, cfg)
-	require.NoError(t, err)
-	return s
 }
 
 // writer creates jobs with a few transitions and remembers, per job, the
@@ -60,61 +82,52 @@ func newWriter() *writer {
 	return &writer{order: map[string][]string{}, topic: map[string]string{}, amqp: map[string][]string{}, all: map[string]struct{}{}}
 }
 
-func (w *writer) records(t testing.TB, j *domain.Job, seq int64) []app.OutboxRecord {
-	meta := events.Meta{Producer: "job-orchestrator", UserID: j.Owner, CorrelationID: j.ID, Sequence: seq}
+func (w *writer) records(t testing.TB, id, owner string, seq int64) []events.Event {
+	meta := events.Meta{Producer: "job-orchestrator", UserID: owner, CorrelationID: id, Sequence: seq}
 	var p events.Payload
 	if seq == 1 {
-		p = events.JobSubmitted{JobID: j.ID, UserID: j.Owner, JobName: "n", Agent: "AlphaCal", TaccSystem: events.TaccSystemOther,
-			Priority: events.JobPriority(domain.PriorityNormal), ToStatus: events.JobStatusSubmitted,
+		p = events.JobSubmitted{JobID: id, UserID: owner, JobName: "n", Agent: "AlphaCal", TaccSystem: events.TaccSystemOther,
+			Priority: events.JobPriorityNormal, ToStatus: events.JobStatusSubmitted,
 			ResourceRequest: events.ResourceRequest{Nodes: 1, CoresPerNode: 1, WalltimeSeconds: 60}}
 	} else {
-		p = events.JobQueued{JobID: j.ID, UserID: j.Owner, Scheduler: "local", SchedulerJobID: fmt.Sprint(seq),
+		p = events.JobQueued{JobID: id, UserID: owner, Scheduler: "local", SchedulerJobID: fmt.Sprint(seq),
 			FromStatus: events.JobStatusSubmitted, ToStatus: events.JobStatusQueued}
 	}
 	lc, err := events.NewEvent(p, meta)
 	require.NoError(t, err)
 	audit, err := events.NewEvent(events.AuditActionRecorded{AuditID: "a-" + lc.EventID, Action: events.AuditActionUpdate,
-		ActorUserID: j.Owner, ActorRole: "user", ResourceType: "job", ResourceID: j.ID, Outcome: events.AuditOutcomeSuccess},
-		events.Meta{Producer: "job-orchestrator", UserID: j.Owner, CorrelationID: j.ID, CausationID: lc.EventID})
+		ActorUserID: owner, ActorRole: "user", ResourceType: "job", ResourceID: id, Outcome: events.AuditOutcomeSuccess},
+		events.Meta{Producer: "job-orchestrator", UserID: owner, CorrelationID: id, CausationID: lc.EventID})
 	require.NoError(t, err)
-	recs := []app.OutboxRecord{{Event: lc}, {Event: audit}}
+	evs := []events.Event{lc, audit}
 	if seq == 4 {
-		me, err := events.NewEvent(events.JobMetricsRecorded{JobID: j.ID, TaccSystem: events.TaccSystemOther, UserID: j.Owner, Agent: "AlphaCal", Final: true}, meta)
+		me, err := events.NewEvent(events.JobMetricsRecorded{JobID: id, TaccSystem: events.TaccSystemOther, UserID: owner, Agent: "AlphaCal", Final: true}, meta)
 		require.NoError(t, err)
-		recs = append(recs, app.OutboxRecord{Event: me})
+		evs = append(evs, me)
 	}
-	return recs
+	return evs
 }
 
-func (w *writer) remember(jobID string, recs []app.OutboxRecord) {
+func (w *writer) remember(jobID string, evs []events.Event) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, r := range recs {
-		id := r.Event.EventID
+	for _, ev := range evs {
+		id := ev.EventID
 		w.order[jobID] = append(w.order[jobID], id)
-		w.topic[id] = r.Event.Topic()
+		w.topic[id] = ev.Topic()
 		w.all[id] = struct{}{}
-		if r.Event.Topic() == events.TopicJobLifecycle {
+		if ev.Topic() == events.TopicJobLifecycle {
 			w.amqp[jobID] = append(w.amqp[jobID], id)
 		}
 	}
 }
 
 // job writes one job: its creation and three transitions (4 commits, 9 events).
-func (w *writer) job(t testing.TB, s *store.Store, id, owner string) {
-	ctx := context.Background()
-	j := domain.NewJob(id, owner, domain.Spec{System: domain.SystemFrontera}, "k-"+id, id, domain.Cost{}, time.Now())
-	recs := w.records(t, j, 1)
-	require.NoError(t, s.Create(ctx, j, recs))
-	w.remember(id, recs)
-	for seq := int64(2); seq <= 4; seq++ {
-		var recs []app.OutboxRecord
-		_, err := s.Transition(ctx, id, app.AnyVersion, func(cur *domain.Job) ([]app.OutboxRecord, error) {
-			recs = w.records(t, cur, seq)
-			return recs, nil
-		})
-		require.NoError(t, err)
-		w.remember(id, recs)
+func (w *writer) job(t testing.TB, s *jobStore, id, owner string) {
+	for seq := int64(1); seq <= 4; seq++ {
+		evs := w.records(t, id, owner, seq)
+		s.commit(t, id, owner, evs)
+		w.remember(id, evs)
 	}
 }
 
@@ -203,15 +216,15 @@ func connect(t testing.TB) brokers {
 	return b
 }
 
-func startRelay(t testing.TB, cfg relay.Config, s *store.Store, b brokers) *relay.Relay {
+func startRelay(t testing.TB, cfg outbox.RelayConfig, s *jobStore, b brokers) *outbox.Relay {
 	t.Helper()
 	return runRelay(t, cfg, s, b.producer, b.publisher)
 }
 
 // runRelay starts a relay over the given publishers and stops it when t ends.
-func runRelay(t testing.TB, cfg relay.Config, s relay.Outbox, kafka relay.KafkaPublisher, amqp relay.AMQPPublisher) *relay.Relay {
+func runRelay(t testing.TB, cfg outbox.RelayConfig, s outbox.RelayStore, kafka outbox.KafkaPublisher, amqp outbox.AMQPPublisher) *outbox.Relay {
 	t.Helper()
-	r, err := relay.New(cfg, s, kafka, amqp, discard(), nil)
+	r, err := outbox.NewRelay(cfg, s, kafka, amqp, discard(), nil)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -223,7 +236,7 @@ func runRelay(t testing.TB, cfg relay.Config, s relay.Outbox, kafka relay.KafkaP
 	return r
 }
 
-func waitDrained(t testing.TB, s *store.Store) {
+func waitDrained(t testing.TB, s *jobStore) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		n, err := s.OutboxBacklog(context.Background())
@@ -249,7 +262,7 @@ func TestRelayPublishesEveryEventOnceInJobOrder(t *testing.T) {
 			for i := range 3 {
 				w.job(t, s, fmt.Sprintf("%s-before-%d", owner, i), owner)
 			}
-			cfg := relay.DefaultConfig()
+			cfg := outbox.DefaultRelayConfig()
 			cfg.TopicPrefix, cfg.Wake, cfg.BatchJobs = prefix, wake, 2
 			startRelay(t, cfg, s, b)
 			for i := range 3 {
@@ -283,12 +296,12 @@ func TestTwoRelaysOnOnePostgreSQL(t *testing.T) {
 	q := relaytest.BindQueue(t, b.amqpURL, amqpbus.UserPattern(owner))
 
 	// Two replicas: each its own pool, store and relay.
-	var stores []*store.Store
+	var stores []*jobStore
 	for i := range 2 {
 		wake := make(chan struct{}, 1)
 		s := openStore(t, sqlstoretest.OpenURL(t, url), wake)
 		stores = append(stores, s)
-		cfg := relay.DefaultConfig()
+		cfg := outbox.DefaultRelayConfig()
 		cfg.ID = fmt.Sprintf("replica-%d", i)
 		cfg.TopicPrefix, cfg.Wake, cfg.BatchJobs, cfg.Concurrency, cfg.PollInterval = prefix, wake, 3, 2, 10*time.Millisecond
 		startRelay(t, cfg, s, b)
@@ -334,9 +347,9 @@ func TestRelayRetriesInOrder(t *testing.T) {
 	w := newWriter()
 	w.job(t, s, "job-1", "alice")
 	k := &flakyKafka{}
-	cfg := relay.DefaultConfig()
+	cfg := outbox.DefaultRelayConfig()
 	cfg.BackoffMin, cfg.BackoffMax = time.Millisecond, 5*time.Millisecond
-	r, err := relay.New(cfg, s, k, nil, discard(), nil)
+	r, err := outbox.NewRelay(cfg, s, k, nil, discard(), nil)
 	require.NoError(t, err)
 	ctx := context.Background()
 	passes := 0
