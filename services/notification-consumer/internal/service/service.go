@@ -153,6 +153,7 @@ func (n *notifier) wire(ctx context.Context, deps svcruntime.Deps) error {
 		return err
 	}
 	rt.Go("outbox relay", relay.Run)
+	rt.AddReadinessCheck("outbox relay", relay.Check)
 	dcfg := cfg.Dispatcher
 	dcfg.Producer = Name
 	dispatcher, err := app.NewDispatcher(dcfg, st, senders, codec, wake, logger.With("component", "dispatcher"))
