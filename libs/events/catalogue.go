@@ -4,10 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/bus"
+	"github.com/cosmic-horizons/fleet/libs/envconf"
 )
 
 // Topic names of the fleet. These are the only topics services publish to;
@@ -93,33 +93,45 @@ func DefaultCatalogueConfig() CatalogueConfig {
 	return CatalogueConfig{ReplicationFactor: 1, MinInsyncReplicas: 1, AuditMinInsyncReplicas: 1}
 }
 
-// CatalogueConfigFromEnv reads KAFKA_REPLICATION_FACTOR, KAFKA_MIN_INSYNC_REPLICAS
-// and KAFKA_AUDIT_MIN_INSYNC_REPLICAS, falling back to the defaults.
-func CatalogueConfigFromEnv() (CatalogueConfig, error) {
+// Variables read by CatalogueConfigFrom.
+const (
+	EnvReplicationFactor      = "KAFKA_REPLICATION_FACTOR"
+	EnvMinInsyncReplicas      = "KAFKA_MIN_INSYNC_REPLICAS"
+	EnvAuditMinInsyncReplicas = "KAFKA_AUDIT_MIN_INSYNC_REPLICAS"
+)
+
+// CatalogueConfigFromEnv is CatalogueConfigFrom the process environment.
+func CatalogueConfigFromEnv() (CatalogueConfig, error) { return CatalogueConfigFrom(os.LookupEnv) }
+
+// CatalogueConfigFrom reads KAFKA_REPLICATION_FACTOR,
+// KAFKA_MIN_INSYNC_REPLICAS and KAFKA_AUDIT_MIN_INSYNC_REPLICAS through
+// lookup. An unset variable keeps its default; an unset
+// KAFKA_AUDIT_MIN_INSYNC_REPLICAS follows KAFKA_MIN_INSYNC_REPLICAS. Every
+// value must be a positive integer.
+func CatalogueConfigFrom(lookup envconf.Lookup) (CatalogueConfig, error) {
 	cfg := DefaultCatalogueConfig()
-	read := func(name string, dst *int16) error {
-		v := os.Getenv(name)
-		if v == "" {
-			return nil
-		}
-		n, err := strconv.ParseInt(v, 10, 16)
-		if err != nil || n < 1 {
-			return fmt.Errorf("%s=%q: want a positive integer", name, v)
-		}
-		*dst = int16(n)
-		return nil
-	}
-	if err := read("KAFKA_REPLICATION_FACTOR", &cfg.ReplicationFactor); err != nil {
-		return cfg, err
-	}
-	if err := read("KAFKA_MIN_INSYNC_REPLICAS", &cfg.MinInsyncReplicas); err != nil {
+	vars := struct {
+		ReplicationFactor *int16 `env:"KAFKA_REPLICATION_FACTOR"`
+		MinInsync         *int16 `env:"KAFKA_MIN_INSYNC_REPLICAS"`
+		AuditMinInsync    *int16 `env:"KAFKA_AUDIT_MIN_INSYNC_REPLICAS"` // nil: unset
+	}{ReplicationFactor: &cfg.ReplicationFactor, MinInsync: &cfg.MinInsyncReplicas}
+	if err := envconf.Load(&vars, lookup); err != nil {
 		return cfg, err
 	}
 	cfg.AuditMinInsyncReplicas = cfg.MinInsyncReplicas
-	if err := read("KAFKA_AUDIT_MIN_INSYNC_REPLICAS", &cfg.AuditMinInsyncReplicas); err != nil {
-		return cfg, err
+	if vars.AuditMinInsync != nil {
+		cfg.AuditMinInsyncReplicas = *vars.AuditMinInsync
 	}
-	return cfg, nil
+	var errs []error
+	for _, v := range []struct {
+		name  string
+		value int16
+	}{{EnvReplicationFactor, cfg.ReplicationFactor}, {EnvMinInsyncReplicas, cfg.MinInsyncReplicas}, {EnvAuditMinInsyncReplicas, cfg.AuditMinInsyncReplicas}} {
+		if v.value < 1 {
+			errs = append(errs, fmt.Errorf("%s=%d: want a positive integer", v.name, v.value))
+		}
+	}
+	return cfg, errors.Join(errs...)
 }
 
 const day = 24 * time.Hour

@@ -58,6 +58,9 @@ type Config struct {
 	ProbeTimeout time.Duration `env:"HEALTH_PROBE_TIMEOUT"`
 	// Services are the grpc.health.v1 endpoints probed, "name=host:port,...".
 	Services []Target
+	// Topics are the topic catalogue's cluster settings the topics probe
+	// expects (events.CatalogueConfigFrom).
+	Topics events.CatalogueConfig
 	// Databases are pinged, "name=url,..." or "url,..." (named by position).
 	Databases []Target
 	// LagThreshold is the lag on one topic above which a group is degraded.
@@ -113,6 +116,7 @@ func DefaultConfig() Config {
 	}
 	host = strings.NewReplacer(".", "-", "*", "-", "#", "-").Replace(host)
 	return Config{
+		Topics:              events.DefaultCatalogueConfig(),
 		Interval:            5 * time.Second,
 		ProbeTimeout:        4 * time.Second,
 		LagThreshold:        1000,
@@ -141,6 +145,11 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 	if err := envconf.Load(&cfg, lookup); err != nil {
 		errs = append(errs, err)
 	}
+	topics, err := events.CatalogueConfigFrom(lookup)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	cfg.Topics = topics
 	// The job flow's settings, bound to their variables.
 	jobFlow := struct {
 		Window       *time.Duration `env:"HEALTH_JOBS_WINDOW"`

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/domain"
 	"github.com/cosmic-horizons/fleet/services/health-monitor/internal/service"
 )
@@ -171,4 +172,18 @@ func TestKafkaProbeUsesConfiguredTLS(t *testing.T) {
 	require.NotNil(t, cluster, "components: %+v", status.Components)
 	require.Contains(t, cluster.Detail, "kafka tls: read ca file")
 	require.Contains(t, cluster.Detail, missing)
+}
+
+// The topic catalogue's cluster settings come from the lookup: the topics
+// probe expects what the orchestrator creates.
+func TestLoadConfigTopicsFromLookup(t *testing.T) {
+	t.Parallel()
+	c, err := service.LoadConfig(lookupOf(nil))
+	require.NoError(t, err)
+	require.Equal(t, events.DefaultCatalogueConfig(), c.Topics)
+	c, err = service.LoadConfig(lookupOf(map[string]string{"KAFKA_REPLICATION_FACTOR": "3", "KAFKA_MIN_INSYNC_REPLICAS": "2", "KAFKA_AUDIT_MIN_INSYNC_REPLICAS": "3"}))
+	require.NoError(t, err)
+	require.Equal(t, events.CatalogueConfig{ReplicationFactor: 3, MinInsyncReplicas: 2, AuditMinInsyncReplicas: 3}, c.Topics)
+	_, err = service.LoadConfig(lookupOf(map[string]string{"KAFKA_REPLICATION_FACTOR": "many"}))
+	require.ErrorContains(t, err, "KAFKA_REPLICATION_FACTOR=")
 }

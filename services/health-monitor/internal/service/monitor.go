@@ -90,11 +90,7 @@ func NewHealthMonitor(cfg Config, logger *slog.Logger, reg prometheus.Registerer
 			return nil, err
 		}
 		hm.closers = append(hm.closers, clusterClient.Close, lagClient.Close)
-		catCfg, err := events.CatalogueConfigFromEnv()
-		if err != nil {
-			return nil, err
-		}
-		specs, err := events.Catalogue(catCfg)
+		specs, err := events.Catalogue(cfg.Topics)
 		if err != nil {
 			return nil, err
 		}
@@ -110,7 +106,7 @@ func NewHealthMonitor(cfg Config, logger *slog.Logger, reg prometheus.Registerer
 		)
 		if cfg.CanaryEnabled {
 			spec := events.TopicSpec{Name: cfg.CanaryTopic, Key: events.KeyNone, Partitions: 1, Retention: canaryRetention,
-				Compression: "zstd", ReplicationFactor: catCfg.ReplicationFactor, MinInsyncReplicas: catCfg.MinInsyncReplicas}
+				Compression: "zstd", ReplicationFactor: cfg.Topics.ReplicationFactor, MinInsyncReplicas: cfg.Topics.MinInsyncReplicas}
 			hm.KafkaCanary = canary.NewKafka(canary.KafkaConfig{
 				Connection: conn, Topic: cfg.CanaryTopic, Spec: spec, Group: cfg.CanaryGroup,
 				Timeout: cfg.CanaryTimeout, Producer: Name,

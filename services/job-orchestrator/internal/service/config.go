@@ -12,6 +12,7 @@ import (
 
 	"github.com/cosmic-horizons/fleet/libs/auth"
 	"github.com/cosmic-horizons/fleet/libs/envconf"
+	"github.com/cosmic-horizons/fleet/libs/events"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/scheduler/local"
@@ -89,6 +90,10 @@ type Config struct {
 	// EnsureTopics applies the topic catalogue (create or verify) at start.
 	EnsureTopics bool   `env:"ORCHESTRATOR_ENSURE_TOPICS"`
 	TopicPrefix  string `env:"ORCHESTRATOR_TOPIC_PREFIX"`
+	// Topics are the cluster-dependent settings of the topic catalogue
+	// (KAFKA_REPLICATION_FACTOR, KAFKA_MIN_INSYNC_REPLICAS,
+	// KAFKA_AUDIT_MIN_INSYNC_REPLICAS; events.CatalogueConfigFrom).
+	Topics events.CatalogueConfig
 	// Fault is the armed fault point, "" normally.
 	Fault, FaultEventType string
 	// PageTokenKeyGenerated is set when no key was configured and a random
@@ -137,6 +142,11 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 		}
 	}
 	c.Kafka.ClientID = Name
+	topics, err := events.CatalogueConfigFrom(lookup)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.Topics = topics
 	if c.StateDir == "" {
 		c.StateDir = "data"
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cosmic-horizons/fleet/libs/envconf"
+	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/service"
 )
 
@@ -152,6 +153,19 @@ func TestLoadConfigKafkaFromLookup(t *testing.T) {
 		_, err := service.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 		require.ErrorContains(t, err, key+"=", "%s=%s", key, bad)
 	}
+}
+
+// The topic catalogue's cluster settings come from the lookup too.
+func TestLoadConfigTopicsFromLookup(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"KAFKA_BROKERS": "k:9092", "STATE_DIRECTORY": t.TempDir(), "AUTH_DISABLED": "true",
+		"PAGE_TOKEN_KEY": "page-token-key-of-the-tests-0123", "KAFKA_REPLICATION_FACTOR": "3", "KAFKA_MIN_INSYNC_REPLICAS": "2"}
+	cfg, err := service.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	require.NoError(t, err)
+	require.Equal(t, events.CatalogueConfig{ReplicationFactor: 3, MinInsyncReplicas: 2, AuditMinInsyncReplicas: 2}, cfg.Topics)
+	env["KAFKA_MIN_INSYNC_REPLICAS"] = "0"
+	_, err = service.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	require.ErrorContains(t, err, "KAFKA_MIN_INSYNC_REPLICAS=0")
 }
 
 // PAGE_TOKEN_KEY is given directly or through PAGE_TOKEN_KEY_FILE (its

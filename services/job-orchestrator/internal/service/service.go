@@ -151,7 +151,7 @@ func (o *orchestrator) wire(ctx context.Context, deps svcruntime.Deps) error {
 	if err != nil {
 		return err
 	}
-	sched, err := newScheduler(cfg, cat, log)
+	sched, err := newScheduler(cfg, cat, deps.Lookup, log)
 	if err != nil {
 		return err
 	}
@@ -222,11 +222,7 @@ func containsString(xs []string, s string) bool {
 }
 
 func ensureTopics(ctx context.Context, cfg Config, log *slog.Logger) error {
-	ccfg, err := events.CatalogueConfigFromEnv()
-	if err != nil {
-		return err
-	}
-	specs, err := events.Catalogue(ccfg)
+	specs, err := events.Catalogue(cfg.Topics)
 	if err != nil {
 		return err
 	}
@@ -246,8 +242,9 @@ func ensureTopics(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 // slurmClusters is the Slurm configuration of every system of the
 // catalogue when at least one system names its own slurmrestd (the others
-// use SLURMRESTD_URL, when set); nil when none does.
-func slurmClusters(cfg Config, cat *domain.Catalogue) map[string]slurm.Config {
+// use SLURMRESTD_URL, when set); nil when none does. A system's token_env
+// names a variable read through lookup.
+func slurmClusters(cfg Config, cat *domain.Catalogue, lookup svcruntime.LookupFunc) map[string]slurm.Config {
 	own := false
 	for _, sys := range cat.Systems() {
 		own = own || sys.Slurm.URL != ""
@@ -267,7 +264,8 @@ func slurmClusters(cfg Config, cat *domain.Catalogue) map[string]slurm.Config {
 		sc := slurm.Config{BaseURL: ep.URL, UserName: ep.User, TokenFile: ep.TokenFile,
 			APIVersion: ep.APIVersion, HTTPTimeout: cfg.Slurm.HTTPTimeout, Path: cfg.Slurm.Path}
 		if ep.TokenEnv != "" {
-			sc.Token = telemetry.Secret(os.Getenv(ep.TokenEnv))
+			token, _ := lookup(ep.TokenEnv)
+			sc.Token = telemetry.Secret(strings.TrimSpace(token))
 		}
 		out[sys.Name] = sc
 	}
@@ -280,10 +278,10 @@ type scheduler struct {
 	close func(context.Context) error
 }
 
-func newScheduler(cfg Config, cat *domain.Catalogue, log *slog.Logger) (scheduler, error) {
+func newScheduler(cfg Config, cat *domain.Catalogue, lookup svcruntime.LookupFunc, log *slog.Logger) (scheduler, error) {
 	switch cfg.Scheduler {
 	case "slurm":
-		if clusters := slurmClusters(cfg, cat); clusters != nil {
+		if clusters := slurmClusters(cfg, cat, lookup); clusters != nil {
 			c, err := slurm.NewClusters(clusters, log)
 			if err != nil {
 				return scheduler{}, err
