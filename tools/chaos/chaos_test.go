@@ -169,6 +169,7 @@ func startFleet(t *testing.T, k *kafkaCluster, dir string, b backing) *fleet {
 		if i == 0 {
 			p.waitReady(t, 2*time.Minute)
 			waitDLQsEverywhere(t, k, f.prefix)
+			ensureNotificationTopics(t, k)
 		}
 	}
 	for _, p := range all[1:] {

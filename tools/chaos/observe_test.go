@@ -5,6 +5,7 @@ package chaos_test
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -301,6 +302,27 @@ func waitDLQsEverywhere(t *testing.T, k *kafkaCluster, prefix string) {
 			return true
 		}, time.Minute, 200*time.Millisecond, "broker %s lists the dead-letter topics", k.Addr(i))
 	}
+}
+
+// ensureNotificationTopics creates the notifications topic and its
+// dead-letter topic under their catalogue names: the notification-consumer
+// publishes its outcome events there (it has no topic prefix), and the
+// orchestrator creates only the run's prefixed topics.
+func ensureNotificationTopics(t *testing.T, k *kafkaCluster) {
+	t.Helper()
+	specs, err := events.Catalogue(events.CatalogueConfig{ReplicationFactor: 3, MinInsyncReplicas: 2, AuditMinInsyncReplicas: 2})
+	require.NoError(t, err)
+	var want []events.TopicSpec
+	for _, s := range specs {
+		if s.Name == events.TopicNotifications || s.Name == events.DLQTopic(events.TopicNotifications) {
+			want = append(want, s)
+		}
+	}
+	require.NotEmpty(t, want, "the catalogue has the notifications topic")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = kafkabus.EnsureTopics(ctx, k.Brokers(), want, slog.New(slog.DiscardHandler))
+	require.NoError(t, err, "create the notifications topics")
 }
 
 // scrapeUnmarked samples the orchestrator's
