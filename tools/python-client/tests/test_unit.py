@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
+from typing import Iterator
 
+import grpc
 import pytest
 
 from fleet_client import (ChecksumMismatch, FleetClient, ProtocolError, job_spec, parse_agent,
                           parse_status, parse_system, pb, receive_download)
+from fleet_client.errors import DeadlineExceeded, FleetError
 
 
 def _download(data: bytes, checksum: str) -> list[pb.DownloadJobOutputResponse]:
@@ -72,3 +76,50 @@ def test_a_missing_token_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("FLEET_TOKEN", raising=False)
     with pytest.raises(ValueError, match="no token.*FLEET_TOKEN"):
         FleetClient(address="127.0.0.1:1")
+
+
+class _EndedStream(grpc.RpcError, grpc.Call):
+    """A server stream that yields nothing and then fails with ``code`` after ``after`` seconds,
+    as grpc's iterator does when the server resets the stream."""
+
+    def __init__(self, code: grpc.StatusCode, after: float) -> None:
+        self._code, self._after = code, after
+
+    def __iter__(self) -> Iterator[pb.WatchJobResponse]:
+        time.sleep(self._after)
+        raise self
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return "Stream removed (RST_STREAM (Received RST_STREAM with error code 8))"
+
+    def initial_metadata(self) -> None: return None
+    def trailing_metadata(self) -> None: return None
+    def is_active(self) -> bool: return False
+    def time_remaining(self) -> None: return None
+    def cancel(self) -> bool: return False
+    def add_callback(self, callback: object) -> bool: return False
+
+
+def _watch_ending_with(code: grpc.StatusCode, after: float) -> FleetClient:
+    client = FleetClient(address="127.0.0.1:1", token="t")
+    client._stub.WatchJob = lambda request, metadata, timeout: _EndedStream(code, after)  # type: ignore[method-assign]
+    return client
+
+
+def test_a_stream_the_server_resets_at_its_deadline_is_deadline_exceeded() -> None:
+    # A Go server resets a stream at its deadline with RST_STREAM CANCEL; when that arrives
+    # before the client's own timer fires, grpc reports CANCELLED.
+    with _watch_ending_with(grpc.StatusCode.CANCELLED, after=0.06) as client:
+        with pytest.raises(DeadlineExceeded, match="deadline exceeded after 0.05s"):
+            list(client.watch("j", timeout=0.05))
+
+
+def test_a_stream_cancelled_before_its_deadline_stays_cancelled() -> None:
+    with _watch_ending_with(grpc.StatusCode.CANCELLED, after=0) as client:
+        with pytest.raises(FleetError) as exc:
+            list(client.watch("j", timeout=30))
+    assert exc.value.code == grpc.StatusCode.CANCELLED
+    assert not isinstance(exc.value, DeadlineExceeded)

@@ -247,11 +247,20 @@ class FleetClient:
 
     def _stream(self, method: Callable[..., Iterable[_T]], request: object,
                 timeout: Optional[float] = None) -> Iterator[_T]:
+        deadline = None if timeout is None else time.monotonic() + timeout
         call = method(request, metadata=self._metadata, timeout=timeout)
         try:
             for msg in call:
                 yield msg
         except grpc.RpcError as err:
+            if (deadline is not None and time.monotonic() >= deadline
+                    and isinstance(err, grpc.Call) and err.code() == grpc.StatusCode.CANCELLED):
+                # A server ends a stream at its deadline with RST_STREAM CANCEL, as the gRPC
+                # protocol asks; when that reaches us before our own timer, the call reports
+                # CANCELLED although it was the timeout that ended it (grpc-go's client maps
+                # it the same way).
+                raise DeadlineExceeded(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                       f"deadline exceeded after {timeout:g}s ({err.details()})") from None
             raise from_rpc_error(err) from None
         finally:
             # A consumer that stops early (break, an exception) ends the server stream.
