@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -30,14 +31,20 @@ const compression = "zstd"
 func benchKafka(ctx context.Context, env environment, o options, logger *slog.Logger, progress func(string, ...any), r *report) error {
 	conn := kafkabus.Connection{Brokers: env.brokers, ClientID: "fleetbench"}
 	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
-	throughputTopic, latencyTopic := "fleetbench.throughput."+suffix, "fleetbench.latency."+suffix
-	// The latency run's consumer needs a dead-letter topic to start.
-	specs := []events.TopicSpec{benchTopic(throughputTopic, o.partitions), benchTopic(latencyTopic, o.partitions), benchTopic(events.DLQTopic(latencyTopic), 1)}
+	throughputTopic := "fleetbench.throughput." + suffix
+	latencyTopics := []string{"fleetbench.latency." + suffix, "fleetbench.latency-pinned." + suffix}
+	specs := []events.TopicSpec{benchTopic(throughputTopic, o.partitions)}
+	names := []string{throughputTopic}
+	for _, t := range latencyTopics {
+		// The latency runs' consumer needs a dead-letter topic to start.
+		specs = append(specs, benchTopic(t, o.partitions), benchTopic(events.DLQTopic(t), 1))
+		names = append(names, t, events.DLQTopic(t))
+	}
 	if _, err := kafkabus.EnsureTopics(ctx, env.brokers, specs, logger, kafkabus.EnsureOptions{ClientID: "fleetbench"}); err != nil {
 		return err
 	}
 	defer func() {
-		if err := kafkabus.DeleteTopics(context.WithoutCancel(ctx), conn, throughputTopic, latencyTopic, events.DLQTopic(latencyTopic)); err != nil {
+		if err := kafkabus.DeleteTopics(context.WithoutCancel(ctx), conn, names...); err != nil {
 			logger.Warn("delete benchmark topics", "err", err)
 		}
 	}()
@@ -49,32 +56,76 @@ func benchKafka(ctx context.Context, env environment, o options, logger *slog.Lo
 	defer producer.Close()
 	payload := letters(o.recordSize)
 
+	// The latency runs come first: the throughput runs leave the broker
+	// writing hundreds of megabytes back to disk for a while after.
+	if r.shared, err = latencyRun(ctx, env, conn, producer, latencyTopics[0], throughputTopic, payload, o, nil, logger, progress); err != nil {
+		return err
+	}
+	if o.pin {
+		if r.pinned, r.pinNote, err = pinnedLatencyRun(ctx, env, conn, producer, latencyTopics[1], throughputTopic, payload, o, logger, progress); err != nil {
+			return err
+		}
+	}
+
 	progress("Kafka throughput: ProducerPerformance with its default batching, %d records of %d B", o.records, o.recordSize)
-	r.perfTool, err = runProducerPerformance(ctx, env, throughputTopic, o, o.records, -1)
+	r.perfTool, err = runProducerPerformance(ctx, env, throughputTopic, o, o.records, -1, nil)
 	if err != nil {
 		return err
 	}
 	progress("Kafka throughput: ProducerPerformance with 256 KiB batches, %d records of %d B", o.records, o.recordSize)
-	r.perfToolTuned, err = runProducerPerformance(ctx, env, throughputTopic, o, o.records, -1, "batch.size=262144", "linger.ms=5")
+	r.perfToolTuned, err = runProducerPerformance(ctx, env, throughputTopic, o, o.records, -1, nil, "batch.size=262144", "linger.ms=5")
 	if err != nil {
 		return err
 	}
 	progress("Kafka throughput: the fleet's producer, %d records of %d B", o.records, o.recordSize)
 	r.busThroughput, err = busThroughput(ctx, producer, throughputTopic, payload, o.records)
-	if err != nil {
-		return err
-	}
+	return err
+}
 
-	// The peer of the call → ack latency: Kafka's own producer at the same
-	// rate on the same broker, just before.
+// kafkaLatencyRun is one measurement of the call → ack latency at a fixed
+// rate with its peer, Kafka's own producer at the same rate on the same
+// broker just before.
+type kafkaLatencyRun struct {
+	perfAtRate    throughput
+	ack, endToEnd latencies
+	measured      bool
+}
+
+func latencyRun(ctx context.Context, env environment, conn kafkabus.Connection, p *kafkabus.Producer, topic, perfTopic string,
+	payload []byte, o options, pin *pinning, logger *slog.Logger, progress func(string, ...any)) (kafkaLatencyRun, error) {
+	var run kafkaLatencyRun
+	var err error
 	progress("Kafka latency: ProducerPerformance at %d msg/s for %s", o.rate, o.duration)
 	perfRecords := o.rate * int(o.duration/time.Second)
-	if r.perfToolAtRate, err = runProducerPerformance(ctx, env, throughputTopic, o, max(perfRecords, o.rate), o.rate); err != nil {
-		return err
+	if run.perfAtRate, err = runProducerPerformance(ctx, env, perfTopic, o, max(perfRecords, o.rate), o.rate, pin); err != nil {
+		return run, err
 	}
 	progress("Kafka latency: %d msg/s for %s through a consumer group", o.rate, o.duration)
-	r.kafkaAck, r.kafkaEndToEnd, err = kafkaLatency(ctx, conn, producer, latencyTopic, payload, o, logger)
-	return err
+	run.ack, run.endToEnd, err = kafkaLatency(ctx, conn, p, topic, payload, o, logger)
+	run.measured = err == nil
+	return run, err
+}
+
+// pinnedLatencyRun repeats the latency run with the brokers and the clients
+// on separate CPUs. A broker that cannot be pinned (not on this machine, no
+// taskset) is reported in note, not as a failure.
+func pinnedLatencyRun(ctx context.Context, env environment, conn kafkabus.Connection, p *kafkabus.Producer, topic, perfTopic string,
+	payload []byte, o options, logger *slog.Logger, progress func(string, ...any)) (run kafkaLatencyRun, note string, err error) {
+	pids, err := brokerPIDs(ctx, env.brokers)
+	if err == nil {
+		var pin *pinning
+		if pin, err = pinApart(ctx, pids); err == nil {
+			progress("Kafka latency, pinned apart: %s", pin)
+			note = pin.String()
+			run, err = latencyRun(ctx, env, conn, p, topic, perfTopic, payload, o, pin, logger, progress)
+			if uerr := pin.undo(); uerr != nil {
+				return run, note, errors.Join(err, uerr)
+			}
+			return run, note, err
+		}
+	}
+	logger.Warn("latency with the brokers pinned apart not measured", "err", err)
+	return run, "not measured: " + err.Error(), nil
 }
 
 func benchTopic(name string, partitions int32) events.TopicSpec {
@@ -105,14 +156,15 @@ var perfSummary = regexp.MustCompile(`(\d+) records sent, ([\d.]+) records/sec \
 // runProducerPerformance runs Kafka's own producer benchmark with the same
 // record size, acks, idempotence and compression as the fleet's producer;
 // extraProps override its other producer settings.
-func runProducerPerformance(ctx context.Context, env environment, topic string, o options, records, rate int, extraProps ...string) (throughput, error) {
+func runProducerPerformance(ctx context.Context, env environment, topic string, o options, records, rate int, pin *pinning, extraProps ...string) (throughput, error) {
 	args := []string{"-Xmx512m", "-cp", env.kafkaClasspath,
 		"org.apache.kafka.tools.ProducerPerformance",
 		"--topic", topic, "--num-records", strconv.Itoa(records), "--record-size", strconv.Itoa(o.recordSize),
 		"--throughput", strconv.Itoa(rate),
 		"--producer-props", "bootstrap.servers=" + strings.Join(env.brokers, ","), "acks=all",
 		"enable.idempotence=true", "compression.type=" + compression}
-	cmd := exec.CommandContext(ctx, "java", append(args, extraProps...)...)
+	name, args := pin.command("java", append(args, extraProps...)...)
+	cmd := exec.CommandContext(ctx, name, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {

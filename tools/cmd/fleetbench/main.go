@@ -46,6 +46,7 @@ type options struct {
 	rate       int           // latency runs: messages per second
 	duration   time.Duration // latency runs: how long each lasts
 	partitions int32
+	pin        bool // repeat the Kafka latency runs with brokers and clients on separate CPUs
 }
 
 func main() {
@@ -77,6 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.rate, "rate", 1000, "messages per second in the latency runs")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each latency run")
 	partitions := fs.Int("partitions", 10, "partitions of the benchmark topic")
+	fs.BoolVar(&o.pin, "pin", true, "repeat the Kafka latency runs with the local brokers pinned to the last CPU and the clients to the others (taskset)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
