@@ -46,12 +46,13 @@ func (a *App) SubmitJob(ctx context.Context, actor Actor, in SubmitInput) (job *
 		return nil, false, fmt.Errorf("%w: you may not charge allocation %s", domain.ErrPermissionDenied, spec.Allocation)
 	}
 
-	hash := requestHash(spec, in.ResubmittedFrom)
 	// No look-up of the key first: Create refuses a stored (user, key) with
 	// ErrDuplicateIdempotencyKey, and only then is the first job read.
 	now := a.now()
 	cost := a.cfg.Rates.Estimate(spec.Resources, spec.Resources.Walltime)
 	j := domain.NewJob(a.newID(), actor.UserID, spec, in.IdempotencyKey, a.correlationID(ctx, nil), cost, now)
+	// NewJob fingerprinted the spec (RequestHash): not again.
+	hash := requestHash(j.RequestHash, in.ResubmittedFrom)
 	if j.CorrelationID == "" {
 		j.CorrelationID = j.ID
 	}
