@@ -79,7 +79,11 @@ func (a *App) SubmitJob(ctx context.Context, actor Actor, in SubmitInput) (job *
 	// need to read it back.
 	stored := j
 	stored.Version = 1
-	a.log.InfoContext(ctx, "job submitted", "job_id", j.ID, "user_id", actor.UserID,
+	// Debug, not Info: every call already leaves an INFO "grpc call" line
+	// (method, code, duration, trace and correlation ids), and the job's
+	// job.submitted event and audit record; a second line per submission
+	// is a write to the log per call on the hottest path.
+	a.log.DebugContext(ctx, "job submitted", "job_id", j.ID, "user_id", actor.UserID,
 		"tacc_system", spec.System, "partition", spec.Partition, "agent", string(spec.Agent))
 	a.changed(stored)
 	return stored, false, nil
