@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	"github.com/cosmic-horizons/fleet/libs/sqlstore"
-
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/domain"
 )
 
