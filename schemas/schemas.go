@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 //go:embed avro
@@ -120,9 +121,16 @@ func ParseVersion(name string) (int, error) {
 	return n, nil
 }
 
+// latestVersions caches LatestVersion by topic: the embedded tree never
+// changes, and every new event asks.
+var latestVersions sync.Map // topic → int
+
 // LatestVersion returns the newest version number of topic without reading
 // the schema files.
 func LatestVersion(topic string) (int, error) {
+	if n, ok := latestVersions.Load(topic); ok {
+		return n.(int), nil
+	}
 	entries, err := fs.ReadDir(files, path.Join(Dir, topic))
 	if err != nil {
 		return 0, fmt.Errorf("list schema versions of %s: %w", topic, err)
@@ -136,5 +144,6 @@ func LatestVersion(topic string) (int, error) {
 	if latest == 0 {
 		return 0, fmt.Errorf("topic %s: no schema versions", topic)
 	}
+	latestVersions.Store(topic, latest)
 	return latest, nil
 }

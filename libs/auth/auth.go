@@ -11,12 +11,14 @@ package auth
 
 import (
 	"context"
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -172,6 +174,10 @@ type Verifier struct {
 	keys   *keySet
 	parser *jwt.Parser
 	log    *slog.Logger
+	// now is the clock of the time claims and of the cache.
+	now func() time.Time
+	// verified caches the tokens verified lately (see Verify).
+	verified verifiedCache
 }
 
 // NewVerifier checks cfg and, for a JWKS source, loads the keys once (a
@@ -190,7 +196,7 @@ func NewVerifier(ctx context.Context, cfg Config, client *http.Client, logger *s
 		client = &http.Client{Timeout: 10 * time.Second}
 	}
 	var methods []string
-	v := &Verifier{cfg: cfg, log: logger}
+	v := &Verifier{cfg: cfg, log: logger, now: time.Now}
 	if cfg.HS256Secret != "" {
 		v.secret = []byte(cfg.HS256Secret)
 		methods = append(methods, jwt.SigningMethodHS256.Alg())
@@ -210,6 +216,7 @@ func NewVerifier(ctx context.Context, cfg Config, client *http.Client, logger *s
 		jwt.WithLeeway(cfg.Leeway),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
+		jwt.WithTimeFunc(func() time.Time { return v.now() }),
 	}
 	if cfg.Issuer != "" {
 		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
@@ -231,8 +238,24 @@ type claims struct {
 
 // Verify checks the token's signature, algorithm (HS256 only with the
 // secret, RS256 only with a JWKS key: no "none", no HS/RS confusion), exp,
-// nbf, iss and aud, and returns its principal.
+// nbf, iat, iss and aud, and returns its principal.
+//
+// A client sends the same token with every call until it renews it, so a
+// token verified once is remembered (by its exact bytes, signature
+// included) and its next calls skip the parse and the signature check.
+// What can change with time is still checked on each call: a remembered
+// token is refused from its exp (plus the leeway) on, and an RS256 token
+// is remembered only while the JWKS still holds the key that verified it
+// (the key set is refreshed as without the cache). nbf and iat, once
+// passed, stay passed. Refused tokens are never remembered.
 func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) {
+	if p, ok := v.remembered(ctx, token); ok {
+		return p, nil
+	}
+	var (
+		kid string
+		key *rsa.PublicKey
+	)
 	var c claims
 	_, err := v.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
 		switch t.Method.Alg() {
@@ -245,8 +268,10 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 			if v.keys == nil {
 				return nil, errors.New("RS256 is not enabled")
 			}
-			kid, _ := t.Header["kid"].(string)
-			return v.keys.key(ctx, kid)
+			kid, _ = t.Header["kid"].(string)
+			k, err := v.keys.key(ctx, kid)
+			key = k
+			return k, err
 		}
 		return nil, fmt.Errorf("algorithm %s is not accepted", t.Method.Alg())
 	})
@@ -281,5 +306,89 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 			p.Admin = true
 		}
 	}
+	if !p.ExpiresAt.IsZero() { // exp is required: always
+		v.verified.add(token, verifiedToken{p: p.clone(), refuseAt: p.ExpiresAt.Add(v.cfg.Leeway), kid: kid, key: key}, v.now())
+	}
 	return p, nil
+}
+
+// remembered returns the principal of token when it was verified before
+// and is still valid: not expired, and for RS256 its key still the JWKS's.
+func (v *Verifier) remembered(ctx context.Context, token string) (Principal, bool) {
+	t, ok := v.verified.get(token)
+	if !ok {
+		return Principal{}, false
+	}
+	if !v.now().Before(t.refuseAt) {
+		v.verified.remove(token)
+		return Principal{}, false
+	}
+	if t.key != nil {
+		// key refreshes a stale key set, as a full verification would.
+		if k, err := v.keys.key(ctx, t.kid); err != nil || k != t.key {
+			v.verified.remove(token)
+			return Principal{}, false
+		}
+	}
+	return t.p.clone(), true
+}
+
+// clone returns p with slices of its own.
+func (p Principal) clone() Principal {
+	p.Roles, p.Allocations = slices.Clone(p.Roles), slices.Clone(p.Allocations)
+	return p
+}
+
+// maxVerifiedTokens bounds the tokens a Verifier remembers.
+const maxVerifiedTokens = 4096
+
+// verifiedToken is a token verified once.
+type verifiedToken struct {
+	p Principal
+	// refuseAt is the token's exp plus the leeway.
+	refuseAt time.Time
+	// kid and key are the RS256 key that verified the token; key is nil
+	// for HS256.
+	kid string
+	key *rsa.PublicKey
+}
+
+// verifiedCache is a bounded map of verified tokens by token.
+type verifiedCache struct {
+	mu sync.RWMutex
+	m  map[string]verifiedToken
+}
+
+func (c *verifiedCache) get(token string) (verifiedToken, bool) {
+	c.mu.RLock()
+	t, ok := c.m[token]
+	c.mu.RUnlock()
+	return t, ok
+}
+
+func (c *verifiedCache) remove(token string) {
+	c.mu.Lock()
+	delete(c.m, token)
+	c.mu.Unlock()
+}
+
+// add remembers t; when the cache is full it first forgets the expired
+// tokens, and all of them if that is not enough.
+func (c *verifiedCache) add(token string, t verifiedToken, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[string]verifiedToken)
+	}
+	if _, ok := c.m[token]; !ok && len(c.m) >= maxVerifiedTokens {
+		for k, old := range c.m {
+			if !now.Before(old.refuseAt) {
+				delete(c.m, k)
+			}
+		}
+		if len(c.m) >= maxVerifiedTokens {
+			clear(c.m)
+		}
+	}
+	c.m[token] = t
 }

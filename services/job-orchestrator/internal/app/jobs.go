@@ -46,12 +46,13 @@ func (a *App) SubmitJob(ctx context.Context, actor Actor, in SubmitInput) (job *
 		return nil, false, fmt.Errorf("%w: you may not charge allocation %s", domain.ErrPermissionDenied, spec.Allocation)
 	}
 
-	hash := requestHash(spec, in.ResubmittedFrom)
 	// No look-up of the key first: Create refuses a stored (user, key) with
 	// ErrDuplicateIdempotencyKey, and only then is the first job read.
 	now := a.now()
 	cost := a.cfg.Rates.Estimate(spec.Resources, spec.Resources.Walltime)
 	j := domain.NewJob(a.newID(), actor.UserID, spec, in.IdempotencyKey, a.correlationID(ctx, nil), cost, now)
+	// NewJob fingerprinted the spec (RequestHash): not again.
+	hash := requestHash(j.RequestHash, in.ResubmittedFrom)
 	if j.CorrelationID == "" {
 		j.CorrelationID = j.ID
 	}
@@ -78,7 +79,11 @@ func (a *App) SubmitJob(ctx context.Context, actor Actor, in SubmitInput) (job *
 	// need to read it back.
 	stored := j
 	stored.Version = 1
-	a.log.InfoContext(ctx, "job submitted", "job_id", j.ID, "user_id", actor.UserID,
+	// Debug, not Info: every call already leaves an INFO "grpc call" line
+	// (method, code, duration, trace and correlation ids), and the job's
+	// job.submitted event and audit record; a second line per submission
+	// is a write to the log per call on the hottest path.
+	a.log.DebugContext(ctx, "job submitted", "job_id", j.ID, "user_id", actor.UserID,
 		"tacc_system", spec.System, "partition", spec.Partition, "agent", string(spec.Agent))
 	a.changed(stored)
 	return stored, false, nil

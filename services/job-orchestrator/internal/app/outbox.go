@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/events"
@@ -106,8 +105,14 @@ func (a *App) outboxFor(ctx context.Context, j *domain.Job, trs []domain.Transit
 
 func taccSystem(s string) events.TaccSystem {
 	switch s {
-	case domain.SystemFrontera, domain.SystemStampede3, domain.SystemLonestar6, domain.SystemVista:
-		return events.TaccSystem(strings.ToUpper(s))
+	case domain.SystemFrontera:
+		return events.TaccSystemFrontera
+	case domain.SystemStampede3:
+		return events.TaccSystemStampede3
+	case domain.SystemLonestar6:
+		return events.TaccSystemLonestar6
+	case domain.SystemVista:
+		return events.TaccSystemVista
 	}
 	return events.TaccSystemOther
 }

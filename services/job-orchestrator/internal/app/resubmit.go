@@ -80,13 +80,13 @@ func (a *App) ResubmitJob(ctx context.Context, actor Actor, in ResubmitInput) (*
 	return j, replayed, nil
 }
 
-// requestHash fingerprints a submission: the spec, and for a resubmission
-// also the job it copies, so that a key used for one is not replayed for
-// the other.
-func requestHash(spec domain.Spec, resubmittedFrom string) string {
+// requestHash fingerprints a submission: the spec (whose Spec.Hash is
+// specHash), and for a resubmission also the job it copies, so that a key
+// used for one is not replayed for the other.
+func requestHash(specHash, resubmittedFrom string) string {
 	if resubmittedFrom == "" {
-		return spec.Hash()
+		return specHash
 	}
-	sum := sha256.Sum256([]byte("resubmit\x00" + resubmittedFrom + "\x00" + spec.Hash()))
+	sum := sha256.Sum256([]byte("resubmit\x00" + resubmittedFrom + "\x00" + specHash))
 	return hex.EncodeToString(sum[:])
 }

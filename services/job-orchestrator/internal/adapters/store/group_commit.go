@@ -237,14 +237,16 @@ func (s *Store) writeBatch(ctx context.Context, reqs, transitions []*groupReq) (
 			}
 		}
 		batches := make([]outbox.Batch, 0, len(reqs))
+		jobs := make([]*domain.Job, 0, len(reqs))
 		for _, r := range reqs {
 			if !inserted[r.job.ID] {
 				continue
 			}
-			if err := s.insertTags(ctx, tx, r.job); err != nil {
-				return err
-			}
+			jobs = append(jobs, r.job)
 			batches = append(batches, outbox.Batch{Key: r.job.ID, Rows: r.rows})
+		}
+		if err := s.insertTags(ctx, tx, jobs...); err != nil {
+			return err
 		}
 		if err := s.Append(ctx, tx, batches...); err != nil {
 			return err

@@ -29,6 +29,7 @@ func TestGroupCommitContract(t *testing.T) {
 		{name: "a bad request fails alone", run: testBurstBadRequestFailsAlone},
 		{name: "a Create that returned nil is readable from a new connection", run: testCreatedIsCommitted},
 		{name: "transitions in one burst: each refused or bad one fails alone", run: testBurstTransitions},
+		{name: "the tags of a burst's jobs are stored once per job and tag", run: testBurstTags},
 	}
 	for _, d := range sqlstoretest.Databases(t) {
 		t.Run(d.Name, func(t *testing.T) {
@@ -239,4 +240,74 @@ func testBurstTransitions(t *testing.T, url string) {
 	require.EqualValues(t, n-4, count(t, check, "SELECT COUNT(*) FROM jobs WHERE version = 2"))
 	require.EqualValues(t, 0, count(t, check, "SELECT COUNT(*) FROM jobs WHERE version = 2 AND id IN ('job-05', 'job-11', 'job-17', 'job-23')"))
 	require.EqualValues(t, 2*n+2*(n-4), count(t, check, "SELECT COUNT(*) FROM outbox"), "the refused and the bad transitions wrote no event")
+}
+
+func testBurstTags(t *testing.T, url string) {
+	db := open(t, url)
+	s := newStore(t, db, store.Config{})
+	ctx := context.Background()
+	const n = 60
+	tagsOf := func(i int) []string {
+		switch {
+		case i%10 == 0:
+			return nil
+		case i%10 == 1:
+			many := make([]string, domain.MaxTags)
+			for k := range many {
+				many[k] = fmt.Sprintf("t%02d", k)
+			}
+			return many
+		}
+		// "sweep" twice: a repeated tag is one row.
+		return []string{"sweep", fmt.Sprintf("lr=%d", i%3), "sweep"}
+	}
+	jobs := make([]*domain.Job, n)
+	errs := burst(n, func(i int) error {
+		// Every fifth request reuses the key of the one before: one of the
+		// two is refused, and its tags must not be stored.
+		key := fmt.Sprintf("key-%d", i)
+		if i%5 == 4 {
+			key = fmt.Sprintf("key-%d", i-1)
+		}
+		jobs[i] = newJob(fmt.Sprintf("job-%02d", i), "alice", key, domain.SystemFrontera, t0)
+		jobs[i].Spec.Tags = tagsOf(i)
+		return s.Create(ctx, jobs[i], lifecycle(t, jobs[i], 1))
+	})
+	var wantRows int64
+	stored := map[string][]string{}
+	for i, err := range errs {
+		if err != nil {
+			require.ErrorIs(t, err, app.ErrDuplicateIdempotencyKey, "job %s", jobs[i].ID)
+			continue
+		}
+		distinct := map[string]bool{}
+		for _, tag := range tagsOf(i) {
+			distinct[tag] = true
+		}
+		wantRows += int64(len(distinct))
+		stored[jobs[i].ID] = tagsOf(i)
+	}
+	require.Len(t, stored, n-n/5, "one job per key")
+	check := open(t, url)
+	require.EqualValues(t, wantRows, count(t, check, "SELECT COUNT(*) FROM job_tags"))
+	for id, tags := range stored {
+		for _, tag := range tags {
+			require.EqualValues(t, 1, count(t, check, "SELECT COUNT(*) FROM job_tags WHERE job_id = ? AND tag = ?", id, tag),
+				"job %s tag %s", id, tag)
+		}
+	}
+	got, err := s.List(ctx, app.ListQuery{Tags: []string{"sweep", "lr=1"}, Limit: n})
+	require.NoError(t, err)
+	var want []string
+	for id, tags := range stored {
+		if len(tags) == 3 && tags[1] == "lr=1" {
+			want = append(want, id)
+		}
+	}
+	var ids []string
+	for _, j := range got {
+		ids = append(ids, j.ID)
+	}
+	require.NotEmpty(t, want)
+	require.ElementsMatch(t, want, ids)
 }

@@ -113,11 +113,15 @@ func nanos(t time.Time) int64 { return t.UnixNano() }
 
 func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
 
-// encodeJob returns the JSON document of j; the version lives in its column.
+// encodeJob returns the JSON document of j; the version lives in its column
+// (it is zero in the document). j is the store's own copy, not yet seen by
+// another goroutine: its version is cleared while it is marshalled instead
+// of marshalling a second copy.
 func encodeJob(j *domain.Job) (string, error) {
-	c := j.Clone()
-	c.Version = 0
-	b, err := json.Marshal(c)
+	v := j.Version
+	j.Version = 0
+	b, err := json.Marshal(j)
+	j.Version = v
 	if err != nil {
 		return "", fmt.Errorf("encode job %s: %w", j.ID, err)
 	}
