@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/auditchain"
+	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/inbox"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore"
 	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/domain"
@@ -281,12 +282,75 @@ type TxRecorder struct {
 	seqs   map[string]int64
 	moved  map[string]bool
 	seqGet *sql.Stmt
+	// ahead are the jobs whose sequences the first TrackJobSequence reads
+	// with one query per seqChunk of them; nil once read.
+	ahead []string
 }
 
 // Bind returns the repository's writes bound to tx; the inbox's unit of
-// work binds each of its transactions with it.
-func (r *Repository) Bind(tx *sql.Tx) *TxRecorder {
-	return &TxRecorder{r: r, tx: tx, a: r.NewAppender(), seqs: map[string]int64{}, moved: map[string]bool{}}
+// work binds each of its transactions with it. A transaction applying
+// several messages (a batch) reads the sequences of their jobs (the
+// messages' keys, the job id on the lifecycle topic) with one query when
+// it first needs one, instead of one query per job.
+func (r *Repository) Bind(tx *sql.Tx, msgs []*bus.Message) *TxRecorder {
+	t := &TxRecorder{r: r, tx: tx, a: r.NewAppender(), seqs: map[string]int64{}, moved: map[string]bool{}}
+	if len(msgs) > 1 {
+		seen := make(map[string]bool, len(msgs))
+		for _, m := range msgs {
+			if m.Key != "" && !seen[m.Key] {
+				seen[m.Key] = true
+				t.ahead = append(t.ahead, m.Key)
+			}
+		}
+	}
+	return t
+}
+
+// seqChunk bounds the jobs of one read-ahead query.
+const seqChunk = 500
+
+// readAhead reads the last sequences of the jobs in t.ahead into t.seqs (0
+// for a job without one). It runs at the first TrackJobSequence, after the
+// record's Append, so on PostgreSQL the head's row lock is already held and
+// no other appender moves a sequence between this read and the commit.
+func (t *TxRecorder) readAhead(ctx context.Context) error {
+	ids := t.ahead
+	t.ahead = nil
+	for len(ids) > 0 {
+		chunk := ids[:min(seqChunk, len(ids))]
+		ids = ids[len(chunk):]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		rows, err := t.tx.QueryContext(ctx, t.r.db.Rebind(`SELECT job_id, last_sequence FROM audit_job_sequences WHERE job_id IN (`+
+			sqlstore.Placeholders(len(chunk))+`)`), args...)
+		if err != nil {
+			return fmt.Errorf("read sequences of %d jobs from %s: %w", len(chunk), chunk[0], err)
+		}
+		found := make(map[string]int64, len(chunk))
+		for rows.Next() {
+			var id string
+			var last int64
+			if err := rows.Scan(&id, &last); err != nil {
+				rows.Close()
+				return fmt.Errorf("read sequences of %d jobs from %s: %w", len(chunk), chunk[0], err)
+			}
+			found[id] = last
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("read sequences of %d jobs from %s: %w", len(chunk), chunk[0], err)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read sequences of %d jobs from %s: %w", len(chunk), chunk[0], err)
+		}
+		for _, id := range chunk {
+			if _, ok := t.seqs[id]; !ok {
+				t.seqs[id] = found[id]
+			}
+		}
+	}
+	return nil
 }
 
 // Append stages rec in the bound transaction (see Appender.Stage); Flush
@@ -298,6 +362,11 @@ func (t *TxRecorder) Append(ctx context.Context, rec auditchain.Record) (auditch
 // TrackJobSequence is Repository.TrackJobSequence in the bound transaction,
 // with the job's last sequence read once per transaction and stored by Flush.
 func (t *TxRecorder) TrackJobSequence(ctx context.Context, jobID string, seq int64, eventID string, now time.Time) (*domain.Gap, error) {
+	if t.ahead != nil {
+		if err := t.readAhead(ctx); err != nil {
+			return nil, err
+		}
+	}
 	last, ok := t.seqs[jobID]
 	if !ok {
 		if t.seqGet == nil {

@@ -134,7 +134,7 @@ func (a *auditor) wire(ctx context.Context, deps svcruntime.Deps) error {
 
 	if producer != nil {
 		ib := inbox.New(db, Name, logger, reg)
-		uow := inbox.NewUnitOfWork(ib, func(tx *sql.Tx, _ []*bus.Message) app.RecordTx { return repo.Bind(tx) })
+		uow := inbox.NewUnitOfWork(ib, func(tx *sql.Tx, msgs []*bus.Message) app.RecordTx { return repo.Bind(tx, msgs) })
 		recorder := app.NewRecorder(uow, codec, logger.With("component", "recorder"), nil, checkpointer.Appended)
 		ccfg := kafkabus.DefaultConsumerConfig(conn, cfg.ConsumerGroup, cfg.Topics...)
 		ccfg.DLQ = producer
