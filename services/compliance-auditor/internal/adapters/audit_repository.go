@@ -421,18 +421,56 @@ func (t *TxRecorder) Flush(ctx context.Context) error {
 }
 
 // detailsJSON returns the canonical JSON of details: an object with sorted
-// keys and no insignificant whitespace ({} for none).
+// keys and no insignificant whitespace ({} for none), byte for byte what
+// encoding/json writes with HTML escaping off. Keys and values of plain
+// printable ASCII are written directly; any other string goes through
+// encoding/json.
 func detailsJSON(d map[string]string) (string, error) {
 	if len(d) == 0 {
 		return "{}", nil
 	}
-	var b strings.Builder
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(d); err != nil {
-		return "", fmt.Errorf("encode details: %w", err)
+	keys := make([]string, 0, len(d))
+	size := 2
+	for k, v := range d {
+		keys = append(keys, k)
+		size += len(k) + len(v) + 6
 	}
-	return strings.TrimSuffix(b.String(), "\n"), nil
+	slices.Sort(keys)
+	b := make([]byte, 0, size)
+	b = append(b, '{')
+	var err error
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if b, err = appendJSONString(b, k); err != nil {
+			return "", err
+		}
+		b = append(b, ':')
+		if b, err = appendJSONString(b, d[k]); err != nil {
+			return "", err
+		}
+	}
+	return string(append(b, '}')), nil
+}
+
+// appendJSONString appends s as a JSON string, as encoding/json writes it
+// with HTML escaping off.
+func appendJSONString(b []byte, s string) ([]byte, error) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			var w strings.Builder
+			enc := json.NewEncoder(&w)
+			enc.SetEscapeHTML(false)
+			if err := enc.Encode(s); err != nil {
+				return nil, fmt.Errorf("encode details: %w", err)
+			}
+			return append(b, strings.TrimSuffix(w.String(), "\n")...), nil
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"'), nil
 }
 
 // recordsPage is how many records one query of Records reads.
