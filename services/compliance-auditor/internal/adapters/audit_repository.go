@@ -56,6 +56,9 @@ func Migrate(ctx context.Context, db *sqlstore.DB) error {
 type Repository struct {
 	db *sqlstore.DB
 	q  queries
+	// insertFull inserts insertChunk records; prepared on the write pool
+	// by Prepare, nil before.
+	insertFull *sql.Stmt
 }
 
 type queries struct {
@@ -115,6 +118,28 @@ ON CONFLICT (job_id) DO UPDATE SET last_sequence = excluded.last_sequence WHERE 
 
 const recordColumns = `sequence, event_id, occurred_at, recorded_at, actor, actor_role, action, resource_type, resource_id, details, prev_hash, hash`
 
+// Prepare prepares, on the write pool, the statement inserting a whole
+// chunk of records, so that appends reuse it across transactions (through
+// Tx.StmtContext: on SQLite's one write connection it is parsed once, not
+// once per batch). Call it once after Migrate and before appending; without
+// it each transaction prepares the statement itself.
+func (r *Repository) Prepare(ctx context.Context) error {
+	st, err := r.db.Writer().PrepareContext(ctx, r.insertQuery(insertChunk))
+	if err != nil {
+		return fmt.Errorf("prepare audit record insert: %w", err)
+	}
+	r.insertFull = st
+	return nil
+}
+
+// insertQuery is the insert of n records.
+func (r *Repository) insertQuery(n int) string {
+	if n == 1 {
+		return r.q.insert
+	}
+	return r.db.Rebind(insertRecordsPrefix + sqlstore.Tuples(12, n))
+}
+
 // DB returns the database the repository works on.
 func (r *Repository) DB() *sqlstore.DB { return r.db }
 
@@ -158,9 +183,10 @@ type pendingRecord struct {
 	details string
 }
 
-// insertChunk bounds the records of one multi-row insert (12 parameters
-// each, well below SQLite's and PostgreSQL's parameter limits).
-const insertChunk = 200
+// insertChunk bounds the records of one multi-row insert: a batch of the
+// consumer (500 messages) is one statement. At 12 parameters each that is
+// 6,000, well below SQLite's (32,766) and PostgreSQL's (65,535) limits.
+const insertChunk = 500
 
 // NewAppender returns an appender over the repository.
 func (r *Repository) NewAppender() *Appender { return &Appender{r: r} }
@@ -254,14 +280,14 @@ func (a *Appender) insertStmt(ctx context.Context, n int) (*sql.Stmt, error) {
 	if st, ok := a.stmts[n]; ok {
 		return st, nil
 	}
-	q := a.r.q.insert
-	if n > 1 {
-		row := "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-		q = a.r.db.Rebind(insertRecordsPrefix + strings.TrimSuffix(strings.Repeat(row+", ", n), ", "))
-	}
-	st, err := a.tx.PrepareContext(ctx, q)
-	if err != nil {
-		return nil, fmt.Errorf("prepare append: %w", err)
+	var st *sql.Stmt
+	if n == insertChunk && a.r.insertFull != nil {
+		st = a.tx.StmtContext(ctx, a.r.insertFull)
+	} else {
+		var err error
+		if st, err = a.tx.PrepareContext(ctx, a.r.insertQuery(n)); err != nil {
+			return nil, fmt.Errorf("prepare append: %w", err)
+		}
 	}
 	a.stmts[n] = st
 	return st, nil

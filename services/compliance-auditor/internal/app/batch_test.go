@@ -39,7 +39,7 @@ func TestBatchedAppendsMatchOneByOne(t *testing.T) {
 			one, batched := audittest.New(t, d.Open(t)), audittest.New(t, d.Open(t))
 			var msgs []*bus.Message
 			add := func(m *bus.Message) { m.Offset = int64(len(msgs)); msgs = append(msgs, m) }
-			for i := range 450 { // more than one multi-row insert per batch
+			for i := range 1100 { // two whole multi-row inserts and a part in a batch
 				add(audittest.Message(t, one.Codec, audittest.Action(t, fmt.Sprintf("u-%d", i%4), fmt.Sprintf("job-%d", i)), 0))
 			}
 			// Job a: 1, 2, then 5 (gap 3..4) in one batch; 3 late in the next.
@@ -55,6 +55,8 @@ func TestBatchedAppendsMatchOneByOne(t *testing.T) {
 			first, second := slices.Clone(msgs[:len(msgs)-1]), msgs[len(msgs)-1:]
 			first = append(first, msgs[3], msgs[len(msgs)-2]) // repeated within the batch
 			require.NoError(t, batched.Recorder.HandleBatch(ctx, first))
+			// A redelivered batch of more than a whole chunk adds nothing.
+			require.NoError(t, batched.Recorder.HandleBatch(ctx, msgs[:600]))
 			require.NoError(t, batched.Recorder.HandleBatch(ctx, append(second, msgs[0])))
 			require.NoError(t, batched.Recorder.HandleBatch(ctx, msgs[:10]), "a batch of redeliveries")
 

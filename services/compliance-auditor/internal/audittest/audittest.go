@@ -54,6 +54,7 @@ func New(t testing.TB, db *sqlstore.DB) *Fixture {
 	codec, err := events.NewCodec()
 	require.NoError(t, err)
 	f := &Fixture{DB: db, Repo: adapters.NewRepository(db), Codec: codec, Signer: signer, Now: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
+	require.NoError(t, f.Repo.Prepare(ctx))
 	clock := func() time.Time { return f.Now }
 	logger := slog.New(slog.DiscardHandler)
 	ib := inbox.New(db, Consumer, logger, nil)

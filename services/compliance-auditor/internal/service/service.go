@@ -96,6 +96,9 @@ func (a *auditor) wire(ctx context.Context, deps svcruntime.Deps) error {
 	}
 	rt.AddReadinessCheck("database", db.Check)
 	repo := adapters.NewRepository(db)
+	if err := repo.Prepare(ctx); err != nil {
+		return err
+	}
 
 	sign, err := signer(cfg, logger)
 	if err != nil {
