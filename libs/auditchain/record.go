@@ -168,8 +168,9 @@ func (r *Record) Validate() error {
 		if err := checkString("details key", k); err != nil {
 			return err
 		}
-		if err := checkString("details "+truncate(k, 64), v); err != nil {
-			return err
+		if len(v) > MaxFieldBytes || !utf8.ValidString(v) {
+			// The name is built only for the error.
+			return checkString("details "+truncate(k, 64), v)
 		}
 		total += len(k) + len(v)
 	}

@@ -97,6 +97,8 @@ func TestRecordValidate(t *testing.T) {
 		{name: "invalid UTF-8", mutate: func(r *auditchain.Record) { r.ResourceID = "\xff" }, wantErr: "resource_id is not valid UTF-8"},
 		{name: "field too long", mutate: func(r *auditchain.Record) { r.Actor = strings.Repeat("a", auditchain.MaxFieldBytes+1) }, wantErr: "actor is 4097 bytes"},
 		{name: "empty details key", mutate: func(r *auditchain.Record) { r.Details[""] = "x" }, wantErr: "details key is empty"},
+		{name: "details value not UTF-8", mutate: func(r *auditchain.Record) { r.Details["note"] = "a\xffb" }, wantErr: "details note is not valid UTF-8"},
+		{name: "details value too long", mutate: func(r *auditchain.Record) { r.Details["note"] = strings.Repeat("v", auditchain.MaxFieldBytes+1) }, wantErr: "details note is 4097 bytes"},
 		{name: "details too large", mutate: func(r *auditchain.Record) {
 			for i := range 20 {
 				r.Details[strings.Repeat("k", i+1)] = strings.Repeat("v", 4000)

@@ -39,23 +39,8 @@ func (p *projector) compile(w, r *avroschema.Schema, path string) (projectFn, er
 		return p.writerUnion(w, r, path)
 	}
 	if r.Kind == avroschema.Union {
-		i := avroschema.SelectBranch(r, w)
-		if i < 0 {
-			return nil, fmt.Errorf("%s: reader union has no branch for %s", path, w.TypeName())
-		}
-		rb := r.Branches[i]
-		fn, err := p.compile(w, rb, path)
-		if err != nil || rb.Kind == avroschema.Null {
-			return fn, err
-		}
-		name := rb.TypeName()
-		return func(v any) (any, error) {
-			v, err := apply(fn, v)
-			if err != nil {
-				return nil, err
-			}
-			return map[string]any{name: v}, nil
-		}, nil
+		fn, _, err := p.readerUnion(w, r, path)
+		return fn, err
 	}
 	if w.Kind != r.Kind {
 		return promote(w, r, path)
@@ -112,6 +97,36 @@ func (p *projector) compile(w, r *avroschema.Schema, path string) (projectFn, er
 	return nil, nil // null, boolean, int, float, double, bytes, string
 }
 
+// readerUnion compiles the projection of w-shaped values, w not a union,
+// into the reader union r: the branch r selects for w, wrapped as a union
+// value. same reports whether a branch of a writer union shaped as w
+// (goavro's map{name: value}, or nil for null) is already that reader
+// value: the branch has goavro's name for w and reads w unchanged.
+func (p *projector) readerUnion(w, r *avroschema.Schema, path string) (fn projectFn, same bool, err error) {
+	i := avroschema.SelectBranch(r, w)
+	if i < 0 {
+		return nil, false, fmt.Errorf("%s: reader union has no branch for %s", path, w.TypeName())
+	}
+	rb := r.Branches[i]
+	fn, err = p.compile(w, rb, path)
+	if err != nil {
+		return nil, false, err
+	}
+	if rb.Kind == avroschema.Null {
+		return fn, w.Kind == avroschema.Null && fn == nil, nil
+	}
+	name := rb.TypeName()
+	same = fn == nil && w.Kind != avroschema.Null && goavroBranchName(w) == name
+	inner := fn
+	return func(v any) (any, error) {
+		v, err := apply(inner, v)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{name: v}, nil
+	}, same, nil
+}
+
 func apply(fn projectFn, v any) (any, error) {
 	if fn == nil {
 		return v, nil
@@ -136,8 +151,20 @@ func (p *projector) writerUnion(w, r *avroschema.Schema, path string) (projectFn
 	}
 	var null *branch
 	byName := make(map[string]branch, len(w.Branches))
+	// identity: into a reader union, every writer branch reads as the
+	// reader branch of the same name unchanged, so goavro's value is the
+	// reader's and needs no copy.
+	identity := r.Kind == avroschema.Union
 	for _, wb := range w.Branches {
-		fn, err := p.compile(wb, r, path)
+		var fn projectFn
+		var err error
+		if r.Kind == avroschema.Union {
+			var same bool
+			fn, same, err = p.readerUnion(wb, r, path)
+			identity = identity && same && err == nil
+		} else {
+			fn, err = p.compile(wb, r, path)
+		}
 		if err != nil {
 			// Only data that uses this branch is unreadable.
 			err = fmt.Errorf("%s: writer branch %s: %w", path, wb.TypeName(), err)
@@ -147,6 +174,9 @@ func (p *projector) writerUnion(w, r *avroschema.Schema, path string) (projectFn
 			continue
 		}
 		byName[goavroBranchName(wb)] = branch{fn, err}
+	}
+	if identity {
+		return nil, nil
 	}
 	return func(v any) (any, error) {
 		if v == nil {

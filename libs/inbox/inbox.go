@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -83,6 +84,11 @@ type Inbox struct {
 
 	processed  prometheus.Counter
 	duplicates prometheus.Counter
+
+	// markMu guards markStmt, q.markFull prepared once on the write pool
+	// (see markStatement).
+	markMu   sync.Mutex
+	markStmt *sql.Stmt
 }
 
 type queries struct {
@@ -307,10 +313,14 @@ func (ib *Inbox) applyBatch(ctx context.Context, msgs []*bus.Message, apply Appl
 		}
 		ids[i] = id
 	}
+	var full *sql.Stmt
+	if len(msgs) >= markChunk {
+		full = ib.markStatement(ctx)
+	}
 	var applied, dups int
 	err := ib.db.InTx(ctx, func(tx *sql.Tx) error {
 		applied, dups = 0, 0
-		fresh, err := ib.markBatch(ctx, tx, msgs, ids)
+		fresh, err := ib.markBatch(ctx, tx, msgs, ids, full)
 		if err != nil {
 			return err
 		}
@@ -356,13 +366,35 @@ func (ib *Inbox) applyBatch(ctx context.Context, msgs []*bus.Message, apply Appl
 	return nil
 }
 
+// markStatement returns the statement marking markChunk events prepared on
+// the write pool, preparing it on first use, or nil when that fails (the
+// transaction then prepares it itself and reports the error). A batch's
+// transactions use it through Tx.StmtContext, so that on SQLite's one write
+// connection the statement is parsed once, not once per batch. It must be
+// called outside a transaction: preparing waits for a write connection.
+func (ib *Inbox) markStatement(ctx context.Context) *sql.Stmt {
+	ib.markMu.Lock()
+	defer ib.markMu.Unlock()
+	if ib.markStmt == nil {
+		st, err := ib.db.Writer().PrepareContext(ctx, ib.q.markFull)
+		if err != nil {
+			return nil
+		}
+		ib.markStmt = st
+	}
+	return ib.markStmt
+}
+
 // markBatch marks the event ids of msgs processed in tx, markChunk per
 // statement and in id order (so concurrent batches on PostgreSQL wait for
 // each other's marks in one order instead of deadlocking), and returns the
 // ids it marked: those not processed before. An id repeated within the batch
 // is marked once, with its first message. As in process, a mark that a
 // concurrent transaction is inserting makes the statement wait for it.
-func (ib *Inbox) markBatch(ctx context.Context, tx *sql.Tx, msgs []*bus.Message, ids []string) (map[string]bool, error) {
+//
+// full, when not nil, is the statement of a whole chunk prepared on the
+// write pool (markStatement).
+func (ib *Inbox) markBatch(ctx context.Context, tx *sql.Tx, msgs []*bus.Message, ids []string, full *sql.Stmt) (map[string]bool, error) {
 	first := make(map[string]int, len(msgs))
 	for i, id := range ids {
 		if _, ok := first[id]; !ok {
@@ -385,11 +417,16 @@ func (ib *Inbox) markBatch(ctx context.Context, tx *sql.Tx, msgs []*bus.Message,
 			m := msgs[first[id]]
 			args = append(args, ib.consumer, id, m.Topic, m.Partition, m.Offset, now)
 		}
-		q := ib.q.markFull
-		if len(chunk) != markChunk {
-			q = markRows(ib.db, len(chunk))
+		var rows *sql.Rows
+		var err error
+		switch {
+		case len(chunk) == markChunk && full != nil:
+			rows, err = tx.StmtContext(ctx, full).QueryContext(ctx, args...)
+		case len(chunk) == markChunk:
+			rows, err = tx.QueryContext(ctx, ib.q.markFull, args...)
+		default:
+			rows, err = tx.QueryContext(ctx, markRows(ib.db, len(chunk)), args...)
 		}
-		rows, err := tx.QueryContext(ctx, q, args...)
 		if err != nil {
 			return nil, fmt.Errorf("mark processed: %w", err)
 		}

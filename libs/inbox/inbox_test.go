@@ -441,3 +441,54 @@ func TestResetAndPrune(t *testing.T) {
 		})
 	}
 }
+
+// TestApplyBatchWholeChunksAcrossTransactions: batches of whole mark chunks
+// (whose marking statement stays prepared across transactions) apply each
+// event exactly once, across commits, a rolled-back batch, redeliveries and a
+// second consumer on the same database.
+func TestApplyBatchWholeChunksAcrossTransactions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, d := range sqlstoretest.Databases(t) {
+		t.Run(d.Name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, d)
+			batch := func(ids []string) []*bus.Message {
+				out := make([]*bus.Message, len(ids))
+				for i, id := range ids {
+					out[i] = message(id, 0, int64(i))
+				}
+				return out
+			}
+			ids := eventIDs("evt", 2000)
+			require.NoError(t, f.inbox.ApplyBatch(ctx, batch(ids[:1000]), f.apply))
+
+			// A batch that fails rolls back its marks with it.
+			boom := errors.New("boom")
+			failing := func(ctx context.Context, tx *sql.Tx, msg *bus.Message, id string) error {
+				if id == ids[1999] {
+					return boom
+				}
+				return f.apply(ctx, tx, msg, id)
+			}
+			require.ErrorIs(t, f.inbox.ApplyBatch(ctx, batch(ids[1000:]), failing), boom)
+			require.Len(t, processedIDs(t, f.db, consumer), 1000)
+
+			// Half redelivered, half new, in whole chunks.
+			require.NoError(t, f.inbox.ApplyBatch(ctx, batch(ids[500:1500]), f.apply))
+			require.NoError(t, f.inbox.ApplyBatch(ctx, batch(ids[1000:]), f.apply))
+			require.NoError(t, f.inbox.ApplyBatch(ctx, batch(ids[:1000]), f.apply))
+			require.Equal(t, onceEach(ids), applied(t, f.db))
+			require.EqualValues(t, 2000, f.processed(t))
+			require.EqualValues(t, 500+500+1000, f.duplicates(t))
+
+			// Another consumer's marks are its own.
+			other := inbox.New(f.db, "other", nil, nil)
+			var n int
+			count := func(context.Context, *sql.Tx, *bus.Message, string) error { n++; return nil }
+			require.NoError(t, other.ApplyBatch(ctx, batch(ids[:500]), count))
+			require.Equal(t, 500, n)
+			require.Len(t, processedIDs(t, f.db, "other"), 500)
+		})
+	}
+}

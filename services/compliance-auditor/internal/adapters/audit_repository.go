@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/cosmic-horizons/fleet/libs/auditchain"
+	"github.com/cosmic-horizons/fleet/libs/bus"
 	"github.com/cosmic-horizons/fleet/libs/inbox"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore"
 	"github.com/cosmic-horizons/fleet/services/compliance-auditor/internal/domain"
@@ -55,6 +56,9 @@ func Migrate(ctx context.Context, db *sqlstore.DB) error {
 type Repository struct {
 	db *sqlstore.DB
 	q  queries
+	// insertFull inserts insertChunk records; prepared on the write pool
+	// by Prepare, nil before.
+	insertFull *sql.Stmt
 }
 
 type queries struct {
@@ -114,6 +118,28 @@ ON CONFLICT (job_id) DO UPDATE SET last_sequence = excluded.last_sequence WHERE 
 
 const recordColumns = `sequence, event_id, occurred_at, recorded_at, actor, actor_role, action, resource_type, resource_id, details, prev_hash, hash`
 
+// Prepare prepares, on the write pool, the statement inserting a whole
+// chunk of records, so that appends reuse it across transactions (through
+// Tx.StmtContext: on SQLite's one write connection it is parsed once, not
+// once per batch). Call it once after Migrate and before appending; without
+// it each transaction prepares the statement itself.
+func (r *Repository) Prepare(ctx context.Context) error {
+	st, err := r.db.Writer().PrepareContext(ctx, r.insertQuery(insertChunk))
+	if err != nil {
+		return fmt.Errorf("prepare audit record insert: %w", err)
+	}
+	r.insertFull = st
+	return nil
+}
+
+// insertQuery is the insert of n records.
+func (r *Repository) insertQuery(n int) string {
+	if n == 1 {
+		return r.q.insert
+	}
+	return r.db.Rebind(insertRecordsPrefix + sqlstore.Tuples(12, n))
+}
+
 // DB returns the database the repository works on.
 func (r *Repository) DB() *sqlstore.DB { return r.db }
 
@@ -157,9 +183,10 @@ type pendingRecord struct {
 	details string
 }
 
-// insertChunk bounds the records of one multi-row insert (12 parameters
-// each, well below SQLite's and PostgreSQL's parameter limits).
-const insertChunk = 200
+// insertChunk bounds the records of one multi-row insert: a batch of the
+// consumer (500 messages) is one statement. At 12 parameters each that is
+// 6,000, well below SQLite's (32,766) and PostgreSQL's (65,535) limits.
+const insertChunk = 500
 
 // NewAppender returns an appender over the repository.
 func (r *Repository) NewAppender() *Appender { return &Appender{r: r} }
@@ -253,14 +280,14 @@ func (a *Appender) insertStmt(ctx context.Context, n int) (*sql.Stmt, error) {
 	if st, ok := a.stmts[n]; ok {
 		return st, nil
 	}
-	q := a.r.q.insert
-	if n > 1 {
-		row := "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-		q = a.r.db.Rebind(insertRecordsPrefix + strings.TrimSuffix(strings.Repeat(row+", ", n), ", "))
-	}
-	st, err := a.tx.PrepareContext(ctx, q)
-	if err != nil {
-		return nil, fmt.Errorf("prepare append: %w", err)
+	var st *sql.Stmt
+	if n == insertChunk && a.r.insertFull != nil {
+		st = a.tx.StmtContext(ctx, a.r.insertFull)
+	} else {
+		var err error
+		if st, err = a.tx.PrepareContext(ctx, a.r.insertQuery(n)); err != nil {
+			return nil, fmt.Errorf("prepare append: %w", err)
+		}
 	}
 	a.stmts[n] = st
 	return st, nil
@@ -281,12 +308,75 @@ type TxRecorder struct {
 	seqs   map[string]int64
 	moved  map[string]bool
 	seqGet *sql.Stmt
+	// ahead are the jobs whose sequences the first TrackJobSequence reads
+	// with one query per seqChunk of them; nil once read.
+	ahead []string
 }
 
 // Bind returns the repository's writes bound to tx; the inbox's unit of
-// work binds each of its transactions with it.
-func (r *Repository) Bind(tx *sql.Tx) *TxRecorder {
-	return &TxRecorder{r: r, tx: tx, a: r.NewAppender(), seqs: map[string]int64{}, moved: map[string]bool{}}
+// work binds each of its transactions with it. A transaction applying
+// several messages (a batch) reads the sequences of their jobs (the
+// messages' keys, the job id on the lifecycle topic) with one query when
+// it first needs one, instead of one query per job.
+func (r *Repository) Bind(tx *sql.Tx, msgs []*bus.Message) *TxRecorder {
+	t := &TxRecorder{r: r, tx: tx, a: r.NewAppender(), seqs: map[string]int64{}, moved: map[string]bool{}}
+	if len(msgs) > 1 {
+		seen := make(map[string]bool, len(msgs))
+		for _, m := range msgs {
+			if m.Key != "" && !seen[m.Key] {
+				seen[m.Key] = true
+				t.ahead = append(t.ahead, m.Key)
+			}
+		}
+	}
+	return t
+}
+
+// seqChunk bounds the jobs of one read-ahead query.
+const seqChunk = 500
+
+// readAhead reads the last sequences of the jobs in t.ahead into t.seqs (0
+// for a job without one). It runs at the first TrackJobSequence, after the
+// record's Append, so on PostgreSQL the head's row lock is already held and
+// no other appender moves a sequence between this read and the commit.
+func (t *TxRecorder) readAhead(ctx context.Context) error {
+	ids := t.ahead
+	t.ahead = nil
+	for len(ids) > 0 {
+		chunk := ids[:min(seqChunk, len(ids))]
+		ids = ids[len(chunk):]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		rows, err := t.tx.QueryContext(ctx, t.r.db.Rebind(`SELECT job_id, last_sequence FROM audit_job_sequences WHERE job_id IN (`+
+			sqlstore.Placeholders(len(chunk))+`)`), args...)
+		if err != nil {
+			return fmt.Errorf("read sequences of %d jobs from %s: %w", len(chunk), chunk[0], err)
+		}
+		found := make(map[string]int64, len(chunk))
+		for rows.Next() {
+			var id string
+			var last int64
+			if err := rows.Scan(&id, &last); err != nil {
+				rows.Close()
+				return fmt.Errorf("read sequences of %d jobs from %s: %w", len(chunk), chunk[0], err)
+			}
+			found[id] = last
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("read sequences of %d jobs from %s: %w", len(chunk), chunk[0], err)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read sequences of %d jobs from %s: %w", len(chunk), chunk[0], err)
+		}
+		for _, id := range chunk {
+			if _, ok := t.seqs[id]; !ok {
+				t.seqs[id] = found[id]
+			}
+		}
+	}
+	return nil
 }
 
 // Append stages rec in the bound transaction (see Appender.Stage); Flush
@@ -298,6 +388,11 @@ func (t *TxRecorder) Append(ctx context.Context, rec auditchain.Record) (auditch
 // TrackJobSequence is Repository.TrackJobSequence in the bound transaction,
 // with the job's last sequence read once per transaction and stored by Flush.
 func (t *TxRecorder) TrackJobSequence(ctx context.Context, jobID string, seq int64, eventID string, now time.Time) (*domain.Gap, error) {
+	if t.ahead != nil {
+		if err := t.readAhead(ctx); err != nil {
+			return nil, err
+		}
+	}
 	last, ok := t.seqs[jobID]
 	if !ok {
 		if t.seqGet == nil {
@@ -352,18 +447,56 @@ func (t *TxRecorder) Flush(ctx context.Context) error {
 }
 
 // detailsJSON returns the canonical JSON of details: an object with sorted
-// keys and no insignificant whitespace ({} for none).
+// keys and no insignificant whitespace ({} for none), byte for byte what
+// encoding/json writes with HTML escaping off. Keys and values of plain
+// printable ASCII are written directly; any other string goes through
+// encoding/json.
 func detailsJSON(d map[string]string) (string, error) {
 	if len(d) == 0 {
 		return "{}", nil
 	}
-	var b strings.Builder
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(d); err != nil {
-		return "", fmt.Errorf("encode details: %w", err)
+	keys := make([]string, 0, len(d))
+	size := 2
+	for k, v := range d {
+		keys = append(keys, k)
+		size += len(k) + len(v) + 6
 	}
-	return strings.TrimSuffix(b.String(), "\n"), nil
+	slices.Sort(keys)
+	b := make([]byte, 0, size)
+	b = append(b, '{')
+	var err error
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if b, err = appendJSONString(b, k); err != nil {
+			return "", err
+		}
+		b = append(b, ':')
+		if b, err = appendJSONString(b, d[k]); err != nil {
+			return "", err
+		}
+	}
+	return string(append(b, '}')), nil
+}
+
+// appendJSONString appends s as a JSON string, as encoding/json writes it
+// with HTML escaping off.
+func appendJSONString(b []byte, s string) ([]byte, error) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			var w strings.Builder
+			enc := json.NewEncoder(&w)
+			enc.SetEscapeHTML(false)
+			if err := enc.Encode(s); err != nil {
+				return nil, fmt.Errorf("encode details: %w", err)
+			}
+			return append(b, strings.TrimSuffix(w.String(), "\n")...), nil
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"'), nil
 }
 
 // recordsPage is how many records one query of Records reads.

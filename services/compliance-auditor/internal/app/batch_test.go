@@ -39,7 +39,7 @@ func TestBatchedAppendsMatchOneByOne(t *testing.T) {
 			one, batched := audittest.New(t, d.Open(t)), audittest.New(t, d.Open(t))
 			var msgs []*bus.Message
 			add := func(m *bus.Message) { m.Offset = int64(len(msgs)); msgs = append(msgs, m) }
-			for i := range 450 { // more than one multi-row insert per batch
+			for i := range 1100 { // two whole multi-row inserts and a part in a batch
 				add(audittest.Message(t, one.Codec, audittest.Action(t, fmt.Sprintf("u-%d", i%4), fmt.Sprintf("job-%d", i)), 0))
 			}
 			// Job a: 1, 2, then 5 (gap 3..4) in one batch; 3 late in the next.
@@ -55,6 +55,8 @@ func TestBatchedAppendsMatchOneByOne(t *testing.T) {
 			first, second := slices.Clone(msgs[:len(msgs)-1]), msgs[len(msgs)-1:]
 			first = append(first, msgs[3], msgs[len(msgs)-2]) // repeated within the batch
 			require.NoError(t, batched.Recorder.HandleBatch(ctx, first))
+			// A redelivered batch of more than a whole chunk adds nothing.
+			require.NoError(t, batched.Recorder.HandleBatch(ctx, msgs[:600]))
 			require.NoError(t, batched.Recorder.HandleBatch(ctx, append(second, msgs[0])))
 			require.NoError(t, batched.Recorder.HandleBatch(ctx, msgs[:10]), "a batch of redeliveries")
 
@@ -88,6 +90,46 @@ func TestBatchedAppendsMatchOneByOne(t *testing.T) {
 				q := "SELECT last_sequence FROM audit_job_sequences WHERE job_id = '" + job + "'"
 				require.Equal(t, sqlstoretest.Count(t, one.DB, q), sqlstoretest.Count(t, batched.DB, q), job)
 			}
+		})
+	}
+}
+
+// TestBatchContinuesJobSequencesOfEarlierBatches: a batch reads the stored
+// sequences of its jobs (one query for the whole batch) and so continues
+// each job where an earlier batch left it: no gap for the next sequence, a
+// gap for a skipped one, a new job starting at 1.
+func TestBatchContinuesJobSequencesOfEarlierBatches(t *testing.T) {
+	t.Parallel()
+	for _, d := range sqlstoretest.Databases(t) {
+		t.Run(d.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			f := audittest.New(t, d.Open(t))
+			var offset int64
+			batch := func(steps ...any) []*bus.Message {
+				var out []*bus.Message
+				for i := 0; i < len(steps); i += 2 {
+					out = append(out, audittest.Message(t, f.Codec, audittest.Lifecycle(t, steps[i].(string), int64(steps[i+1].(int))), offset))
+					offset++
+				}
+				return out
+			}
+			require.NoError(t, f.Recorder.HandleBatch(ctx, batch("job-x", 1, "job-x", 2, "job-y", 1)))
+			second := batch("job-x", 3, "job-y", 4, "job-z", 1)
+			second = append(second, audittest.Message(t, f.Codec, audittest.Action(t, "u-1", "job-x"), offset))
+			require.NoError(t, f.Recorder.HandleBatch(ctx, second))
+
+			pending, err := f.Repo.PendingGaps(ctx, 10)
+			require.NoError(t, err)
+			require.Len(t, pending, 1, "only job-y skipped sequences: %+v", pending)
+			require.Equal(t, "job-y", pending[0].JobID)
+			require.Equal(t, [2]int64{2, 3}, [2]int64{pending[0].FirstMissing, pending[0].LastMissing})
+			for job, want := range map[string]int64{"job-x": 3, "job-y": 4, "job-z": 1} {
+				require.Equal(t, want, sqlstoretest.Count(t, f.DB, "SELECT last_sequence FROM audit_job_sequences WHERE job_id = '"+job+"'"), job)
+			}
+			require.Equal(t, int64(7), audittest.Count(t, f.DB))
+			ok, bad, reason := verify(t, f, 0, 0)
+			require.True(t, ok, "bad %d: %s", bad, reason)
 		})
 	}
 }

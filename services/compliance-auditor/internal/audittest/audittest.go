@@ -54,13 +54,14 @@ func New(t testing.TB, db *sqlstore.DB) *Fixture {
 	codec, err := events.NewCodec()
 	require.NoError(t, err)
 	f := &Fixture{DB: db, Repo: adapters.NewRepository(db), Codec: codec, Signer: signer, Now: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
+	require.NoError(t, f.Repo.Prepare(ctx))
 	clock := func() time.Time { return f.Now }
 	logger := slog.New(slog.DiscardHandler)
 	ib := inbox.New(db, Consumer, logger, nil)
 	f.Keys, err = auditchain.NewKeySet(signer.PublicKey())
 	require.NoError(t, err)
 	f.Checkpointer = app.NewCheckpointer(f.Repo, signer, f.Keys, time.Hour, 1<<40, logger, clock)
-	uow := inbox.NewUnitOfWork(ib, func(tx *sql.Tx, _ []*bus.Message) app.RecordTx { return f.Repo.Bind(tx) })
+	uow := inbox.NewUnitOfWork(ib, func(tx *sql.Tx, msgs []*bus.Message) app.RecordTx { return f.Repo.Bind(tx, msgs) })
 	f.Recorder = app.NewRecorder(uow, codec, logger, clock, f.Checkpointer.Appended)
 	f.Trail = app.NewTrail(f.Repo, f.Checkpointer, app.TrailConfig{Keys: f.Keys, Retention: Retention, Now: clock})
 	return f

@@ -60,7 +60,7 @@ func RecordFromEvent(ev events.Event, recordedAt time.Time) (auditchain.Record, 
 	if ev.EventID == "" {
 		return auditchain.Record{}, errors.New("audit record: event_id is empty")
 	}
-	d := details{}
+	d := make(details, 16) // room for the attributes of every event type
 	d.set(DetailCorrelationID, ev.CorrelationID)
 	if ev.CausationID != nil {
 		d.set(DetailCausationID, *ev.CausationID)

@@ -96,6 +96,9 @@ func (a *auditor) wire(ctx context.Context, deps svcruntime.Deps) error {
 	}
 	rt.AddReadinessCheck("database", db.Check)
 	repo := adapters.NewRepository(db)
+	if err := repo.Prepare(ctx); err != nil {
+		return err
+	}
 
 	sign, err := signer(cfg, logger)
 	if err != nil {
@@ -134,7 +137,7 @@ func (a *auditor) wire(ctx context.Context, deps svcruntime.Deps) error {
 
 	if producer != nil {
 		ib := inbox.New(db, Name, logger, reg)
-		uow := inbox.NewUnitOfWork(ib, func(tx *sql.Tx, _ []*bus.Message) app.RecordTx { return repo.Bind(tx) })
+		uow := inbox.NewUnitOfWork(ib, func(tx *sql.Tx, msgs []*bus.Message) app.RecordTx { return repo.Bind(tx, msgs) })
 		recorder := app.NewRecorder(uow, codec, logger.With("component", "recorder"), nil, checkpointer.Appended)
 		ccfg := kafkabus.DefaultConsumerConfig(conn, cfg.ConsumerGroup, cfg.Topics...)
 		ccfg.DLQ = producer
