@@ -113,6 +113,9 @@ type Reconciler struct {
 	cfg ReconcilerConfig
 	log *slog.Logger
 
+	// replica names this reconciler's dispatch claims.
+	replica string
+
 	mu      sync.Mutex
 	unknown map[string]int // consecutive ErrUnknownJob answers per job
 }
@@ -125,7 +128,7 @@ func NewReconciler(a *App, cfg ReconcilerConfig, logger *slog.Logger) (*Reconcil
 	if a == nil || logger == nil {
 		return nil, errors.New("reconciler: app and logger are required")
 	}
-	return &Reconciler{app: a, cfg: cfg, log: logger, unknown: map[string]int{}}, nil
+	return &Reconciler{app: a, cfg: cfg, log: logger, replica: a.newID(), unknown: map[string]int{}}, nil
 }
 
 // PassResult counts what one pass did.
@@ -173,18 +176,19 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	}
 }
 
-// Pass looks at up to Batch SUBMITTED and Batch QUEUED or RUNNING jobs
-// once, Parallel jobs at a time.
+// Pass claims up to Batch SUBMITTED jobs (in one statement, see
+// JobRepository.ClaimSubmitted) and looks at up to Batch QUEUED or RUNNING
+// jobs, once, Parallel jobs at a time.
 func (r *Reconciler) Pass(ctx context.Context) PassResult {
 	var res PassResult
-	jobs, err := r.app.repo.ListActive(ctx, r.cfg.Batch, domain.StatusSubmitted)
+	jobs, err := r.app.repo.ClaimSubmitted(ctx, r.replica, r.app.now(), r.cfg.DispatchLease, r.cfg.Batch)
 	if err == nil {
 		var tracked []*domain.Job
 		tracked, err = r.app.repo.ListActive(ctx, r.cfg.Batch, domain.StatusQueued, domain.StatusRunning)
 		jobs = append(jobs, tracked...)
 	}
 	if err != nil {
-		r.log.ErrorContext(ctx, "reconciler: list active jobs", "error", err)
+		r.log.ErrorContext(ctx, "reconciler: claim or list active jobs", "error", err)
 		res.Errors++
 		return res
 	}
@@ -270,33 +274,15 @@ func (r *Reconciler) bulkStatus(ctx context.Context, jobs []*domain.Job) (map[st
 
 var errSkip = errors.New("skip")
 
-// dispatch claims a SUBMITTED job, submits it and records QUEUED (or FAILED
-// when the scheduler refuses it).
-func (r *Reconciler) dispatch(ctx context.Context, j *domain.Job, res *PassResult) (err error) {
+// dispatch submits the SUBMITTED job claimed, which the pass claimed for
+// this replica, and records QUEUED (or FAILED when the scheduler refuses
+// it). A claim that took over another replica's (Dispatch.Uncertain set)
+// is submitted as a resubmission, which the scheduler looks for first.
+func (r *Reconciler) dispatch(ctx context.Context, claimed *domain.Job, res *PassResult) (err error) {
 	a := r.app
-	now := a.now()
-	if j.Dispatch.Token != "" && now.Sub(j.Dispatch.At) < r.cfg.DispatchLease {
-		return nil // another pass or replica is submitting it
-	}
+	j := claimed
 	ctx, end := jobContext(ctx, j, "dispatch job")
 	defer func() { end(err) }()
-	claimed, err := a.repo.Transition(ctx, j.ID, j.Version, func(cur *domain.Job) ([]OutboxRecord, error) {
-		if cur.Status != domain.StatusSubmitted {
-			return nil, errSkip
-		}
-		uncertain := cur.Dispatch.Uncertain
-		if cur.Dispatch.Token != "" && uncertain.IsZero() {
-			uncertain = cur.Dispatch.At // its replica never recorded the outcome
-		}
-		cur.Dispatch = domain.DispatchClaim{Token: a.newID(), At: now, Uncertain: uncertain}
-		return nil, nil
-	})
-	if errors.Is(err, errSkip) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("claim: %w", err)
-	}
 	req, err := a.submitRequest(claimed)
 	if u := claimed.Dispatch.Uncertain; !u.IsZero() {
 		req.Resubmit, req.NotBefore = true, u

@@ -194,17 +194,47 @@ func jobArgs(j *domain.Job, doc string) []any {
 		nanos(j.CreatedAt), nanos(j.UpdatedAt), j.Version, doc, nullable(j.ResubmittedFrom)}
 }
 
-const jobColumns = "doc, version"
+// jobColumns are the columns scanJob reads: the doc, and the version and
+// dispatch claim, which live in columns of their own.
+const jobColumns = "doc, version, dispatch_token, dispatch_at, dispatch_uncertain"
 
 func (s *Store) scanJob(row interface{ Scan(...any) error }) (*domain.Job, error) {
 	var (
-		doc     string
-		version int64
+		doc           string
+		version       int64
+		token         sql.NullString
+		at, uncertain sql.NullInt64
 	)
-	if err := row.Scan(&doc, &version); err != nil {
+	if err := row.Scan(&doc, &version, &token, &at, &uncertain); err != nil {
 		return nil, err
 	}
-	return decodeJob(doc, version)
+	j, err := decodeJob(doc, version)
+	if err != nil {
+		return nil, err
+	}
+	// The claim's columns are the truth: ClaimSubmitted writes them alone.
+	j.Dispatch = domain.DispatchClaim{Token: token.String}
+	if at.Valid {
+		j.Dispatch.At = fromNanos(at.Int64)
+	}
+	if uncertain.Valid {
+		j.Dispatch.Uncertain = fromNanos(uncertain.Int64)
+	}
+	return j, nil
+}
+
+// dispatchArgs are the column values of j's dispatch claim (token, at,
+// uncertain), NULL where unset.
+func dispatchArgs(j *domain.Job) []any {
+	d := j.Dispatch
+	args := []any{nullable(d.Token), nil, nil}
+	if !d.At.IsZero() {
+		args[1] = nanos(d.At)
+	}
+	if !d.Uncertain.IsZero() {
+		args[2] = nanos(d.Uncertain)
+	}
+	return args
 }
 
 // Get implements app.JobRepository.
@@ -315,7 +345,13 @@ func (s *Store) ListActive(ctx context.Context, limit int, statuses ...domain.St
 }
 
 func (s *Store) queryJobs(ctx context.Context, op, query string, args ...any) ([]*domain.Job, error) {
-	rows, err := s.db.QueryContext(ctx, s.db.Rebind(query), args...)
+	return s.queryJobsOn(ctx, s.db.Reader(), op, query, args...)
+}
+
+// queryJobsOn runs query on pool (the reader, or the writer for an UPDATE
+// ... RETURNING) and decodes the jobs it returns.
+func (s *Store) queryJobsOn(ctx context.Context, pool *sql.DB, op, query string, args ...any) ([]*domain.Job, error) {
+	rows, err := pool.QueryContext(ctx, s.db.Rebind(query), args...)
 	if err != nil {
 		return nil, dbErr(op, err)
 	}
@@ -417,9 +453,11 @@ func (s *Store) transitionInTx(ctx, opCtx context.Context, tx *sql.Tx, t *transi
 	if err != nil {
 		return nil, nil, &passthrough{err}
 	}
-	res, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE jobs SET status = ?, tacc_system = ?, updated_at = ?, version = ?, doc = ?
-		WHERE id = ? AND version = ?`),
-		string(next.Status), next.Spec.System, nanos(next.UpdatedAt), next.Version, doc, id, cur.Version)
+	args := append([]any{string(next.Status), next.Spec.System, nanos(next.UpdatedAt), next.Version, doc},
+		dispatchArgs(next)...)
+	res, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE jobs SET status = ?, tacc_system = ?, updated_at = ?, version = ?, doc = ?,
+		dispatch_token = ?, dispatch_at = ?, dispatch_uncertain = ?
+		WHERE id = ? AND version = ?`), append(args, id, cur.Version)...)
 	if err != nil {
 		return nil, nil, err
 	}
