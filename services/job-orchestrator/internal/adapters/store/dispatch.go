@@ -36,17 +36,21 @@ func (s *Store) ClaimSubmitted(ctx context.Context, token string, now time.Time,
 	}
 	expired := nanos(now.Add(-lease))
 	// The first status term matches the partial index jobs_active_by_updated.
-	query := `UPDATE jobs SET
+	// The candidates are picked once, in a materialized CTE: PostgreSQL may
+	// rescan a LIMIT subquery of the WHERE clause, which with SKIP LOCKED
+	// returns further rows each time.
+	query := `WITH picked AS MATERIALIZED (SELECT id FROM jobs
+			WHERE status IN ('SUBMITTED', 'QUEUED', 'RUNNING') AND status = 'SUBMITTED'
+				AND (dispatch_token IS NULL OR dispatch_at <= ?)
+			ORDER BY updated_at, id LIMIT ?` + lock + `)
+		UPDATE jobs SET
 			dispatch_uncertain = CASE WHEN dispatch_token IS NULL THEN dispatch_uncertain
 				ELSE COALESCE(dispatch_uncertain, dispatch_at) END,
 			dispatch_token = ?, dispatch_at = ?, version = version + 1
-		WHERE id IN (SELECT id FROM jobs
-				WHERE status IN ('SUBMITTED', 'QUEUED', 'RUNNING') AND status = 'SUBMITTED'
-					AND (dispatch_token IS NULL OR dispatch_at <= ?)
-				ORDER BY updated_at, id LIMIT ?` + lock + `)
+		WHERE id IN (SELECT id FROM picked)
 			AND status = 'SUBMITTED' AND (dispatch_token IS NULL OR dispatch_at <= ?)
 		RETURNING ` + jobColumns
-	jobs, err := s.queryJobsOn(ctx, s.db.Writer(), "claim submitted jobs", query, token, nanos(now), expired, limit, expired)
+	jobs, err := s.queryJobsOn(ctx, s.db.Writer(), "claim submitted jobs", query, expired, limit, token, nanos(now), expired)
 	if err != nil {
 		return nil, err
 	}
