@@ -118,6 +118,11 @@ type Reconciler struct {
 
 	mu      sync.Mutex
 	unknown map[string]int // consecutive ErrUnknownJob answers per job
+
+	// tracked holds the QUEUED and RUNNING jobs of the last pass as read:
+	// a pass reads the documents of only those whose version changed.
+	trackedMu sync.Mutex
+	tracked   map[string]*domain.Job
 }
 
 // NewReconciler builds a Reconciler over the App's repository and scheduler.
@@ -128,7 +133,8 @@ func NewReconciler(a *App, cfg ReconcilerConfig, logger *slog.Logger) (*Reconcil
 	if a == nil || logger == nil {
 		return nil, errors.New("reconciler: app and logger are required")
 	}
-	return &Reconciler{app: a, cfg: cfg, log: logger, replica: a.newID(), unknown: map[string]int{}}, nil
+	return &Reconciler{app: a, cfg: cfg, log: logger, replica: a.newID(), unknown: map[string]int{},
+		tracked: map[string]*domain.Job{}}, nil
 }
 
 // PassResult counts what one pass did.
@@ -178,13 +184,14 @@ func (r *Reconciler) Run(ctx context.Context) error {
 
 // Pass claims up to Batch SUBMITTED jobs (in one statement, see
 // JobRepository.ClaimSubmitted) and looks at up to Batch QUEUED or RUNNING
-// jobs, once, Parallel jobs at a time.
+// jobs (reading again only those that changed, see trackedJobs), once,
+// Parallel jobs at a time.
 func (r *Reconciler) Pass(ctx context.Context) PassResult {
 	var res PassResult
 	jobs, err := r.app.repo.ClaimSubmitted(ctx, r.replica, r.app.now(), r.cfg.DispatchLease, r.cfg.Batch)
 	if err == nil {
 		var tracked []*domain.Job
-		tracked, err = r.app.repo.ListActive(ctx, r.cfg.Batch, domain.StatusQueued, domain.StatusRunning)
+		tracked, err = r.trackedJobs(ctx)
 		jobs = append(jobs, tracked...)
 	}
 	if err != nil {
@@ -218,6 +225,53 @@ func (r *Reconciler) Pass(ctx context.Context) PassResult {
 	close(work)
 	wg.Wait()
 	return res
+}
+
+// trackedJobs returns the QUEUED and RUNNING jobs ListActive would, oldest
+// UpdatedAt first, reading the documents of only the jobs whose version
+// differs from the one the last pass read: every write advances a job's
+// version, so an unchanged version is an unchanged job. The jobs returned
+// are shared with the next pass and must not be modified (reconcile
+// mutates clones).
+func (r *Reconciler) trackedJobs(ctx context.Context) ([]*domain.Job, error) {
+	r.trackedMu.Lock()
+	defer r.trackedMu.Unlock()
+	vs, err := r.app.repo.ListActiveVersions(ctx, r.cfg.Batch, domain.StatusQueued, domain.StatusRunning)
+	if err != nil {
+		return nil, err
+	}
+	var stale []string
+	for _, v := range vs {
+		if j, ok := r.tracked[v.ID]; !ok || j.Version != v.Version {
+			stale = append(stale, v.ID)
+		}
+	}
+	fresh := make(map[string]*domain.Job, len(stale))
+	if len(stale) > 0 {
+		read, err := r.app.repo.GetMany(ctx, stale)
+		if err != nil {
+			return nil, err
+		}
+		for _, j := range read {
+			fresh[j.ID] = j
+		}
+	}
+	next := make(map[string]*domain.Job, len(vs))
+	jobs := make([]*domain.Job, 0, len(vs))
+	for _, v := range vs {
+		j, ok := fresh[v.ID]
+		if !ok {
+			j, ok = r.tracked[v.ID]
+		}
+		// A job read again may have moved on since it was listed.
+		if !ok || (j.Status != domain.StatusQueued && j.Status != domain.StatusRunning) {
+			continue
+		}
+		next[v.ID] = j
+		jobs = append(jobs, j)
+	}
+	r.tracked = next
+	return jobs, nil
 }
 
 func (p *PassResult) add(o PassResult) {
@@ -425,15 +479,16 @@ func (r *Reconciler) sample(ctx context.Context, j *domain.Job, st *SchedulerSta
 // version.
 func (r *Reconciler) record(ctx context.Context, j *domain.Job, st *SchedulerStatus, res *PassResult) (err error) {
 	a := r.app
+	if st.Phase == PhaseQueued {
+		// Still waiting: no transition, at most a new detail.
+		return r.recordDetail(ctx, j, st.Reason)
+	}
 	probe := j.Clone()
 	trs, err := a.applyStatus(probe, st)
 	if err != nil {
 		return err
 	}
 	if len(trs) == 0 {
-		if st.Phase == PhaseQueued {
-			return r.recordDetail(ctx, j, st.Reason)
-		}
 		return nil
 	}
 	ctx, end := jobContext(ctx, j, "record job status")
@@ -458,7 +513,7 @@ func (r *Reconciler) record(ctx context.Context, j *domain.Job, st *SchedulerSta
 // recordDetail stores the scheduler's reason why the QUEUED job j waits
 // when it changed, with j's version. It is no transition and emits no event.
 func (r *Reconciler) recordDetail(ctx context.Context, j *domain.Job, detail string) error {
-	if !j.Clone().SetSchedulerDetail(detail) {
+	if j.SchedulerDetail == detail || !j.Clone().SetSchedulerDetail(detail) {
 		return nil
 	}
 	stored, err := r.app.repo.Transition(ctx, j.ID, j.Version, func(cur *domain.Job) ([]OutboxRecord, error) {

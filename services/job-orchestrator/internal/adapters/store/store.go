@@ -313,8 +313,64 @@ func (s *Store) List(ctx context.Context, q app.ListQuery) ([]*domain.Job, error
 
 // ListActive implements app.JobRepository.
 func (s *Store) ListActive(ctx context.Context, limit int, statuses ...domain.Status) ([]*domain.Job, error) {
+	query, args, err := activeQuery(jobColumns, limit, statuses)
+	if err != nil {
+		return nil, err
+	}
+	return s.queryJobs(ctx, "list active jobs", query, args...)
+}
+
+// ListActiveVersions implements app.JobRepository: ListActive's query
+// without the documents.
+func (s *Store) ListActiveVersions(ctx context.Context, limit int, statuses ...domain.Status) ([]app.JobVersion, error) {
+	query, args, err := activeQuery("id, version", limit, statuses)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, s.db.Rebind(query), args...)
+	if err != nil {
+		return nil, dbErr("list active job versions", err)
+	}
+	defer rows.Close()
+	var out []app.JobVersion
+	for rows.Next() {
+		var v app.JobVersion
+		if err := rows.Scan(&v.ID, &v.Version); err != nil {
+			return nil, dbErr("list active job versions", err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbErr("list active job versions", err)
+	}
+	return out, nil
+}
+
+// getManyChunk bounds the ids of one GetMany query.
+const getManyChunk = 500
+
+// GetMany implements app.JobRepository.
+func (s *Store) GetMany(ctx context.Context, ids []string) ([]*domain.Job, error) {
+	var out []*domain.Job
+	for lo := 0; lo < len(ids); lo += getManyChunk {
+		chunk := ids[lo:min(lo+getManyChunk, len(ids))]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		jobs, err := s.queryJobs(ctx, "get jobs", "SELECT "+jobColumns+" FROM jobs WHERE id IN ("+placeholders(len(chunk))+")", args...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, jobs...)
+	}
+	return out, nil
+}
+
+// activeQuery is ListActive's query of cols.
+func activeQuery(cols string, limit int, statuses []domain.Status) (string, []any, error) {
 	if limit <= 0 {
-		return nil, errors.New("list active jobs: limit must be positive")
+		return "", nil, errors.New("list active jobs: limit must be positive")
 	}
 	var (
 		active []string
@@ -327,12 +383,12 @@ func (s *Store) ListActive(ctx context.Context, limit int, statuses ...domain.St
 	}
 	// The literal list matches the partial index jobs_active_by_updated;
 	// a narrower list is a second term, so that the index still applies.
-	query := "SELECT " + jobColumns + " FROM jobs WHERE status IN (" + strings.Join(active, ", ") + ")"
+	query := "SELECT " + cols + " FROM jobs WHERE status IN (" + strings.Join(active, ", ") + ")"
 	if len(statuses) > 0 {
 		marks := make([]string, len(statuses))
 		for i, st := range statuses {
 			if !st.Active() {
-				return nil, fmt.Errorf("list active jobs: %q is not an active status", st)
+				return "", nil, fmt.Errorf("list active jobs: %q is not an active status", st)
 			}
 			marks[i] = "?"
 			args = append(args, string(st))
@@ -340,8 +396,7 @@ func (s *Store) ListActive(ctx context.Context, limit int, statuses ...domain.St
 		query += " AND status IN (" + strings.Join(marks, ", ") + ")"
 	}
 	query += " ORDER BY updated_at, id LIMIT ?"
-	args = append(args, limit)
-	return s.queryJobs(ctx, "list active jobs", query, args...)
+	return query, append(args, limit), nil
 }
 
 func (s *Store) queryJobs(ctx context.Context, op, query string, args ...any) ([]*domain.Job, error) {

@@ -164,6 +164,33 @@ func (r *MemRepo) ListActive(_ context.Context, limit int, statuses ...domain.St
 	return out, nil
 }
 
+func (r *MemRepo) ListActiveVersions(ctx context.Context, limit int, statuses ...domain.Status) ([]app.JobVersion, error) {
+	jobs, err := r.ListActive(ctx, limit, statuses...)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]app.JobVersion, len(jobs))
+	for i, j := range jobs {
+		out[i] = app.JobVersion{ID: j.ID, Version: j.Version}
+	}
+	return out, nil
+}
+
+func (r *MemRepo) GetMany(_ context.Context, ids []string) ([]*domain.Job, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failWith != nil {
+		return nil, r.failWith
+	}
+	var out []*domain.Job
+	for _, id := range ids {
+		if j, ok := r.jobs[id]; ok {
+			out = append(out, j.Clone())
+		}
+	}
+	return out, nil
+}
+
 func (r *MemRepo) ClaimSubmitted(_ context.Context, token string, now time.Time, lease time.Duration, limit int) ([]*domain.Job, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
