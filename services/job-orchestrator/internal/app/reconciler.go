@@ -182,12 +182,21 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	}
 }
 
+// passWrites bounds a pass's jobs whose database writes are in flight at
+// once. Unlike Parallel it bounds no scheduler calls: the writes wait for
+// the store's shared transactions (group commit), so many of them in
+// flight make few, larger commits rather than Parallel jobs per commit.
+const passWrites = 128
+
 // Pass claims up to Batch SUBMITTED jobs (in one statement, see
 // JobRepository.ClaimSubmitted) and looks at up to Batch QUEUED or RUNNING
-// jobs (reading again only those that changed, see trackedJobs), once,
-// Parallel jobs at a time.
+// jobs (reading again only those that changed, see trackedJobs), once.
+// Parallel jobs at a time call the scheduler (a submission, or the status
+// of a job the bulk answer left out); the database writes that follow, and
+// those of jobs whose status the bulk answer gave, run up to passWrites at
+// a time.
 func (r *Reconciler) Pass(ctx context.Context) PassResult {
-	var res PassResult
+	p := &passRun{ctx: ctx, r: r, slots: make(chan struct{}, passWrites)}
 	jobs, err := r.app.repo.ClaimSubmitted(ctx, r.replica, r.app.now(), r.cfg.DispatchLease, r.cfg.Batch)
 	if err == nil {
 		var tracked []*domain.Job
@@ -196,12 +205,11 @@ func (r *Reconciler) Pass(ctx context.Context) PassResult {
 	}
 	if err != nil {
 		r.log.ErrorContext(ctx, "reconciler: claim or list active jobs", "error", err)
-		res.Errors++
-		return res
+		p.res.Errors++
+		return p.res
 	}
 	bulk, bulkErr := r.bulkStatus(ctx, jobs)
 	var (
-		mu   sync.Mutex
 		wg   sync.WaitGroup
 		work = make(chan *domain.Job)
 	)
@@ -209,22 +217,55 @@ func (r *Reconciler) Pass(ctx context.Context) PassResult {
 		wg.Go(func() {
 			var own PassResult
 			for j := range work {
-				r.reconcile(ctx, j, bulk, bulkErr, &own)
+				r.reconcile(ctx, j, bulk, bulkErr, p, &own)
 			}
-			mu.Lock()
-			res.add(own)
-			mu.Unlock()
+			p.add(own)
 		})
 	}
 	for _, j := range jobs {
 		if ctx.Err() != nil {
 			break
 		}
+		if st, ok := bulk[j.SchedulerRef.ID]; ok && bulkErr == nil && j.Status != domain.StatusSubmitted && !j.SchedulerRef.IsZero() {
+			p.write(j, func(res *PassResult) error { return r.apply(ctx, j, st, res) })
+			continue
+		}
 		work <- j
 	}
 	close(work)
 	wg.Wait()
-	return res
+	p.writes.Wait()
+	return p.res
+}
+
+// passRun is a pass in progress: its result and its writes in flight.
+type passRun struct {
+	ctx    context.Context
+	r      *Reconciler
+	slots  chan struct{}
+	writes sync.WaitGroup
+
+	mu  sync.Mutex
+	res PassResult
+}
+
+func (p *passRun) add(o PassResult) {
+	p.mu.Lock()
+	p.res.add(o)
+	p.mu.Unlock()
+}
+
+// write runs f, database work of job j that calls no scheduler, on a
+// goroutine of its own once one of the pass's passWrites slots is free,
+// and counts its result and error.
+func (p *passRun) write(j *domain.Job, f func(res *PassResult) error) {
+	p.slots <- struct{}{}
+	p.writes.Go(func() {
+		defer func() { <-p.slots }()
+		var own PassResult
+		p.r.tally(p.ctx, j, f(&own), &own)
+		p.add(own)
+	})
 }
 
 // trackedJobs returns the QUEUED and RUNNING jobs ListActive would, oldest
@@ -284,11 +325,11 @@ func (p *PassResult) add(o PassResult) {
 
 // reconcile hands the SUBMITTED job j to the scheduler, or records the
 // status the scheduler reports for it.
-func (r *Reconciler) reconcile(ctx context.Context, j *domain.Job, bulk map[string]SchedulerStatus, bulkErr error, res *PassResult) {
+func (r *Reconciler) reconcile(ctx context.Context, j *domain.Job, bulk map[string]SchedulerStatus, bulkErr error, p *passRun, res *PassResult) {
 	var err error
 	switch {
 	case j.Status == domain.StatusSubmitted:
-		err = r.dispatch(ctx, j, res)
+		err = r.dispatch(ctx, j, p, res)
 	case !j.SchedulerRef.IsZero() && bulkErr != nil:
 		err = fmt.Errorf("status: %w", bulkErr)
 	case !j.SchedulerRef.IsZero():
@@ -298,6 +339,11 @@ func (r *Reconciler) reconcile(ctx context.Context, j *domain.Job, bulk map[stri
 			err = r.poll(ctx, j, res)
 		}
 	}
+	r.tally(ctx, j, err, res)
+}
+
+// tally counts err, the outcome of reconciling j, into res.
+func (r *Reconciler) tally(ctx context.Context, j *domain.Job, err error, res *PassResult) {
 	switch {
 	case errors.Is(err, ErrVersionConflict):
 		res.Conflicts++
@@ -332,11 +378,18 @@ var errSkip = errors.New("skip")
 // this replica, and records QUEUED (or FAILED when the scheduler refuses
 // it). A claim that took over another replica's (Dispatch.Uncertain set)
 // is submitted as a resubmission, which the scheduler looks for first.
-func (r *Reconciler) dispatch(ctx context.Context, claimed *domain.Job, res *PassResult) (err error) {
+// QUEUED is recorded by one of the pass's writes (passRun.write), so that
+// the caller goes on to the next submission meanwhile.
+func (r *Reconciler) dispatch(ctx context.Context, claimed *domain.Job, p *passRun, res *PassResult) (err error) {
 	a := r.app
 	j := claimed
 	ctx, end := jobContext(ctx, j, "dispatch job")
-	defer func() { end(err) }()
+	queueing := false
+	defer func() {
+		if !queueing {
+			end(err)
+		}
+	}()
 	req, err := a.submitRequest(claimed)
 	if u := claimed.Dispatch.Uncertain; !u.IsZero() {
 		req.Resubmit, req.NotBefore = true, u
@@ -364,6 +417,19 @@ func (r *Reconciler) dispatch(ctx context.Context, claimed *domain.Job, res *Pas
 		return r.record(ctx, claimed, st, res)
 	}
 	res.Dispatched++
+	queueing = true
+	p.write(j, func(res *PassResult) (err error) {
+		defer func() { end(err) }()
+		return r.recordQueued(ctx, claimed, ref, res)
+	})
+	return nil
+}
+
+// recordQueued records that the scheduler accepted the claimed job as ref,
+// or cancels it there when it was cancelled meanwhile.
+func (r *Reconciler) recordQueued(ctx context.Context, claimed *domain.Job, ref SchedulerRef, res *PassResult) error {
+	a := r.app
+	j := claimed
 	dref := domain.SchedulerRef{Scheduler: a.sched.Name(), ID: ref.ID, SubmittedAt: ref.SubmittedAt}
 	stored, err := a.repo.Transition(ctx, j.ID, claimed.Version, func(cur *domain.Job) ([]OutboxRecord, error) {
 		tr, err := cur.MarkQueued(dref, a.now())
