@@ -149,3 +149,60 @@ func jobIDs(jobs []*domain.Job) []string {
 	}
 	return out
 }
+
+// testListActiveVersions: ListActiveVersions lists what ListActive lists,
+// in its order, with each job's version; GetMany reads jobs as Get does.
+func testListActiveVersions(t *testing.T, _ *sqlstore.DB, s *store.Store) {
+	ctx := context.Background()
+	for i, st := range []domain.Status{domain.StatusRunning, domain.StatusCompleted, domain.StatusSubmitted,
+		domain.StatusQueued, domain.StatusQueued, domain.StatusCancelled, domain.StatusRunning} {
+		j := newJob(fmt.Sprintf("j%d", i), "alice", fmt.Sprintf("k%d", i), domain.SystemFrontera, t0)
+		j.Status, j.UpdatedAt = st, t0.Add(time.Duration(7-i)*time.Second)
+		require.NoError(t, s.Create(ctx, j, nil))
+	}
+	_, err := s.Transition(ctx, "j4", 1, func(cur *domain.Job) ([]app.OutboxRecord, error) {
+		cur.SchedulerDetail = "waits"
+		return nil, nil
+	})
+	require.NoError(t, err)
+	for _, statuses := range [][]domain.Status{nil, {domain.StatusQueued, domain.StatusRunning}, {domain.StatusSubmitted}} {
+		for _, limit := range []int{1, 3, 10} {
+			jobs, err := s.ListActive(ctx, limit, statuses...)
+			require.NoError(t, err)
+			vs, err := s.ListActiveVersions(ctx, limit, statuses...)
+			require.NoError(t, err)
+			require.Len(t, vs, len(jobs))
+			for i, j := range jobs {
+				require.Equal(t, app.JobVersion{ID: j.ID, Version: j.Version}, vs[i])
+			}
+		}
+	}
+	vs, err := s.ListActiveVersions(ctx, 10, domain.StatusQueued)
+	require.NoError(t, err)
+	require.Equal(t, []app.JobVersion{{ID: "j4", Version: 2}, {ID: "j3", Version: 1}}, vs)
+	_, err = s.ListActiveVersions(ctx, 0)
+	require.Error(t, err)
+	_, err = s.ListActiveVersions(ctx, 10, domain.StatusFailed)
+	require.ErrorContains(t, err, "not an active status")
+
+	got, err := s.GetMany(ctx, []string{"j4", "nope", "j1"})
+	require.NoError(t, err)
+	require.Len(t, got, 2, "unknown ids are left out")
+	for _, j := range got {
+		want, err := s.Get(ctx, j.ID)
+		require.NoError(t, err)
+		require.Equal(t, want, j)
+	}
+	none, err := s.GetMany(ctx, nil)
+	require.NoError(t, err)
+	require.Empty(t, none)
+	// More ids than one query takes.
+	ids := make([]string, 1200)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("missing-%d", i)
+	}
+	ids[1100] = "j0"
+	got, err = s.GetMany(ctx, ids)
+	require.NoError(t, err)
+	require.Equal(t, []string{"j0"}, jobIDs(got))
+}
