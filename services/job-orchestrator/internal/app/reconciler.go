@@ -390,6 +390,25 @@ func (r *Reconciler) dispatch(ctx context.Context, claimed *domain.Job, p *passR
 			end(err)
 		}
 	}()
+	if a.now().Sub(claimed.Dispatch.At) > r.cfg.DispatchLease/2 {
+		// The pass claimed the job so long ago (a slow scheduler) that
+		// the lease might end during this submission and another replica
+		// submit it too: give the claim back for the next pass instead.
+		_, err := a.repo.Transition(ctx, j.ID, claimed.Version, func(cur *domain.Job) ([]OutboxRecord, error) {
+			if cur.Status != domain.StatusSubmitted {
+				return nil, errSkip
+			}
+			cur.Dispatch = domain.DispatchClaim{Uncertain: claimed.Dispatch.Uncertain}
+			return nil, nil
+		})
+		if errors.Is(err, errSkip) || errors.Is(err, ErrVersionConflict) {
+			return nil // cancelled or taken over meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("release claim held too long: %w", err)
+		}
+		return nil
+	}
 	req, err := a.submitRequest(claimed)
 	if u := claimed.Dispatch.Uncertain; !u.IsZero() {
 		req.Resubmit, req.NotBefore = true, u

@@ -186,3 +186,45 @@ func TestReconcilerWritesOfAPassWaitTogether(t *testing.T) {
 	_, _, _, peak = repo.counts()
 	require.Equal(t, n, peak, "RUNNING records in flight at once")
 }
+
+// A pass claims many jobs at once, but submits none whose claim is half a
+// lease old: with a slow scheduler the lease could end during the
+// submission and another replica submit the job too. Such claims are given
+// back, not left to expire (which would make the next attempt uncertain).
+func TestReconcilerGivesBackClaimsTooOldToSubmit(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, f.submit(t, alice, fmt.Sprintf("slow-%d", i)).ID)
+	}
+	slow := &cancellingScheduler{FakeScheduler: f.sched, onSubmit: func() { f.clock.advance(10 * time.Second) }}
+	acfg := app.DefaultConfig()
+	acfg.PageTokenKey = telemetry.Secret("0123456789abcdef0123456789abcdef")
+	a, err := app.New(acfg, app.Deps{Repo: f.repo, Scheduler: slow, Catalogue: domain.DefaultCatalogue(), Logger: slogDiscard(), Now: f.clock.Now})
+	require.NoError(t, err)
+	cfg := app.DefaultReconcilerConfig()
+	cfg.Parallel, cfg.DispatchLease = 1, 15*time.Second
+	rec, err := app.NewReconciler(a, cfg, slogDiscard())
+	require.NoError(t, err)
+
+	res := rec.Pass(ctx)
+	require.Equal(t, 1, res.Dispatched, "%+v", res)
+	require.Zero(t, res.Errors)
+	var queued, back int
+	for _, id := range ids {
+		j := f.job(t, id)
+		switch j.Status {
+		case domain.StatusQueued:
+			queued++
+		case domain.StatusSubmitted:
+			back++
+			require.Equal(t, domain.DispatchClaim{}, j.Dispatch, "the claim is given back, not left to expire")
+		}
+	}
+	require.Equal(t, []int{1, 2}, []int{queued, back})
+	require.Equal(t, 1, rec.Pass(ctx).Dispatched, "the next pass claims them afresh")
+	require.Len(t, f.sched.Submitted, 2)
+	require.False(t, f.sched.Submitted[1].Resubmit, "a claim given back is no uncertain attempt")
+}

@@ -89,4 +89,3 @@ func TestMigrationKeepsDispatchClaimsOfDocuments(t *testing.T) {
 		})
 	}
 }
-
