@@ -113,8 +113,16 @@ type Reconciler struct {
 	cfg ReconcilerConfig
 	log *slog.Logger
 
+	// replica names this reconciler's dispatch claims.
+	replica string
+
 	mu      sync.Mutex
 	unknown map[string]int // consecutive ErrUnknownJob answers per job
+
+	// tracked holds the QUEUED and RUNNING jobs of the last pass as read:
+	// a pass reads the documents of only those whose version changed.
+	trackedMu sync.Mutex
+	tracked   map[string]*domain.Job
 }
 
 // NewReconciler builds a Reconciler over the App's repository and scheduler.
@@ -125,7 +133,8 @@ func NewReconciler(a *App, cfg ReconcilerConfig, logger *slog.Logger) (*Reconcil
 	if a == nil || logger == nil {
 		return nil, errors.New("reconciler: app and logger are required")
 	}
-	return &Reconciler{app: a, cfg: cfg, log: logger, unknown: map[string]int{}}, nil
+	return &Reconciler{app: a, cfg: cfg, log: logger, replica: a.newID(), unknown: map[string]int{},
+		tracked: map[string]*domain.Job{}}, nil
 }
 
 // PassResult counts what one pass did.
@@ -173,24 +182,34 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	}
 }
 
-// Pass looks at up to Batch SUBMITTED and Batch QUEUED or RUNNING jobs
-// once, Parallel jobs at a time.
+// passWrites bounds a pass's jobs whose database writes are in flight at
+// once. Unlike Parallel it bounds no scheduler calls: the writes wait for
+// the store's shared transactions (group commit), so many of them in
+// flight make few, larger commits rather than Parallel jobs per commit.
+const passWrites = 128
+
+// Pass claims up to Batch SUBMITTED jobs (in one statement, see
+// JobRepository.ClaimSubmitted) and looks at up to Batch QUEUED or RUNNING
+// jobs (reading again only those that changed, see trackedJobs), once.
+// Parallel jobs at a time call the scheduler (a submission, or the status
+// of a job the bulk answer left out); the database writes that follow, and
+// those of jobs whose status the bulk answer gave, run up to passWrites at
+// a time.
 func (r *Reconciler) Pass(ctx context.Context) PassResult {
-	var res PassResult
-	jobs, err := r.app.repo.ListActive(ctx, r.cfg.Batch, domain.StatusSubmitted)
+	p := &passRun{ctx: ctx, r: r, slots: make(chan struct{}, passWrites)}
+	jobs, err := r.app.repo.ClaimSubmitted(ctx, r.replica, r.app.now(), r.cfg.DispatchLease, r.cfg.Batch)
 	if err == nil {
 		var tracked []*domain.Job
-		tracked, err = r.app.repo.ListActive(ctx, r.cfg.Batch, domain.StatusQueued, domain.StatusRunning)
+		tracked, err = r.trackedJobs(ctx)
 		jobs = append(jobs, tracked...)
 	}
 	if err != nil {
-		r.log.ErrorContext(ctx, "reconciler: list active jobs", "error", err)
-		res.Errors++
-		return res
+		r.log.ErrorContext(ctx, "reconciler: claim or list active jobs", "error", err)
+		p.res.Errors++
+		return p.res
 	}
 	bulk, bulkErr := r.bulkStatus(ctx, jobs)
 	var (
-		mu   sync.Mutex
 		wg   sync.WaitGroup
 		work = make(chan *domain.Job)
 	)
@@ -198,22 +217,102 @@ func (r *Reconciler) Pass(ctx context.Context) PassResult {
 		wg.Go(func() {
 			var own PassResult
 			for j := range work {
-				r.reconcile(ctx, j, bulk, bulkErr, &own)
+				r.reconcile(ctx, j, bulk, bulkErr, p, &own)
 			}
-			mu.Lock()
-			res.add(own)
-			mu.Unlock()
+			p.add(own)
 		})
 	}
 	for _, j := range jobs {
 		if ctx.Err() != nil {
 			break
 		}
+		if st, ok := bulk[j.SchedulerRef.ID]; ok && bulkErr == nil && j.Status != domain.StatusSubmitted && !j.SchedulerRef.IsZero() {
+			p.write(j, func(res *PassResult) error { return r.apply(ctx, j, st, res) })
+			continue
+		}
 		work <- j
 	}
 	close(work)
 	wg.Wait()
-	return res
+	p.writes.Wait()
+	return p.res
+}
+
+// passRun is a pass in progress: its result and its writes in flight.
+type passRun struct {
+	ctx    context.Context
+	r      *Reconciler
+	slots  chan struct{}
+	writes sync.WaitGroup
+
+	mu  sync.Mutex
+	res PassResult
+}
+
+func (p *passRun) add(o PassResult) {
+	p.mu.Lock()
+	p.res.add(o)
+	p.mu.Unlock()
+}
+
+// write runs f, database work of job j that calls no scheduler, on a
+// goroutine of its own once one of the pass's passWrites slots is free,
+// and counts its result and error.
+func (p *passRun) write(j *domain.Job, f func(res *PassResult) error) {
+	p.slots <- struct{}{}
+	p.writes.Go(func() {
+		defer func() { <-p.slots }()
+		var own PassResult
+		p.r.tally(p.ctx, j, f(&own), &own)
+		p.add(own)
+	})
+}
+
+// trackedJobs returns the QUEUED and RUNNING jobs ListActive would, oldest
+// UpdatedAt first, reading the documents of only the jobs whose version
+// differs from the one the last pass read: every write advances a job's
+// version, so an unchanged version is an unchanged job. The jobs returned
+// are shared with the next pass and must not be modified (reconcile
+// mutates clones).
+func (r *Reconciler) trackedJobs(ctx context.Context) ([]*domain.Job, error) {
+	r.trackedMu.Lock()
+	defer r.trackedMu.Unlock()
+	vs, err := r.app.repo.ListActiveVersions(ctx, r.cfg.Batch, domain.StatusQueued, domain.StatusRunning)
+	if err != nil {
+		return nil, err
+	}
+	var stale []string
+	for _, v := range vs {
+		if j, ok := r.tracked[v.ID]; !ok || j.Version != v.Version {
+			stale = append(stale, v.ID)
+		}
+	}
+	fresh := make(map[string]*domain.Job, len(stale))
+	if len(stale) > 0 {
+		read, err := r.app.repo.GetMany(ctx, stale)
+		if err != nil {
+			return nil, err
+		}
+		for _, j := range read {
+			fresh[j.ID] = j
+		}
+	}
+	next := make(map[string]*domain.Job, len(vs))
+	jobs := make([]*domain.Job, 0, len(vs))
+	for _, v := range vs {
+		j, ok := fresh[v.ID]
+		if !ok {
+			j, ok = r.tracked[v.ID]
+		}
+		// A job read again may have moved on since it was listed.
+		if !ok || (j.Status != domain.StatusQueued && j.Status != domain.StatusRunning) {
+			continue
+		}
+		next[v.ID] = j
+		jobs = append(jobs, j)
+	}
+	r.tracked = next
+	return jobs, nil
 }
 
 func (p *PassResult) add(o PassResult) {
@@ -226,11 +325,11 @@ func (p *PassResult) add(o PassResult) {
 
 // reconcile hands the SUBMITTED job j to the scheduler, or records the
 // status the scheduler reports for it.
-func (r *Reconciler) reconcile(ctx context.Context, j *domain.Job, bulk map[string]SchedulerStatus, bulkErr error, res *PassResult) {
+func (r *Reconciler) reconcile(ctx context.Context, j *domain.Job, bulk map[string]SchedulerStatus, bulkErr error, p *passRun, res *PassResult) {
 	var err error
 	switch {
 	case j.Status == domain.StatusSubmitted:
-		err = r.dispatch(ctx, j, res)
+		err = r.dispatch(ctx, j, p, res)
 	case !j.SchedulerRef.IsZero() && bulkErr != nil:
 		err = fmt.Errorf("status: %w", bulkErr)
 	case !j.SchedulerRef.IsZero():
@@ -240,6 +339,11 @@ func (r *Reconciler) reconcile(ctx context.Context, j *domain.Job, bulk map[stri
 			err = r.poll(ctx, j, res)
 		}
 	}
+	r.tally(ctx, j, err, res)
+}
+
+// tally counts err, the outcome of reconciling j, into res.
+func (r *Reconciler) tally(ctx context.Context, j *domain.Job, err error, res *PassResult) {
 	switch {
 	case errors.Is(err, ErrVersionConflict):
 		res.Conflicts++
@@ -270,32 +374,40 @@ func (r *Reconciler) bulkStatus(ctx context.Context, jobs []*domain.Job) (map[st
 
 var errSkip = errors.New("skip")
 
-// dispatch claims a SUBMITTED job, submits it and records QUEUED (or FAILED
-// when the scheduler refuses it).
-func (r *Reconciler) dispatch(ctx context.Context, j *domain.Job, res *PassResult) (err error) {
+// dispatch submits the SUBMITTED job claimed, which the pass claimed for
+// this replica, and records QUEUED (or FAILED when the scheduler refuses
+// it). A claim that took over another replica's (Dispatch.Uncertain set)
+// is submitted as a resubmission, which the scheduler looks for first.
+// QUEUED is recorded by one of the pass's writes (passRun.write), so that
+// the caller goes on to the next submission meanwhile.
+func (r *Reconciler) dispatch(ctx context.Context, claimed *domain.Job, p *passRun, res *PassResult) (err error) {
 	a := r.app
-	now := a.now()
-	if j.Dispatch.Token != "" && now.Sub(j.Dispatch.At) < r.cfg.DispatchLease {
-		return nil // another pass or replica is submitting it
-	}
+	j := claimed
 	ctx, end := jobContext(ctx, j, "dispatch job")
-	defer func() { end(err) }()
-	claimed, err := a.repo.Transition(ctx, j.ID, j.Version, func(cur *domain.Job) ([]OutboxRecord, error) {
-		if cur.Status != domain.StatusSubmitted {
-			return nil, errSkip
+	queueing := false
+	defer func() {
+		if !queueing {
+			end(err)
 		}
-		uncertain := cur.Dispatch.Uncertain
-		if cur.Dispatch.Token != "" && uncertain.IsZero() {
-			uncertain = cur.Dispatch.At // its replica never recorded the outcome
+	}()
+	if a.now().Sub(claimed.Dispatch.At) > r.cfg.DispatchLease/2 {
+		// The pass claimed the job so long ago (a slow scheduler) that
+		// the lease might end during this submission and another replica
+		// submit it too: give the claim back for the next pass instead.
+		_, err := a.repo.Transition(ctx, j.ID, claimed.Version, func(cur *domain.Job) ([]OutboxRecord, error) {
+			if cur.Status != domain.StatusSubmitted {
+				return nil, errSkip
+			}
+			cur.Dispatch = domain.DispatchClaim{Uncertain: claimed.Dispatch.Uncertain}
+			return nil, nil
+		})
+		if errors.Is(err, errSkip) || errors.Is(err, ErrVersionConflict) {
+			return nil // cancelled or taken over meanwhile
 		}
-		cur.Dispatch = domain.DispatchClaim{Token: a.newID(), At: now, Uncertain: uncertain}
-		return nil, nil
-	})
-	if errors.Is(err, errSkip) {
+		if err != nil {
+			return fmt.Errorf("release claim held too long: %w", err)
+		}
 		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("claim: %w", err)
 	}
 	req, err := a.submitRequest(claimed)
 	if u := claimed.Dispatch.Uncertain; !u.IsZero() {
@@ -324,6 +436,19 @@ func (r *Reconciler) dispatch(ctx context.Context, j *domain.Job, res *PassResul
 		return r.record(ctx, claimed, st, res)
 	}
 	res.Dispatched++
+	queueing = true
+	p.write(j, func(res *PassResult) (err error) {
+		defer func() { end(err) }()
+		return r.recordQueued(ctx, claimed, ref, res)
+	})
+	return nil
+}
+
+// recordQueued records that the scheduler accepted the claimed job as ref,
+// or cancels it there when it was cancelled meanwhile.
+func (r *Reconciler) recordQueued(ctx context.Context, claimed *domain.Job, ref SchedulerRef, res *PassResult) error {
+	a := r.app
+	j := claimed
 	dref := domain.SchedulerRef{Scheduler: a.sched.Name(), ID: ref.ID, SubmittedAt: ref.SubmittedAt}
 	stored, err := a.repo.Transition(ctx, j.ID, claimed.Version, func(cur *domain.Job) ([]OutboxRecord, error) {
 		tr, err := cur.MarkQueued(dref, a.now())
@@ -439,15 +564,16 @@ func (r *Reconciler) sample(ctx context.Context, j *domain.Job, st *SchedulerSta
 // version.
 func (r *Reconciler) record(ctx context.Context, j *domain.Job, st *SchedulerStatus, res *PassResult) (err error) {
 	a := r.app
+	if st.Phase == PhaseQueued {
+		// Still waiting: no transition, at most a new detail.
+		return r.recordDetail(ctx, j, st.Reason)
+	}
 	probe := j.Clone()
 	trs, err := a.applyStatus(probe, st)
 	if err != nil {
 		return err
 	}
 	if len(trs) == 0 {
-		if st.Phase == PhaseQueued {
-			return r.recordDetail(ctx, j, st.Reason)
-		}
 		return nil
 	}
 	ctx, end := jobContext(ctx, j, "record job status")
@@ -472,7 +598,7 @@ func (r *Reconciler) record(ctx context.Context, j *domain.Job, st *SchedulerSta
 // recordDetail stores the scheduler's reason why the QUEUED job j waits
 // when it changed, with j's version. It is no transition and emits no event.
 func (r *Reconciler) recordDetail(ctx context.Context, j *domain.Job, detail string) error {
-	if !j.Clone().SetSchedulerDetail(detail) {
+	if j.SchedulerDetail == detail || !j.Clone().SetSchedulerDetail(detail) {
 		return nil
 	}
 	stored, err := r.app.repo.Transition(ctx, j.ID, j.Version, func(cur *domain.Job) ([]OutboxRecord, error) {

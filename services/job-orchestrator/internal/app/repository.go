@@ -56,6 +56,13 @@ type Cursor struct {
 	ID        string
 }
 
+// JobVersion names a stored job at a version: a job whose Version did not
+// change is the job read before.
+type JobVersion struct {
+	ID      string
+	Version int64
+}
+
 // JobRepository stores jobs and their outbox. Every adapter (SQLite,
 // PostgreSQL) must pass the same contract suite. The contract:
 //
@@ -72,6 +79,19 @@ type Cursor struct {
 //   - ListActive returns up to limit jobs whose status is one of statuses,
 //     or not terminal when none is given, oldest UpdatedAt first (the
 //     reconciler's work lists).
+//   - ListActiveVersions returns the id and Version of the jobs ListActive
+//     would return, in the same order, without reading their documents.
+//   - GetMany returns the jobs of ids that are stored, as Get would, in no
+//     particular order; unknown ids are left out.
+//   - ClaimSubmitted claims up to limit SUBMITTED jobs for dispatch by the
+//     replica named token, in one statement, oldest UpdatedAt first: jobs
+//     whose Dispatch.Token is empty, or whose claim started at least lease
+//     before now (its replica is taken to be dead). Each claimed job gets
+//     Dispatch{Token: token, At: now} and Version+1, its other fields
+//     unchanged (UpdatedAt too); a claim taken over sets Dispatch.Uncertain
+//     to the taken-over claim's At unless it was set already. It returns
+//     the claimed jobs as stored, oldest first. Concurrent calls never
+//     return the same job, unless its lease ended between them.
 //   - Transition reads the job with a write lock (SELECT ... FOR UPDATE on
 //     PostgreSQL; SQLite's single writer), fails with ErrVersionConflict
 //     when expectedVersion != AnyVersion and differs from the stored
@@ -94,6 +114,9 @@ type JobRepository interface {
 	GetByIdempotencyKey(ctx context.Context, owner, key string) (*domain.Job, error)
 	List(ctx context.Context, q ListQuery) ([]*domain.Job, error)
 	ListActive(ctx context.Context, limit int, statuses ...domain.Status) ([]*domain.Job, error)
+	ListActiveVersions(ctx context.Context, limit int, statuses ...domain.Status) ([]JobVersion, error)
+	GetMany(ctx context.Context, ids []string) ([]*domain.Job, error)
+	ClaimSubmitted(ctx context.Context, token string, now time.Time, lease time.Duration, limit int) ([]*domain.Job, error)
 	Transition(ctx context.Context, id string, expectedVersion int64, mutate func(*domain.Job) ([]OutboxRecord, error)) (*domain.Job, error)
 	AppendOutbox(ctx context.Context, id string, outbox []OutboxRecord) error
 }

@@ -198,17 +198,47 @@ func jobArgs(j *domain.Job, doc string) []any {
 		nanos(j.CreatedAt), nanos(j.UpdatedAt), j.Version, doc, nullable(j.ResubmittedFrom)}
 }
 
-const jobColumns = "doc, version"
+// jobColumns are the columns scanJob reads: the doc, and the version and
+// dispatch claim, which live in columns of their own.
+const jobColumns = "doc, version, dispatch_token, dispatch_at, dispatch_uncertain"
 
 func (s *Store) scanJob(row interface{ Scan(...any) error }) (*domain.Job, error) {
 	var (
-		doc     string
-		version int64
+		doc           string
+		version       int64
+		token         sql.NullString
+		at, uncertain sql.NullInt64
 	)
-	if err := row.Scan(&doc, &version); err != nil {
+	if err := row.Scan(&doc, &version, &token, &at, &uncertain); err != nil {
 		return nil, err
 	}
-	return decodeJob(doc, version)
+	j, err := decodeJob(doc, version)
+	if err != nil {
+		return nil, err
+	}
+	// The claim's columns are the truth: ClaimSubmitted writes them alone.
+	j.Dispatch = domain.DispatchClaim{Token: token.String}
+	if at.Valid {
+		j.Dispatch.At = fromNanos(at.Int64)
+	}
+	if uncertain.Valid {
+		j.Dispatch.Uncertain = fromNanos(uncertain.Int64)
+	}
+	return j, nil
+}
+
+// dispatchArgs are the column values of j's dispatch claim (token, at,
+// uncertain), NULL where unset.
+func dispatchArgs(j *domain.Job) []any {
+	d := j.Dispatch
+	args := []any{nullable(d.Token), nil, nil}
+	if !d.At.IsZero() {
+		args[1] = nanos(d.At)
+	}
+	if !d.Uncertain.IsZero() {
+		args[2] = nanos(d.Uncertain)
+	}
+	return args
 }
 
 // Get implements app.JobRepository.
@@ -287,8 +317,64 @@ func (s *Store) List(ctx context.Context, q app.ListQuery) ([]*domain.Job, error
 
 // ListActive implements app.JobRepository.
 func (s *Store) ListActive(ctx context.Context, limit int, statuses ...domain.Status) ([]*domain.Job, error) {
+	query, args, err := activeQuery(jobColumns, limit, statuses)
+	if err != nil {
+		return nil, err
+	}
+	return s.queryJobs(ctx, "list active jobs", query, args...)
+}
+
+// ListActiveVersions implements app.JobRepository: ListActive's query
+// without the documents.
+func (s *Store) ListActiveVersions(ctx context.Context, limit int, statuses ...domain.Status) ([]app.JobVersion, error) {
+	query, args, err := activeQuery("id, version", limit, statuses)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, s.db.Rebind(query), args...)
+	if err != nil {
+		return nil, dbErr("list active job versions", err)
+	}
+	defer rows.Close()
+	var out []app.JobVersion
+	for rows.Next() {
+		var v app.JobVersion
+		if err := rows.Scan(&v.ID, &v.Version); err != nil {
+			return nil, dbErr("list active job versions", err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbErr("list active job versions", err)
+	}
+	return out, nil
+}
+
+// getManyChunk bounds the ids of one GetMany query.
+const getManyChunk = 500
+
+// GetMany implements app.JobRepository.
+func (s *Store) GetMany(ctx context.Context, ids []string) ([]*domain.Job, error) {
+	var out []*domain.Job
+	for lo := 0; lo < len(ids); lo += getManyChunk {
+		chunk := ids[lo:min(lo+getManyChunk, len(ids))]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		jobs, err := s.queryJobs(ctx, "get jobs", "SELECT "+jobColumns+" FROM jobs WHERE id IN ("+placeholders(len(chunk))+")", args...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, jobs...)
+	}
+	return out, nil
+}
+
+// activeQuery is ListActive's query of cols.
+func activeQuery(cols string, limit int, statuses []domain.Status) (string, []any, error) {
 	if limit <= 0 {
-		return nil, errors.New("list active jobs: limit must be positive")
+		return "", nil, errors.New("list active jobs: limit must be positive")
 	}
 	var (
 		active []string
@@ -301,12 +387,12 @@ func (s *Store) ListActive(ctx context.Context, limit int, statuses ...domain.St
 	}
 	// The literal list matches the partial index jobs_active_by_updated;
 	// a narrower list is a second term, so that the index still applies.
-	query := "SELECT " + jobColumns + " FROM jobs WHERE status IN (" + strings.Join(active, ", ") + ")"
+	query := "SELECT " + cols + " FROM jobs WHERE status IN (" + strings.Join(active, ", ") + ")"
 	if len(statuses) > 0 {
 		marks := make([]string, len(statuses))
 		for i, st := range statuses {
 			if !st.Active() {
-				return nil, fmt.Errorf("list active jobs: %q is not an active status", st)
+				return "", nil, fmt.Errorf("list active jobs: %q is not an active status", st)
 			}
 			marks[i] = "?"
 			args = append(args, string(st))
@@ -314,12 +400,17 @@ func (s *Store) ListActive(ctx context.Context, limit int, statuses ...domain.St
 		query += " AND status IN (" + strings.Join(marks, ", ") + ")"
 	}
 	query += " ORDER BY updated_at, id LIMIT ?"
-	args = append(args, limit)
-	return s.queryJobs(ctx, "list active jobs", query, args...)
+	return query, append(args, limit), nil
 }
 
 func (s *Store) queryJobs(ctx context.Context, op, query string, args ...any) ([]*domain.Job, error) {
-	rows, err := s.db.QueryContext(ctx, s.db.Rebind(query), args...)
+	return s.queryJobsOn(ctx, s.db.Reader(), op, query, args...)
+}
+
+// queryJobsOn runs query on pool (the reader, or the writer for an UPDATE
+// ... RETURNING) and decodes the jobs it returns.
+func (s *Store) queryJobsOn(ctx context.Context, pool *sql.DB, op, query string, args ...any) ([]*domain.Job, error) {
+	rows, err := pool.QueryContext(ctx, s.db.Rebind(query), args...)
 	if err != nil {
 		return nil, dbErr(op, err)
 	}
@@ -421,9 +512,11 @@ func (s *Store) transitionInTx(ctx, opCtx context.Context, tx *sql.Tx, t *transi
 	if err != nil {
 		return nil, nil, &passthrough{err}
 	}
-	res, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE jobs SET status = ?, tacc_system = ?, updated_at = ?, version = ?, doc = ?
-		WHERE id = ? AND version = ?`),
-		string(next.Status), next.Spec.System, nanos(next.UpdatedAt), next.Version, doc, id, cur.Version)
+	args := append([]any{string(next.Status), next.Spec.System, nanos(next.UpdatedAt), next.Version, doc},
+		dispatchArgs(next)...)
+	res, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE jobs SET status = ?, tacc_system = ?, updated_at = ?, version = ?, doc = ?,
+		dispatch_token = ?, dispatch_at = ?, dispatch_uncertain = ?
+		WHERE id = ? AND version = ?`), append(args, id, cur.Version)...)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -91,6 +91,8 @@ func TestRepositoryContract(t *testing.T) {
 		{name: "concurrent transitions serialize", run: testConcurrentTransitions},
 		{name: "list filters, order and paging", run: testList},
 		{name: "list active", run: testListActive},
+		{name: "claim submitted jobs for dispatch", run: testClaimSubmitted},
+		{name: "list active versions and get many", run: testListActiveVersions},
 		{name: "unreachable database wraps ErrUnavailable", run: testUnavailable},
 	}
 	for _, d := range sqlstoretest.Databases(t) {

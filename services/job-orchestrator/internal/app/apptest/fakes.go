@@ -4,6 +4,7 @@
 package apptest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -159,6 +160,66 @@ func (r *MemRepo) ListActive(_ context.Context, limit int, statuses ...domain.St
 	slices.SortFunc(out, func(a, b *domain.Job) int { return a.UpdatedAt.Compare(b.UpdatedAt) })
 	if len(out) > limit {
 		out = out[:limit]
+	}
+	return out, nil
+}
+
+func (r *MemRepo) ListActiveVersions(ctx context.Context, limit int, statuses ...domain.Status) ([]app.JobVersion, error) {
+	jobs, err := r.ListActive(ctx, limit, statuses...)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]app.JobVersion, len(jobs))
+	for i, j := range jobs {
+		out[i] = app.JobVersion{ID: j.ID, Version: j.Version}
+	}
+	return out, nil
+}
+
+func (r *MemRepo) GetMany(_ context.Context, ids []string) ([]*domain.Job, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failWith != nil {
+		return nil, r.failWith
+	}
+	var out []*domain.Job
+	for _, id := range ids {
+		if j, ok := r.jobs[id]; ok {
+			out = append(out, j.Clone())
+		}
+	}
+	return out, nil
+}
+
+func (r *MemRepo) ClaimSubmitted(_ context.Context, token string, now time.Time, lease time.Duration, limit int) ([]*domain.Job, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failWith != nil {
+		return nil, r.failWith
+	}
+	if token == "" || limit <= 0 || lease <= 0 {
+		return nil, fmt.Errorf("claim submitted jobs: token %q, limit %d, lease %s", token, limit, lease)
+	}
+	var free []*domain.Job
+	for _, j := range r.jobs {
+		if j.Status == domain.StatusSubmitted && (j.Dispatch.Token == "" || now.Sub(j.Dispatch.At) >= lease) {
+			free = append(free, j)
+		}
+	}
+	slices.SortFunc(free, func(a, b *domain.Job) int {
+		return cmp.Or(a.UpdatedAt.Compare(b.UpdatedAt), cmp.Compare(a.ID, b.ID))
+	})
+	var out []*domain.Job
+	for _, j := range free[:min(limit, len(free))] {
+		c := j.Clone()
+		uncertain := c.Dispatch.Uncertain
+		if c.Dispatch.Token != "" && uncertain.IsZero() {
+			uncertain = c.Dispatch.At
+		}
+		c.Dispatch = domain.DispatchClaim{Token: token, At: now, Uncertain: uncertain}
+		c.Version = j.Version + 1
+		r.jobs[j.ID] = c
+		out = append(out, c.Clone())
 	}
 	return out, nil
 }
