@@ -54,6 +54,11 @@ type ReconcilerConfig struct {
 	// LostAfter is how many passes in a row the scheduler must not know a
 	// job before it is failed as LOST_BY_SCHEDULER.
 	LostAfter int
+	// HoldDispatch keeps SUBMITTED jobs from the scheduler: submissions are
+	// accepted and wait, while the jobs already at the scheduler are polled
+	// and recorded as usual (a scheduler's maintenance window, or measuring
+	// what a submission costs without the run it causes).
+	HoldDispatch bool
 	// SampleInterval is how often a RUNNING job gets a job.metrics_recorded
 	// (not final) with its run time, node- and GPU-hours so far and, where
 	// the backend measures them, CPU time and memory; 0 sends none.
@@ -159,6 +164,9 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		Multiplier: 2, MaxInterval: r.cfg.MaxInterval}
 	pause.Reset()
 	pause.NextBackOff() // a first pass that fails pauses 2·Interval, as after a good one
+	if r.cfg.HoldDispatch {
+		r.log.WarnContext(ctx, "reconciler: dispatch held; submitted jobs wait until a restart without DISPATCH_HOLD")
+	}
 	for {
 		res := r.Pass(ctx)
 		if res.Errors == 0 {
@@ -189,7 +197,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 const passWrites = 128
 
 // Pass claims up to Batch SUBMITTED jobs (in one statement, see
-// JobRepository.ClaimSubmitted) and looks at up to Batch QUEUED or RUNNING
+// JobRepository.ClaimSubmitted; none while HoldDispatch) and looks at up to Batch QUEUED or RUNNING
 // jobs (reading again only those that changed, see trackedJobs), once.
 // Parallel jobs at a time call the scheduler (a submission, or the status
 // of a job the bulk answer left out); the database writes that follow, and
@@ -197,7 +205,13 @@ const passWrites = 128
 // a time.
 func (r *Reconciler) Pass(ctx context.Context) PassResult {
 	p := &passRun{ctx: ctx, r: r, slots: make(chan struct{}, passWrites)}
-	jobs, err := r.app.repo.ClaimSubmitted(ctx, r.replica, r.app.now(), r.cfg.DispatchLease, r.cfg.Batch)
+	var (
+		jobs []*domain.Job
+		err  error
+	)
+	if !r.cfg.HoldDispatch {
+		jobs, err = r.app.repo.ClaimSubmitted(ctx, r.replica, r.app.now(), r.cfg.DispatchLease, r.cfg.Batch)
+	}
 	if err == nil {
 		var tracked []*domain.Job
 		tracked, err = r.trackedJobs(ctx)

@@ -228,3 +228,32 @@ func TestReconcilerGivesBackClaimsTooOldToSubmit(t *testing.T) {
 	require.Len(t, f.sched.Submitted, 2)
 	require.False(t, f.sched.Submitted[1].Resubmit, "a claim given back is no uncertain attempt")
 }
+
+// While dispatch is held, SUBMITTED jobs stay with the fleet and the jobs
+// already at the scheduler are still polled and recorded.
+func TestReconcilerHoldDispatchPollsButSubmitsNothing(t *testing.T) {
+	t.Parallel()
+	const n = 5
+	repo, sched, a, rec := countingFixture(t, app.DefaultReconcilerConfig(), 0, n)
+	ctx := context.Background()
+	require.Equal(t, n, rec.Pass(ctx).Dispatched)
+	_, _, err := a.SubmitJob(ctx, alice, app.SubmitInput{IdempotencyKey: "held", Spec: spec()})
+	require.NoError(t, err)
+
+	cfg := app.DefaultReconcilerConfig()
+	cfg.HoldDispatch = true
+	held, err := app.NewReconciler(a, cfg, slogDiscard())
+	require.NoError(t, err)
+	queued, err := repo.MemRepo.ListActive(ctx, 1, domain.StatusQueued)
+	require.NoError(t, err)
+	sched.Set(queued[0].SchedulerRef.ID, app.SchedulerStatus{Phase: app.PhaseRunning, State: "RUNNING", StartTime: time.Date(2026, 3, 1, 12, 1, 0, 0, time.UTC)})
+	res := held.Pass(ctx)
+	require.Zero(t, res.Dispatched, "%+v", res)
+	require.Equal(t, 1, res.Applied, "the job at the scheduler is still recorded")
+	require.Len(t, sched.Submitted, n)
+	waiting, err := repo.MemRepo.ListActive(ctx, 10, domain.StatusSubmitted)
+	require.NoError(t, err)
+	require.Len(t, waiting, 1)
+
+	require.Equal(t, 1, rec.Pass(ctx).Dispatched, "released, the held job is dispatched")
+}

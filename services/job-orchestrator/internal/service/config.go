@@ -121,6 +121,7 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 		CostNodeHour    *float64          `env:"COST_USD_PER_NODE_HOUR"`
 		CostGPUHour     *float64          `env:"COST_USD_PER_GPU_HOUR"`
 		ReconcileEvery  *time.Duration    `env:"RECONCILE_INTERVAL"`
+		HoldDispatch    *bool             `env:"DISPATCH_HOLD"`
 		WatchPoll       *time.Duration    `env:"WATCH_POLL_INTERVAL"`
 		MetricsInterval *time.Duration    `env:"JOB_METRICS_INTERVAL"`
 		PageTokenKey    *telemetry.Secret `env:"PAGE_TOKEN_KEY" envFile:"PAGE_TOKEN_KEY_FILE"`
@@ -130,7 +131,7 @@ func LoadConfig(lookup svcruntime.LookupFunc) (Config, error) {
 		SlurmURL: &c.Slurm.BaseURL, SlurmUser: &c.Slurm.UserName, SlurmToken: &c.Slurm.Token,
 		SlurmTokenFile: &c.Slurm.TokenFile, SlurmAPIVersion: &c.Slurm.APIVersion,
 		CostNodeHour: &c.App.Rates.USDPerNodeHour, CostGPUHour: &c.App.Rates.USDPerGPUHour,
-		ReconcileEvery: &reconcileEvery, WatchPoll: &c.App.WatchPollInterval, MetricsInterval: &c.Reconciler.SampleInterval,
+		ReconcileEvery: &reconcileEvery, HoldDispatch: &c.Reconciler.HoldDispatch, WatchPoll: &c.App.WatchPollInterval, MetricsInterval: &c.Reconciler.SampleInterval,
 		PageTokenKey: &c.App.PageTokenKey, FileSizeMB: &fileSizeMB, Allocations: (*allocationsFile)(&c.App.Allocations),
 	}
 	var fault struct {

@@ -134,7 +134,8 @@ func TestLoadConfigKafkaFromLookup(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"KAFKA_BROKERS": " k1:9092 , k2:9092", "KAFKA_VERSION": "3.7.0", "KAFKA_TLS_CA_FILE": "/etc/kafka/ca.pem",
 		"KAFKA_TLS_SERVER_NAME": "kafka.internal", "STATE_DIRECTORY": t.TempDir(), "PAGE_TOKEN_KEY": "page-token-key-of-the-tests-0123",
-		"AUTH_DISABLED": "true", "RECONCILE_INTERVAL": "3s", "COST_USD_PER_NODE_HOUR": "0.5", "SLURM_JWT_TOKEN": "jwt"}
+		"AUTH_DISABLED": "true", "RECONCILE_INTERVAL": "3s", "COST_USD_PER_NODE_HOUR": "0.5", "SLURM_JWT_TOKEN": "jwt",
+		"DISPATCH_HOLD": "true"}
 	cfg, err := service.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	require.NoError(t, err)
 	require.Equal(t, []string{"k1:9092", "k2:9092"}, cfg.Kafka.Brokers)
@@ -143,11 +144,12 @@ func TestLoadConfigKafkaFromLookup(t *testing.T) {
 	require.Equal(t, "kafka.internal", cfg.Kafka.TLS.ServerName)
 	require.Equal(t, service.Name, cfg.Kafka.ClientID)
 	require.Equal(t, 3*time.Second, cfg.Reconciler.Interval)
+	require.True(t, cfg.Reconciler.HoldDispatch)
 	require.InDelta(t, 0.5, cfg.App.Rates.USDPerNodeHour, 0)
 	require.EqualValues(t, "jwt", cfg.Slurm.Token)
 
 	for key, bad := range map[string]string{"RECONCILE_INTERVAL": "often", "COST_USD_PER_GPU_HOUR": "cheap",
-		"WATCH_POLL_INTERVAL": "0s", "JOB_METRICS_INTERVAL": "-1s", "ORCHESTRATOR_ENSURE_TOPICS": "sure", "LOCAL_MAX_JOBS": "ten"} {
+		"WATCH_POLL_INTERVAL": "0s", "JOB_METRICS_INTERVAL": "-1s", "ORCHESTRATOR_ENSURE_TOPICS": "sure", "LOCAL_MAX_JOBS": "ten", "DISPATCH_HOLD": "maybe"} {
 		env := map[string]string{"KAFKA_BROKERS": "k:9092", "STATE_DIRECTORY": t.TempDir(), "AUTH_DISABLED": "true",
 			"PAGE_TOKEN_KEY": "page-token-key-of-the-tests-0123", key: bad}
 		_, err := service.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
