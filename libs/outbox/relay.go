@@ -199,6 +199,22 @@ type leg struct {
 	// marksBehind is set while marks fail: the leg then claims nothing, as
 	// its own expired claims would be claimed and published again.
 	marksBehind atomic.Bool
+	// unmarked counts the rows this leg claimed and has not completed yet
+	// (publishing, or waiting for their mark). While there are any, a claim
+	// may pass over a key whose head is one of them and whose later rows
+	// were committed meanwhile; recheck then asks for a claim right after
+	// the next mark commits, which frees those keys, instead of leaving
+	// their rows to the next poll.
+	unmarked atomic.Int64
+	recheck  atomic.Bool
+}
+
+// poke asks the leg's claimer to claim now (a no-op when it is asked already).
+func (l *leg) poke() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
 }
 
 // NewRelay builds a Relay on the legs outbox keeps. amqp may be nil when
@@ -269,10 +285,7 @@ func (r *Relay) forwardWakes(ctx context.Context) {
 			return
 		case <-r.cfg.Wake:
 			for _, l := range r.legs {
-				select {
-				case l.wake <- struct{}{}:
-				default:
-				}
+				l.poke()
 			}
 		}
 	}
@@ -329,6 +342,8 @@ func (l *leg) run(ctx context.Context) {
 		jobs sync.WaitGroup
 		held atomic.Int64 // jobs claimed and not finished
 	)
+	// idle is signalled when a job ends while the leg held Concurrency
+	// jobs: a claim that was not made for want of a slot can be made now.
 	idle := make(chan struct{}, 1)
 	// A failing claim backs off from BackoffMin to BackoffMax; a good one resets it.
 	pause := retry.Policy{InitialBackoff: r.cfg.BackoffMin, MaxBackoff: r.cfg.BackoffMax}.BackOff()
@@ -336,15 +351,19 @@ func (l *leg) run(ctx context.Context) {
 		wait := r.cfg.PollInterval
 		if free := r.cfg.Concurrency - int(held.Load()); free > 0 && !l.marksBehind.Load() {
 			want := min(r.cfg.BatchJobs, free)
+			if l.unmarked.Load() > 0 {
+				l.recheck.Store(true)
+			}
 			claimed, err := l.claimJobs(ctx, want)
 			for _, job := range claimed {
 				held.Add(1)
 				jobs.Go(func() {
-					defer held.Add(-1)
 					l.work(ctx, job, mark)
-					select {
-					case idle <- struct{}{}:
-					default:
+					if int(held.Add(-1)) == r.cfg.Concurrency-1 {
+						select {
+						case idle <- struct{}{}:
+						default:
+						}
 					}
 				})
 			}
@@ -398,6 +417,7 @@ func (l *leg) claimJobs(ctx context.Context, maxJobs int) ([]claimedJob, error) 
 		l.failed(err)
 		return nil, err
 	}
+	l.unmarked.Add(int64(len(rows)))
 	var jobs []claimedJob
 	for i, row := range rows {
 		if i == 0 || row.JobID != rows[i-1].JobID {
@@ -415,7 +435,11 @@ func (l *leg) markLoop(ctx context.Context, marks <-chan Result) {
 	var pending []Result
 	var due <-chan time.Time
 	flush := func() {
-		l.complete(ctx, pending)
+		if _, err := l.complete(ctx, pending); err == nil && l.recheck.Swap(false) {
+			// The marks just written may have freed keys a claim passed
+			// over while their heads were in flight: claim them now.
+			l.poke()
+		}
 		pending, due = pending[:0], nil
 		// After failed marks, claims resume once every mark that waited
 		// behind them is written too.
@@ -457,6 +481,7 @@ func (l *leg) complete(ctx context.Context, results []Result) (lost int, err err
 	// The published rows are no longer waiting for their mark: marked now,
 	// or published again by a later claim after a failure.
 	defer func() {
+		l.unmarked.Add(-int64(len(results)))
 		n := 0
 		for _, res := range results {
 			if !res.At.IsZero() {

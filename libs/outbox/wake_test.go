@@ -1,0 +1,77 @@
+package outbox_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cosmic-horizons/fleet/libs/bus"
+	"github.com/cosmic-horizons/fleet/libs/outbox"
+	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
+)
+
+// firstHeldKafka holds the first publish of one job until the gate opens,
+// and says when it started waiting.
+type firstHeldKafka struct {
+	outbox.KafkaPublisher
+	job     string
+	entered chan struct{}
+	gate    chan struct{}
+	once    sync.Once
+}
+
+func (k *firstHeldKafka) Publish(ctx context.Context, m *bus.Message) error {
+	if m.Key == k.job {
+		held := false
+		k.once.Do(func() { held = true })
+		if held {
+			close(k.entered)
+			select {
+			case <-k.gate:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	return k.KafkaPublisher.Publish(ctx, m)
+}
+
+// A change committed while the job's earlier events are still being
+// published is published as soon as those are marked, not at the next
+// poll: the claim that follows its wake-up passes over the job (its head
+// is in flight), and the mark that frees the job claims again.
+func TestRelayPublishesAJobsLaterCommitWithoutWaitingForThePoll(t *testing.T) {
+	t.Parallel()
+	f := newFaultFixture(t)
+	job := f.owner + "-busy"
+	cfg := f.config()
+	cfg.PollInterval = time.Hour // only wake-ups claim
+	k := &firstHeldKafka{KafkaPublisher: f.b.producer, job: job, entered: make(chan struct{}), gate: make(chan struct{})}
+	runRelay(t, cfg, f.s, k, f.b.publisher)
+
+	first := f.w.records(t, job, f.owner, 1)
+	f.s.commit(t, job, f.owner, first)
+	f.w.remember(job, first)
+	select {
+	case <-k.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first change was not published after its wake-up")
+	}
+	later := f.w.records(t, job, f.owner, 2)
+	f.s.commit(t, job, f.owner, later)
+	f.w.remember(job, later)
+	// Let the wake-up's claim run (and pass over the job) before the
+	// first publish completes.
+	time.Sleep(300 * time.Millisecond)
+	close(k.gate)
+
+	pending := func() int64 {
+		return sqlstoretest.Count(t, f.db, "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND job_id = ?", job)
+	}
+	require.Eventually(t, func() bool { return pending() == 0 }, 10*time.Second, 10*time.Millisecond,
+		"the later change is published once the earlier one is marked, with no poll for an hour")
+	f.w.verifyKafka(t, f.b.kafka, f.prefix)
+}
