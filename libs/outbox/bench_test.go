@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,7 +19,9 @@ import (
 // BenchmarkRelay measures the outbox relay against the real Kafka and
 // RabbitMQ on each database, per b.N run:
 //   - drain: a backlog of 300 jobs (1,200 commits, 2,700 events) is written
-//     first, then the relay publishes it; events/s is the drain rate.
+//     first, then the relay publishes it; events/s is the drain rate, and
+//     drain_cpu_us/event the CPU time of this process (relay, clients and,
+//     on SQLite, the database) per event while it drains.
 //   - latency: with the relay running, 200 jobs are written at about 50
 //     jobs/s (200 commits/s, 450 events/s); commit_to_kafka_p50/p99_ms is the
 //     time from each event's commit to its Kafka acknowledgement, read from
@@ -30,8 +33,9 @@ func BenchmarkRelay(b *testing.B) {
 	for _, d := range sqlstoretest.Databases(b) {
 		b.Run(d.Name, func(b *testing.B) {
 			for range b.N {
-				drain, p50, p99 := relayRun(b, d, brk)
+				drain, cpu, p50, p99 := relayRun(b, d, brk)
 				b.ReportMetric(drain, "events/s")
+				b.ReportMetric(cpu, "drain_cpu_us/event")
 				b.ReportMetric(p50, "commit_to_kafka_p50_ms")
 				b.ReportMetric(p99, "commit_to_kafka_p99_ms")
 			}
@@ -39,7 +43,14 @@ func BenchmarkRelay(b *testing.B) {
 	}
 }
 
-func relayRun(b *testing.B, d sqlstoretest.NamedDB, brk brokers) (drainRate, p50, p99 float64) {
+// cpuTime is the CPU time (user and system) this process used so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	require.NoError(b, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func relayRun(b *testing.B, d sqlstoretest.NamedDB, brk brokers) (drainRate, cpuPerEvent, p50, p99 float64) {
 	prefix := relaytest.RandomName(b, "relaybench-") + "-"
 	relaytest.EnsureTopics(b, brk.kafka, prefix)
 	owner := relaytest.RandomName(b, "user-")
@@ -55,10 +66,11 @@ func relayRun(b *testing.B, d sqlstoretest.NamedDB, brk brokers) (drainRate, p50
 	backlog := len(w.all)
 	cfg := outbox.DefaultRelayConfig()
 	cfg.TopicPrefix, cfg.Wake = prefix, wake
-	start := time.Now()
+	start, cpu := time.Now(), cpuTime(b)
 	startRelay(b, cfg, s, brk)
 	waitDrained(b, s)
 	drainRate = float64(backlog) / time.Since(start).Seconds()
+	cpuPerEvent = float64((cpuTime(b) - cpu).Microseconds()) / float64(backlog)
 
 	var since int64
 	require.NoError(b, db.Writer().QueryRowContext(context.Background(), "SELECT COALESCE(MAX(created_at), 0) FROM outbox").Scan(&since))
@@ -83,5 +95,5 @@ func relayRun(b *testing.B, d sqlstoretest.NamedDB, brk brokers) (drainRate, p50
 	require.NoError(b, rows.Err())
 	require.Len(b, lat, len(w.all)-backlog, "every paced event was published")
 	slices.Sort(lat)
-	return drainRate, lat[len(lat)/2], lat[len(lat)*99/100]
+	return drainRate, cpuPerEvent, lat[len(lat)/2], lat[len(lat)*99/100]
 }
