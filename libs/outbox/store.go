@@ -317,11 +317,15 @@ func (s *Store) ClaimOutbox(ctx context.Context, leg Leg, owner string, maxJobs 
 	l, key := s.leg(leg), s.t.Key
 	now := s.now()
 	until := now.Add(lease).UnixNano()
+	// The heads are found through the pending rows' index (key, seq) WHERE
+	// pending, and only then ordered by id: "+h.id" keeps the planners from
+	// walking the primary key instead, through every row already sent
+	// (which would make each claim cost the whole retained table).
 	headQuery := `SELECT h.` + key + ` FROM ` + l.table + ` h
 		WHERE h.` + l.pending + ` AND h.parked_at IS NULL
 		  AND (h.claimed_until IS NULL OR h.claimed_until < ?)
 		  AND NOT EXISTS (SELECT 1 FROM ` + l.table + ` p WHERE p.` + key + ` = h.` + key + ` AND p.` + l.pending + ` AND p.seq < h.seq)
-		ORDER BY h.id LIMIT ?`
+		ORDER BY +h.id LIMIT ?`
 	if s.pg {
 		headQuery += " FOR UPDATE OF h SKIP LOCKED"
 	}
@@ -490,9 +494,15 @@ func (s *Store) CompleteOutbox(ctx context.Context, leg Leg, owner string, resul
 				return err
 			}
 		}
+		var release []any // the keys of failed or unattempted rows, once each
+		seen := map[string]bool{}
 		for _, r := range results {
 			if r.Err == nil && !r.At.IsZero() {
 				continue
+			}
+			if !seen[r.JobID] {
+				seen[r.JobID] = true
+				release = append(release, r.JobID)
 			}
 			if r.Err != nil {
 				var parked, retryAt sql.NullInt64
@@ -513,9 +523,14 @@ func (s *Store) CompleteOutbox(ctx context.Context, leg Leg, owner string, resul
 					return err
 				}
 			}
-			// Failed or not attempted: release the key's claimed rows.
+		}
+		// Failed or not attempted: release their keys' claimed rows, after
+		// the failures are recorded.
+		for lo := 0; lo < len(release); lo += 500 {
+			chunk := release[lo:min(lo+500, len(release))]
 			if _, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE `+l.table+` SET claimed_by = NULL, claimed_until = NULL
-				WHERE `+s.t.Key+` = ? AND claimed_by = ? AND `+l.pending), r.JobID, owner); err != nil {
+				WHERE claimed_by = ? AND `+l.pending+` AND `+s.t.Key+` IN (`+sqlstore.Placeholders(len(chunk))+`)`),
+				append([]any{owner}, chunk...)...); err != nil {
 				return err
 			}
 		}
