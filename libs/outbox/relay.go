@@ -151,7 +151,12 @@ func (c RelayConfig) Validate() error {
 //   - Per-job order. On each leg a job's events are published strictly in
 //     their outbox sequence: row n+1 is handed to the broker only after row n
 //     was acknowledged. A failure stops the job on that leg and holds it back
-//     for a backoff of its own; other jobs go on at full speed.
+//     for a backoff of its own; other jobs go on at full speed. Rows a job
+//     gets while the leg holds it (the store's tail claim, on the wake-up of
+//     their commit) join the job's queue and go out right after its earlier
+//     rows, or are released with them after a failure.
+//   - Woken, not polled. Each commit's wake-up (Wake) claims at once; the
+//     poll interval only paces retries and a relay without wake-ups.
 //   - No waiting on other jobs. Every claimed job publishes at once, in a
 //     goroutine of its own, and a claim of up to BatchJobs jobs follows
 //     whenever the leg holds fewer than Concurrency jobs. A job whose
