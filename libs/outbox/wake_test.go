@@ -41,9 +41,9 @@ func (k *firstHeldKafka) Publish(ctx context.Context, m *bus.Message) error {
 }
 
 // A change committed while the job's earlier events are still being
-// published is published as soon as those are marked, not at the next
-// poll: the claim that follows its wake-up passes over the job (its head
-// is in flight), and the mark that frees the job claims again.
+// published goes out right after them, not at the next poll: the claim that
+// follows its wake-up cannot take the job by its head (in flight), and
+// takes the new rows as the tail of the job this relay holds.
 func TestRelayPublishesAJobsLaterCommitWithoutWaitingForThePoll(t *testing.T) {
 	t.Parallel()
 	f := newFaultFixture(t)
@@ -73,7 +73,7 @@ func TestRelayPublishesAJobsLaterCommitWithoutWaitingForThePoll(t *testing.T) {
 		return sqlstoretest.Count(t, f.db, "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND job_id = ?", job)
 	}
 	require.Eventually(t, func() bool { return pending() == 0 }, 10*time.Second, 10*time.Millisecond,
-		"the later change is published once the earlier one is marked, with no poll for an hour")
+		"the later change is published after the earlier one, with no poll for an hour")
 	f.w.verifyKafka(t, f.b.kafka, f.prefix)
 }
 
