@@ -151,7 +151,12 @@ func (c RelayConfig) Validate() error {
 //   - Per-job order. On each leg a job's events are published strictly in
 //     their outbox sequence: row n+1 is handed to the broker only after row n
 //     was acknowledged. A failure stops the job on that leg and holds it back
-//     for a backoff of its own; other jobs go on at full speed.
+//     for a backoff of its own; other jobs go on at full speed. Rows a job
+//     gets while the leg holds it (the store's tail claim, on the wake-up of
+//     their commit) join the job's queue and go out right after its earlier
+//     rows, or are released with them after a failure.
+//   - Woken, not polled. Each commit's wake-up (Wake) claims at once; the
+//     poll interval only paces retries and a relay without wake-ups.
 //   - No waiting on other jobs. Every claimed job publishes at once, in a
 //     goroutine of its own, and a claim of up to BatchJobs jobs follows
 //     whenever the leg holds fewer than Concurrency jobs. A job whose
@@ -199,6 +204,43 @@ type leg struct {
 	// marksBehind is set while marks fail: the leg then claims nothing, as
 	// its own expired claims would be claimed and published again.
 	marksBehind atomic.Bool
+
+	// keys are the keys the leg publishes, by key (see keyRun).
+	mu   sync.Mutex
+	keys map[string]*keyRun
+	// marksSent counts the results handed to the mark loop (under
+	// sendMu, in the order sent), marksDone those it has recorded.
+	sendMu    sync.Mutex
+	marksSent uint64
+	marksDone atomic.Uint64
+}
+
+// keyRun is the publishing of one key on a leg: one goroutine publishes the
+// key's claimed rows in seq order, and rows of the key the store hands out
+// later as its tail (appended while the leg held it) join its queue, so a
+// key's next change is published as soon as its earlier rows are, without
+// waiting for their marks and a new claim.
+type keyRun struct {
+	queue    []PendingEvent // claimed, not yet handed to the publisher
+	deadline time.Time      // end of the publishing window of the latest claim
+	lastSeq  int64          // the highest seq given to the run
+	running  bool
+	// stoppedSeq, once the run stopped at a failure (or released its rows),
+	// is the seq it stopped at: a tail claimed before the failure was
+	// recorded comes after it and is released, not published.
+	stoppedSeq int64
+	// stoppedMark is marksSent after the run's last result was sent (0
+	// until then): once the mark loop recorded that many, no claim begun
+	// afterwards can hand out a tail of the run, and it is forgotten.
+	stoppedMark uint64
+}
+
+// poke asks the leg's claimer to claim now (a no-op when it is asked already).
+func (l *leg) poke() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
 }
 
 // NewRelay builds a Relay on the legs outbox keeps. amqp may be nil when
@@ -269,10 +311,7 @@ func (r *Relay) forwardWakes(ctx context.Context) {
 			return
 		case <-r.cfg.Wake:
 			for _, l := range r.legs {
-				select {
-				case l.wake <- struct{}{}:
-				default:
-				}
+				l.poke()
 			}
 		}
 	}
@@ -323,12 +362,24 @@ func (l *leg) run(ctx context.Context) {
 		defer close(marked)
 		l.markLoop(ctx, marks)
 	}()
-	mark := func(res Result) { marks <- res }
+	mark := func(res Result) {
+		l.sendMu.Lock()
+		defer l.sendMu.Unlock()
+		l.marksSent++
+		marks <- res
+	}
+	release := func(rows []PendingEvent) {
+		for _, row := range rows {
+			mark(Result{ID: row.ID, JobID: row.JobID})
+		}
+	}
 
 	var (
 		jobs sync.WaitGroup
 		held atomic.Int64 // jobs claimed and not finished
 	)
+	// idle is signalled when a job ends while the leg held Concurrency
+	// jobs: a claim that was not made for want of a slot can be made now.
 	idle := make(chan struct{}, 1)
 	// A failing claim backs off from BackoffMin to BackoffMax; a good one resets it.
 	pause := retry.Policy{InitialBackoff: r.cfg.BackoffMin, MaxBackoff: r.cfg.BackoffMax}.BackOff()
@@ -336,22 +387,34 @@ func (l *leg) run(ctx context.Context) {
 		wait := r.cfg.PollInterval
 		if free := r.cfg.Concurrency - int(held.Load()); free > 0 && !l.marksBehind.Load() {
 			want := min(r.cfg.BatchJobs, free)
+			recorded := l.marksDone.Load()
 			claimed, err := l.claimJobs(ctx, want)
+			started := 0
 			for _, job := range claimed {
+				kr, rel := l.dispatch(job)
+				if rel {
+					release(job.rows)
+				}
+				if kr == nil {
+					continue
+				}
+				started++
 				held.Add(1)
 				jobs.Go(func() {
-					defer held.Add(-1)
-					l.work(ctx, job, mark)
-					select {
-					case idle <- struct{}{}:
-					default:
+					l.runKey(ctx, job.rows[0].JobID, kr, mark, release)
+					if int(held.Add(-1)) == r.cfg.Concurrency-1 {
+						select {
+						case idle <- struct{}{}:
+						default:
+						}
 					}
 				})
 			}
+			l.forget(recorded)
 			switch {
 			case err != nil:
 				wait = pause.NextBackOff()
-			case len(claimed) == want:
+			case started == want:
 				pause.Reset()
 				continue // more may be waiting
 			default:
@@ -372,20 +435,97 @@ func (l *leg) run(ctx context.Context) {
 	<-marked
 }
 
+// dispatch gives a claimed job to its key's run: the tail of a running key
+// joins its queue (nil, false); a new run is returned for a key not running
+// (kr, false); rows to release are reported (nil, true): a tail claimed
+// before its key's failure was recorded, or a key taken back from its head
+// after this relay's own lease ran out while its old run still ends.
+func (l *leg) dispatch(job claimedJob) (kr *keyRun, release bool) {
+	key, first, last := job.rows[0].JobID, job.rows[0].Seq, job.rows[len(job.rows)-1].Seq
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.keys == nil {
+		l.keys = map[string]*keyRun{}
+	}
+	switch cur := l.keys[key]; {
+	case cur != nil && cur.running && first > cur.lastSeq:
+		cur.queue = append(cur.queue, job.rows...)
+		cur.lastSeq, cur.deadline = last, job.deadline
+		return nil, false
+	case cur != nil && cur.running:
+		return nil, true
+	case cur != nil && cur.stoppedSeq > 0 && first > cur.stoppedSeq:
+		return nil, true
+	}
+	kr = &keyRun{queue: job.rows, deadline: job.deadline, lastSeq: last, running: true}
+	l.keys[key] = kr
+	return kr, false
+}
+
+// forget drops the stopped runs whose last results were recorded before
+// a claim began (recorded is marksDone then): that claim, and every later
+// one, saw their rows released.
+func (l *leg) forget(recorded uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for key, kr := range l.keys {
+		if !kr.running && kr.stoppedMark > 0 && kr.stoppedMark <= recorded {
+			delete(l.keys, key)
+		}
+	}
+}
+
+// runKey publishes a key's queue until it is empty, or until a row fails:
+// the rest of the queue is then released.
+func (l *leg) runKey(ctx context.Context, key string, kr *keyRun, mark func(Result), release func([]PendingEvent)) {
+	for {
+		l.mu.Lock()
+		rows, deadline := kr.queue, kr.deadline
+		kr.queue = nil
+		if len(rows) == 0 {
+			kr.running = false
+			if l.keys[key] == kr {
+				delete(l.keys, key)
+			}
+			l.mu.Unlock()
+			return
+		}
+		l.mu.Unlock()
+		stopped := l.work(ctx, claimedJob{rows: rows, deadline: deadline}, mark)
+		if stopped == 0 {
+			continue
+		}
+		l.mu.Lock()
+		rest := kr.queue
+		kr.queue, kr.running, kr.stoppedSeq = nil, false, stopped
+		l.mu.Unlock()
+		release(rest)
+		l.sendMu.Lock()
+		sent := l.marksSent
+		l.sendMu.Unlock()
+		l.mu.Lock()
+		kr.stoppedMark = sent
+		l.mu.Unlock()
+		return
+	}
+}
+
 // work publishes one claimed job; a job whose window closed before it
-// started (or that starts after shutdown began) is released.
-func (l *leg) work(ctx context.Context, job claimedJob, mark func(Result)) {
+// started (or that starts after shutdown began) is released. It returns the
+// seq of the row the job stopped at (failed or released), 0 when every row
+// was published.
+func (l *leg) work(ctx context.Context, job claimedJob, mark func(Result)) int64 {
 	if ctx.Err() != nil || !l.r.now().Before(job.deadline) {
 		for _, row := range job.rows {
 			mark(Result{ID: row.ID, JobID: row.JobID})
 		}
-		return
+		return job.rows[0].Seq
 	}
 	// Publishing ends before the lease does, whatever the brokers do, and is
 	// not cut short by shutdown, so that what was handed over is marked.
 	pubCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), job.deadline)
 	defer cancel()
-	l.publishJob(pubCtx, job.rows, mark)
+	return l.publishJob(pubCtx, job.rows, mark)
 }
 
 // claimJobs claims rows of up to maxJobs jobs, grouped by job in seq order.
@@ -414,8 +554,10 @@ func (l *leg) markLoop(ctx context.Context, marks <-chan Result) {
 	r := l.r
 	var pending []Result
 	var due <-chan time.Time
+	var received uint64
 	flush := func() {
 		l.complete(ctx, pending)
+		l.marksDone.Store(received)
 		pending, due = pending[:0], nil
 		// After failed marks, claims resume once every mark that waited
 		// behind them is written too.
@@ -430,6 +572,7 @@ func (l *leg) markLoop(ctx context.Context, marks <-chan Result) {
 				l.complete(ctx, pending)
 				return
 			}
+			received++
 			pending = append(pending, res)
 			switch {
 			case len(pending) >= markBatch:
@@ -604,7 +747,7 @@ func (r *Relay) Pass(ctx context.Context) PassResult {
 // acknowledges it, and stops at the first failure: the failed row is held
 // back for the job's backoff (or parked, when no retry can change the
 // outcome) and the rows after it are released as not attempted.
-func (l *leg) publishJob(ctx context.Context, rows []PendingEvent, mark func(Result)) {
+func (l *leg) publishJob(ctx context.Context, rows []PendingEvent, mark func(Result)) (stoppedSeq int64) {
 	r := l.r
 	for i, row := range rows {
 		res := Result{ID: row.ID, JobID: row.JobID}
@@ -636,8 +779,9 @@ func (l *leg) publishJob(ctx context.Context, rows []PendingEvent, mark func(Res
 		for _, rest := range rows[i+1:] {
 			mark(Result{ID: rest.ID, JobID: rest.JobID})
 		}
-		return
+		return row.Seq
 	}
+	return 0
 }
 
 // publishRow publishes one row on the leg inside the trace its headers carry

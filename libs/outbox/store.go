@@ -46,6 +46,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -293,6 +294,13 @@ type Result struct {
 // IMMEDIATE), which admits one writer at a time: claims are exclusive
 // trivially.
 //
+// The relay that holds a key also gets the key's tail: its rows appended
+// since the relay claimed it (not leased, held back nor parked), which it
+// publishes after the rows it holds; claiming a tail renews the lease of
+// the key's rows the relay holds. So a key's next change is published
+// without waiting for the marks of its earlier ones, and still by one
+// relay, in order.
+//
 // A lease that ends (relay crashed or stalled) makes the key claimable
 // again. A relay must therefore stop publishing before its lease ends (see
 // the relay's lease margin) and clocks of replicas must agree to well
@@ -309,35 +317,96 @@ func (s *Store) ClaimOutbox(ctx context.Context, leg Leg, owner string, maxJobs 
 	l, key := s.leg(leg), s.t.Key
 	now := s.now()
 	until := now.Add(lease).UnixNano()
+	// The heads are found through the pending rows' index (key, seq) WHERE
+	// pending, and only then ordered by id: "+h.id" keeps the planners from
+	// walking the primary key instead, through every row already sent
+	// (which would make each claim cost the whole retained table).
 	headQuery := `SELECT h.` + key + ` FROM ` + l.table + ` h
 		WHERE h.` + l.pending + ` AND h.parked_at IS NULL
 		  AND (h.claimed_until IS NULL OR h.claimed_until < ?)
 		  AND NOT EXISTS (SELECT 1 FROM ` + l.table + ` p WHERE p.` + key + ` = h.` + key + ` AND p.` + l.pending + ` AND p.seq < h.seq)
-		ORDER BY h.id LIMIT ?`
+		ORDER BY +h.id LIMIT ?`
 	if s.pg {
 		headQuery += " FOR UPDATE OF h SKIP LOCKED"
 	}
+	// The tails of the keys owner holds: rows appended since its claim,
+	// neither leased nor held back nor parked, of a key with a row still
+	// under owner's lease.
+	tailQuery := `SELECT t.id, t.` + key + ` FROM ` + l.table + ` t
+		WHERE t.` + l.pending + ` AND t.parked_at IS NULL AND t.claimed_by IS NULL AND t.claimed_until IS NULL
+		  AND EXISTS (SELECT 1 FROM ` + l.table + ` p WHERE p.` + key + ` = t.` + key + ` AND p.` + l.pending + `
+		    AND p.claimed_by = ? AND p.claimed_until >= ?)`
 	var out []PendingEvent
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		out = out[:0]
 		keys, err := sqlstore.QueryStrings(ctx, tx, s.db.Rebind(headQuery), now.UnixNano(), maxJobs)
-		if err != nil || len(keys) == 0 {
+		if err != nil {
 			return err
 		}
-		in := sqlstore.Placeholders(len(keys))
-		args := []any{owner, until}
-		for _, k := range keys {
-			args = append(args, k)
+		tails, err := tx.QueryContext(ctx, s.db.Rebind(tailQuery), owner, now.UnixNano())
+		if err != nil {
+			return err
+		}
+		heads := len(keys)
+		var tailIDs []any
+		for tails.Next() {
+			var (
+				id int64
+				k  string
+			)
+			if err := tails.Scan(&id, &k); err != nil {
+				tails.Close()
+				return err
+			}
+			tailIDs = append(tailIDs, id)
+			if !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+		if err := tails.Close(); err != nil {
+			return err
+		}
+		if len(keys) == 0 {
+			return nil
+		}
+		// The rows claimed: every pending row of the heads' keys, and the
+		// tails by id (a row appended since is not one of them).
+		var set []any
+		for _, k := range keys[:heads] {
+			set = append(set, k)
+		}
+		set = append(set, tailIDs...)
+		rowsOf := func(p string) string {
+			var which []string
+			if heads > 0 {
+				which = append(which, p+key+` IN (`+sqlstore.Placeholders(heads)+`)`)
+			}
+			if len(tailIDs) > 0 {
+				which = append(which, p+`id IN (`+sqlstore.Placeholders(len(tailIDs))+`)`)
+			}
+			return `(` + strings.Join(which, " OR ") + `)`
+		}
+		claimed := rowsOf("")
+		upd, args := claimed, append([]any{owner, until}, set...)
+		if tailKeys := keys[heads:]; len(tailKeys) > 0 {
+			// Claiming a tail renews the lease of the rows of its key
+			// that owner holds.
+			upd = `(` + claimed + ` OR (claimed_by = ? AND ` + key + ` IN (` + sqlstore.Placeholders(len(tailKeys)) + `)))`
+			args = append(args, owner)
+			for _, k := range tailKeys {
+				args = append(args, k)
+			}
 		}
 		if _, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE `+l.table+` SET claimed_by = ?, claimed_until = ?
-			WHERE `+l.pending+` AND parked_at IS NULL AND `+key+` IN (`+in+`)`), args...); err != nil {
+			WHERE `+l.pending+` AND parked_at IS NULL AND `+upd), args...); err != nil {
 			return err
 		}
+		sel := append([]any{owner}, set...)
 		rows, err := tx.QueryContext(ctx, s.db.Rebind(`SELECT o.id, o.event_id, o.event_type, o.`+key+`, o.seq, o.topic, o.msg_key,
 				o.payload, o.headers, o.amqp_routing_key, o.created_at, l.attempts
 			FROM `+l.table+` l JOIN `+s.t.Outbox+` o ON o.id = l.id
-			WHERE l.`+l.pending+` AND l.claimed_by = ? AND l.`+key+` IN (`+in+`)
-			ORDER BY l.`+key+`, l.seq`), append([]any{owner}, args[2:]...)...)
+			WHERE l.`+l.pending+` AND l.claimed_by = ? AND `+rowsOf("l.")+`
+			ORDER BY l.`+key+`, l.seq`), sel...)
 		if err != nil {
 			return err
 		}
@@ -425,9 +494,15 @@ func (s *Store) CompleteOutbox(ctx context.Context, leg Leg, owner string, resul
 				return err
 			}
 		}
+		var release []any // the keys of failed or unattempted rows, once each
+		seen := map[string]bool{}
 		for _, r := range results {
 			if r.Err == nil && !r.At.IsZero() {
 				continue
+			}
+			if !seen[r.JobID] {
+				seen[r.JobID] = true
+				release = append(release, r.JobID)
 			}
 			if r.Err != nil {
 				var parked, retryAt sql.NullInt64
@@ -448,9 +523,14 @@ func (s *Store) CompleteOutbox(ctx context.Context, leg Leg, owner string, resul
 					return err
 				}
 			}
-			// Failed or not attempted: release the key's claimed rows.
+		}
+		// Failed or not attempted: release their keys' claimed rows, after
+		// the failures are recorded.
+		for lo := 0; lo < len(release); lo += 500 {
+			chunk := release[lo:min(lo+500, len(release))]
 			if _, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE `+l.table+` SET claimed_by = NULL, claimed_until = NULL
-				WHERE `+s.t.Key+` = ? AND claimed_by = ? AND `+l.pending), r.JobID, owner); err != nil {
+				WHERE claimed_by = ? AND `+l.pending+` AND `+s.t.Key+` IN (`+sqlstore.Placeholders(len(chunk))+`)`),
+				append([]any{owner}, chunk...)...); err != nil {
 				return err
 			}
 		}

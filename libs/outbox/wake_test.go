@@ -1,0 +1,135 @@
+package outbox_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cosmic-horizons/fleet/libs/bus"
+	"github.com/cosmic-horizons/fleet/libs/outbox"
+	"github.com/cosmic-horizons/fleet/libs/sqlstore/sqlstoretest"
+)
+
+// firstHeldKafka holds the first publish of one job until the gate opens,
+// and says when it started waiting.
+type firstHeldKafka struct {
+	outbox.KafkaPublisher
+	job     string
+	entered chan struct{}
+	gate    chan struct{}
+	once    sync.Once
+}
+
+func (k *firstHeldKafka) Publish(ctx context.Context, m *bus.Message) error {
+	if m.Key == k.job {
+		held := false
+		k.once.Do(func() { held = true })
+		if held {
+			close(k.entered)
+			select {
+			case <-k.gate:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	return k.KafkaPublisher.Publish(ctx, m)
+}
+
+// A change committed while the job's earlier events are still being
+// published goes out right after them, not at the next poll: the claim that
+// follows its wake-up cannot take the job by its head (in flight), and
+// takes the new rows as the tail of the job this relay holds.
+func TestRelayPublishesAJobsLaterCommitWithoutWaitingForThePoll(t *testing.T) {
+	t.Parallel()
+	f := newFaultFixture(t)
+	job := f.owner + "-busy"
+	cfg := f.config()
+	cfg.PollInterval = time.Hour // only wake-ups claim
+	k := &firstHeldKafka{KafkaPublisher: f.b.producer, job: job, entered: make(chan struct{}), gate: make(chan struct{})}
+	runRelay(t, cfg, f.s, k, f.b.publisher)
+
+	first := f.w.records(t, job, f.owner, 1)
+	f.s.commit(t, job, f.owner, first)
+	f.w.remember(job, first)
+	select {
+	case <-k.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first change was not published after its wake-up")
+	}
+	later := f.w.records(t, job, f.owner, 2)
+	f.s.commit(t, job, f.owner, later)
+	f.w.remember(job, later)
+	// Let the wake-up's claim run (and pass over the job) before the
+	// first publish completes.
+	time.Sleep(300 * time.Millisecond)
+	close(k.gate)
+
+	pending := func() int64 {
+		return sqlstoretest.Count(t, f.db, "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND job_id = ?", job)
+	}
+	require.Eventually(t, func() bool { return pending() == 0 }, 10*time.Second, 10*time.Millisecond,
+		"the later change is published after the earlier one, with no poll for an hour")
+	f.w.verifyKafka(t, f.b.kafka, f.prefix)
+}
+
+// failFirstKafka fails the first publish of one job, once the gate opens,
+// and says when that publish started.
+type failFirstKafka struct {
+	outbox.KafkaPublisher
+	job     string
+	entered chan struct{}
+	gate    chan struct{}
+	once    sync.Once
+}
+
+func (k *failFirstKafka) Publish(ctx context.Context, m *bus.Message) error {
+	if m.Key == k.job {
+		first := false
+		k.once.Do(func() { first = true })
+		if first {
+			close(k.entered)
+			<-k.gate
+			return errors.New("kafka: not enough in-sync replicas")
+		}
+	}
+	return k.KafkaPublisher.Publish(ctx, m)
+}
+
+// A change committed while the job's earlier events are being published
+// joins them, and when an earlier event then fails, it waits: it is
+// published after the failed event's retry, in order, once each.
+func TestRelayLaterCommitWaitsForAFailedEarlierEvent(t *testing.T) {
+	t.Parallel()
+	f := newFaultFixture(t)
+	job := f.owner + "-failing"
+	cfg := f.config()
+	cfg.PollInterval = 10 * time.Millisecond
+	k := &failFirstKafka{KafkaPublisher: f.b.producer, job: job, entered: make(chan struct{}), gate: make(chan struct{})}
+	runRelay(t, cfg, f.s, k, f.b.publisher)
+
+	first := f.w.records(t, job, f.owner, 1)
+	f.s.commit(t, job, f.owner, first)
+	f.w.remember(job, first)
+	select {
+	case <-k.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first change was not published")
+	}
+	for seq := int64(2); seq <= 4; seq++ {
+		evs := f.w.records(t, job, f.owner, seq)
+		f.s.commit(t, job, f.owner, evs)
+		f.w.remember(job, evs)
+	}
+	time.Sleep(300 * time.Millisecond) // the later changes are claimed behind the held publish
+	close(k.gate)
+	waitDrained(t, f.s)
+	require.EqualValues(t, 1, sqlstoretest.Count(t, f.db, "SELECT COUNT(*) FROM outbox WHERE job_id = ? AND attempts = 1", job),
+		"the first event failed once")
+	f.w.verifyKafka(t, f.b.kafka, f.prefix)
+	f.w.verifyAMQP(t, f.q)
+}
