@@ -15,13 +15,19 @@ import (
 )
 
 // firstHeldKafka holds the first publish of one job until the gate opens,
-// and says when it started waiting.
+// and says when it started waiting; then that publish fails with fail, or
+// goes on when fail is nil.
 type firstHeldKafka struct {
 	outbox.KafkaPublisher
 	job     string
+	fail    error
 	entered chan struct{}
 	gate    chan struct{}
 	once    sync.Once
+}
+
+func newFirstHeldKafka(p outbox.KafkaPublisher, job string, fail error) *firstHeldKafka {
+	return &firstHeldKafka{KafkaPublisher: p, job: job, fail: fail, entered: make(chan struct{}), gate: make(chan struct{})}
 }
 
 func (k *firstHeldKafka) Publish(ctx context.Context, m *bus.Message) error {
@@ -34,6 +40,9 @@ func (k *firstHeldKafka) Publish(ctx context.Context, m *bus.Message) error {
 			case <-k.gate:
 			case <-ctx.Done():
 				return ctx.Err()
+			}
+			if k.fail != nil {
+				return k.fail
 			}
 		}
 	}
@@ -50,7 +59,7 @@ func TestRelayPublishesAJobsLaterCommitWithoutWaitingForThePoll(t *testing.T) {
 	job := f.owner + "-busy"
 	cfg := f.config()
 	cfg.PollInterval = time.Hour // only wake-ups claim
-	k := &firstHeldKafka{KafkaPublisher: f.b.producer, job: job, entered: make(chan struct{}), gate: make(chan struct{})}
+	k := newFirstHeldKafka(f.b.producer, job, nil)
 	runRelay(t, cfg, f.s, k, f.b.publisher)
 
 	first := f.w.records(t, job, f.owner, 1)
@@ -77,29 +86,6 @@ func TestRelayPublishesAJobsLaterCommitWithoutWaitingForThePoll(t *testing.T) {
 	f.w.verifyKafka(t, f.b.kafka, f.prefix)
 }
 
-// failFirstKafka fails the first publish of one job, once the gate opens,
-// and says when that publish started.
-type failFirstKafka struct {
-	outbox.KafkaPublisher
-	job     string
-	entered chan struct{}
-	gate    chan struct{}
-	once    sync.Once
-}
-
-func (k *failFirstKafka) Publish(ctx context.Context, m *bus.Message) error {
-	if m.Key == k.job {
-		first := false
-		k.once.Do(func() { first = true })
-		if first {
-			close(k.entered)
-			<-k.gate
-			return errors.New("kafka: not enough in-sync replicas")
-		}
-	}
-	return k.KafkaPublisher.Publish(ctx, m)
-}
-
 // A change committed while the job's earlier events are being published
 // joins them, and when an earlier event then fails, it waits: it is
 // published after the failed event's retry, in order, once each.
@@ -109,7 +95,7 @@ func TestRelayLaterCommitWaitsForAFailedEarlierEvent(t *testing.T) {
 	job := f.owner + "-failing"
 	cfg := f.config()
 	cfg.PollInterval = 10 * time.Millisecond
-	k := &failFirstKafka{KafkaPublisher: f.b.producer, job: job, entered: make(chan struct{}), gate: make(chan struct{})}
+	k := newFirstHeldKafka(f.b.producer, job, errors.New("kafka: not enough in-sync replicas"))
 	runRelay(t, cfg, f.s, k, f.b.publisher)
 
 	first := f.w.records(t, job, f.owner, 1)
