@@ -197,12 +197,12 @@ func (r *Reconciler) Run(ctx context.Context) error {
 const passWrites = 128
 
 // Pass claims up to Batch SUBMITTED jobs (in one statement, see
-// JobRepository.ClaimSubmitted; none while HoldDispatch) and looks at up to Batch QUEUED or RUNNING
-// jobs (reading again only those that changed, see trackedJobs), once.
-// Parallel jobs at a time call the scheduler (a submission, or the status
-// of a job the bulk answer left out); the database writes that follow, and
-// those of jobs whose status the bulk answer gave, run up to passWrites at
-// a time.
+// JobRepository.ClaimSubmitted; none while HoldDispatch) and looks at up to
+// Batch QUEUED or RUNNING jobs (reading again only those that changed, see
+// trackedJobs), once. Parallel jobs at a time call the scheduler (a
+// submission, or the status of a job the bulk answer left out); the
+// database writes that follow, and those of jobs whose status the bulk
+// answer gave, run up to passWrites at a time.
 func (r *Reconciler) Pass(ctx context.Context) PassResult {
 	p := &passRun{ctx: ctx, r: r, slots: make(chan struct{}, passWrites)}
 	var (
