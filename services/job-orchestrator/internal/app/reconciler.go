@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -128,6 +129,8 @@ type Reconciler struct {
 	// a pass reads the documents of only those whose version changed.
 	trackedMu sync.Mutex
 	tracked   map[string]*domain.Job
+
+	passes atomic.Uint64 // passes ended, see Passes
 }
 
 // NewReconciler builds a Reconciler over the App's repository and scheduler.
@@ -141,6 +144,9 @@ func NewReconciler(a *App, cfg ReconcilerConfig, logger *slog.Logger) (*Reconcil
 	return &Reconciler{app: a, cfg: cfg, log: logger, replica: a.newID(), unknown: map[string]int{},
 		tracked: map[string]*domain.Job{}}, nil
 }
+
+// Passes returns how many passes have ended, failed ones included.
+func (r *Reconciler) Passes() uint64 { return r.passes.Load() }
 
 // PassResult counts what one pass did.
 type PassResult struct {
@@ -204,6 +210,7 @@ const passWrites = 128
 // database writes that follow, and those of jobs whose status the bulk
 // answer gave, run up to passWrites at a time.
 func (r *Reconciler) Pass(ctx context.Context) PassResult {
+	defer r.passes.Add(1)
 	p := &passRun{ctx: ctx, r: r, slots: make(chan struct{}, passWrites)}
 	var (
 		jobs []*domain.Job

@@ -254,6 +254,8 @@ func TestReconcilerHoldDispatchPollsButSubmitsNothing(t *testing.T) {
 	waiting, err := repo.MemRepo.ListActive(ctx, 10, domain.StatusSubmitted)
 	require.NoError(t, err)
 	require.Len(t, waiting, 1)
+	require.EqualValues(t, 1, held.Passes(), "a held pass is counted")
 
 	require.Equal(t, 1, rec.Pass(ctx).Dispatched, "released, the held job is dispatched")
+	require.EqualValues(t, 2, rec.Passes())
 }

@@ -225,6 +225,7 @@ func TestReconcilerSurvivesSchedulerOutage(t *testing.T) {
 	require.Equal(t, 1, f.rec.Pass(ctx).Errors)
 	f.repo.SetFailure(nil)
 	require.Equal(t, domain.StatusRunning, f.job(t, j.ID).Status)
+	require.EqualValues(t, 7, f.rec.Passes(), "every pass is counted, those with errors too")
 }
 
 func TestReconcilerDoesNotSubmitTwiceAfterALostAnswer(t *testing.T) {
