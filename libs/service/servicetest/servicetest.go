@@ -78,8 +78,13 @@ func goTool() string {
 // The process is killed at the end of the test if it still runs.
 func RunBinary(t testing.TB, pkgDir string, env map[string]string) *Process {
 	t.Helper()
-	bin := Build(t, pkgDir)
+	return RunBuilt(t, Build(t, pkgDir), env)
+}
 
+// RunBuilt is RunBinary with a binary made by Build, for a test that starts
+// the same service more than once.
+func RunBuilt(t testing.TB, bin string, env map[string]string) *Process {
+	t.Helper()
 	vars := map[string]string{
 		"GRPC_ADDR":        "127.0.0.1:0",
 		"HTTP_ADDR":        "127.0.0.1:0",

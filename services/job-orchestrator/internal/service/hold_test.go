@@ -73,7 +73,8 @@ func TestDispatchHoldKeepsNewJobsAndFollowsJobsAtTheScheduler(t *testing.T) {
 	}
 
 	// 1. Without hold: blocker runs, at waits behind it at the scheduler.
-	p := servicetest.RunBinary(t, "../../cmd/job-orchestrator", free)
+	bin := servicetest.Build(t, "../../cmd/job-orchestrator")
+	p := servicetest.RunBuilt(t, bin, free)
 	c := client(t, p.GRPCAddr)
 	blocker := submit(c).GetJobId()
 	waitStatus(t, c, ctx, blocker, running)
@@ -83,7 +84,7 @@ func TestDispatchHoldKeepsNewJobsAndFollowsJobsAtTheScheduler(t *testing.T) {
 	p.Terminate(t)
 
 	// 2. With hold.
-	p = servicetest.RunBinary(t, "../../cmd/job-orchestrator", hold)
+	p = servicetest.RunBuilt(t, bin, hold)
 	require.Eventually(t, func() bool { return strings.Contains(p.Output(), "dispatch held") }, 10*time.Second,
 		50*time.Millisecond, "the reconciler warns that dispatch is held")
 	c = client(t, p.GRPCAddr)
@@ -112,7 +113,7 @@ func TestDispatchHoldKeepsNewJobsAndFollowsJobsAtTheScheduler(t *testing.T) {
 	p.Terminate(t)
 
 	// 3. Without hold again: the held job is dispatched and ends.
-	p = servicetest.RunBinary(t, "../../cmd/job-orchestrator", free)
+	p = servicetest.RunBuilt(t, bin, free)
 	c = client(t, p.GRPCAddr)
 	waitStatus(t, c, ctx, held, done)
 	for _, id := range []string{at, held} {
