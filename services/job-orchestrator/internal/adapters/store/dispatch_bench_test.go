@@ -86,3 +86,51 @@ func processCPU(b *testing.B) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkListActiveVersions measures the reconciler's listing of the
+// jobs it polls (ListActiveVersions, Batch 500, QUEUED and RUNNING) over
+// activeJobs QUEUED jobs, the read every pass makes before it asks the
+// scheduler for their status.
+func BenchmarkListActiveVersions(b *testing.B) {
+	const activeJobs = 5000
+	for _, d := range sqlstoretest.Databases(b) {
+		b.Run(d.Name, func(b *testing.B) {
+			db := d.Open(b)
+			s := newStore(b, db, store.Config{})
+			cfg := app.DefaultConfig()
+			cfg.PageTokenKey = telemetry.Secret("0123456789abcdef0123456789abcdef")
+			logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+			a, err := app.New(cfg, app.Deps{Repo: s, Scheduler: apptest.NewBulkFakeScheduler(),
+				Catalogue: domain.DefaultCatalogue(), Logger: logger})
+			if err != nil {
+				b.Fatal(err)
+			}
+			rec, err := app.NewReconciler(a, app.DefaultReconcilerConfig(), logger)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			for k := range activeJobs {
+				id := fmt.Sprintf("job-%d", k)
+				if err := s.Create(ctx, newJob(id, "alice", id, domain.SystemFrontera, time.Now()), nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for n := 0; n < activeJobs; {
+				res := rec.Pass(ctx)
+				if res.Errors > 0 {
+					b.Fatalf("pass: %+v", res)
+				}
+				n += res.Dispatched
+			}
+			batch := app.DefaultReconcilerConfig().Batch
+			b.ResetTimer()
+			for range b.N {
+				vs, err := s.ListActiveVersions(ctx, batch, domain.StatusQueued, domain.StatusRunning)
+				if err != nil || len(vs) != batch {
+					b.Fatalf("list: %d versions, %v", len(vs), err)
+				}
+			}
+		})
+	}
+}
