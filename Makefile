@@ -129,7 +129,7 @@ bench: up ## measure buses and consumers against the real stack; prints markdown
 	@$(WITH_STACK) BENCH_INTERVAL=5ms go test -run '^$$' -bench BenchmarkTerminalEventToEmailAccepted -benchtime 400x ./services/notification-consumer/internal/service/ | grep -E '^Benchmark'
 	@$(WITH_STACK) go test -run '^$$' -bench 'BenchmarkVerifySQLite' -benchtime 100000x ./services/compliance-auditor/internal/app/ | grep -E '^Benchmark'
 	@$(WITH_STACK) go test -run '^$$' -bench 'BenchmarkInboxApply' ./libs/inbox/ | grep -E '^Benchmark'
-	@$(WITH_STACK) go test -run '^$$' -bench 'BenchmarkReconcilerDispatch' -benchtime 3x ./services/job-orchestrator/internal/adapters/store/ | grep -E '^Benchmark'
+	@$(WITH_STACK) go test -run '^$$' -bench 'BenchmarkReconciler(Dispatch|Record)$$|BenchmarkListActiveVersions' -benchtime 3x ./services/job-orchestrator/internal/adapters/store/ | grep -E '^Benchmark'
 	@$(WITH_STACK) go test -run '^$$' -bench 'BenchmarkSubmitJob' -benchtime 3000x ./services/job-orchestrator/internal/ports/ | grep -E '^Benchmark'
 	@$(WITH_STACK) go test -run '^$$' -bench 'BenchmarkSlurmPollPass' -benchtime 3x ./services/job-orchestrator/internal/adapters/scheduler/slurm/ | grep -E '^Benchmark'
 	@echo '```'

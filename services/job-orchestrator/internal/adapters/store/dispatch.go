@@ -35,7 +35,7 @@ func (s *Store) ClaimSubmitted(ctx context.Context, token string, now time.Time,
 		lock = " FOR UPDATE SKIP LOCKED"
 	}
 	expired := nanos(now.Add(-lease))
-	// The first status term matches the partial index jobs_active_by_updated.
+	// The first status term matches the partial index jobs_active_by_status.
 	// The candidates are picked once, in a materialized CTE: PostgreSQL may
 	// rescan a LIMIT subquery of the WHERE clause, which with SKIP LOCKED
 	// returns further rows each time.

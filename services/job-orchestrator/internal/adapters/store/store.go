@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -371,35 +372,40 @@ func (s *Store) GetMany(ctx context.Context, ids []string) ([]*domain.Job, error
 	return out, nil
 }
 
-// activeQuery is ListActive's query of cols.
+// activeQuery is ListActive's query of cols: the limit oldest jobs (by
+// UpdatedAt, then id) of the given active statuses, or of all of them.
 func activeQuery(cols string, limit int, statuses []domain.Status) (string, []any, error) {
 	if limit <= 0 {
 		return "", nil, errors.New("list active jobs: limit must be positive")
 	}
-	var (
-		active []string
-		args   []any
-	)
+	var active []string
 	for _, st := range domain.Statuses() {
 		if st.Active() {
 			active = append(active, "'"+string(st)+"'")
 		}
 	}
-	// The literal list matches the partial index jobs_active_by_updated;
-	// a narrower list is a second term, so that the index still applies.
-	query := "SELECT " + cols + " FROM jobs WHERE status IN (" + strings.Join(active, ", ") + ")"
-	if len(statuses) > 0 {
-		marks := make([]string, len(statuses))
-		for i, st := range statuses {
-			if !st.Active() {
-				return "", nil, fmt.Errorf("list active jobs: %q is not an active status", st)
-			}
-			marks[i] = "?"
-			args = append(args, string(st))
-		}
-		query += " AND status IN (" + strings.Join(marks, ", ") + ")"
+	if len(statuses) == 0 {
+		statuses = slices.DeleteFunc(domain.Statuses(), func(st domain.Status) bool { return !st.Active() })
 	}
-	query += " ORDER BY updated_at, id LIMIT ?"
+	statuses = slices.Compact(slices.Sorted(slices.Values(statuses)))
+	// Each status is a range of the partial index jobs_active_by_status,
+	// read in order up to the limit (the literal list is the index's own
+	// condition, so that the index applies); the ranges are merged.
+	var (
+		branches []string
+		args     []any
+	)
+	for i, st := range statuses {
+		if !st.Active() {
+			return "", nil, fmt.Errorf("list active jobs: %q is not an active status", st)
+		}
+		branches = append(branches, fmt.Sprintf("SELECT * FROM (SELECT %s, updated_at AS active_at, id AS active_id FROM jobs"+
+			" WHERE status IN (%s) AND status = ? ORDER BY updated_at, id LIMIT ?) AS s%d",
+			cols, strings.Join(active, ", "), i))
+		args = append(args, string(st), limit)
+	}
+	query := "SELECT " + cols + " FROM (" + strings.Join(branches, " UNION ALL ") + ") AS active" +
+		" ORDER BY active_at, active_id LIMIT ?"
 	return query, append(args, limit), nil
 }
 
