@@ -158,11 +158,12 @@ type PassResult struct {
 }
 
 // Run makes passes until ctx is done, pausing Interval between them (more
-// after failures, with jitter), or less when the App is kicked. A pass that
-// handed jobs to the scheduler or recorded transitions without failing is
-// followed by the next one at once, so that a backlog (a burst of
-// submissions, many jobs ending together) is worked off at the rate the
-// database and the scheduler allow rather than Batch jobs per Interval.
+// after failures, with jitter), or less when the App is kicked (unless
+// dispatch is held). A pass that handed jobs to the scheduler or recorded
+// transitions without failing is followed by the next one at once, so
+// that a backlog (a burst of submissions, many jobs ending together) is
+// worked off at the rate the database and the scheduler allow rather than
+// Batch jobs per Interval.
 func (r *Reconciler) Run(ctx context.Context) error {
 	// Each pause is Interval, doubled after every pass with errors up to
 	// MaxInterval, spread by ±Jitter of it.
@@ -170,8 +171,10 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		Multiplier: 2, MaxInterval: r.cfg.MaxInterval}
 	pause.Reset()
 	pause.NextBackOff() // a first pass that fails pauses 2·Interval, as after a good one
+	kick := r.app.kick
 	if r.cfg.HoldDispatch {
 		r.log.WarnContext(ctx, "reconciler: dispatch held; submitted jobs wait until a restart without DISPATCH_HOLD")
+		kick = nil // a submission, which kicks, gives a held pass nothing to do
 	}
 	for {
 		res := r.Pass(ctx)
@@ -190,7 +193,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			timer.Stop()
 			return nil
 		case <-timer.C:
-		case <-r.app.kick:
+		case <-kick:
 			timer.Stop()
 		}
 	}

@@ -259,3 +259,27 @@ func TestReconcilerHoldDispatchPollsButSubmitsNothing(t *testing.T) {
 	require.Equal(t, 1, rec.Pass(ctx).Dispatched, "released, the held job is dispatched")
 	require.EqualValues(t, 2, rec.Passes())
 }
+
+// TestReconcilerHeldIgnoresKicks: while dispatch is held, a submission
+// (which kicks the reconciler) does not make an early pass; the pause
+// between passes is Interval.
+func TestReconcilerHeldIgnoresKicks(t *testing.T) {
+	t.Parallel()
+	cfg := app.DefaultReconcilerConfig()
+	cfg.HoldDispatch = true
+	cfg.Interval, cfg.MaxInterval = time.Hour, time.Hour
+	_, _, a, rec := countingFixture(t, cfg, 0, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rec.Run(ctx) }()
+	defer func() {
+		cancel()
+		require.NoError(t, <-done)
+	}()
+	require.Eventually(t, func() bool { return rec.Passes() == 1 }, 5*time.Second, time.Millisecond, "the first pass runs at once")
+	for i := range 5 {
+		_, _, err := a.SubmitJob(ctx, alice, app.SubmitInput{IdempotencyKey: fmt.Sprint("held-", i), Spec: spec()})
+		require.NoError(t, err)
+	}
+	require.Never(t, func() bool { return rec.Passes() > 1 }, 300*time.Millisecond, 5*time.Millisecond)
+}
