@@ -290,7 +290,10 @@ type Result struct {
 // relay can take row n+1 of a key while row n is pending: the per-key order
 // holds across relays. On PostgreSQL the heads are selected with FOR UPDATE
 // SKIP LOCKED, so concurrent relays never wait on each other nor pick the
-// same key. On SQLite the claim runs in a write transaction (BEGIN
+// same key; heads and tails are read by one statement (one snapshot), and
+// the rows the claim leases are locked in id order first, as CompleteOutbox
+// locks the rows it marks, so that a claim and a mark of the same relay
+// may wait for one commit of the other but never deadlock. On SQLite the claim runs in a write transaction (BEGIN
 // IMMEDIATE), which admits one writer at a time: claims are exclusive
 // trivially.
 //
