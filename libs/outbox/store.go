@@ -290,7 +290,10 @@ type Result struct {
 // relay can take row n+1 of a key while row n is pending: the per-key order
 // holds across relays. On PostgreSQL the heads are selected with FOR UPDATE
 // SKIP LOCKED, so concurrent relays never wait on each other nor pick the
-// same key. On SQLite the claim runs in a write transaction (BEGIN
+// same key; heads and tails are read by one statement (one snapshot), and
+// the rows the claim leases are locked in id order first, as CompleteOutbox
+// locks the rows it marks, so that a claim and a mark of the same relay
+// may wait for one commit of the other but never deadlock. On SQLite the claim runs in a write transaction (BEGIN
 // IMMEDIATE), which admits one writer at a time: claims are exclusive
 // trivially.
 //
@@ -336,35 +339,53 @@ func (s *Store) ClaimOutbox(ctx context.Context, leg Leg, owner string, maxJobs 
 		WHERE t.` + l.pending + ` AND t.parked_at IS NULL AND t.claimed_by IS NULL AND t.claimed_until IS NULL
 		  AND EXISTS (SELECT 1 FROM ` + l.table + ` p WHERE p.` + key + ` = t.` + key + ` AND p.` + l.pending + `
 		    AND p.claimed_by = ? AND p.claimed_until >= ?)`
+	// Heads and tails are read by one statement, so from one snapshot. Read
+	// by two, a mark of the key's held rows committing between them hides a
+	// row appended behind them from both: not a head in the first (the held
+	// rows are pending), not a tail in the second (none is pending any
+	// more). Its commit's wake-up would then claim nothing, and the row
+	// would wait for the next wake-up or poll.
+	pickQuery := `WITH heads AS (` + headQuery + `), tails AS (` + tailQuery + `)
+		SELECT 0, ` + key + `, 0 FROM heads UNION ALL SELECT 1, ` + key + `, id FROM tails`
 	var out []PendingEvent
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		out = out[:0]
-		keys, err := sqlstore.QueryStrings(ctx, tx, s.db.Rebind(headQuery), now.UnixNano(), maxJobs)
+		picked, err := tx.QueryContext(ctx, s.db.Rebind(pickQuery), now.UnixNano(), maxJobs, owner, now.UnixNano())
 		if err != nil {
 			return err
 		}
-		tails, err := tx.QueryContext(ctx, s.db.Rebind(tailQuery), owner, now.UnixNano())
-		if err != nil {
+		var (
+			keys, tailOf []string
+			tailIDs      []any
+		)
+		for picked.Next() {
+			var (
+				tail int
+				k    string
+				id   int64
+			)
+			if err := picked.Scan(&tail, &k, &id); err != nil {
+				picked.Close()
+				return err
+			}
+			switch {
+			case tail == 0:
+				keys = append(keys, k)
+			default:
+				tailIDs = append(tailIDs, id)
+				if !slices.Contains(tailOf, k) {
+					tailOf = append(tailOf, k)
+				}
+			}
+		}
+		if err := picked.Close(); err != nil {
 			return err
 		}
 		heads := len(keys)
-		var tailIDs []any
-		for tails.Next() {
-			var (
-				id int64
-				k  string
-			)
-			if err := tails.Scan(&id, &k); err != nil {
-				tails.Close()
-				return err
-			}
-			tailIDs = append(tailIDs, id)
+		for _, k := range tailOf {
 			if !slices.Contains(keys, k) {
 				keys = append(keys, k)
 			}
-		}
-		if err := tails.Close(); err != nil {
-			return err
 		}
 		if len(keys) == 0 {
 			return nil
@@ -395,6 +416,16 @@ func (s *Store) ClaimOutbox(ctx context.Context, leg Leg, owner string, maxJobs 
 			args = append(args, owner)
 			for _, k := range tailKeys {
 				args = append(args, k)
+			}
+		}
+		if s.pg {
+			// The rows are locked in id order, as CompleteOutbox locks the
+			// rows it marks: the lease renewal above touches rows owner's
+			// mark may be marking at the same time, and two transactions
+			// that lock overlapping rows in different orders deadlock.
+			if err := s.lockInIDOrder(ctx, tx, `SELECT id FROM `+l.table+`
+				WHERE `+l.pending+` AND parked_at IS NULL AND `+upd+` ORDER BY id FOR NO KEY UPDATE`, args[2:]...); err != nil {
+				return err
 			}
 		}
 		if _, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE `+l.table+` SET claimed_by = ?, claimed_until = ?
@@ -458,6 +489,23 @@ func (s *Store) CompleteOutbox(ctx context.Context, leg Leg, owner string, resul
 	now := s.now().UnixNano()
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
 		lost = 0
+		if s.pg {
+			// Lock what this transaction changes, in id order, before
+			// changing it (see ClaimOutbox): owner's rows of these results
+			// and of their keys.
+			ids := make([]int64, len(results))
+			keys := make([]string, 0, len(results))
+			for i, r := range results {
+				ids[i] = r.ID
+				if !slices.Contains(keys, r.JobID) {
+					keys = append(keys, r.JobID)
+				}
+			}
+			if err := s.lockInIDOrder(ctx, tx, `SELECT id FROM `+l.table+` WHERE claimed_by = ? AND `+l.pending+`
+				AND (id = ANY(?) OR `+s.t.Key+` = ANY(?)) ORDER BY id FOR NO KEY UPDATE`, owner, ids, keys); err != nil {
+				return err
+			}
+		}
 		var done []Result
 		for _, r := range results {
 			if r.Err == nil && !r.At.IsZero() {
@@ -649,6 +697,24 @@ func (s *Store) PurgeOutbox(ctx context.Context, cutoff time.Time) (int64, error
 		return 0, s.err("purge outbox", err)
 	}
 	return n, nil
+}
+
+// lockInIDOrder runs query, a SELECT of ids ... ORDER BY id FOR NO KEY
+// UPDATE, on PostgreSQL: it locks the rows in id order. The claims and
+// marks of a leg lock the rows they change this way first, so that they
+// wait for each other (one commit) instead of deadlocking, which
+// PostgreSQL detects only after deadlock_timeout (one second by default).
+func (s *Store) lockInIDOrder(ctx context.Context, tx *sql.Tx, query string, args ...any) error {
+	rows, err := tx.QueryContext(ctx, s.db.Rebind(query), args...)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+	}
+	if err := rows.Close(); err != nil {
+		return err
+	}
+	return rows.Err()
 }
 
 func truncate(s string, n int) string {
