@@ -293,9 +293,9 @@ type Result struct {
 // same key; heads and tails are read by one statement (one snapshot), and
 // the rows the claim leases are locked in id order first, as CompleteOutbox
 // locks the rows it marks, so that a claim and a mark of the same relay
-// may wait for one commit of the other but never deadlock. On SQLite the claim runs in a write transaction (BEGIN
-// IMMEDIATE), which admits one writer at a time: claims are exclusive
-// trivially.
+// may wait for one commit of the other but never deadlock. On SQLite the
+// claim runs in a write transaction (BEGIN IMMEDIATE), which admits one
+// writer at a time: claims are exclusive trivially.
 //
 // The relay that holds a key also gets the key's tail: its rows appended
 // since the relay claimed it (not leased, held back nor parked), which it
