@@ -75,30 +75,41 @@ func TestReconcilerMetricsOnSQLite(t *testing.T) {
 	require.Empty(t, problems)
 }
 
-func family(t *testing.T, reg *prometheus.Registry, name string) *dto.Metric {
+// histogram returns the sample count and sum of the histogram name, its
+// series added up.
+func histogram(t *testing.T, reg *prometheus.Registry, name string) (uint64, float64) {
+	t.Helper()
+	var (
+		n   uint64
+		sum float64
+	)
+	for _, m := range family(t, reg, name) {
+		h := m.GetHistogram()
+		require.NotNil(t, h, name)
+		n += h.GetSampleCount()
+		sum += h.GetSampleSum()
+	}
+	return n, sum
+}
+
+// gauge returns the value of the gauge name, which has one series.
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	ms := family(t, reg, name)
+	require.Len(t, ms, 1, name)
+	require.NotNil(t, ms[0].GetGauge(), name)
+	return ms[0].GetGauge().GetValue()
+}
+
+func family(t *testing.T, reg *prometheus.Registry, name string) []*dto.Metric {
 	t.Helper()
 	families, err := reg.Gather()
 	require.NoError(t, err)
 	for _, f := range families {
 		if f.GetName() == name {
-			require.Len(t, f.GetMetric(), 1, name)
-			return f.GetMetric()[0]
+			return f.GetMetric()
 		}
 	}
 	require.Failf(t, "metric not found", "%s", name)
 	return nil
-}
-
-func histogram(t *testing.T, reg *prometheus.Registry, name string) (uint64, float64) {
-	t.Helper()
-	h := family(t, reg, name).GetHistogram()
-	require.NotNil(t, h, name)
-	return h.GetSampleCount(), h.GetSampleSum()
-}
-
-func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	g := family(t, reg, name).GetGauge()
-	require.NotNil(t, g, name)
-	return g.GetValue()
 }

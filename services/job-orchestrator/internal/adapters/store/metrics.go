@@ -17,7 +17,8 @@ const (
 	// them) waiting.
 	MetricCommitSeconds = "fleet_orchestrator_store_commit_seconds"
 	// MetricCommitWrites counts the writes (new jobs and transitions) each
-	// of those transactions carried.
+	// of those transactions carried. Both, and MetricCommitMaxSeconds, are
+	// labelled by dialect and by writes: creates, transitions or mixed.
 	MetricCommitWrites = "fleet_orchestrator_store_commit_writes"
 	// MetricCommitMaxSeconds is the longest of those transactions since the
 	// process started, which a histogram cannot tell.
@@ -40,27 +41,46 @@ var HoldBuckets = []float64{.0005, .001, .002, .003, .005, .0075, .01, .015, .02
 // group commit batch (maxGroupCommit).
 var writeBuckets = []float64{1, 2, 4, 8, 16, 32, 64, 128}
 
-// storeMetrics times the store's writes; a zero storeMetrics (no
-// registerer) observes into unregistered collectors.
+// Kinds of write transaction, the label "writes" of the commit metrics: a
+// commit of new jobs only (SubmitJob's), of transitions only (the
+// reconciler's, or a user's cancel), or of both (on SQLite, where the two
+// share batches).
+const (
+	writesCreates     = "creates"
+	writesTransitions = "transitions"
+	writesMixed       = "mixed"
+)
+
+// storeMetrics times the store's writes; without a registerer it observes
+// into unregistered collectors.
 type storeMetrics struct {
-	commitSeconds, commitWrites, claimSeconds prometheus.Observer
-	commitMax, claimMax                       *maxGauge
+	commitSeconds, commitWrites map[string]prometheus.Observer
+	commitMax                   map[string]*maxGauge
+	claimSeconds                prometheus.Observer
+	claimMax                    *maxGauge
 }
 
 func newStoreMetrics(reg prometheus.Registerer, dialect string) (*storeMetrics, error) {
 	commit, err := bus.RegisterMetric(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    MetricCommitSeconds,
-		Help:    "Time each group-commit write transaction held the database, from BEGIN until COMMIT returned.",
+		Help:    "Time each group-commit write transaction held the database, from BEGIN returned until COMMIT returned, by what it wrote.",
 		Buckets: HoldBuckets,
-	}, []string{"dialect"}))
+	}, []string{"dialect", "writes"}))
 	if err != nil {
 		return nil, err
 	}
 	writes, err := bus.RegisterMetric(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    MetricCommitWrites,
-		Help:    "New jobs and transitions written by each group-commit write transaction.",
+		Help:    "New jobs and transitions written by each group-commit write transaction, by what it wrote.",
 		Buckets: writeBuckets,
-	}, []string{"dialect"}))
+	}, []string{"dialect", "writes"}))
+	if err != nil {
+		return nil, err
+	}
+	commitMax, err := bus.RegisterMetric(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: MetricCommitMaxSeconds,
+		Help: "Longest group-commit write transaction since the process started, by what it wrote.",
+	}, []string{"dialect", "writes"}))
 	if err != nil {
 		return nil, err
 	}
@@ -72,28 +92,41 @@ func newStoreMetrics(reg prometheus.Registerer, dialect string) (*storeMetrics, 
 	if err != nil {
 		return nil, err
 	}
+	claimMax, err := bus.RegisterMetric(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: MetricClaimMaxSeconds,
+		Help: "Longest claim of SUBMITTED jobs for dispatch since the process started.",
+	}, []string{"dialect"}))
+	if err != nil {
+		return nil, err
+	}
 	m := &storeMetrics{
-		commitSeconds: commit.WithLabelValues(dialect),
-		commitWrites:  writes.WithLabelValues(dialect),
+		commitSeconds: map[string]prometheus.Observer{},
+		commitWrites:  map[string]prometheus.Observer{},
+		commitMax:     map[string]*maxGauge{},
 		claimSeconds:  claim.WithLabelValues(dialect),
+		claimMax:      &maxGauge{gauge: claimMax.WithLabelValues(dialect)},
 	}
-	if m.commitMax, err = newMaxGauge(reg, MetricCommitMaxSeconds,
-		"Longest group-commit write transaction since the process started.", dialect); err != nil {
-		return nil, err
-	}
-	if m.claimMax, err = newMaxGauge(reg, MetricClaimMaxSeconds,
-		"Longest claim of SUBMITTED jobs for dispatch since the process started.", dialect); err != nil {
-		return nil, err
+	for _, kind := range []string{writesCreates, writesTransitions, writesMixed} {
+		m.commitSeconds[kind] = commit.WithLabelValues(dialect, kind)
+		m.commitWrites[kind] = writes.WithLabelValues(dialect, kind)
+		m.commitMax[kind] = &maxGauge{gauge: commitMax.WithLabelValues(dialect, kind)}
 	}
 	return m, nil
 }
 
-// commit records a write transaction of writes jobs and transitions that
-// held the database for d.
-func (m *storeMetrics) commit(d time.Duration, writes int) {
-	m.commitSeconds.Observe(d.Seconds())
-	m.commitWrites.Observe(float64(writes))
-	m.commitMax.observe(d)
+// commit records a write transaction of creates new jobs and transitions
+// transitions that held the database for d.
+func (m *storeMetrics) commit(d time.Duration, creates, transitions int) {
+	kind := writesMixed
+	switch {
+	case transitions == 0:
+		kind = writesCreates
+	case creates == 0:
+		kind = writesTransitions
+	}
+	m.commitSeconds[kind].Observe(d.Seconds())
+	m.commitWrites[kind].Observe(float64(creates + transitions))
+	m.commitMax[kind].observe(d)
 }
 
 // claim records a ClaimSubmitted statement that held the database for d.
@@ -109,14 +142,6 @@ type maxGauge struct {
 	mu    sync.Mutex
 	max   time.Duration
 	gauge prometheus.Gauge
-}
-
-func newMaxGauge(reg prometheus.Registerer, name, help, dialect string) (*maxGauge, error) {
-	g, err := bus.RegisterMetric(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, []string{"dialect"}))
-	if err != nil {
-		return nil, err
-	}
-	return &maxGauge{gauge: g.WithLabelValues(dialect)}, nil
 }
 
 func (g *maxGauge) observe(d time.Duration) {

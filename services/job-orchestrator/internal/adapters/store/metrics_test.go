@@ -28,10 +28,13 @@ func TestStoreMetrics(t *testing.T) {
 			db := d.Open(t)
 			s := newStore(t, db, store.Config{Registerer: reg})
 			ctx := context.Background()
-			dialect := string(db.Dialect())
+			all := map[string]string{"dialect": string(db.Dialect())}
+			only := func(writes string) map[string]string {
+				return map[string]string{"dialect": string(db.Dialect()), "writes": writes}
+			}
 
-			commits, _ := histogram(t, reg, store.MetricCommitSeconds, dialect)
-			claims, _ := histogram(t, reg, store.MetricClaimSeconds, dialect)
+			commits, _ := histogram(t, reg, store.MetricCommitSeconds, all)
+			claims, _ := histogram(t, reg, store.MetricClaimSeconds, all)
 			require.Zero(t, commits)
 			require.Zero(t, claims)
 
@@ -44,41 +47,45 @@ func TestStoreMetrics(t *testing.T) {
 			for _, err := range errs {
 				require.NoError(t, err)
 			}
-			commits, held := histogram(t, reg, store.MetricCommitSeconds, dialect)
-			batches, writes := histogram(t, reg, store.MetricCommitWrites, dialect)
+			commits, held := histogram(t, reg, store.MetricCommitSeconds, only("creates"))
+			batches, writes := histogram(t, reg, store.MetricCommitWrites, only("creates"))
 			require.GreaterOrEqual(t, commits, uint64(1))
 			require.LessOrEqual(t, commits, uint64(n))
 			require.Equal(t, commits, batches, "one writes sample per commit")
 			require.EqualValues(t, n, writes, "the commits carried the %d jobs, once each", n)
-			longest := gauge(t, reg, store.MetricCommitMaxSeconds, dialect)
+			total, _ := histogram(t, reg, store.MetricCommitSeconds, all)
+			require.Equal(t, commits, total, "no commit of another kind")
+			longest := gauge(t, reg, store.MetricCommitMaxSeconds, only("creates"))
 			require.Positive(t, held)
 			require.Positive(t, longest)
 			require.GreaterOrEqual(t, longest, held/float64(commits), "the longest commit is at least the mean")
 			require.LessOrEqual(t, longest, held)
+			require.Zero(t, gauge(t, reg, store.MetricCommitMaxSeconds, only("transitions")))
 
-			// A transition is a write of its own commit.
+			// A transition is a write of a commit of transitions.
 			_, err := s.Transition(ctx, "job-00", 1, func(j *domain.Job) ([]app.OutboxRecord, error) {
 				j.Spec.Name = "renamed"
 				return nil, nil
 			})
 			require.NoError(t, err)
-			after, _ := histogram(t, reg, store.MetricCommitSeconds, dialect)
-			_, writes = histogram(t, reg, store.MetricCommitWrites, dialect)
-			require.Equal(t, commits+1, after)
-			require.EqualValues(t, n+1, writes)
+			after, _ := histogram(t, reg, store.MetricCommitSeconds, only("transitions"))
+			_, writes = histogram(t, reg, store.MetricCommitWrites, only("transitions"))
+			require.EqualValues(t, 1, after)
+			require.EqualValues(t, 1, writes)
+			require.Positive(t, gauge(t, reg, store.MetricCommitMaxSeconds, only("transitions")))
 
 			// Refused claims are not timed; a claim statement is, once.
 			_, err = s.ClaimSubmitted(ctx, "", t0, time.Second, 5)
 			require.Error(t, err)
-			claims, _ = histogram(t, reg, store.MetricClaimSeconds, dialect)
+			claims, _ = histogram(t, reg, store.MetricClaimSeconds, all)
 			require.Zero(t, claims)
 			got, err := s.ClaimSubmitted(ctx, "r1", t0.Add(time.Minute), 15*time.Second, 10)
 			require.NoError(t, err)
 			require.Len(t, got, 10)
-			claims, claimHeld := histogram(t, reg, store.MetricClaimSeconds, dialect)
+			claims, claimHeld := histogram(t, reg, store.MetricClaimSeconds, all)
 			require.EqualValues(t, 1, claims)
 			require.Positive(t, claimHeld)
-			require.InDelta(t, claimHeld, gauge(t, reg, store.MetricClaimMaxSeconds, dialect), 1e-9,
+			require.InDelta(t, claimHeld, gauge(t, reg, store.MetricClaimMaxSeconds, all), 1e-9,
 				"after one claim the longest is that claim")
 
 			problems, err := testutil.GatherAndLint(reg)
@@ -88,38 +95,59 @@ func TestStoreMetrics(t *testing.T) {
 	}
 }
 
-// metric returns the series of family name with label dialect in reg.
-func metric(t *testing.T, reg *prometheus.Registry, name, dialect string) *dto.Metric {
+// series returns the series of family name in reg whose labels include
+// want.
+func series(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) []*dto.Metric {
 	t.Helper()
 	families, err := reg.Gather()
 	require.NoError(t, err)
+	var out []*dto.Metric
 	for _, f := range families {
 		if f.GetName() != name {
 			continue
 		}
+	metrics:
 		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "dialect" && l.GetValue() == dialect {
-					return m
+				labels[l.GetName()] = l.GetValue()
+			}
+			for k, v := range want {
+				if labels[k] != v {
+					continue metrics
 				}
 			}
+			out = append(out, m)
 		}
 	}
-	require.Failf(t, "metric not found", "%s{dialect=%q}", name, dialect)
-	return nil
+	require.NotEmpty(t, out, "%s%v", name, want)
+	return out
 }
 
-// histogram returns the sample count and sum of a histogram series.
-func histogram(t *testing.T, reg *prometheus.Registry, name, dialect string) (uint64, float64) {
+// histogram returns the sample count and sum of the histogram series of
+// name with labels, added up.
+func histogram(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) (uint64, float64) {
 	t.Helper()
-	h := metric(t, reg, name, dialect).GetHistogram()
-	require.NotNil(t, h, "%s is a histogram", name)
-	return h.GetSampleCount(), h.GetSampleSum()
+	var (
+		n   uint64
+		sum float64
+	)
+	for _, m := range series(t, reg, name, labels) {
+		h := m.GetHistogram()
+		require.NotNil(t, h, "%s is a histogram", name)
+		n += h.GetSampleCount()
+		sum += h.GetSampleSum()
+	}
+	return n, sum
 }
 
-func gauge(t *testing.T, reg *prometheus.Registry, name, dialect string) float64 {
+// gauge returns the largest value of the gauge series of name with labels.
+func gauge(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
-	g := metric(t, reg, name, dialect).GetGauge()
-	require.NotNil(t, g, "%s is a gauge", name)
-	return g.GetValue()
+	var most float64
+	for _, m := range series(t, reg, name, labels) {
+		require.NotNil(t, m.GetGauge(), "%s is a gauge", name)
+		most = max(most, m.GetGauge().GetValue())
+	}
+	return most
 }

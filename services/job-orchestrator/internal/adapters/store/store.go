@@ -98,17 +98,17 @@ func New(db *sqlstore.DB, codec *events.Codec, cfg Config) (*Store, error) {
 }
 
 // writeTx runs fn in a write transaction of the group commit carrying
-// writes jobs and transitions, and records how long the transaction held
+// creates new jobs and transitions transitions, and records how long the transaction held
 // the database: from the start of its last attempt (BEGIN returned) until
 // COMMIT or ROLLBACK returned.
-func (s *Store) writeTx(ctx context.Context, writes int, fn func(*sql.Tx) error) error {
+func (s *Store) writeTx(ctx context.Context, creates, transitions int, fn func(*sql.Tx) error) error {
 	var begun time.Time
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		begun = time.Now()
 		return fn(tx)
 	})
 	if !begun.IsZero() {
-		s.metrics.commit(time.Since(begun), writes)
+		s.metrics.commit(time.Since(begun), creates, transitions)
 	}
 	return err
 }
@@ -197,7 +197,7 @@ func (s *Store) Create(ctx context.Context, job *domain.Job, outbox []app.Outbox
 // createOne stores the job of req in a transaction of its own.
 func (s *Store) createOne(req *groupReq) error {
 	ctx, stored, rows := req.ctx, req.job, req.rows
-	err := s.writeTx(ctx, 1, func(tx *sql.Tx) error {
+	err := s.writeTx(ctx, 1, 0, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO jobs
 			(id, owner, idempotency_key, status, tacc_system, created_at, updated_at, version, doc, resubmitted_from)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`), jobArgs(stored, req.doc)...); err != nil {
@@ -511,7 +511,7 @@ func (s *Store) transitionOne(req *groupReq) error {
 		stored *domain.Job
 		rows   []outbox.Row
 	)
-	err := s.writeTx(req.ctx, 1, func(tx *sql.Tx) error {
+	err := s.writeTx(req.ctx, 0, 1, func(tx *sql.Tx) error {
 		var err error
 		stored, rows, err = s.transitionInTx(req.ctx, req.ctx, tx, t)
 		return err
