@@ -223,8 +223,10 @@ func bucketQuantile(q float64, bounds []float64, cum []uint64, count uint64) flo
 
 // write prints the database holds next to SubmitJob's P99 of the same
 // sweep, with the verdict on the sweep's clause: no reconciler pass holds
-// the database long enough to delay a SubmitJob past its P99.
-func (h *dbHolds) write(w io.Writer, submitP99 time.Duration) {
+// the database long enough to delay a SubmitJob past its P99. On SQLite
+// it also compares them with SubmitJob's P99 target (fleetbench submit),
+// which the measured P99, itself lengthened by these holds, may exceed.
+func (h *dbHolds) write(w io.Writer, submitP99 time.Duration, database string) {
 	fmt.Fprintf(w, "## Database holds (the orchestrator's /metrics at the end of the sweep)\n\n")
 	fmt.Fprintf(w, "| what held the database | count | writes per commit | P50 | P99 | longest | total |\n|---|---:|---:|---:|---:|---:|---:|\n")
 	row := func(name string, s holdStats, commits bool) {
@@ -246,4 +248,8 @@ func (h *dbHolds) write(w io.Writer, submitP99 time.Duration) {
 		"No pass holds the database longer than SubmitJob's P99: %s. "+
 		"Holds are from BEGIN (or the claim statement) on a held connection to COMMIT returned; P50 and P99 are estimated from the histogram buckets, the longest is exact.\n\n",
 		ms(longest), ms(submitP99), verdict(longest <= submitP99))
+	if database == "sqlite" {
+		fmt.Fprintf(w, "Against SubmitJob's P99 target on SQLite (%s, fleetbench submit) instead: %s.\n\n",
+			ms(targetSubmitP99), verdict(longest <= targetSubmitP99))
+	}
 }

@@ -126,10 +126,18 @@ func TestParseHoldsAndVerdict(t *testing.T) {
 		want      string
 	}{{25 * time.Millisecond, "P99: **not met**"}, {30 * time.Millisecond, "P99: met"}} {
 		var out bytes.Buffer
-		h.write(&out, tc.submitP99)
+		h.write(&out, tc.submitP99, "postgres")
 		if !strings.Contains(out.String(), "No pass holds the database longer than SubmitJob's "+tc.want) {
 			t.Fatalf("SubmitJob P99 %v: want %q in\n%s", tc.submitP99, tc.want, out.String())
 		}
+		if strings.Contains(out.String(), "target on SQLite") {
+			t.Fatalf("the SQLite target printed for PostgreSQL:\n%s", out.String())
+		}
+	}
+	var out bytes.Buffer
+	h.write(&out, time.Second, "sqlite")
+	if !strings.Contains(out.String(), "Against SubmitJob's P99 target on SQLite (20.00 ms, fleetbench submit) instead: **not met**") {
+		t.Fatalf("30 ms against the 20 ms target:\n%s", out.String())
 	}
 
 	// A metric missing is an error, not a zero.

@@ -266,7 +266,7 @@ func (r *sweepResult) write(w io.Writer, o sweepOptions) {
 			perCall(u.own, len(r.jobs)), u.cores(u.own), perCall(u.reaped, len(r.jobs)), u.cores(u.reaped), 100*u.machineBusy, runtime.NumCPU())
 	}
 	if r.holds != nil {
-		r.holds.write(w, r.submit.lat.percentile(99))
+		r.holds.write(w, r.submit.lat.percentile(99), o.database)
 	}
 }
 
