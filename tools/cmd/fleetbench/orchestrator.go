@@ -40,6 +40,9 @@ type orchestrator struct {
 	cmd     *exec.Cmd
 	logPath string
 	cleanup []func()
+
+	// httpAddr serves its /metrics and health endpoints.
+	httpAddr string
 }
 
 // supervisorPackage is each local job's supervisor, built next to the
@@ -133,7 +136,7 @@ func startOrchestrator(ctx context.Context, bin, db string, extraEnv map[string]
 		o.stop()
 		return nil, err
 	}
-	o.addr = addr
+	o.addr, o.httpAddr = addr, httpAddr
 	env := map[string]string{
 		"GRPC_ADDR":                  addr,
 		"HTTP_ADDR":                  httpAddr,

@@ -78,6 +78,9 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		u := before.until(after)
 		res.cpu = &u
 	}
+	if res.holds, err = scrapeHolds(ctx, orch.httpAddr); err != nil {
+		return err
+	}
 	res.write(stdout, o)
 	return nil
 }
@@ -88,6 +91,9 @@ type sweepResult struct {
 	jobs                                         []*jobpb.Job
 	// cpu is the orchestrator's and its jobs' CPU use over the whole sweep.
 	cpu *cpuUse
+	// holds is how long the orchestrator's writes held the database, from
+	// its /metrics at the end.
+	holds *dbHolds
 }
 
 func sweep(ctx context.Context, addr string, o sweepOptions, progress func(string, ...any)) (*sweepResult, error) {
@@ -258,6 +264,9 @@ func (r *sweepResult) write(w io.Writer, o sweepOptions) {
 	if u := r.cpu; u != nil {
 		fmt.Fprintf(w, "CPU over the sweep (from /proc): the orchestrator %.2f ms per job (%.2f cores), its jobs' supervisors and scripts %.2f ms per job (%.2f cores), the machine %.0f%% busy on %d CPUs.\n\n",
 			perCall(u.own, len(r.jobs)), u.cores(u.own), perCall(u.reaped, len(r.jobs)), u.cores(u.reaped), 100*u.machineBusy, runtime.NumCPU())
+	}
+	if r.holds != nil {
+		r.holds.write(w, r.submit.lat.percentile(99), o.database)
 	}
 }
 

@@ -131,18 +131,35 @@ type Reconciler struct {
 	tracked   map[string]*domain.Job
 
 	passes atomic.Uint64 // passes ended, see Passes
+
+	// observePass, when set, is told each pass's duration and result.
+	observePass func(time.Duration, PassResult)
+}
+
+// ReconcilerOption configures a Reconciler beyond its ReconcilerConfig.
+type ReconcilerOption func(*Reconciler)
+
+// WithPassObserver has observe called after every pass with how long the
+// pass took (claim, reads, scheduler calls and writes) and what it did; the
+// service exports it as a metric.
+func WithPassObserver(observe func(time.Duration, PassResult)) ReconcilerOption {
+	return func(r *Reconciler) { r.observePass = observe }
 }
 
 // NewReconciler builds a Reconciler over the App's repository and scheduler.
-func NewReconciler(a *App, cfg ReconcilerConfig, logger *slog.Logger) (*Reconciler, error) {
+func NewReconciler(a *App, cfg ReconcilerConfig, logger *slog.Logger, opts ...ReconcilerOption) (*Reconciler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if a == nil || logger == nil {
 		return nil, errors.New("reconciler: app and logger are required")
 	}
-	return &Reconciler{app: a, cfg: cfg, log: logger, replica: a.newID(), unknown: map[string]int{},
-		tracked: map[string]*domain.Job{}}, nil
+	r := &Reconciler{app: a, cfg: cfg, log: logger, replica: a.newID(), unknown: map[string]int{},
+		tracked: map[string]*domain.Job{}}
+	for _, o := range opts {
+		o(r)
+	}
+	return r, nil
 }
 
 // Passes returns how many passes have ended, failed ones included.
@@ -214,6 +231,16 @@ const passWrites = 128
 // answer gave, run up to passWrites at a time.
 func (r *Reconciler) Pass(ctx context.Context) PassResult {
 	defer r.passes.Add(1)
+	if r.observePass == nil {
+		return r.pass(ctx)
+	}
+	begun := time.Now()
+	res := r.pass(ctx)
+	r.observePass(time.Since(begun), res)
+	return res
+}
+
+func (r *Reconciler) pass(ctx context.Context) PassResult {
 	p := &passRun{ctx: ctx, r: r, slots: make(chan struct{}, passWrites)}
 	var (
 		jobs []*domain.Job

@@ -110,7 +110,7 @@ func (o *orchestrator) wire(ctx context.Context, deps svcruntime.Deps) error {
 	}
 	rt.OnShutdown("schema registry", func(context.Context) error { return schemas.Close() })
 	wake := make(chan struct{}, 1)
-	st, err := store.New(db, codec, store.Config{AfterCommit: afterCommit(cfg, log, wake)})
+	st, err := store.New(db, codec, store.Config{AfterCommit: afterCommit(cfg, log, wake), Registerer: rt.Registry()})
 	if err != nil {
 		return err
 	}
@@ -166,7 +166,11 @@ func (o *orchestrator) wire(ctx context.Context, deps svcruntime.Deps) error {
 	if err != nil {
 		return err
 	}
-	rec, err := app.NewReconciler(a, cfg.Reconciler, log)
+	observePasses, err := passObserver(rt.Registry())
+	if err != nil {
+		return err
+	}
+	rec, err := app.NewReconciler(a, cfg.Reconciler, log, observePasses)
 	if err != nil {
 		return err
 	}

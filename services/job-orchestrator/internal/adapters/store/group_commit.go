@@ -217,7 +217,7 @@ func (s *Store) writeBatch(ctx context.Context, reqs, transitions []*groupReq) (
 		inserted map[string]bool
 		results  []transitionResult
 	)
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.writeTx(ctx, len(reqs), len(transitions), func(tx *sql.Tx) error {
 		inserted = make(map[string]bool, len(reqs))
 		results = make([]transitionResult, len(transitions))
 		for lo := 0; lo < len(reqs); lo += jobsPerInsert {

@@ -23,6 +23,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/outbox"
 	"github.com/cosmic-horizons/fleet/libs/sqlstore"
@@ -54,6 +56,10 @@ type Config struct {
 	AfterCommit func(eventTypes []string)
 	// Now is the clock of outbox timestamps; nil means time.Now.
 	Now func() time.Time
+	// Registerer, when set, receives the store's metrics: how long each
+	// write transaction of the group commit and each dispatch claim held
+	// the database (see metrics.go).
+	Registerer prometheus.Registerer
 }
 
 // Store implements app.JobRepository and the relay's outbox over a
@@ -62,11 +68,12 @@ type Store struct {
 	// Store is the outbox in the orchestrator's tables: ClaimOutbox,
 	// CompleteOutbox, ListParked, RetryParked, OutboxBacklog, PurgeOutbox.
 	*outbox.Store
-	db    *sqlstore.DB
-	codec *events.Codec
-	cfg   Config
-	pg    bool
-	group groupCommit
+	db      *sqlstore.DB
+	codec   *events.Codec
+	cfg     Config
+	pg      bool
+	metrics *storeMetrics
+	group   groupCommit
 	// transitions queues the Transitions on PostgreSQL, apart from the
 	// Creates (see transitionQueue).
 	transitions groupCommit
@@ -82,8 +89,28 @@ func New(db *sqlstore.DB, codec *events.Codec, cfg Config) (*Store, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	m, err := newStoreMetrics(cfg.Registerer, string(db.Dialect()))
+	if err != nil {
+		return nil, fmt.Errorf("store metrics: %w", err)
+	}
 	ob := outbox.NewStore(db, outbox.Options{Tables: outboxTables, Now: cfg.Now, WrapErr: dbErr})
-	return &Store{Store: ob, db: db, codec: codec, cfg: cfg, pg: db.Dialect() == sqlstore.DialectPostgres}, nil
+	return &Store{Store: ob, db: db, codec: codec, cfg: cfg, pg: db.Dialect() == sqlstore.DialectPostgres, metrics: m}, nil
+}
+
+// writeTx runs fn in a write transaction of the group commit carrying
+// creates new jobs and transitions transitions, and records how long the transaction held
+// the database: from the start of its last attempt (BEGIN returned) until
+// COMMIT or ROLLBACK returned.
+func (s *Store) writeTx(ctx context.Context, creates, transitions int, fn func(*sql.Tx) error) error {
+	var begun time.Time
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		begun = time.Now()
+		return fn(tx)
+	})
+	if !begun.IsZero() {
+		s.metrics.commit(time.Since(begun), creates, transitions)
+	}
+	return err
 }
 
 // Check reports whether the database answers, for readiness probes.
@@ -170,7 +197,7 @@ func (s *Store) Create(ctx context.Context, job *domain.Job, outbox []app.Outbox
 // createOne stores the job of req in a transaction of its own.
 func (s *Store) createOne(req *groupReq) error {
 	ctx, stored, rows := req.ctx, req.job, req.rows
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.writeTx(ctx, 1, 0, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO jobs
 			(id, owner, idempotency_key, status, tacc_system, created_at, updated_at, version, doc, resubmitted_from)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`), jobArgs(stored, req.doc)...); err != nil {
@@ -413,9 +440,14 @@ func (s *Store) queryJobs(ctx context.Context, op, query string, args ...any) ([
 	return s.queryJobsOn(ctx, s.db.Reader(), op, query, args...)
 }
 
-// queryJobsOn runs query on pool (the reader, or the writer for an UPDATE
-// ... RETURNING) and decodes the jobs it returns.
-func (s *Store) queryJobsOn(ctx context.Context, pool *sql.DB, op, query string, args ...any) ([]*domain.Job, error) {
+// queryer is a pool or one connection of it.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// queryJobsOn runs query on pool (the reader, or a writer connection for an
+// UPDATE ... RETURNING) and decodes the jobs it returns.
+func (s *Store) queryJobsOn(ctx context.Context, pool queryer, op, query string, args ...any) ([]*domain.Job, error) {
 	rows, err := pool.QueryContext(ctx, s.db.Rebind(query), args...)
 	if err != nil {
 		return nil, dbErr(op, err)
@@ -479,7 +511,7 @@ func (s *Store) transitionOne(req *groupReq) error {
 		stored *domain.Job
 		rows   []outbox.Row
 	)
-	err := s.db.InTx(req.ctx, func(tx *sql.Tx) error {
+	err := s.writeTx(req.ctx, 0, 1, func(tx *sql.Tx) error {
 		var err error
 		stored, rows, err = s.transitionInTx(req.ctx, req.ctx, tx, t)
 		return err

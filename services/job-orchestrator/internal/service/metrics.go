@@ -1,0 +1,60 @@
+package service
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cosmic-horizons/fleet/libs/bus"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/store"
+	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/app"
+)
+
+// Names of the reconciler's metrics (its claim statement is timed by the
+// store, store.MetricClaimSeconds).
+const (
+	// MetricPassSeconds times each reconciler pass: its claim, reads,
+	// scheduler calls and writes. A pass holds the database only in its
+	// claim and in the group commits its writes join, which the store times.
+	MetricPassSeconds = "fleet_orchestrator_reconciler_pass_seconds"
+	// MetricPassMaxSeconds is the longest pass since the process started.
+	MetricPassMaxSeconds = "fleet_orchestrator_reconciler_pass_max_seconds"
+)
+
+// passBuckets reach from an idle pass (a millisecond) to a pass of a full
+// batch against a slow scheduler.
+var passBuckets = append(append([]float64{}, store.HoldBuckets...), 30, 60)
+
+// passObserver returns the reconciler's pass observer, exporting its
+// durations to reg.
+func passObserver(reg prometheus.Registerer) (app.ReconcilerOption, error) {
+	h, err := bus.RegisterMetric(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    MetricPassSeconds,
+		Help:    "Time each reconciler pass took: claim, reads, scheduler calls and writes.",
+		Buckets: passBuckets,
+	}))
+	if err != nil {
+		return nil, err
+	}
+	longest, err := bus.RegisterMetric(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: MetricPassMaxSeconds,
+		Help: "Longest reconciler pass since the process started.",
+	}))
+	if err != nil {
+		return nil, err
+	}
+	var (
+		mu   sync.Mutex
+		most time.Duration
+	)
+	return app.WithPassObserver(func(d time.Duration, _ app.PassResult) {
+		h.Observe(d.Seconds())
+		mu.Lock()
+		defer mu.Unlock()
+		if d > most {
+			most = d
+			longest.Set(d.Seconds())
+		}
+	}), nil
+}
