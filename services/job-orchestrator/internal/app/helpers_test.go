@@ -46,3 +46,17 @@ func rebuild(t *testing.T, f *fixture, s app.Scheduler) (*app.App, *app.Reconcil
 }
 
 var errDown = fmt.Errorf("connect: %w", app.ErrSchedulerUnavailable)
+
+// runReconciler runs rec until the test ends, then checks that Run
+// returned without an error. It returns Run's context.
+func runReconciler(t *testing.T, rec *app.Reconciler) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rec.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	return ctx
+}

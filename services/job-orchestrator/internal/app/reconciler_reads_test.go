@@ -269,13 +269,7 @@ func TestReconcilerHeldIgnoresKicks(t *testing.T) {
 	cfg.HoldDispatch = true
 	cfg.Interval, cfg.MaxInterval = time.Hour, time.Hour
 	_, _, a, rec := countingFixture(t, cfg, 0, 0)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rec.Run(ctx) }()
-	defer func() {
-		cancel()
-		require.NoError(t, <-done)
-	}()
+	ctx := runReconciler(t, rec)
 	require.Eventually(t, func() bool { return rec.Passes() == 1 }, 5*time.Second, time.Millisecond, "the first pass runs at once")
 	for i := range 5 {
 		_, _, err := a.SubmitJob(ctx, alice, app.SubmitInput{IdempotencyKey: fmt.Sprint("held-", i), Spec: spec()})

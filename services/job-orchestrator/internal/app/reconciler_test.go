@@ -511,13 +511,7 @@ func TestReconcilerWorksOffABacklogWithoutWaiting(t *testing.T) {
 	for i := range n {
 		f.submit(t, alice, fmt.Sprintf("backlog-%d", i))
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rec.Run(ctx) }()
-	defer func() {
-		cancel()
-		require.NoError(t, <-done)
-	}()
+	runReconciler(t, rec)
 	require.Eventually(t, func() bool {
 		jobs, err := f.repo.ListActive(context.Background(), 1000)
 		if err != nil {
