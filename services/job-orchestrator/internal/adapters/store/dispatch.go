@@ -35,13 +35,12 @@ func (s *Store) ClaimSubmitted(ctx context.Context, token string, now time.Time,
 		lock = " FOR UPDATE SKIP LOCKED"
 	}
 	expired := nanos(now.Add(-lease))
-	// The first status term matches the partial index jobs_active_by_status.
-	// The candidates are picked once, in a materialized CTE: PostgreSQL may
-	// rescan a LIMIT subquery of the WHERE clause, which with SKIP LOCKED
-	// returns further rows each time.
+	// The candidates are a range of the partial index jobs_active_by_status
+	// (see activeStatusIs), picked once, in a materialized CTE: PostgreSQL
+	// may rescan a LIMIT subquery of the WHERE clause, which with SKIP
+	// LOCKED returns further rows each time.
 	query := `WITH picked AS MATERIALIZED (SELECT id FROM jobs
-			WHERE status IN ('SUBMITTED', 'QUEUED', 'RUNNING') AND status = 'SUBMITTED'
-				AND (dispatch_token IS NULL OR dispatch_at <= ?)
+			WHERE ` + s.activeStatusIs() + ` AND (dispatch_token IS NULL OR dispatch_at <= ?)
 			ORDER BY updated_at, id LIMIT ?` + lock + `)
 		UPDATE jobs SET
 			dispatch_uncertain = CASE WHEN dispatch_token IS NULL THEN dispatch_uncertain
@@ -59,7 +58,8 @@ func (s *Store) ClaimSubmitted(ctx context.Context, token string, now time.Time,
 	}
 	defer conn.Close()
 	begun := time.Now()
-	jobs, err := s.queryJobsOn(ctx, conn, "claim submitted jobs", query, expired, limit, token, nanos(now), expired)
+	jobs, err := s.queryJobsOn(ctx, conn, "claim submitted jobs", query,
+		string(domain.StatusSubmitted), expired, limit, token, nanos(now), expired)
 	s.metrics.claim(time.Since(begun))
 	if err != nil {
 		return nil, err

@@ -345,7 +345,7 @@ func (s *Store) List(ctx context.Context, q app.ListQuery) ([]*domain.Job, error
 
 // ListActive implements app.JobRepository.
 func (s *Store) ListActive(ctx context.Context, limit int, statuses ...domain.Status) ([]*domain.Job, error) {
-	query, args, err := activeQuery(jobColumns, limit, statuses)
+	query, args, err := s.activeQuery(jobColumns, limit, statuses)
 	if err != nil {
 		return nil, err
 	}
@@ -355,7 +355,7 @@ func (s *Store) ListActive(ctx context.Context, limit int, statuses ...domain.St
 // ListActiveVersions implements app.JobRepository: ListActive's query
 // without the documents.
 func (s *Store) ListActiveVersions(ctx context.Context, limit int, statuses ...domain.Status) ([]app.JobVersion, error) {
-	query, args, err := activeQuery("id, version", limit, statuses)
+	query, args, err := s.activeQuery("id, version", limit, statuses)
 	if err != nil {
 		return nil, err
 	}
@@ -401,23 +401,16 @@ func (s *Store) GetMany(ctx context.Context, ids []string) ([]*domain.Job, error
 
 // activeQuery is ListActive's query of cols: the limit oldest jobs (by
 // UpdatedAt, then id) of the given active statuses, or of all of them.
-func activeQuery(cols string, limit int, statuses []domain.Status) (string, []any, error) {
+func (s *Store) activeQuery(cols string, limit int, statuses []domain.Status) (string, []any, error) {
 	if limit <= 0 {
 		return "", nil, errors.New("list active jobs: limit must be positive")
-	}
-	var active []string
-	for _, st := range domain.Statuses() {
-		if st.Active() {
-			active = append(active, "'"+string(st)+"'")
-		}
 	}
 	if len(statuses) == 0 {
 		statuses = slices.DeleteFunc(domain.Statuses(), func(st domain.Status) bool { return !st.Active() })
 	}
 	statuses = slices.Compact(slices.Sorted(slices.Values(statuses)))
 	// Each status is a range of the partial index jobs_active_by_status,
-	// read in order up to the limit (the literal list is the index's own
-	// condition, so that the index applies); the ranges are merged.
+	// read in order up to the limit; the ranges are merged.
 	var (
 		branches []string
 		args     []any
@@ -427,13 +420,32 @@ func activeQuery(cols string, limit int, statuses []domain.Status) (string, []an
 			return "", nil, fmt.Errorf("list active jobs: %q is not an active status", st)
 		}
 		branches = append(branches, fmt.Sprintf("SELECT * FROM (SELECT %s, updated_at AS active_at, id AS active_id FROM jobs"+
-			" WHERE status IN (%s) AND status = ? ORDER BY updated_at, id LIMIT ?) AS s%d",
-			cols, strings.Join(active, ", "), i))
+			" WHERE %s ORDER BY updated_at, id LIMIT ?) AS s%d", cols, s.activeStatusIs(), i))
 		args = append(args, string(st), limit)
 	}
 	query := "SELECT " + cols + " FROM (" + strings.Join(branches, " UNION ALL ") + ") AS active" +
 		" ORDER BY active_at, active_id LIMIT ?"
 	return query, append(args, limit), nil
+}
+
+// activeStatusIs is the condition "status = ?", for an active status,
+// written so that the partial index jobs_active_by_status applies. SQLite
+// uses a partial index only when the query repeats the index's condition,
+// so there the condition starts with it. PostgreSQL proves the index's
+// condition from the equality, and the repeated term would only spoil its
+// row estimate: with it, it read every QUEUED job through
+// jobs_by_status_created and sorted them.
+func (s *Store) activeStatusIs() string {
+	if s.pg {
+		return "status = ?"
+	}
+	var active []string
+	for _, st := range domain.Statuses() {
+		if st.Active() {
+			active = append(active, "'"+string(st)+"'")
+		}
+	}
+	return "status IN (" + strings.Join(active, ", ") + ") AND status = ?"
 }
 
 func (s *Store) queryJobs(ctx context.Context, op, query string, args ...any) ([]*domain.Job, error) {
