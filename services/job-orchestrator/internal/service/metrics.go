@@ -20,6 +20,8 @@ const (
 	MetricPassSeconds = "fleet_orchestrator_reconciler_pass_seconds"
 	// MetricPassMaxSeconds is the longest pass since the process started.
 	MetricPassMaxSeconds = "fleet_orchestrator_reconciler_pass_max_seconds"
+	// MetricPasses counts the passes that ended, those with errors too.
+	MetricPasses = "fleet_reconciler_passes_total"
 )
 
 // passBuckets reach from an idle pass (a millisecond) to a pass of a full
@@ -57,4 +59,13 @@ func passObserver(reg prometheus.Registerer) (app.ReconcilerOption, error) {
 			longest.Set(d.Seconds())
 		}
 	}), nil
+}
+
+// registerPassCount exports rec's count of passes to reg.
+func registerPassCount(reg prometheus.Registerer, rec *app.Reconciler) error {
+	_, err := bus.RegisterMetric(reg, prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: MetricPasses,
+		Help: "Reconciler passes ended since the start, those with errors too.",
+	}, func() float64 { return float64(rec.Passes()) }))
+	return err
 }

@@ -23,8 +23,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/cosmic-horizons/fleet/libs/amqpbus"
 	"github.com/cosmic-horizons/fleet/libs/events"
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
@@ -174,9 +172,9 @@ func (o *orchestrator) wire(ctx context.Context, deps svcruntime.Deps) error {
 	if err != nil {
 		return err
 	}
-	rt.Registry().MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "fleet_reconciler_passes_total", Help: "Reconciler passes ended since the start, those with errors too.",
-	}, func() float64 { return float64(rec.Passes()) }))
+	if err := registerPassCount(rt.Registry(), rec); err != nil {
+		return err
+	}
 	rcfg := outbox.DefaultRelayConfig()
 	rcfg.Exchange, rcfg.TopicPrefix, rcfg.Wake = amqpbus.ExchangeJobEvents, cfg.TopicPrefix, wake
 	rl, err := outbox.NewRelay(rcfg, st, producer, publisher, log, rt.Registry())

@@ -98,9 +98,9 @@ func New(db *sqlstore.DB, codec *events.Codec, cfg Config) (*Store, error) {
 }
 
 // writeTx runs fn in a write transaction of the group commit carrying
-// creates new jobs and transitions transitions, and records how long the transaction held
-// the database: from the start of its last attempt (BEGIN returned) until
-// COMMIT or ROLLBACK returned.
+// creates new jobs and transitions transitions, and records how long the
+// transaction held the database: from the start of its last attempt (BEGIN
+// returned) until COMMIT or ROLLBACK returned.
 func (s *Store) writeTx(ctx context.Context, creates, transitions int, fn func(*sql.Tx) error) error {
 	var begun time.Time
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
