@@ -10,7 +10,6 @@ import (
 
 	"github.com/cosmic-horizons/fleet/libs/events"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
-	"github.com/cosmic-horizons/fleet/libs/sqlstore"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/store"
 )
 
@@ -30,7 +29,7 @@ func Outbox(ctx context.Context, lookup svcruntime.LookupFunc, args []string, ou
 		return fmt.Errorf("outbox: want \"list\", \"retry EVENT_ID...\" or \"retry -all\"")
 	}
 	logger := slog.New(slog.DiscardHandler)
-	db, err := sqlstore.Open(ctx, sqlstore.Config{URL: cfg.DatabaseURL}, logger)
+	db, err := openDatabase(ctx, cfg, logger)
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}

@@ -28,7 +28,6 @@ import (
 	"github.com/cosmic-horizons/fleet/libs/kafkabus"
 	"github.com/cosmic-horizons/fleet/libs/outbox"
 	svcruntime "github.com/cosmic-horizons/fleet/libs/service"
-	"github.com/cosmic-horizons/fleet/libs/sqlstore"
 	"github.com/cosmic-horizons/fleet/libs/telemetry"
 	jobpb "github.com/cosmic-horizons/fleet/proto/fleet/job/v1"
 	"github.com/cosmic-horizons/fleet/services/job-orchestrator/internal/adapters/outputdir"
@@ -94,7 +93,7 @@ func (o *orchestrator) wire(ctx context.Context, deps svcruntime.Deps) error {
 	if err := secureStateDir(cfg); err != nil {
 		return err
 	}
-	db, err := sqlstore.Open(ctx, sqlstore.Config{URL: cfg.DatabaseURL}, log)
+	db, err := openDatabase(ctx, cfg, log)
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
