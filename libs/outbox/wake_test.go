@@ -30,6 +30,24 @@ func newFirstHeldKafka(p outbox.KafkaPublisher, job string, fail error) *firstHe
 	return &firstHeldKafka{KafkaPublisher: p, job: job, fail: fail, entered: make(chan struct{}), gate: make(chan struct{})}
 }
 
+// waitHeld waits until the first publish of k's job is held.
+func (k *firstHeldKafka) waitHeld(t *testing.T) {
+	t.Helper()
+	select {
+	case <-k.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the job's first change was not published after its commit")
+	}
+}
+
+// commitChange commits change seq of job, as the test's writer remembers it.
+func (f *faultFixture) commitChange(t *testing.T, job string, seq int64) {
+	t.Helper()
+	evs := f.w.records(t, job, f.owner, seq)
+	f.s.commit(t, job, f.owner, evs)
+	f.w.remember(job, evs)
+}
+
 func (k *firstHeldKafka) Publish(ctx context.Context, m *bus.Message) error {
 	if m.Key == k.job {
 		held := false
@@ -62,17 +80,9 @@ func TestRelayPublishesAJobsLaterCommitWithoutWaitingForThePoll(t *testing.T) {
 	k := newFirstHeldKafka(f.b.producer, job, nil)
 	runRelay(t, cfg, f.s, k, f.b.publisher)
 
-	first := f.w.records(t, job, f.owner, 1)
-	f.s.commit(t, job, f.owner, first)
-	f.w.remember(job, first)
-	select {
-	case <-k.entered:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the first change was not published after its wake-up")
-	}
-	later := f.w.records(t, job, f.owner, 2)
-	f.s.commit(t, job, f.owner, later)
-	f.w.remember(job, later)
+	f.commitChange(t, job, 1)
+	k.waitHeld(t)
+	f.commitChange(t, job, 2)
 	// Let the wake-up's claim run (and pass over the job) before the
 	// first publish completes.
 	time.Sleep(300 * time.Millisecond)
@@ -98,18 +108,10 @@ func TestRelayLaterCommitWaitsForAFailedEarlierEvent(t *testing.T) {
 	k := newFirstHeldKafka(f.b.producer, job, errors.New("kafka: not enough in-sync replicas"))
 	runRelay(t, cfg, f.s, k, f.b.publisher)
 
-	first := f.w.records(t, job, f.owner, 1)
-	f.s.commit(t, job, f.owner, first)
-	f.w.remember(job, first)
-	select {
-	case <-k.entered:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the first change was not published")
-	}
+	f.commitChange(t, job, 1)
+	k.waitHeld(t)
 	for seq := int64(2); seq <= 4; seq++ {
-		evs := f.w.records(t, job, f.owner, seq)
-		f.s.commit(t, job, f.owner, evs)
-		f.w.remember(job, evs)
+		f.commitChange(t, job, seq)
 	}
 	time.Sleep(300 * time.Millisecond) // the later changes are claimed behind the held publish
 	close(k.gate)

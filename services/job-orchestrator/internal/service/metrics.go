@@ -1,7 +1,6 @@
 package service
 
 import (
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,18 +45,10 @@ func passObserver(reg prometheus.Registerer) (app.ReconcilerOption, error) {
 	if err != nil {
 		return nil, err
 	}
-	var (
-		mu   sync.Mutex
-		most time.Duration
-	)
+	most := store.NewMaxGauge(longest)
 	return app.WithPassObserver(func(d time.Duration, _ app.PassResult) {
 		h.Observe(d.Seconds())
-		mu.Lock()
-		defer mu.Unlock()
-		if d > most {
-			most = d
-			longest.Set(d.Seconds())
-		}
+		most.Observe(d)
 	}), nil
 }
 

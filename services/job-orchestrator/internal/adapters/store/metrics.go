@@ -55,9 +55,9 @@ const (
 // into unregistered collectors.
 type storeMetrics struct {
 	commitSeconds, commitWrites map[string]prometheus.Observer
-	commitMax                   map[string]*maxGauge
+	commitMax                   map[string]*MaxGauge
 	claimSeconds                prometheus.Observer
-	claimMax                    *maxGauge
+	claimMax                    *MaxGauge
 }
 
 func newStoreMetrics(reg prometheus.Registerer, dialect string) (*storeMetrics, error) {
@@ -102,14 +102,14 @@ func newStoreMetrics(reg prometheus.Registerer, dialect string) (*storeMetrics, 
 	m := &storeMetrics{
 		commitSeconds: map[string]prometheus.Observer{},
 		commitWrites:  map[string]prometheus.Observer{},
-		commitMax:     map[string]*maxGauge{},
+		commitMax:     map[string]*MaxGauge{},
 		claimSeconds:  claim.WithLabelValues(dialect),
-		claimMax:      &maxGauge{gauge: claimMax.WithLabelValues(dialect)},
+		claimMax:      NewMaxGauge(claimMax.WithLabelValues(dialect)),
 	}
 	for _, kind := range []string{writesCreates, writesTransitions, writesMixed} {
 		m.commitSeconds[kind] = commit.WithLabelValues(dialect, kind)
 		m.commitWrites[kind] = writes.WithLabelValues(dialect, kind)
-		m.commitMax[kind] = &maxGauge{gauge: commitMax.WithLabelValues(dialect, kind)}
+		m.commitMax[kind] = NewMaxGauge(commitMax.WithLabelValues(dialect, kind))
 	}
 	return m, nil
 }
@@ -126,25 +126,30 @@ func (m *storeMetrics) commit(d time.Duration, creates, transitions int) {
 	}
 	m.commitSeconds[kind].Observe(d.Seconds())
 	m.commitWrites[kind].Observe(float64(creates + transitions))
-	m.commitMax[kind].observe(d)
+	m.commitMax[kind].Observe(d)
 }
 
 // claim records a ClaimSubmitted statement that held the database for d.
 func (m *storeMetrics) claim(d time.Duration) {
 	m.claimSeconds.Observe(d.Seconds())
-	m.claimMax.observe(d)
+	m.claimMax.Observe(d)
 }
 
-// maxGauge exports the longest duration observed, in seconds. Stores of
-// one process sharing a registerer share the gauge, and each sets it to its
-// own maximum; a service has one Store.
-type maxGauge struct {
+// MaxGauge exports the longest duration observed, in seconds, which a
+// histogram cannot tell. Stores of one process sharing a registerer share
+// their gauges, and each sets them to its own maximum; a service has one
+// Store.
+type MaxGauge struct {
 	mu    sync.Mutex
 	max   time.Duration
 	gauge prometheus.Gauge
 }
 
-func (g *maxGauge) observe(d time.Duration) {
+// NewMaxGauge returns a MaxGauge that sets gauge.
+func NewMaxGauge(gauge prometheus.Gauge) *MaxGauge { return &MaxGauge{gauge: gauge} }
+
+// Observe sets the gauge to d when d is the longest duration so far.
+func (g *MaxGauge) Observe(d time.Duration) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if d > g.max {
